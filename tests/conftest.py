@@ -1,0 +1,52 @@
+"""Shared fixtures.
+
+Tests that need real data or weights use the ``shared_dir`` fixture: it skips
+with a clear reason when ``../shared`` is absent (a user's clone) and fails
+instead when ``TLBENCH_REQUIRE_SHARED=1`` (set by ``.ci/run``), so CI never
+passes by skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TLBENCH_SHARED", ROOT.parent / "shared")).resolve()
+
+
+def require_shared(*relative: str) -> Path:
+    """Return ``SHARED/relative`` or skip (fail in CI) naming the missing path."""
+    path = SHARED.joinpath(*relative)
+    if not path.exists():
+        reason = (
+            f"needs {path} (real data/weights beside the project, see ../shared/README.md); "
+            "absent in this checkout"
+        )
+        if os.environ.get("TLBENCH_REQUIRE_SHARED") == "1":
+            pytest.fail(reason + " but TLBENCH_REQUIRE_SHARED=1", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    return require_shared()
+
+
+@pytest.fixture
+def keras_home(monkeypatch) -> Path:
+    """Point Keras's cache at ../shared/keras (real ImageNet weights)."""
+    path = require_shared("keras", "models")
+    monkeypatch.setenv("KERAS_HOME", str(path.parent))
+    return path.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> Path:
+    """A small generated, prepared dataset (3 classes, 16x16) for fast unit tests."""
+    from tlbench.datasets.synthetic import make_tiny_prepared
+
+    return make_tiny_prepared(tmp_path_factory.mktemp("tiny"), num_classes=3, size=16, per_class=24)
