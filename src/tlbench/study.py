@@ -1,0 +1,483 @@
+"""Study config: schema validation and matrix expansion into run specs.
+
+A study config (``config.yaml``, format in ``schemas/config.schema.yaml``)
+names datasets, backbones, strategies and augmentations, and lists matrix
+blocks, each the cross product of some of those names and seeds. ``load_study``
+validates the config (errors name the key path and the allowed values), fills
+the defaults, checks every name used in the matrix, and expands the blocks into
+runs. ``Study.run_spec`` turns one run into the engine's run spec
+(docs/ARCHITECTURE.md), with the paths the Snakemake workflow uses:
+
+``<results>/prepared/<dataset>``, ``<results>/pretrained/<backbone>``,
+``<results>/features/<dataset>/<backbone>`` and
+``<results>/runs/<dataset>/<backbone>/<strategy>/<augmentation>/seed<seed>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import itertools
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
+NAME_PATTERN = r"[A-Za-z0-9_]+"
+SECTIONS = ("datasets", "backbones", "strategies", "augmentations")
+AXES = ("dataset", "backbone", "strategy", "augmentation")
+# Strategies that keep the whole backbone frozen: without augmentation their
+# runs read the backbone's features from a cache computed once per
+# (dataset, backbone) by the `backbone_features` rule.
+FROZEN_BACKBONE_STRATEGIES = frozenset({"feature_extraction"})
+NO_AUGMENTATION = "none"
+
+
+class StudyConfigError(ValueError):
+    """An invalid study config; the message names the offending key path."""
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One cell of the study matrix; ``block`` is the index of its matrix block."""
+
+    dataset: str
+    backbone: str
+    strategy: str
+    augmentation: str
+    seed: int
+    block: int = 0
+
+    @property
+    def names(self) -> dict[str, Any]:
+        """The run's wildcards: dataset, backbone, strategy, augmentation, seed."""
+        return {
+            "dataset": self.dataset,
+            "backbone": self.backbone,
+            "strategy": self.strategy,
+            "augmentation": self.augmentation,
+            "seed": self.seed,
+        }
+
+    @property
+    def relpath(self) -> str:
+        """Folder of the run below ``<results>/runs``."""
+        return f"{self.dataset}/{self.backbone}/{self.strategy}/{self.augmentation}/seed{self.seed}"
+
+    def __str__(self) -> str:
+        return f"{self.dataset}/{self.backbone}/{self.strategy}/{self.augmentation}/seed{self.seed}"
+
+
+@functools.cache
+def load_schema() -> dict[str, Any]:
+    """The study config's JSON schema (a YAML file shipped with the package)."""
+    with open(SCHEMA_PATH) as handle:
+        return yaml.safe_load(handle)
+
+
+def load_study(config: Mapping[str, Any]) -> Study:
+    """Validate a study config, fill its defaults and expand its matrix into runs.
+
+    Raises :class:`StudyConfigError` naming the key path of every problem.
+    """
+    resolved = validate_config(config)
+    _check_names(resolved)
+    runs = _expand(resolved)
+    return Study(resolved, runs)
+
+
+def load_study_file(path: str | os.PathLike) -> Study:
+    """Read a YAML study config from ``path`` and load it (see :func:`load_study`)."""
+    with open(path) as handle:
+        config = yaml.safe_load(handle)
+    if not isinstance(config, dict):
+        raise StudyConfigError(f"{path}: a study config is a YAML mapping, got {config!r}")
+    return load_study(config)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``config`` against the schema; return a deep copy with defaults filled in."""
+    schema = load_schema()
+    validator = Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.path])
+    if errors:
+        lines = [_format_error(error, schema) for error in errors]
+        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(lines))
+    resolved = copy.deepcopy(dict(config))
+    props = schema["properties"]
+    for key in ("results", "data_mirror", "seeds"):
+        resolved.setdefault(key, copy.deepcopy(props[key]["default"]))
+    resolved["training"] = {**props["training"]["default"], **resolved.get("training", {})}
+    resources = {k: v["default"] for k, v in props["resources"]["properties"].items()}
+    resolved["resources"] = {**resources, **resolved.get("resources", {})}
+    return resolved
+
+
+def key_path(path: Iterator[Any] | Any) -> str:
+    """Format a JSON path as ``training.schedule.name`` / ``matrix[0].datasets[1]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<config>"
+
+
+def _format_error(error: ValidationError, schema: dict[str, Any]) -> str:
+    """One line naming the key path, the bad value and what would be valid."""
+    where = key_path(error.absolute_path)
+    kind, value, rule = error.validator, error.instance, error.validator_value
+    if kind in ("oneOf", "anyOf") and error.context:
+        # keep the branch whose type matched, explain what is wrong inside it
+        inner = [e for e in error.context if not (e.validator == "type" and not e.path)]
+        if inner:
+            return _format_error(max(inner, key=lambda e: len(e.path)), schema)
+        types = [b.get("type") for b in rule if "type" in b]
+        return f"{where}: {value!r} has the wrong type; expected one of: {', '.join(types)}"
+    if kind == "enum":
+        return f"{where}: {value!r} is not valid; allowed values: {', '.join(map(str, rule))}"
+    if kind in ("additionalProperties", "unevaluatedProperties"):
+        valid = _property_names(error.schema, schema)
+        unknown = sorted(set(value) - valid)
+        return (
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"valid keys: {', '.join(sorted(valid))}"
+        )
+    if kind == "required":
+        missing = [k for k in rule if k not in value]
+        prefix = f"{where}." if error.absolute_path else ""
+        return "; ".join(f"{prefix}{k}: missing (required)" for k in missing)
+    if kind == "pattern":
+        return f"{where}: {value!r} is not a valid name (use letters, digits and _ only)"
+    if kind == "uniqueItems":
+        dupes = sorted({str(v) for v in value if value.count(v) > 1})
+        return f"{where}: repeated entries: {', '.join(dupes)}"
+    return f"{where}: {error.message}"
+
+
+def _property_names(subschema: dict[str, Any], root: dict[str, Any]) -> set[str]:
+    """All property names a (sub)schema allows, following local ``$ref``s."""
+    names = set(subschema.get("properties", {}))
+    ref = subschema.get("$ref")
+    if ref and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        names |= _property_names(target, root)
+    return names
+
+
+def _check_names(config: dict[str, Any]) -> None:
+    """Cross-checks the schema cannot express: safe section names, names used exist."""
+    problems = []
+    for section in SECTIONS:
+        for name in config[section]:
+            if not re.fullmatch(NAME_PATTERN, name):
+                problems.append(
+                    f"{section}.{name}: {name!r} is not a valid name: names become "
+                    "folder names and wildcards, use letters, digits and _ only"
+                )
+    for index, block in enumerate(config["matrix"]):
+        for section in SECTIONS:
+            for pos, name in enumerate(block[section]):
+                if name not in config[section]:
+                    problems.append(
+                        _unknown(f"matrix[{index}].{section}[{pos}]", name, section, config)
+                    )
+    for name, backbone in config["backbones"].items():
+        pretrain = _pretrain_config(backbone)
+        if pretrain is None:
+            continue
+        where = f"backbones.{name}.weights.pretrain"
+        if pretrain["dataset"] not in config["datasets"]:
+            problems.append(_unknown(f"{where}.dataset", pretrain["dataset"], "datasets", config))
+        aug = pretrain.get("augmentation")
+        if aug is not None and aug not in config["augmentations"]:
+            problems.append(_unknown(f"{where}.augmentation", aug, "augmentations", config))
+    if problems:
+        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
+
+
+def _unknown(where: str, name: str, section: str, config: dict[str, Any]) -> str:
+    return (
+        f"{where}: unknown name {name!r}; defined {section}: {', '.join(sorted(config[section]))}"
+    )
+
+
+def _expand(config: dict[str, Any]) -> list[Run]:
+    """Expand the matrix blocks into runs; a cell listed by two blocks is an error."""
+    seen: dict[Run, int] = {}
+    clashes: list[str] = []
+    runs: list[Run] = []
+    for index, block in enumerate(config["matrix"]):
+        seeds = block.get("seeds", config["seeds"])
+        for cell in itertools.product(*(block[s] for s in SECTIONS), seeds):
+            run = Run(*cell, block=index)
+            key = Run(*cell)
+            if key in seen:
+                clashes.append(f"{key} (blocks {seen[key]} and {index})")
+                continue
+            seen[key] = index
+            runs.append(run)
+    if clashes:
+        raise StudyConfigError(
+            "invalid study config: matrix: runs listed by more than one block: "
+            + "; ".join(clashes)
+        )
+    return runs
+
+
+def _pretrain_config(backbone: Mapping[str, Any]) -> dict[str, Any] | None:
+    weights = backbone.get("weights")
+    return weights["pretrain"] if isinstance(weights, dict) else None
+
+
+# --------------------------------------------------------------------------- the study
+
+
+class Study:
+    """A validated study: its runs and the specs and paths of every workflow step."""
+
+    def __init__(self, config: dict[str, Any], runs: list[Run]):
+        self.config = config
+        self.runs = runs
+        self.results: str = config["results"].rstrip("/") or "."
+        self._by_names = {Run(*r.names.values()): r for r in runs}
+
+    # ---- lookups
+    def run(self, dataset: str, backbone: str, strategy: str, augmentation: str, seed: Any) -> Run:
+        """The study's run with these wildcards (``seed`` may be a string)."""
+        key = Run(dataset, backbone, strategy, augmentation, int(seed))
+        try:
+            return self._by_names[key]
+        except KeyError:
+            raise StudyConfigError(f"run {key} is not part of the study's matrix") from None
+
+    def runs_of(self, dataset: str) -> list[Run]:
+        """The runs on one dataset."""
+        return [r for r in self.runs if r.dataset == dataset]
+
+    @property
+    def datasets(self) -> list[str]:
+        """Target datasets (those with runs), in config order."""
+        used = {r.dataset for r in self.runs}
+        return [d for d in self.config["datasets"] if d in used]
+
+    @property
+    def pretrained_backbones(self) -> list[str]:
+        """Backbones used by runs whose weights come from a pretraining run."""
+        used = {r.backbone for r in self.runs}
+        return [
+            b
+            for b, cfg in self.config["backbones"].items()
+            if b in used and _pretrain_config(cfg) is not None
+        ]
+
+    def pretrain_dataset(self, backbone: str) -> str | None:
+        """The dataset a backbone is pretrained on, or None."""
+        pretrain = _pretrain_config(self.config["backbones"][backbone])
+        return None if pretrain is None else pretrain["dataset"]
+
+    # ---- paths
+    def prepared_path(self, dataset: str) -> str:
+        return f"{self.results}/prepared/{dataset}"
+
+    def pretrained_path(self, backbone: str) -> str:
+        return f"{self.results}/pretrained/{backbone}"
+
+    def features_path(self, dataset: str, backbone: str) -> str:
+        return f"{self.results}/features/{dataset}/{backbone}"
+
+    def run_path(self, run: Run) -> str:
+        return f"{self.results}/runs/{run.relpath}"
+
+    # ---- datasets
+    def dataset_config(self, name: str) -> dict[str, Any]:
+        """The config ``tlbench.datasets.prepare`` takes: loader, source, loader options."""
+        entry = dict(self.config["datasets"][name])
+        entry.pop("image_size")
+        entry.pop("seed", None)
+        if entry.get("source") is None:
+            mirror = self.config["data_mirror"]
+            entry["source"] = None if mirror is None else f"{mirror.rstrip('/')}/{entry['loader']}"
+        return entry
+
+    def dataset_image_size(self, name: str) -> int:
+        return self.config["datasets"][name]["image_size"]
+
+    def dataset_seed(self, name: str) -> int:
+        return self.config["datasets"][name].get("seed", 0)
+
+    # ---- specs
+    def training(self, run: Run) -> dict[str, Any]:
+        """Training settings of a run: defaults < training < backbone < strategy < block."""
+        strategy = self.config["strategies"][run.strategy]
+        block = self.config["matrix"][run.block]
+        return {
+            **self._backbone_training(run.backbone),
+            **strategy.get("training", {}),
+            **block.get("training", {}),
+        }
+
+    def _backbone_training(self, backbone: str) -> dict[str, Any]:
+        training = dict(self.config["training"])
+        input_size = self.config["backbones"][backbone].get("input_size")
+        if input_size is not None:
+            training["input_size"] = input_size
+        return training
+
+    def backbone_spec(self, backbone: str) -> dict[str, Any]:
+        """The run spec's ``backbone``; pretrained weights point at the pretraining run."""
+        cfg = self.config["backbones"][backbone]
+        weights = cfg.get("weights", "none")
+        if isinstance(weights, dict):
+            weights = {"run": self.pretrained_path(backbone)}
+        return {"name": cfg["name"], "weights": weights, "kwargs": dict(cfg.get("kwargs", {}))}
+
+    def uses_features(self, run: Run) -> bool:
+        """Whether a run reads the (dataset, backbone) feature cache.
+
+        True for frozen-backbone strategies without augmentation whose model
+        input (size, interpolation) is the one the cache was computed at.
+        """
+        strategy = self.config["strategies"][run.strategy]["name"]
+        augmentation = self.config["augmentations"][run.augmentation]["name"]
+        if strategy not in FROZEN_BACKBONE_STRATEGIES or augmentation != NO_AUGMENTATION:
+            return False
+        mine, cache = self.training(run), self._backbone_training(run.backbone)
+        return all(mine[k] == cache[k] for k in ("input_size", "interpolation"))
+
+    def feature_pairs(self) -> list[tuple[str, str]]:
+        """(dataset, backbone) pairs whose features some run reads."""
+        return sorted({(r.dataset, r.backbone) for r in self.runs if self.uses_features(r)})
+
+    def run_spec(self, run: Run) -> dict[str, Any]:
+        """The engine's run spec of one run (docs/ARCHITECTURE.md "Run spec")."""
+        strategy = self.config["strategies"][run.strategy]
+        spec: dict[str, Any] = {
+            "dataset": {"name": run.dataset, "prepared": self.prepared_path(run.dataset)},
+            "backbone": self.backbone_spec(run.backbone),
+            "strategy": {"name": strategy["name"], "params": dict(strategy.get("params", {}))},
+            "augmentation": self._augmentation_spec(run.augmentation),
+            "seed": run.seed,
+            "training": self.training(run),
+        }
+        if "head" in strategy:
+            spec["head"] = dict(strategy["head"])
+        if self.uses_features(run):
+            spec["features_cache"] = self.features_path(run.dataset, run.backbone)
+        return spec
+
+    def pretrain_spec(self, backbone: str) -> dict[str, Any]:
+        """Spec of the source run that pretrains ``backbone`` (strategy scratch)."""
+        cfg = self.config["backbones"][backbone]
+        pretrain = _pretrain_config(cfg)
+        if pretrain is None:
+            raise StudyConfigError(
+                f"backbones.{backbone}.weights: {cfg.get('weights')!r} is not a pretraining run"
+            )
+        own = {"dataset", "seed", "augmentation", "head"}
+        spec: dict[str, Any] = {
+            "dataset": {
+                "name": pretrain["dataset"],
+                "prepared": self.prepared_path(pretrain["dataset"]),
+            },
+            "backbone": {
+                "name": cfg["name"],
+                "weights": "none",
+                "kwargs": dict(cfg.get("kwargs", {})),
+            },
+            "strategy": {"name": "scratch", "params": {}},
+            "augmentation": self._augmentation_spec(pretrain.get("augmentation")),
+            "seed": pretrain.get("seed", 0),
+            "training": {
+                **self._backbone_training(backbone),
+                **{k: v for k, v in pretrain.items() if k not in own},
+            },
+        }
+        if "head" in pretrain:
+            spec["head"] = dict(pretrain["head"])
+        return spec
+
+    def pretrain_names(self, backbone: str) -> dict[str, Any]:
+        """Names of a pretraining run, in the shape of :attr:`Run.names`."""
+        spec = self.pretrain_spec(backbone)
+        pretrain = _pretrain_config(self.config["backbones"][backbone]) or {}
+        return {
+            "dataset": spec["dataset"]["name"],
+            "backbone": backbone,
+            "strategy": "scratch",
+            "augmentation": pretrain.get("augmentation", NO_AUGMENTATION),
+            "seed": spec["seed"],
+        }
+
+    def features_spec(self, dataset: str, backbone: str) -> dict[str, Any]:
+        """Spec of the (dataset, backbone) feature cache: the backbone at its model input."""
+        training = self._backbone_training(backbone)
+        return {
+            "dataset": {"name": dataset, "prepared": self.prepared_path(dataset)},
+            "backbone": self.backbone_spec(backbone),
+            "training": {k: training[k] for k in ("batch_size", "input_size", "interpolation")},
+        }
+
+    def _augmentation_spec(self, name: str | None) -> dict[str, Any]:
+        if name is None:
+            return {"name": NO_AUGMENTATION}
+        cfg = self.config["augmentations"][name]
+        spec = {"name": cfg["name"]}
+        if cfg.get("params"):
+            spec["params"] = dict(cfg["params"])
+        return spec
+
+
+# --------------------------------------------------------------------------- script helpers
+
+
+@contextlib.contextmanager
+def log_to(path: str | os.PathLike) -> Iterator[None]:
+    """Send this process's stdout and stderr (also of C/C++ libraries) to ``path``.
+
+    Used by the workflow's scripts so each job's output lands in its log file.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "w") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def limit_threads(threads: int) -> None:
+    """Cap the numeric libraries' thread pools at ``threads`` (before keras is imported)."""
+    n = str(max(1, int(threads)))
+    for var in (
+        "OMP_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+    ):
+        os.environ[var] = n
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1" if n == "1" else "2"
+    os.environ.setdefault(
+        "XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}"
+    )

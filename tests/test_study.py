@@ -1,0 +1,293 @@
+"""Study config: schema errors name the key, matrix expansion, run specs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tlbench.study import Run, StudyConfigError, load_study, load_study_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def base_config() -> dict:
+    """A small valid study: a fractal-pretrained CNN and a scratch CNN on digits."""
+    return {
+        "results": "out",
+        "data_mirror": "../mirror",
+        "datasets": {
+            "digits": {"loader": "digits", "image_size": 16, "train_per_class": 10},
+            "fractal": {"loader": "fractal", "image_size": 16, "seed": 3},
+            "gtsrb": {"loader": "gtsrb", "image_size": 32, "source": "elsewhere"},
+        },
+        "backbones": {
+            "cnn_fractal": {
+                "name": "small_cnn",
+                "kwargs": {"widths": [8, 16]},
+                "weights": {"pretrain": {"dataset": "fractal", "epochs": 3, "batch_size": 64}},
+            },
+            "cnn_scratch": {"name": "small_cnn", "kwargs": {"widths": [8, 16]}},
+            "mnv2": {"name": "MobileNetV2", "weights": "imagenet", "input_size": 96},
+        },
+        "strategies": {
+            "scratch": {"name": "scratch"},
+            "feature_extraction": {"name": "feature_extraction", "head": {"type": "gap_dense"}},
+            "fine_tune": {
+                "name": "fine_tune",
+                "params": {"unfreeze": 2},
+                "training": {"learning_rate": 0.0001, "epochs": 4},
+            },
+        },
+        "augmentations": {"none": {"name": "none"}, "flip": {"name": "flip", "params": {"p": 1}}},
+        "training": {"epochs": 5},
+        "seeds": [0, 1],
+        "matrix": [
+            {
+                "datasets": ["digits"],
+                "backbones": ["cnn_fractal", "cnn_scratch"],
+                "strategies": ["scratch", "feature_extraction"],
+                "augmentations": ["none"],
+            },
+            {
+                "datasets": ["digits"],
+                "backbones": ["cnn_fractal"],
+                "strategies": ["fine_tune"],
+                "augmentations": ["none", "flip"],
+                "seeds": [7],
+                "training": {"epochs": 9},
+            },
+        ],
+    }
+
+
+def error_of(config: dict) -> str:
+    with pytest.raises(StudyConfigError) as info:
+        load_study(config)
+    return str(info.value)
+
+
+def test_expands_blocks_with_their_seeds():
+    study = load_study(base_config())
+    assert len(study.runs) == 2 * 2 * 2 + 1 * 2 * 1
+    assert Run("digits", "cnn_fractal", "fine_tune", "flip", 7, block=1) in study.runs
+    assert {r.seed for r in study.runs if r.block == 0} == {0, 1}
+    assert study.datasets == ["digits"]
+    assert study.pretrained_backbones == ["cnn_fractal"]
+    assert study.run("digits", "cnn_fractal", "fine_tune", "flip", "7").block == 1
+
+
+def test_run_spec_merges_training_in_order():
+    study = load_study(base_config())
+    run = study.run("digits", "cnn_fractal", "fine_tune", "flip", 7)
+    spec = study.run_spec(run)
+    # defaults < training < strategy < block
+    assert spec["training"]["epochs"] == 9
+    assert spec["training"]["learning_rate"] == 0.0001
+    assert spec["training"]["batch_size"] == 32
+    assert spec["training"]["optimizer"] == "adam"
+    assert spec["dataset"] == {"name": "digits", "prepared": "out/prepared/digits"}
+    assert spec["backbone"] == {
+        "name": "small_cnn",
+        "weights": {"run": "out/pretrained/cnn_fractal"},
+        "kwargs": {"widths": [8, 16]},
+    }
+    assert spec["strategy"] == {"name": "fine_tune", "params": {"unfreeze": 2}}
+    assert spec["augmentation"] == {"name": "flip", "params": {"p": 1}}
+    assert spec["seed"] == 7
+    assert "features_cache" not in spec
+    assert study.run_path(run) == "out/runs/digits/cnn_fractal/fine_tune/flip/seed7"
+
+
+def test_feature_cache_only_for_frozen_backbone_without_augmentation():
+    study = load_study(base_config())
+    frozen = study.run("digits", "cnn_scratch", "feature_extraction", "none", 0)
+    spec = study.run_spec(frozen)
+    assert spec["features_cache"] == "out/features/digits/cnn_scratch"
+    assert spec["head"] == {"type": "gap_dense"}
+    assert study.feature_pairs() == [("digits", "cnn_fractal"), ("digits", "cnn_scratch")]
+    config = base_config()
+    config["matrix"][0]["training"] = {"input_size": 24}
+    study = load_study(config)
+    assert study.feature_pairs() == []  # the cache is computed at the backbone's own input
+
+
+def test_backbone_input_size_sits_between_training_and_strategy():
+    config = base_config()
+    config["matrix"].append(
+        {
+            "datasets": ["digits"],
+            "backbones": ["mnv2"],
+            "strategies": ["scratch"],
+            "augmentations": ["none"],
+        }
+    )
+    study = load_study(config)
+    spec = study.run_spec(study.run("digits", "mnv2", "scratch", "none", 0))
+    assert spec["training"]["input_size"] == 96
+    assert spec["backbone"]["weights"] == "imagenet"
+
+
+def test_pretrain_spec_is_a_scratch_source_run():
+    study = load_study(base_config())
+    spec = study.pretrain_spec("cnn_fractal")
+    assert spec["dataset"] == {"name": "fractal", "prepared": "out/prepared/fractal"}
+    assert spec["backbone"]["weights"] == "none"
+    assert spec["strategy"]["name"] == "scratch"
+    assert spec["training"]["epochs"] == 3
+    assert spec["training"]["batch_size"] == 64
+    assert spec["seed"] == 0
+    assert study.pretrain_names("cnn_fractal")["dataset"] == "fractal"
+    with pytest.raises(StudyConfigError, match="cnn_scratch"):
+        study.pretrain_spec("cnn_scratch")
+
+
+def test_dataset_config_resolves_the_mirror():
+    study = load_study(base_config())
+    assert study.dataset_config("digits") == {
+        "loader": "digits",
+        "train_per_class": 10,
+        "source": "../mirror/digits",
+    }
+    assert study.dataset_config("gtsrb")["source"] == "elsewhere"
+    assert study.dataset_image_size("fractal") == 16
+    assert study.dataset_seed("fractal") == 3
+    assert study.dataset_seed("digits") == 0
+
+
+def test_defaults_are_filled():
+    config = base_config()
+    del config["results"], config["seeds"], config["training"]
+    study = load_study(config)
+    assert study.results == "results"
+    assert study.config["seeds"] == [0]
+    assert study.config["training"]["epochs"] == 10
+    assert study.config["resources"]["threads"] >= 1
+    assert base_config()["training"] == {"epochs": 5}  # the input is not modified
+
+
+def test_unknown_top_level_key_is_named():
+    config = base_config()
+    config["epochs"] = 3
+    message = error_of(config)
+    assert "'epochs'" in message and "valid keys" in message and "matrix" in message
+
+
+def test_unknown_training_key_is_named_with_its_path():
+    config = base_config()
+    config["matrix"][1]["training"]["epoch"] = 3
+    message = error_of(config)
+    assert "matrix[1].training" in message and "'epoch'" in message and "epochs" in message
+
+
+def test_bad_enum_value_lists_allowed_values():
+    config = base_config()
+    config["training"]["optimizer"] = "adamw"
+    message = error_of(config)
+    assert "training.optimizer" in message and "'adamw'" in message
+    assert "adam, sgd" in message
+
+
+def test_bad_loader_lists_loaders():
+    config = base_config()
+    config["datasets"]["digits"]["loader"] = "mnist"
+    message = error_of(config)
+    assert "datasets.digits.loader" in message and "'mnist'" in message and "fractal" in message
+
+
+def test_unknown_name_in_matrix_lists_defined_names():
+    config = base_config()
+    config["matrix"][0]["strategies"] = ["scratch", "finetune"]
+    message = error_of(config)
+    assert "matrix[0].strategies[1]" in message and "'finetune'" in message
+    assert "feature_extraction, fine_tune, scratch" in message
+
+
+def test_unknown_pretrain_dataset_is_named():
+    config = base_config()
+    config["backbones"]["cnn_fractal"]["weights"]["pretrain"]["dataset"] = "fractals"
+    message = error_of(config)
+    assert "backbones.cnn_fractal.weights.pretrain.dataset" in message and "'fractals'" in message
+
+
+def test_unknown_pretrain_key_is_named():
+    config = base_config()
+    config["backbones"]["cnn_fractal"]["weights"]["pretrain"]["epoch"] = 3
+    message = error_of(config)
+    assert "backbones.cnn_fractal.weights.pretrain" in message and "'epoch'" in message
+
+
+@pytest.mark.parametrize("seeds", [[0, -1], [0, "one"], [1, 1], []])
+def test_bad_seeds_are_named(seeds):
+    config = base_config()
+    config["seeds"] = seeds
+    assert "seeds" in error_of(config)
+
+
+def test_bad_block_seed_is_named():
+    config = base_config()
+    config["matrix"][1]["seeds"] = [1.5]
+    assert "matrix[1].seeds[0]" in error_of(config)
+
+
+def test_unsafe_section_name_is_rejected():
+    config = base_config()
+    config["augmentations"]["flip-h"] = {"name": "flip"}
+    message = error_of(config)
+    assert "augmentations.flip-h" in message and "letters, digits and _" in message
+
+
+def test_missing_required_key_is_named():
+    config = base_config()
+    del config["datasets"]["digits"]["image_size"]
+    assert "datasets.digits.image_size: missing" in error_of(config)
+
+
+def test_bad_weights_type_is_named():
+    config = base_config()
+    config["backbones"]["cnn_scratch"]["weights"] = 3
+    message = error_of(config)
+    assert "backbones.cnn_scratch.weights" in message and "string" in message
+
+
+def test_duplicate_cells_across_blocks_are_named():
+    config = base_config()
+    config["matrix"].append(
+        {
+            "datasets": ["digits"],
+            "backbones": ["cnn_scratch"],
+            "strategies": ["scratch"],
+            "augmentations": ["none"],
+            "seeds": [1, 2],
+        }
+    )
+    message = error_of(config)
+    assert "digits/cnn_scratch/scratch/none/seed1 (blocks 0 and 2)" in message
+    assert "seed2" not in message
+
+
+def test_study_files_load():
+    """config.yaml and every configs/**/*.yaml are valid studies."""
+    paths = [ROOT / "config.yaml", *sorted(ROOT.glob("configs/**/*.yaml"))]
+    paths = [p for p in paths if p.exists()]
+    if not paths:
+        pytest.skip("no study config files yet")
+    for path in paths:
+        study = load_study_file(path)
+        assert study.runs, path
+
+
+def test_load_study_file_rejects_non_mapping(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(StudyConfigError, match="mapping"):
+        load_study_file(path)
+
+
+def test_input_config_is_not_modified():
+    config = base_config()
+    before = copy.deepcopy(config)
+    load_study(config)
+    assert config == before
