@@ -1,0 +1,73 @@
+"""Tests of tlbench.provenance."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import tlbench
+from tlbench import provenance
+
+EXPECTED_KEYS = {
+    "python", "tlbench", "keras", "backend", "tensorflow", "jax", "numpy", "platform",
+    "cpu", "cpu_count", "memory_gb", "gpu", "hostname", "git_commit", "git_dirty", "time_utc",
+}  # fmt: skip
+
+
+def test_environment_fields_fast_and_json_ready():
+    start = time.perf_counter()
+    env = provenance.environment()
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, f"environment() took {elapsed:.2f}s"
+    assert EXPECTED_KEYS <= set(env)
+    assert env["tlbench"] == tlbench.__version__
+    assert env["numpy"] == provenance.package_version("numpy")
+    assert isinstance(env["gpu"], list)
+    assert env["cpu_count"] >= 1
+    assert env["time_utc"].endswith("+00:00")
+    json.dumps(env)
+
+
+def test_git_commit_of_checkout():
+    root = provenance.project_root()
+    state = provenance.git_state(root)
+    expected = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True
+    ).stdout.strip()
+    if not expected:  # not a git checkout (e.g. a source tarball)
+        assert state["commit"] is None
+    else:
+        assert state["commit"] == expected
+        assert isinstance(state["dirty"], bool)
+
+
+def test_git_state_outside_git_is_none(tmp_path):
+    assert provenance.git_state(tmp_path) == {"commit": None, "dirty": None}
+
+
+def test_git_dirty_detected(tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("1")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
+    assert provenance.git_state(tmp_path)["dirty"] is False
+    (tmp_path / "a.txt").write_text("2")
+    state = provenance.git_state(tmp_path)
+    assert state["dirty"] is True and len(state["commit"]) == 40
+
+
+def test_missing_package_version_is_none():
+    assert provenance.package_version("surely-not-an-installed-package-xyz") is None
+
+
+def test_environment_never_raises(monkeypatch):
+    def boom() -> str:
+        raise RuntimeError("no cpu")
+
+    monkeypatch.setattr(provenance, "_cpu_model", boom)
+    env = provenance.environment()
+    assert env["cpu"] == "error: RuntimeError: no cpu"
