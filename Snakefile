@@ -1,0 +1,35 @@
+# tlbench: a benchmark study of transfer learning for image classification.
+# The study (config.yaml or --configfile) is validated against
+# src/tlbench/schemas/config.schema.yaml and expanded into runs by tlbench.study;
+# rules/ holds one file per kind of result, scripts/ the thin entry points.
+from snakemake.utils import min_version
+
+from tlbench.study import load_study
+
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+# Validation (errors name the key path and the allowed values) + matrix expansion.
+STUDY = load_study(config)
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/datasets.smk"
+include: "rules/pretrained.smk"
+include: "rules/features.smk"
+include: "rules/runs.smk"
+include: "rules/tables.smk"
+include: "rules/figures.smk"
+include: "rules/environment.smk"
+
+
+rule all:
+    input:
+        final_targets(),

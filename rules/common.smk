@@ -1,0 +1,178 @@
+# Helpers of the workflow: wildcard constraints, target lists and input/params
+# functions. STUDY (a tlbench.study.Study) is created in the Snakefile.
+
+
+RESULTS = STUDY.results
+RUN_PATTERN = "{dataset}/{backbone}/{strategy}/{augmentation}/seed{seed}"
+AUTOENCODER = "autoencoder"
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_]+",
+    backbone=r"[A-Za-z0-9_]+",
+    strategy=r"[A-Za-z0-9_]+",
+    augmentation=r"[A-Za-z0-9_]+",
+    seed=r"\d+",
+
+
+localrules:
+    all,
+    study_csv,
+    general_tables,
+    strategy_ranking,
+    suspicious_runs,
+    training_curves,
+    dataset_curves,
+    accuracy_heatmaps,
+    pareto_front,
+    best_confusion_matrix,
+    reconstructions,
+    prediction_grid,
+    environment,
+
+
+# ---------------------------------------------------------------- runs
+
+
+def run_of(wildcards):
+    """The study's run matching a job's wildcards."""
+    return STUDY.run(
+        wildcards.dataset,
+        wildcards.backbone,
+        wildcards.strategy,
+        wildcards.augmentation,
+        wildcards.seed,
+    )
+
+
+def run_dirs(runs):
+    """Output folders of the given runs."""
+    return [STUDY.run_path(run) for run in runs]
+
+
+def all_run_dirs(wildcards):
+    """Every run folder of the study (input of the aggregation)."""
+    return run_dirs(STUDY.runs)
+
+
+def dataset_run_dirs(wildcards):
+    """The run folders of one dataset."""
+    return run_dirs(STUDY.runs_of(wildcards.dataset))
+
+
+def autoencoder_run_dirs(wildcards):
+    """The run folders of one dataset whose strategy is an autoencoder."""
+    return run_dirs(r for r in STUDY.runs_of(wildcards.dataset) if is_autoencoder(r))
+
+
+def is_autoencoder(run):
+    """Whether a run's strategy is the autoencoder pretraining (it has reconstructions)."""
+    return STUDY.config["strategies"][run.strategy]["name"] == AUTOENCODER
+
+
+def trained_run_input(wildcards):
+    """A run needs its prepared dataset, its pretrained backbone and its feature cache."""
+    run = run_of(wildcards)
+    spec = STUDY.run_spec(run)
+    inputs = {"prepared": spec["dataset"]["prepared"]}
+    weights = spec["backbone"]["weights"]
+    if isinstance(weights, dict):
+        inputs["pretrained"] = weights["run"]
+    if "features_cache" in spec:
+        inputs["features"] = spec["features_cache"]
+    return inputs
+
+
+def trained_run_spec(wildcards):
+    """The engine's run spec (a param: changing it reruns the run)."""
+    return STUDY.run_spec(run_of(wildcards))
+
+
+def trained_run_names(wildcards):
+    """The run's names, recorded in its metrics.json."""
+    return run_of(wildcards).names
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def prepared_dataset_config(wildcards):
+    """Loader config of a dataset (loader, source, options)."""
+    return STUDY.dataset_config(wildcards.dataset)
+
+
+def prepared_dataset_image_size(wildcards):
+    return STUDY.dataset_image_size(wildcards.dataset)
+
+
+def prepared_dataset_seed(wildcards):
+    return STUDY.dataset_seed(wildcards.dataset)
+
+
+# ---------------------------------------------------------------- pretraining, features
+
+
+def pretrained_backbone_input(wildcards):
+    """The prepared source dataset of a pretraining run."""
+    return STUDY.pretrain_spec(wildcards.backbone)["dataset"]["prepared"]
+
+
+def pretrained_backbone_spec(wildcards):
+    return STUDY.pretrain_spec(wildcards.backbone)
+
+
+def pretrained_backbone_names(wildcards):
+    return STUDY.pretrain_names(wildcards.backbone)
+
+
+def backbone_features_input(wildcards):
+    """Feature caches need the prepared dataset and, if pretrained, the backbone's source run."""
+    spec = STUDY.features_spec(wildcards.dataset, wildcards.backbone)
+    inputs = {"prepared": spec["dataset"]["prepared"]}
+    weights = spec["backbone"]["weights"]
+    if isinstance(weights, dict):
+        inputs["pretrained"] = weights["run"]
+    return inputs
+
+
+def backbone_features_spec(wildcards):
+    return STUDY.features_spec(wildcards.dataset, wildcards.backbone)
+
+
+# ---------------------------------------------------------------- targets
+
+
+def run_figure_targets():
+    """Per run training curves."""
+    return [f"{RESULTS}/figures/runs/{run.relpath}/curves.png" for run in STUDY.runs]
+
+
+def dataset_figure_targets():
+    """Per dataset figures; reconstructions only where autoencoder runs exist."""
+    targets = []
+    for dataset in STUDY.datasets:
+        names = ["curves", "heatmaps", "pareto", "confusion_matrix", "predictions"]
+        if any(is_autoencoder(r) for r in STUDY.runs_of(dataset)):
+            names.append("reconstructions")
+        targets += [f"{RESULTS}/figures/{dataset}/{name}.png" for name in names]
+    return targets
+
+
+def table_targets():
+    """The study CSV and the tables of the report."""
+    return [
+        f"{RESULTS}/tables/study.csv",
+        f"{RESULTS}/tables/general.html",
+        f"{RESULTS}/tables/strategy_ranking.html",
+        f"{RESULTS}/tables/suspicious_runs.html",
+    ]
+
+
+def final_targets():
+    """Everything `rule all` asks for."""
+    return [
+        *table_targets(),
+        *dataset_figure_targets(),
+        *run_figure_targets(),
+        f"{RESULTS}/environment/environment.html",
+    ]

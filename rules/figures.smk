@@ -1,0 +1,144 @@
+# Figures: per run training curves, per dataset comparisons of all its runs.
+
+
+rule training_curves:
+    input:
+        f"{RESULTS}/runs/{RUN_PATTERN}",
+    output:
+        report(
+            f"{RESULTS}/figures/runs/{RUN_PATTERN}/curves.png",
+            caption="../report/training_curves.rst",
+            category="Per run",
+            subcategory="{dataset}",
+            labels={
+                "dataset": "{dataset}",
+                "backbone": "{backbone}",
+                "strategy": "{strategy}",
+                "augmentation": "{augmentation}",
+                "seed": "{seed}",
+                "figure": "training curves",
+            },
+        ),
+    log:
+        f"{RESULTS}/logs/figures/runs/{RUN_PATTERN}/curves.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/training_curves.py"
+
+
+rule dataset_curves:
+    input:
+        runs=dataset_run_dirs,
+    output:
+        report(
+            f"{RESULTS}/figures/{{dataset}}/curves.png",
+            caption="../report/dataset_curves.rst",
+            category="Per dataset",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "all runs' curves"},
+        ),
+    log:
+        f"{RESULTS}/logs/figures/{{dataset}}/curves.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/dataset_curves.py"
+
+
+rule accuracy_heatmaps:
+    input:
+        study=f"{RESULTS}/tables/study.csv",
+    output:
+        report(
+            f"{RESULTS}/figures/{{dataset}}/heatmaps.png",
+            caption="../report/heatmaps.rst",
+            category="Per dataset",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "accuracy heatmaps"},
+        ),
+    log:
+        f"{RESULTS}/logs/figures/{{dataset}}/heatmaps.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/accuracy_heatmaps.py"
+
+
+rule pareto_front:
+    input:
+        study=f"{RESULTS}/tables/study.csv",
+    output:
+        report(
+            f"{RESULTS}/figures/{{dataset}}/pareto.png",
+            caption="../report/pareto.rst",
+            category="Per dataset",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "accuracy vs. cost"},
+        ),
+    log:
+        f"{RESULTS}/logs/figures/{{dataset}}/pareto.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/pareto_front.py"
+
+
+rule best_confusion_matrix:
+    input:
+        study=f"{RESULTS}/tables/study.csv",
+        runs=dataset_run_dirs,
+    output:
+        report(
+            f"{RESULTS}/figures/{{dataset}}/confusion_matrix.png",
+            caption="../report/confusion_matrix.rst",
+            category="Per dataset",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "confusion matrix of the best run"},
+        ),
+    log:
+        f"{RESULTS}/logs/figures/{{dataset}}/confusion_matrix.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/best_confusion_matrix.py"
+
+
+rule reconstructions:
+    input:
+        runs=autoencoder_run_dirs,
+    output:
+        report(
+            f"{RESULTS}/figures/{{dataset}}/reconstructions.png",
+            caption="../report/reconstructions.rst",
+            category="Autoencoder",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "autoencoder reconstructions"},
+        ),
+    log:
+        f"{RESULTS}/logs/figures/{{dataset}}/reconstructions.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/reconstructions.py"
+
+
+rule prediction_grid:
+    input:
+        study=f"{RESULTS}/tables/study.csv",
+        prepared=f"{RESULTS}/prepared/{{dataset}}",
+        runs=dataset_run_dirs,
+    output:
+        report(
+            f"{RESULTS}/figures/{{dataset}}/predictions.png",
+            caption="../report/prediction_grid.rst",
+            category="Per dataset",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "test predictions of the best run"},
+        ),
+    log:
+        f"{RESULTS}/logs/figures/{{dataset}}/predictions.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/prediction_grid.py"

@@ -1,0 +1,23 @@
+# Trained runs: one cell of the study matrix, trained and evaluated by the engine.
+# The run spec is a param, so changing any of a run's settings reruns it.
+
+
+rule trained_run:
+    input:
+        unpack(trained_run_input),
+    output:
+        directory(f"{RESULTS}/runs/{RUN_PATTERN}"),
+    params:
+        spec=trained_run_spec,
+        names=trained_run_names,
+    log:
+        f"{RESULTS}/logs/runs/{RUN_PATTERN}.log",
+    threads: STUDY.config["resources"]["threads"]
+    resources:
+        mem_mb=STUDY.config["resources"]["mem_mb"],
+        runtime=STUDY.config["resources"]["runtime"],
+        gpu=STUDY.config["resources"]["gpu"],
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/trained_run.py"

@@ -1,0 +1,12 @@
+"""Snakemake script: compute a frozen backbone's features of one prepared dataset."""
+# ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
+
+import _bootstrap  # noqa: F401
+
+from tlbench.study import limit_threads, log_to
+
+limit_threads(snakemake.threads)
+with log_to(snakemake.log[0]):
+    from tlbench import features
+
+    features.compute(dict(snakemake.params.spec), snakemake.output[0])

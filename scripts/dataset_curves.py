@@ -1,0 +1,11 @@
+"""Snakemake script: the validation curves of all runs on one dataset in one figure."""
+# ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
+
+import _bootstrap  # noqa: F401
+
+from tlbench.study import log_to
+
+with log_to(snakemake.log[0]):
+    from tlbench import plots
+
+    plots.dataset_curves(list(snakemake.input.runs), snakemake.output[0])

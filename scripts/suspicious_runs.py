@@ -1,0 +1,15 @@
+"""Snakemake script: the suspicious runs table (CSV and HTML) from the study CSV."""
+# ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
+
+import _bootstrap  # noqa: F401
+
+from tlbench.study import log_to
+
+with log_to(snakemake.log[0]):
+    import pandas as pd
+
+    from tlbench import tables
+
+    table = tables.flag_suspicious(pd.read_csv(snakemake.input[0]))
+    tables.write_table(table, snakemake.output.csv)
+    tables.write_table(table, snakemake.output.html)
