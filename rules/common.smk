@@ -162,7 +162,7 @@ def table_targets():
     """The study CSV and the tables of the report."""
     return [
         f"{RESULTS}/tables/study.csv",
-        f"{RESULTS}/tables/general.html",
+        *(f"{RESULTS}/tables/{dataset}/general.html" for dataset in STUDY.datasets),
         f"{RESULTS}/tables/strategy_ranking.html",
         f"{RESULTS}/tables/suspicious_runs.html",
     ]

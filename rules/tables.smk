@@ -1,17 +1,20 @@
 # Tables: every run's metrics in one CSV, and the report's tables built from it.
+# Each table is written as CSV, Markdown and HTML (tlbench.tables.write_table).
 
 
 rule study_csv:
     input:
         all_run_dirs,
     output:
-        report(
+        csv=report(
             f"{RESULTS}/tables/study.csv",
             caption="../report/study_csv.rst",
             category="Tables",
             subcategory="All runs",
-            labels={"table": "study (CSV, one row per run)"},
+            labels={"table": "study (one row per run)"},
         ),
+        md=f"{RESULTS}/tables/study.md",
+        html=f"{RESULTS}/tables/study.html",
     log:
         f"{RESULTS}/logs/tables/study_csv.log",
     conda:
@@ -24,16 +27,17 @@ rule general_tables:
     input:
         f"{RESULTS}/tables/study.csv",
     output:
-        csv=f"{RESULTS}/tables/general.csv",
+        csv=f"{RESULTS}/tables/{{dataset}}/general.csv",
+        md=f"{RESULTS}/tables/{{dataset}}/general.md",
         html=report(
-            f"{RESULTS}/tables/general.html",
+            f"{RESULTS}/tables/{{dataset}}/general.html",
             caption="../report/general_table.rst",
             category="Tables",
             subcategory="General table",
-            labels={"table": "general (mean ± std over seeds)"},
+            labels={"dataset": "{dataset}", "table": "general (mean ± sd over seeds)"},
         ),
     log:
-        f"{RESULTS}/logs/tables/general_tables.log",
+        f"{RESULTS}/logs/tables/{{dataset}}/general_tables.log",
     conda:
         "../envs/tlbench.yaml"
     script:
@@ -45,6 +49,7 @@ rule strategy_ranking:
         f"{RESULTS}/tables/study.csv",
     output:
         csv=f"{RESULTS}/tables/strategy_ranking.csv",
+        md=f"{RESULTS}/tables/strategy_ranking.md",
         html=report(
             f"{RESULTS}/tables/strategy_ranking.html",
             caption="../report/strategy_ranking.rst",
@@ -65,6 +70,7 @@ rule suspicious_runs:
         f"{RESULTS}/tables/study.csv",
     output:
         csv=f"{RESULTS}/tables/suspicious_runs.csv",
+        md=f"{RESULTS}/tables/suspicious_runs.md",
         html=report(
             f"{RESULTS}/tables/suspicious_runs.html",
             caption="../report/suspicious_runs.rst",

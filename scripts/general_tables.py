@@ -1,15 +1,15 @@
-"""Snakemake script: the general tables table (CSV and HTML) from the study CSV."""
+"""Snakemake script: one dataset's general table (mean ± sd over seeds per configuration)."""
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to
+from tlbench.study import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     import pandas as pd
 
     from tlbench import tables
 
-    table = tables.general_table(pd.read_csv(snakemake.input[0]))
-    tables.write_table(table, snakemake.output.csv)
-    tables.write_table(table, snakemake.output.html)
+    study = pd.read_csv(snakemake.input[0])
+    table = tables.general_table(study, snakemake.wildcards.dataset)
+    tables.write_table(table, table_stem(snakemake.output))

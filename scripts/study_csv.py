@@ -1,11 +1,12 @@
-"""Snakemake script: every run's metrics, one row per run, in the study CSV."""
+"""Snakemake script: every run's metrics.json, one row per run, in the study table."""
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to
+from tlbench.study import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     from tlbench import tables
 
-    tables.write_table(tables.collect_runs(list(snakemake.input)), snakemake.output[0])
+    metrics = [f"{run}/metrics.json" for run in snakemake.input]
+    tables.write_table(tables.collect_runs(metrics), table_stem(snakemake.output))

@@ -1,9 +1,9 @@
-"""Snakemake script: the suspicious runs table (CSV and HTML) from the study CSV."""
+"""Snakemake script: finished runs that look like a pipeline bug, with the reason."""
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to
+from tlbench.study import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     import pandas as pd
@@ -11,5 +11,4 @@ with log_to(snakemake.log[0]):
     from tlbench import tables
 
     table = tables.flag_suspicious(pd.read_csv(snakemake.input[0]))
-    tables.write_table(table, snakemake.output.csv)
-    tables.write_table(table, snakemake.output.html)
+    tables.write_table(table, table_stem(snakemake.output))

@@ -120,14 +120,40 @@ def test_backbone_input_size_sits_between_training_and_strategy():
         {
             "datasets": ["digits"],
             "backbones": ["mnv2"],
-            "strategies": ["scratch"],
+            "strategies": ["fine_tune"],
             "augmentations": ["none"],
         }
     )
     study = load_study(config)
-    spec = study.run_spec(study.run("digits", "mnv2", "scratch", "none", 0))
-    assert spec["training"]["input_size"] == 96
+    spec = study.run_spec(study.run("digits", "mnv2", "fine_tune", "none", 0))
+    assert spec["training"]["input_size"] == 96  # the strategy and block do not set it
     assert spec["backbone"]["weights"] == "imagenet"
+
+
+def test_scratch_runs_do_not_use_pretrained_weights():
+    study = load_study(base_config())
+    spec = study.run_spec(study.run("digits", "cnn_fractal", "scratch", "none", 0))
+    assert spec["backbone"]["weights"] == "none"
+
+
+def test_strategy_sets_agree_with_the_registry():
+    """study.py's strategy name sets (kept free of keras imports) match tlbench.strategies."""
+    from tlbench.strategies import STRATEGIES, FeatureExtraction, Phase, SpecError
+    from tlbench.study import FROZEN_BACKBONE_STRATEGIES, RANDOM_INIT_STRATEGIES
+
+    forced_random = {n for n in STRATEGIES if STRATEGIES.get(n).forces_weights == "none"}
+    assert forced_random == RANDOM_INIT_STRATEGIES
+    spec = {"training": {"epochs": 2, "learning_rate": 0.1}}
+    frozen = set()
+    for name in STRATEGIES:
+        try:
+            phases = STRATEGIES.get(name)().phases(spec)
+        except SpecError:  # a strategy with required parameters (freeze_bottom)
+            continue
+        if phases and all(isinstance(p, Phase) and p.head_only for p in phases):
+            frozen.add(name)
+    assert frozen == FROZEN_BACKBONE_STRATEGIES
+    assert FeatureExtraction.name in FROZEN_BACKBONE_STRATEGIES
 
 
 def test_pretrain_spec_is_a_scratch_source_run():

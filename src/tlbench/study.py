@@ -38,7 +38,13 @@ AXES = ("dataset", "backbone", "strategy", "augmentation")
 # Strategies that keep the whole backbone frozen: without augmentation their
 # runs read the backbone's features from a cache computed once per
 # (dataset, backbone) by the `backbone_features` rule.
+# (tlbench.strategies is not imported here: it loads keras, and the study is
+# expanded at every Snakemake start; tests/test_study.py checks both sets
+# against the strategy registry.)
 FROZEN_BACKBONE_STRATEGIES = frozenset({"feature_extraction"})
+# Strategies that always start from random weights (``forces_weights: none``):
+# their runs neither get nor wait for the backbone's pretrained weights.
+RANDOM_INIT_STRATEGIES = frozenset({"scratch"})
 NO_AUGMENTATION = "none"
 
 
@@ -364,9 +370,12 @@ class Study:
     def run_spec(self, run: Run) -> dict[str, Any]:
         """The engine's run spec of one run (docs/ARCHITECTURE.md "Run spec")."""
         strategy = self.config["strategies"][run.strategy]
+        backbone = self.backbone_spec(run.backbone)
+        if strategy["name"] in RANDOM_INIT_STRATEGIES:
+            backbone["weights"] = "none"
         spec: dict[str, Any] = {
             "dataset": {"name": run.dataset, "prepared": self.prepared_path(run.dataset)},
-            "backbone": self.backbone_spec(run.backbone),
+            "backbone": backbone,
             "strategy": {"name": strategy["name"], "params": dict(strategy.get("params", {}))},
             "augmentation": self._augmentation_spec(run.augmentation),
             "seed": run.seed,
@@ -465,6 +474,16 @@ def log_to(path: str | os.PathLike) -> Iterator[None]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+
+
+def table_stem(outputs: Mapping[str, Any]) -> Path:
+    """The path stem of a table's outputs ``csv``, ``md``, ``html`` (they must agree)."""
+    stems = {Path(outputs[fmt]).with_suffix("") for fmt in ("csv", "md", "html")}
+    if len(stems) != 1:
+        raise ValueError(
+            f"a table's csv, md and html outputs differ in stem: {sorted(map(str, stems))}"
+        )
+    return stems.pop()
 
 
 def limit_threads(threads: int) -> None:

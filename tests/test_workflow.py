@@ -1,0 +1,246 @@
+"""The Snakemake workflow: dry runs of every study config, lint, config errors,
+and (slow) small studies end to end through Snakemake, report included."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import require_shared
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+CONFIGS = [
+    ROOT / "config.yaml",
+    *sorted(ROOT.glob("configs/*.yaml")),
+    *sorted(ROOT.glob("configs/test/*.yaml")),
+]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def snakemake(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 1800):
+    """Run snakemake with this interpreter's environment; return the completed process."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    full_env["PATH"] = f"{SNAKEMAKE.parent}{os.pathsep}{full_env.get('PATH', '')}"
+    return subprocess.run(
+        [str(SNAKEMAKE), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The "Job stats" table of a (dry) run as {rule: count}."""
+    counts = {}
+    in_table = False
+    for line in output.splitlines():
+        if line.startswith("Job stats:"):
+            in_table = True
+            continue
+        if in_table:
+            match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+            if match and match.group(1) != "total":
+                counts[match.group(1)] = int(match.group(2))
+            elif line.strip().startswith("total"):
+                break
+    return counts
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_dry_run(config):
+    """Every study config expands into a complete DAG."""
+    assert config.exists(), f"{config} is missing"
+    result = snakemake("-n", "--configfile", str(config), "--quiet", "rules")
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts.get("trained_run", 0) >= 1, result.stdout
+    assert counts.get("all") == 1
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+    assert not re.search(r"\b(Lints for|warning)", result.stdout, re.IGNORECASE), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("training={'optimizer': 'adamw'}", ["training.optimizer", "'adamw'", "adam, sgd"]),
+        ("seeds=[0,-1]", ["seeds[1]"]),
+        ("epochs=3", ["'epochs'", "valid keys"]),
+    ],
+)
+def test_bad_config_is_rejected_naming_the_key(override, named):
+    result = snakemake("-n", "--config", override)
+    assert result.returncode != 0
+    for text in named:
+        assert text in result.stderr + result.stdout, result.stderr
+
+
+def test_unknown_matrix_name_is_rejected(tmp_path):
+    config = yaml.safe_load((ROOT / "configs/test/tiny.yaml").read_text())
+    config["matrix"][0]["strategies"] = ["finetune"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(path))
+    assert result.returncode != 0
+    assert "matrix[0].strategies[0]: unknown name 'finetune'" in result.stderr + result.stdout
+
+
+def _run_study(workdir: Path, config: Path, extra: list[str], env: dict | None = None) -> None:
+    result = snakemake(
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config),
+        "--cores",
+        "2",
+        *extra,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-10000:]
+
+
+def _dry_counts(workdir: Path, config: Path, extra: list[str]) -> dict[str, int]:
+    result = snakemake(
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config),
+        "-n",
+        *extra,
+    )
+    assert result.returncode == 0, result.stderr
+    return job_counts(result.stdout + result.stderr)
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end(tmp_path):
+    """configs/test/tiny.yaml through Snakemake: tables, figures, no-op rerun, partial rerun, report."""
+    config = ROOT / "configs/test/tiny.yaml"
+    study = yaml.safe_load(config.read_text())
+    results = tmp_path / study["results"]
+    _run_study(tmp_path, config, [])
+
+    import pandas as pd
+
+    table = pd.read_csv(results / "tables/study.csv")
+    assert len(table) == 6
+    assert set(table["status"]) == {"ok"}, table[["strategy", "status"]]
+    assert set(table["strategy"]) == {"scratch", "feature_extraction", "fine_tune"}
+    assert table["test_accuracy"].between(0, 1).all()
+    general = (results / "tables/target/general.html").read_text()
+    assert "Test accuracy" in general
+    for name in ("strategy_ranking", "suspicious_runs"):
+        assert (results / f"tables/{name}.csv").stat().st_size > 0
+    for name in ("curves", "heatmaps", "pareto", "confusion_matrix", "predictions"):
+        png = results / f"figures/target/{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert (results / "figures/runs/target/cnn_source/fine_tune/none/seed0/curves.png").exists()
+    assert (results / "features/target/cnn_source").is_dir()
+    metrics = yaml.safe_load(
+        (results / "runs/target/cnn_scratch/scratch/flip/seed1/metrics.json").read_text()
+    )
+    assert metrics["run"] == {
+        "dataset": "target",
+        "backbone": "cnn_scratch",
+        "strategy": "scratch",
+        "augmentation": "flip",
+        "seed": 1,
+    }
+
+    # a second invocation has nothing to do
+    assert _dry_counts(tmp_path, config, []) == {}
+
+    # the run spec is a param: a new learning rate for fine_tune reruns that run only
+    changed = yaml.safe_load(config.read_text())
+    changed["strategies"]["fine_tune"]["training"] = {"learning_rate": 0.01}
+    changed_path = tmp_path / "changed.yaml"
+    changed_path.write_text(yaml.safe_dump(changed))
+    counts = _dry_counts(tmp_path, changed_path, ["--quiet", "rules"])
+    assert counts["trained_run"] == 1, counts
+    assert "prepared_dataset" not in counts and "pretrained_backbone" not in counts
+
+    # deleting one run reruns that run and the aggregation only
+    shutil.rmtree(results / "runs/target/cnn_scratch/scratch/flip/seed1")
+    counts = _dry_counts(tmp_path, config, ["--quiet", "rules"])
+    assert counts["trained_run"] == 1
+    assert counts["training_curves"] == 1
+    assert counts["study_csv"] == 1
+    for rule in ("prepared_dataset", "pretrained_backbone", "backbone_features"):
+        assert rule not in counts, counts
+    _run_study(tmp_path, config, [])
+
+    report = tmp_path / "report.html"
+    _run_study(tmp_path, config, ["--report", str(report)])
+    assert "Test accuracy" in report.read_text(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_hymenoptera_study_with_imagenet_weights(tmp_path):
+    """configs/test/hymenoptera.yaml (MobileNetV2 ImageNet, real images) and its rendered report."""
+    datasets = require_shared("datasets", "hymenoptera")
+    keras_home = require_shared("keras", "models").parent
+    config = ROOT / "configs/test/hymenoptera.yaml"
+    env = {"KERAS_HOME": str(keras_home)}
+    mirror = ["--config", f"data_mirror={datasets.parent}"]
+    _run_study(tmp_path, config, mirror, env=env)
+    study = yaml.safe_load(config.read_text())
+    results = tmp_path / study["results"]
+
+    import pandas as pd
+
+    table = pd.read_csv(results / "tables/study.csv")
+    assert set(table["status"]) == {"ok"}
+    feature_extraction = table[table["strategy"] == "feature_extraction"]["test_accuracy"]
+    assert feature_extraction.min() > 0.7, table  # ImageNet features separate ants from bees
+
+    report = tmp_path / "report.html"
+    _run_study(tmp_path, config, [*mirror, "--report", str(report)], env=env)
+    assert report.stat().st_size > 0
+
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing in CI (.ci/run installs it)")
+        pytest.skip(f"{CHROMIUM} is absent: the report was built but not rendered in a browser")
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "hymenoptera_report.png"
+    browser = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--window-size=1400,1000",
+        "--virtual-time-budget=10000",
+    ]
+    shot = subprocess.run(
+        [*browser, f"--screenshot={screenshot}", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert shot.returncode == 0, shot.stderr
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    dom = subprocess.run(
+        [*browser, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=180
+    )
+    assert dom.returncode == 0, dom.stderr
+    assert "Test accuracy" in dom.stdout
