@@ -172,12 +172,11 @@ def test_pretrain_spec_is_a_scratch_source_run():
 
 def test_dataset_config_resolves_the_mirror():
     study = load_study(base_config())
-    assert study.dataset_config("digits") == {
-        "loader": "digits",
-        "train_per_class": 10,
-        "source": "../mirror/digits",
-    }
+    assert study.dataset_config("digits") == {"loader": "digits", "train_per_class": 10}
     assert study.dataset_config("gtsrb")["source"] == "elsewhere"
+    config = base_config()
+    config["datasets"]["bees"] = {"loader": "hymenoptera", "image_size": 96}
+    assert load_study(config).dataset_config("bees")["source"] == "../mirror/hymenoptera"
     assert study.dataset_image_size("fractal") == 16
     assert study.dataset_seed("fractal") == 3
     assert study.dataset_seed("digits") == 0

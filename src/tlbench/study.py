@@ -46,6 +46,8 @@ FROZEN_BACKBONE_STRATEGIES = frozenset({"feature_extraction"})
 # their runs neither get nor wait for the backbone's pretrained weights.
 RANDOM_INIT_STRATEGIES = frozenset({"scratch"})
 NO_AUGMENTATION = "none"
+# Loaders that read official archives: their `source` defaults to <data_mirror>/<loader>.
+MIRRORED_LOADERS = frozenset({"gtsrb", "oxford_iiit_pet", "hymenoptera"})
 
 
 class StudyConfigError(ValueError):
@@ -309,13 +311,17 @@ class Study:
 
     # ---- datasets
     def dataset_config(self, name: str) -> dict[str, Any]:
-        """The config ``tlbench.datasets.prepare`` takes: loader, source, loader options."""
+        """The config ``tlbench.datasets.prepare`` takes: loader, loader options, ``source``.
+
+        Loaders of official archives read them from ``<data_mirror>/<loader>``
+        unless the dataset sets ``source``; without either they download.
+        """
         entry = dict(self.config["datasets"][name])
         entry.pop("image_size")
         entry.pop("seed", None)
-        if entry.get("source") is None:
-            mirror = self.config["data_mirror"]
-            entry["source"] = None if mirror is None else f"{mirror.rstrip('/')}/{entry['loader']}"
+        mirror = self.config["data_mirror"]
+        if entry.get("source") is None and mirror is not None and entry["loader"] in MIRRORED_LOADERS:
+            entry["source"] = f"{mirror.rstrip('/')}/{entry['loader']}"
         return entry
 
     def dataset_image_size(self, name: str) -> int:
