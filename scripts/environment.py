@@ -3,11 +3,9 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to
+from tlbench.study import environment_page, log_to
 
 with log_to(snakemake.log[0]):
-    from tlbench import report
-
-    report.environment_page(
-        dict(snakemake.params.config), snakemake.output.yaml, snakemake.output.html
+    environment_page(
+        snakemake.params.config, snakemake.input[0], snakemake.output.yaml, snakemake.output.html
     )

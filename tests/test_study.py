@@ -316,3 +316,23 @@ def test_input_config_is_not_modified():
     before = copy.deepcopy(config)
     load_study(config)
     assert config == before
+
+
+def test_environment_page(tmp_path):
+    from tlbench.study import environment_page
+
+    study_csv = tmp_path / "study.csv"
+    study_csv.write_text(
+        "dataset,backbone,strategy,augmentation,seed,env_python,env_keras\n"
+        "digits,cnn,scratch,none,0,3.11.7,3.15.1\n"
+        "digits,cnn,scratch,none,1,3.11.7,3.15.1\n"
+    )
+    study = load_study(base_config())
+    yaml_path, html_path = tmp_path / "env.yaml", tmp_path / "env.html"
+    environment_page(study.config, study_csv, yaml_path, html_path)
+    data = yaml.safe_load(yaml_path.read_text())
+    assert data["config"]["results"] == "out"
+    assert data["environment"]["python"]
+    assert data["run_environments"] == [{"python": "3.11.7", "keras": "3.15.1", "runs": 2}]
+    page = html_path.read_text()
+    assert "3.15.1" in page and "cnn_fractal" in page and "git_commit" in page
