@@ -1,0 +1,84 @@
+"""The ``Preprocess`` layer: raw RGB images (float, 0..255) -> a backbone's expected input.
+
+Every model the study builds takes raw images and normalises them *inside* the
+model, so a saved ``model.keras`` can be applied to plain pixels. The modes are
+the ones ``keras.applications.*.preprocess_input`` implement (channels-last):
+
+``tf``
+    ``x / 127.5 - 1`` (range -1..1): MobileNet, MobileNetV2, NASNet, Xception,
+    Inception, ResNetV2.
+``torch``
+    ``(x / 255 - mean) / std`` with the ImageNet RGB mean and std: DenseNet,
+    and torchvision-style models (AlexNet).
+``caffe``
+    RGB -> BGR, then minus the ImageNet BGR mean, no scaling: VGG, ResNet.
+``unit``
+    ``x / 255`` (range 0..1): the custom CNNs trained from scratch.
+``none``
+    identity: models that rescale inside themselves (EfficientNet, ConvNeXt,
+    MobileNetV3, EfficientNetV2).
+
+The layer uses ``keras.ops`` only, so it runs on any Keras backend, and it is
+registered for serialization under the package name ``tlbench``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+#: ImageNet channel statistics used by Keras's ``imagenet_utils``.
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+IMAGENET_MEAN_BGR_255 = (103.939, 116.779, 123.68)
+
+#: Valid values of ``Preprocess(mode)``.
+PREPROCESS_MODES = ("tf", "torch", "caffe", "unit", "none")
+
+
+def check_mode(mode: str) -> str:
+    """Return ``mode`` if it is a valid preprocessing mode, else raise ``ValueError``."""
+    if mode not in PREPROCESS_MODES:
+        raise ValueError(
+            f"unknown preprocessing mode {mode!r}; valid modes: {', '.join(PREPROCESS_MODES)}"
+        )
+    return mode
+
+
+@keras.saving.register_keras_serializable(package="tlbench")
+class Preprocess(keras.layers.Layer):
+    """Map float RGB images in 0..255 (channels last) to a backbone's input range.
+
+    Args:
+        mode: one of :data:`PREPROCESS_MODES` (see the module docstring).
+    """
+
+    def __init__(self, mode: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.mode = check_mode(mode)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(IMAGENET_MEAN_RGB, dtype=self.compute_dtype)
+            std = ops.convert_to_tensor(IMAGENET_STD_RGB, dtype=self.compute_dtype)
+            return (x / 255.0 - mean) / std
+        if self.mode == "caffe":
+            mean = ops.convert_to_tensor(IMAGENET_MEAN_BGR_255, dtype=self.compute_dtype)
+            return ops.flip(x, axis=-1) - mean
+        if self.mode == "unit":
+            return x / 255.0
+        return x  # "none"
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["mode"] = self.mode
+        return config
