@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -336,3 +337,16 @@ def test_environment_page(tmp_path):
     assert data["run_environments"] == [{"python": "3.11.7", "keras": "3.15.1", "runs": 2}]
     page = html_path.read_text()
     assert "3.15.1" in page and "cnn_fractal" in page and "git_commit" in page
+
+
+def test_log_to_captures_output_and_tracebacks(tmp_path):
+    from tlbench.study import log_to
+
+    log = tmp_path / "logs" / "job.log"
+    with pytest.raises(RuntimeError), log_to(log):
+        print("hello from the job")
+        os.write(2, b"native stderr\n")
+        raise RuntimeError("boom")
+    text = log.read_text()
+    assert "hello from the job" in text and "native stderr" in text
+    assert "RuntimeError: boom" in text

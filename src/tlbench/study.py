@@ -22,6 +22,7 @@ import itertools
 import os
 import re
 import sys
+import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -518,24 +519,30 @@ def environment_page(
 def log_to(path: str | os.PathLike) -> Iterator[None]:
     """Send this process's stdout and stderr (also of C/C++ libraries) to ``path``.
 
-    Used by the workflow's scripts so each job's output lands in its log file.
+    Used by the workflow's scripts so each job's output, and the traceback of
+    an error, lands in its log file.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(path, "w") as log:
+    saved_fds = os.dup(1), os.dup(2)
+    saved_streams = sys.stdout, sys.stderr
+    with open(path, "w", buffering=1) as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
+        sys.stdout = sys.stderr = log
         try:
             yield
+        except BaseException:
+            traceback.print_exc()  # into the log, then Snakemake reports the failure
+            raise
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+            log.flush()
+            sys.stdout, sys.stderr = saved_streams
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            os.close(saved_fds[0])
+            os.close(saved_fds[1])
 
 
 def table_stem(outputs: Mapping[str, Any]) -> Path:
