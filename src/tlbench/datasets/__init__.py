@@ -1,0 +1,274 @@
+"""Datasets: the DATASETS registry, ``prepare()`` and ``load_prepared()``.
+
+``prepare(config, outdir, image_size=..., seed=...)`` runs the loader named by
+``config["loader"]`` (the other keys are its options, validated: unknown keys
+are an error listing the valid ones), decodes and resizes every image, and
+writes a *prepared dataset* folder atomically (complete or absent):
+
+* ``{train,val,test}_x.npy``: uint8 ``N x H x W x 3`` (memory-mappable),
+* ``{train,val,test}_y.npy``: int64 labels, indices into ``classes.json``,
+* ``classes.json``: the class names,
+* ``manifest.json``: counts, per-class counts, skipped files with reasons,
+  sources with sha256, how validation and test were made, the config as
+  given plus the resolved options, and the tlbench version.
+
+Files that cannot be decoded are skipped and listed; if more than
+``max_skipped_fraction`` (default 0.01) of all images are skipped, ``prepare``
+fails naming the count and the fraction. ``load_prepared(path)`` opens such a
+folder as :class:`PreparedData`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import tlbench
+from tlbench.atomic import atomic_dir, write_json
+from tlbench.datasets import images
+from tlbench.datasets.base import (
+    COMMON_OPTIONS,
+    DATASETS,
+    SPLITS,
+    ImageRef,
+    RawSplits,
+    SplitData,
+    loader_options,
+    register,
+    resolve_options,
+)
+
+# Importing the loader modules registers them.
+from tlbench.datasets import (  # noqa: E402,F401  isort: skip
+    digits,
+    folder,
+    fractal,
+    gtsrb,
+    hymenoptera,
+    pets,
+    synthetic,
+)
+
+__all__ = [
+    "COMMON_OPTIONS",
+    "DATASETS",
+    "SPLITS",
+    "ImageRef",
+    "PreparedData",
+    "RawSplits",
+    "SplitData",
+    "load_prepared",
+    "loader_options",
+    "prepare",
+    "register",
+    "resolve_options",
+]
+
+_CHUNK = 1024
+
+
+class TooManySkippedError(ValueError):
+    """More undecodable images than ``max_skipped_fraction`` allows."""
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+class _SkipBudget:
+    """Counts skipped images and fails as soon as the allowed fraction is exceeded."""
+
+    def __init__(self, total: int, max_fraction: float, skipped: list[dict[str, str]]):
+        if not 0.0 <= float(max_fraction) <= 1.0:
+            raise ValueError(f"max_skipped_fraction must be in [0, 1], got {max_fraction!r}")
+        self.total = max(total, 1)
+        self.max_fraction = float(max_fraction)
+        self.skipped = skipped
+
+    def add(self, record: dict[str, str]) -> None:
+        self.skipped.append(record)
+        self.check()
+
+    def check(self) -> None:
+        count = len(self.skipped)
+        fraction = count / self.total
+        if fraction > self.max_fraction:
+            examples = "; ".join(f"{r['file']}: {r['reason']}" for r in self.skipped[:3])
+            raise TooManySkippedError(
+                f"{count} of {self.total} images ({fraction:.2%}) could not be used, above "
+                f"max_skipped_fraction={self.max_fraction}; first: {examples}"
+            )
+
+
+def _write_refs(
+    path: Path, name: str, data: SplitData, size: images.Size, budget: _SkipBudget
+) -> np.ndarray:
+    """Decode ``data.refs`` into ``path`` (uint8 NHWC .npy); return the kept labels."""
+    refs = data.refs or []
+    partial = path.with_name(path.name + ".partial")
+    out = np.lib.format.open_memmap(
+        partial, mode="w+", dtype=np.uint8, shape=(len(refs), size[0], size[1], 3)
+    )
+    keep: list[int] = []
+    for i, ref in enumerate(refs):
+        try:
+            out[len(keep)] = images.load(ref.read(), size, ref.box, ref.name)
+        except images.ImageDecodeError as exc:
+            budget.add({"file": ref.name, "split": name, "reason": exc.reason})
+            continue
+        keep.append(i)
+    out.flush()
+    if len(keep) == len(refs):
+        del out
+        os.replace(partial, path)
+    else:
+        final = np.lib.format.open_memmap(
+            path, mode="w+", dtype=np.uint8, shape=(len(keep), size[0], size[1], 3)
+        )
+        for start in range(0, len(keep), _CHUNK):
+            final[start : start + _CHUNK] = out[start : start + _CHUNK]
+        final.flush()
+        del final, out
+        partial.unlink()
+    return data.labels[np.asarray(keep, dtype=np.int64)]
+
+
+def _write_split(
+    outdir: Path, name: str, data: SplitData, size: images.Size, budget: _SkipBudget
+) -> np.ndarray:
+    """Write ``{name}_x.npy`` and ``{name}_y.npy``; return the labels written."""
+    x_path = outdir / f"{name}_x.npy"
+    if data.images is not None:
+        array = images.resize_array(np.asarray(data.images), size)
+        np.save(x_path, np.ascontiguousarray(array, dtype=np.uint8))
+        labels = data.labels
+    else:
+        labels = _write_refs(x_path, name, data, size, budget)
+    labels = np.asarray(labels, dtype=np.int64)
+    np.save(outdir / f"{name}_y.npy", labels)
+    return labels
+
+
+def _check_labels(raw: RawSplits) -> None:
+    if len(raw.classes) < 2:
+        raise ValueError(f"a dataset needs at least 2 classes, got {raw.classes}")
+    for name in SPLITS:
+        labels = raw.split(name).labels
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(raw.classes)):
+            raise ValueError(f"{name} labels outside 0..{len(raw.classes) - 1}")
+
+
+def prepare(
+    config: dict[str, Any],
+    outdir: str | os.PathLike,
+    *,
+    image_size: int | tuple[int, int] | list[int],
+    seed: int,
+) -> Path:
+    """Prepare the dataset described by ``config`` into ``outdir`` (atomically); return it.
+
+    ``image_size`` is an int (square) or ``(height, width)``; ``seed`` drives every
+    random choice (splits, generated data), so the result is deterministic.
+    """
+    name, options = resolve_options(config)
+    size = images.normalize_size(image_size)
+    seed = _check_seed(seed)
+    outdir = Path(outdir)
+    started = time.perf_counter()
+    with atomic_dir(outdir) as tmp:
+        with tempfile.TemporaryDirectory(prefix=f".{outdir.name}.work-", dir=tmp.parent) as work:
+            raw = DATASETS.get(name)(options, Path(work), seed, size)
+            try:
+                _check_labels(raw)
+                skipped = list(raw.skipped)
+                total = sum(len(raw.split(s)) for s in SPLITS) + len(skipped)
+                budget = _SkipBudget(total, options["max_skipped_fraction"], skipped)
+                budget.check()
+                written = {s: _write_split(tmp, s, raw.split(s), size, budget) for s in SPLITS}
+            finally:
+                for close in raw.cleanup:
+                    close()
+        n = len(raw.classes)
+        class_counts = {s: np.bincount(y, minlength=n).tolist() for s, y in written.items()}
+        missing = [raw.classes[c] for c, k in enumerate(class_counts["train"]) if k == 0]
+        if missing:
+            raise ValueError(f"no training images left for class(es) {missing}")
+        write_json(tmp / "classes.json", list(raw.classes))
+        manifest = {
+            "dataset": name,
+            "image_size": list(size),
+            "seed": seed,
+            "num_classes": n,
+            "counts": {s: int(len(y)) for s, y in written.items()},
+            "class_counts": class_counts,
+            "skipped": skipped,
+            "sources": raw.sources,
+            "validation": raw.validation,
+            "test": raw.test_split,
+            "params": dict(config),
+            "options": {k: v for k, v in options.items()},
+            "prepare_seconds": round(time.perf_counter() - started, 3),
+            "tlbench_version": tlbench.__version__,
+        }
+        write_json(tmp / "manifest.json", manifest)
+    return outdir
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A prepared dataset folder (see module docstring)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(height, width)`` of every image."""
+        height, width = self.manifest["image_size"]
+        return int(height), int(width)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.manifest["counts"])
+
+    def split(self, name: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(x, y)`` of split ``name``; ``x`` is memory-mapped read-only by default."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; valid splits: {', '.join(SPLITS)}")
+        x = np.load(self.path / f"{name}_x.npy", mmap_mode="r" if mmap else None)
+        y = np.load(self.path / f"{name}_y.npy")
+        if x.shape[0] != y.shape[0] or x.dtype != np.uint8 or x.ndim != 4:
+            raise ValueError(
+                f"{self.path}: {name}_x.npy {x.shape} {x.dtype} does not match {name}_y.npy "
+                f"{y.shape}; the folder is damaged, prepare it again"
+            )
+        return x, y
+
+
+def load_prepared(path: str | os.PathLike) -> PreparedData:
+    """Open a prepared dataset folder; missing files are an error naming them."""
+    path = Path(path)
+    needed = ["manifest.json", "classes.json"] + [f"{s}_{a}.npy" for s in SPLITS for a in "xy"]
+    missing = [f for f in needed if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{path} is not a prepared dataset (missing {', '.join(missing)}); "
+            "create it with tlbench.datasets.prepare / `tlbench prepare`"
+        )
+    manifest = json.loads((path / "manifest.json").read_text())
+    classes = json.loads((path / "classes.json").read_text())
+    return PreparedData(path=path, manifest=manifest, classes=list(classes))

@@ -1,0 +1,264 @@
+"""Safe archive access (zip, tar, tar.gz) and fetching of source files with sha256.
+
+Every member name of an archive is checked before it is used, whether the
+member is extracted or read in place: absolute names, names with a drive, and
+names whose resolved path escapes the target folder (``../evil``) are refused,
+and so are symbolic links, hard links, devices and FIFOs. A refused member is
+an :class:`UnsafeArchiveError` naming the archive and the member.
+
+:func:`fetch` gets a source file either from a local mirror folder (the file of
+that name, used in place) or by downloading the official URL into a cache
+folder (atomically, so a killed download never looks complete).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from tlbench.atomic import atomic_file
+
+#: Default download cache (override with ``TLBENCH_CACHE`` or ``cache_dir=``).
+DEFAULT_CACHE = Path(os.environ.get("TLBENCH_CACHE", Path.home() / ".cache" / "tlbench"))
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive member that would escape the target folder or is a link/device."""
+
+
+class ChecksumError(ValueError):
+    """A source file whose sha256 differs from the configured one."""
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Return the hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_member_name(archive: str | os.PathLike, name: str) -> str:
+    """Return the normalised relative POSIX name of a member, or raise if unsafe."""
+    raw = name.replace("\\", "/")
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        raise UnsafeArchiveError(f"{archive}: refusing member {name!r}: absolute path")
+    normal = posixpath.normpath(raw)
+    if normal == ".." or normal.startswith("../"):
+        raise UnsafeArchiveError(f"{archive}: refusing member {name!r}: escapes the target folder")
+    return "" if normal == "." else normal
+
+
+def _check_inside(archive: str | os.PathLike, name: str, dest: Path) -> Path:
+    """Resolve ``dest/name`` and make sure it stays inside ``dest`` (symlinked parents too)."""
+    root = dest.resolve()
+    target = (root / check_member_name(archive, name)).resolve()
+    if target != root and root not in target.parents:
+        raise UnsafeArchiveError(f"{archive}: refusing member {name!r}: escapes the target folder")
+    return target
+
+
+def _zip_is_link_or_special(info: zipfile.ZipInfo) -> bool:
+    mode = info.external_attr >> 16
+    return bool(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _check_tar_member(archive: str | os.PathLike, member: tarfile.TarInfo) -> str:
+    name = check_member_name(archive, member.name)
+    if member.issym() or member.islnk():
+        raise UnsafeArchiveError(
+            f"{archive}: refusing member {member.name!r}: link to {member.linkname!r}"
+        )
+    if not (member.isfile() or member.isdir()):
+        raise UnsafeArchiveError(
+            f"{archive}: refusing member {member.name!r}: device or special file"
+        )
+    return name
+
+
+def _check_zip_member(archive: str | os.PathLike, info: zipfile.ZipInfo) -> str:
+    name = check_member_name(archive, info.filename)
+    if _zip_is_link_or_special(info):
+        raise UnsafeArchiveError(
+            f"{archive}: refusing member {info.filename!r}: link or special file"
+        )
+    return name
+
+
+def archive_kind(path: str | os.PathLike) -> str:
+    """Return ``"zip"`` or ``"tar"`` from the file's content, or raise naming the file."""
+    if zipfile.is_zipfile(path):
+        return "zip"
+    if tarfile.is_tarfile(path):
+        return "tar"
+    raise ValueError(f"{path} is neither a zip nor a tar archive")
+
+
+def safe_extract(
+    archive: str | os.PathLike,
+    dest: str | os.PathLike,
+    include: Callable[[str], bool] | None = None,
+) -> Path:
+    """Extract a zip or tar(.gz/.bz2/.xz) archive into ``dest`` after checking every member.
+
+    All members are checked first (nothing is written if any is unsafe);
+    ``include(name)`` optionally selects which members to write.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if archive_kind(archive) == "zip":
+        with zipfile.ZipFile(archive) as zf:
+            infos = [(info, _check_zip_member(archive, info)) for info in zf.infolist()]
+            for info, _ in infos:
+                _check_inside(archive, info.filename, dest)
+            for info, name in infos:
+                if not name or (include is not None and not include(name)):
+                    continue
+                target = dest / name
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+        return dest
+    with tarfile.open(archive) as tf:
+        members = tf.getmembers()
+        checked = [(m, _check_tar_member(archive, m)) for m in members]
+        for member, _ in checked:
+            _check_inside(archive, member.name, dest)
+        for member, name in checked:
+            if not name or (include is not None and not include(name)):
+                continue
+            target = dest / name
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tf.extractfile(member)
+            if src is None:  # pragma: no cover - regular files always have data
+                raise UnsafeArchiveError(f"{archive}: member {member.name!r} has no data")
+            with src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+    return dest
+
+
+class ZipReader:
+    """Read members of a zip in place; every member name is safety-checked on open.
+
+    ``names`` lists the regular files (normalised names). Use as a context manager
+    or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._zip = zipfile.ZipFile(self.path)
+        self._infos: dict[str, zipfile.ZipInfo] = {}
+        for info in self._zip.infolist():
+            name = _check_zip_member(self.path.name, info)
+            if name and not info.is_dir():
+                self._infos[name] = info
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._infos)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._infos
+
+    def read(self, name: str) -> bytes:
+        """Return the bytes of member ``name``; unknown names list nothing (too many)."""
+        try:
+            info = self._infos[name]
+        except KeyError:
+            raise FileNotFoundError(f"{self.path.name} has no member {name!r}") from None
+        return self._zip.read(info)
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def __enter__(self) -> ZipReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def iter_tar_files(path: str | os.PathLike) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(name, bytes)`` of the regular files of a tar, checking every member."""
+    with tarfile.open(path) as tf:
+        for member in tf:
+            name = _check_tar_member(Path(path).name, member)
+            if member.isfile() and name:
+                handle = tf.extractfile(member)
+                assert handle is not None
+                with handle:
+                    yield name, handle.read()
+
+
+def _download(url: str, target: Path) -> None:
+    """Download ``url`` to ``target`` atomically."""
+    with urllib.request.urlopen(url, timeout=60) as response, atomic_file(target, "wb") as out:
+        shutil.copyfileobj(response, out, 1 << 20)
+
+
+def fetch(
+    url_or_name: str,
+    sha256: str | None = None,
+    mirror: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Return a local path to a source file, verifying ``sha256`` when given.
+
+    With ``mirror`` (a local folder) the file of the same base name is taken from
+    there, in place; a missing file is an error naming the expected path.
+    Otherwise ``url_or_name`` (a URL) is downloaded into ``cache_dir`` (default
+    :data:`DEFAULT_CACHE`) unless already there. A sha256 mismatch deletes a
+    downloaded/cached file (never a mirror's file) and raises
+    :class:`ChecksumError` naming the expected and the actual digest.
+    """
+    name = posixpath.basename(urllib.parse.urlparse(url_or_name).path) or url_or_name
+    if mirror is not None:
+        mirror = Path(mirror).expanduser()
+        if not mirror.is_dir():
+            raise FileNotFoundError(
+                f"source folder {mirror} does not exist (expected {name} in it)"
+            )
+        path = mirror / name
+        if not path.is_file():
+            raise FileNotFoundError(f"source folder {mirror} has no {name} (expected {path})")
+        if sha256 is not None:
+            actual = sha256_file(path)
+            if actual != sha256.lower():
+                raise ChecksumError(f"{path}: sha256 {actual} does not match expected {sha256}")
+        return path
+    if "://" not in url_or_name:
+        raise ValueError(f"{url_or_name!r} is not a URL and no mirror folder was given")
+    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
+    path = cache / name
+    if not path.is_file():
+        try:
+            _download(url_or_name, path)
+        except OSError as exc:
+            raise OSError(
+                f"could not download {url_or_name}: {exc}; put {name} in a folder and "
+                "give it as the dataset's source"
+            ) from exc
+    if sha256 is not None:
+        actual = sha256_file(path)
+        if actual != sha256.lower():
+            path.unlink()
+            raise ChecksumError(
+                f"{url_or_name}: sha256 {actual} does not match expected {sha256}; deleted {path}"
+            )
+    return path

@@ -1,0 +1,212 @@
+"""Types shared by the dataset loaders and the DATASETS registry.
+
+A loader is one registered function ``loader(options, workdir, seed, image_size)
+-> RawSplits``: it finds the source files (``options`` already holds every
+option with its default), decides the train/val/test membership and returns
+either references to encoded image files (:class:`ImageRef`, decoded and
+resized by ``prepare()``) or arrays it generated itself. ``workdir`` is a
+temporary folder removed after ``prepare()``; ``image_size`` is
+``(height, width)``, used by generators that render at the target size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlbench.datasets import archives
+from tlbench.datasets.images import Box, Size
+from tlbench.registry import Registry
+
+SPLITS = ("train", "val", "test")
+
+LoaderFn = Callable[[dict[str, Any], Path, int, Size], "RawSplits"]
+
+DATASETS: Registry[LoaderFn] = Registry("dataset loader")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A loader option: its default and the types a configured value may have."""
+
+    default: Any
+    types: tuple[type, ...]
+    doc: str = ""
+
+    def check(self, loader: str, key: str, value: Any) -> Any:
+        """Return ``value`` if it has an allowed type, else raise naming the key."""
+        if value is None and self.default is None:
+            return value
+        ok = isinstance(value, self.types) and not (
+            isinstance(value, bool) and bool not in self.types
+        )
+        if not ok:
+            names = " or ".join(t.__name__ for t in self.types)
+            raise ValueError(
+                f"dataset option {key!r} of loader {loader!r} must be {names}, got {value!r}"
+            )
+        return value
+
+
+#: Options every loader accepts (handled by ``prepare()`` or the fetch helper).
+COMMON_OPTIONS: dict[str, Option] = {
+    "source": Option(None, (str, os.PathLike), "mirror folder/file; null = official URLs"),
+    "max_skipped_fraction": Option(0.01, (float, int), "max fraction of undecodable images"),
+    "cache_dir": Option(None, (str, os.PathLike), "download cache (default ~/.cache/tlbench)"),
+    "sha256": Option(None, (dict,), "expected sha256 per source file name"),
+}
+
+
+def register(name: str, **options: Option) -> Callable[[LoaderFn], LoaderFn]:
+    """Register a loader under ``name`` with its own ``options`` (name -> :class:`Option`)."""
+
+    def decorator(fn: LoaderFn) -> LoaderFn:
+        clash = set(options) & (set(COMMON_OPTIONS) | {"loader"})
+        if clash:
+            raise ValueError(f"loader {name!r} redefines common options {sorted(clash)}")
+        fn.options = options  # type: ignore[attr-defined]
+        return DATASETS.register(name)(fn)
+
+    return decorator
+
+
+def loader_options(name: str) -> dict[str, Option]:
+    """All options (common + loader-specific) of loader ``name``."""
+    fn = DATASETS.get(name)
+    return {**COMMON_OPTIONS, **getattr(fn, "options", {})}
+
+
+def resolve_options(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Validate a dataset config; return ``(loader name, options with defaults)``.
+
+    A missing/unknown loader or an unknown key is an error listing the valid ones.
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"a dataset config must be a mapping, got {config!r}")
+    if "loader" not in config:
+        raise ValueError(
+            "dataset config has no 'loader'; valid loaders: " + ", ".join(DATASETS.names())
+        )
+    name = config["loader"]
+    valid = loader_options(name)
+    unknown = sorted(set(config) - set(valid) - {"loader"})
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for dataset loader {name!r}; "
+            f"valid options: {', '.join(sorted(valid))}"
+        )
+    options = {key: opt.default for key, opt in valid.items()}
+    for key, value in config.items():
+        if key != "loader":
+            options[key] = valid[key].check(name, key, value)
+    return name, options
+
+
+@dataclass
+class ImageRef:
+    """An encoded image to decode: a display ``name``, a ``read()`` giving its bytes,
+    and an optional crop ``box`` (x1, y1, x2, y2) in fractions of the image size."""
+
+    name: str
+    read: Callable[[], bytes]
+    box: Box | None = None
+
+
+@dataclass
+class SplitData:
+    """One split: ``labels`` (int64) and either ``refs`` (files) or ``images`` (uint8 NHWC)."""
+
+    labels: np.ndarray
+    refs: list[ImageRef] | None = None
+    images: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if (self.refs is None) == (self.images is None):
+            raise ValueError("a split holds either refs or images (exactly one)")
+        n = len(self.refs) if self.refs is not None else len(self.images)
+        if n != len(self.labels):
+            raise ValueError(f"split has {n} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> SplitData:
+        """The items at ``index`` (in that order)."""
+        index = np.asarray(index, dtype=np.int64)
+        if self.refs is not None:
+            return SplitData(self.labels[index], refs=[self.refs[i] for i in index])
+        return SplitData(self.labels[index], images=self.images[index])
+
+
+@dataclass
+class RawSplits:
+    """What a loader returns: class names, the three splits, and provenance for the manifest."""
+
+    classes: list[str]
+    train: SplitData
+    val: SplitData
+    test: SplitData
+    validation: str
+    test_split: str
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    def split(self, name: str) -> SplitData:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+def fetch_source(options: dict[str, Any], url: str) -> tuple[Path, dict[str, Any]]:
+    """Fetch one source file for a loader; return its path and its manifest record.
+
+    ``options["source"]`` is the mirror folder (``None`` downloads ``url``);
+    ``options["sha256"]`` may map the file name to its expected digest.
+    """
+    name = url.rsplit("/", 1)[-1]
+    expected = (options.get("sha256") or {}).get(name)
+    path = archives.fetch(
+        url, sha256=expected, mirror=options.get("source"), cache_dir=options.get("cache_dir")
+    )
+    record = {
+        "path": name,
+        "location": str(path) if options.get("source") is not None else url,
+        "sha256": expected.lower() if expected else archives.sha256_file(path),
+    }
+    return path, record
+
+
+def class_index(names: Sequence[str]) -> dict[str, int]:
+    """Map class name -> label index."""
+    return {name: i for i, name in enumerate(names)}
+
+
+def split_pool(
+    pool: SplitData,
+    seed: int,
+    *,
+    val_fraction: float,
+    test_fraction: float | None = None,
+    classes: Sequence[str] | None = None,
+) -> tuple[SplitData, SplitData, SplitData | None]:
+    """Carve stratified seeded test (if ``test_fraction``) then val splits from ``pool``.
+
+    Returns ``(train, val, test)`` (``test`` is None without ``test_fraction``).
+    """
+    from tlbench.datasets.splits import stratified_split
+
+    test = None
+    if test_fraction is not None:
+        keep, carved = stratified_split(
+            pool.labels, test_fraction, seed, what="test", class_names=classes
+        )
+        test, pool = pool.subset(carved), pool.subset(keep)
+    keep, carved = stratified_split(
+        pool.labels, val_fraction, seed + 1, what="validation", class_names=classes
+    )
+    return pool.subset(keep), pool.subset(carved), test
