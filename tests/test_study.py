@@ -102,13 +102,31 @@ def test_run_spec_merges_training_in_order():
     assert study.run_path(run) == "out/runs/digits/cnn_fractal/fine_tune/flip/seed7"
 
 
-def test_feature_cache_only_for_frozen_backbone_without_augmentation():
+def test_feature_cache_only_for_head_only_phases_on_pretrained_weights_without_augmentation():
     study = load_study(base_config())
-    frozen = study.run("digits", "cnn_scratch", "feature_extraction", "none", 0)
+    frozen = study.run("digits", "cnn_fractal", "feature_extraction", "none", 0)
     spec = study.run_spec(frozen)
-    assert spec["features_cache"] == "out/features/digits/cnn_scratch"
+    assert spec["features_cache"] == "out/features/digits/cnn_fractal"
     assert spec["head"] == {"type": "gap_dense"}
-    assert study.feature_pairs() == [("digits", "cnn_fractal"), ("digits", "cnn_scratch")]
+    # random weights have no identity to cache under
+    random = study.run_spec(study.run("digits", "cnn_scratch", "feature_extraction", "none", 0))
+    assert "features_cache" not in random
+    assert study.feature_pairs() == [("digits", "cnn_fractal")]
+    assert study.features_spec("digits", "cnn_fractal") == {
+        "dataset": {"name": "digits", "prepared": "out/prepared/digits"},
+        "backbone": spec["backbone"],
+        "training": {"batch_size": 32, "input_size": None, "interpolation": "bilinear"},
+    }
+    config = base_config()
+    config["strategies"]["two_phase"] = {"name": "two_phase"}
+    config["matrix"][1]["strategies"].append("two_phase")
+    study = load_study(config)
+    assert "features_cache" in study.run_spec(
+        study.run("digits", "cnn_fractal", "two_phase", "none", 7)
+    )
+    assert "features_cache" not in study.run_spec(
+        study.run("digits", "cnn_fractal", "two_phase", "flip", 7)
+    )
     config = base_config()
     config["matrix"][0]["training"] = {"input_size": 24}
     study = load_study(config)
@@ -140,21 +158,21 @@ def test_scratch_runs_do_not_use_pretrained_weights():
 def test_strategy_sets_agree_with_the_registry():
     """study.py's strategy name sets (kept free of keras imports) match tlbench.strategies."""
     from tlbench.strategies import STRATEGIES, FeatureExtraction, Phase, SpecError
-    from tlbench.study import FROZEN_BACKBONE_STRATEGIES, RANDOM_INIT_STRATEGIES
+    from tlbench.study import HEAD_ONLY_STRATEGIES, RANDOM_INIT_STRATEGIES
 
     forced_random = {n for n in STRATEGIES if STRATEGIES.get(n).forces_weights == "none"}
     assert forced_random == RANDOM_INIT_STRATEGIES
     spec = {"training": {"epochs": 2, "learning_rate": 0.1}}
-    frozen = set()
+    head_only = set()
     for name in STRATEGIES:
         try:
             phases = STRATEGIES.get(name)().phases(spec)
         except SpecError:  # a strategy with required parameters (freeze_bottom)
             continue
-        if phases and all(isinstance(p, Phase) and p.head_only for p in phases):
-            frozen.add(name)
-    assert frozen == FROZEN_BACKBONE_STRATEGIES
-    assert FeatureExtraction.name in FROZEN_BACKBONE_STRATEGIES
+        if any(isinstance(p, Phase) and p.head_only for p in phases):
+            head_only.add(name)
+    assert head_only == HEAD_ONLY_STRATEGIES
+    assert FeatureExtraction.name in HEAD_ONLY_STRATEGIES
 
 
 def test_pretrain_spec_is_a_scratch_source_run():

@@ -36,13 +36,13 @@ SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
 NAME_PATTERN = r"[A-Za-z0-9_]+"
 SECTIONS = ("datasets", "backbones", "strategies", "augmentations")
 AXES = ("dataset", "backbone", "strategy", "augmentation")
-# Strategies that keep the whole backbone frozen: without augmentation their
-# runs read the backbone's features from a cache computed once per
-# (dataset, backbone) by the `backbone_features` rule.
+# Strategies with a head-only phase (backbone frozen): without augmentation, and
+# with pretrained (not random) weights, their runs read the backbone's features
+# from a cache computed once per (dataset, backbone) by `backbone_features`.
 # (tlbench.strategies is not imported here: it loads keras, and the study is
 # expanded at every Snakemake start; tests/test_study.py checks both sets
 # against the strategy registry.)
-FROZEN_BACKBONE_STRATEGIES = frozenset({"feature_extraction"})
+HEAD_ONLY_STRATEGIES = frozenset({"feature_extraction", "two_phase"})
 # Strategies that always start from random weights (``forces_weights: none``):
 # their runs neither get nor wait for the backbone's pretrained weights.
 RANDOM_INIT_STRATEGIES = frozenset({"scratch"})
@@ -364,12 +364,19 @@ class Study:
     def uses_features(self, run: Run) -> bool:
         """Whether a run reads the (dataset, backbone) feature cache.
 
-        True for frozen-backbone strategies without augmentation whose model
-        input (size, interpolation) is the one the cache was computed at.
+        True for strategies with a head-only phase, without augmentation, on
+        pretrained weights (random weights have no identity to cache under),
+        whose model input (size, interpolation) is the one the cache is
+        computed at.
         """
         strategy = self.config["strategies"][run.strategy]["name"]
         augmentation = self.config["augmentations"][run.augmentation]["name"]
-        if strategy not in FROZEN_BACKBONE_STRATEGIES or augmentation != NO_AUGMENTATION:
+        if strategy not in HEAD_ONLY_STRATEGIES or augmentation != NO_AUGMENTATION:
+            return False
+        if (
+            strategy in RANDOM_INIT_STRATEGIES
+            or self.backbone_spec(run.backbone)["weights"] == "none"
+        ):
             return False
         mine, cache = self.training(run), self._backbone_training(run.backbone)
         return all(mine[k] == cache[k] for k in ("input_size", "interpolation"))
