@@ -1,0 +1,96 @@
+"""The report's texts (report/*.rst) render as Snakemake renders them, for every shipped config.
+
+Snakemake renders each caption with Jinja2 (``snakemake.config``,
+``snakemake.wildcards``) and then converts it with docutils; a template error
+or an RST warning would break ``snakemake --report``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "report"
+CONFIGS = [ROOT / "config.yaml", *sorted((ROOT / "configs").rglob("*.yaml"))]
+WILDCARDS = {"dataset": "digits", "backbone": "cnn_fractal", "strategy": "two_phase",
+             "augmentation": "shift", "seed": "1"}  # fmt: skip
+
+jinja2 = pytest.importorskip("jinja2")
+docutils_core = pytest.importorskip("docutils.core")
+
+
+def render(text: str, config: dict) -> str:
+    """Jinja2 as in snakemake.report, then docutils with warnings as errors; returns HTML."""
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)  # as snakemake.report
+    snakemake = SimpleNamespace(config=config, wildcards=SimpleNamespace(**WILDCARDS))
+    rst = env.from_string(text).render(snakemake=snakemake, categories={}, files=[])
+    parts = docutils_core.publish_parts(
+        rst, writer="html", settings_overrides={"halt_level": 2, "report_level": 2}
+    )
+    return parts["html_body"]
+
+
+def caption_files() -> list[Path]:
+    return sorted(REPORT.glob("*.rst"))
+
+
+def test_every_caption_named_by_the_workflow_exists():
+    named = set()
+    for path in [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]:
+        if path.is_file():
+            named |= set(re.findall(r"report/([A-Za-z0-9_]+\.rst)", path.read_text()))
+    if not named:
+        pytest.skip("no Snakefile/rules in this checkout")
+    missing = sorted(n for n in named if not (REPORT / n).is_file())
+    assert not missing, f"captions named by the workflow but absent from report/: {missing}"
+
+
+@pytest.mark.parametrize("config_path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("caption", caption_files(), ids=lambda p: p.name)
+def test_caption_renders(caption: Path, config_path: Path):
+    # Jinja's default Undefined (as in Snakemake) raises on attribute access of a
+    # missing key, so optional config keys must go through `default` in the templates.
+    config = yaml.safe_load(config_path.read_text())
+    html = render(caption.read_text(), config)
+    assert len(html) > 200
+    assert "{{" not in html and "{%" not in html
+
+
+def test_captions_quote_the_config():
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["training"] = {"epochs": 37, "learning_rate": 0.0042,
+                          "early_stopping": {"patience": 7, "monitor": "val_loss"}}  # fmt: skip
+    config["seeds"] = [11, 12]
+    curves = render((REPORT / "training_curves.rst").read_text(), config)
+    assert "37 epochs" in curves and "7 epochs" in curves and "val_loss" in curves
+    assert "two_phase" in curves and "seed 1" in curves
+    front = render((REPORT / "workflow.rst").read_text(), config)
+    assert "at most 37 epochs" in front and "0.0042" in front and "11, 12" in front
+    for name in config["datasets"]:
+        assert name in front
+    general = render((REPORT / "general_table.rst").read_text(), config)
+    assert "digits" in general and "11, 12" in general
+
+
+def test_minimal_config_uses_defaults():
+    config = {"datasets": {"d": {"loader": "synthetic", "image_size": 16}},
+              "backbones": {"b": {"name": "small_cnn"}}, "strategies": {"s": {"name": "scratch"}},
+              "augmentations": {"none": {"name": "none"}},
+              "matrix": [{"datasets": ["d"], "backbones": ["b"], "strategies": ["s"],
+                          "augmentations": ["none"]}]}  # fmt: skip
+    front = render((REPORT / "workflow.rst").read_text(), config)
+    assert "at most 10 epochs" in front and "patience" in front
+
+
+def test_flag_thresholds_match_tables():
+    from tlbench import tables
+
+    for name in ("suspicious_runs.rst", "workflow.rst"):
+        text = (REPORT / name).read_text()
+        assert f"more than {tables.MAX_TRAIN_TEST_GAP}" in text
+        assert f"{tables.CHANCE_FACTOR} × chance" in re.sub(r"\s+", " ", text)
