@@ -92,6 +92,16 @@ def test_dataset_curves(study_runs, tmp_path):
         plots.dataset_curves([], tmp_path / "none.png")
 
 
+def test_curves_with_autoencoder_stages(tmp_path):
+    run = make_run(tmp_path, "ae", fake_metrics(strategy="autoencoder"),
+                   ["ae_stage1"] * 2 + ["ae_stage2"] * 2 + ["classifier"] * 3)  # fmt: skip
+    history = pd.read_csv(run / "history.csv")
+    history.loc[:3, ["accuracy", "val_accuracy"]] = np.nan  # reconstruction phases: no accuracy
+    history.to_csv(run / "history.csv", index=False)
+    check_png(plots.training_curves(run, tmp_path / "ae.png"))
+    check_png(plots.dataset_curves([run], tmp_path / "ae_all.png"))
+
+
 def test_accuracy_heatmaps_from_csv(study_runs, tmp_path):
     df, _ = study_runs
     csv = tables.write_table(df, tmp_path / "study")[0]

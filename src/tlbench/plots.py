@@ -183,8 +183,9 @@ def curves_from_history(
 def dataset_curves(run_dirs: Sequence[str | os.PathLike], path: str | os.PathLike) -> Path:
     """Validation accuracy and validation loss per epoch of all given runs in one figure.
 
-    Runs without a ``history.csv`` (failed before training) are named in the
-    figure's footnote instead of drawn.
+    Only classification epochs are drawn (rows with a validation accuracy;
+    autoencoder stages are left out), numbered from 1 per run. Runs without a
+    ``history.csv`` (failed before training) are named in a footnote instead.
     """
     if not run_dirs:
         raise ValueError("dataset_curves needs at least one run folder")
@@ -199,13 +200,15 @@ def dataset_curves(run_dirs: Sequence[str | os.PathLike], path: str | os.PathLik
         if not history_path.is_file():
             skipped.append(f"{label} ({metrics.get('status', '?')}: {metrics.get('reason', '')})")
             continue
-        history = read_history(history_path)
+        # Classification epochs only: phases without accuracy (autoencoder stages,
+        # trained on a reconstruction loss) are not comparable with the others.
+        history = read_history(history_path).dropna(subset=["val_accuracy"])
         x = np.arange(1, len(history) + 1)
         for ax, metric in zip(axes, ("val_accuracy", "val_loss"), strict=True):
             ax.plot(x, history[metric], linewidth=1.2, label=label, color=f"C{drawn % 10}")
         drawn += 1
     for ax, metric in zip(axes, ("validation accuracy", "validation loss"), strict=True):
-        ax.set_xlabel("epoch (all phases)")
+        ax.set_xlabel("classification epoch (all phases)")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     if drawn:
