@@ -1,0 +1,67 @@
+"""Preprocess layer: each mode equals the Keras family's preprocess_input; serialization."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from tlbench.preprocess import PREPROCESS_MODES, Preprocess
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return np.random.default_rng(0).uniform(0, 255, size=(3, 5, 7, 3)).astype("float32")
+
+
+@pytest.mark.parametrize(
+    ("mode", "family"),
+    [
+        ("tf", keras.applications.mobilenet_v2),
+        ("tf", keras.applications.xception),
+        ("torch", keras.applications.densenet),
+        ("caffe", keras.applications.vgg16),
+        ("caffe", keras.applications.resnet50),
+        ("none", keras.applications.efficientnet),
+    ],
+)
+def test_mode_matches_keras_family(mode, family, images):
+    got = keras.ops.convert_to_numpy(Preprocess(mode)(images))
+    expected = np.asarray(family.preprocess_input(images.copy()))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_unit_mode_scales_to_0_1(images):
+    got = keras.ops.convert_to_numpy(Preprocess("unit")(images))
+    np.testing.assert_allclose(got, images / 255.0, rtol=1e-6)
+    assert got.min() >= 0 and got.max() <= 1
+
+
+def test_caffe_mode_swaps_channels():
+    x = np.zeros((1, 1, 1, 3), "float32")
+    x[..., 0] = 200.0  # red
+    got = keras.ops.convert_to_numpy(Preprocess("caffe")(x))[0, 0, 0]
+    np.testing.assert_allclose(got, [-103.939, -116.779, 200.0 - 123.68], rtol=1e-5)
+
+
+def test_uint8_input_is_cast_to_float():
+    x = np.full((1, 2, 2, 3), 255, dtype="uint8")
+    got = keras.ops.convert_to_numpy(Preprocess("tf")(x))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, 1.0)
+
+
+def test_unknown_mode_lists_valid_modes():
+    with pytest.raises(ValueError, match="'bogus'.*tf, torch, caffe, unit, none"):
+        Preprocess("bogus")
+
+
+@pytest.mark.parametrize("mode", PREPROCESS_MODES)
+def test_saved_model_round_trip(mode, tmp_path, images):
+    inputs = keras.Input(shape=images.shape[1:])
+    model = keras.Model(inputs, Preprocess(mode, name="preprocess")(inputs))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_layer("preprocess").mode == mode
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0))
