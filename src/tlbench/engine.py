@@ -1,0 +1,657 @@
+"""The engine: train and evaluate exactly one cell of the study matrix.
+
+:func:`run` takes a run spec (see :mod:`tlbench.spec`) and an output folder,
+and writes, atomically (the folder is complete or absent):
+
+* ``metrics.json`` — status, test/val/train metrics, timings, parameter counts,
+  the resolved spec and the environment (docs/ARCHITECTURE.md "Run outputs");
+* ``history.csv`` — one row per epoch: epoch, phase, loss, accuracy, val_loss,
+  val_accuracy, learning_rate, seconds;
+* ``model.keras`` — the whole classifier (raw 0..255 images at the prepared
+  size -> class probabilities) with its backbone nested as ``"backbone"``;
+* ``classes.json``, ``predictions.npz`` (test ``y_true``, ``y_prob``, ``classes``);
+* strategy extras (``reconstructions.npz`` for ``autoencoder``).
+
+Model: Input (prepared H×W×3, float 0..255) -> augmentation (active in
+training only) -> Resizing to ``training.input_size`` (when different) ->
+Preprocess(mode) -> backbone (``training=False`` when the strategy keeps
+BatchNorm in inference mode) -> global average pooling (4D features) -> head
+(a nested model named ``"head"``; float32 softmax).
+
+Data: the val split drives early stopping only; the test split is read once,
+at the very end. A non-finite loss stops training and the run is recorded with
+``status: "failed"`` and the epoch and phase where it happened.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from tlbench.atomic import atomic_dir, write_json
+from tlbench.optim import EpochSchedule, build_optimizer
+from tlbench.preprocess import Preprocess
+from tlbench.spec import SpecError, resolve_spec
+from tlbench.strategies import STRATEGIES, Autoencoder, Phase, Strategy
+
+HISTORY_COLUMNS = (
+    "epoch",
+    "phase",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+)
+NO_AUGMENTATION = "none"
+
+
+def load_prepared(path: str | os.PathLike) -> Any:
+    """Open a prepared dataset (indirection so tests can observe split access)."""
+    from tlbench.datasets import load_prepared as _load
+
+    return _load(path)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class ImageBatches(keras.utils.PyDataset):
+    """Batches of a prepared split: uint8 memmap -> float32 per batch, seeded shuffling.
+
+    With ``shuffle`` the order is a permutation drawn from ``(seed, epoch)``,
+    redrawn after every epoch. ``labels=False`` yields images only (predict).
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray | None,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.x, self.y = x, y
+        self.batch_size = int(batch_size)
+        self.shuffle, self.seed = shuffle, int(seed)
+        self.epoch = 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        n = len(self.x)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(n)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        if self.shuffle:
+            idx = np.sort(idx)  # sequential reads from the memmap; batch content unchanged
+        xb = np.asarray(self.x[idx], dtype=np.float32)
+        if self.y is None:
+            return (xb,)
+        return xb, np.asarray(self.y[idx], dtype=np.int64)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order()
+
+
+# --------------------------------------------------------------------------- model parts
+
+
+@keras.saving.register_keras_serializable(package="tlbench")
+class SelectClasses(keras.layers.Layer):
+    """Pick source-class probabilities for each target class and renormalise (``direct``)."""
+
+    def __init__(self, indices: Sequence[int], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.indices = [int(i) for i in indices]
+
+    def call(self, inputs):
+        picked = keras.ops.take(keras.ops.cast(inputs, "float32"), self.indices, axis=-1)
+        total = keras.ops.sum(picked, axis=-1, keepdims=True)
+        return picked / keras.ops.maximum(total, 1e-12)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], len(self.indices))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "indices": self.indices}
+
+
+def build_head(head: Mapping[str, Any], feature_dim: int, num_classes: int) -> keras.Model:
+    """The classification head on pooled features, a model named ``"head"``.
+
+    ``gap_dense``: Dropout -> Dense softmax; ``mlp``: [Dense relu -> Dropout] per
+    hidden width -> Dense softmax. The output layer is float32 (mixed precision safe).
+    """
+    inputs = keras.Input(shape=(feature_dim,), name="features")
+    x = inputs
+    for i, width in enumerate(head["hidden"], start=1):
+        x = keras.layers.Dense(width, activation="relu", name=f"head_dense{i}")(x)
+        if head["dropout"] > 0:
+            x = keras.layers.Dropout(head["dropout"], name=f"head_dropout{i}")(x)
+    if not head["hidden"] and head["dropout"] > 0:
+        x = keras.layers.Dropout(head["dropout"], name="head_dropout")(x)
+    x = keras.layers.Dense(num_classes, name="head_logits", dtype="float32")(x)
+    outputs = keras.layers.Activation("softmax", name="head_softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def input_pipeline(x: Any, input_size: int, interpolation: str, preprocess_mode: str) -> Any:
+    """Resizing (when the image is not input_size²) and Preprocess, on symbolic ``x``."""
+    if tuple(x.shape[1:3]) != (input_size, input_size):
+        x = keras.layers.Resizing(
+            input_size, input_size, interpolation=interpolation, name="resize"
+        )(x)
+    return Preprocess(preprocess_mode, name="preprocess")(x)
+
+
+def pool_features(x: Any) -> Any:
+    """Global average pooling of 4D feature maps; 2D features pass unchanged."""
+    if len(x.shape) == 4:
+        return keras.layers.GlobalAveragePooling2D(name="gap", dtype="float32")(x)
+    if len(x.shape) != 2:
+        raise ValueError(f"backbone output of shape {tuple(x.shape)} is neither 4D nor 2D")
+    return x
+
+
+def build_classifier(
+    backbone: Any,
+    head: keras.Model | None,
+    spec: Mapping[str, Any],
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+    strategy: Strategy,
+    augmentation: keras.layers.Layer | None,
+) -> tuple[keras.Model, keras.Model]:
+    """The whole classifier (see the module docstring) and its head."""
+    training = spec["training"]
+    inputs = keras.Input(shape=image_shape, name="image")
+    x = inputs
+    if augmentation is not None:
+        x = augmentation(x)
+    x = input_pipeline(
+        x,
+        training["input_size"],
+        training["interpolation"],
+        backbone.preprocess_mode,
+    )
+    x = backbone.model(x, training=False) if strategy.bn_inference else backbone.model(x)
+    x = pool_features(x)
+    if head is None:
+        head = build_head(spec["head"], int(x.shape[-1]), num_classes)
+    outputs = head(x)
+    return keras.Model(inputs, outputs, name="classifier"), head
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+class HistoryRecorder(keras.callbacks.Callback):
+    """Collect history.csv rows (global epoch numbering across phases)."""
+
+    def __init__(self, rows: list[dict[str, Any]], phase: str, schedule: EpochSchedule | None):
+        super().__init__()
+        self.rows, self.phase, self.schedule = rows, phase, schedule
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        lr = self.schedule.rates.get(epoch) if self.schedule else None
+        if lr is None:
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.rows.append(
+            {
+                "epoch": len(self.rows) + 1,
+                "phase": self.phase,
+                "loss": _float(logs.get("loss")),
+                "accuracy": _float(logs.get("accuracy")),
+                "val_loss": _float(logs.get("val_loss")),
+                "val_accuracy": _float(logs.get("val_accuracy")),
+                "learning_rate": lr,
+                "seconds": round(time.perf_counter() - self._start, 4),
+            }
+        )
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stop training at the first non-finite batch loss; remember where it happened."""
+
+    def __init__(self, phase: str, epoch_offset: int):
+        super().__init__()
+        self.phase, self.epoch_offset = phase, epoch_offset
+        self.epoch = 0
+        self.failure: str | None = None
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.failure = (
+                f"loss became {float(loss)} at epoch {self.epoch_offset + self.epoch + 1} "
+                f"(epoch {self.epoch + 1} of phase {self.phase!r}), batch {batch + 1}"
+            )
+            self.model.stop_training = True
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# --------------------------------------------------------------------------- training
+
+
+class RunFailed(Exception):
+    """Training diverged (non-finite loss); the message says where."""
+
+
+@dataclass
+class Trainer:
+    """Fits phases of one run, collecting history rows and the best epoch."""
+
+    spec: Mapping[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+
+    def fit(
+        self,
+        model: keras.Model,
+        phase: Phase,
+        train: Any,
+        val: Any,
+        *,
+        multipliers: Mapping[str, float] | None = None,
+        loss: str = "sparse_categorical_crossentropy",
+        metrics: bool = True,
+        early_stopping: bool = True,
+    ) -> None:
+        """Compile ``model`` for ``phase`` and fit it; raise :class:`RunFailed` on NaN."""
+        training = self.spec["training"]
+        model.compile(
+            optimizer=build_optimizer(training, phase.learning_rate, multipliers),
+            loss=loss,
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if metrics else [],
+        )
+        schedule = EpochSchedule(training["schedule"], phase.learning_rate)
+        guard = NaNGuard(phase.name, len(self.rows))
+        start = len(self.rows)
+        callbacks = [schedule, guard, HistoryRecorder(self.rows, phase.name, schedule)]
+        stop = training["early_stopping"] if early_stopping else None
+        stopper = None
+        if stop is not None:
+            stopper = keras.callbacks.EarlyStopping(
+                monitor=stop["monitor"], patience=stop["patience"], restore_best_weights=True
+            )
+            callbacks.append(stopper)
+        fit_kwargs: dict[str, Any] = {}
+        if isinstance(train, tuple):
+            x, y = train
+            fit_kwargs = {"x": x, "y": y, "batch_size": training["batch_size"], "shuffle": True}
+        else:
+            fit_kwargs = {"x": train}
+        model.fit(
+            **fit_kwargs,
+            validation_data=val,
+            epochs=phase.epochs,
+            callbacks=callbacks,
+            verbose=2,
+        )
+        if guard.failure:
+            raise RunFailed(guard.failure)
+        self.best_epoch = (
+            start + (stopper.best_epoch if stopper else len(self.rows) - start - 1) + 1
+        )
+
+
+def _predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.asarray(model.predict(ImageBatches(x, None, batch_size), verbose=0), np.float64)
+
+
+def _count(variables: Sequence[Any]) -> int:
+    return int(sum(math.prod(v.shape) for v in variables))
+
+
+def _split_metrics(y: np.ndarray, prob: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    from tlbench.metrics import classification_metrics
+
+    return classification_metrics(y, prob, classes)
+
+
+def _history_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in HISTORY_COLUMNS})
+    return out.getvalue()
+
+
+def _build_augmentation(
+    spec: Mapping[str, Any], image_size: tuple[int, int]
+) -> keras.layers.Layer | None:
+    aug = spec["augmentation"]
+    if aug["name"] == NO_AUGMENTATION:
+        return None
+    from tlbench.augment import build_augmentation
+
+    return build_augmentation(aug["name"], aug["params"], image_size)
+
+
+def _check_min_size(backbone: Any, input_size: int) -> None:
+    min_size = getattr(backbone, "min_size", None) or 1
+    if input_size < min_size:
+        raise SpecError(
+            f"training.input_size: {input_size} is below the smallest input of backbone "
+            f"{backbone.name!r} ({min_size}); set training.input_size >= {min_size}"
+        )
+
+
+def _to_pixels(x: np.ndarray, mode: str) -> np.ndarray:
+    """Invert :class:`tlbench.preprocess.Preprocess` (for showing reconstructions)."""
+    from tlbench.preprocess import IMAGENET_MEAN_BGR_255, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+
+    x = np.asarray(x, dtype=np.float32)
+    if mode == "tf":
+        x = (x + 1.0) * 127.5
+    elif mode == "torch":
+        x = (x * np.float32(IMAGENET_STD_RGB) + np.float32(IMAGENET_MEAN_RGB)) * 255.0
+    elif mode == "caffe":
+        x = (x + np.float32(IMAGENET_MEAN_BGR_255))[..., ::-1]
+    elif mode == "unit":
+        x = x * 255.0
+    return x
+
+
+def build_decoder(feature_shape: Sequence[int], size: int) -> keras.Model:
+    """Decoder of an autoencoder stage: [Conv 3x3 relu -> UpSampling2D 2] until the
+    input resolution (a final Resizing when it is not a power-of-two multiple),
+    then a 3-channel Conv 3x3 (linear), as in seed 004."""
+    height, _, channels = (int(s) for s in feature_shape)
+    inputs = keras.Input(shape=tuple(int(s) for s in feature_shape), name="code")
+    x, filters, step = inputs, channels, 0
+    while height < size:
+        step += 1
+        x = keras.layers.Conv2D(
+            filters, 3, padding="same", activation="relu", name=f"dec{step}_conv"
+        )(x)
+        x = keras.layers.UpSampling2D(2, name=f"dec{step}_up")(x)
+        height *= 2
+        filters = max(16, filters // 2)
+    if height != size:
+        x = keras.layers.Resizing(size, size, name="dec_resize")(x)
+    outputs = keras.layers.Conv2D(3, 3, padding="same", name="dec_out", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="decoder")
+
+
+def _preprocessed(spec: Mapping[str, Any], backbone: Any, x: np.ndarray) -> np.ndarray:
+    """Images as the backbone sees them (resized and preprocessed), float32."""
+    training = spec["training"]
+    inputs = keras.Input(shape=tuple(x.shape[1:]))
+    outputs = input_pipeline(
+        inputs,
+        training["input_size"],
+        training["interpolation"],
+        backbone.preprocess_mode,
+    )
+    model = keras.Model(inputs, outputs)
+    return np.asarray(
+        model.predict(ImageBatches(x, None, training["batch_size"]), verbose=0), np.float32
+    )
+
+
+def _autoencoder_stages(
+    spec: Mapping[str, Any],
+    strategy: Autoencoder,
+    backbone: Any,
+    x_train: np.ndarray,
+    x_val: np.ndarray,
+    trainer: Trainer,
+) -> dict[str, np.ndarray]:
+    """Greedy layer-wise autoencoder pretraining of ``backbone``; returns reconstructions."""
+    training, params = spec["training"], strategy.params
+    image_size, size = int(x_train.shape[1]), training["input_size"]
+    stages = strategy.stage_count(backbone)
+    xp_train = _preprocessed(spec, backbone, x_train)
+    xp_val = _preprocessed(spec, backbone, x_val)
+    shown = xp_val[: params["reconstructions"]]
+    recon: dict[str, np.ndarray] = {"images": np.asarray(x_val[: len(shown)], np.uint8)}
+    lr = params["ae_learning_rate"] or training["learning_rate"]
+    for stage in range(stages):
+        strategy.configure_stage(stage, backbone)
+        layer = strategy.stage_output_layer(stage, backbone)
+        code = backbone.model.get_layer(layer).output
+        if len(code.shape) != 4:
+            raise SpecError(
+                f"strategy autoencoder: block {backbone.blocks[stage][0]!r} of backbone "
+                f"{backbone.name!r} outputs shape {tuple(code.shape)}, not a 4D feature map; "
+                "the autoencoder needs convolutional blocks (set strategy.params.stages lower)"
+            )
+        encoder = keras.Model(backbone.model.input, code, name=f"encoder{stage + 1}")
+        inputs = keras.Input(shape=(size, size, 3), name="preprocessed")
+        decoder = build_decoder(code.shape[1:], size)
+        ae = keras.Model(inputs, decoder(encoder(inputs)), name=f"autoencoder{stage + 1}")
+        phase = Phase(f"ae_stage{stage + 1}", params["ae_epochs"], lr)
+        trainer.fit(
+            ae,
+            phase,
+            (xp_train, xp_train),
+            (xp_val, xp_val),
+            loss="mse",
+            metrics=False,
+            early_stopping=False,
+        )
+        out = _to_pixels(ae.predict(shown, verbose=0), backbone.preprocess_mode)
+        if size != image_size:
+            out = keras.ops.convert_to_numpy(keras.ops.image.resize(out, (image_size, image_size)))
+        recon[f"stage{stage + 1}"] = np.clip(out, 0, 255).astype(np.float32)
+    return recon
+
+
+def _train(
+    spec: dict[str, Any],
+    strategy: Strategy,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    image_shape: tuple[int, int, int],
+    classes: list[str],
+    trainer: Trainer,
+    extras: dict[str, Any],
+    arrays: dict[str, dict[str, np.ndarray]],
+) -> tuple[keras.Model | RunFailed, Any]:
+    """Build backbone and classifier, run the strategy's phases; the model or the failure."""
+    from tlbench.backbones import build_backbone
+    from tlbench.features import features_for_run
+
+    training = spec["training"]
+    size, batch = training["input_size"], training["batch_size"]
+    (x_train, y_train), (x_val, y_val) = splits["train"], splits["val"]
+    backbone = build_backbone(spec["backbone"], (size, size, 3))
+    _check_min_size(backbone, size)
+    phases = strategy.phases(spec)
+    for phase in phases:  # validate layer counts / block names before any training
+        strategy.configure(phase, backbone)
+    if isinstance(strategy, Autoencoder):
+        strategy.stage_count(backbone)
+    augmentation = _build_augmentation(spec, image_shape[:2])
+    model, head = build_classifier(
+        backbone, None, spec, image_shape, len(classes), strategy, augmentation
+    )
+    train_ds = ImageBatches(x_train, y_train, batch, shuffle=True, seed=spec["seed"])
+    val_ds = ImageBatches(x_val, y_val, batch)
+    try:
+        if isinstance(strategy, Autoencoder):
+            arrays["reconstructions.npz"] = _autoencoder_stages(
+                spec, strategy, backbone, x_train, x_val, trainer
+            )
+        for phase in phases:
+            multipliers = strategy.configure(phase, backbone)
+            if phase.head_only and augmentation is None:
+                cached = features_for_run(spec, backbone, x_train, x_val)
+                extras.setdefault("features", cached.info)
+                trainer.fit(head, phase, (cached.train, y_train), (cached.val, y_val))
+            else:
+                trainer.fit(model, phase, train_ds, val_ds, multipliers=multipliers)
+            if multipliers:
+                extras.setdefault("lr_multipliers", {})[phase.name] = multipliers
+    except RunFailed as failure:
+        return failure, backbone
+    return model, backbone
+
+
+def _direct_model(
+    spec: Mapping[str, Any],
+    image_shape: tuple[int, int, int],
+    classes: list[str],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    extras: dict[str, Any],
+) -> keras.Model:
+    """The source classifier with target classes mapped by majority vote on TRAIN."""
+    from tlbench.backbones import build_source_classifier
+
+    source, source_classes = build_source_classifier(spec["backbone"], image_shape)
+    prob = _predict(source, x_train, spec["training"]["batch_size"])
+    votes = prob.argmax(axis=1)
+    mapping = []
+    for c, name in enumerate(classes):
+        mine = votes[np.asarray(y_train) == c]
+        if mine.size == 0:
+            raise ValueError(f"direct: class {name!r} has no train images to map to a source class")
+        mapping.append(int(np.bincount(mine, minlength=prob.shape[1]).argmax()))
+    inputs = keras.Input(shape=image_shape, name="image")
+    outputs = SelectClasses(mapping, name="select_classes")(source(inputs))
+    extras["direct_mapping"] = {classes[c]: str(source_classes[m]) for c, m in enumerate(mapping)}
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+def _evaluate(
+    model: keras.Model,
+    data: Any,
+    classes: list[str],
+    batch: int,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Val and train metrics, then the test split: read once, predicted once (timed)."""
+    out: dict[str, Any] = {}
+    for name in ("val", "train"):
+        x, y = splits[name]
+        out[name] = _split_metrics(np.asarray(y), _predict(model, x, batch), classes)
+    x_test, y_test = data.split("test")
+    start = time.perf_counter()
+    prob = _predict(model, x_test, batch)
+    seconds = time.perf_counter() - start
+    test = _split_metrics(np.asarray(y_test), prob, classes)
+    out["test"] = test
+    out["per_class_accuracy"] = test["per_class_accuracy"]
+    out["confusion_matrix"] = test["confusion_matrix"]
+    out["inference_images_per_second"] = round(len(x_test) / max(seconds, 1e-9), 2)
+    predictions = {
+        "y_true": np.asarray(y_test, np.int64),
+        "y_prob": prob.astype(np.float32),
+        "classes": np.asarray(classes),
+    }
+    return out, predictions
+
+
+def run(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLike) -> dict[str, Any]:
+    """Train and evaluate one run; write ``outdir`` atomically; return the metrics dict.
+
+    Spec errors raise :class:`tlbench.spec.SpecError` before anything is written.
+    """
+    spec = resolve_spec(spec)
+    previous_policy = keras.config.dtype_policy().name
+    try:
+        if spec["training"]["mixed_precision"]:
+            keras.config.set_dtype_policy("mixed_float16")
+        return _run(spec, Path(outdir))
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
+    from tlbench.provenance import environment
+
+    data = load_prepared(spec["dataset"]["prepared"])
+    classes = [str(c) for c in data.classes]
+    if spec["dataset"]["name"] is None:
+        spec["dataset"]["name"] = data.manifest.get("dataset")
+    size = data.image_size
+    image_size = int(size[0] if isinstance(size, Sequence) else size)
+    if spec["training"]["input_size"] is None:
+        spec["training"]["input_size"] = image_size
+    keras.utils.set_random_seed(spec["seed"])
+    strategy = STRATEGIES.get(spec["strategy"]["name"])(spec["strategy"]["params"])
+    splits = {name: data.split(name) for name in ("train", "val")}
+    image_shape = tuple(int(s) for s in splits["train"][0].shape[1:])
+    batch = spec["training"]["batch_size"]
+
+    trainer = Trainer(spec)
+    extras: dict[str, Any] = {}
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    metrics: dict[str, Any] = {"status": "ok"}
+    start = time.perf_counter()
+    if strategy.trains:
+        model, backbone = _train(
+            spec, strategy, splits, image_shape, classes, trainer, extras, arrays
+        )
+        pretrained = bool(backbone.pretrained)
+    else:
+        model = _direct_model(spec, image_shape, classes, *splits["train"], extras)
+        pretrained = True
+    train_seconds = time.perf_counter() - start
+    if isinstance(model, RunFailed):
+        metrics.update(status="failed", reason=str(model))
+        model = None
+    if spec.get("run"):
+        metrics["run"] = spec["run"]
+    if model is not None:
+        evaluated, arrays["predictions.npz"] = _evaluate(model, data, classes, batch, splits)
+        metrics.update(evaluated)
+    metrics.update(
+        {
+            "classes": classes,
+            "strategy": spec["strategy"]["name"],
+            "pretrained": pretrained,
+            "train_seconds": round(train_seconds, 3),
+            "epochs_run": len(trainer.rows),
+            "best_epoch": trainer.best_epoch,
+            "resumed": False,
+        }
+    )
+    if model is not None:
+        metrics["params_total"] = int(model.count_params())
+        metrics["params_trainable"] = _count(model.trainable_weights) if strategy.trains else 0
+    metrics.update(extras)
+    metrics["spec"] = spec
+    metrics["environment"] = environment()
+    with atomic_dir(outdir) as tmp:
+        write_json(tmp / "metrics.json", metrics)
+        (tmp / "history.csv").write_text(_history_csv(trainer.rows))
+        write_json(tmp / "classes.json", classes)
+        if model is not None:
+            model.save(tmp / "model.keras")
+        for name, content in arrays.items():
+            np.savez_compressed(tmp / name, **content)
+    return metrics
