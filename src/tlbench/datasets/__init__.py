@@ -135,7 +135,8 @@ def _write_refs(
             path, mode="w+", dtype=np.uint8, shape=(len(keep), size[0], size[1], 3)
         )
         for start in range(0, len(keep), _CHUNK):
-            final[start : start + _CHUNK] = out[start : start + _CHUNK]
+            stop = min(start + _CHUNK, len(keep))
+            final[start:stop] = out[start:stop]
         final.flush()
         del final, out
         partial.unlink()

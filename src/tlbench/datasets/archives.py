@@ -69,8 +69,9 @@ def _check_inside(archive: str | os.PathLike, name: str, dest: Path) -> Path:
 
 
 def _zip_is_link_or_special(info: zipfile.ZipInfo) -> bool:
-    mode = info.external_attr >> 16
-    return bool(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+    """True for a Unix symlink/device/FIFO entry (no file-type bits counts as a file)."""
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    return kind not in (0, stat.S_IFREG, stat.S_IFDIR)
 
 
 def _check_tar_member(archive: str | os.PathLike, member: tarfile.TarInfo) -> str:

@@ -49,7 +49,7 @@ def stratified_split(
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         if len(idx) < 2:
-            name = class_names[cls] if class_names is not None else cls
+            name = class_names[cls] if class_names is not None else int(cls)
             raise ValueError(
                 f"class {name!r} has {len(idx)} item(s); cannot carve a {what} split "
                 "that keeps at least one item on each side"
@@ -83,14 +83,14 @@ def grouped_split(
     group_label = np.full(len(group_ids), -1, dtype=np.int64)
     for g, lab in zip(inverse, labels, strict=True):
         if group_label[g] not in (-1, lab):
-            raise ValueError(f"group {group_ids[g]!r} holds more than one class")
+            raise ValueError(f"group {str(group_ids[g])!r} holds more than one class")
         group_label[g] = lab
     rng = np.random.default_rng(seed)
     chosen: list[np.ndarray] = []
     for cls in np.unique(labels):
         cls_groups = np.flatnonzero(group_label == cls)
         if len(cls_groups) < 2:
-            name = class_names[cls] if class_names is not None else cls
+            name = class_names[cls] if class_names is not None else int(cls)
             raise ValueError(
                 f"class {name!r} has {len(cls_groups)} group(s); cannot carve a grouped "
                 f"{what} split that keeps at least one group on each side"
@@ -120,7 +120,7 @@ def take_per_class(
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         if len(idx) <= per_class:
-            name = class_names[cls] if class_names is not None else cls
+            name = class_names[cls] if class_names is not None else int(cls)
             raise ValueError(
                 f"class {name!r} has {len(idx)} items; {what}_per_class={per_class} "
                 "would leave none for the other splits"
