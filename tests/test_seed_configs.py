@@ -1,0 +1,157 @@
+"""Study configs: every config under configs/ loads, and every run spec it expands to resolves.
+
+The seed-study configs (configs/seedNNN_*.yaml and their small CI variants in
+configs/test/) are also checked against the seed reference data: the same
+strategies as the seed's experiments, the seed's hyperparameters, official
+sources for the full configs and the local mirror for the variants.
+(`snakemake -n` over every config is tests/test_workflow.py::test_dry_run.)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tlbench import seed_reference as sr
+from tlbench.augment import AUGMENTATIONS
+from tlbench.datasets import resolve_options
+from tlbench.spec import resolve_spec
+from tlbench.study import load_study_file
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_CONFIGS = sorted(ROOT.glob("configs/**/*.yaml")) + [ROOT / "config.yaml"]
+SEED_CONFIGS = {
+    "000": "seed000_gtsrb.yaml",
+    "001": "seed001_oregon_wildlife.yaml",
+    "002": "seed002_hymenoptera.yaml",
+    "003": "seed003_pets.yaml",
+    "004": "seed004_pets_autoencoder.yaml",
+}
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def _strategy_names(study) -> set[str]:
+    """The tlbench strategy names the study's runs use."""
+    return {study.config["strategies"][run.strategy]["name"] for run in study.runs}
+
+
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=_id)
+def test_config_loads_and_every_run_spec_resolves(path):
+    study = load_study_file(path)
+    assert study.runs
+    for run in study.runs:
+        resolved = resolve_spec(study.run_spec(run))  # strategy params, head, names
+        aug = resolved["augmentation"]
+        assert AUGMENTATIONS.get(aug["name"])(aug["params"]) is not None  # preset params
+    for backbone in study.pretrained_backbones:
+        resolve_spec(study.pretrain_spec(backbone))
+    for dataset in study.config["datasets"]:
+        loader, _ = resolve_options(study.dataset_config(dataset))  # loader options
+        assert loader == study.config["datasets"][dataset]["loader"]
+
+
+@pytest.mark.parametrize("seed", sorted(SEED_CONFIGS))
+def test_seed_configs_use_the_seed_strategies(seed):
+    expected = {strategy for _, strategy in sr.strategy_map(seed)}
+    full = load_study_file(ROOT / "configs" / SEED_CONFIGS[seed])
+    variant = load_study_file(ROOT / "configs" / "test" / SEED_CONFIGS[seed])
+    assert _strategy_names(full) == expected
+    # the offline variant has no ImageNet classifier (top) weights for `direct`
+    assert _strategy_names(variant) == expected - {"direct"}
+    assert full.config["data_mirror"] is None
+    assert variant.config["data_mirror"] == "../shared/datasets"
+    assert len(variant.runs) <= len(full.runs)
+    for run in variant.runs:
+        training = variant.training(run)
+        assert training["epochs"] <= 3
+    for name in (full.results, variant.results):
+        assert name.startswith("results/")  # inside the git-ignored results/ folder
+
+
+def test_seed000_config_hyperparameters():
+    study = load_study_file(ROOT / "configs" / SEED_CONFIGS["000"])
+    hp = sr.load("000")["hyperparameters"]
+    sizes = set()
+    for run in study.runs:
+        spec = resolve_spec(study.run_spec(run))
+        training = spec["training"]
+        assert training["optimizer"] == hp["optimizer"]
+        assert training["learning_rate"] == hp["learning_rate"]
+        assert training["batch_size"] == hp["batch_size"]
+        assert training["epochs"] == hp["epochs"]
+        assert training["interpolation"] == hp["interpolation"]
+        sizes.add(training["input_size"])
+        if spec["strategy"]["name"] in ("feature_extraction", "fine_tune"):
+            hidden = spec["head"]["hidden"]
+            assert hidden == ([512, 256, 128] if training["input_size"] == 32 else [1024, 256])
+        if spec["backbone"]["name"] == "NASNetMobile" and spec["strategy"]["name"] != "scratch":
+            assert spec["backbone"]["weights"] == "imagenet"
+    assert sizes == set(hp["input_size"])
+
+
+def test_seed001_config_two_phase_grid():
+    study = load_study_file(ROOT / "configs" / SEED_CONFIGS["001"])
+    hp = sr.load("001")["hyperparameters"]
+    grid = set()
+    for run in study.runs:
+        spec = resolve_spec(study.run_spec(run))
+        training = spec["training"]
+        assert training["learning_rate"] == hp["schedule"]["initial_lrate"]
+        schedule = training["schedule"]
+        assert schedule["name"] == "exponential"
+        assert math.isclose(schedule["decay_rate"], math.exp(-hp["schedule"]["k"]))
+        assert spec["augmentation"]["name"] == "seed001"
+        params = spec["strategy"]["params"]
+        if spec["strategy"]["name"] == "two_phase":
+            assert (params["phase1_epochs"], params["phase2_epochs"]) == (25, 20)
+            assert training["epochs"] == hp["two_phase"]["total_epochs"]
+            grid.add((params["phase2_learning_rate"], params["unfreeze"]))
+        else:
+            assert training["epochs"] == hp["epochs"]
+    table = sr.table("001", "fine_tuning_grid")
+    layers = {"-20": 20, "-10": 10, "all": "stem"}  # `stem`: that block and all above = all
+    assert grid == {
+        (lr, layers[str(n)]) for lr, n in zip(table["lr"], table["layers"], strict=True)
+    }
+
+
+def test_seed002_to_004_config_hyperparameters():
+    study = load_study_file(ROOT / "configs" / SEED_CONFIGS["002"])
+    hp = sr.load("002")["hyperparameters"]
+    for run in study.runs:
+        training = study.training(run)
+        assert training["optimizer"] == hp["optimizer"]
+        assert (training["batch_size"], training["epochs"]) == (hp["batch_size"], hp["epochs"])
+        assert training["schedule"] == {"name": "step", "step_epochs": 7, "gamma": 0.1}
+    assert {b["name"] for b in study.config["backbones"].values()} == {"VGG16", "alexnet"}
+
+    pets = load_study_file(ROOT / "configs" / SEED_CONFIGS["003"])
+    cells = {(r.strategy, r.augmentation) for r in pets.runs}
+    assert ("bn_gap_dropout_lr3e4", "seed003") in cells  # the seed's "with augmentation"
+    assert ("bn_gap_dropout", "none") in cells  # the seed's "without augmentation"
+    lrs = {pets.training(r)["learning_rate"] for r in pets.runs}
+    assert lrs == {0.001, 0.0003}
+
+    ae = load_study_file(ROOT / "configs" / SEED_CONFIGS["004"])
+    for run in ae.runs:
+        spec = resolve_spec(ae.run_spec(run))
+        assert spec["backbone"]["name"] == "seed003_cnn"
+        if spec["strategy"]["name"] == "autoencoder":
+            stages = sr.table("004", "autoencoder_results")
+            assert spec["strategy"]["params"]["stages"] == len(stages)
+            assert spec["strategy"]["params"]["ae_epochs"] == int(stages["Epochs"].iloc[0])
+
+
+@pytest.mark.parametrize("seed", sorted(SEED_CONFIGS))
+def test_seed_configs_comment_their_seed_sections(seed):
+    """Each full config names the seed sections (Russian headings) its choices come from."""
+    text = (ROOT / "configs" / SEED_CONFIGS[seed]).read_text(encoding="utf-8")
+    assert yaml.safe_load(text)  # parses
+    assert "«" in text and "docs/seeds.md" in text
+    assert f"seed_reference/seed{seed}.yaml" in text
