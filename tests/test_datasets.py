@@ -54,7 +54,19 @@ def test_unknown_loader_and_keys_list_valid_ones(tmp_path):
         prepare({"loader": "synthetic", "per_class": "3"}, tmp_path / "x", image_size=8, seed=0)
     with pytest.raises(ValueError, match="seed"):
         prepare({"loader": "synthetic"}, tmp_path / "x", image_size=8, seed=-1)
+    with pytest.raises(ValueError, match="must be a mapping"):
+        prepare(["synthetic"], tmp_path / "x", image_size=8, seed=0)
     assert not (tmp_path / "x").exists()
+
+
+def test_study_keys_must_agree(tmp_path):
+    entry = {"loader": "synthetic", "image_size": 8, "seed": 2}
+    data = load_prepared(prepare(entry, tmp_path / "ok", image_size=8, seed=2))
+    assert data.image_size == (8, 8) and data.manifest["params"] == entry
+    with pytest.raises(ValueError, match="image_size 8 but prepare.. was asked for \\[16, 16\\]"):
+        prepare(entry, tmp_path / "bad", image_size=16, seed=2)
+    with pytest.raises(ValueError, match="seed 2 but prepare.. was given 0"):
+        prepare(entry, tmp_path / "bad", image_size=8, seed=0)
 
 
 def test_prepare_writes_contract_files(tmp_path):

@@ -147,9 +147,9 @@ def test_folder_errors(tmp_path):
 # ---------------------------------------------------------------- real data in ../shared
 
 
-def test_hymenoptera_real():
+def test_hymenoptera_real(tmp_path):
     source = require_shared("datasets", "hymenoptera")
-    out = Path(pytest.importorskip("tempfile").mkdtemp()) / "hym"
+    out = tmp_path / "hym"
     data = load_prepared(
         prepare({"loader": "hymenoptera", "source": str(source)}, out, image_size=24, seed=0)
     )

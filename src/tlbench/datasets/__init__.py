@@ -168,6 +168,28 @@ def _check_labels(raw: RawSplits) -> None:
             raise ValueError(f"{name} labels outside 0..{len(raw.classes) - 1}")
 
 
+def _drop_study_keys(config: dict[str, Any], size: images.Size, seed: int) -> dict[str, Any]:
+    """Drop the study-level keys ``image_size``/``seed`` of a dataset entry (see prepare).
+
+    They may be present (a study config's dataset entry holds them) but must agree
+    with the arguments of :func:`prepare`.
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"a dataset config must be a mapping, got {config!r}")
+    config = dict(config)
+    if "image_size" in config:
+        given = config.pop("image_size")
+        if images.normalize_size(given) != size:
+            raise ValueError(
+                f"dataset config has image_size {given!r} but prepare() was asked for {list(size)}"
+            )
+    if "seed" in config:
+        given = config.pop("seed")
+        if given != seed:
+            raise ValueError(f"dataset config has seed {given!r} but prepare() was given {seed}")
+    return config
+
+
 def prepare(
     config: dict[str, Any],
     outdir: str | os.PathLike,
@@ -178,11 +200,13 @@ def prepare(
     """Prepare the dataset described by ``config`` into ``outdir`` (atomically); return it.
 
     ``image_size`` is an int (square) or ``(height, width)``; ``seed`` drives every
-    random choice (splits, generated data), so the result is deterministic.
+    random choice (splits, generated data), so the result is deterministic. A
+    study config's dataset entry may be passed as is: its ``image_size`` and
+    ``seed`` keys are accepted when they agree with the arguments.
     """
-    name, options = resolve_options(config)
     size = images.normalize_size(image_size)
     seed = _check_seed(seed)
+    name, options = resolve_options(_drop_study_keys(config, size, seed))
     outdir = Path(outdir)
     started = time.perf_counter()
     with atomic_dir(outdir) as tmp:
