@@ -54,6 +54,12 @@ def test_unknown_loader_and_keys_list_valid_ones(tmp_path):
         prepare({"loader": "synthetic", "per_class": "3"}, tmp_path / "x", image_size=8, seed=0)
     with pytest.raises(ValueError, match="seed"):
         prepare({"loader": "synthetic"}, tmp_path / "x", image_size=8, seed=-1)
+    with pytest.raises(ValueError, match=r"max_skipped_fraction must be in \[0, 1\], got 5"):
+        prepare(
+            {"loader": "synthetic", "max_skipped_fraction": 5}, tmp_path / "x", image_size=8, seed=0
+        )
+    with pytest.raises(ValueError, match="loader must be a name.*valid loaders: digits"):
+        prepare({"loader": ["gtsrb"]}, tmp_path / "x", image_size=8, seed=0)
     with pytest.raises(ValueError, match="must be a mapping"):
         prepare(["synthetic"], tmp_path / "x", image_size=8, seed=0)
     assert not (tmp_path / "x").exists()

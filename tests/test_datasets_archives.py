@@ -112,6 +112,7 @@ def test_fetch_from_mirror(tmp_path):
     (mirror / "data.zip").write_bytes(b"payload")
     url = "https://example.org/files/data.zip"
     assert archives.fetch(url, mirror=mirror) == mirror / "data.zip"
+    assert archives.fetch(url, mirror=mirror / "data.zip") == mirror / "data.zip"
     good = hashlib.sha256(b"payload").hexdigest()
     assert archives.fetch(url, sha256=good, mirror=mirror) == mirror / "data.zip"
     with pytest.raises(archives.ChecksumError, match="0{64}"):

@@ -231,6 +231,8 @@ def fetch(
     name = posixpath.basename(urllib.parse.urlparse(url_or_name).path) or url_or_name
     if mirror is not None:
         mirror = Path(mirror).expanduser()
+        if mirror.is_file() and mirror.name == name:  # the file itself was given
+            mirror = mirror.parent
         if not mirror.is_dir():
             raise FileNotFoundError(
                 f"source folder {mirror} does not exist (expected {name} in it)"

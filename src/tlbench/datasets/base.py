@@ -93,6 +93,11 @@ def resolve_options(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             "dataset config has no 'loader'; valid loaders: " + ", ".join(DATASETS.names())
         )
     name = config["loader"]
+    if not isinstance(name, str):
+        raise ValueError(
+            f"dataset loader must be a name, got {name!r}; valid loaders: "
+            + ", ".join(DATASETS.names())
+        )
     valid = loader_options(name)
     unknown = sorted(set(config) - set(valid) - {"loader"})
     if unknown:
@@ -104,6 +109,10 @@ def resolve_options(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     for key, value in config.items():
         if key != "loader":
             options[key] = valid[key].check(name, key, value)
+    if not 0.0 <= float(options["max_skipped_fraction"]) <= 1.0:
+        raise ValueError(
+            f"max_skipped_fraction must be in [0, 1], got {options['max_skipped_fraction']!r}"
+        )
     return name, options
 
 
