@@ -247,3 +247,11 @@ def test_numpy_values_written(tmp_path):
     csv, md, _ = tables.write_table(df, tmp_path / "t")
     assert md.read_text().splitlines()[2].strip() == "| 1.5000 |"
     assert csv.read_text().splitlines()[1] == "1.5"
+
+
+def test_general_table_puts_no_augmentation_first(tmp_path):
+    runs = [fake_metrics(augmentation="flip"), fake_metrics(augmentation="none"),
+            fake_metrics(augmentation="crop")]  # fmt: skip
+    table = tables.general_table(tables.collect_runs(write_runs(tmp_path, runs)), "ants")
+    assert list(table["Model name"]) == [
+        "mnv2_fine_tune", "mnv2_fine_tune_crop", "mnv2_fine_tune_flip"]  # fmt: skip

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tlbench import tables
 from tlbench.atomic import atomic_file
@@ -172,6 +173,8 @@ def curves_from_history(
                 color="gray",
             )
         ax.set_xlabel("epoch (all phases)")
+        ax.set_xlim(0.5, len(history) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -193,6 +196,7 @@ def dataset_curves(run_dirs: Sequence[str | os.PathLike], path: str | os.PathLik
     axes = fig.subplots(1, 2)
     skipped = []
     drawn = 0
+    longest = 1
     for run_dir in run_dirs:
         metrics = _read_metrics(run_dir)
         label = run_label(metrics)
@@ -204,11 +208,15 @@ def dataset_curves(run_dirs: Sequence[str | os.PathLike], path: str | os.PathLik
         # trained on a reconstruction loss) are not comparable with the others.
         history = read_history(history_path).dropna(subset=["val_accuracy"])
         x = np.arange(1, len(history) + 1)
+        longest = max(longest, len(history))
         for ax, metric in zip(axes, ("val_accuracy", "val_loss"), strict=True):
-            ax.plot(x, history[metric], linewidth=1.2, label=label, color=f"C{drawn % 10}")
+            ax.plot(x, history[metric], linewidth=1.2, marker="o", markersize=2.5,
+                    label=label, color=f"C{drawn % 10}")  # fmt: skip
         drawn += 1
     for ax, metric in zip(axes, ("validation accuracy", "validation loss"), strict=True):
         ax.set_xlabel("classification epoch (all phases)")
+        ax.set_xlim(0.5, longest + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     if drawn:

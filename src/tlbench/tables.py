@@ -275,7 +275,8 @@ def model_name(backbone: str, strategy: str, augmentation: str) -> str:
 def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Summary table of one dataset (seed 000's "general table").
 
-    One row per (backbone, strategy, augmentation) with ``Model name`` and
+    One row per (backbone, strategy, augmentation), sorted by those (augmentation
+    ``none`` first), with ``Model name`` and
     ``mean ± sd`` over the seeds of finished runs of test/train accuracy and
     loss and training time, plus ``Runs`` ("3" or "2 of 3 ok"). The positions
     of the best value per column (max accuracy, min loss/time, ties all
@@ -286,7 +287,11 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     keys = ["backbone", "strategy", "augmentation"]
     records = []
     means: dict[str, list[float]] = {col: [] for col in GENERAL_COLUMNS}
-    for (backbone, strategy, augmentation), group in rows_of.groupby(keys, sort=True):
+    groups = sorted(
+        rows_of.groupby(keys, sort=True),
+        key=lambda item: (item[0][0], item[0][1], item[0][2] != "none", item[0][2]),
+    )  # within a backbone and strategy, the run without augmentation first
+    for (backbone, strategy, augmentation), group in groups:
         ok = _ok(group)
         record = {"Model name": model_name(backbone, strategy, augmentation)}
         for column, (source, _, decimals) in GENERAL_COLUMNS.items():
