@@ -88,6 +88,7 @@ def test_roc_auc_undefined_when_class_absent():
         ([0, 1], [0.5, 0.5], ["a", "b"], "N x C"),
         ([0.5, 1], [[0.5, 0.5]] * 2, ["a", "b"], "integer class indices"),
         ([0, 1], [[np.nan, 0.5]] * 2, ["a", "b"], "NaN"),
+        ([0, 1], [[2.5, -1.0]] * 2, ["a", "b"], "probabilities in \\[0, 1\\]"),
         ([0, 0], [[1.0]] * 2, ["a"], "at least 2 classes"),
         ([0, 1], [[0.5, 0.5]] * 2, ["a", "a"], "unique"),
     ],

@@ -16,6 +16,8 @@ import numpy as np
 
 #: Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` before the log in the loss.
 EPSILON = 1e-7
+#: Rounding slack allowed outside [0, 1] in ``y_prob`` (float16/float32 softmax outputs).
+PROB_TOLERANCE = 1e-3
 
 
 def _validate(
@@ -58,6 +60,11 @@ def _validate(
         )
     if not np.all(np.isfinite(probs)):
         raise ValueError("y_prob holds NaN or infinite values")
+    if probs.min() < -PROB_TOLERANCE or probs.max() > 1.0 + PROB_TOLERANCE:
+        raise ValueError(
+            f"y_prob must hold probabilities in [0, 1], got values in "
+            f"[{probs.min():.4g}, {probs.max():.4g}] (logits instead of softmax outputs?)"
+        )
     return labels, probs, classes
 
 

@@ -112,7 +112,7 @@ def _gpus() -> list[str]:
         [smi, "--query-gpu=name,memory.total", "--format=csv,noheader"],
         capture_output=True,
         text=True,
-        timeout=2.0,
+        timeout=1.0,
         check=True,
     ).stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
