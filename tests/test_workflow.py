@@ -3,6 +3,8 @@ and (slow) small studies end to end through Snakemake, report included."""
 
 from __future__ import annotations
 
+import base64
+import html
 import os
 import re
 import shutil
@@ -99,6 +101,22 @@ def test_unknown_matrix_name_is_rejected(tmp_path):
     assert "matrix[0].strategies[0]: unknown name 'finetune'" in result.stderr + result.stdout
 
 
+def embedded_result(report: Path, path: str) -> str:
+    """The content of result ``path`` as embedded in a Snakemake HTML report (base64 data URI)."""
+    text = report.read_text()
+    start = text.find(f'"{path}": {{"name"')
+    assert start >= 0, f"{path} is not in the report"
+    match = re.compile(r'"data_uri": "data:[^"]*;base64,([^"]+)"').search(text, start)
+    assert match, f"{path} has no embedded content in the report"
+    return base64.b64decode(match.group(1)).decode("utf-8", errors="replace")
+
+
+def rendered_text(dom: str) -> str:
+    """The visible text of a dumped DOM (scripts and styles removed)."""
+    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.DOTALL)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", dom)))
+
+
 def _run_study(workdir: Path, config: Path, extra: list[str], env: dict | None = None) -> None:
     result = snakemake(
         "--snakefile",
@@ -189,7 +207,11 @@ def test_tiny_study_end_to_end(tmp_path):
 
     report = tmp_path / "report.html"
     _run_study(tmp_path, config, ["--report", str(report)])
-    assert "Test accuracy" in report.read_text(errors="replace")
+    general = embedded_result(report, f"{study['results']}/tables/target/general.html")
+    assert "<table>" in general and "Test accuracy" in general
+    assert "cnn_source_fine_tune" in general
+    for figure in ("figures/target/pareto.png", "environment/environment.html"):
+        assert embedded_result(report, f"{study['results']}/{figure}")
 
 
 @pytest.mark.slow
@@ -214,15 +236,28 @@ def test_hymenoptera_study_with_imagenet_weights(tmp_path):
 
     report = tmp_path / "report.html"
     _run_study(tmp_path, config, [*mirror, "--report", str(report)], env=env)
-    assert report.stat().st_size > 0
+    general = embedded_result(report, f"{study['results']}/tables/hymenoptera/general.html")
+    assert "Test accuracy" in general and "mobilenetv2_035_feature_extraction" in general
 
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing in CI (.ci/run installs it)")
         pytest.skip(f"{CHROMIUM} is absent: the report was built but not rendered in a browser")
     ARTIFACTS.mkdir(exist_ok=True)
-    screenshot = ARTIFACTS / "hymenoptera_report.png"
-    browser = [
+    # the report itself: the app renders its navigation and the study description
+    dom = browser(report, ARTIFACTS / "hymenoptera_report.png")
+    for text in ("Tables", "Per dataset", "Environment", "hymenoptera"):
+        assert text in dom, f"{text!r} not rendered in the report"
+    # the general table as the report embeds it (the report shows it in an iframe)
+    table_page = ARTIFACTS / "hymenoptera_general_table.html"
+    table_page.write_text(general)
+    dom = browser(table_page, ARTIFACTS / "hymenoptera_general_table.png")
+    assert "Test accuracy" in dom and "mobilenetv2_035_fine_tune" in dom
+
+
+def browser(page: Path, screenshot: Path) -> str:
+    """Render ``page`` in headless Chromium: save a screenshot, return the visible text."""
+    command = [
         str(CHROMIUM),
         "--headless",
         "--no-sandbox",
@@ -232,15 +267,15 @@ def test_hymenoptera_study_with_imagenet_weights(tmp_path):
         "--virtual-time-budget=10000",
     ]
     shot = subprocess.run(
-        [*browser, f"--screenshot={screenshot}", report.as_uri()],
+        [*command, f"--screenshot={screenshot}", page.as_uri()],
         capture_output=True,
         text=True,
         timeout=180,
     )
-    assert shot.returncode == 0, shot.stderr
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.returncode == 0, shot.stderr[-3000:]
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", screenshot
     dom = subprocess.run(
-        [*browser, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=180
+        [*command, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180
     )
-    assert dom.returncode == 0, dom.stderr
-    assert "Test accuracy" in dom.stdout
+    assert dom.returncode == 0, dom.stderr[-3000:]
+    return rendered_text(dom.stdout)
