@@ -279,3 +279,15 @@ def browser(page: Path, screenshot: Path) -> str:
     )
     assert dom.returncode == 0, dom.stderr[-3000:]
     return rendered_text(dom.stdout)
+
+
+def test_conda_env_pins_match_requirements():
+    """envs/tlbench.yaml (the jobs' conda env) pins exactly what requirements.txt pins."""
+    requirements = [
+        line.strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    env = yaml.safe_load((ROOT / "envs/tlbench.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert sorted(pip) == sorted(requirements)
