@@ -470,6 +470,84 @@ def _autoencoder_stages(
     return recon
 
 
+@dataclass
+class BuiltModel:
+    """A run's classifier before training (see :func:`build_model`)."""
+
+    model: keras.Model
+    head: keras.Model
+    backbone: Any
+    augmentation: keras.layers.Layer | None
+    phases: list[Phase]
+
+
+def build_model(
+    spec: Mapping[str, Any],
+    strategy: Strategy,
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+) -> BuiltModel:
+    """Build backbone and classifier of a resolved spec, untrained.
+
+    The strategy's layer counts and block names are checked against the backbone
+    here, before any training. Also the build hook of :mod:`tlbench.tuning`.
+    """
+    from tlbench.backbones import build_backbone
+
+    size = spec["training"]["input_size"]
+    backbone = build_backbone(spec["backbone"], (size, size, 3))
+    _check_min_size(backbone, size)
+    phases = strategy.phases(spec)
+    for phase in phases:  # validate layer counts / block names before any training
+        strategy.configure(phase, backbone)
+    if isinstance(strategy, Autoencoder):
+        strategy.stage_count(backbone)
+    augmentation = _build_augmentation(spec, image_shape[:2])
+    model, head = build_classifier(
+        backbone, None, spec, image_shape, num_classes, strategy, augmentation
+    )
+    return BuiltModel(model, head, backbone, augmentation, phases)
+
+
+def fit_phases(
+    built: BuiltModel,
+    spec: Mapping[str, Any],
+    strategy: Strategy,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    trainer: Trainer,
+    extras: dict[str, Any],
+    arrays: dict[str, dict[str, np.ndarray]],
+) -> keras.Model | RunFailed:
+    """Train ``built`` through the strategy's phases on the train split (val: early
+    stopping); return the model or the failure. Also the fit hook of :mod:`tlbench.tuning`.
+    """
+    from tlbench.features import features_for_run
+
+    batch = spec["training"]["batch_size"]
+    (x_train, y_train), (x_val, y_val) = splits["train"], splits["val"]
+    model, head, backbone = built.model, built.head, built.backbone
+    train_ds = ImageBatches(x_train, y_train, batch, shuffle=True, seed=spec["seed"])
+    val_ds = ImageBatches(x_val, y_val, batch)
+    try:
+        if isinstance(strategy, Autoencoder):
+            arrays["reconstructions.npz"] = _autoencoder_stages(
+                spec, strategy, backbone, x_train, x_val, trainer
+            )
+        for phase in built.phases:
+            multipliers = strategy.configure(phase, backbone)
+            if phase.head_only and built.augmentation is None:
+                cached = features_for_run(spec, backbone, x_train, x_val)
+                extras.setdefault("features", cached.info)
+                trainer.fit(head, phase, (cached.train, y_train), (cached.val, y_val))
+            else:
+                trainer.fit(model, phase, train_ds, val_ds, multipliers=multipliers)
+            if multipliers:
+                extras.setdefault("lr_multipliers", {})[phase.name] = multipliers
+    except RunFailed as failure:
+        return failure
+    return model
+
+
 def _train(
     spec: dict[str, Any],
     strategy: Strategy,
@@ -481,43 +559,8 @@ def _train(
     arrays: dict[str, dict[str, np.ndarray]],
 ) -> tuple[keras.Model | RunFailed, Any]:
     """Build backbone and classifier, run the strategy's phases; the model or the failure."""
-    from tlbench.backbones import build_backbone
-    from tlbench.features import features_for_run
-
-    training = spec["training"]
-    size, batch = training["input_size"], training["batch_size"]
-    (x_train, y_train), (x_val, y_val) = splits["train"], splits["val"]
-    backbone = build_backbone(spec["backbone"], (size, size, 3))
-    _check_min_size(backbone, size)
-    phases = strategy.phases(spec)
-    for phase in phases:  # validate layer counts / block names before any training
-        strategy.configure(phase, backbone)
-    if isinstance(strategy, Autoencoder):
-        strategy.stage_count(backbone)
-    augmentation = _build_augmentation(spec, image_shape[:2])
-    model, head = build_classifier(
-        backbone, None, spec, image_shape, len(classes), strategy, augmentation
-    )
-    train_ds = ImageBatches(x_train, y_train, batch, shuffle=True, seed=spec["seed"])
-    val_ds = ImageBatches(x_val, y_val, batch)
-    try:
-        if isinstance(strategy, Autoencoder):
-            arrays["reconstructions.npz"] = _autoencoder_stages(
-                spec, strategy, backbone, x_train, x_val, trainer
-            )
-        for phase in phases:
-            multipliers = strategy.configure(phase, backbone)
-            if phase.head_only and augmentation is None:
-                cached = features_for_run(spec, backbone, x_train, x_val)
-                extras.setdefault("features", cached.info)
-                trainer.fit(head, phase, (cached.train, y_train), (cached.val, y_val))
-            else:
-                trainer.fit(model, phase, train_ds, val_ds, multipliers=multipliers)
-            if multipliers:
-                extras.setdefault("lr_multipliers", {})[phase.name] = multipliers
-    except RunFailed as failure:
-        return failure, backbone
-    return model, backbone
+    built = build_model(spec, strategy, image_shape, len(classes))
+    return fit_phases(built, spec, strategy, splits, trainer, extras, arrays), built.backbone
 
 
 def _direct_model(
