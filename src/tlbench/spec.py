@@ -48,6 +48,8 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
                                  # null: computed in memory for this run only
     run: null                    # optional config-level names {dataset, backbone, ...},
                                  # copied into metrics.json
+    tuned: null                  # optional {hyperparameter: value} chosen by tlbench.tuning
+                                 # (already applied to training/strategy.params; recorded)
 """
 
 from __future__ import annotations
@@ -100,10 +102,11 @@ DEFAULTS: dict[str, Any] = {
     },
     "features_cache": None,
     "run": None,
+    "tuned": None,
 }
 
 # Keys whose value is a free-form mapping (checked by their owner, not here).
-FREE_FORM = {"backbone.kwargs", "strategy.params", "augmentation.params", "run"}
+FREE_FORM = {"backbone.kwargs", "strategy.params", "augmentation.params", "run", "tuned"}
 
 
 def load_spec_file(path: str | os.PathLike) -> dict[str, Any]:
