@@ -169,8 +169,9 @@ def table_targets():
 
 
 def final_targets():
-    """Everything `rule all` asks for."""
+    """Everything `rule all` asks for; the runs themselves too, so a deleted run is redone."""
     return [
+        *run_dirs(STUDY.runs),
         *table_targets(),
         *dataset_figure_targets(),
         *run_figure_targets(),
