@@ -1,0 +1,245 @@
+"""Tests of tlbench.tuning: search-space validation, a tiny search, resume after SIGKILL,
+a changed search space starting afresh, and the test split never being read."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tlbench import tuning
+from tlbench.spec import resolve_spec
+from tlbench.tuning import TuningError, apply_tuned, resolve_tuning
+
+SPACE = {"learning_rate": {"min": 1e-4, "max": 1e-2}}
+
+
+def _spec(prepared: Path, strategy: str = "fine_tune", **params) -> dict:
+    return {
+        "dataset": {"prepared": str(prepared)},
+        "backbone": {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [4, 8]}},
+        "strategy": {"name": strategy, "params": params},
+        "training": {"epochs": 1, "batch_size": 16, "early_stopping": None},
+    }
+
+
+def _events(folder: Path) -> list[dict]:
+    logs = list(folder.glob("search-*/trial_log.jsonl"))
+    assert len(logs) <= 1, logs
+    if not logs:
+        return []
+    return [json.loads(line) for line in logs[0].read_text().splitlines() if line.strip()]
+
+
+def _completed(trial_json: Path) -> bool:
+    """Whether the oracle's trial file says COMPLETED (False while it is being written)."""
+    try:
+        return json.loads(trial_json.read_text())["status"] == "COMPLETED"
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("strategy", "section", "key"),
+    [
+        ("two_phase", {"space": {"learning_rate": {"min": 1e-2, "max": 1e-4}}}, "learning_rate"),
+        ("two_phase", {"space": {"learning_rate": {"min": -1e-3, "max": 1e-2}}}, ".min"),
+        ("two_phase", {"space": {"phase2_learning_rate": {"min": 0, "max": 1}}}, ".min"),
+        ("two_phase", {"space": {"unfreeze": {"min": 30, "max": 10}}}, "unfreeze"),
+        ("two_phase", {"space": {"unfreeze": {"min": -1, "max": 10}}}, "unfreeze.min"),
+        ("two_phase", {"space": {"unfreeze": {"blocks": []}}}, "unfreeze.blocks"),
+        ("two_phase", {"space": {"frozen": {"min": 0, "max": 10}}}, "space.frozen"),
+        ("two_phase", {"space": {"learning_rate": {"min": 1e-4}}}, "learning_rate.max"),
+        ("two_phase", {"space": {"learning_rate": {"lo": 1e-4}}}, "learning_rate.lo"),
+        ("two_phase", {"space": {}}, "tuning.space"),
+        ("two_phase", {"tuner": "grid", "space": SPACE}, "tuning.tuner"),
+        ("two_phase", {"max_trials": 5, "space": SPACE}, "tuning.max_trials"),
+        ("two_phase", {"tuner": "random", "max_epochs": 5, "space": SPACE}, "max_epochs"),
+        ("two_phase", {"budget": 5, "space": SPACE}, "tuning.budget"),
+        ("discriminative_lr", {"space": {"decay": {"min": 0.5, "max": 2.0}}}, "decay.max"),
+        ("direct", {"space": SPACE}, "tuning"),
+    ],
+)
+def test_bad_search_space_names_the_key(strategy, section, key):
+    with pytest.raises(TuningError) as error:
+        resolve_tuning(strategy, section, "strategies.s.tuning")
+    assert key in str(error.value)
+    assert str(error.value).startswith("strategies.s.tuning")
+
+
+def test_resolve_fills_defaults_and_accepts_blocks():
+    out = resolve_tuning(
+        "two_phase",
+        {"space": {**SPACE, "unfreeze": {"blocks": ["block2", "block1"]}}},
+    )
+    assert out["tuner"] == "hyperband" and out["factor"] == 3 and out["seed"] == 0
+    assert out["space"]["unfreeze"] == {"blocks": ["block2", "block1"]}
+    out = resolve_tuning(
+        "freeze_bottom", {"tuner": "random", "space": {"frozen": {"min": 0, "max": 4}}}
+    )
+    assert out["space"]["frozen"] == {"min": 0, "max": 4, "step": 1}
+    assert out["max_trials"] == 10
+
+
+def test_depth_beyond_backbone_or_unknown_block_is_an_error():
+    from tlbench.backbones import build_backbone
+
+    backbone = build_backbone(
+        {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [4, 8]}}, (16, 16, 3)
+    )
+    tuning.check_space_against_backbone(
+        {"unfreeze": {"min": 0, "max": 2, "step": 1}}, backbone, "s.space"
+    )
+    with pytest.raises(TuningError, match=r"s\.space\.unfreeze\.max: 500 exceeds the depth"):
+        tuning.check_space_against_backbone(
+            {"unfreeze": {"min": 0, "max": 500, "step": 1}}, backbone, "s.space"
+        )
+    with pytest.raises(TuningError, match=r"s\.space\.frozen\.blocks: unknown block 'nope'"):
+        tuning.check_space_against_backbone({"frozen": {"blocks": ["nope"]}}, backbone, "s.space")
+
+
+def test_apply_tuned_sets_values_and_records_them(tiny_prepared):
+    spec = apply_tuned(_spec(tiny_prepared, "two_phase"), {"learning_rate": 0.003, "unfreeze": 2})
+    resolved = resolve_spec(spec)
+    assert resolved["training"]["learning_rate"] == 0.003
+    assert resolved["strategy"]["params"]["unfreeze"] == 2
+    assert resolved["tuned"] == {"learning_rate": 0.003, "unfreeze": 2}
+    assert resolve_spec(_spec(tiny_prepared))["tuned"] is None
+
+
+def test_objective_is_roc_auc_for_binary_data():
+    assert tuning.objective_name(2) == "val_roc_auc"
+    assert tuning.objective_name(3) == "val_accuracy"
+
+
+# --------------------------------------------------------------------------- searches
+
+
+def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_path, monkeypatch):
+    from tlbench import engine
+
+    opened: list[str] = []
+    real = engine.load_prepared
+
+    class Watched:
+        def __init__(self, data):
+            self._data = data
+
+        def __getattr__(self, name):
+            return getattr(self._data, name)
+
+        def split(self, name):
+            opened.append(name)
+            return self._data.split(name)
+
+    monkeypatch.setattr(engine, "load_prepared", lambda path: Watched(real(path)))
+    section = {
+        "tuner": "random",
+        "max_trials": 2,
+        "space": {**SPACE, "unfreeze": {"min": 0, "max": 4, "step": 2}},
+    }
+    result = tuning.search(
+        _spec(tiny_prepared, "two_phase"),
+        section,
+        tmp_path / "work",
+        tmp_path / "best.json",
+        tmp_path / "trials.csv",
+        names={"dataset": "tiny"},
+    )
+    assert set(opened) == {"train", "val"}
+    assert result["objective"] == "val_accuracy"
+    assert result["trials"] == result["completed_trials"] == 2
+    tuned = result["tuned"]
+    assert set(tuned) == {"learning_rate", "unfreeze"}
+    assert 1e-4 <= tuned["learning_rate"] <= 1e-2 and tuned["unfreeze"] in (0, 2, 4)
+    assert json.loads((tmp_path / "best.json").read_text())["tuned"] == tuned
+    assert tuning.read_tuned(tmp_path / "best.json") == tuned
+    rows = list(csv.DictReader((tmp_path / "trials.csv").open()))
+    assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]
+    # two-phase trials fit twice: both phases' epochs are counted
+    assert all(float(r["epochs"]) == 2 for r in rows)
+    assert max(float(r["score"]) for r in rows) == result["best_score"]
+    assert all(0 <= float(r["score"]) <= 1 and float(r["seconds"]) > 0 for r in rows)
+
+
+def test_changed_search_space_starts_afresh(tiny_prepared, tmp_path):
+    args = (tmp_path / "work", tmp_path / "best.json", tmp_path / "trials.csv")
+    first = {"tuner": "random", "max_trials": 1, "space": SPACE}
+    tuning.search(_spec(tiny_prepared), first, *args)
+    events = _events(tmp_path / "work")
+    assert [e["event"] for e in events] == ["start", "end"]
+    # the same search again: finished, nothing is redone
+    again = tuning.search(_spec(tiny_prepared), first, *args)
+    assert _events(tmp_path / "work") == events and again["trials"] == 1
+    # another space: a new project, the old state is removed
+    changed = {**first, "space": {"learning_rate": {"min": 1e-3, "max": 1e-1}}}
+    result = tuning.search(_spec(tiny_prepared), changed, *args)
+    assert result["search_key"] != again["search_key"]
+    projects = sorted(p.name for p in (tmp_path / "work").glob("search-*"))
+    assert projects == [f"search-{result['search_key']}"]
+    assert [e["event"] for e in _events(tmp_path / "work")] == ["start", "end"]
+    assert 1e-3 <= result["tuned"]["learning_rate"] <= 1e-1
+
+
+def test_sigkill_mid_search_resumes_without_redoing_finished_trials(tiny_prepared, tmp_path):
+    spec, section = tmp_path / "spec.yaml", tmp_path / "tuning.yaml"
+    spec.write_text(yaml.safe_dump(_spec(tiny_prepared)))
+    section.write_text(yaml.safe_dump({"tuner": "random", "max_trials": 3, "space": SPACE}))
+    work = tmp_path / "work"
+    command = [
+        sys.executable,
+        "-m",
+        "tlbench.tuning",
+        str(spec),
+        str(section),
+        str(work),
+        str(tmp_path / "best.json"),
+        str(tmp_path / "trials.csv"),
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        # wait until the oracle has the first trial on disk as finished
+        while time.monotonic() < deadline and proc.poll() is None:
+            done = [p for p in work.glob("search-*/trial_*/trial.json") if _completed(p)]
+            if done:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert done, "no trial finished in time"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    finished = {json.loads(p.read_text())["trial_id"] for p in done}
+    before = _events(work)
+    killed_pid = proc.pid
+    assert {e["pid"] for e in before} == {killed_pid}
+    assert not (tmp_path / "best.json").exists()
+
+    rerun = subprocess.run(command, env=env, capture_output=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-3000:]
+    after = _events(work)
+    assert after[: len(before)] == before  # the log was only appended to
+    new = after[len(before) :]
+    assert new and all(e["pid"] != killed_pid for e in new)
+    restarted = {e["trial"] for e in new if e["event"] == "start"}
+    assert not restarted & finished, (finished, restarted)
+    ends = [e["trial"] for e in after if e["event"] == "end"]
+    assert len(ends) == len(set(ends)) == 3
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["trials"] == best["completed_trials"] == 3
