@@ -68,6 +68,9 @@ _RESERVED_KWARGS = {
 _MIN_SIZE = {"Xception": 71, "InceptionV3": 75, "InceptionResNetV2": 75}
 # Models whose ImageNet weights need exactly this input side (Keras rejects others).
 _IMAGENET_EXACT_SIZE = {"NASNetMobile": 224, "NASNetLarge": 331}
+# Families whose models rescale inside (mode "none") unless include_preprocessing=False;
+# then the images need what that internal layer did (keras.applications sources).
+_INTERNAL_PREPROCESS = {"ConvNeXt": "torch", "EfficientNetV2": "tf", "MobileNetV3": "tf"}
 # Valid alphas of the MobileNet ImageNet weight files (as in keras.applications).
 _MOBILENET_ALPHAS = {
     "MobileNet": (0.25, 0.5, 0.75, 1.0),
@@ -389,11 +392,21 @@ def _build_keras_application(
     return Backbone(
         name=name,
         model=model,
-        preprocess_mode=family_preprocess_mode(name),
+        preprocess_mode=_app_preprocess_mode(name, kwargs),
         pretrained=weights != "none",
         blocks=layer_blocks(model),
         min_size=min_size,
     )
+
+
+def _app_preprocess_mode(name: str, kwargs: dict) -> str:
+    """The family's mode; models built with ``include_preprocessing=False`` need the
+    normalisation their internal layer would have done."""
+    if kwargs.get("include_preprocessing", True) is False:
+        for prefix, mode in _INTERNAL_PREPROCESS.items():
+            if name.startswith(prefix):
+                return mode
+    return family_preprocess_mode(name)
 
 
 def _mobilenet_224_no_top(name: str, kwargs: dict) -> Path:
