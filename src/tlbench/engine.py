@@ -21,14 +21,22 @@ BatchNorm in inference mode) -> global average pooling (4D features) -> head
 Data: the val split drives early stopping only; the test split is read once,
 at the very end. A non-finite loss stops training and the run is recorded with
 ``status: "failed"`` and the epoch and phase where it happened.
+
+Resume: every finished epoch is checkpointed in ``OUTDIR + ".work"``
+(:class:`Resume`), so a killed or requeued job continues from its last finished
+epoch; ``metrics.json`` then says ``resumed: true``. The folder is removed once
+the outputs are written.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -261,6 +269,129 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+# --------------------------------------------------------------------------- resume
+
+
+class Resume:
+    """Per-epoch checkpoints of one run's fits in a work folder (``OUTDIR.work``).
+
+    Fits (one per phase or autoencoder stage) are numbered in call order.
+    ``progress.json`` holds the spec's hash, the history rows so far, per finished
+    fit its row count, best epoch and final weights file, and for the fit in
+    progress its finished epochs, its weights file and the early-stopping state.
+    A checkpoint of another spec is discarded. Weights files carry the epoch in
+    their name and progress.json is replaced atomically after them, so the two
+    always agree.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, spec: Mapping[str, Any]):
+        self.dir = Path(workdir)
+        blob = json.dumps(spec, sort_keys=True, default=str).encode()
+        self.key = hashlib.sha256(blob).hexdigest()
+        self.resumed = False
+        self.next_fit = 0
+        state = None
+        progress = self.dir / "progress.json"
+        if progress.exists():
+            state = json.loads(progress.read_text())
+            if state.get("spec") != self.key:
+                shutil.rmtree(self.dir)
+                state = None
+        self.state = state or {"spec": self.key, "rows": [], "fits": [], "current": None}
+
+    def _weights(self, model: keras.Model, name: str) -> None:
+        """Load a weights file of the work folder into a compiled ``model``."""
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(self.dir / name)
+        self.resumed = True
+
+    def restore_finished(self, fit: int, model: keras.Model, trainer: Trainer) -> bool:
+        """Restore a fit that had finished; False when it had not."""
+        if fit >= len(self.state["fits"]):
+            return False
+        done = self.state["fits"][fit]
+        self._weights(model, done["weights"])
+        trainer.rows[:] = self.state["rows"][: done["rows"]]
+        trainer.best_epoch = done["best_epoch"]
+        return True
+
+    def restore_current(self, fit: int, model: keras.Model, trainer: Trainer) -> dict | None:
+        """Weights and rows of fit ``fit`` at its last finished epoch (None: nothing saved)."""
+        current = self.state["current"]
+        if not current or current["fit"] != fit:
+            return None
+        self._weights(model, current["weights"])
+        trainer.rows[:] = self.state["rows"]
+        return current
+
+    def save_epoch(self, fit: int, epoch: int, model: keras.Model, rows: list, stopper: Any):
+        """Checkpoint fit ``fit`` after its (0-based) ``epoch``."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = f"fit{fit}-epoch{epoch + 1}.weights.h5"
+        model.save_weights(self.dir / name)
+        current = {"fit": fit, "epoch": epoch + 1, "weights": name, "stopper": None}
+        if stopper is not None:
+            best_name = None
+            if stopper.best_weights is not None:
+                best_name = f"fit{fit}-epoch{epoch + 1}-best.npz"
+                np.savez(self.dir / best_name, *stopper.best_weights)
+            current["stopper"] = {
+                "wait": stopper.wait,
+                "best": float(stopper.best),
+                "best_epoch": stopper.best_epoch,
+                "best_weights": best_name,
+            }
+        self._write({**self.state, "rows": list(rows), "current": current})
+
+    def restore_stopper(self, current: dict, stopper: Any) -> None:
+        """Early-stopping state of the fit in progress (after its on_train_begin)."""
+        saved = current.get("stopper")
+        if stopper is None or not saved:
+            return
+        stopper.wait, stopper.best = saved["wait"], saved["best"]
+        stopper.best_epoch = saved["best_epoch"]
+        if saved["best_weights"]:
+            with np.load(self.dir / saved["best_weights"]) as z:
+                stopper.best_weights = [z[f"arr_{i}"] for i in range(len(z.files))]
+
+    def finish_fit(self, fit: int, model: keras.Model, rows: list, best_epoch: int | None):
+        """Record a finished fit (its final weights, e.g. the restored best epoch)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = f"fit{fit}-final.weights.h5"
+        model.save_weights(self.dir / name)
+        fits = [*self.state["fits"], {"rows": len(rows), "best_epoch": best_epoch, "weights": name}]
+        self._write({**self.state, "rows": list(rows), "fits": fits, "current": None})
+
+    def _write(self, state: dict) -> None:
+        """Replace progress.json, then drop weights files it no longer names."""
+        write_json(self.dir / "progress.json", state)
+        self.state = state
+        keep = {f["weights"] for f in state["fits"]} | {"progress.json"}
+        if state["current"]:
+            keep.add(state["current"]["weights"])
+            keep.add((state["current"]["stopper"] or {}).get("best_weights"))
+        for path in self.dir.iterdir():
+            if path.name not in keep and not path.name.startswith("."):
+                path.unlink()
+
+
+class ResumeCallback(keras.callbacks.Callback):
+    """Save a checkpoint after every epoch; restore early stopping at train begin."""
+
+    def __init__(self, resume: Resume, fit: int, rows: list, stopper: Any, current: dict | None):
+        super().__init__()
+        self.resume, self.fit, self.rows = resume, fit, rows
+        self.stopper, self.current = stopper, current
+
+    def on_train_begin(self, logs=None) -> None:
+        if self.current:
+            self.resume.restore_stopper(self.current, self.stopper)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.resume.save_epoch(self.fit, epoch, self.model, self.rows, self.stopper)
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -275,6 +406,7 @@ class Trainer:
     spec: Mapping[str, Any]
     rows: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int | None = None
+    resume: Resume | None = None
 
     def fit(
         self,
@@ -295,9 +427,20 @@ class Trainer:
             loss=loss,
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if metrics else [],
         )
+        fit_index, current, initial_epoch = None, None, 0
+        if self.resume is not None:
+            fit_index, self.resume.next_fit = self.resume.next_fit, self.resume.next_fit + 1
+            if self.resume.restore_finished(fit_index, model, self):
+                return
+            current = self.resume.restore_current(fit_index, model, self)
+            if current:
+                initial_epoch = current["epoch"]
+                if hasattr(train, "epoch"):  # the shuffling order of the resumed epoch
+                    train.epoch = initial_epoch
+                    train.order = train._order()
         schedule = EpochSchedule(training["schedule"], phase.learning_rate)
-        guard = NaNGuard(phase.name, len(self.rows))
-        start = len(self.rows)
+        start = len(self.rows) - initial_epoch
+        guard = NaNGuard(phase.name, start)
         callbacks = [schedule, guard, HistoryRecorder(self.rows, phase.name, schedule)]
         stop = training["early_stopping"] if early_stopping else None
         stopper = None
@@ -306,6 +449,8 @@ class Trainer:
                 monitor=stop["monitor"], patience=stop["patience"], restore_best_weights=True
             )
             callbacks.append(stopper)
+        if self.resume is not None:
+            callbacks.append(ResumeCallback(self.resume, fit_index, self.rows, stopper, current))
         fit_kwargs: dict[str, Any] = {}
         if isinstance(train, tuple):
             x, y = train
@@ -316,6 +461,7 @@ class Trainer:
             **fit_kwargs,
             validation_data=val,
             epochs=phase.epochs,
+            initial_epoch=initial_epoch,
             callbacks=callbacks,
             verbose=2,
         )
@@ -324,6 +470,8 @@ class Trainer:
         self.best_epoch = (
             start + (stopper.best_epoch if stopper else len(self.rows) - start - 1) + 1
         )
+        if self.resume is not None:
+            self.resume.finish_fit(fit_index, model, self.rows, self.best_epoch)
 
 
 def _predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -650,7 +798,8 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     image_shape = tuple(int(s) for s in splits["train"][0].shape[1:])
     batch = spec["training"]["batch_size"]
 
-    trainer = Trainer(spec)
+    workdir = Path(f"{outdir}.work")
+    trainer = Trainer(spec, resume=Resume(workdir, spec))
     extras: dict[str, Any] = {}
     arrays: dict[str, dict[str, np.ndarray]] = {}
     metrics: dict[str, Any] = {"status": "ok"}
@@ -680,7 +829,7 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
             "train_seconds": round(train_seconds, 3),
             "epochs_run": len(trainer.rows),
             "best_epoch": trainer.best_epoch,
-            "resumed": False,
+            "resumed": trainer.resume.resumed,
         }
     )
     if model is not None:
@@ -689,6 +838,7 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     metrics.update(extras)
     metrics["spec"] = spec
     metrics["environment"] = environment()
+    metrics["environment"]["slurm_job_id"] = os.environ.get("SLURM_JOB_ID")
     with atomic_dir(outdir) as tmp:
         write_json(tmp / "metrics.json", metrics)
         (tmp / "history.csv").write_text(_history_csv(trainer.rows))
@@ -697,4 +847,5 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
             model.save(tmp / "model.keras")
         for name, content in arrays.items():
             np.savez_compressed(tmp / name, **content)
+    shutil.rmtree(workdir, ignore_errors=True)
     return metrics
