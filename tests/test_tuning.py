@@ -243,3 +243,34 @@ def test_sigkill_mid_search_resumes_without_redoing_finished_trials(tiny_prepare
     assert len(ends) == len(set(ends)) == 3
     best = json.loads((tmp_path / "best.json").read_text())
     assert best["trials"] == best["completed_trials"] == 3
+
+
+def test_tables_say_which_values_were_tuned():
+    import pandas as pd
+
+    from tlbench import tables
+
+    base = {
+        "status": "ok",
+        "test": {"accuracy": 0.9, "loss": 0.3},
+        "train": {"accuracy": 0.95, "loss": 0.2},
+        "train_seconds": 3.0,
+    }
+    tuned = {"learning_rate": 0.00123456, "unfreeze": "block_13"}
+    rows = []
+    for strategy, spec_tuned in (("tp_tuned", tuned), ("tp", None)):
+        for seed in (0, 1):
+            spec = {"strategy": {"name": "two_phase"}, "tuned": spec_tuned}
+            names = {
+                "dataset": "d",
+                "backbone": "b",
+                "strategy": strategy,
+                "augmentation": "none",
+                "seed": seed,
+            }
+            rows.append(tables.run_row({**base, "spec": spec, "run": names}))
+    df = pd.DataFrame(rows)
+    assert list(df["tuned"]) == ["learning_rate=0.001235, unfreeze=block_13"] * 2 + [""] * 2
+    general = tables.general_table(df, "d").set_index("Model name")
+    assert general.loc["b_tp_tuned", "Tuned"] == "learning_rate=0.001235, unfreeze=block_13"
+    assert general.loc["b_tp", "Tuned"] == ""

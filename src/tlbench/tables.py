@@ -46,6 +46,7 @@ SPEC_COLUMNS = [
     "input_size",
     "interpolation",
     "mixed_precision",
+    "tuned",
 ]
 SPLITS = ("test", "val", "train")
 #: Scalar metrics of each split, always present as ``<split>_<metric>`` columns.
@@ -121,6 +122,15 @@ def _scalar(value: Any) -> Any:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def tuned_label(tuned: Any) -> str:
+    """``name=value`` of every hyperparameter chosen by tuning (tlbench.tuning), or ""."""
+    if not isinstance(tuned, Mapping) or not tuned:
+        return ""
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuned.items()
+    )
+
+
 def run_row(metrics: Mapping[str, Any], path: str | os.PathLike | None = None) -> dict[str, Any]:
     """Flatten one run's ``metrics.json`` content into a table row.
 
@@ -154,6 +164,7 @@ def run_row(metrics: Mapping[str, Any], path: str | os.PathLike | None = None) -
         "input_size": training.get("input_size"),
         "interpolation": training.get("interpolation"),
         "mixed_precision": training.get("mixed_precision"),
+        "tuned": tuned_label(spec.get("tuned")),
     }
     classes = metrics.get("classes")
     if isinstance(classes, list):
@@ -278,7 +289,9 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     One row per (backbone, strategy, augmentation), sorted by those (augmentation
     ``none`` first), with ``Model name`` and
     ``mean ± sd`` over the seeds of finished runs of test/train accuracy and
-    loss and training time, plus ``Runs`` ("3" or "2 of 3 ok"). The positions
+    loss and training time, plus ``Runs`` ("3" or "2 of 3 ok") and, when some
+    runs used tuned hyperparameters (``spec.tuned``), ``Tuned`` (their values;
+    all other settings were set by the config). The positions
     of the best value per column (max accuracy, min loss/time, ties all
     marked) are in ``table.attrs["best"]`` ({column: [row positions]}), which
     :func:`write_table` renders bold in Markdown and HTML.
@@ -300,8 +313,12 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
             means[column].append(float(values.mean()) if len(values) else np.nan)
         total = len(group)
         record["Runs"] = str(total) if len(ok) == total else f"{len(ok)} of {total} ok"
+        if "tuned" in group:  # hyperparameters chosen by tuning (all others were set)
+            labels = sorted({str(v) for v in group["tuned"].dropna() if str(v)})
+            record["Tuned"] = "; ".join(labels)
         records.append(record)
-    table = pd.DataFrame(records, columns=["Model name", *GENERAL_COLUMNS, "Runs"])
+    extra = ["Tuned"] if any(r.get("Tuned") for r in records) else []
+    table = pd.DataFrame(records, columns=["Model name", *GENERAL_COLUMNS, "Runs", *extra])
     best: dict[str, list[int]] = {}
     for column, (_, direction, _) in GENERAL_COLUMNS.items():
         values = np.array(means[column], dtype=float)
