@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -727,9 +728,10 @@ def _load_run_model(run_dir: Path) -> keras.Model:
         raise FileNotFoundError(
             f"weights {{run: {str(run_dir)!r}}}: {path} does not exist (not a finished run?)"
         )
-    importlib.import_module("tlbench.augment")  # registers its custom layers
-    with contextlib.suppress(ModuleNotFoundError):
-        importlib.import_module("tlbench.engine")  # may register head layers
+    # register tlbench's custom layers (augmentation; the engine's heads and selectors)
+    for module in ("tlbench.augment", "tlbench.engine"):
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
     return keras.saving.load_model(path, compile=False)
 
 
