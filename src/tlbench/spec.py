@@ -106,7 +106,14 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Keys whose value is a free-form mapping (checked by their owner, not here).
-FREE_FORM = {"backbone.kwargs", "strategy.params", "augmentation.params", "run", "tuned"}
+FREE_FORM = {
+    "backbone.kwargs",
+    "strategy.params",
+    "augmentation.params",
+    "run",
+    "tuned",
+    "training.schedule",  # checked by _check_schedule (params depend on the name)
+}
 
 
 def load_spec_file(path: str | os.PathLike) -> dict[str, Any]:

@@ -1,0 +1,25 @@
+"""Helpers shared by the engine's tests: tiny run specs on the tiny prepared dataset."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+SMALL_BACKBONE = {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [8, 16]}}
+
+
+def tiny_spec(prepared: Path, strategy: str = "scratch", **overrides: Any) -> dict[str, Any]:
+    """A run spec that trains in about a second on the tiny dataset."""
+    spec: dict[str, Any] = {
+        "dataset": {"name": "tiny", "prepared": str(prepared)},
+        "backbone": copy.deepcopy(SMALL_BACKBONE),
+        "strategy": {"name": strategy, "params": {}},
+        "training": {"epochs": 2, "batch_size": 16, "early_stopping": None},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    return spec

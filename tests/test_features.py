@@ -1,0 +1,106 @@
+"""Frozen-backbone feature cache: compute, reuse, key mismatch, spot check."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from engine_helpers import tiny_spec
+
+from tlbench import engine, features
+from tlbench.spec import SpecError
+
+
+@pytest.fixture(scope="module")
+def source_run(tiny_prepared, tmp_path_factory):
+    out = tmp_path_factory.mktemp("source") / "run"
+    engine.run(tiny_spec(tiny_prepared, training={"epochs": 1}), out)
+    return out
+
+
+def fe_spec(tiny_prepared, source_run, cache=None, **training):
+    spec = tiny_spec(tiny_prepared, "feature_extraction", training={"epochs": 2, **training})
+    spec["backbone"]["weights"] = {"run": str(source_run)}
+    spec["features_cache"] = None if cache is None else str(cache)
+    return spec
+
+
+def features_spec(tiny_prepared, source_run):
+    return {
+        "dataset": {"name": "tiny", "prepared": str(tiny_prepared)},
+        "backbone": {**tiny_spec(tiny_prepared)["backbone"], "weights": {"run": str(source_run)}},
+        "training": {"batch_size": 16, "input_size": None, "interpolation": "bilinear"},
+    }
+
+
+def test_compute_then_reuse_in_a_run(tiny_prepared, source_run, tmp_path):
+    cache = features.compute(features_spec(tiny_prepared, source_run), tmp_path / "cache")
+    key = json.loads((cache / "key.json").read_text())
+    train = np.load(cache / "train.npy")
+    assert train.dtype == np.float32 and train.shape[1] == 16  # small_cnn widths [8, 16], pooled
+    assert key["fields"]["input_size"] == 16
+    assert "run_model_sha256" in key["fields"]["backbone"]["weights"]
+    # computing again keeps the matching cache
+    mtime = (cache / "train.npy").stat().st_mtime
+    features.compute(features_spec(tiny_prepared, source_run), cache)
+    assert (cache / "train.npy").stat().st_mtime == mtime
+
+    cached = engine.run(fe_spec(tiny_prepared, source_run, cache), tmp_path / "cached")
+    memory = engine.run(fe_spec(tiny_prepared, source_run), tmp_path / "memory")
+    assert cached["features"]["source"] == "cache" and cached["features"]["key"] == key["sha256"]
+    assert memory["features"]["source"] == "memory"
+    np.testing.assert_allclose(
+        np.load(tmp_path / "cached" / "predictions.npz")["y_prob"],
+        np.load(tmp_path / "memory" / "predictions.npz")["y_prob"],
+        atol=1e-3,
+    )
+
+
+def test_run_fills_an_absent_cache(tiny_prepared, source_run, tmp_path):
+    first = engine.run(fe_spec(tiny_prepared, source_run, tmp_path / "c"), tmp_path / "r1")
+    assert first["features"]["source"] == "computed" and (tmp_path / "c" / "key.json").is_file()
+    second = engine.run(fe_spec(tiny_prepared, source_run, tmp_path / "c"), tmp_path / "r2")
+    assert second["features"]["source"] == "cache"
+
+
+def test_two_phase_uses_the_cache_in_phase1(tiny_prepared, source_run, tmp_path):
+    spec = fe_spec(tiny_prepared, source_run, tmp_path / "c")
+    spec["strategy"] = {"name": "two_phase", "params": {"unfreeze": 3}}
+    metrics = engine.run(spec, tmp_path / "run")
+    assert metrics["features"]["source"] == "computed"
+    assert metrics["epochs_run"] == 2
+
+
+def test_key_mismatch_is_an_error(tiny_prepared, source_run, tmp_path):
+    features.compute(features_spec(tiny_prepared, source_run), tmp_path / "c")
+    spec = fe_spec(tiny_prepared, source_run, tmp_path / "c", input_size=32)
+    with pytest.raises(SpecError, match="holds features with key .* but this run needs key"):
+        engine.run(spec, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_spot_check_catches_wrong_features(tiny_prepared, source_run, tmp_path):
+    cache = features.compute(features_spec(tiny_prepared, source_run), tmp_path / "c")
+    np.save(cache / "train.npy", np.load(cache / "train.npy") + 1.0)
+    with pytest.raises(SpecError, match="disagrees with this run's backbone"):
+        engine.run(fe_spec(tiny_prepared, source_run, cache), tmp_path / "run")
+
+
+def test_random_weights_are_not_cached(tiny_prepared, source_run, tmp_path):
+    spec = features_spec(tiny_prepared, source_run)
+    spec["backbone"]["weights"] = "none"
+    with pytest.raises(SpecError, match="cannot be cached"):
+        features.compute(spec, tmp_path / "c")
+    run_spec = fe_spec(tiny_prepared, source_run, tmp_path / "c2")
+    run_spec["backbone"]["weights"] = "none"
+    metrics = engine.run(run_spec, tmp_path / "run")
+    assert metrics["features"]["source"] == "memory" and "note" in metrics["features"]
+    assert not (tmp_path / "c2").exists()
+
+
+def test_features_spec_unknown_key(tiny_prepared, source_run, tmp_path):
+    spec = features_spec(tiny_prepared, source_run)
+    spec["training"]["epochs"] = 3
+    with pytest.raises(SpecError, match="training.epochs: unknown key"):
+        features.compute(spec, tmp_path / "c")

@@ -1,0 +1,213 @@
+"""Strategy "signatures" without training: trainable layers, frozen BN, lr and multipliers."""
+
+from __future__ import annotations
+
+import keras
+import pytest
+
+from tlbench.backbones import build_backbone
+from tlbench.spec import SpecError, resolve_spec
+from tlbench.strategies import STRATEGIES, backbone_layers, is_batchnorm
+
+ALL = [
+    "direct",
+    "scratch",
+    "feature_extraction",
+    "fine_tune",
+    "two_phase",
+    "freeze_bottom",
+    "discriminative_lr",
+    "autoencoder",
+]
+
+
+@pytest.fixture
+def backbone():
+    cfg = {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [4, 8, 8]}}
+    return build_backbone(cfg, (16, 16, 3))
+
+
+def make(name, params=None, epochs=6, lr=0.01):
+    spec = resolve_spec(
+        {
+            "dataset": {"prepared": "p"},
+            "backbone": {"name": "small_cnn", "weights": "none"},
+            "strategy": {"name": name, "params": params or {}},
+            "training": {"epochs": epochs, "learning_rate": lr},
+        }
+    )
+    return STRATEGIES.get(name)(spec["strategy"]["params"]), spec
+
+
+def trainable(backbone):
+    return [layer.name for layer in backbone_layers(backbone.model) if layer.trainable]
+
+
+def weighted(backbone):
+    return [layer.name for layer in backbone_layers(backbone.model) if layer.weights]
+
+
+def test_registry_has_all_strategies():
+    assert STRATEGIES.names() == sorted(ALL)
+
+
+def test_declarations():
+    get = STRATEGIES.get
+    assert not get("direct").trains and get("scratch").forces_weights == "none"
+    assert get("feature_extraction").bn_inference and get("two_phase").bn_inference
+    assert not get("fine_tune").bn_inference and not get("scratch").needs_pretrained
+
+
+def test_direct_has_no_phases():
+    strategy, spec = make("direct")
+    assert strategy.phases(spec) == []
+
+
+def test_feature_extraction_freezes_everything(backbone):
+    strategy, spec = make("feature_extraction")
+    (phase,) = strategy.phases(spec)
+    assert phase.head_only and phase.epochs == 6 and phase.learning_rate == 0.01
+    assert strategy.configure(phase, backbone) == {}
+    assert trainable(backbone) == [] and backbone.model.trainable_weights == []
+
+
+@pytest.mark.parametrize("name", ["scratch", "fine_tune"])
+def test_everything_trainable(backbone, name):
+    strategy, spec = make(name)
+    (phase,) = strategy.phases(spec)
+    assert not phase.head_only
+    assert strategy.configure(phase, backbone) == {}
+    assert len(backbone.model.trainable_weights) == len(
+        [v for layer in backbone_layers(backbone.model) for v in layer.trainable_weights]
+    )
+    assert set(weighted(backbone)) <= set(trainable(backbone))
+
+
+def test_two_phase_count(backbone):
+    strategy, spec = make("two_phase", {"unfreeze": 7, "phase2_lr_factor": 0.1})
+    p1, p2 = strategy.phases(spec)
+    assert (p1.name, p1.epochs, p1.learning_rate, p1.head_only) == ("phase1", 3, 0.01, True)
+    assert (p2.name, p2.epochs, p2.head_only) == ("phase2", 3, False)
+    assert p2.learning_rate == pytest.approx(0.001)
+    strategy.configure(p1, backbone)
+    assert trainable(backbone) == []
+    strategy.configure(p2, backbone)
+    layers = backbone_layers(backbone.model)
+    top = layers[-7:]
+    assert trainable(backbone) == [layer.name for layer in top if not is_batchnorm(layer)]
+    assert any(is_batchnorm(layer) for layer in top)  # BN among them stays frozen
+    assert all(not layer.trainable for layer in layers if is_batchnorm(layer))
+
+
+def test_two_phase_block_and_explicit_lr(backbone):
+    strategy, spec = make(
+        "two_phase",
+        {
+            "unfreeze": "block3",
+            "phase1_epochs": 2,
+            "phase2_epochs": 5,
+            "phase2_learning_rate": 1e-5,
+        },
+    )
+    p1, p2 = strategy.phases(spec)
+    assert (p1.epochs, p2.epochs, p2.learning_rate) == (2, 5, 1e-5)
+    strategy.configure(p2, backbone)
+    block3 = dict(backbone.blocks)["block3"]
+    expected = [n for n in block3 if not is_batchnorm(backbone.model.get_layer(n))]
+    assert trainable(backbone) == expected
+
+
+def test_two_phase_unfreeze_too_deep(backbone):
+    strategy, spec = make("two_phase", {"unfreeze": 500})
+    depth = len(backbone_layers(backbone.model))
+    with pytest.raises(SpecError, match=f"500 exceeds the depth .*{depth} layers"):
+        strategy.configure(strategy.phases(spec)[1], backbone)
+
+
+def test_unknown_block_lists_blocks(backbone):
+    strategy, spec = make("two_phase", {"unfreeze": "block9"})
+    with pytest.raises(SpecError, match="unknown block 'block9'.*valid blocks: block1, block2"):
+        strategy.configure(strategy.phases(spec)[1], backbone)
+
+
+def test_freeze_bottom(backbone):
+    strategy, spec = make("freeze_bottom", {"frozen": 4})
+    (phase,) = strategy.phases(spec)
+    strategy.configure(phase, backbone)
+    layers = backbone_layers(backbone.model)
+    assert trainable(backbone) == [layer.name for layer in layers[4:]]
+    strategy, _ = make("freeze_bottom", {"frozen": "block2"})
+    strategy.configure(phase, backbone)
+    frozen = dict(backbone.blocks)["block1"] + dict(backbone.blocks)["block2"]
+    assert not set(frozen) & set(trainable(backbone))
+    assert set(dict(backbone.blocks)["block3"]) <= set(trainable(backbone))
+
+
+def test_discriminative_lr_decay(backbone):
+    strategy, spec = make("discriminative_lr", {"decay": 0.5})
+    (phase,) = strategy.phases(spec)
+    multipliers = strategy.configure(phase, backbone)
+    assert set(weighted(backbone)) <= set(trainable(backbone))
+    names = [name for name, _ in backbone.blocks]
+    assert names == ["block1", "block2", "block3"]
+    kernel = {n: backbone.model.get_layer(f"{n}_conv1").kernel.path for n in names}
+    assert multipliers[kernel["block1"]] == 0.25
+    assert multipliers[kernel["block2"]] == 0.5
+    assert kernel["block3"] not in multipliers  # top block: factor 1
+    assert all(
+        not v.path.startswith("block3") for v in backbone.model.weights if v.path in multipliers
+    )
+
+
+def test_discriminative_lr_explicit(backbone):
+    strategy, spec = make("discriminative_lr", {"multipliers": {"block1": 0.0, "block2": 0.1}})
+    multipliers = strategy.configure(strategy.phases(spec)[0], backbone)
+    assert multipliers[backbone.model.get_layer("block1_conv1").kernel.path] == 0.0
+    assert multipliers[backbone.model.get_layer("block2_conv2").kernel.path] == 0.1
+    strategy, spec = make("discriminative_lr", {"multipliers": {"stem": 0.1}})
+    with pytest.raises(SpecError, match="multipliers.stem: unknown block"):
+        strategy.configure(strategy.phases(spec)[0], backbone)
+
+
+def test_autoencoder_stages(backbone):
+    strategy, spec = make("autoencoder", {"ae_epochs": 2})
+    assert strategy.stage_count(backbone) == 3
+    strategy.configure_stage(1, backbone)
+    assert trainable(backbone) == dict(backbone.blocks)["block2"]
+    assert strategy.stage_output_layer(1, backbone) == "block2_pool"
+    (phase,) = strategy.phases(spec)
+    strategy.configure(phase, backbone)  # the classifier phase trains everything again
+    assert set(weighted(backbone)) <= set(trainable(backbone))
+    strategy, _ = make("autoencoder", {"stages": 4})
+    with pytest.raises(SpecError, match="stages: 4 exceeds the 3 blocks"):
+        strategy.stage_count(backbone)
+
+
+def test_blockless_backbone_is_an_error():
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs), name="backbone")
+
+    class Bare:
+        name, blocks = "bare", []
+
+    bare = Bare()
+    bare.model = model
+    strategy, _ = make("autoencoder")
+    with pytest.raises(SpecError, match="declares no blocks"):
+        strategy.stage_count(bare)
+
+
+@pytest.mark.parametrize(
+    "name, params, message",
+    [
+        ("two_phase", {"unfreeze": -1}, "unfreeze: -1 must be >= 0"),
+        ("two_phase", {"phase2_lr_factor": 0}, "phase2_lr_factor: 0 must be a number > 0"),
+        ("discriminative_lr", {"decay": "fast"}, "decay: 'fast' must be a number > 0"),
+        ("autoencoder", {"ae_epochs": 0}, "ae_epochs: 0 must be an integer >= 1"),
+        ("fine_tune", {"unfreeze": 3}, "valid parameters: (none)"),
+    ],
+)
+def test_bad_params(name, params, message):
+    with pytest.raises(SpecError) as info:
+        make(name, params)
+    assert message in str(info.value)
