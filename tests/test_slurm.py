@@ -1,0 +1,306 @@
+"""The workflow on a real SLURM cluster: `snakemake --profile slurm` (issue 6).
+
+The cluster is real: munged, slurmctld and slurmd from Debian's packages, one
+node on localhost (tests/slurm_cluster.py). The tests run the user's command,
+``snakemake --profile slurm`` from the project root, adding only what this test
+cluster needs (``--slurm-status-command squeue``: no accounting here, so no
+``sacct``; ``--slurm-no-account``). The cluster offers fake GPUs, so the
+shipped profile's GPU requests are scheduled as on a real site.
+
+Skipped (with the reason) only where the SLURM binaries are absent outside CI;
+in CI (``CI=true`` or ``TLBENCH_REQUIRE_SHARED=1``) their absence is a failure.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from slurm_cluster import SlurmCluster, missing_binaries
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+TINY = ROOT / "configs/test/tiny.yaml"
+SLURM_STUDY = ROOT / "configs/test/slurm.yaml"
+TRAINING_RULES = ("trained_run", "pretrained_backbone", "backbone_features")
+# What this test cluster needs beyond the shipped profile (no accounting: no sacct).
+TEST_CLUSTER_ARGS = (
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-no-account",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--latency-wait",
+    "5",
+)
+
+
+def _in_ci() -> bool:
+    return (
+        os.environ.get("CI", "").lower() in ("true", "1")
+        or os.environ.get("TLBENCH_REQUIRE_SHARED") == "1"
+    )
+
+
+def _require_slurm() -> None:
+    missing = missing_binaries()
+    if missing:
+        reason = (
+            f"SLURM binaries not found: {', '.join(missing)} "
+            "(apt-get install slurmctld slurmd slurm-client munge)"
+        )
+        if _in_ci():
+            pytest.fail(reason + " — required in CI")
+        pytest.skip(reason)
+    if os.geteuid() != 0 and not _in_ci():
+        pytest.skip("the test cluster's slurmd must run as root")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One real SLURM cluster for the whole module, stopped by PID at the end."""
+    _require_slurm()
+    with SlurmCluster(tmp_path_factory.mktemp("slurm")) as running:
+        yield running
+
+
+def snakemake(*args: str, env: dict | None = None, timeout: int = 600):
+    """Run snakemake from the project root (where `--profile slurm` is looked up)."""
+    full_env = {**(env or os.environ), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    full_env["PATH"] = f"{SNAKEMAKE.parent}{os.pathsep}{full_env.get('PATH', '')}"
+    return subprocess.run(
+        [str(SNAKEMAKE), *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def study_args(workdir: Path, config: Path) -> list[str]:
+    return [
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config),
+    ]
+
+
+def slurm_args(workdir: Path, config: Path) -> list[str]:
+    """The user's command plus what this test cluster needs."""
+    return ["--profile", "slurm", *study_args(workdir, config), *TEST_CLUSTER_ARGS]
+
+
+def output_of(result: subprocess.CompletedProcess) -> str:
+    return result.stdout + result.stderr
+
+
+def metrics_files(results: Path) -> dict[str, dict]:
+    """metrics.json of every run folder, by path relative to results/runs."""
+    return {
+        str(p.parent.relative_to(results / "runs")): json.loads(p.read_text())
+        for p in sorted((results / "runs").rglob("metrics.json"))
+    }
+
+
+def relative_files(folder: Path, skip: tuple[str, ...] = ("logs",)) -> set[str]:
+    return {
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and p.relative_to(folder).parts[0] not in skip
+    }
+
+
+# --------------------------------------------------------------------------- no cluster needed
+
+
+def test_profile_link_and_resources_dry_run(tmp_path):
+    """`--profile slurm` resolves from the root: GPU for training, CPU preparation, local aggregation."""
+    assert (ROOT / "slurm").resolve() == (ROOT / "profiles/slurm").resolve()
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert profile["slurm-requeue"] is True
+    assert "slurm-status-command" not in profile  # sites with accounting use sacct (default)
+    result = snakemake("-n", *study_args(tmp_path, TINY), "--profile", "slurm")
+    assert result.returncode == 0, output_of(result)[-3000:]
+    jobs = re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout)
+    seen = set()
+    for block in jobs:
+        match = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if not match:
+            continue
+        rule = match.group(1)
+        seen.add(rule)
+        resources = re.search(r"resources: (.*)", block)
+        if rule in TRAINING_RULES:
+            assert "gpu=1" in resources.group(1), block
+        elif rule == "prepared_dataset":
+            assert "gpu=0" in resources.group(1), block
+    assert {*TRAINING_RULES, "prepared_dataset", "study_csv"} <= seen
+
+
+def test_workstation_profile_dry_run(tmp_path):
+    result = snakemake("-n", *study_args(tmp_path, TINY), "--profile", "profiles/workstation")
+    assert result.returncode == 0, output_of(result)[-3000:]
+
+
+# --------------------------------------------------------------------------- real cluster
+
+
+@pytest.mark.slow
+def test_tiny_study_on_slurm_matches_local_run(cluster, tmp_path):
+    """Every training job is a SLURM job; outputs have the shape of a local run's."""
+    results_rel = yaml.safe_load(TINY.read_text())["results"]
+    slurm_dir, local_dir = tmp_path / "slurm", tmp_path / "local"
+    result = snakemake(*slurm_args(slurm_dir, TINY), env=cluster.env)
+    assert result.returncode == 0, output_of(result)[-5000:] + cluster.log_tail()
+    out = output_of(result)
+    for rule in ("study_csv", "general_tables", "training_curves", "environment", "all"):
+        assert f"localrule {rule}:" in out, f"{rule} should run on the submit host"
+    for rule in (*TRAINING_RULES, "prepared_dataset"):
+        assert f"localrule {rule}:" not in out, f"{rule} should be a SLURM job"
+    jobs = {job["id"]: job for job in cluster.jobs()}
+    slurm_metrics = metrics_files(slurm_dir / results_rel)
+    assert len(slurm_metrics) == 6
+    ids = [m["environment"]["slurm_job_id"] for m in slurm_metrics.values()]
+    assert all(ids) and len(set(ids)) == len(ids), ids
+    for job_id in ids:
+        assert jobs[job_id]["state"] == "COMPLETED", jobs[job_id]
+    pretrained = json.loads(
+        (slurm_dir / results_rel / "pretrained/cnn_source/metrics.json").read_text()
+    )
+    assert pretrained["environment"]["slurm_job_id"] in jobs
+
+    local = snakemake(*study_args(local_dir, TINY), "--cores", "2")
+    assert local.returncode == 0, output_of(local)[-5000:]
+    local_metrics = metrics_files(local_dir / results_rel)
+    assert relative_files(slurm_dir / results_rel) == relative_files(local_dir / results_rel)
+    assert slurm_metrics.keys() == local_metrics.keys()
+    for run, metrics in slurm_metrics.items():
+        assert metrics.keys() == local_metrics[run].keys(), run
+        assert metrics["status"] == "ok" and metrics["resumed"] is False
+        assert local_metrics[run]["environment"]["slurm_job_id"] is None
+    with open(slurm_dir / results_rel / "tables/study.csv") as f:
+        slurm_rows = list(csv.DictReader(f))
+    with open(local_dir / results_rel / "tables/study.csv") as f:
+        local_rows = list(csv.DictReader(f))
+    assert len(slurm_rows) == len(local_rows) == 6
+    assert slurm_rows[0].keys() == local_rows[0].keys()
+
+
+def _job_of(cluster: SlurmCluster, needle: str) -> str:
+    """The id of the running SLURM job whose record mentions ``needle``."""
+    for job in cluster.jobs():
+        if job["state"] == "RUNNING":
+            record = cluster.command("scontrol", "show", "job", "-o", job["id"])
+            if needle in record:
+                return job["id"]
+    raise LookupError(f"no running job mentions {needle!r}: {cluster.jobs()}")
+
+
+def _progress(workdir: Path) -> dict | None:
+    try:
+        return json.loads((workdir / "progress.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+@pytest.mark.slow
+def test_cancelled_training_job_resumes_on_rerun(cluster, tmp_path):
+    """scancel mid-run: a clear failure; --rerun-incomplete resumes it and retrains nothing else."""
+    study = yaml.safe_load(SLURM_STUDY.read_text())
+    epochs = study["training"]["epochs"]
+    results = tmp_path / study["results"]
+    victim = results / "runs/target/cnn/scratch/none/seed0"
+    survivor = results / "runs/target/cnn/scratch/none/seed1"
+    work = Path(f"{victim}.work")
+    env = {**cluster.env, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["PATH"] = f"{SNAKEMAKE.parent}{os.pathsep}{env['PATH']}"
+    proc = subprocess.Popen(
+        [str(SNAKEMAKE), *slurm_args(tmp_path, SLURM_STUDY)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while (_progress(work) or {}).get("current", {}).get("epoch", 0) < 2:
+            assert proc.poll() is None, proc.stdout.read()[-5000:]
+            assert time.monotonic() < deadline, "the run never checkpointed 2 epochs"
+            time.sleep(0.1)
+        job_id = _job_of(cluster, "seed=0")
+        cluster.command("scancel", job_id)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert re.search(rf"SLURM-job '{job_id}' failed, SLURM status is: 'CANCELLED'", out), out[
+        -5000:
+    ]
+    assert "Error in rule trained_run" in out
+    assert not victim.exists()
+    checkpoint = _progress(work)["current"]["epoch"]
+    assert 2 <= checkpoint < epochs
+    survivor_metrics = survivor / "metrics.json"
+    assert survivor_metrics.exists(), out[-5000:]
+    before = survivor_metrics.stat().st_mtime_ns
+
+    rerun = snakemake(*slurm_args(tmp_path, SLURM_STUDY), "--rerun-incomplete", env=cluster.env)
+    out = output_of(rerun)
+    assert rerun.returncode == 0, out[-5000:]
+    assert survivor_metrics.stat().st_mtime_ns == before  # the finished run is not retrained
+    assert "seed=1" not in "".join(re.findall(r"rule trained_run:\n(?:    .*\n)*", out))
+    metrics = json.loads((victim / "metrics.json").read_text())
+    assert metrics["resumed"] is True and metrics["epochs_run"] == epochs
+    assert metrics["environment"]["slurm_job_id"] not in (None, job_id)
+    with open(victim / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(1, epochs + 1))
+    log = (results / "logs/runs/target/cnn/scratch/none/seed0.log").read_text()
+    trained = [int(e) for e in re.findall(rf"Epoch (\d+)/{epochs}", log)]
+    assert trained[0] == checkpoint + 1, trained  # nothing finished was lost
+    assert not work.exists()
+    assert (results / "tables/study.csv").exists()
+
+
+@pytest.mark.slow
+def test_failing_job_reports_reason_and_others_finish(cluster, tmp_path):
+    """An invalid spec fails in its SLURM job: reason and SLURM log shown; --keep-going finishes the rest."""
+    study = yaml.safe_load(SLURM_STUDY.read_text())
+    study["training"]["epochs"] = 1
+    study["strategies"]["broken"] = {"name": "fine_tune", "params": {"unfreeze": "no_such_block"}}
+    study["matrix"] = [
+        {
+            "datasets": ["target"],
+            "backbones": ["cnn"],
+            "strategies": ["scratch", "broken"],
+            "augmentations": ["none"],
+            "seeds": [0],
+        }
+    ]
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(study))
+    results = tmp_path / study["results"]
+    result = snakemake(*slurm_args(tmp_path, config), "--keep-going", env=cluster.env)
+    out = output_of(result)
+    assert result.returncode != 0
+    assert "Error in rule trained_run" in out
+    assert "no_such_block" in out, out[-5000:]  # the reason, from the job's log
+    logs = re.findall(r"\S*slurm_logs\S*\.log", out)
+    assert logs, out[-5000:]
+    assert any((tmp_path / log).exists() or Path(log).exists() for log in logs), logs
+    assert (results / "runs/target/cnn/scratch/none/seed0/metrics.json").exists()
+    assert not (results / "runs/target/cnn/broken/none/seed0").exists()
