@@ -80,6 +80,9 @@ def trained_run_input(wildcards):
         inputs["pretrained"] = weights["run"]
     if "features_cache" in spec:
         inputs["features"] = spec["features_cache"]
+    if STUDY.is_tuned(run):  # hyperparameters chosen by the cell's search (rules/tuning.smk)
+        cell = STUDY.tuning_path(run.dataset, run.backbone, run.strategy)
+        inputs["tuned"] = f"{cell}/best.json"
     return inputs
 
 
@@ -176,4 +179,5 @@ def final_targets():
         *dataset_figure_targets(),
         *run_figure_targets(),
         f"{RESULTS}/environment/environment.html",
+        *tuning_targets(),
     ]

@@ -2,6 +2,8 @@
 
 params.spec: the engine's run spec; params.names: the run's config-level names,
 recorded in metrics.json as ``run``. Threads follow the job's ``threads``.
+input.tuned (tuned cells only): the search's best.json, applied to the spec
+and recorded as ``tuned`` (tlbench.tuning.apply_tuned).
 """
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
@@ -13,4 +15,9 @@ limit_threads(snakemake.threads)
 with log_to(snakemake.log[0]):
     from tlbench import engine
 
-    engine.run({**snakemake.params.spec, "run": dict(snakemake.params.names)}, snakemake.output[0])
+    spec = {**snakemake.params.spec, "run": dict(snakemake.params.names)}
+    if hasattr(snakemake.input, "tuned"):  # the best values of the cell's search
+        from tlbench.tuning import apply_tuned, read_tuned
+
+        spec = apply_tuned(spec, read_tuned(snakemake.input.tuned))
+    engine.run(spec, snakemake.output[0])

@@ -100,6 +100,7 @@ def load_study(config: Mapping[str, Any]) -> Study:
     """
     resolved = validate_config(config)
     _check_names(resolved)
+    _check_tuning(resolved)
     runs = _expand(resolved)
     return Study(resolved, runs)
 
@@ -213,6 +214,23 @@ def _check_names(config: dict[str, Any]) -> None:
         aug = pretrain.get("augmentation")
         if aug is not None and aug not in config["augmentations"]:
             problems.append(_unknown(f"{where}.augmentation", aug, "augmentations", config))
+    if problems:
+        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
+
+
+def _check_tuning(config: dict[str, Any]) -> None:
+    """Validate and fill every strategy's ``tuning`` section (tlbench.tuning)."""
+    from tlbench.tuning import TuningError, resolve_tuning
+
+    problems = []
+    for name, strategy in config["strategies"].items():
+        if "tuning" not in strategy:
+            continue
+        try:
+            where = f"strategies.{name}.tuning"
+            strategy["tuning"] = resolve_tuning(strategy["name"], strategy["tuning"], where)
+        except TuningError as error:
+            problems.append(str(error))
     if problems:
         raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
 
@@ -456,6 +474,37 @@ class Study:
             "backbone": self.backbone_spec(backbone),
             "training": {k: training[k] for k in ("batch_size", "input_size", "interpolation")},
         }
+
+    # ---- tuning (tlbench.tuning)
+    def is_tuned(self, run: Run) -> bool:
+        """Whether a run's strategy has a ``tuning`` section (its values come from a search)."""
+        return "tuning" in self.config["strategies"][run.strategy]
+
+    def tuning_cells(self) -> list[tuple[str, str, str]]:
+        """(dataset, backbone, strategy) of every search: the cells of tuned runs."""
+        return sorted({(r.dataset, r.backbone, r.strategy) for r in self.runs if self.is_tuned(r)})
+
+    def tuning_path(self, dataset: str, backbone: str, strategy: str) -> str:
+        """Folder of a search's results (``best.json``, ``trials.csv``)."""
+        return f"{self.results}/tuning/{dataset}/{backbone}/{strategy}"
+
+    def tuning_workdir(self, dataset: str, backbone: str, strategy: str) -> str:
+        """Folder of a search's keras-tuner state (kept when a job fails: resumable)."""
+        return f"{self.results}/tuning-work/{dataset}/{backbone}/{strategy}"
+
+    def tuning_section(self, strategy: str) -> dict[str, Any]:
+        """The resolved ``tuning`` section of a strategy."""
+        return copy.deepcopy(self.config["strategies"][strategy]["tuning"])
+
+    def tuning_spec(self, dataset: str, backbone: str, strategy: str) -> dict[str, Any]:
+        """Run spec a search starts from: that of the cell's first run (matrix order);
+        its seed is replaced by ``tuning.seed``."""
+        for run in self.runs:
+            if (run.dataset, run.backbone, run.strategy) == (dataset, backbone, strategy):
+                spec = self.run_spec(run)
+                spec["seed"] = self.config["strategies"][strategy]["tuning"]["seed"]
+                return spec
+        raise StudyConfigError(f"no runs of {dataset}/{backbone}/{strategy} in the matrix")
 
     def _augmentation_spec(self, name: str | None) -> dict[str, Any]:
         if name is None:

@@ -617,6 +617,69 @@ def _write_trials(rows: list[dict[str, Any]], names: list[str], path: str | os.P
         handle.write(out.getvalue())
 
 
+# --------------------------------------------------------------------------- report
+
+
+def read_trials(trials_csv: str | os.PathLike) -> Any:
+    """The trials of a search (``trials.csv``) as a DataFrame."""
+    import pandas as pd
+
+    return pd.read_csv(trials_csv, dtype={"trial": str})
+
+
+def trials_table(trials_csv: str | os.PathLike) -> Any:
+    """All trials of a search, best score first: hyperparameters, score, epochs, seconds."""
+    df = read_trials(trials_csv)
+    df = df.sort_values("score", ascending=False, na_position="last", kind="stable")
+    df = df.reset_index(drop=True)
+    scores = df["score"].to_numpy(dtype=float)
+    if len(scores) and (scores == scores).any():
+        df.attrs["best"] = {"score": [int(i) for i in (scores == max(scores)).nonzero()[0]]}
+    return df
+
+
+def plot_trials(
+    trials_csv: str | os.PathLike, png: str | os.PathLike, title: str = "", objective: str = ""
+) -> Path:
+    """Validation score against each tuned hyperparameter (one panel each), as PNG.
+
+    Learning rates on a log axis; block names in the order of the search
+    space's list; point colour: the trial's epoch budget (Hyperband) or epochs.
+    """
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    df = read_trials(trials_csv)
+    names = [c for c in df.columns if c not in (*TRIAL_COLUMNS, "budget_epochs")]
+    if not names:
+        raise ValueError(f"{trials_csv}: no hyperparameter columns")
+    done = df[df["status"] == "COMPLETED"]
+    fig = Figure(figsize=(4.2 * len(names), 3.6))
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    budget = done["budget_epochs"] if done["budget_epochs"].notna().any() else done["epochs"]
+    for ax, name in zip(axes, names, strict=True):
+        x = done[name]
+        numeric = pd.api.types.is_numeric_dtype(df[name])
+        if not numeric:
+            order = list(dict.fromkeys(df[name].astype(str)))
+            x = x.astype(str).map(order.index)
+            ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
+        points = ax.scatter(x, done["score"], c=budget, cmap="viridis", s=36, edgecolor="k")
+        if name in LOG_FLOATS:
+            ax.set_xscale("log")
+        ax.set_xlabel(name + (" (top layers)" if name == "unfreeze" and numeric else ""))
+        if ax is axes[0]:
+            ax.set_ylabel(objective or "validation score")
+        ax.grid(alpha=0.3)
+    if len(done):
+        fig.colorbar(points, ax=list(axes), label="epochs of the trial")
+    fig.suptitle(title or "tuning trials")
+    png = Path(png)
+    with atomic_file(png, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
+    return png
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tlbench.tuning SPEC.yaml TUNING.yaml WORKDIR BEST.json TRIALS.csv``."""
     import yaml
