@@ -63,6 +63,10 @@ HISTORY_COLUMNS = (
     "seconds",
 )
 NO_AUGMENTATION = "none"
+#: Train head-only phases without augmentation on cached backbone features
+#: (tlbench.features). False pushes the images through the frozen backbone in
+#: every epoch instead (same model, same result up to shuffling; for benchmarks).
+USE_FEATURE_CACHE = True
 
 
 def load_prepared(path: str | os.PathLike) -> Any:
@@ -683,7 +687,7 @@ def fit_phases(
             )
         for phase in built.phases:
             multipliers = strategy.configure(phase, backbone)
-            if phase.head_only and built.augmentation is None:
+            if phase.head_only and built.augmentation is None and USE_FEATURE_CACHE:
                 cached = features_for_run(spec, backbone, x_train, x_val)
                 extras.setdefault("features", cached.info)
                 trainer.fit(head, phase, (cached.train, y_train), (cached.val, y_val))
