@@ -89,7 +89,11 @@ def test_resolve_fills_defaults_and_accepts_blocks():
         "freeze_bottom", {"tuner": "random", "space": {"frozen": {"min": 0, "max": 4}}}
     )
     assert out["space"]["frozen"] == {"min": 0, "max": 4, "step": 1}
-    assert out["max_trials"] == 10
+    assert out["max_trials"] == 10 and "max_epochs" not in out
+    assert resolve_tuning("freeze_bottom", out) == out  # idempotent (study, then search)
+    hyperband = resolve_tuning("two_phase", {"space": SPACE})
+    assert "max_trials" not in hyperband and hyperband["max_epochs"] is None
+    assert resolve_tuning("two_phase", hyperband) == hyperband
 
 
 def test_depth_beyond_backbone_or_unknown_block_is_an_error():
@@ -274,3 +278,45 @@ def test_tables_say_which_values_were_tuned():
     general = tables.general_table(df, "d").set_index("Model name")
     assert general.loc["b_tp_tuned", "Tuned"] == "learning_rate=0.001235, unfreeze=block_13"
     assert general.loc["b_tp", "Tuned"] == ""
+
+
+def test_study_tuning_section_cells_and_specs():
+    from tlbench.study import StudyConfigError, load_study_file
+
+    root = Path(__file__).resolve().parents[1]
+    study = load_study_file(root / "configs/test/tuning_tiny.yaml")
+    assert study.tuning_cells() == [("target", "cnn", "two_phase_tuned")]
+    tuned_runs = [r for r in study.runs if study.is_tuned(r)]
+    assert {r.strategy for r in tuned_runs} == {"two_phase_tuned"} and len(tuned_runs) == 2
+    spec = study.tuning_spec("target", "cnn", "two_phase_tuned")
+    assert spec["seed"] == 0 and spec["strategy"]["name"] == "two_phase"
+    section = study.tuning_section("two_phase_tuned")
+    assert section["tuner"] == "hyperband" and section["space"]["unfreeze"]["step"] == 2
+    assert study.tuning_path("target", "cnn", "two_phase_tuned").endswith(
+        "tuning/target/cnn/two_phase_tuned"
+    )
+    config = yaml.safe_load((root / "configs/test/tuning_tiny.yaml").read_text())
+    config["strategies"]["two_phase_tuned"]["tuning"]["space"]["learning_rate"] = {
+        "min": 0.1,
+        "max": 0.01,
+    }
+    from tlbench.study import load_study
+
+    with pytest.raises(StudyConfigError, match=r"strategies\.two_phase_tuned\.tuning\.space"):
+        load_study(config)
+
+
+def test_hymenoptera_tuning_config_blocks_exist(keras_home):
+    """The shipped acceptance config's unfreeze blocks are MobileNetV2's (real weights)."""
+    from tlbench.backbones import build_backbone
+    from tlbench.study import load_study_file
+
+    root = Path(__file__).resolve().parents[1]
+    study = load_study_file(root / "configs/tuning_hymenoptera.yaml")
+    (cell,) = study.tuning_cells()
+    spec = study.tuning_spec(*cell)
+    size = study.dataset_image_size("hymenoptera")
+    backbone = build_backbone(spec["backbone"], (size, size, 3))
+    space = study.tuning_section(cell[2])["space"]
+    tuning.check_space_against_backbone(space, backbone, "space")
+    assert backbone.pretrained

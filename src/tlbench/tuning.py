@@ -142,7 +142,9 @@ def resolve_tuning(strategy: str, tuning: Mapping[str, Any], where: str = "tunin
     if not _is_int(out["seed"]) or out["seed"] < 0:
         raise TuningError(f"{where}.seed: {out['seed']!r} must be an integer >= 0")
     out["space"] = resolve_space(strategy, out["space"], f"{where}.space")
-    return out
+    # keep the chosen tuner's settings only (so a resolved section resolves to itself)
+    keep = {"tuner", "seed", "space", *TUNER_KEYS[out["tuner"]]}
+    return {k: v for k, v in out.items() if k in keep}
 
 
 def resolve_space(strategy: str, space: Any, where: str) -> dict[str, dict[str, Any]]:
