@@ -130,6 +130,7 @@ def test_objective_is_roc_auc_for_binary_data():
 # --------------------------------------------------------------------------- searches
 
 
+@pytest.mark.slow
 def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_path, monkeypatch):
     from tlbench import engine
 
@@ -177,6 +178,7 @@ def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_pat
     assert all(0 <= float(r["score"]) <= 1 and float(r["seconds"]) > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_changed_search_space_starts_afresh(tiny_prepared, tmp_path):
     args = (tmp_path / "work", tmp_path / "best.json", tmp_path / "trials.csv")
     first = {"tuner": "random", "max_trials": 1, "space": SPACE}
@@ -196,6 +198,7 @@ def test_changed_search_space_starts_afresh(tiny_prepared, tmp_path):
     assert 1e-3 <= result["tuned"]["learning_rate"] <= 1e-1
 
 
+@pytest.mark.slow
 def test_sigkill_mid_search_resumes_without_redoing_finished_trials(tiny_prepared, tmp_path):
     spec, section = tmp_path / "spec.yaml", tmp_path / "tuning.yaml"
     spec.write_text(yaml.safe_dump(_spec(tiny_prepared)))
@@ -306,6 +309,7 @@ def test_study_tuning_section_cells_and_specs():
         load_study(config)
 
 
+@pytest.mark.shared
 def test_hymenoptera_tuning_config_blocks_exist(keras_home):
     """The shipped acceptance config's unfreeze blocks are MobileNetV2's (real weights)."""
     from tlbench.backbones import build_backbone
