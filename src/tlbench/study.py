@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import itertools
 import os
@@ -35,7 +36,6 @@ from jsonschema.exceptions import ValidationError
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
 NAME_PATTERN = r"[A-Za-z0-9_]+"
 SECTIONS = ("datasets", "backbones", "strategies", "augmentations")
-AXES = ("dataset", "backbone", "strategy", "augmentation")
 # Strategies with a head-only phase (backbone frozen): without augmentation, and
 # with pretrained (not random) weights, their runs read the backbone's features
 # from a cache computed once per (dataset, backbone) by `backbone_features`.
@@ -83,7 +83,7 @@ class Run:
         return f"{self.dataset}/{self.backbone}/{self.strategy}/{self.augmentation}/seed{self.seed}"
 
     def __str__(self) -> str:
-        return f"{self.dataset}/{self.backbone}/{self.strategy}/{self.augmentation}/seed{self.seed}"
+        return self.relpath
 
 
 @functools.cache
@@ -279,7 +279,7 @@ class Study:
         self.config = config
         self.runs = runs
         self.results: str = config["results"].rstrip("/") or "."
-        self._by_names = {Run(*r.names.values()): r for r in runs}
+        self._by_names = {dataclasses.replace(r, block=0): r for r in runs}
 
     # ---- lookups
     def run(self, dataset: str, backbone: str, strategy: str, augmentation: str, seed: Any) -> Run:
@@ -391,10 +391,7 @@ class Study:
         augmentation = self.config["augmentations"][run.augmentation]["name"]
         if strategy not in HEAD_ONLY_STRATEGIES or augmentation != NO_AUGMENTATION:
             return False
-        if (
-            strategy in RANDOM_INIT_STRATEGIES
-            or self.backbone_spec(run.backbone)["weights"] == "none"
-        ):
+        if self.backbone_spec(run.backbone)["weights"] == "none":
             return False
         mine, cache = self.training(run), self._backbone_training(run.backbone)
         return all(mine[k] == cache[k] for k in ("input_size", "interpolation"))
