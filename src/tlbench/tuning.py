@@ -283,9 +283,18 @@ def read_tuned(best_json: str | os.PathLike) -> dict[str, Any]:
 
 
 def search_key(spec: Mapping[str, Any], tuning: Mapping[str, Any], manifest: Mapping) -> str:
-    """Hash of everything a search's trials depend on (space, tuner, spec, data)."""
+    """Hash of everything a search's trials depend on (space, tuner, spec, data, weights).
+
+    Paths do not count; weights files and source runs count by content.
+    """
+    from tlbench.features import weights_identity
+
     spec = {k: v for k, v in spec.items() if k not in ("run", "features_cache", "tuned")}
     spec = {**spec, "dataset": {"name": spec.get("dataset", {}).get("name")}}
+    if "backbone" in spec:
+        backbone = dict(spec["backbone"])
+        backbone["weights"] = weights_identity(backbone.get("weights", "none"))
+        spec["backbone"] = backbone
     data = {k: v for k, v in manifest.items() if k not in ("prepare_seconds",)}
     blob = json.dumps(
         {"spec": spec, "tuning": tuning, "data": data}, sort_keys=True, default=str
