@@ -290,3 +290,17 @@ def test_jax_backend_run(tiny_prepared, tmp_path):
     metrics = json.loads((tmp_path / "jax" / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["environment"]["backend"] == "jax"
     assert 0 <= metrics["test"]["accuracy"] <= 1
+
+
+def test_imagenet_backbone_feature_extraction(tiny_prepared, tmp_path, keras_home):
+    """A keras.applications backbone with real ImageNet weights, resized 16 -> 32 px."""
+    spec = tiny_spec(tiny_prepared, "feature_extraction", training={"epochs": 1, "input_size": 32})
+    spec["backbone"] = {"name": "MobileNetV2", "weights": "imagenet", "kwargs": {"alpha": 0.35}}
+    metrics = engine.run(spec, tmp_path / "mnv2")
+    assert metrics["status"] == "ok" and metrics["pretrained"] is True
+    model = keras.saving.load_model(tmp_path / "mnv2" / "model.keras")
+    assert (
+        model.get_layer("backbone").count_params() + model.get_layer("head").count_params()
+        == (metrics["params_total"])
+    )
+    assert metrics["params_trainable"] == model.get_layer("head").count_params()

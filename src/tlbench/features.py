@@ -203,7 +203,10 @@ def _spot_check(
 ) -> None:
     """Recompute a few cached train features with the run's backbone; they must agree."""
     n = min(SPOT_CHECK, len(x_train))
-    fresh = extract(extractor, x_train[:n], batch)
+    # a direct (eager) call: no predict function to trace for four images
+    fresh = keras.ops.convert_to_numpy(
+        extractor(np.asarray(x_train[:n], np.float32), training=False)
+    ).astype(np.float32)
     cached = feats["train"][:n]
     if fresh.shape != cached.shape:
         raise SpecError(
