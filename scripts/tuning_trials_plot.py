@@ -17,4 +17,5 @@ with log_to(snakemake.log[0]):
         snakemake.output[0],
         title=f"{w.dataset} / {w.backbone} / {w.strategy} ({best['tuner']})",
         objective=best["objective"],
+        space=best["tuning"]["space"],
     )

@@ -324,3 +324,36 @@ def test_hymenoptera_tuning_config_blocks_exist(keras_home):
     space = study.tuning_section(cell[2])["space"]
     tuning.check_space_against_backbone(space, backbone, "space")
     assert backbone.pretrained
+
+
+def test_trials_table_and_plot(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    rows = [
+        {
+            "trial": f"{i:04d}",
+            "status": "COMPLETED" if i < 5 else "FAILED",
+            "score": 0.5 + 0.1 * i if i < 5 else None,
+            "epochs": 2,
+            "seconds": 1.5,
+            "learning_rate": 10 ** (-4 + i / 2),
+            "unfreeze": ["block_13", "top", "block_16"][i % 3],
+            "budget_epochs": [2, 6][i % 2],
+        }
+        for i in range(6)
+    ]
+    trials = tmp_path / "trials.csv"
+    pd.DataFrame(rows).to_csv(trials, index=False)
+    table = tuning.trials_table(trials)
+    assert list(table["trial"][:2]) == ["0004", "0003"] and table["trial"].iloc[-1] == "0005"
+    assert table.attrs["best"] == {"score": [0]}
+    png = tuning.plot_trials(
+        trials,
+        tmp_path / "t.png",
+        "t",
+        "val_accuracy",
+        space={"unfreeze": {"blocks": ["top", "block_16", "block_13"]}},
+    )
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.width > 2 * image.height  # two panels side by side

@@ -650,15 +650,22 @@ def trials_table(trials_csv: str | os.PathLike) -> Any:
 
 
 def plot_trials(
-    trials_csv: str | os.PathLike, png: str | os.PathLike, title: str = "", objective: str = ""
+    trials_csv: str | os.PathLike,
+    png: str | os.PathLike,
+    title: str = "",
+    objective: str = "",
+    space: Mapping[str, Any] | None = None,
 ) -> Path:
     """Validation score against each tuned hyperparameter (one panel each), as PNG.
 
     Learning rates on a log axis; block names in the order of the search
-    space's list; point colour: the trial's epoch budget (Hyperband) or epochs.
+    space's list (``space``, e.g. ``best.json["tuning"]["space"]``; else in
+    order of appearance); point colour: the trial's epoch budget (Hyperband)
+    or epochs.
     """
     import pandas as pd
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, NullFormatter
 
     df = read_trials(trials_csv)
     names = [c for c in df.columns if c not in (*TRIAL_COLUMNS, "budget_epochs")]
@@ -672,18 +679,25 @@ def plot_trials(
         x = done[name]
         numeric = pd.api.types.is_numeric_dtype(df[name])
         if not numeric:
-            order = list(dict.fromkeys(df[name].astype(str)))
+            given = ((space or {}).get(name) or {}).get("blocks") or []
+            order = list(dict.fromkeys([*map(str, given), *df[name].astype(str)]))
             x = x.astype(str).map(order.index)
             ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
         points = ax.scatter(x, done["score"], c=budget, cmap="viridis", s=36, edgecolor="k")
         if name in LOG_FLOATS:
             ax.set_xscale("log")
-        ax.set_xlabel(name + (" (top layers)" if name == "unfreeze" and numeric else ""))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        label = {"unfreeze": "top layers", "frozen": "bottom layers"}.get(name)
+        if label and not numeric:
+            label = "from this block up" if name == "unfreeze" else "up to this block"
+        ax.set_xlabel(f"{name} ({label})" if label else name)
         if ax is axes[0]:
             ax.set_ylabel(objective or "validation score")
         ax.grid(alpha=0.3)
     if len(done):
-        fig.colorbar(points, ax=list(axes), label="epochs of the trial")
+        bar = fig.colorbar(points, ax=list(axes), label="epochs of the trial")
+        bar.locator = MaxNLocator(integer=True)
+        bar.update_ticks()
     fig.suptitle(title or "tuning trials")
     png = Path(png)
     with atomic_file(png, "wb") as handle:
