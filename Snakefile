@@ -2,15 +2,25 @@
 # The study (config.yaml or --configfile) is validated against
 # src/tlbench/schemas/config.schema.yaml and expanded into runs by tlbench.study;
 # rules/ holds one file per kind of result, scripts/ the thin entry points.
-from snakemake.utils import min_version
+import copy
 
-from tlbench.study import load_study
+from snakemake.utils import min_version, update_config
+
+from tlbench.study import load_study, typed_cli_values
 
 
 min_version("9.0")
 
 
 configfile: "config.yaml"
+
+
+# A study given with --configfile replaces config.yaml instead of being merged
+# into it; --config values extend the study, nested ones typed as in YAML.
+if workflow.overwrite_configfiles:
+    config.clear()
+    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
+update_config(config, typed_cli_values(workflow.config_settings.config))
 
 
 # Validation (errors name the key path and the allowed values) + matrix expansion.

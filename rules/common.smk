@@ -4,6 +4,7 @@
 
 RESULTS = STUDY.results
 RUN_PATTERN = "{dataset}/{backbone}/{strategy}/{augmentation}/seed{seed}"
+TUNING_PATTERN = "{dataset}/{backbone}/{strategy}"
 AUTOENCODER = "autoencoder"
 
 
@@ -29,6 +30,8 @@ localrules:
     reconstructions,
     prediction_grid,
     environment,
+    tuning_trials_table,
+    tuning_trials_plot,
 
 
 # ---------------------------------------------------------------- runs
@@ -70,16 +73,21 @@ def is_autoencoder(run):
     return STUDY.config["strategies"][run.strategy]["name"] == AUTOENCODER
 
 
-def trained_run_input(wildcards):
-    """A run needs its prepared dataset, its pretrained backbone and its feature cache."""
-    run = run_of(wildcards)
-    spec = STUDY.run_spec(run)
+def spec_inputs(spec):
+    """Folders a (run, features) spec reads: prepared data, pretraining run, feature cache."""
     inputs = {"prepared": spec["dataset"]["prepared"]}
     weights = spec["backbone"]["weights"]
     if isinstance(weights, dict):
         inputs["pretrained"] = weights["run"]
     if "features_cache" in spec:
         inputs["features"] = spec["features_cache"]
+    return inputs
+
+
+def trained_run_input(wildcards):
+    """A run needs what its spec reads and, for tuned cells, the search's best values."""
+    run = run_of(wildcards)
+    inputs = spec_inputs(STUDY.run_spec(run))
     if STUDY.is_tuned(run):  # hyperparameters chosen by the cell's search (rules/tuning.smk)
         cell = STUDY.tuning_path(run.dataset, run.backbone, run.strategy)
         inputs["tuned"] = f"{cell}/best.json"
@@ -130,16 +138,51 @@ def pretrained_backbone_names(wildcards):
 
 def backbone_features_input(wildcards):
     """Feature caches need the prepared dataset and, if pretrained, the backbone's source run."""
-    spec = STUDY.features_spec(wildcards.dataset, wildcards.backbone)
-    inputs = {"prepared": spec["dataset"]["prepared"]}
-    weights = spec["backbone"]["weights"]
-    if isinstance(weights, dict):
-        inputs["pretrained"] = weights["run"]
-    return inputs
+    return spec_inputs(STUDY.features_spec(wildcards.dataset, wildcards.backbone))
 
 
 def backbone_features_spec(wildcards):
     return STUDY.features_spec(wildcards.dataset, wildcards.backbone)
+
+
+# ---------------------------------------------------------------- tuning (rules/tuning.smk)
+
+
+def tuning_input(wildcards):
+    """A search needs what the cell's runs need: prepared data, pretrained weights, features."""
+    return spec_inputs(tuning_spec_of(wildcards))
+
+
+def tuning_spec_of(wildcards):
+    """The run spec the search starts from (a param: changing it reruns the search)."""
+    return STUDY.tuning_spec(wildcards.dataset, wildcards.backbone, wildcards.strategy)
+
+
+def tuning_section_of(wildcards):
+    """The strategy's resolved tuning section (a param)."""
+    return STUDY.tuning_section(wildcards.strategy)
+
+
+def tuning_workdir_of(wildcards):
+    """Folder of the search's keras-tuner state (kept across failures: resumable)."""
+    return STUDY.tuning_workdir(wildcards.dataset, wildcards.backbone, wildcards.strategy)
+
+
+def tuning_names(wildcards):
+    """The searched cell's names (dataset, backbone, strategy)."""
+    return dict(wildcards)
+
+
+def tuning_targets():
+    """Trial tables and plots of every search (none when nothing is tuned)."""
+    targets = []
+    for dataset, backbone, strategy in STUDY.tuning_cells():
+        cell = f"{dataset}/{backbone}/{strategy}"
+        targets += [
+            f"{RESULTS}/tables/tuning/{cell}.html",
+            f"{RESULTS}/figures/tuning/{cell}.png",
+        ]
+    return targets
 
 
 # ---------------------------------------------------------------- targets

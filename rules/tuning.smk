@@ -5,47 +5,6 @@
 # state lives in <results>/tuning-work/... (not an output, so a failed or killed
 # job leaves it and the rerun resumes without redoing finished trials).
 
-TUNING_PATTERN = "{dataset}/{backbone}/{strategy}"
-
-
-def tuning_input(wildcards):
-    """A search needs what the cell's runs need: prepared data, pretrained weights, features."""
-    spec = tuning_spec_of(wildcards)
-    inputs = {"prepared": spec["dataset"]["prepared"]}
-    weights = spec["backbone"]["weights"]
-    if isinstance(weights, dict):
-        inputs["pretrained"] = weights["run"]
-    if "features_cache" in spec:
-        inputs["features"] = spec["features_cache"]
-    return inputs
-
-
-def tuning_spec_of(wildcards):
-    """The run spec the search starts from (a param: changing it reruns the search)."""
-    return STUDY.tuning_spec(wildcards.dataset, wildcards.backbone, wildcards.strategy)
-
-
-def tuning_section_of(wildcards):
-    """The strategy's resolved tuning section (a param)."""
-    return STUDY.tuning_section(wildcards.strategy)
-
-
-def tuning_workdir_of(wildcards):
-    return STUDY.tuning_workdir(wildcards.dataset, wildcards.backbone, wildcards.strategy)
-
-
-def tuning_targets():
-    """Trial tables and plots of every search (none when nothing is tuned)."""
-    targets = []
-    for dataset, backbone, strategy in STUDY.tuning_cells():
-        cell = f"{dataset}/{backbone}/{strategy}"
-        targets += [
-            f"{RESULTS}/tables/tuning/{cell}.html",
-            f"{RESULTS}/figures/tuning/{cell}.png",
-        ]
-    return targets
-
-
 rule tuned_hyperparameters:
     input:
         unpack(tuning_input),
@@ -56,7 +15,7 @@ rule tuned_hyperparameters:
         spec=tuning_spec_of,
         tuning=tuning_section_of,
         workdir=tuning_workdir_of,
-        names=lambda wildcards: dict(wildcards),
+        names=tuning_names,
     log:
         f"{RESULTS}/logs/tuning/{TUNING_PATTERN}.log",
     threads: STUDY.config["resources"]["threads"]

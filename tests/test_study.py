@@ -368,3 +368,22 @@ def test_log_to_captures_output_and_tracebacks(tmp_path):
     text = log.read_text()
     assert "hello from the job" in text and "native stderr" in text
     assert "RuntimeError: boom" in text
+
+
+def test_typed_cli_values():
+    from tlbench.study import typed_cli_values
+
+    given = {
+        "seeds": ["0", "1"],
+        "results": "out",
+        "epochs": 3,
+        "training": {"learning_rate": "1e-3", "optimizer": "sgd", "early_stopping": "null"},
+        "data_mirror": "../shared/datasets",
+    }
+    assert typed_cli_values(given) == {
+        "seeds": [0, 1],
+        "results": "out",
+        "epochs": 3,
+        "training": {"learning_rate": 0.001, "optimizer": "sgd", "early_stopping": None},
+        "data_mirror": "../shared/datasets",
+    }

@@ -101,6 +101,30 @@ def test_unknown_matrix_name_is_rejected(tmp_path):
     assert "matrix[0].strategies[0]: unknown name 'finetune'" in result.stderr + result.stdout
 
 
+def test_configfile_replaces_the_default_study(tmp_path):
+    """--configfile X runs X alone: nothing of config.yaml (e.g. its seeds) leaks in."""
+    config = yaml.safe_load((ROOT / "configs/test/tiny.yaml").read_text())
+    del config["seeds"]  # default [0]; config.yaml has [0, 1, 2]
+    config["matrix"] = [
+        {
+            "datasets": ["target"],
+            "backbones": ["cnn_scratch"],
+            "strategies": ["scratch"],
+            "augmentations": ["none"],
+        }
+    ]
+    path = tmp_path / "one_run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(path), "--quiet", "rules")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts["trained_run"] == 1 and counts["prepared_dataset"] == 1, counts
+    # --config alone still extends config.yaml
+    result = snakemake("-n", "--config", "seeds=[5]", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout + result.stderr)["trained_run"] > 1
+
+
 def embedded_result(report: Path, path: str) -> str:
     """The content of result ``path`` as embedded in a Snakemake HTML report (base64 data URI)."""
     text = report.read_text()

@@ -114,6 +114,36 @@ def load_study_file(path: str | os.PathLike) -> Study:
     return load_study(config)
 
 
+def typed_cli_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``snakemake --config`` values with their nested strings read as YAML scalars.
+
+    Snakemake parses ``--config seeds=[0,1]`` with YAML's BaseLoader, so every
+    value inside a list or mapping is a string (``['0', '1']``); this reads those
+    strings again as numbers, booleans or null where they read as such
+    (``[0, 1]``). Top-level values (already typed by Snakemake) are kept.
+    """
+
+    def typed(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: typed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [typed(v) for v in value]
+        if isinstance(value, str):
+            for number in (int, float):
+                with contextlib.suppress(ValueError):
+                    return number(value)
+            with contextlib.suppress(yaml.YAMLError):
+                parsed = yaml.safe_load(value)
+                if isinstance(parsed, bool) or parsed is None:
+                    return parsed
+        return value
+
+    return {
+        key: typed(value) if isinstance(value, Mapping | list) else value
+        for key, value in values.items()
+    }
+
+
 # --------------------------------------------------------------------------- validation
 
 
