@@ -87,10 +87,11 @@ class SlurmCluster:
         self.conf = self.root / "etc" / "slurm.conf"
         self.socket = self.root / "munge" / "munge.socket"
         self.logs = self.root / "log"
+        self.bin = self.root / "bin"
         self.env = {
             **os.environ,
             "SLURM_CONF": str(self.conf),
-            "PATH": f"{os.environ.get('PATH', '')}{os.pathsep}/usr/sbin",
+            "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}{os.pathsep}/usr/sbin",
         }
         for key in [k for k in self.env if k.startswith(("SLURM_", "SBATCH_", "SRUN_"))]:
             if key != "SLURM_CONF":
@@ -151,6 +152,14 @@ NodeName={NODE} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={_memory_mb()} Gr
 PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
 """
         )
+        # snakemake-executor-plugin-slurm-jobstep drops SLURM_CONF from the environment
+        # of its nested `srun` (real sites keep slurm.conf in /etc/slurm or run
+        # configless); this cluster's config is in the temporary folder, so jobs see
+        # an `srun` that names it.
+        self.bin.mkdir(exist_ok=True)
+        wrapper = self.bin / "srun"
+        wrapper.write_text(f'#!/bin/sh\nSLURM_CONF={self.conf} exec {_binary("srun")} "$@"\n')
+        wrapper.chmod(0o755)
         # Fake GPUs: empty files stand in for the device files, no autodetection
         # (a job only gets CUDA_VISIBLE_DEVICES).
         devices = self.root / "dev"
@@ -171,6 +180,7 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
             stderr=subprocess.STDOUT,
             env=self.env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
 
@@ -275,6 +285,14 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
         return [
             dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines() if line
         ]
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies (no orphaned daemons)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _user() -> str:

@@ -158,47 +158,6 @@ def test_workstation_profile_dry_run(tmp_path):
 # --------------------------------------------------------------------------- real cluster
 
 
-@pytest.mark.slow
-def test_tiny_study_on_slurm_matches_local_run(cluster, tmp_path):
-    """Every training job is a SLURM job; outputs have the shape of a local run's."""
-    results_rel = yaml.safe_load(TINY.read_text())["results"]
-    slurm_dir, local_dir = tmp_path / "slurm", tmp_path / "local"
-    result = snakemake(*slurm_args(slurm_dir, TINY), env=cluster.env)
-    assert result.returncode == 0, output_of(result)[-5000:] + cluster.log_tail()
-    out = output_of(result)
-    for rule in ("study_csv", "general_tables", "training_curves", "environment", "all"):
-        assert f"localrule {rule}:" in out, f"{rule} should run on the submit host"
-    for rule in (*TRAINING_RULES, "prepared_dataset"):
-        assert f"localrule {rule}:" not in out, f"{rule} should be a SLURM job"
-    jobs = {job["id"]: job for job in cluster.jobs()}
-    slurm_metrics = metrics_files(slurm_dir / results_rel)
-    assert len(slurm_metrics) == 6
-    ids = [m["environment"]["slurm_job_id"] for m in slurm_metrics.values()]
-    assert all(ids) and len(set(ids)) == len(ids), ids
-    for job_id in ids:
-        assert jobs[job_id]["state"] == "COMPLETED", jobs[job_id]
-    pretrained = json.loads(
-        (slurm_dir / results_rel / "pretrained/cnn_source/metrics.json").read_text()
-    )
-    assert pretrained["environment"]["slurm_job_id"] in jobs
-
-    local = snakemake(*study_args(local_dir, TINY), "--cores", "2")
-    assert local.returncode == 0, output_of(local)[-5000:]
-    local_metrics = metrics_files(local_dir / results_rel)
-    assert relative_files(slurm_dir / results_rel) == relative_files(local_dir / results_rel)
-    assert slurm_metrics.keys() == local_metrics.keys()
-    for run, metrics in slurm_metrics.items():
-        assert metrics.keys() == local_metrics[run].keys(), run
-        assert metrics["status"] == "ok" and metrics["resumed"] is False
-        assert local_metrics[run]["environment"]["slurm_job_id"] is None
-    with open(slurm_dir / results_rel / "tables/study.csv") as f:
-        slurm_rows = list(csv.DictReader(f))
-    with open(local_dir / results_rel / "tables/study.csv") as f:
-        local_rows = list(csv.DictReader(f))
-    assert len(slurm_rows) == len(local_rows) == 6
-    assert slurm_rows[0].keys() == local_rows[0].keys()
-
-
 def _job_of(cluster: SlurmCluster, needle: str) -> str:
     """The id of the running SLURM job whose record mentions ``needle``."""
     for job in cluster.jobs():
@@ -217,8 +176,10 @@ def _progress(workdir: Path) -> dict | None:
 
 
 @pytest.mark.slow
-def test_cancelled_training_job_resumes_on_rerun(cluster, tmp_path):
-    """scancel mid-run: a clear failure; --rerun-incomplete resumes it and retrains nothing else."""
+def test_study_on_slurm_survives_cancelled_job(cluster, tmp_path):
+    """Training runs as SLURM jobs; scancel mid-run is reported; --rerun-incomplete resumes
+    the cancelled run from its checkpoint, retrains nothing finished, and the results
+    have the shape of a local run's."""
     study = yaml.safe_load(SLURM_STUDY.read_text())
     epochs = study["training"]["epochs"]
     results = tmp_path / study["results"]
@@ -227,26 +188,28 @@ def test_cancelled_training_job_resumes_on_rerun(cluster, tmp_path):
     work = Path(f"{victim}.work")
     env = {**cluster.env, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env["PATH"] = f"{SNAKEMAKE.parent}{os.pathsep}{env['PATH']}"
-    proc = subprocess.Popen(
-        [str(SNAKEMAKE), *slurm_args(tmp_path, SLURM_STUDY)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    first_log = tmp_path / "first_run.log"
+    with open(first_log, "w") as log:
+        proc = subprocess.Popen(
+            [str(SNAKEMAKE), *slurm_args(tmp_path, SLURM_STUDY)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 240
-        while (_progress(work) or {}).get("current", {}).get("epoch", 0) < 2:
-            assert proc.poll() is None, proc.stdout.read()[-5000:]
+        while ((_progress(work) or {}).get("current") or {}).get("epoch", 0) < 2:
+            assert proc.poll() is None, first_log.read_text()[-5000:]
             assert time.monotonic() < deadline, "the run never checkpointed 2 epochs"
             time.sleep(0.1)
-        job_id = _job_of(cluster, "seed=0")
+        job_id = _job_of(cluster, "Comment=rule_trained_run_wildcards_target_cnn_scratch_none_0")
         cluster.command("scancel", job_id)
-        out, _ = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
+    out = first_log.read_text()
     assert proc.returncode != 0
     assert re.search(rf"SLURM-job '{job_id}' failed, SLURM status is: 'CANCELLED'", out), out[
         -5000:
@@ -273,7 +236,33 @@ def test_cancelled_training_job_resumes_on_rerun(cluster, tmp_path):
     trained = [int(e) for e in re.findall(rf"Epoch (\d+)/{epochs}", log)]
     assert trained[0] == checkpoint + 1, trained  # nothing finished was lost
     assert not work.exists()
-    assert (results / "tables/study.csv").exists()
+
+    # Every training job was a SLURM job; the outputs have the shape of a local run's.
+    jobs = {job["id"]: job for job in cluster.jobs()}
+    slurm_metrics = metrics_files(results)
+    ids = [m["environment"]["slurm_job_id"] for m in slurm_metrics.values()]
+    assert len(ids) == 2 and len(set(ids)) == 2 and all(i in jobs for i in ids), ids
+    assert all(jobs[i]["state"] == "COMPLETED" for i in ids)
+    for rule in ("study_csv", "general_tables", "training_curves", "environment", "all"):
+        assert f"localrule {rule}:" in out, f"{rule} should run on the submit host"
+    assert "localrule trained_run:" not in out
+    local_dir = tmp_path / "local"
+    local = snakemake(*study_args(local_dir, SLURM_STUDY), "--cores", "2")
+    assert local.returncode == 0, output_of(local)[-5000:]
+    local_results = local_dir / study["results"]
+    assert relative_files(results) == relative_files(local_results)
+    local_metrics = metrics_files(local_results)
+    assert slurm_metrics.keys() == local_metrics.keys()
+    for run, metrics in slurm_metrics.items():
+        assert metrics.keys() == local_metrics[run].keys(), run
+        assert metrics["status"] == local_metrics[run]["status"] == "ok"
+        assert local_metrics[run]["environment"]["slurm_job_id"] is None
+    with open(results / "tables/study.csv") as f:
+        slurm_rows = list(csv.DictReader(f))
+    with open(local_results / "tables/study.csv") as f:
+        local_rows = list(csv.DictReader(f))
+    assert len(slurm_rows) == len(local_rows) == 2
+    assert slurm_rows[0].keys() == local_rows[0].keys()
 
 
 @pytest.mark.slow
@@ -281,7 +270,7 @@ def test_failing_job_reports_reason_and_others_finish(cluster, tmp_path):
     """An invalid spec fails in its SLURM job: reason and SLURM log shown; --keep-going finishes the rest."""
     study = yaml.safe_load(SLURM_STUDY.read_text())
     study["training"]["epochs"] = 1
-    study["strategies"]["broken"] = {"name": "fine_tune", "params": {"unfreeze": "no_such_block"}}
+    study["strategies"]["broken"] = {"name": "two_phase", "params": {"unfreeze": "no_such_block"}}
     study["matrix"] = [
         {
             "datasets": ["target"],
@@ -294,7 +283,8 @@ def test_failing_job_reports_reason_and_others_finish(cluster, tmp_path):
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump(study))
     results = tmp_path / study["results"]
-    result = snakemake(*slurm_args(tmp_path, config), "--keep-going", env=cluster.env)
+    runs = [f"{study['results']}/runs/target/cnn/{s}/none/seed0" for s in ("scratch", "broken")]
+    result = snakemake(*slurm_args(tmp_path, config), "--keep-going", *runs, env=cluster.env)
     out = output_of(result)
     assert result.returncode != 0
     assert "Error in rule trained_run" in out
