@@ -150,6 +150,31 @@ def test_profile_link_and_resources_dry_run(tmp_path):
     assert {*TRAINING_RULES, "prepared_dataset", "study_csv"} <= seen
 
 
+def test_profile_site_settings_reach_every_slurm_rule(tmp_path):
+    """Uncommenting the SITE partition/account lines sets them on every SLURM rule
+    (they survive profiles/default, which Snakemake applies after a user's profile)."""
+    text = (ROOT / "profiles/slurm/config.yaml").read_text()
+    for key in ("slurm_partition", "slurm_account"):
+        text = re.sub(rf"^(\s*)# ({key}: )", r"\1\2", text, flags=re.MULTILINE)
+    profile = tmp_path / "site"
+    profile.mkdir()
+    (profile / "config.yaml").write_text(text)
+    result = snakemake("-n", *study_args(tmp_path / "work", TINY), "--profile", str(profile))
+    assert result.returncode == 0, output_of(result)[-3000:]
+    checked = set()
+    for block in re.split(r"\n(?=rule \w+:)", result.stdout):
+        match = re.match(r"rule (\w+):", block.strip())
+        if not match:
+            continue
+        checked.add(match.group(1))
+        resources = re.search(r"resources: (.*)", block).group(1)
+        if match.group(1) in TRAINING_RULES:
+            assert "slurm_partition=gpu" in resources and "slurm_account=my_project" in resources
+        elif match.group(1) == "prepared_dataset":
+            assert "slurm_partition=cpu" in resources and "slurm_account=my_project" in resources
+    assert {*TRAINING_RULES, "prepared_dataset"} <= checked
+
+
 def test_workstation_profile_dry_run(tmp_path):
     result = snakemake("-n", *study_args(tmp_path, TINY), "--profile", "profiles/workstation")
     assert result.returncode == 0, output_of(result)[-3000:]
