@@ -29,8 +29,14 @@ from slurm_cluster import SlurmCluster, missing_binaries
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TINY = ROOT / "configs/test/tiny.yaml"
+TUNING_TINY = ROOT / "configs/test/tuning_tiny.yaml"  # has the tuning rule
 SLURM_STUDY = ROOT / "configs/test/slurm.yaml"
-TRAINING_RULES = ("trained_run", "pretrained_backbone", "backbone_features")
+TRAINING_RULES = (
+    "trained_run",
+    "pretrained_backbone",
+    "backbone_features",
+    "tuned_hyperparameters",
+)
 # What this test cluster needs beyond the shipped profile (no accounting: no sacct).
 TEST_CLUSTER_ARGS = (
     "--slurm-status-command",
@@ -132,9 +138,12 @@ def test_profile_link_and_resources_dry_run(tmp_path):
     assert profile["executor"] == "slurm"
     assert profile["slurm-requeue"] is True
     assert "slurm-status-command" not in profile  # sites with accounting use sacct (default)
-    result = snakemake("-n", *study_args(tmp_path, TINY), "--profile", "slurm")
-    assert result.returncode == 0, output_of(result)[-3000:]
-    jobs = re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout)
+    stdout = ""
+    for config in (TINY, TUNING_TINY):
+        result = snakemake("-n", *study_args(tmp_path / config.stem, config), "--profile", "slurm")
+        assert result.returncode == 0, output_of(result)[-3000:]
+        stdout += result.stdout
+    jobs = re.split(r"\n(?=(?:local)?rule \w+:)", stdout)
     seen = set()
     for block in jobs:
         match = re.match(r"(?:local)?rule (\w+):", block.strip())
@@ -159,10 +168,15 @@ def test_profile_site_settings_reach_every_slurm_rule(tmp_path):
     profile = tmp_path / "site"
     profile.mkdir()
     (profile / "config.yaml").write_text(text)
-    result = snakemake("-n", *study_args(tmp_path / "work", TINY), "--profile", str(profile))
-    assert result.returncode == 0, output_of(result)[-3000:]
+    stdout = ""
+    for config in (TINY, TUNING_TINY):
+        result = snakemake(
+            "-n", *study_args(tmp_path / config.stem, config), "--profile", str(profile)
+        )
+        assert result.returncode == 0, output_of(result)[-3000:]
+        stdout += result.stdout
     checked = set()
-    for block in re.split(r"\n(?=rule \w+:)", result.stdout):
+    for block in re.split(r"\n(?=rule \w+:)", stdout):
         match = re.match(r"rule (\w+):", block.strip())
         if not match:
             continue
