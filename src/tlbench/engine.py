@@ -346,7 +346,7 @@ class Resume:
                 np.savez(self.dir / best_name, *stopper.best_weights)
             current["stopper"] = {
                 "wait": stopper.wait,
-                "best": float(stopper.best),
+                "best": float(stopper.best) if math.isfinite(float(stopper.best)) else None,
                 "best_epoch": stopper.best_epoch,
                 "best_weights": best_name,
             }
@@ -357,7 +357,9 @@ class Resume:
         saved = current.get("stopper")
         if stopper is None or not saved:
             return
-        stopper.wait, stopper.best = saved["wait"], saved["best"]
+        stopper.wait = saved["wait"]
+        if saved["best"] is not None:  # None: no monitored value seen yet
+            stopper.best = saved["best"]
         stopper.best_epoch = saved["best_epoch"]
         if saved["best_weights"]:
             with np.load(self.dir / saved["best_weights"]) as z:
