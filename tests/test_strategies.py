@@ -211,3 +211,23 @@ def test_bad_params(name, params, message):
     with pytest.raises(SpecError) as info:
         make(name, params)
     assert message in str(info.value)
+
+
+def test_direct_mapping_param_is_validated():
+    with pytest.raises(SpecError, match=r"strategy\.params\.mapping: unknown mapping 'best'"):
+        STRATEGIES.get("direct")({"mapping": "best"})
+
+
+def test_direct_one_to_one_mapping_resolves_majority_collisions():
+    import numpy as np
+
+    from tlbench.engine import map_classes
+
+    # target 0 and 1 are both mostly predicted as source 2; target 1's runner-up is source 0
+    counts = np.array([[0, 1, 9, 0], [4, 0, 6, 0], [0, 0, 1, 7]])
+    assert map_classes(counts, "majority") == [2, 2, 3]
+    assert map_classes(counts, "one_to_one") == [2, 0, 3]
+    # already distinct majorities are kept as they are
+    assert map_classes(np.array([[5, 1], [2, 3]]), "one_to_one") == [0, 1]
+    with pytest.raises(ValueError, match="at least as many source classes"):
+        map_classes(np.array([[3], [2]]), "one_to_one")

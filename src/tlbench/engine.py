@@ -724,6 +724,35 @@ def _train(
     return result, built.backbone
 
 
+def vote_counts(
+    predicted: np.ndarray, y: np.ndarray, classes: list[str], num_source: int
+) -> np.ndarray:
+    """``counts[c, s]``: train images of target class c predicted as source class s."""
+    counts = np.zeros((len(classes), num_source), dtype=np.int64)
+    np.add.at(counts, (y, predicted), 1)
+    for c, name in enumerate(classes):
+        if counts[c].sum() == 0:
+            raise ValueError(f"direct: class {name!r} has no train images to map to a source class")
+    return counts
+
+
+def map_classes(counts: np.ndarray, how: str) -> list[int]:
+    """Source class of each target class from the vote ``counts`` (see ``Direct``)."""
+    majority = counts.argmax(axis=1)
+    if how == "majority" or len(set(majority.tolist())) == len(majority):
+        return [int(s) for s in majority]
+    num_target, num_source = counts.shape
+    if num_source < num_target:
+        raise ValueError(
+            f"direct: mapping one_to_one needs at least as many source classes "
+            f"({num_source}) as target classes ({num_target}); use mapping: majority"
+        )
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return [int(s) for _, s in sorted(zip(rows, cols, strict=True))]
+
+
 def _direct_model(
     spec: Mapping[str, Any],
     image_shape: tuple[int, int, int],
@@ -737,13 +766,8 @@ def _direct_model(
 
     source, source_classes = build_source_classifier(spec["backbone"], image_shape)
     prob = _predict(source, x_train, spec["training"]["batch_size"])
-    votes = prob.argmax(axis=1)
-    mapping = []
-    for c, name in enumerate(classes):
-        mine = votes[np.asarray(y_train) == c]
-        if mine.size == 0:
-            raise ValueError(f"direct: class {name!r} has no train images to map to a source class")
-        mapping.append(int(np.bincount(mine, minlength=prob.shape[1]).argmax()))
+    votes = vote_counts(prob.argmax(axis=1), np.asarray(y_train), classes, prob.shape[1])
+    mapping = map_classes(votes, spec["strategy"]["params"]["mapping"])
     inputs = keras.Input(shape=image_shape, name="image")
     outputs = SelectClasses(mapping, name="select_classes")(source(inputs))
     extras["direct_mapping"] = {classes[c]: str(source_classes[m]) for c, m in enumerate(mapping)}

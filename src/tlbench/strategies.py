@@ -196,13 +196,30 @@ def layer_multipliers(layers: Sequence[keras.layers.Layer], factors: Sequence[fl
 class Direct(Strategy):
     """The source model's own classifier; target classes mapped to source classes.
 
-    Each target class is mapped to the source class most often predicted for
+    Each target class is mapped to a source class by majority prediction on
     its TRAIN images; target probabilities are the mapped source probabilities
-    renormalised. No gradient step.
+    renormalised. No gradient step. ``mapping``:
+
+    * ``one_to_one`` (default): distinct source classes, chosen to maximise the
+      number of train images predicted as their class's source class (an
+      assignment problem; each class keeps its majority source class when
+      those are already distinct). Needs at least as many source classes.
+    * ``majority``: each target class takes its own most predicted source
+      class; several target classes may share one and then tie.
     """
 
     name = "direct"
     trains = False
+    defaults: ClassVar[dict[str, Any]] = {"mapping": "one_to_one"}
+    MAPPINGS: ClassVar[tuple[str, ...]] = ("one_to_one", "majority")
+
+    @classmethod
+    def check(cls, params: dict[str, Any]) -> None:
+        if params["mapping"] not in cls.MAPPINGS:
+            raise SpecError(
+                f"strategy.params.mapping: unknown mapping {params['mapping']!r}; "
+                f"valid mappings: {', '.join(cls.MAPPINGS)}"
+            )
 
     def phases(self, spec: Mapping[str, Any]) -> list[Phase]:
         return []
