@@ -207,6 +207,11 @@ def _job_of(cluster: SlurmCluster, needle: str) -> str:
     raise LookupError(f"no running job mentions {needle!r}: {cluster.jobs()}")
 
 
+def _epoch(workdir: Path) -> int:
+    """The last checkpointed epoch of the fit in progress (0: none)."""
+    return ((_progress(workdir) or {}).get("current") or {}).get("epoch", 0)
+
+
 def _progress(workdir: Path) -> dict | None:
     try:
         return json.loads((workdir / "progress.json").read_text())
@@ -216,15 +221,17 @@ def _progress(workdir: Path) -> dict | None:
 
 @pytest.mark.slow
 def test_study_on_slurm_survives_cancelled_job(cluster, tmp_path):
-    """Training runs as SLURM jobs; scancel mid-run is reported; --rerun-incomplete resumes
-    the cancelled run from its checkpoint, retrains nothing finished, and the results
-    have the shape of a local run's."""
+    """Training runs as SLURM jobs. Mid-run, one job is requeued (as on preemption): it
+    resumes under the same job id. The other is cancelled: Snakemake reports it;
+    --rerun-incomplete resumes it from its checkpoint, retrains nothing finished,
+    and the results have the shape of a local run's."""
     study = yaml.safe_load(SLURM_STUDY.read_text())
     epochs = study["training"]["epochs"]
     results = tmp_path / study["results"]
     victim = results / "runs/target/cnn/scratch/none/seed0"
     survivor = results / "runs/target/cnn/scratch/none/seed1"
     work = Path(f"{victim}.work")
+    survivor_work = Path(f"{survivor}.work")
     env = {**cluster.env, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env["PATH"] = f"{SNAKEMAKE.parent}{os.pathsep}{env['PATH']}"
     first_log = tmp_path / "first_run.log"
@@ -238,11 +245,13 @@ def test_study_on_slurm_survives_cancelled_job(cluster, tmp_path):
         )
     try:
         deadline = time.monotonic() + 240
-        while ((_progress(work) or {}).get("current") or {}).get("epoch", 0) < 2:
+        while min(_epoch(work), _epoch(survivor_work)) < 2:
             assert proc.poll() is None, first_log.read_text()[-5000:]
-            assert time.monotonic() < deadline, "the run never checkpointed 2 epochs"
+            assert time.monotonic() < deadline, "the runs never checkpointed 2 epochs"
             time.sleep(0.1)
+        requeued = _job_of(cluster, "Comment=rule_trained_run_wildcards_target_cnn_scratch_none_1")
         job_id = _job_of(cluster, "Comment=rule_trained_run_wildcards_target_cnn_scratch_none_0")
+        cluster.command("scontrol", "requeue", requeued)  # as SLURM does on preemption
         cluster.command("scancel", job_id)
         proc.wait(timeout=300)
     finally:
@@ -260,6 +269,11 @@ def test_study_on_slurm_survives_cancelled_job(cluster, tmp_path):
     survivor_metrics = survivor / "metrics.json"
     assert survivor_metrics.exists(), out[-5000:]
     before = survivor_metrics.stat().st_mtime_ns
+    # The requeued job ran again under the same id and resumed from its checkpoint.
+    requeued_metrics = json.loads(survivor_metrics.read_text())
+    assert requeued_metrics["resumed"] is True and requeued_metrics["epochs_run"] == epochs
+    assert requeued_metrics["environment"]["slurm_job_id"] == requeued
+    assert not survivor_work.exists()
 
     rerun = snakemake(*slurm_args(tmp_path, SLURM_STUDY), "--rerun-incomplete", env=cluster.env)
     out = output_of(rerun)
