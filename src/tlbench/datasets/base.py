@@ -219,3 +219,30 @@ def split_pool(
         pool.labels, val_fraction, seed + 1, what="validation", class_names=classes
     )
     return pool.subset(keep), pool.subset(carved), test
+
+
+def generated_splits(
+    images: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    seed: int,
+    options: dict[str, Any],
+    source: str,
+) -> RawSplits:
+    """Raw splits of a generated image pool: stratified seeded test, then validation."""
+    train, val, test = split_pool(
+        SplitData(labels, images=images),
+        seed,
+        val_fraction=options["val_fraction"],
+        test_fraction=options["test_fraction"],
+        classes=classes,
+    )
+    return RawSplits(
+        classes=list(classes),
+        train=train,
+        val=val,
+        test=test,
+        validation=f"stratified random {options['val_fraction']:.0%} of each class",
+        test_split=f"stratified random {options['test_fraction']:.0%} of each class",
+        sources=[{"path": source, "sha256": None}],
+    )

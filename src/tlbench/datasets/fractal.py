@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tlbench.datasets.base import Option, RawSplits, SplitData, register, split_pool
+from tlbench.datasets.base import Option, RawSplits, generated_splits, register
 from tlbench.datasets.images import Size
 
 _BURN_IN = 20
@@ -235,19 +235,4 @@ def load_fractal(options: dict[str, Any], workdir: Path, seed: int, size: Size) 
         param_jitter=float(options["param_jitter"]),
     )
     classes = [f"fractal_{c:03d}" for c in range(options["num_classes"])]
-    train, val, test = split_pool(
-        SplitData(labels, images=images),
-        seed,
-        val_fraction=options["val_fraction"],
-        test_fraction=options["test_fraction"],
-        classes=classes,
-    )
-    return RawSplits(
-        classes=classes,
-        train=train,
-        val=val,
-        test=test,
-        validation=f"stratified random {options['val_fraction']:.0%} of each class",
-        test_split=f"stratified random {options['test_fraction']:.0%} of each class",
-        sources=[{"path": "generated (IFS chaos game)", "sha256": None}],
-    )
+    return generated_splits(images, labels, classes, seed, options, "generated (IFS chaos game)")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tlbench.datasets.base import Option, RawSplits, SplitData, register, split_pool
+from tlbench.datasets.base import Option, RawSplits, generated_splits, register
 from tlbench.datasets.images import Size
 
 
@@ -56,22 +56,7 @@ def load_synthetic(options: dict[str, Any], workdir: Path, seed: int, size: Size
         options["num_classes"], options["per_class"], size, seed, float(options["noise"])
     )
     classes = [f"class_{c}" for c in range(options["num_classes"])]
-    train, val, test = split_pool(
-        SplitData(labels, images=images),
-        seed,
-        val_fraction=options["val_fraction"],
-        test_fraction=options["test_fraction"],
-        classes=classes,
-    )
-    return RawSplits(
-        classes=classes,
-        train=train,
-        val=val,
-        test=test,
-        validation=f"stratified random {options['val_fraction']:.0%} of each class",
-        test_split=f"stratified random {options['test_fraction']:.0%} of each class",
-        sources=[{"path": "generated", "sha256": None}],
-    )
+    return generated_splits(images, labels, classes, seed, options, "generated")
 
 
 def make_tiny_prepared(
