@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import require_shared
@@ -315,3 +316,37 @@ def test_conda_env_pins_match_requirements():
     env = yaml.safe_load((ROOT / "envs/tlbench.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     assert sorted(pip) == sorted(requirements)
+
+
+@pytest.mark.slow
+def test_new_users_image_folder_runs_from_a_few_line_config(tmp_path):
+    """A folder of class subfolders the project has never seen, and a config of a few lines."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    photos = tmp_path / "my photos"
+    for c, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200)]):
+        (photos / f"kind {c}").mkdir(parents=True)
+        for i in range(15):
+            pixels = np.clip(rng.normal(colour, 40, size=(20, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(photos / f"kind {c}" / f"img{i}.png")
+    config = tmp_path / "my_study.yaml"
+    config.write_text(
+        f"datasets:\n  mine: {{loader: folder, source: '{photos}', image_size: 16}}\n"
+        "backbones:\n  cnn: {name: small_cnn, weights: none, kwargs: {widths: [4, 8]}}\n"
+        "strategies:\n  scratch: {name: scratch, training: {epochs: 2}}\n"
+        "augmentations:\n  none: {name: none}\n"
+        "seeds: [0]\n"
+        "matrix:\n  - {datasets: [mine], backbones: [cnn], strategies: [scratch], augmentations: [none]}\n"
+    )
+    assert len(config.read_text().splitlines()) <= 12
+    _run_study(tmp_path, config, [])
+
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "results/tables/study.csv")
+    assert list(table["status"]) == ["ok"]
+    manifest = yaml.safe_load((tmp_path / "results/prepared/mine/manifest.json").read_text())
+    classes = yaml.safe_load((tmp_path / "results/prepared/mine/classes.json").read_text())
+    assert classes == ["kind 0", "kind 1", "kind 2"]
+    assert sum(manifest["counts"].values()) == 45
