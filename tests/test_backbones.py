@@ -482,3 +482,13 @@ def test_backbones_work_with_jax_backend():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "seed003_cnn"])
+def test_custom_cnn_batchnorm_tracks_small_studies(name):
+    """Moving statistics must follow the data within the few steps of a small study."""
+    from tlbench.backbones import BN_MOMENTUM
+
+    backbone = build_backbone({"name": name, "weights": "none"}, (64, 64, 3))
+    bns = [la for la in backbone.model.layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert bns and all(bn.momentum == BN_MOMENTUM == 0.9 for bn in bns)
