@@ -357,3 +357,16 @@ def test_trials_table_and_plot(tmp_path):
     )
     with Image.open(png) as image:
         assert image.format == "PNG" and image.width > 1.5 * image.height  # two panels side by side
+
+
+def test_best_trial_is_chosen_among_the_fully_trained():
+    from tlbench.tuning import best_trial
+
+    rows = [
+        {"trial": "0", "score": 0.97, "budget_epochs": 2},  # lucky short trial
+        {"trial": "1", "score": 0.93, "budget_epochs": 6},
+        {"trial": "2", "score": 0.95, "budget_epochs": 6},
+    ]
+    assert best_trial(rows)["trial"] == "2"
+    flat = [{"trial": "a", "score": 0.5, "budget_epochs": None}, {"trial": "b", "score": 0.7}]
+    assert best_trial(flat)["trial"] == "b"

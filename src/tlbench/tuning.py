@@ -576,7 +576,7 @@ def search(
     done = [r for r in rows if r["status"] == "COMPLETED" and r["score"] is not None]
     if not done:
         raise RuntimeError(f"tuning {where}: no trial completed; see {folder}/trial_log.jsonl")
-    best = max(done, key=lambda r: r["score"])
+    best = best_trial(done)
     result = {
         "names": dict(names or {}),
         "strategy": base["strategy"]["name"],
@@ -584,6 +584,8 @@ def search(
         "objective": state.objective,
         "best_trial": best["trial"],
         "best_score": best["score"],
+        "selected_from": "completed trials at the largest epoch budget "
+        f"({best.get('budget_epochs')} epochs)",
         "tuned": {name: best[name] for name in tuning["space"]},
         "trials": len(rows),
         "completed_trials": len(done),
@@ -594,6 +596,18 @@ def search(
     _write_trials(rows, list(tuning["space"]), trials_csv)
     write_json(best_json, result)
     return result
+
+
+def best_trial(done: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best completed trial among those trained with the largest epoch budget.
+
+    Hyperband scores many trials after a fraction of the epochs; on a small
+    validation split a lucky 2-epoch score would beat every fully trained
+    trial, while the final runs train the full budget. Tuners without budgets
+    give every trial the same one, so this is the plain best there.
+    """
+    top = max(r.get("budget_epochs") or 0 for r in done)
+    return max((r for r in done if (r.get("budget_epochs") or 0) == top), key=lambda r: r["score"])
 
 
 def trial_rows(oracle: Any, space: Mapping[str, Any]) -> list[dict[str, Any]]:
