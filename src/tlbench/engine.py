@@ -432,10 +432,14 @@ class Trainer:
     ) -> None:
         """Compile ``model`` for ``phase`` and fit it; raise :class:`RunFailed` on NaN."""
         training = self.spec["training"]
+        # In-memory arrays (cached features for a small head): run a whole epoch per
+        # compiled call, since per-step Python overhead dominates such tiny steps.
+        steps = math.ceil(len(train[0]) / training["batch_size"]) if isinstance(train, tuple) else 1
         model.compile(
             optimizer=build_optimizer(training, phase.learning_rate, multipliers),
             loss=loss,
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if metrics else [],
+            steps_per_execution=steps,
         )
         fit_index, current, initial_epoch = None, None, 0
         if self.resume is not None:
