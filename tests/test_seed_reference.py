@@ -166,3 +166,10 @@ def test_every_number_is_printed_in_the_report(seed):
                 ):
                     missing.append(f"{entry['id']}: {cell}")
     assert not missing, f"numbers not found in {data['source_file']}: {missing}"
+
+
+def test_strategy_names_agree_with_the_registry():
+    """seed_reference keeps its own copy (no Keras import to load seed data); it must not drift."""
+    from tlbench.strategies import STRATEGIES
+
+    assert set(STRATEGIES.names()) == sr.STRATEGY_NAMES
