@@ -441,12 +441,15 @@ class Trainer:
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if metrics else [],
             steps_per_execution=steps,
         )
+        # Checkpoint every epoch, except a head on in-memory cached features: its whole
+        # fit takes seconds, so a killed one is simply redone (finish_fit still records it).
+        per_epoch = self.resume is not None and not isinstance(train, tuple)
         fit_index, current, initial_epoch = None, None, 0
         if self.resume is not None:
             fit_index, self.resume.next_fit = self.resume.next_fit, self.resume.next_fit + 1
             if self.resume.restore_finished(fit_index, model, self):
                 return
-            current = self.resume.restore_current(fit_index, model, self)
+            current = self.resume.restore_current(fit_index, model, self) if per_epoch else None
             if current:
                 initial_epoch = current["epoch"]
                 if hasattr(train, "epoch"):  # the shuffling order of the resumed epoch
@@ -463,7 +466,7 @@ class Trainer:
                 monitor=stop["monitor"], patience=stop["patience"], restore_best_weights=True
             )
             callbacks.append(stopper)
-        if self.resume is not None:
+        if per_epoch:
             callbacks.append(ResumeCallback(self.resume, fit_index, self.rows, stopper, current))
         fit_kwargs: dict[str, Any] = {}
         if isinstance(train, tuple):
