@@ -3,6 +3,8 @@
 # src/tlbench/schemas/config.schema.yaml and expanded into runs by tlbench.study;
 # rules/ holds one file per kind of result, scripts/ the thin entry points.
 import copy
+import os
+from pathlib import Path
 
 from snakemake.utils import min_version, update_config
 
@@ -39,6 +41,7 @@ include: "rules/runs.smk"
 include: "rules/tables.smk"
 include: "rules/figures.smk"
 include: "rules/environment.smk"
+include: "rules/results.smk"
 
 
 rule all:

@@ -223,4 +223,33 @@ def final_targets():
         *run_figure_targets(),
         f"{RESULTS}/environment/environment.html",
         *tuning_targets(),
+        *results_targets(),
     ]
+
+
+# ---------------------------------------------------------------- results page
+
+
+def seed_page(suffix):
+    """The seed study's section file, e.g. docs/results/seed002.md (suffix .md or .json)."""
+    return str(Path(STUDY.seed_study["page"]).with_suffix(suffix))
+
+
+def seed_study_params():
+    """The `seed_study` block, the config file(s) and the results folder, for the page."""
+    configs = [os.path.relpath(path) for path in workflow.configfiles] or ["config.yaml"]
+    return {**STUDY.seed_study, "config": ", ".join(configs), "results": RESULTS}
+
+
+def results_page_sections(wildcards):
+    """Section summaries (.json) of every measured seed study: those already in the page's
+    folder and this study's own (its .md lies beside each)."""
+    folder = Path(seed_page(".json")).parent
+    return sorted({str(p) for p in folder.glob("seed*.json")} | {seed_page(".json")})
+
+
+def results_targets():
+    """The results page of a seed study (nothing for other studies)."""
+    if not STUDY.seed_study:
+        return []
+    return [seed_page(".md"), "docs/results.md"]

@@ -155,3 +155,23 @@ def test_seed_configs_comment_their_seed_sections(seed):
     assert yaml.safe_load(text)  # parses
     assert "«" in text and "docs/seeds.md" in text
     assert f"seed_reference/seed{seed}.yaml" in text
+
+
+MEASURED = sorted(ROOT.glob("configs/measured/seed*.yaml"))
+
+
+@pytest.mark.parametrize("path", MEASURED, ids=_id)
+def test_measured_seed_configs_name_their_seed_and_substitutions(path):
+    """configs/measured/seedNNN_*.yaml: run on ../shared, a results-page section each."""
+    study = load_study_file(path)
+    block = study.seed_study
+    assert block is not None, f"{path.name} has no seed_study block"
+    assert path.name.startswith(f"seed{block['reference']}_")
+    assert block["substitutions"], "the substitutions forced by this machine must be listed"
+    assert study.config["data_mirror"] == "../shared/datasets"
+    assert len(study.config["seeds"]) >= 3
+    assert study.results == f"results/seed{block['reference']}"
+
+
+def test_every_seed_has_a_measured_config():
+    assert sorted(p.name[4:7] for p in MEASURED) == list(sr.SEED_IDS)

@@ -23,6 +23,7 @@ CONFIGS = [
     ROOT / "config.yaml",
     *sorted(ROOT.glob("configs/*.yaml")),
     *sorted(ROOT.glob("configs/test/*.yaml")),
+    *sorted(ROOT.glob("configs/measured/*.yaml")),
 ]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -826,8 +826,9 @@ def run(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLike) 
 
 
 def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
-    from tlbench.provenance import environment
+    from tlbench.provenance import environment, utc_now
 
+    started_utc = utc_now()
     data = load_prepared(spec["dataset"]["prepared"])
     classes = [str(c) for c in data.classes]
     if spec["dataset"]["name"] is None:
@@ -887,6 +888,8 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     metrics["spec"] = spec
     metrics["environment"] = environment()
     metrics["environment"]["slurm_job_id"] = os.environ.get("SLURM_JOB_ID")
+    # wall-clock span of the run (a study's wall time is its runs' span, tlbench.results)
+    metrics["started_utc"], metrics["finished_utc"] = started_utc, utc_now()
     with atomic_dir(outdir) as tmp:
         write_json(tmp / "metrics.json", metrics)
         (tmp / "history.csv").write_text(_history_csv(trainer.rows))

@@ -179,5 +179,10 @@ def environment() -> dict[str, Any]:
         "hostname": _safe(socket.gethostname),
         "git_commit": git.get("commit"),
         "git_dirty": git.get("dirty"),
-        "time_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "time_utc": utc_now(),
     }
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second (``2026-11-23T16:20:53+00:00``)."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")

@@ -311,6 +311,16 @@ class Study:
         self.results: str = config["results"].rstrip("/") or "."
         self._by_names = {dataclasses.replace(r, block=0): r for r in runs}
 
+    # ---- the seed study this config reproduces (``seed_study``), if any
+    @property
+    def seed_study(self) -> dict[str, Any] | None:
+        """The ``seed_study`` block with its ``page`` default filled in (None: not a seed study)."""
+        block = self.config.get("seed_study")
+        if block is None:
+            return None
+        page = block.get("page") or f"docs/results/seed{block['reference']}.md"
+        return {"substitutions": [], **block, "page": page}
+
     # ---- lookups
     def run(self, dataset: str, backbone: str, strategy: str, augmentation: str, seed: Any) -> Run:
         """The study's run with these wildcards (``seed`` may be a string)."""

@@ -1,0 +1,13 @@
+"""Snakemake script: docs/results.md from every measured seed study's section."""
+# ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
+
+import _bootstrap  # noqa: F401
+
+from tlbench.study import log_to
+
+with log_to(snakemake.log[0]):
+    from tlbench import results
+    from tlbench.atomic import atomic_file
+
+    with atomic_file(snakemake.output[0]) as handle:
+        handle.write(results.page_from_files(snakemake.input))

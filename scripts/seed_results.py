@@ -1,0 +1,21 @@
+"""Snakemake script: a seed study's section of the results page (tlbench.results)."""
+# ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
+
+import _bootstrap  # noqa: F401
+
+from tlbench.study import log_to
+
+with log_to(snakemake.log[0]):
+    import pandas as pd
+
+    from tlbench import results
+    from tlbench.atomic import atomic_file, write_json
+
+    blocks, summary = results.seed_section(
+        pd.read_csv(snakemake.input.csv), dict(snakemake.params.study)
+    )
+    with atomic_file(snakemake.output.md) as handle:
+        handle.write(results.to_markdown(blocks))
+    with atomic_file(snakemake.output.html) as handle:
+        handle.write(results.to_html(blocks))
+    write_json(snakemake.output.json, summary)

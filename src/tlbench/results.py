@@ -1,0 +1,676 @@
+"""Seed studies beside their seed reports: the sections of ``docs/results.md``.
+
+A study config with a ``seed_study`` block (``configs/measured/seed00N_*.yaml``)
+names the seed report it reproduces (:mod:`tlbench.seed_reference`) and the
+substitutions this machine forced. From the study's runs (``tables/study.csv``
+and each run's ``history.csv``) the rule ``seed_results`` writes one section:
+
+* the seed's own result tables, as printed in the report;
+* ours: one row per cell, mean ± sd over seeds of test / train accuracy and
+  loss, training time, ROC AUC (binary tasks) and epochs;
+* epochs to converge where the study compares a pretraining strategy with
+  ``scratch`` (seed 004): epochs until the scratch run's best validation
+  accuracy is reached, per seed;
+* the study's wall time (first run start to last run end) and code version;
+* the acceptance checks of the seed (:data:`SEED_PAGES`), each with its
+  target and what was measured;
+* findings: where the evidence agrees or disagrees with the seed's conclusions,
+  as sentences filled from the measured numbers.
+
+The rule ``results_page`` joins the sections of every measured study into
+``docs/results.md``. Nothing on the page is typed by hand: numbers come from
+the runs, the seed's numbers from its transcription.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tlbench import seed_reference
+from tlbench.registry import Registry
+from tlbench.tables import mean_sd, render
+
+CELL = ["dataset", "backbone", "strategy", "augmentation"]
+#: strategies that take gradient steps (``direct`` does not)
+TRAINING_STRATEGIES = (
+    "scratch",
+    "feature_extraction",
+    "fine_tune",
+    "two_phase",
+    "freeze_bottom",
+    "discriminative_lr",
+    "autoencoder",
+)
+PRETRAINED_STRATEGIES = tuple(s for s in TRAINING_STRATEGIES if s not in ("scratch", "autoencoder"))
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def ok_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Finished runs only (failed runs are listed separately on the page)."""
+    return df[df["status"] == "ok"]
+
+
+def cell_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell (dataset, backbone, strategy, augmentation): mean ± sd over seeds."""
+    runs = ok_runs(df)
+    binary = bool((runs["num_classes"] == 2).all()) if len(runs) else False
+    rows = []
+    for keys, group in runs.groupby(CELL, sort=False):
+        first = group.iloc[0]
+        row = dict(zip(CELL, keys, strict=True))
+        row.update(
+            {
+                "architecture": first["backbone_arch"],
+                "weights": first["weights"],
+                "px": first["input_size"],
+                "seeds": len(group),
+                "test accuracy": mean_sd(group["test_accuracy"]),
+                "test loss": mean_sd(group["test_loss"]),
+                "train accuracy": mean_sd(group["train_accuracy"]),
+                "train loss": mean_sd(group["train_loss"]),
+            }
+        )
+        if binary:
+            row["test ROC AUC"] = mean_sd(group["test_roc_auc"])
+        row["train time (s)"] = mean_sd(group["train_seconds"], 1)
+        row["epochs"] = mean_sd(group["epochs_run"], 1)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cell_means(df: pd.DataFrame, column: str) -> pd.Series:
+    """Mean of ``column`` per cell (finished runs), indexed by the cell tuple."""
+    return ok_runs(df).groupby(CELL, sort=False)[column].mean()
+
+
+def wall_time(df: pd.DataFrame) -> dict[str, Any]:
+    """The study's wall time: first run start to last run end (``metrics.json`` times)."""
+    if "started_utc" not in df or df["started_utc"].isna().all():
+        return {"seconds": None, "start": None, "end": None, "runs_seconds": None}
+    start = min(datetime.fromisoformat(t) for t in df["started_utc"].dropna())
+    end = max(datetime.fromisoformat(t) for t in df["finished_utc"].dropna())
+    spans = [
+        (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+        for a, b in zip(df["started_utc"], df["finished_utc"], strict=True)
+        if isinstance(a, str) and isinstance(b, str)
+    ]
+    return {
+        "seconds": (end - start).total_seconds(),
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "runs_seconds": float(sum(spans)),
+    }
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``1 h 02 min 05 s`` style."""
+    if seconds is None or not math.isfinite(seconds):
+        return "not recorded"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min {secs:02d} s"
+    return f"{minutes} min {secs:02d} s"
+
+
+def read_history(run_path: str | Path) -> pd.DataFrame:
+    """A run's ``history.csv``."""
+    return pd.read_csv(Path(run_path) / "history.csv")
+
+
+def epochs_to_reach(
+    df: pd.DataFrame,
+    method: str,
+    baseline: str = "scratch",
+    history: Callable[[str], pd.DataFrame] = read_history,
+) -> pd.DataFrame:
+    """Epochs each ``method`` run needs to reach its seed's ``baseline`` best val accuracy.
+
+    Runs pair up by (dataset, backbone, augmentation, seed). Only classifier
+    epochs count; pretraining epochs (phases ``ae_stage*``) are given apart.
+    """
+    runs = ok_runs(df)
+    rows = []
+    base_runs = runs[runs["strategy_name"] == baseline]
+    for _, run in runs[runs["strategy_name"] == method].iterrows():
+        match = base_runs[
+            (base_runs["dataset"] == run["dataset"])
+            & (base_runs["backbone"] == run["backbone"])
+            & (base_runs["augmentation"] == run["augmentation"])
+            & (base_runs["seed"] == run["seed"])
+        ]
+        if match.empty:
+            continue
+        base = history(match.iloc[0]["path"])
+        target = float(base["val_accuracy"].max())
+        base_epochs = int(np.argmax(base["val_accuracy"].to_numpy() >= target)) + 1
+        hist = history(run["path"])
+        pretraining = hist["phase"].astype(str).str.startswith("ae_stage")
+        classifier = hist[~pretraining]["val_accuracy"].to_numpy()
+        reached = np.nonzero(classifier >= target)[0]
+        rows.append(
+            {
+                "strategy": run["strategy"],
+                "baseline": match.iloc[0]["strategy"],
+                "seed": run["seed"],
+                "baseline best val accuracy": target,
+                "baseline epochs to its best": base_epochs,
+                "epochs to reach it": int(reached[0]) + 1 if len(reached) else None,
+                "classifier epochs run": len(classifier),
+                "pretraining epochs": int(pretraining.sum()),
+                "test accuracy": run["test_accuracy"],
+                "baseline test accuracy": match.iloc[0]["test_accuracy"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- checks and findings
+
+
+@dataclass
+class Check:
+    """An acceptance check: what, the target, and a function measuring it."""
+
+    what: str
+    target: str
+    measure: Callable[[pd.DataFrame, Mapping[str, Any]], tuple[str, bool]]
+
+
+@dataclass
+class SeedPage:
+    """What the page says about one seed beyond the tables: checks and findings."""
+
+    checks: list[Check] = field(default_factory=list)
+    findings: Callable[[pd.DataFrame, Mapping[str, Any]], list[str]] = lambda df, extra: []
+    convergence: tuple[str, str] | None = None  # (method, baseline) strategy names
+
+
+SEED_PAGES: Registry[SeedPage] = Registry("seed page")
+
+
+def _best(df: pd.DataFrame, column: str, strategies: Sequence[str] | None = None):
+    """The cell with the highest mean ``column`` (among ``strategies``): (cell, value)."""
+    runs = ok_runs(df)
+    if strategies is not None:
+        runs = runs[runs["strategy_name"].isin(strategies)]
+    means = runs.groupby(CELL, sort=False)[column].mean().dropna()
+    if means.empty:
+        return None, float("nan")
+    cell = means.idxmax()
+    return cell, float(means[cell])
+
+
+def _cell_name(cell: Sequence[str] | None) -> str:
+    return "none" if cell is None else "/".join(str(c) for c in cell[1:])
+
+
+def best_run_check(column: str, label: str, target: float, strategies=None) -> Check:
+    """The best single run's ``column`` reaches ``target``."""
+
+    def measure(df, extra):
+        runs = ok_runs(df)
+        if strategies is not None:
+            runs = runs[runs["strategy_name"].isin(strategies)]
+        if runs.empty or runs[column].isna().all():
+            return "no runs", False
+        best = runs.loc[runs[column].idxmax()]
+        cell = (best["dataset"], best["backbone"], best["strategy"], best["augmentation"])
+        value = float(best[column])
+        return f"{value:.4f} ({_cell_name(cell)}, seed {best['seed']})", value >= target
+
+    return Check(f"best run's {label}", f">= {target}", measure)
+
+
+def best_cell_check(column: str, label: str, target: float, strategies=None) -> Check:
+    """The best cell's mean ``column`` over seeds reaches ``target``."""
+
+    def measure(df, extra):
+        cell, value = _best(df, column, strategies)
+        return f"{value:.4f} ({_cell_name(cell)}, mean over seeds)", value >= target
+
+    return Check(f"best cell's mean {label}", f">= {target}", measure)
+
+
+def every_run_check(target: float, strategies: Sequence[str]) -> Check:
+    """Every finished run of the given strategies reaches ``target`` test accuracy."""
+
+    def measure(df, extra):
+        runs = ok_runs(df)
+        runs = runs[runs["strategy_name"].isin(strategies)]
+        failed = df[(df["status"] != "ok") & df["strategy_name"].isin(strategies)]
+        if runs.empty:
+            return "no runs", False
+        worst = runs.loc[runs["test_accuracy"].idxmin()]
+        present = sorted(set(runs["strategy_name"]))
+        text = (
+            f"lowest {float(worst['test_accuracy']):.4f} ({worst['strategy']}, seed {worst['seed']}); "
+            f"strategies run: {', '.join(present)}"
+        )
+        missing = [s for s in strategies if s not in present]
+        if missing:
+            text += f"; not run: {', '.join(missing)}"
+        if len(failed):
+            text += f"; {len(failed)} failed runs"
+        return text, float(worst["test_accuracy"]) >= target and not missing and not len(failed)
+
+    return Check("every run of every training strategy: test accuracy", f">= {target}", measure)
+
+
+def seeds_check(strategies: Sequence[str], minimum: int = 3) -> Check:
+    """Each of ``strategies`` has at least ``minimum`` seeds in every cell."""
+
+    def measure(df, extra):
+        runs = ok_runs(df)
+        runs = runs[runs["strategy_name"].isin(strategies)]
+        counts = runs.groupby(CELL, sort=False)["seed"].nunique()
+        present = set(runs["strategy_name"])
+        missing = [s for s in strategies if s not in present]
+        text = f"{len(counts)} cells, seeds per cell {int(counts.min()) if len(counts) else 0}"
+        if missing:
+            text += f"; not run: {', '.join(missing)}"
+        return text, not missing and len(counts) > 0 and int(counts.min()) >= minimum
+
+    return Check(f"{', '.join(strategies)} compared", f">= {minimum} seeds each", measure)
+
+
+def wall_time_check(limit_minutes: float) -> Check:
+    def measure(df, extra):
+        seconds = extra["wall_time"]["seconds"]
+        if seconds is None:
+            return "not recorded", False
+        return format_seconds(seconds), seconds <= limit_minutes * 60
+
+    return Check("study wall time on 2 CPU cores", f"<= {limit_minutes:g} min", measure)
+
+
+def present_check(what: str, predicate: Callable[[pd.DataFrame], bool]) -> Check:
+    def measure(df, extra):
+        ok = bool(predicate(ok_runs(df)))
+        return ("reported below" if ok else "missing"), ok
+
+    return Check(what, "reported", measure)
+
+
+def _gap_sentence(df: pd.DataFrame, seed_table: pd.DataFrame) -> str:
+    """Seed 000's largest train-test accuracy gap beside ours."""
+    gaps = seed_table["Train accuracy"] - seed_table["Test accuracy"]
+    worst = seed_table.loc[gaps.idxmax()]
+    runs = ok_runs(df)
+    ours = runs["train_accuracy"] - runs["test_accuracy"]
+    mine = runs.loc[ours.idxmax()]
+    return (
+        f"The seed's largest train-test gap is {float(worst['Train accuracy']):.4f} train vs "
+        f"{float(worst['Test accuracy']):.4f} test ({worst['Model name']}); the largest gap "
+        f"here is {float(mine['train_accuracy']):.4f} vs {float(mine['test_accuracy']):.4f} "
+        f"({mine['backbone']}/{mine['strategy']}, seed {mine['seed']}), over "
+        f"{len(runs)} runs with train accuracy measured in inference mode on the test split's "
+        "preprocessing."
+    )
+
+
+def _seed000_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
+    table = seed_reference.table("000", "overall")
+    out = [_gap_sentence(df, table)]
+    runs = ok_runs(df)
+    if not (
+        runs["strategy_name"].isin(PRETRAINED_STRATEGIES).any()
+        and (runs["strategy_name"] == "scratch").any()
+    ):
+        return out
+    best_p, p = _best(df, "test_accuracy", PRETRAINED_STRATEGIES)
+    best_s, s = _best(df, "test_accuracy", ["scratch"])
+    own = float(table.loc[table["Model name"] == "CNN_10_relu", "Test accuracy"].iloc[0])
+    nasnet = table[table["Model name"] != "CNN_10_relu"]
+    bugged = nasnet[nasnet["Train accuracy"] > 0.9]
+    seed_view = (
+        "The seed concluded that NASNetMobile, transferred or not, is no use on GTSRB (its "
+        f"best NASNetMobile model: {nasnet['Test accuracy'].max():.4f} test accuracy, its own "
+        f"CNN {own:.4f}), from runs whose test accuracy of "
+        f"{bugged['Test accuracy'].min():.2f}-{bugged['Test accuracy'].max():.2f} beside "
+        f"{bugged['Train accuracy'].min():.2f}-{bugged['Train accuracy'].max():.2f} train "
+        "accuracy is the signature of a preprocessing or BatchNorm mismatch between training "
+        "and test, not of the method."
+    )
+    ours = (
+        f"Here the best ImageNet-initialised cell reaches {p:.4f} ({_cell_name(best_p)}) and "
+        f"the best cell from random init {s:.4f} ({_cell_name(best_s)})"
+    )
+    if p > s:
+        out.append(f"{seed_view} We disagree: {ours[0].lower()}{ours[1:]}: transfer helps.")
+    else:
+        out.append(
+            f"{seed_view} {ours}: transfer does not beat training from scratch here either, "
+            "but every model is far above the seed's."
+        )
+    return out
+
+
+def _seed002_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
+    runs = ok_runs(df)
+    out = []
+    for backbone, group in runs[runs["weights"] != "none"].groupby("backbone", sort=False):
+        auc = group.groupby("strategy_name")["test_roc_auc"].mean().sort_values(ascending=False)
+        gap = (
+            (group["train_accuracy"] - group["test_accuracy"])
+            .groupby(group["strategy_name"])
+            .mean()
+        )
+        seconds = group.groupby("strategy_name")["train_seconds"].mean()
+        ranking = ", ".join(f"{s} {v:.4f}" for s, v in auc.items())
+        fastest = seconds.idxmin()
+        out.append(
+            f"{backbone}: mean test ROC AUC {ranking}. The seed called feature extraction "
+            f"(way 2) the best and fastest: here it ranks {list(auc.index).index('feature_extraction') + 1 if 'feature_extraction' in auc else 'n/a'} "
+            f"of {len(auc)} by AUC, and the fastest way is {fastest} "
+            f"({seconds[fastest]:.0f} s against {seconds.max():.0f} s for {seconds.idxmax()}). "
+            f"Train-test accuracy gap of fine-tuning (the seed: 'overfitted'): "
+            f"{gap.get('fine_tune', float('nan')):+.3f}, of feature extraction "
+            f"{gap.get('feature_extraction', float('nan')):+.3f}."
+        )
+    return out
+
+
+def _seed001_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
+    runs = ok_runs(df)
+    base = runs[runs["strategy_name"] == "feature_extraction"]
+    if base.empty:
+        return []
+    b = base["test_accuracy"]
+    table = seed_reference.table("001", "validation_results")
+    frozen, tuned = (
+        table["Validation accuracy (%)"].iloc[0],
+        table["Validation accuracy (%)"].iloc[1],
+    )
+    out = [
+        f"The seed found that unfreezing the top layers ({table['Experiment'].iloc[1]}) raised "
+        f"validation accuracy by {tuned - frozen:.2f} points over the frozen model ({frozen} % "
+        f"to {tuned} %, one run each) and kept that setting as optimal. Here the frozen model "
+        f"reaches {mean_sd(b)} test accuracy; two-phase cells:"
+    ]
+    for strategy, group in runs[runs["strategy_name"] == "two_phase"].groupby(
+        "strategy", sort=False
+    ):
+        diff = group["test_accuracy"].mean() - b.mean()
+        out.append(
+            f"{strategy}: {mean_sd(group['test_accuracy'])} ({100 * diff:+.2f} points against "
+            f"the frozen model; sd of the frozen model {100 * b.std(ddof=1):.2f} points)."
+        )
+    return [" ".join(out)]
+
+
+def _seed003_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
+    table = seed_reference.table("003", "test_results")
+    seed_with = float(table.loc[table["Model"] == "with data augmentation", "accuracy"].iloc[0])
+    seed_without = float(
+        table.loc[table["Model"] == "without data augmentation", "accuracy"].iloc[0]
+    )
+    runs = ok_runs(df)
+    out = []
+    for strategy, group in runs.groupby("strategy", sort=False):
+        by_aug = group.groupby("augmentation")["test_accuracy"]
+        if by_aug.ngroups < 2 or "none" not in by_aug.groups:
+            continue
+        without = group[group["augmentation"] == "none"]["test_accuracy"]
+        for aug, accs in by_aug:
+            if aug == "none":
+                continue
+            out.append(
+                f"{strategy}: augmentation {aug} {mean_sd(accs)} against {mean_sd(without)} "
+                f"without ({100 * (accs.mean() - without.mean()):+.1f} points; the seed: "
+                f"{seed_with:.4f} against {seed_without:.4f}, "
+                f"{100 * (seed_with - seed_without):+.1f} points, one run each and with the "
+                "learning rate changed at the same time)."
+            )
+    return out
+
+
+def _seed004_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
+    conv = extra.get("convergence")
+    if conv is None or conv.empty:
+        return []
+    out = []
+    for strategy, group in conv.groupby("strategy", sort=False):
+        reached = group["epochs to reach it"].dropna()
+        out.append(
+            f"{strategy}: reached the scratch run's best validation accuracy in "
+            f"{len(reached)} of {len(group)} seeds"
+            + (f" after {mean_sd(reached, 1)} classifier epochs" if len(reached) else "")
+            + f" (scratch needed {mean_sd(group['baseline epochs to its best'], 1)}), plus "
+            f"{int(group['pretraining epochs'].iloc[0])} autoencoder epochs; test accuracy "
+            f"{mean_sd(group['test accuracy'])} against scratch "
+            f"{mean_sd(group['baseline test accuracy'])}. The seed reported 34 against 66 "
+            "epochs and 0.6545 against 0.6678 test accuracy (one run each)."
+        )
+    return out
+
+
+SEED_PAGES.add(
+    "000",
+    SeedPage(
+        checks=[
+            best_run_check("test_accuracy", "test accuracy", 0.99),
+            every_run_check(0.80, TRAINING_STRATEGIES),
+            wall_time_check(90),
+        ],
+        findings=_seed000_findings,
+    ),
+)
+SEED_PAGES.add(
+    "001",
+    SeedPage(
+        checks=[best_cell_check("test_accuracy", "test accuracy", 0.90, PRETRAINED_STRATEGIES)],
+        findings=_seed001_findings,
+    ),
+)
+SEED_PAGES.add(
+    "002",
+    SeedPage(
+        checks=[
+            best_cell_check("test_roc_auc", "test ROC AUC", 0.95),
+            seeds_check(["fine_tune", "feature_extraction", "freeze_bottom", "discriminative_lr"]),
+        ],
+        findings=_seed002_findings,
+    ),
+)
+SEED_PAGES.add(
+    "003",
+    SeedPage(
+        checks=[
+            present_check(
+                "seed 003's CNN with and without its augmentation",
+                lambda runs: {"none", "seed003"} <= set(runs["augmentation_name"]),
+            )
+        ],
+        findings=_seed003_findings,
+    ),
+)
+SEED_PAGES.add(
+    "004",
+    SeedPage(
+        checks=[
+            present_check(
+                "autoencoder pretraining against scratch: epochs to reach scratch's best",
+                lambda runs: {"autoencoder", "scratch"} <= set(runs["strategy_name"]),
+            )
+        ],
+        findings=_seed004_findings,
+        convergence=("autoencoder", "scratch"),
+    ),
+)
+
+
+# --------------------------------------------------------------------------- the page
+
+
+Block = tuple[str, Any]  # ("h2" | "h3" | "p", text), ("ul", [texts]), ("table", DataFrame)
+
+
+def seed_section(
+    df: pd.DataFrame,
+    study: Mapping[str, Any],
+    history: Callable[[str], pd.DataFrame] = read_history,
+) -> tuple[list[Block], dict[str, Any]]:
+    """One seed study's section (blocks, see :func:`to_markdown`) and its summary.
+
+    ``study``: ``{"reference": "002", "config": path, "substitutions": [...],
+    "results": folder}`` (the config's ``seed_study`` block plus where it ran).
+    """
+    seed_id = seed_reference.normalize_id(study["reference"])
+    ref = seed_reference.load(seed_id)
+    page = SEED_PAGES.get(seed_id)
+    extra: dict[str, Any] = {"wall_time": wall_time(df)}
+    if page.convergence is not None:
+        extra["convergence"] = epochs_to_reach(df, *page.convergence, history=history)
+    checks = []
+    for check in page.checks:
+        measured, met = check.measure(df, extra)
+        checks.append({"check": check.what, "target": check.target, "measured": measured,
+                       "met": "yes" if met else "NO"})  # fmt: skip
+    wall = extra["wall_time"]
+    commits = sorted(set(df["env_git_commit"].dropna().astype(str)))
+    dirty = bool(df["env_git_dirty"].fillna(False).astype(bool).any())
+    blocks: list[Block] = [
+        ("h2", f"Seed {seed_id}: {ref['title']}"),
+        (
+            "p",
+            f"Config: {study['config']} (results in {study['results']}). "
+            f"Runs: {len(df)} ({int((df['status'] == 'ok').sum())} finished). "
+            f"Wall time on {_cores(df)}: {format_seconds(wall['seconds'])} "
+            f"(first run start {wall['start']} to last run end {wall['end']}; the runs "
+            f"themselves {format_seconds(wall['runs_seconds'])}). "
+            f"Code: {', '.join(commits) or 'unknown'}"
+            f"{' (with uncommitted changes)' if dirty else ''}; {_versions(df)}.",
+        ),
+    ]
+    if study.get("substitutions"):
+        blocks += [("p", "Substitutions forced by this machine:"), ("ul", study["substitutions"])]
+    blocks += [("h3", "Acceptance"), ("table", pd.DataFrame(checks))]
+    blocks.append(("h3", "The seed's own numbers"))
+    tables = [
+        t for t in seed_reference.tables(seed_id) if t.attrs["kind"] in ("results", "from_text")
+    ]
+    overall = [t for t in tables if t.attrs["id"] == "overall"]
+    for table in overall or tables:  # an overall table repeats the others
+        blocks += [("p", f"{table.attrs['title']} ({table.attrs['id']})"), ("table", table)]
+    blocks += [("h3", "Ours (mean ± sd over seeds)"), ("table", cell_table(df))]
+    conv = extra.get("convergence")
+    if conv is not None and not conv.empty:
+        blocks += [("h3", "Epochs to converge"), ("table", conv)]
+    failed = df[df["status"] != "ok"]
+    if len(failed):
+        blocks += [("h3", "Failed runs"), ("table", failed[[*CELL, "seed", "reason"]])]
+    findings = page.findings(df, extra)
+    if findings:
+        blocks += [("h3", "Against the seed's conclusions"), ("ul", findings)]
+    summary = {
+        "seed": seed_id,
+        "title": ref["title"],
+        "config": study["config"],
+        "runs": len(df),
+        "wall_seconds": wall["seconds"],
+        "checks": checks,
+    }
+    return blocks, summary
+
+
+def to_markdown(blocks: Sequence[Block]) -> str:
+    """Markdown of a section's blocks."""
+    out = []
+    for kind, content in blocks:
+        if kind == "h2":
+            out.append(f"## {content}\n")
+        elif kind == "h3":
+            out.append(f"### {content}\n")
+        elif kind == "p":
+            out.append(f"{content}\n")
+        elif kind == "ul":
+            out.append("".join(f"- {item}\n" for item in content))
+        elif kind == "table":
+            out.append(render(content, "md"))
+        else:
+            raise ValueError(f"unknown block kind {kind!r}")
+    return "\n".join(out)
+
+
+def to_html(blocks: Sequence[Block]) -> str:
+    """A standalone HTML page of a section's blocks (for the Snakemake report)."""
+    import html
+
+    out = ['<html><head><meta charset="utf-8"></head><body>']
+    for kind, content in blocks:
+        if kind in ("h2", "h3", "p"):
+            tag = {"p": "p"}.get(kind, kind)
+            out.append(f"<{tag}>{html.escape(str(content))}</{tag}>")
+        elif kind == "ul":
+            out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in content) + "</ul>")
+        elif kind == "table":
+            out.append(render(content, "html"))
+        else:
+            raise ValueError(f"unknown block kind {kind!r}")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _cores(df: pd.DataFrame) -> str:
+    cores = sorted({int(c) for c in df["env_cpu_count"].dropna()})
+    gpus = sorted({str(g) for g in df["env_gpu"].dropna() if str(g)})
+    text = f"{'/'.join(map(str, cores)) or '?'} CPU cores"
+    return text + (f" and {', '.join(gpus)}" if gpus else "")
+
+
+def _versions(df: pd.DataFrame) -> str:
+    first = df.iloc[0]
+    return (
+        f"Keras {first['env_keras']} on {first['env_backend']}, TensorFlow "
+        f"{first['env_tensorflow']}, Python {first['env_python']}"
+    )
+
+
+def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]) -> str:
+    """``docs/results.md``: an overview of every measured seed study, then their sections."""
+    overview = pd.DataFrame(
+        [
+            {
+                "seed": s["seed"],
+                "study": s["title"],
+                "runs": s["runs"],
+                "wall time": format_seconds(s["wall_seconds"]),
+                "checks met": f"{sum(c['met'] == 'yes' for c in s['checks'])} of {len(s['checks'])}",
+            }
+            for s in summaries
+        ]
+    )
+    head = [
+        "# Results: the seed studies reproduced",
+        "",
+        "Generated by the workflow's `results_page` rule from the measured studies' outputs "
+        "(`configs/measured/`); do not edit by hand. Each section is written by the rule "
+        "`seed_results` of its study (`docs/results/seedNNN.md`); the seed reports' own "
+        "numbers come from `src/tlbench/seed_reference/`.",
+        "",
+        render(overview, "md"),
+    ]
+    return "\n".join(head) + "\n" + "\n".join(sections)
+
+
+def page_from_files(summary_files: Sequence[str | Path]) -> str:
+    """``docs/results.md`` from section summaries (``seedNNN.json``, each beside its ``.md``)."""
+    import json
+
+    summaries, sections = [], []
+    for path in sorted(map(Path, summary_files)):
+        summaries.append(json.loads(path.read_text()))
+        sections.append(path.with_suffix(".md").read_text())
+    return results_page(summaries, sections)

@@ -1,0 +1,214 @@
+"""The results page: seed studies beside their seed reports (tlbench.results)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tlbench import results, seed_reference
+from tlbench.study import StudyConfigError, load_study
+
+
+def _run(strategy, seed, test, train=0.99, *, name=None, backbone="mnv2", aug="none", **extra):
+    """One row of a study.csv (the columns tlbench.results reads)."""
+    row = {
+        "dataset": "gtsrb",
+        "backbone": backbone,
+        "strategy": strategy,
+        "augmentation": aug,
+        "seed": seed,
+        "backbone_arch": "MobileNetV2",
+        "weights": "none" if (name or strategy) in ("scratch", "autoencoder") else "imagenet",
+        "strategy_name": name or strategy,
+        "augmentation_name": aug,
+        "input_size": 64,
+        "num_classes": 43,
+        "status": "ok",
+        "reason": None,
+        "test_accuracy": test,
+        "test_loss": 0.1,
+        "test_roc_auc": 0.99,
+        "train_accuracy": train,
+        "train_loss": 0.05,
+        "train_seconds": 100.0 + seed,
+        "epochs_run": 10,
+        "started_utc": f"2026-11-23T10:0{seed}:00+00:00",
+        "finished_utc": f"2026-11-23T10:0{seed}:30+00:00",
+        "env_git_commit": "abc123",
+        "env_git_dirty": False,
+        "env_cpu_count": 2,
+        "env_gpu": None,
+        "env_keras": "3.15.1",
+        "env_backend": "tensorflow",
+        "env_tensorflow": "2.21.0",
+        "env_python": "3.11.7",
+        "path": f"runs/{strategy}/{aug}/seed{seed}",
+    }
+    row.update(extra)
+    return row
+
+
+def _study(rows):
+    return pd.DataFrame(rows)
+
+
+STRATEGIES_0 = ["feature_extraction", "fine_tune", "two_phase", "freeze_bottom"]
+
+
+def _gtsrb_study(low=0.95):
+    rows = []
+    for seed in range(3):
+        rows.append(_run("scratch", seed, 0.97))
+        rows.append(_run("discriminative_lr", seed, 0.992 if seed == 1 else 0.985))
+        rows.append(_run("autoencoder", seed, 0.96))
+        for strategy in STRATEGIES_0:
+            rows.append(_run(strategy, seed, low if strategy == "feature_extraction" else 0.98))
+    return _study(rows)
+
+
+def test_cell_table_gives_mean_and_sd_per_cell_and_auc_only_for_binary_tasks():
+    df = _study([_run("fine_tune", s, acc) for s, acc in enumerate([0.9, 0.92, 0.94])])
+    table = results.cell_table(df)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["seeds"] == 3
+    assert row["test accuracy"] == "0.9200 ± 0.0200"
+    assert "test ROC AUC" not in table.columns  # 43 classes
+    binary = results.cell_table(df.assign(num_classes=2))
+    assert binary.iloc[0]["test ROC AUC"] == "0.9900 ± 0.0000"
+
+
+def test_failed_runs_are_not_averaged():
+    df = _study([_run("fine_tune", 0, 0.9), _run("fine_tune", 1, 0.1, status="failed")])
+    assert results.cell_table(df).iloc[0]["seeds"] == 1
+
+
+def test_wall_time_spans_first_start_to_last_end():
+    wall = results.wall_time(_gtsrb_study())
+    assert wall["seconds"] == 2 * 60 + 30
+    assert wall["runs_seconds"] == 21 * 30
+    assert results.format_seconds(3725) == "1 h 02 min 05 s"
+    assert results.format_seconds(None) == "not recorded"
+    assert results.wall_time(_gtsrb_study().drop(columns="started_utc"))["seconds"] is None
+
+
+def test_seed000_checks_and_disagreement_with_the_seed():
+    blocks, summary = results.seed_section(
+        _gtsrb_study(), {"reference": "000", "config": "c.yaml", "results": "r"}
+    )
+    checks = {c["check"]: c for c in summary["checks"]}
+    best = checks["best run's test accuracy"]
+    assert best["met"] == "yes" and best["measured"].startswith("0.9920")
+    every = checks["every run of every training strategy: test accuracy"]
+    assert every["met"] == "yes", every
+    assert checks["study wall time on 2 CPU cores"]["met"] == "yes"
+    text = results.to_markdown(blocks)
+    assert "## Seed 000" in text
+    assert "0.9760" in text and "0.0279" in text  # the seed's fine-tuning train/test
+    assert "We disagree" in text
+    assert "0.9481" in text  # the seed's own overall table is on the page
+    html = results.to_html(blocks)
+    assert html.startswith("<html>") and "<table>" in html
+
+
+def test_every_run_check_fails_on_a_low_run_or_a_missing_strategy():
+    _, summary = results.seed_section(
+        _gtsrb_study(low=0.5), {"reference": "000", "config": "c", "results": "r"}
+    )
+    every = summary["checks"][1]
+    assert every["met"] == "NO" and "0.5000 (feature_extraction" in every["measured"]
+    df = _gtsrb_study()
+    df = df[df["strategy_name"] != "autoencoder"]
+    _, summary = results.seed_section(df, {"reference": "000", "config": "c", "results": "r"})
+    assert summary["checks"][1]["met"] == "NO"
+    assert "not run: autoencoder" in summary["checks"][1]["measured"]
+
+
+def test_epochs_to_reach_counts_classifier_epochs_against_the_same_seed():
+    rows = [
+        _run("scratch", 0, 0.6, path="s0"),
+        _run("autoencoder", 0, 0.62, path="a0"),
+        _run("scratch", 1, 0.6, path="s1"),
+        _run("autoencoder", 1, 0.5, path="a1"),
+    ]
+    histories = {
+        "s0": pd.DataFrame({"phase": ["train"] * 4, "val_accuracy": [0.3, 0.5, 0.7, 0.6]}),
+        "a0": pd.DataFrame(
+            {
+                "phase": ["ae_stage1", "ae_stage1", "train", "train"],
+                "val_accuracy": [None, None, 0.71, 0.8],
+            }
+        ),
+        "s1": pd.DataFrame({"phase": ["train"] * 2, "val_accuracy": [0.4, 0.9]}),
+        "a1": pd.DataFrame(
+            {"phase": ["ae_stage1", "train", "train"], "val_accuracy": [None, 0.5, 0.6]}
+        ),
+    }
+    conv = results.epochs_to_reach(_study(rows), "autoencoder", history=histories.__getitem__)
+    by_seed = conv.set_index("seed")
+    assert by_seed.loc[0, "baseline epochs to its best"] == 3
+    assert by_seed.loc[0, "epochs to reach it"] == 1
+    assert by_seed.loc[0, "pretraining epochs"] == 2
+    assert pd.isna(by_seed.loc[1, "epochs to reach it"])  # never reached 0.9
+    assert by_seed.loc[1, "classifier epochs run"] == 2
+
+
+def test_seed002_page_checks_auc_and_the_four_ways():
+    rows = []
+    for seed in range(3):
+        for strategy, auc in [
+            ("fine_tune", 0.93),
+            ("feature_extraction", 0.96),
+            ("freeze_bottom", 0.94),
+            ("discriminative_lr", 0.95),
+        ]:
+            rows.append(_run(strategy, seed, 0.9, num_classes=2, test_roc_auc=auc))
+    blocks, summary = results.seed_section(
+        _study(rows), {"reference": "002", "config": "c", "results": "r", "substitutions": ["x"]}
+    )
+    assert [c["met"] for c in summary["checks"]] == ["yes", "yes"]
+    text = results.to_markdown(blocks)
+    assert "- x" in text
+    assert "feature_extraction 0.9600" in text and "ranks 1 of 4" in text
+
+
+def test_every_seed_has_a_page():
+    assert set(results.SEED_PAGES) == set(seed_reference.SEED_IDS)
+
+
+def test_page_joins_sections_with_an_overview(tmp_path):
+    for seed, runs in (("002", 30), ("000", 21)):
+        (tmp_path / f"seed{seed}.md").write_text(f"## Seed {seed}\n")
+        summary = {"seed": seed, "title": f"t{seed}", "config": "c", "runs": runs,
+                   "wall_seconds": 60.0, "checks": [{"met": "yes"}, {"met": "NO"}]}  # fmt: skip
+        (tmp_path / f"seed{seed}.json").write_text(json.dumps(summary))
+    page = results.page_from_files([tmp_path / "seed002.json", tmp_path / "seed000.json"])
+    assert page.startswith("# Results")
+    assert page.index("## Seed 000") < page.index("## Seed 002")
+    assert "| 1 of 2 " in page and "1 min 00 s" in page
+
+
+def _config(**extra):
+    return {
+        "datasets": {"d": {"loader": "synthetic", "image_size": 16}},
+        "backbones": {"b": {"name": "small_cnn", "weights": "none"}},
+        "strategies": {"s": {"name": "scratch"}},
+        "augmentations": {"none": {"name": "none"}},
+        "matrix": [
+            {"datasets": ["d"], "backbones": ["b"], "strategies": ["s"], "augmentations": ["none"]}
+        ],  # fmt: skip
+        **extra,
+    }
+
+
+def test_seed_study_block_is_validated_and_defaults_its_page():
+    study = load_study(_config(seed_study={"reference": "003"}))
+    assert study.seed_study["page"] == "docs/results/seed003.md"
+    assert study.seed_study["substitutions"] == []
+    assert load_study(_config()).seed_study is None
+    with pytest.raises(StudyConfigError, match="seed_study.reference"):
+        load_study(_config(seed_study={"reference": "007"}))
+    with pytest.raises(StudyConfigError, match="seed_study"):
+        load_study(_config(seed_study={"reference": "003", "pages": "x"}))
