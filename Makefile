@@ -1,6 +1,8 @@
 # tlbench: the two commands a user needs.
 #   make study   set up .venv, run the default (offline) study, write report.html
 #   make test    set up .venv, run the test suite
+#   make results run the five measured seed studies on ../shared (hours on 2 cores)
+#                and regenerate docs/results.md from their outputs
 # Everything is installed from the package registries into .venv; nothing else is needed.
 
 PYTHON ?= python3
@@ -9,8 +11,10 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 CONFIG ?= config.yaml
 PYTEST_ARGS ?=
+SHARED ?= $(abspath ../shared)
+MEASURED ?= $(sort $(wildcard configs/measured/seed*.yaml))
 
-.PHONY: study test lint venv clean
+.PHONY: study test lint venv clean results
 
 venv: $(VENV)/.installed
 
@@ -24,6 +28,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 study: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report report.html
+
+# One study after another (each uses all cores); each ends by rewriting docs/results.md.
+results: $(VENV)/.installed
+	for config in $(MEASURED); do \
+	  KERAS_HOME=$(SHARED)/keras PATH="$(abspath $(BIN)):$$PATH" \
+	    $(BIN)/snakemake --cores $(CORES) --configfile $$config || exit 1; \
+	done
 
 test: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -ra $(PYTEST_ARGS)
