@@ -40,15 +40,7 @@ from tlbench.tables import mean_sd, render
 
 CELL = ["dataset", "backbone", "strategy", "augmentation"]
 #: strategies that take gradient steps (``direct`` does not)
-TRAINING_STRATEGIES = (
-    "scratch",
-    "feature_extraction",
-    "fine_tune",
-    "two_phase",
-    "freeze_bottom",
-    "discriminative_lr",
-    "autoencoder",
-)
+TRAINING_STRATEGIES = tuple(sorted(seed_reference.STRATEGY_NAMES - {"direct"}))
 PRETRAINED_STRATEGIES = tuple(s for s in TRAINING_STRATEGIES if s not in ("scratch", "autoencoder"))
 
 
