@@ -231,3 +231,35 @@ def test_direct_one_to_one_mapping_resolves_majority_collisions():
     assert map_classes(np.array([[5, 1], [2, 3]]), "one_to_one") == [0, 1]
     with pytest.raises(ValueError, match="at least as many source classes"):
         map_classes(np.array([[3], [2]]), "one_to_one")
+
+
+@pytest.mark.parametrize("momentum", [0.9, None])
+def test_trained_batchnorm_uses_the_spec_momentum(momentum):
+    """Keras applications ship BatchNorm momentum 0.999 (MobileNetV2): from random init,
+    a few hundred steps leave the inference-mode statistics at their initial values."""
+    from tlbench.engine import build_model
+
+    spec = resolve_spec(
+        {
+            "dataset": {"prepared": "unused"},
+            "backbone": {"name": "MobileNetV2", "weights": "none", "kwargs": {"alpha": 0.35}},
+            "strategy": {"name": "scratch"},
+            "training": {"input_size": 32, "batchnorm_momentum": momentum},
+        }
+    )
+    strategy = STRATEGIES.get("scratch")(spec["strategy"]["params"])
+    built = build_model(spec, strategy, (32, 32, 3), 3)
+    momenta = {layer.momentum for layer in built.backbone.model.layers if is_batchnorm(layer)}
+    assert momenta == ({0.9} if momentum is not None else {0.999})
+
+
+def test_batchnorm_momentum_is_validated():
+    with pytest.raises(SpecError, match="training.batchnorm_momentum"):
+        resolve_spec(
+            {
+                "dataset": {"prepared": "x"},
+                "backbone": {"name": "small_cnn", "weights": "none"},
+                "strategy": {"name": "scratch"},
+                "training": {"batchnorm_momentum": 1.5},
+            }
+        )

@@ -246,11 +246,14 @@ def test_hymenoptera_study_with_imagenet_weights(tmp_path):
     """configs/test/hymenoptera.yaml (MobileNetV2 ImageNet, real images) and its rendered report."""
     datasets = require_shared("datasets", "hymenoptera")
     keras_home = require_shared("keras", "models").parent
-    config = ROOT / "configs/test/hymenoptera.yaml"
+    # as a (small) reproduction of seed 002: its results-page section is written too
+    study = yaml.safe_load((ROOT / "configs/test/hymenoptera.yaml").read_text())
+    study["seed_study"] = {"reference": "002", "substitutions": ["a small test study"]}
+    config = tmp_path / "hymenoptera_seed002.yaml"
+    config.write_text(yaml.safe_dump(study))
     env = {"KERAS_HOME": str(keras_home)}
     mirror = ["--config", f"data_mirror={datasets.parent}"]
     _run_study(tmp_path, config, mirror, env=env)
-    study = yaml.safe_load(config.read_text())
     results = tmp_path / study["results"]
 
     import pandas as pd
@@ -260,10 +263,19 @@ def test_hymenoptera_study_with_imagenet_weights(tmp_path):
     feature_extraction = table[table["strategy"] == "feature_extraction"]["test_accuracy"]
     assert feature_extraction.min() > 0.7, table  # ImageNet features separate ants from bees
 
+    section = (tmp_path / "docs/results/seed002.md").read_text()
+    assert section.startswith("## Seed 002") and "- a small test study" in section
+    auc = f"{table.groupby('strategy')['test_roc_auc'].mean().max():.4f}"
+    assert auc in section  # the best cell's mean ROC AUC, in the acceptance table
+    page = (tmp_path / "docs/results.md").read_text()
+    assert page.startswith("# Results") and section in page
+
     report = tmp_path / "report.html"
     _run_study(tmp_path, config, [*mirror, "--report", str(report)], env=env)
     general = embedded_result(report, f"{study['results']}/tables/hymenoptera/general.html")
     assert "Test accuracy" in general and "mobilenetv2_035_feature_extraction" in general
+    seed_page = embedded_result(report, f"{study['results']}/results/seed_results.html")
+    assert "Seed 002" in seed_page and "<table>" in seed_page
 
     if not CHROMIUM.exists():
         if os.environ.get("CI"):

@@ -38,7 +38,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -646,6 +646,35 @@ class BuiltModel:
     phases: list[Phase]
 
 
+def set_batchnorm_momentum(model: keras.Model, momentum: float | None) -> int:
+    """Give every BatchNormalization layer of ``model`` (nested ones too) ``momentum``.
+
+    Only layers that train use it: their moving statistics, which inference mode
+    (validation, test, frozen phases) reads, follow the training batches at this
+    rate. Keras applications ship 0.99 or 0.999: after a few hundred steps from
+    random init their statistics still mostly hold the initial values, and the
+    model scores high in training mode and at chance in inference mode (seed
+    000's train/test signature). ``None`` leaves the model's own. Returns the
+    number of layers set.
+    """
+    if momentum is None:
+        return 0
+    count = 0
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
+            count += 1
+    return count
+
+
+def _all_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    """The layers of ``model`` and of the models nested in it, depth first."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
 def build_model(
     spec: Mapping[str, Any],
     strategy: Strategy,
@@ -662,6 +691,7 @@ def build_model(
     size = spec["training"]["input_size"]
     backbone = build_backbone(spec["backbone"], (size, size, 3))
     _check_min_size(backbone, size)
+    set_batchnorm_momentum(backbone.model, spec["training"]["batchnorm_momentum"])
     phases = strategy.phases(spec)
     for phase in phases:  # validate layer counts / block names before any training
         strategy.configure(phase, backbone)

@@ -43,6 +43,9 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
       input_size: null           # model input side; null = the prepared size; Resizing if different
       interpolation: bilinear    # bilinear | nearest | bicubic | lanczos3 | lanczos5
       mixed_precision: false
+      batchnorm_momentum: 0.9    # BatchNorm layers that train update their moving statistics
+                                 # with this momentum (PyTorch's default; Keras applications ship
+                                 # 0.99/0.999, too slow for short runs); null: the model's own
     features_cache: null         # folder of the frozen-backbone feature cache (tlbench.features):
                                  # reused if its key matches, computed there if absent;
                                  # null: computed in memory for this run only
@@ -99,6 +102,7 @@ DEFAULTS: dict[str, Any] = {
         "input_size": None,
         "interpolation": "bilinear",
         "mixed_precision": False,
+        "batchnorm_momentum": 0.9,
     },
     "features_cache": None,
     "run": None,
@@ -309,6 +313,9 @@ def _check_training(training: dict[str, Any]) -> None:
         raise SpecError(
             f"training.mixed_precision: {training['mixed_precision']!r} must be true or false"
         )
+    bn = training["batchnorm_momentum"]
+    if bn is not None and (not _is_number(bn) or not 0 < bn < 1):
+        raise SpecError(f"training.batchnorm_momentum: {bn!r} must be null or a number in (0, 1)")
 
 
 def _check_schedule(schedule: Any) -> dict[str, Any]:
