@@ -237,7 +237,8 @@ def seed_page(suffix):
 
 def seed_study_params():
     """The `seed_study` block, the config file(s) and the results folder, for the page."""
-    configs = [os.path.relpath(path) for path in workflow.configfiles] or ["config.yaml"]
+    given = workflow.overwrite_configfiles or workflow.configfiles  # --configfile replaces config.yaml
+    configs = [os.path.relpath(path) for path in given] or ["config.yaml"]
     return {**STUDY.seed_study, "config": ", ".join(configs), "results": RESULTS}
 
 
