@@ -186,3 +186,11 @@ def test_presets_work_with_jax_backend():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("ok")
+
+
+def test_geometric_has_no_flip():
+    """Signs and digits: a mirrored image can be another class, so no RandomFlip."""
+    aug = build_augmentation("geometric", {"rotation_degrees": 15}, SIZE)
+    assert [layer.name for layer in aug.layers] == ["rotation", "zoom", "translation"]
+    assert aug.get_layer("rotation").get_config()["factor"] == pytest.approx((-15 / 360, 15 / 360))
+    assert aug.get_layer("translation").get_config()["width_factor"] == pytest.approx(0.1)

@@ -21,6 +21,7 @@ valid ones. Presets and their params (defaults):
   ``scale``, random crop back to the input size).
 * ``noise``: ``stddev`` (5.0, in pixel units 0..255) -> :class:`ClippedGaussianNoise`
   (Keras's ``GaussianNoise`` allows only stddev <= 1 and does not clip).
+* ``geometric``: rotation, zoom and shift without flips (traffic signs, digits).
 * ``seed001``: seed 001's augmentation for EfficientNetB0 (see :func:`seed001`).
 * ``seed003``: seed 003's augmentation for the custom CNN (see :func:`seed003`).
 """
@@ -266,6 +267,21 @@ def translation(p: dict) -> list[keras.layers.Layer]:
         keras.layers.RandomTranslation(
             p["factor"], p["factor"], fill_mode=p["fill_mode"], name="translation"
         )
+    ]
+
+
+@_preset("geometric", rotation_degrees=10.0, zoom=0.1, translation=0.1, fill_mode="reflect")
+def geometric(p: dict) -> list[keras.layers.Layer]:
+    """Rotation (up to ``rotation_degrees``), zoom and shift (fractions of the side), no flip:
+    for traffic signs, digits or text, where a mirror image can be another class."""
+    return [
+        keras.layers.RandomRotation(
+            p["rotation_degrees"] / 360.0, fill_mode=p["fill_mode"], name="rotation"
+        ),
+        keras.layers.RandomZoom(p["zoom"], fill_mode=p["fill_mode"], name="zoom"),
+        keras.layers.RandomTranslation(
+            p["translation"], p["translation"], fill_mode=p["fill_mode"], name="translation"
+        ),
     ]
 
 
