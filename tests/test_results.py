@@ -188,6 +188,7 @@ def test_page_joins_sections_with_an_overview(tmp_path):
     assert page.startswith("# Results")
     assert page.index("## Seed 000") < page.index("## Seed 002")
     assert "| 1 of 2 " in page and "1 min 00 s" in page
+    assert page.count("not measured yet") == 3  # 001, 003, 004
 
 
 def _config(**extra):
