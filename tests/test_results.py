@@ -213,3 +213,17 @@ def test_seed_study_block_is_validated_and_defaults_its_page():
         load_study(_config(seed_study={"reference": "007"}))
     with pytest.raises(StudyConfigError, match="seed_study"):
         load_study(_config(seed_study={"reference": "003", "pages": "x"}))
+
+
+def test_seed001_compares_two_phase_with_the_frozen_model_of_the_same_augmentation():
+    rows = []
+    for seed, acc in enumerate([0.95, 0.96, 0.97]):
+        rows.append(_run("transfer", seed, acc, name="feature_extraction", aug="seed001"))
+        rows.append(_run("transfer", seed, 0.5, name="feature_extraction", aug="none"))
+        rows.append(_run("ft_a", seed, acc + 0.01, name="two_phase", aug="seed001"))
+        rows.append(_run("ft_b", seed, acc + 0.01, name="two_phase", aug="seed001"))
+    findings = results.SEED_PAGES.get("001").findings(_study(rows), {})
+    assert "0.08 points" in findings[0]  # the seed's own gain, from its table
+    assert "0.9600 ± 0.0100" in findings[0]  # frozen, seed001 only (not the 'none' cell)
+    assert "ft_a 0.9700 ± 0.0100 (+1.00 points)" in findings[0]
+    assert findings[1].startswith("ft_a and ft_b give the same test accuracy")

@@ -376,30 +376,40 @@ def _seed002_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
 
 def _seed001_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
     runs = ok_runs(df)
-    base = runs[runs["strategy_name"] == "feature_extraction"]
-    if base.empty:
-        return []
-    b = base["test_accuracy"]
-    table = seed_reference.table("001", "validation_results")
-    frozen, tuned = (
-        table["Validation accuracy (%)"].iloc[0],
-        table["Validation accuracy (%)"].iloc[1],
-    )
-    out = [
-        f"The seed found that unfreezing the top layers ({table['Experiment'].iloc[1]}) raised "
-        f"validation accuracy by {tuned - frozen:.2f} points over the frozen model ({frozen} % "
-        f"to {tuned} %, one run each) and kept that setting as optimal. Here the frozen model "
-        f"reaches {mean_sd(b)} test accuracy; two-phase cells:"
-    ]
-    for strategy, group in runs[runs["strategy_name"] == "two_phase"].groupby(
-        "strategy", sort=False
-    ):
-        diff = group["test_accuracy"].mean() - b.mean()
-        out.append(
-            f"{strategy}: {mean_sd(group['test_accuracy'])} ({100 * diff:+.2f} points against "
-            f"the frozen model; sd of the frozen model {100 * b.std(ddof=1):.2f} points)."
+    gains = seed_reference.table("001", "fine_tuning_vs_transfer").set_index("Quantity")
+    gain = float(gains.loc["validation accuracy increase", "Value"])
+    out = []
+    for aug, group in runs.groupby("augmentation", sort=False):
+        frozen = group[group["strategy_name"] == "feature_extraction"]["test_accuracy"]
+        phases = group[group["strategy_name"] == "two_phase"]
+        if frozen.empty or phases.empty:
+            continue
+        cells = "; ".join(
+            f"{strategy} {mean_sd(cell['test_accuracy'])} "
+            f"({100 * (cell['test_accuracy'].mean() - frozen.mean()):+.2f} points)"
+            for strategy, cell in phases.groupby("strategy", sort=False)
         )
-    return [" ".join(out)]
+        out.append(
+            f"The seed kept fine-tuning at 1e-8 (last 10 layers) as its optimum for a validation "
+            f"gain of {gain:.2f} points over the frozen model, one run each. Here, with "
+            f"augmentation {aug}, the frozen model reaches {mean_sd(frozen)} test accuracy and "
+            f"the two-phase cells: {cells}. The frozen model's run-to-run sd "
+            f"({100 * frozen.std(ddof=1):.2f} points over {len(frozen)} seeds) is larger than "
+            "the seed's gain, so one run per setting cannot show it."
+        )
+        by_seed = phases.pivot_table(index="seed", columns="strategy", values="test_accuracy")
+        same = [
+            (a, b)
+            for i, a in enumerate(by_seed.columns)
+            for b in by_seed.columns[i + 1 :]
+            if np.allclose(by_seed[a], by_seed[b], atol=1e-9)
+        ]
+        for a, b in same:
+            out.append(
+                f"{a} and {b} give the same test accuracy in every seed: second phases this "
+                "different (rates, unfrozen layers) make no measurable difference."
+            )
+    return out
 
 
 def _seed003_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
