@@ -227,3 +227,17 @@ def test_seed001_compares_two_phase_with_the_frozen_model_of_the_same_augmentati
     assert "0.9600 ± 0.0100" in findings[0]  # frozen, seed001 only (not the 'none' cell)
     assert "ft_a 0.9700 ± 0.0100 (+1.00 points)" in findings[0]
     assert findings[1].startswith("ft_a and ft_b give the same test accuracy")
+
+
+def test_seed003_separates_augmentation_from_the_learning_rate():
+    rows = []
+    for seed in range(3):
+        rows.append(_run("m3", seed, 0.60, aug="none", name="scratch", learning_rate=1e-3))
+        rows.append(_run("m4", seed, 0.55, aug="seed003", name="scratch", learning_rate=1e-3))
+        rows.append(_run("m5", seed, 0.65, aug="seed003", name="scratch", learning_rate=3e-4))
+    (text,) = results.SEED_PAGES.get("003").findings(_study(rows), {})
+    assert "0.6678 with augmentation against 0.6031 without (+6.5 points)" in text
+    assert (
+        "m4 with seed003: 0.5500 ± 0.0000 against m3" in text and "the same learning rate" in text
+    )
+    assert "(+5.0 points, learning rate 0.0003 vs 0.001)" in text
