@@ -447,6 +447,9 @@ def _seed004_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
     conv = extra.get("convergence")
     if conv is None or conv.empty:
         return []
+    ref = seed_reference.load("004")["hyperparameters"]
+    seed_ae = float(seed_reference.table("004", "test_results")["Accuracy"].iloc[0])
+    seed_base = float(seed_reference.table("004", "baseline_results")["accuracy"].iloc[0])
     out = []
     for strategy, group in conv.groupby("strategy", sort=False):
         reached = group["epochs to reach it"].dropna()
@@ -454,11 +457,14 @@ def _seed004_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
             f"{strategy}: reached the scratch run's best validation accuracy in "
             f"{len(reached)} of {len(group)} seeds"
             + (f" after {mean_sd(reached, 1)} classifier epochs" if len(reached) else "")
-            + f" (scratch needed {mean_sd(group['baseline epochs to its best'], 1)}), plus "
+            + f" (scratch reached its best after {mean_sd(group['baseline epochs to its best'], 1)} epochs), plus "
             f"{int(group['pretraining epochs'].iloc[0])} autoencoder epochs; test accuracy "
             f"{mean_sd(group['test accuracy'])} against scratch "
-            f"{mean_sd(group['baseline test accuracy'])}. The seed reported 34 against 66 "
-            "epochs and 0.6545 against 0.6678 test accuracy (one run each)."
+            f"{mean_sd(group['baseline test accuracy'])}. The seed reported "
+            f"{ref['classifier_epochs']} against {ref['baseline_epochs']} epochs and "
+            f"{seed_ae:.4f} against {seed_base:.4f} test accuracy (one run each), and did not "
+            f"count its {ref['autoencoder_stages']} x {ref['autoencoder_epochs']} autoencoder "
+            "epochs."
         )
     return out
 
