@@ -80,11 +80,6 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def cell_means(df: pd.DataFrame, column: str) -> pd.Series:
-    """Mean of ``column`` per cell (finished runs), indexed by the cell tuple."""
-    return ok_runs(df).groupby(CELL, sort=False)[column].mean()
-
-
 def wall_time(df: pd.DataFrame) -> dict[str, Any]:
     """The study's wall time: first run start to last run end (``metrics.json`` times)."""
     if "started_utc" not in df or df["started_utc"].isna().all():
