@@ -50,7 +50,7 @@ from tlbench.atomic import atomic_dir, write_json
 from tlbench.optim import EpochSchedule, build_optimizer
 from tlbench.preprocess import Preprocess
 from tlbench.spec import SpecError, resolve_spec
-from tlbench.strategies import STRATEGIES, Autoencoder, Phase, Strategy
+from tlbench.strategies import STRATEGIES, Autoencoder, Phase, Strategy, is_batchnorm
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -661,7 +661,7 @@ def set_batchnorm_momentum(model: keras.Model, momentum: float | None) -> int:
         return 0
     count = 0
     for layer in _all_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if is_batchnorm(layer):
             layer.momentum = float(momentum)
             count += 1
     return count
