@@ -276,6 +276,31 @@ def test_small_cnn_widths():
         )
 
 
+def test_small_cnn_standardize_and_dropout():
+    cfg = {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [8, 16]}}
+    plain = build_backbone(cfg, (16, 16, 3))
+    assert not any(
+        "standardize" in layer.name or "dropout" in layer.name for layer in plain.model.layers
+    )
+    cfg["kwargs"].update(standardize=True, dropout=0.25)
+    b = build_backbone(cfg, (16, 16, 3))
+    names = [layer.name for layer in b.model.layers]
+    assert names[1] == "block0_standardize"
+    assert [b.model.get_layer(f"block{i}_dropout").rate for i in (1, 2)] == [0.25, 0.25]
+    assert b.model.output_shape == plain.model.output_shape == (None, 4, 4, 16)
+    assert [name for name, _ in b.blocks] == ["block1", "block2"]
+    _check_blocks(b.model, b.blocks)
+    # standardised: the features of an image do not change with its brightness or contrast
+    x = np.random.default_rng(0).uniform(0, 0.3, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(
+        b.model.predict(x, verbose=0), b.model.predict(2 * x + 0.1, verbose=0), atol=1e-4
+    )
+    with pytest.raises(ValueError, match="dropout"):
+        build_backbone({**cfg, "kwargs": {"dropout": 1.0}}, (16, 16, 3))
+    with pytest.raises(ValueError, match="standardize must be true or false, got 'yes'"):
+        build_backbone({**cfg, "kwargs": {"standardize": "yes"}}, (16, 16, 3))
+
+
 def test_layer_blocks_fallback_one_block_per_weighted_layer():
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, name="first")(inputs)

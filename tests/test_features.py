@@ -72,6 +72,35 @@ def test_two_phase_uses_the_cache_in_phase1(tiny_prepared, source_run, tmp_path)
     assert metrics["epochs_run"] == 2
 
 
+def test_train_val_metrics_from_cached_features_equal_the_saved_models(
+    tiny_prepared, source_run, tmp_path
+):
+    import keras
+
+    from tlbench.metrics import classification_metrics
+
+    metrics = engine.run(fe_spec(tiny_prepared, source_run, tmp_path / "c"), tmp_path / "run")
+    assert metrics["train_val_predicted_from"] == "cached features"
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    data = engine.load_prepared(tiny_prepared)
+    for split in ("train", "val"):
+        x, y = data.split(split)
+        prob = model.predict(x, verbose=0)
+        assert metrics[split]["accuracy"] == pytest.approx(float(np.mean(prob.argmax(1) == y)))
+        assert metrics[split]["loss"] == pytest.approx(
+            classification_metrics(y, prob, metrics["classes"])["loss"], abs=1e-4
+        )
+
+
+def test_a_phase_on_images_predicts_train_val_from_images(tiny_prepared, source_run, tmp_path):
+    spec = fe_spec(tiny_prepared, source_run, tmp_path / "c")
+    spec["strategy"] = {
+        "name": "two_phase",
+        "params": {"unfreeze": 3},
+    }  # phase 2 trains the backbone
+    assert engine.run(spec, tmp_path / "run")["train_val_predicted_from"] == "images"
+
+
 def test_key_mismatch_is_an_error(tiny_prepared, source_run, tmp_path):
     features.compute(features_spec(tiny_prepared, source_run), tmp_path / "c")
     spec = fe_spec(tiny_prepared, source_run, tmp_path / "c", input_size=32)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tlbench.preprocess import PREPROCESS_MODES, Preprocess
+from tlbench.preprocess import PREPROCESS_MODES, Preprocess, Standardize
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +93,29 @@ def test_modes_under_jax_backend():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_standardize_matches_per_image_standardization():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    dark = rng.uniform(0, 0.2, (2, 32, 32, 3)).astype("float32")  # a dark, low-contrast photo
+    flat = np.full((1, 32, 32, 3), 0.4, dtype="float32")  # no contrast at all
+    x = np.concatenate([dark, flat])
+    got = np.asarray(Standardize()(x))
+    np.testing.assert_allclose(got, tf.image.per_image_standardization(x).numpy(), atol=1e-5)
+    np.testing.assert_allclose(got[:2].mean(axis=(1, 2, 3)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(got[:2].std(axis=(1, 2, 3)), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(got[2], 0.0)  # finite: the floor 1/sqrt(n) applies
+    # brightness and contrast are gone: a scaled and shifted image maps to the same input
+    np.testing.assert_allclose(np.asarray(Standardize()(3 * dark + 0.2)), got[:2], atol=1e-4)
+
+
+def test_standardize_saved_model_round_trip(tmp_path, images):
+    inputs = keras.Input(shape=images.shape[1:])
+    model = keras.Model(inputs, Standardize(name="standardize")(inputs))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded.get_layer("standardize"), Standardize)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0))

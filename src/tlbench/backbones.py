@@ -45,6 +45,7 @@ from tlbench.preprocess import (
     IMAGENET_MEAN_RGB,
     IMAGENET_STD_RGB,
     Preprocess,
+    Standardize,
     check_mode,
 )
 from tlbench.registry import Registry
@@ -638,24 +639,40 @@ def small_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int
     """A compact CNN for small images (e.g. 32x32 GTSRB) trained from scratch.
 
     One block per entry of ``widths`` (default ``[32, 64, 128]``): [Conv 3x3 -
-    BN - ReLU] x ``convs_per_block`` (default 2) - MaxPool 2. Output: a 4D map of
-    side ``input / 2**len(widths)``.
+    BN - ReLU] x ``convs_per_block`` (default 2) - MaxPool 2, then Dropout
+    ``dropout`` (default 0: none). ``standardize: true`` puts a per-image
+    :class:`~tlbench.preprocess.Standardize` layer (``block0_standardize``) first.
+    Output: a 4D map of side ``input / 2**len(widths)``.
     """
-    opts = _check_kwargs(name, kwargs, {"widths": [32, 64, 128], "convs_per_block": 2})
+    opts = _check_kwargs(
+        name,
+        kwargs,
+        {"widths": [32, 64, 128], "convs_per_block": 2, "dropout": 0.0, "standardize": False},
+    )
     widths = [int(w) for w in opts["widths"]]
     convs = int(opts["convs_per_block"])
-    if not widths or min(widths) < 1 or convs < 1:
+    dropout = float(opts["dropout"])
+    if not widths or min(widths) < 1 or convs < 1 or not 0.0 <= dropout < 1.0:
         raise ValueError(
-            f"small_cnn needs non-empty positive widths and convs_per_block >= 1, got {opts}"
+            "small_cnn needs non-empty positive widths, convs_per_block >= 1 and "
+            f"0 <= dropout < 1, got {opts}"
+        )
+    if not isinstance(opts["standardize"], bool):
+        raise ValueError(
+            f"small_cnn standardize must be true or false, got {opts['standardize']!r}"
         )
     min_size = 2 ** len(widths)
     _check_min_size(name, input_shape, min_size)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
+    if opts["standardize"]:
+        x = Standardize(name="block0_standardize")(x)
     for b, width in enumerate(widths, start=1):
         for c in range(1, convs + 1):
             x = _conv_bn_relu(x, width, 3, f"block{b}", c)
         x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"block{b}_dropout")(x)
     return _finish_custom(name, inputs, x, weights, min_size, "unit")
 
 

@@ -495,6 +495,11 @@ def _predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.asarray(model.predict(ImageBatches(x, None, batch_size), verbose=0), np.float64)
 
 
+def _predict_arrays(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Predictions for in-memory arrays (e.g. cached features), float64."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float64)
+
+
 def _count(variables: Sequence[Any]) -> int:
     return int(sum(math.prod(v.shape) for v in variables))
 
@@ -644,6 +649,10 @@ class BuiltModel:
     backbone: Any
     augmentation: keras.layers.Layer | None
     phases: list[Phase]
+    #: Set by fit_phases when every phase trained the head alone on these cached
+    #: features: the backbone is as it was when they were computed, so the trained
+    #: classifier's train/val predictions are the head's predictions on them.
+    head_features: Any = None
 
 
 def set_batchnorm_momentum(model: keras.Model, momentum: float | None) -> int:
@@ -723,6 +732,7 @@ def fit_phases(
     model, head, backbone = built.model, built.head, built.backbone
     train_ds = ImageBatches(x_train, y_train, batch, shuffle=True, seed=spec["seed"])
     val_ds = ImageBatches(x_val, y_val, batch)
+    cached, images_phase = None, False
     try:
         if isinstance(strategy, Autoencoder):
             arrays["reconstructions.npz"] = _autoencoder_stages(
@@ -735,11 +745,13 @@ def fit_phases(
                 extras.setdefault("features", cached.info)
                 trainer.fit(head, phase, (cached.train, y_train), (cached.val, y_val))
             else:
+                images_phase = True
                 trainer.fit(model, phase, train_ds, val_ds, multipliers=multipliers)
             if multipliers:
                 extras.setdefault("lr_multipliers", {})[phase.name] = multipliers
     except RunFailed as failure:
         return failure
+    built.head_features = None if images_phase else cached
     return model
 
 
@@ -752,13 +764,14 @@ def _train(
     trainer: Trainer,
     extras: dict[str, Any],
     arrays: dict[str, dict[str, np.ndarray]],
-) -> tuple[keras.Model | RunFailed, Any]:
-    """Build backbone and classifier, run the strategy's phases; the model or the failure."""
+) -> tuple[keras.Model | RunFailed, BuiltModel]:
+    """Build backbone and classifier, run the strategy's phases; the model or the
+    failure, and the built model (its backbone, its head's cached features)."""
     built = build_model(spec, strategy, image_shape, len(classes))
     start = time.perf_counter()
     result = fit_phases(built, spec, strategy, splits, trainer, extras, arrays)
     extras["train_seconds"] = round(time.perf_counter() - start, 3)
-    return result, built.backbone
+    return result, built
 
 
 def vote_counts(
@@ -817,12 +830,26 @@ def _evaluate(
     classes: list[str],
     batch: int,
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    built: BuiltModel | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Val and train metrics, then the test split: read once, predicted once (timed)."""
+    """Val and train metrics, then the test split: read once, predicted once (timed).
+
+    When the head alone was trained on cached features (``built.head_features``),
+    val and train predictions are the head's on those features: the same numbers
+    as the whole model's (its backbone is frozen, in inference mode, and unchanged
+    since the features were computed), without a second pass of the images through
+    the backbone. The test split always goes through the saved classifier.
+    """
     out: dict[str, Any] = {}
+    cached = built.head_features if built is not None else None
     for name in ("val", "train"):
         x, y = splits[name]
-        out[name] = _split_metrics(np.asarray(y), _predict(model, x, batch), classes)
+        if cached is not None:
+            prob = _predict_arrays(built.head, getattr(cached, name), batch)
+        else:
+            prob = _predict(model, x, batch)
+        out[name] = _split_metrics(np.asarray(y), prob, classes)
+    out["train_val_predicted_from"] = "cached features" if cached is not None else "images"
     x_test, y_test = data.split("test")
     start = time.perf_counter()
     prob = _predict(model, x_test, batch)
@@ -879,11 +906,10 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     arrays: dict[str, dict[str, np.ndarray]] = {}
     metrics: dict[str, Any] = {"status": "ok"}
     start = time.perf_counter()
+    built = None
     if strategy.trains:
-        model, backbone = _train(
-            spec, strategy, splits, image_shape, classes, trainer, extras, arrays
-        )
-        pretrained = bool(backbone.pretrained)
+        model, built = _train(spec, strategy, splits, image_shape, classes, trainer, extras, arrays)
+        pretrained = bool(built.backbone.pretrained)
     else:
         model = _direct_model(spec, image_shape, classes, *splits["train"], extras)
         pretrained = True
@@ -897,7 +923,7 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     if spec.get("run"):
         metrics["run"] = spec["run"]
     if model is not None:
-        evaluated, arrays["predictions.npz"] = _evaluate(model, data, classes, batch, splits)
+        evaluated, arrays["predictions.npz"] = _evaluate(model, data, classes, batch, splits, built)
         metrics.update(evaluated)
     metrics.update(
         {

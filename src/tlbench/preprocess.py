@@ -82,3 +82,32 @@ class Preprocess(keras.layers.Layer):
         config = super().get_config()
         config["mode"] = self.mode
         return config
+
+
+@keras.saving.register_keras_serializable(package="tlbench")
+class Standardize(keras.layers.Layer):
+    """Per-image standardisation: ``(x - mean(x)) / max(std(x), 1 / sqrt(n))``.
+
+    Mean and standard deviation are taken over each image's ``n`` values (all
+    pixels and channels together, as ``tf.image.per_image_standardization``), so
+    relative colour is kept while brightness and contrast are removed: dark,
+    low-contrast photographs (common in GTSRB) reach the network at the same scale
+    as bright ones. The floor keeps uniform images finite. ``keras.ops`` only.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        axes = tuple(range(1, len(x.shape)))
+        n = 1
+        for dim in x.shape[1:]:
+            n *= int(dim)
+        mean = ops.mean(x, axis=axes, keepdims=True)
+        std = ops.sqrt(ops.mean(ops.square(x - mean), axis=axes, keepdims=True))
+        return (x - mean) / ops.maximum(std, 1.0 / n**0.5)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
