@@ -297,6 +297,10 @@ def test_small_cnn_standardize_and_dropout():
     )
     with pytest.raises(ValueError, match="dropout"):
         build_backbone({**cfg, "kwargs": {"dropout": 1.0}}, (16, 16, 3))
+    dense = build_backbone({**cfg, "kwargs": {"widths": [8, 16], "dense_units": 32}}, (16, 16, 3))
+    assert dense.model.output_shape == (None, 32)
+    assert dense.model.get_layer("block3_dense").input.shape[-1] == 4 * 4 * 16  # flattened map
+    assert [name for name, _ in dense.blocks] == ["block1", "block2", "block3"]
     with pytest.raises(ValueError, match="standardize must be true or false, got 'yes'"):
         build_backbone({**cfg, "kwargs": {"standardize": "yes"}}, (16, 16, 3))
 

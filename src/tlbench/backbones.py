@@ -642,20 +642,29 @@ def small_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int
     BN - ReLU] x ``convs_per_block`` (default 2) - MaxPool 2, then Dropout
     ``dropout`` (default 0: none). ``standardize: true`` puts a per-image
     :class:`~tlbench.preprocess.Standardize` layer (``block0_standardize``) first.
-    Output: a 4D map of side ``input / 2**len(widths)``.
+    Output: a 4D map of side ``input / 2**len(widths)``, or with ``dense_units: n``
+    a last block of Flatten - Dense n - ReLU, which keeps where in the image a
+    feature is (global average pooling of the map does not).
     """
     opts = _check_kwargs(
         name,
         kwargs,
-        {"widths": [32, 64, 128], "convs_per_block": 2, "dropout": 0.0, "standardize": False},
+        {
+            "widths": [32, 64, 128],
+            "convs_per_block": 2,
+            "dropout": 0.0,
+            "standardize": False,
+            "dense_units": 0,
+        },
     )
     widths = [int(w) for w in opts["widths"]]
     convs = int(opts["convs_per_block"])
     dropout = float(opts["dropout"])
-    if not widths or min(widths) < 1 or convs < 1 or not 0.0 <= dropout < 1.0:
+    dense = int(opts["dense_units"])
+    if not widths or min(widths) < 1 or convs < 1 or not 0.0 <= dropout < 1.0 or dense < 0:
         raise ValueError(
-            "small_cnn needs non-empty positive widths, convs_per_block >= 1 and "
-            f"0 <= dropout < 1, got {opts}"
+            "small_cnn needs non-empty positive widths, convs_per_block >= 1, "
+            f"0 <= dropout < 1 and dense_units >= 0, got {opts}"
         )
     if not isinstance(opts["standardize"], bool):
         raise ValueError(
@@ -673,6 +682,10 @@ def small_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int
         x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"block{b}_dropout")(x)
+    if dense:
+        top = f"block{len(widths) + 1}"
+        x = keras.layers.Flatten(name=f"{top}_flatten")(x)
+        x = keras.layers.Dense(dense, activation="relu", name=f"{top}_dense")(x)
     return _finish_custom(name, inputs, x, weights, min_size, "unit")
 
 
