@@ -154,7 +154,10 @@ def test_unknown_kwargs_list_valid_ones():
         build_backbone(
             {"name": "VGG16", "weights": "none", "kwargs": {"include_top": True}}, (32, 32, 3)
         )
-    with pytest.raises(ValueError, match=r"valid kwargs: convs_per_block, dense_units, dropout, standardize, widths"):
+    with pytest.raises(
+        ValueError,
+        match=r"valid kwargs: convs_per_block, dense_units, dropout, standardize, widths",
+    ):
         build_backbone(
             {"name": "small_cnn", "weights": "none", "kwargs": {"depth": 3}}, (32, 32, 3)
         )
