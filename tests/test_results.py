@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -189,6 +190,18 @@ def test_page_joins_sections_with_an_overview(tmp_path):
     assert page.index("## Seed 000") < page.index("## Seed 002")
     assert "| 1 of 2 " in page and "1 min 00 s" in page
     assert page.count("not measured yet") == 3  # 001, 003, 004
+
+
+def test_committed_page_is_the_committed_sections_joined():
+    """docs/results.md is generated: the committed sections (docs/results/seedNNN.json and
+    .md, one per measured study) join into exactly the committed page, so a study rerun
+    rewrites its own section and keeps every other seed's."""
+    root = Path(__file__).resolve().parents[1]
+    summaries = sorted((root / "docs" / "results").glob("seed*.json"))
+    assert summaries, "docs/results/seedNNN.json missing: the page cannot be regenerated"
+    for path in summaries:
+        assert path.with_suffix(".md").is_file(), f"{path.with_suffix('.md')} missing"
+    assert results.page_from_files(summaries) == (root / "docs" / "results.md").read_text()
 
 
 def _config(**extra):
