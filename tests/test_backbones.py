@@ -156,7 +156,7 @@ def test_unknown_kwargs_list_valid_ones():
         )
     with pytest.raises(
         ValueError,
-        match=r"valid kwargs: convs_per_block, dense_units, dropout, standardize, widths",
+        match=r"valid kwargs: convs_per_block, dense_units, dropout, equalize, standardize, widths",
     ):
         build_backbone(
             {"name": "small_cnn", "weights": "none", "kwargs": {"depth": 3}}, (32, 32, 3)
@@ -306,6 +306,22 @@ def test_small_cnn_standardize_and_dropout():
     assert [name for name, _ in dense.blocks] == ["block1", "block2", "block3"]
     with pytest.raises(ValueError, match="standardize must be true or false, got 'yes'"):
         build_backbone({**cfg, "kwargs": {"standardize": "yes"}}, (16, 16, 3))
+
+
+def test_small_cnn_equalize_comes_first_and_removes_global_contrast():
+    cfg = {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [8, 16], "equalize": True}}
+    b = build_backbone(cfg, (16, 16, 3))
+    assert [layer.name for layer in b.model.layers][1] == "block0_equalize"
+    assert b.model.output_shape == (None, 4, 4, 16)
+    _check_blocks(b.model, b.blocks)
+    # a darker, lower-contrast copy of a grey image has the same luma ranks: same features
+    x = np.random.default_rng(0).uniform(0.2, 0.8, (2, 16, 16, 1)).astype("float32")
+    x = np.repeat(np.round(x * 255) / 255, 3, axis=-1)
+    np.testing.assert_allclose(
+        b.model.predict(x, verbose=0), b.model.predict(0.25 * x, verbose=0), atol=0.05
+    )
+    with pytest.raises(ValueError, match="equalize must be true or false, got 1"):
+        build_backbone({**cfg, "kwargs": {"equalize": 1}}, (16, 16, 3))
 
 
 def test_layer_blocks_fallback_one_block_per_weighted_layer():

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tlbench.preprocess import PREPROCESS_MODES, Preprocess, Standardize
+from tlbench.preprocess import LUMA_RGB, PREPROCESS_MODES, Equalize, Preprocess, Standardize
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +119,50 @@ def test_standardize_saved_model_round_trip(tmp_path, images):
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded.get_layer("standardize"), Standardize)
     np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0))
+
+
+def _equalized_reference(image: np.ndarray) -> np.ndarray:
+    """Luma histogram equalisation of one 0..1 RGB image in numpy (OpenCV's equalizeHist)."""
+    wr, wg, wb = LUMA_RGB
+    y = image @ np.array(LUMA_RGB)
+    level = np.clip(np.floor(y * 256).astype(int), 0, 255)
+    cdf = np.cumsum(np.bincount(level.ravel(), minlength=256))
+    cdf_min = cdf[cdf > 0].min()
+    y_eq = (cdf[level] - cdf_min) / (level.size - cdf_min)
+    cb, cr = (image[..., 2] - y) / (2 * (1 - wb)), (image[..., 0] - y) / (2 * (1 - wr))
+    r, b = y_eq + 2 * (1 - wr) * cr, y_eq + 2 * (1 - wb) * cb
+    return np.clip(np.stack([r, (y_eq - wr * r - wb * b) / wg, b], axis=-1), 0, 1)
+
+
+def test_equalize_spreads_each_images_luma_and_keeps_its_colour():
+    rng = np.random.default_rng(0)
+    dark = rng.uniform(0.02, 0.2, (2, 16, 16, 3)).astype("float32")  # dark, low contrast
+    dark[1, ..., 0] += 0.1  # a reddish one
+    flat = np.full((1, 16, 16, 3), 0.4, dtype="float32")  # one luma level: unchanged
+    got = np.asarray(Equalize()(np.concatenate([dark, flat])))
+    for i in range(2):
+        np.testing.assert_allclose(got[i], _equalized_reference(dark[i]), atol=1e-5)
+    y = got[:2] @ np.array(LUMA_RGB)
+    assert y.min() < 0.05 and y.max() > 0.9  # spread over the whole range
+    np.testing.assert_allclose(got[2], flat[0], atol=1e-6)
+    # chroma kept where nothing clips: the reddish image stays redder than the other
+    assert (got[1, ..., 0] - got[1, ..., 2]).mean() > (got[0, ..., 0] - got[0, ..., 2]).mean()
+    # the 0..255 range
+    np.testing.assert_allclose(
+        np.asarray(Equalize(value_range=(0, 255))(dark * 255)), got[:2] * 255, atol=1e-3
+    )
+
+
+def test_equalize_rejects_bad_arguments_and_round_trips(tmp_path, images):
+    with pytest.raises(ValueError, match="value_range"):
+        Equalize(value_range=(1, 0))
+    with pytest.raises(ValueError, match="bins must be an integer >= 2, got 1"):
+        Equalize(bins=1)
+    inputs = keras.Input(shape=images.shape[1:])
+    model = keras.Model(inputs, Equalize(value_range=(0, 255), name="eq")(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.get_layer("eq"), Equalize)
+    np.testing.assert_allclose(
+        loaded.predict(images, verbose=0), model.predict(images, batch_size=3, verbose=0)
+    )

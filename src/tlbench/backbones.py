@@ -44,6 +44,7 @@ from tlbench.preprocess import (
     IMAGENET_MEAN_BGR_255,
     IMAGENET_MEAN_RGB,
     IMAGENET_STD_RGB,
+    Equalize,
     Preprocess,
     Standardize,
     check_mode,
@@ -641,7 +642,9 @@ def small_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int
     One block per entry of ``widths`` (default ``[32, 64, 128]``): [Conv 3x3 -
     BN - ReLU] x ``convs_per_block`` (default 2) - MaxPool 2, then Dropout
     ``dropout`` (default 0: none). ``standardize: true`` puts a per-image
-    :class:`~tlbench.preprocess.Standardize` layer (``block0_standardize``) first.
+    :class:`~tlbench.preprocess.Standardize` layer (``block0_standardize``) first;
+    ``equalize: true`` a per-image luma histogram equalisation,
+    :class:`~tlbench.preprocess.Equalize` (``block0_equalize``), before it.
     Output: a 4D map of side ``input / 2**len(widths)``, or with ``dense_units: n``
     a last block of Flatten - Dense n - ReLU, which keeps where in the image a
     feature is (global average pooling of the map does not).
@@ -654,6 +657,7 @@ def small_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int
             "convs_per_block": 2,
             "dropout": 0.0,
             "standardize": False,
+            "equalize": False,
             "dense_units": 0,
         },
     )
@@ -666,14 +670,15 @@ def small_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int
             "small_cnn needs non-empty positive widths, convs_per_block >= 1, "
             f"0 <= dropout < 1 and dense_units >= 0, got {opts}"
         )
-    if not isinstance(opts["standardize"], bool):
-        raise ValueError(
-            f"small_cnn standardize must be true or false, got {opts['standardize']!r}"
-        )
+    for flag in ("standardize", "equalize"):
+        if not isinstance(opts[flag], bool):
+            raise ValueError(f"small_cnn {flag} must be true or false, got {opts[flag]!r}")
     min_size = 2 ** len(widths)
     _check_min_size(name, input_shape, min_size)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
+    if opts["equalize"]:
+        x = Equalize(name="block0_equalize")(x)  # the input is 0..1 (Preprocess "unit")
     if opts["standardize"]:
         x = Standardize(name="block0_standardize")(x)
     for b, width in enumerate(widths, start=1):
