@@ -11,7 +11,7 @@ from tlbench import provenance
 
 EXPECTED_KEYS = {
     "python", "tlbench", "keras", "backend", "tensorflow", "jax", "numpy", "platform",
-    "cpu", "cpu_count", "memory_gb", "gpu", "hostname", "git_commit", "git_dirty", "time_utc",
+    "cpu", "cpu_simd", "cpu_count", "memory_gb", "gpu", "hostname", "git_commit", "git_dirty", "time_utc",
 }  # fmt: skip
 
 
@@ -71,3 +71,17 @@ def test_environment_never_raises(monkeypatch):
     monkeypatch.setattr(provenance, "_cpu_model", boom)
     env = provenance.environment()
     assert env["cpu"] == "error: RuntimeError: no cpu"
+
+
+def test_cpu_simd_names_the_widest_extension(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx fma avx2 bmi2\n")
+    real_path = provenance.Path
+    monkeypatch.setattr(
+        provenance, "Path", lambda p, *a: cpuinfo if p == "/proc/cpuinfo" else real_path(p, *a)
+    )
+    assert provenance._cpu_simd() == "avx2"
+    cpuinfo.write_text("flags\t: sse4_2 avx avx2 avx512f avx512bw\n")
+    assert provenance._cpu_simd() == "avx512f"
+    cpuinfo.write_text("flags\t: fpu\n")
+    assert provenance._cpu_simd() is None

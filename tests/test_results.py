@@ -40,6 +40,8 @@ def _run(strategy, seed, test, train=0.99, *, name=None, backbone="mnv2", aug="n
         "env_git_commit": "abc123",
         "env_git_dirty": False,
         "env_cpu_count": 2,
+        "env_cpu": "AMD EPYC",
+        "env_cpu_simd": "avx2",
         "env_gpu": None,
         "env_keras": "3.15.1",
         "env_backend": "tensorflow",
@@ -172,6 +174,7 @@ def test_seed002_page_checks_auc_and_the_four_ways():
     assert [c["met"] for c in summary["checks"]] == ["yes", "yes"]
     text = results.to_markdown(blocks)
     assert "- x" in text
+    assert "Wall time on 2 CPU cores (AMD EPYC, avx2): " in text  # CPUs differ several-fold
     assert "feature_extraction 0.9600" in text and "ranks 1 of 4" in text
 
 

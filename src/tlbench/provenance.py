@@ -79,6 +79,26 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: SIMD extensions that set a CPU's speed for convolutions, widest first.
+SIMD_LEVELS = ("amx_tile", "avx512f", "avx2", "avx", "sse4_2")
+
+
+def _cpu_simd() -> str | None:
+    """The widest SIMD extension of the CPU (e.g. ``avx512f``, ``avx2``) from /proc/cpuinfo.
+
+    Training time on "2 CPU cores" differs several-fold with it (TensorFlow's oneDNN
+    kernels are on by default only for CPUs with AVX-512 or AMX), so wall times name it.
+    """
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return None
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        if line.lower().startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return next((level for level in SIMD_LEVELS if level in flags), None)
+    return None
+
+
 def _memory_gb() -> float | None:
     """Total physical memory in GiB (Linux /proc/meminfo, else sysconf)."""
     meminfo = Path("/proc/meminfo")
@@ -172,6 +192,7 @@ def environment() -> dict[str, Any]:
         "numpy": _safe(lambda: package_version("numpy")),
         "platform": _safe(platform.platform),
         "cpu": _safe(_cpu_model),
+        "cpu_simd": _safe(_cpu_simd),
         "cpu_count": _safe(os.cpu_count),
         "cpu_usable": _safe(lambda: len(os.sched_getaffinity(0))),
         "memory_gb": _safe(_memory_gb),

@@ -632,10 +632,24 @@ def to_html(blocks: Sequence[Block]) -> str:
 
 
 def _cores(df: pd.DataFrame) -> str:
+    """``2 CPU cores (AMD EPYC, avx2)``: wall times differ several-fold between CPUs."""
     cores = sorted({int(c) for c in df["env_cpu_count"].dropna()})
     gpus = sorted({str(g) for g in df["env_gpu"].dropna() if str(g)})
     text = f"{'/'.join(map(str, cores)) or '?'} CPU cores"
+    cpus = sorted(
+        {
+            ", ".join(str(v) for v in (row.get("env_cpu"), row.get("env_cpu_simd")) if _given(v))
+            for _, row in df.iterrows()
+        }
+        - {""}
+    )
+    if cpus:
+        text += f" ({'; '.join(cpus)})"
     return text + (f" and {', '.join(gpus)}" if gpus else "")
+
+
+def _given(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def _versions(df: pd.DataFrame) -> str:

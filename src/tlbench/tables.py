@@ -74,6 +74,7 @@ ENV_FIELDS = (
     "numpy",
     "platform",
     "cpu",
+    "cpu_simd",
     "cpu_count",
     "memory_gb",
     "gpu",
