@@ -86,8 +86,9 @@ SIMD_LEVELS = ("amx_tile", "avx512f", "avx2", "avx", "sse4_2")
 def _cpu_simd() -> str | None:
     """The widest SIMD extension of the CPU (e.g. ``avx512f``, ``avx2``) from /proc/cpuinfo.
 
-    Training time on "2 CPU cores" differs several-fold with it (TensorFlow's oneDNN
-    kernels are on by default only for CPUs with AVX-512 or AMX), so wall times name it.
+    Training time on "2 CPU cores" differs several-fold between CPUs (a 2-core AVX2
+    EPYC took 7x longer per small-CNN epoch than the machine that measured the seed
+    studies), so wall times name the CPU and this.
     """
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file():
