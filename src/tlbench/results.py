@@ -636,20 +636,14 @@ def _cores(df: pd.DataFrame) -> str:
     cores = sorted({int(c) for c in df["env_cpu_count"].dropna()})
     gpus = sorted({str(g) for g in df["env_gpu"].dropna() if str(g)})
     text = f"{'/'.join(map(str, cores)) or '?'} CPU cores"
-    cpus = sorted(
-        {
-            ", ".join(str(v) for v in (row.get("env_cpu"), row.get("env_cpu_simd")) if _given(v))
-            for _, row in df.iterrows()
-        }
-        - {""}
-    )
+    columns = [c for c in ("env_cpu", "env_cpu_simd") if c in df.columns]
+    cpus = {
+        ", ".join(str(v) for v in row if pd.notna(v)) for row in df[columns].itertuples(index=False)
+    }
+    cpus = sorted(cpus - {""})
     if cpus:
         text += f" ({'; '.join(cpus)})"
     return text + (f" and {', '.join(gpus)}" if gpus else "")
-
-
-def _given(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def _versions(df: pd.DataFrame) -> str:
