@@ -69,14 +69,20 @@ def _keras_backend() -> str | None:
     return "tensorflow" if package_version("keras") else None
 
 
-def _cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux) or the platform module."""
+def _cpuinfo_field(*names: str) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with one of ``names`` (Linux)."""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
+            if line.lower().startswith(names):
                 return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (Linux) or the platform module."""
+    model = _cpuinfo_field("model name", "hardware", "cpu model")
+    return model if model is not None else platform.processor() or platform.machine()
 
 
 #: SIMD extensions that set a CPU's speed for convolutions, widest first.
@@ -90,14 +96,10 @@ def _cpu_simd() -> str | None:
     EPYC took 7x longer per small-CNN epoch than the machine that measured the seed
     studies), so wall times name the CPU and this.
     """
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
+    flags = _cpuinfo_field("flags")
+    if flags is None:
         return None
-    for line in cpuinfo.read_text(errors="replace").splitlines():
-        if line.lower().startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return next((level for level in SIMD_LEVELS if level in flags), None)
-    return None
+    return next((level for level in SIMD_LEVELS if level in set(flags.split())), None)
 
 
 def _memory_gb() -> float | None:
