@@ -111,10 +111,19 @@ class ImageBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
 
-    def __getitem__(self, index: int):
+    def batch_indices(self, index: int) -> np.ndarray:
+        """The image indices of batch ``index`` in the current epoch."""
         idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         if self.shuffle:
             idx = np.sort(idx)  # sequential reads from the memmap; batch content unchanged
+        return idx
+
+    def epoch_indices(self) -> np.ndarray:
+        """The image indices of the current epoch, batch after batch (int64)."""
+        return np.concatenate([self.batch_indices(i) for i in range(len(self))]).astype(np.int64)
+
+    def __getitem__(self, index: int):
+        idx = self.batch_indices(index)
         xb = np.asarray(self.x[idx], dtype=np.float32)
         if self.y is None:
             return (xb,)
@@ -123,6 +132,58 @@ class ImageBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self.order = self._order()
+
+
+#: Largest split (bytes of its uint8 images) that :func:`fit_input` copies into a
+#: TensorFlow tensor; larger ones are read batch by batch through the PyDataset.
+TF_PIPELINE_MAX_BYTES = 4 * 2**30
+
+
+def fit_input(batches: ImageBatches) -> Any:
+    """What ``model.fit`` / ``predict`` read for ``batches``: the same batches, in the
+    same order, as fast as the backend allows.
+
+    On TensorFlow, Keras reads a PyDataset through ``tf.data.Dataset.from_generator``,
+    one Python call per batch; on 2 cores that halved training throughput of the
+    small CNN here (benchmarks/bench_throughput.py). There the split is copied into
+    a uint8 tensor and each batch gathered in-graph; the epoch's order is asked of
+    ``batches`` (:meth:`ImageBatches.epoch_indices`) when the epoch's iterator starts,
+    so :class:`EpochAdvance` must call ``batches.on_epoch_end`` after every epoch,
+    as Keras does for a PyDataset. Other backends, and splits over
+    :data:`TF_PIPELINE_MAX_BYTES`, get ``batches`` itself.
+    """
+    if not isinstance(batches, ImageBatches):
+        return batches
+    x = batches.x
+    if keras.backend.backend() != "tensorflow" or x.nbytes > TF_PIPELINE_MAX_BYTES:
+        return batches
+    import tensorflow as tf
+
+    images = tf.constant(np.asarray(x))
+    labels = None if batches.y is None else tf.constant(np.asarray(batches.y, np.int64))
+    n = len(x)
+
+    def indices(_):
+        idx = tf.numpy_function(batches.epoch_indices, [], tf.int64, stateful=True)
+        return tf.ensure_shape(idx, (n,))
+
+    def gather(idx):
+        xb = tf.cast(tf.gather(images, idx), tf.float32)
+        return (xb,) if labels is None else (xb, tf.gather(labels, idx))
+
+    ds = tf.data.Dataset.from_tensors(np.int64(0)).map(indices).unbatch()
+    return ds.batch(batches.batch_size).map(gather).prefetch(2)
+
+
+class EpochAdvance(keras.callbacks.Callback):
+    """Call ``batches.on_epoch_end()`` after every epoch (see :func:`fit_input`)."""
+
+    def __init__(self, batches: ImageBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.batches.on_epoch_end()
 
 
 # --------------------------------------------------------------------------- model parts
@@ -473,7 +534,11 @@ class Trainer:
             x, y = train
             fit_kwargs = {"x": x, "y": y, "batch_size": training["batch_size"], "shuffle": True}
         else:
-            fit_kwargs = {"x": train}
+            fit_kwargs = {"x": fit_input(train)}
+            if fit_kwargs["x"] is not train:  # tf.data: the order is ImageBatches'
+                callbacks.append(EpochAdvance(train))
+                fit_kwargs["shuffle"] = False
+            val = fit_input(val)
         model.fit(
             **fit_kwargs,
             validation_data=val,
@@ -492,7 +557,9 @@ class Trainer:
 
 
 def _predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.asarray(model.predict(ImageBatches(x, None, batch_size), verbose=0), np.float64)
+    return np.asarray(
+        model.predict(fit_input(ImageBatches(x, None, batch_size)), verbose=0), np.float64
+    )
 
 
 def _predict_arrays(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -588,7 +655,8 @@ def _preprocessed(spec: Mapping[str, Any], backbone: Any, x: np.ndarray) -> np.n
     )
     model = keras.Model(inputs, outputs)
     return np.asarray(
-        model.predict(ImageBatches(x, None, training["batch_size"]), verbose=0), np.float32
+        model.predict(fit_input(ImageBatches(x, None, training["batch_size"])), verbose=0),
+        np.float32,
     )
 
 

@@ -123,9 +123,11 @@ def feature_extractor(
 
 def extract(extractor: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Features of images ``x`` (uint8 N×H×W×3), float32."""
-    from tlbench.engine import ImageBatches
+    from tlbench.engine import ImageBatches, fit_input
 
-    return np.asarray(extractor.predict(ImageBatches(x, None, batch_size), verbose=0), np.float32)
+    return np.asarray(
+        extractor.predict(fit_input(ImageBatches(x, None, batch_size)), verbose=0), np.float32
+    )
 
 
 def _write_cache(folder: Path, key: dict[str, Any], feats: dict[str, np.ndarray]) -> None:
