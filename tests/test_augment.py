@@ -93,7 +93,8 @@ def test_seed001_mapping():
     aug = build_augmentation("seed001", None, (224, 224))
     names = [layer.name for layer in aug.layers]
     assert names == ["contrast", "brightness", "noise", "random_crop", "rotation"]
-    # contrast factor drawn from [1 - 1, 1 + 1] = [0, 2]: the seed's factor 2 is the upper end
+    # Keras 3 draws a single float's contrast factor from [1, 1 + 1] = [1, 2]: the seed's
+    # factor 2 is the upper end
     assert aug.get_layer("contrast").get_config()["factor"] == pytest.approx((0.0, 1.0))
     assert aug.get_layer("brightness").get_config()["factor"] == pytest.approx((-0.3, 0.3))
     assert aug.get_layer("brightness").get_config()["value_range"] == pytest.approx((0, 255))
@@ -194,3 +195,34 @@ def test_geometric_has_no_flip():
     assert [layer.name for layer in aug.layers] == ["rotation", "zoom", "translation"]
     assert aug.get_layer("rotation").get_config()["factor"] == pytest.approx((-15 / 360, 15 / 360))
     assert aug.get_layer("translation").get_config()["width_factor"] == pytest.approx(0.1)
+
+
+def test_geometric_photometric_jitter_is_opt_in():
+    """brightness / contrast add the photometric layers after the geometric ones."""
+    aug = build_augmentation("geometric", {"brightness": 0.15, "contrast": 0.3}, SIZE)
+    assert [layer.name for layer in aug.layers] == [
+        "rotation",
+        "zoom",
+        "translation",
+        "brightness",
+        "contrast",
+    ]
+    assert aug.get_layer("contrast").get_config()["factor"] == pytest.approx((0.3, 0.3))
+    images = np.full((4, *SIZE, 3), 128.0, dtype="float32")
+    out = keras.ops.convert_to_numpy(aug(images, training=True))
+    assert out.min() >= 0.0 and out.max() <= 255.0
+    assert not np.allclose(out, images)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(aug(images, training=False)), images)
+    with pytest.raises(ValueError, match="brightness -0.1"):
+        build_augmentation("geometric", {"brightness": -0.1}, SIZE)
+
+
+def test_contrast_preset_lowers_and_raises_contrast():
+    """The documented range [1 - f, 1 + f]: Keras alone would only raise contrast."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(60, 190, (400, *SIZE, 3)).astype("float32")
+    aug = build_augmentation("contrast", {"factor": 0.3}, SIZE)
+    out = keras.ops.convert_to_numpy(aug(images, training=True))
+    ratio = out.std(axis=(1, 2, 3)) / images.std(axis=(1, 2, 3))
+    assert ratio.min() < 0.8 and ratio.max() > 1.2
+    assert ratio.min() > 0.69 and ratio.max() < 1.31

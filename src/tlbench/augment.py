@@ -21,7 +21,8 @@ valid ones. Presets and their params (defaults):
   ``scale``, random crop back to the input size).
 * ``noise``: ``stddev`` (5.0, in pixel units 0..255) -> :class:`ClippedGaussianNoise`
   (Keras's ``GaussianNoise`` allows only stddev <= 1 and does not clip).
-* ``geometric``: rotation, zoom and shift without flips (traffic signs, digits).
+* ``geometric``: rotation, zoom and shift without flips (traffic signs, digits),
+  optionally with ``brightness`` / ``contrast`` jitter.
 * ``seed001``: seed 001's augmentation for EfficientNetB0 (see :func:`seed001`).
 * ``seed003``: seed 003's augmentation for the custom CNN (see :func:`seed003`).
 """
@@ -270,11 +271,23 @@ def translation(p: dict) -> list[keras.layers.Layer]:
     ]
 
 
-@_preset("geometric", rotation_degrees=10.0, zoom=0.1, translation=0.1, fill_mode="reflect")
+@_preset(
+    "geometric",
+    rotation_degrees=10.0,
+    zoom=0.1,
+    translation=0.1,
+    fill_mode="reflect",
+    brightness=0.0,
+    contrast=0.0,
+)
 def geometric(p: dict) -> list[keras.layers.Layer]:
     """Rotation (up to ``rotation_degrees``), zoom and shift (fractions of the side), no flip:
-    for traffic signs, digits or text, where a mirror image can be another class."""
-    return [
+    for traffic signs, digits or text, where a mirror image can be another class.
+
+    ``brightness`` and ``contrast`` (0 = off, the default) add the photometric jitter
+    of the ``brightness`` and ``contrast`` presets after the geometric layers.
+    """
+    layers = [
         keras.layers.RandomRotation(
             p["rotation_degrees"] / 360.0, fill_mode=p["fill_mode"], name="rotation"
         ),
@@ -283,6 +296,16 @@ def geometric(p: dict) -> list[keras.layers.Layer]:
             p["translation"], p["translation"], fill_mode=p["fill_mode"], name="translation"
         ),
     ]
+    if p["brightness"] < 0 or p["contrast"] < 0:
+        raise ValueError(
+            f"geometric: brightness {p['brightness']!r} and contrast {p['contrast']!r} "
+            "must be >= 0 (0 = off)"
+        )
+    if p["brightness"] > 0:
+        layers += brightness({"factor": p["brightness"]})
+    if p["contrast"] > 0:
+        layers += contrast({"factor": p["contrast"]})
+    return layers
 
 
 @_preset("brightness", factor=0.2)
@@ -293,8 +316,14 @@ def brightness(p: dict) -> list[keras.layers.Layer]:
 
 @_preset("contrast", factor=0.2)
 def contrast(p: dict) -> list[keras.layers.Layer]:
-    """Random contrast factor in ``[1 - factor, 1 + factor]``, clipped to 0..255."""
-    return [keras.layers.RandomContrast(p["factor"], value_range=VALUE_RANGE, name="contrast")]
+    """Random contrast factor in ``[1 - factor, 1 + factor]``, clipped to 0..255.
+
+    Keras 3's ``RandomContrast(f)`` with a single float draws from ``[1, 1 + f]`` only
+    (it sets the lower bound to 0, whatever its docstring says), so the bounds are
+    passed as the pair ``(f, f)``.
+    """
+    f = p["factor"]
+    return [keras.layers.RandomContrast((f, f), value_range=VALUE_RANGE, name="contrast")]
 
 
 @_preset("random_crop", scale=1.1)
@@ -321,8 +350,9 @@ def seed001(p: dict) -> list[keras.layers.Layer]:
     """Seed 001 (Oregon Wildlife, EfficientNetB0), mapped to Keras layers in its order.
 
     * ``contrast_factor = 2`` -> ``RandomContrast(1.0)``: a contrast factor drawn
-      from [0, 2], whose upper end is the seed's factor 2 (Keras draws, the seed
-      applied a fixed ``adjust_contrast``).
+      from [1, 2] (Keras 3 draws ``[1, 1 + f]`` for a single float), whose upper end
+      is the seed's factor 2 (Keras draws, the seed applied a fixed ``adjust_contrast``).
+      This is the layer seed 001's study was measured with, so it is kept as is.
     * ``delta = 0.3`` (brightness on a 0..1 scale) -> ``RandomBrightness(0.3)``
       with value range 0..255: a shift of up to +-0.3 * 255.
     * ``GaussianNoise(stddev=0.6)`` -> :class:`ClippedGaussianNoise` (0.6) on raw
