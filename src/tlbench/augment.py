@@ -287,6 +287,11 @@ def geometric(p: dict) -> list[keras.layers.Layer]:
     ``brightness`` and ``contrast`` (0 = off, the default) add the photometric jitter
     of the ``brightness`` and ``contrast`` presets after the geometric layers.
     """
+    if p["brightness"] < 0 or p["contrast"] < 0:
+        raise ValueError(
+            f"geometric: brightness {p['brightness']!r} and contrast {p['contrast']!r} "
+            "must be >= 0 (0 = off)"
+        )
     layers = [
         keras.layers.RandomRotation(
             p["rotation_degrees"] / 360.0, fill_mode=p["fill_mode"], name="rotation"
@@ -296,11 +301,6 @@ def geometric(p: dict) -> list[keras.layers.Layer]:
             p["translation"], p["translation"], fill_mode=p["fill_mode"], name="translation"
         ),
     ]
-    if p["brightness"] < 0 or p["contrast"] < 0:
-        raise ValueError(
-            f"geometric: brightness {p['brightness']!r} and contrast {p['contrast']!r} "
-            "must be >= 0 (0 = off)"
-        )
     if p["brightness"] > 0:
         layers += brightness({"factor": p["brightness"]})
     if p["contrast"] > 0:
