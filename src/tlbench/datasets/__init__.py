@@ -9,10 +9,11 @@ writes a *prepared dataset* folder atomically (complete or absent):
 * ``{train,val,test}_y.npy``: int64 labels, indices into ``classes.json``,
 * ``classes.json``: the class names,
 * ``manifest.json``: counts, per-class counts, skipped files with reasons,
+  source files/folders not used with reasons (``unused``, also printed),
   sources with sha256, how validation and test were made, the config as
   given plus the resolved options, and the tlbench version.
 
-Files that cannot be decoded are skipped and listed; if more than
+Files that cannot be decoded or read (a dangling symlink) are skipped and listed; if more than
 ``max_skipped_fraction`` (default 0.01) of all images are skipped, ``prepare``
 fails naming the count and the fraction. ``load_prepared(path)`` opens such a
 folder as :class:`PreparedData`.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -121,7 +123,13 @@ def _write_refs(
     keep: list[int] = []
     for i, ref in enumerate(refs):
         try:
-            out[len(keep)] = images.load(ref.read(), size, ref.box, ref.name)
+            data_bytes = ref.read()
+        except OSError as exc:  # e.g. a dangling symlink, a file removed meanwhile
+            reason = f"cannot read: {exc.strerror or type(exc).__name__}"
+            budget.add({"file": ref.name, "split": name, "reason": reason})
+            continue
+        try:
+            out[len(keep)] = images.load(data_bytes, size, ref.box, ref.name)
         except images.ImageDecodeError as exc:
             budget.add({"file": ref.name, "split": name, "reason": exc.reason})
             continue
@@ -236,6 +244,7 @@ def prepare(
             "counts": {s: int(len(y)) for s, y in written.items()},
             "class_counts": class_counts,
             "skipped": skipped,
+            "unused": list(raw.unused),
             "sources": raw.sources,
             "validation": raw.validation,
             "test": raw.test_split,
@@ -245,7 +254,22 @@ def prepare(
             "tlbench_version": tlbench.__version__,
         }
         write_json(tmp / "manifest.json", manifest)
+    report_unused(manifest)
     return outdir
+
+
+def report_unused(manifest: dict[str, Any], limit: int = 20) -> None:
+    """Print the source files and folders a prepare did not use, with reasons, to stderr."""
+    lines = [f"{u['path']}: {u['reason']}" for u in manifest.get("unused", [])]
+    lines += [f"{r['file']}: skipped, {r['reason']}" for r in manifest.get("skipped", [])]
+    if not lines:
+        return
+    shown = lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
+    print(
+        f"tlbench prepare: warning: {len(lines)} source file(s)/folder(s) not used "
+        "(listed in manifest.json 'unused' and 'skipped'):\n  " + "\n  ".join(shown),
+        file=sys.stderr,
+    )
 
 
 @dataclass(frozen=True)

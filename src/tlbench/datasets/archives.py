@@ -165,14 +165,22 @@ class ZipReader:
         self.path = Path(path)
         self._zip = zipfile.ZipFile(self.path)
         self._infos: dict[str, zipfile.ZipInfo] = {}
+        self._dirs: list[str] = []
         for info in self._zip.infolist():
             name = _check_zip_member(self.path.name, info)
-            if name and not info.is_dir():
+            if name and info.is_dir():
+                self._dirs.append(name.rstrip("/"))
+            elif name:
                 self._infos[name] = info
 
     @property
     def names(self) -> list[str]:
         return list(self._infos)
+
+    @property
+    def dirs(self) -> list[str]:
+        """The folder entries (normalised names; a zip need not list every folder)."""
+        return list(self._dirs)
 
     def __contains__(self, name: object) -> bool:
         return name in self._infos

@@ -165,6 +165,8 @@ class RawSplits:
     test_split: str
     sources: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    #: source files/folders not used (``{"path", "reason"}``): other extensions, empty folders
+    unused: list[dict[str, str]] = field(default_factory=list)
     cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     def split(self, name: str) -> SplitData:

@@ -1,7 +1,9 @@
 """``folder``: any local directory (or zip/tar of one) of class subfolders.
 
 Accepted layouts (the root may be wrapped in single folders, e.g. a zip
-holding ``flowers/``, which are descended into):
+holding ``flowers/``, which are descended into; a folder is such a wrapper
+only when no other folder at its level holds files, no image lies directly in
+it, and some subfolder of it holds files):
 
 * ``root/<class>/**/<image>``: one pool; ``test_fraction`` (0.2) of each class
   becomes the test set, then ``val_fraction`` (0.1) of the rest validation;
@@ -9,10 +11,19 @@ holding ``flowers/``, which are descended into):
   ``validation/``) and ``test/`` (also ``testing/``): missing validation is carved
   from train, a missing test set too (``test_fraction``, carved first).
 
-Only image files count (by extension, see ``images.IMAGE_EXTENSIONS``); hidden
-files and folders (name starting with ``.``, and ``__MACOSX``) and files that
-lie directly in the root, outside any class folder, are ignored. Classes are
-the sorted union of the class folder names; every class needs training images.
+Only image files are read (by extension, see ``images.IMAGE_EXTENSIONS``, which
+includes ``.jfif`` and ``.jpe``); hidden files and folders (name starting with
+``.``, and ``__MACOSX``) are ignored. Nothing else disappears silently: every
+other file or folder not used is listed in the manifest's ``unused`` (and
+printed by ``prepare``) with its reason: ``unknown extension .txt``, ``outside
+any class folder``, ``empty folder`` or ``empty class folder``. Decision: an
+empty class folder (no non-hidden file) is skipped with that warning, since it
+holds nothing to mislabel; a class folder that holds files but no image file
+(e.g. only ``.heic``) is an error naming it and the extensions found, since its
+images would otherwise vanish and the labels change. Files that do not decode
+are skipped by ``prepare`` (manifest ``skipped``, counted against
+``max_skipped_fraction``). Classes are the sorted union of the class folder
+names; a dataset needs at least two, and every class needs training images.
 Zip archives are read in place, tar archives are extracted (safely) into the
 temporary work folder; member names are checked either way.
 """
@@ -22,7 +33,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +47,7 @@ from tlbench.datasets.base import (
     register,
     split_pool,
 )
-from tlbench.datasets.images import Size, is_image_name
+from tlbench.datasets.images import IMAGE_EXTENSIONS, Size, is_image_name
 from tlbench.datasets.splits import stratified_split
 
 SPLIT_DIRS = {
@@ -52,11 +63,26 @@ SPLIT_DIRS = {
 
 @dataclass
 class FileTree:
-    """The regular files of a folder or an archive: relative POSIX ``names`` and a reader."""
+    """The regular files of a folder or an archive: relative POSIX ``names`` and a reader.
+
+    ``dirs`` lists its folders (so that empty ones can be reported).
+    """
 
     label: str
     names: list[str]
     read: Callable[[str], bytes]
+    dirs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Survey:
+    """What :func:`survey` found: the dataset ``root``, the images per split folder
+    (``[(file name, class)]``) and every non-hidden file or folder it does not use
+    (``[{"path": ..., "reason": ...}]``, the manifest's ``unused``)."""
+
+    root: str
+    splits: dict[str, list[tuple[str, str]]]
+    unused: list[dict[str, str]]
 
 
 def _is_hidden(relname: str) -> bool:
@@ -68,13 +94,14 @@ def _read_file(root: Path, name: str) -> bytes:
 
 
 def _dir_tree(root: Path, label: str) -> FileTree:
-    names = []
+    names, dirs = [], []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         rel = Path(dirpath).relative_to(root).as_posix()
+        dirs.extend(name if rel == "." else f"{rel}/{name}" for name in dirnames)
         for filename in sorted(filenames):
             names.append(filename if rel == "." else f"{rel}/{filename}")
-    return FileTree(label, names, functools.partial(_read_file, root))
+    return FileTree(label, names, functools.partial(_read_file, root), dirs)
 
 
 def open_tree(source: Path, workdir: Path, cleanup: list[Callable[[], None]]) -> FileTree:
@@ -87,7 +114,7 @@ def open_tree(source: Path, workdir: Path, cleanup: list[Callable[[], None]]) ->
     if archives.archive_kind(source) == "zip":
         reader = archives.ZipReader(source)
         cleanup.append(reader.close)
-        return FileTree(source.name, reader.names, reader.read)
+        return FileTree(source.name, reader.names, reader.read, reader.dirs)
     extracted = archives.safe_extract(
         source, workdir / f"extract-{source.name}", include=lambda n: not _is_hidden(n)
     )
@@ -95,26 +122,44 @@ def open_tree(source: Path, workdir: Path, cleanup: list[Callable[[], None]]) ->
     return tree
 
 
-def scan(tree: FileTree) -> tuple[str, dict[str, list[tuple[str, str]]]]:
-    """Find the dataset root and its image files per split folder.
+def _extension(name: str) -> str:
+    return os.path.splitext(name)[1].lower() or "(none)"
 
-    Returns ``(root, splits)`` where ``splits`` maps ``"train"``/``"val"``/``"test"``
-    (split layout) or ``"all"`` (class folders only) to ``[(file name, class)]``.
+
+def survey(tree: FileTree) -> Survey:
+    """Find the dataset root, its image files per split folder, and what is not used.
+
+    ``splits`` maps ``"train"``/``"val"``/``"test"`` (split layout) or ``"all"``
+    (class folders only) to ``[(file name, class)]``. Every non-hidden file counts
+    when the layout is found: a single folder is a wrapper to descend into only
+    when no other folder at its level holds files. A class folder holding files
+    but no image file is an error naming it and the extensions found; an empty
+    class folder (no non-hidden file) is skipped and listed in ``unused``, as are
+    files with another extension and files outside any class folder.
     """
-    files = [n for n in tree.names if not _is_hidden(n) and is_image_name(n)]
+    files = [n for n in tree.names if not _is_hidden(n)]
+    folders = {d for d in tree.dirs if not _is_hidden(d)}
+    folders |= {n.rsplit("/", 1)[0] for n in files if "/" in n}
+    folders |= {
+        "/".join(f.split("/")[:i]) for f in list(folders) for i in range(1, f.count("/") + 1)
+    }
+    unused: list[dict[str, str]] = []
     root = ""
     while True:
-        level = [n[len(root) :] for n in files if n.startswith(root)]
-        dirs = sorted({n.split("/", 1)[0] for n in level if "/" in n})
-        if len(dirs) == 1 and dirs[0].lower() not in SPLIT_DIRS:
-            root += dirs[0] + "/"
+        with_files = _folders_with_files(root, files)
+        if len(with_files) == 1 and _is_wrapper(root + with_files[0] + "/", files):
+            _outside(root, files, folders, with_files, unused)
+            root += with_files[0] + "/"
             continue
         break
-    if not dirs:
-        raise ValueError(f"{tree.label}: no class folders with images found")
-    split_dirs = [d for d in dirs if d.lower() in SPLIT_DIRS]
+    split_dirs = [d for d in with_files if d.lower() in SPLIT_DIRS]
+    _outside(root, files, folders if split_dirs else set(), with_files, unused)
+    if not with_files:
+        raise ValueError(
+            f"{tree.label}/{root}: no class folders with images found" + _unused_note(unused)
+        )
     if split_dirs:
-        others = [d for d in dirs if d.lower() not in SPLIT_DIRS]
+        others = [d for d in with_files if d.lower() not in SPLIT_DIRS]
         if others:
             raise ValueError(
                 f"{tree.label}/{root}: mixes split folders {split_dirs} with other folders "
@@ -125,18 +170,91 @@ def scan(tree: FileTree) -> tuple[str, dict[str, list[tuple[str, str]]]]:
             raise ValueError(f"{tree.label}/{root}: more than one folder per split in {split_dirs}")
         if "train" not in keys:
             raise ValueError(f"{tree.label}/{root}: split folders {split_dirs} but no train/")
+        class_parents = [(root + d + "/", SPLIT_DIRS[d.lower()]) for d in split_dirs]
+    else:
+        class_parents = [(root, "all")]
     splits: dict[str, list[tuple[str, str]]] = {}
+    for parent, split in class_parents:
+        level = [n for n in files if n.startswith(parent)]
+        if parent != root:  # files directly in a split folder, outside any class folder
+            for name in level:
+                if "/" not in name[len(parent) :]:
+                    unused.append({"path": name, "reason": "outside any class folder"})
+        classes = sorted(
+            {f[len(parent) :].split("/", 1)[0] for f in folders if f.startswith(parent)}
+        )
+        for cls in classes:
+            prefix = f"{parent}{cls}/"
+            members = [n for n in level if n.startswith(prefix)]
+            if not members:
+                unused.append({"path": prefix.rstrip("/"), "reason": "empty class folder"})
+                continue
+            images_ = [n for n in members if is_image_name(n)]
+            if not images_:
+                found = sorted({_extension(n) for n in members})
+                raise ValueError(
+                    f"{tree.label}/{prefix}: class folder {cls!r} holds {len(members)} "
+                    f"file(s) but no image file (extensions found: {', '.join(found)}; "
+                    f"images are {', '.join(sorted(IMAGE_EXTENSIONS))})"
+                )
+            for name in members:
+                if not is_image_name(name):
+                    unused.append({"path": name, "reason": f"unknown extension {_extension(name)}"})
+            splits.setdefault(split, []).extend((name, cls) for name in images_)
+    return Survey(root, splits, unused)
+
+
+def _folders_with_files(root: str, files: list[str]) -> list[str]:
+    """The folders directly in ``root`` that hold a (non-hidden) file at any depth."""
+    return sorted(
+        {
+            n[len(root) :].split("/", 1)[0]
+            for n in files
+            if "/" in n[len(root) :] and n.startswith(root)
+        }
+    )
+
+
+def _is_wrapper(folder: str, files: list[str]) -> bool:
+    """Whether a folder that is alone at its level is a wrapper to descend into:
+    not a split folder, no image directly in it (then it is a class folder), and
+    some subfolder holding files."""
+    name = folder.rstrip("/").rsplit("/", 1)[-1]
+    direct = [n for n in files if n.startswith(folder) and "/" not in n[len(folder) :]]
+    return (
+        name.lower() not in SPLIT_DIRS
+        and not any(is_image_name(n) for n in direct)
+        and bool(_folders_with_files(folder, files))
+    )
+
+
+def _unused_note(unused: list[dict[str, str]]) -> str:
+    """`` (not used: path: reason; ...)`` for an error message, or ``""``."""
+    if not unused:
+        return ""
+    shown = "; ".join(f"{u['path']}: {u['reason']}" for u in unused[:5])
+    more = f"; and {len(unused) - 5} more" if len(unused) > 5 else ""
+    return f" (not used: {shown}{more})"
+
+
+def _outside(
+    root: str, files: list[str], folders: set[str], keep: list[str], unused: list[dict[str, str]]
+) -> None:
+    """Record the files directly in ``root`` and its empty folders other than ``keep``."""
     for name in files:
-        if not name.startswith(root):
-            continue
-        parts = name[len(root) :].split("/")
-        if split_dirs:
-            if len(parts) < 3:
-                continue  # not inside a class folder
-            splits.setdefault(SPLIT_DIRS[parts[0].lower()], []).append((name, parts[1]))
-        elif len(parts) >= 2:
-            splits.setdefault("all", []).append((name, parts[0]))
-    return root, splits
+        rest = name[len(root) :]
+        if name.startswith(root) and "/" not in rest:
+            unused.append({"path": name, "reason": "outside any class folder"})
+    for folder in sorted(folders):
+        rest = folder[len(root) :]
+        if folder.startswith(root) and rest and "/" not in rest and rest not in keep:
+            unused.append({"path": folder, "reason": "empty folder"})
+
+
+def scan(tree: FileTree) -> tuple[str, dict[str, list[tuple[str, str]]]]:
+    """``(root, splits)`` of :func:`survey` (the images per split folder)."""
+    found = survey(tree)
+    return found.root, found.splits
 
 
 def make_split(tree: FileTree, items: list[tuple[str, str]], index: dict[str, int]) -> SplitData:
@@ -174,8 +292,14 @@ def _load_tree(
     seed: int,
     cleanup: list[Callable[[], None]],
 ) -> RawSplits:
-    root, found = scan(tree)
+    surveyed = survey(tree)
+    root, found = surveyed.root, surveyed.splits
     classes = sorted({cls for items in found.values() for _, cls in items})
+    if len(classes) == 1:
+        raise ValueError(
+            f"{tree.label}/{root}: only one class folder with images, {classes[0]!r}; "
+            "a dataset needs at least 2 classes" + _unused_note(surveyed.unused)
+        )
     pool_key = "train" if "train" in found else "all"
     missing = sorted(set(classes) - {cls for _, cls in found[pool_key]})
     if missing:
@@ -210,5 +334,6 @@ def _load_tree(
         validation=validation,
         test_split=test_split,
         sources=[record],
+        unused=surveyed.unused,
         cleanup=cleanup,
     )

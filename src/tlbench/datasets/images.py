@@ -39,8 +39,23 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 #: File extensions treated as images by folder-style loaders (lower case).
+#: (``.jfif`` and ``.jpe`` are JPEG files; decoding reads the format from the bytes.)
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".bmp",
+        ".gif",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".tif",
+        ".tiff",
+        ".webp",
+    }
 )
 
 Size = tuple[int, int]
