@@ -25,8 +25,10 @@ if workflow.overwrite_configfiles:
 update_config(config, typed_cli_values(workflow.config_settings.config))
 
 
-# Validation (errors name the key path and the allowed values) + matrix expansion.
-STUDY = load_study(config)
+# Validation (errors name the key path and the allowed values) + matrix expansion;
+# the main process also validates every dataset's options and every run spec
+# (jobs started by it, e.g. on SLURM, skip that: it imports Keras).
+STUDY = load_study(config, check_specs=workflow.is_main_process)
 
 
 report: "report/workflow.rst"

@@ -11,10 +11,12 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import yaml
 from PIL import Image
 
 from tlbench.cli import main
+from tlbench.study import StudyConfigError, load_study
 
 
 def _images(folder: Path, n: int, ext: str = ".jpg", colour=(200, 30, 30)) -> None:
@@ -107,3 +109,101 @@ def test_dangling_symlink_is_a_skipped_file(tmp_path, capsys):
     status, out = _prepare(tmp_path, tmp_path / "src")  # default budget: 1 of 41 is too many
     assert status == 2
     assert "1 of 41 images" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- study config: every run spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tiny_study() -> dict:
+    config = yaml.safe_load((ROOT / "configs/test/tiny.yaml").read_text())
+    config["datasets"]["mine"] = {"loader": "folder", "source": "photos", "image_size": 16}
+    config["matrix"].append(
+        {
+            "datasets": ["mine"],
+            "backbones": ["cnn_scratch"],
+            "strategies": ["fine_tune"],
+            "augmentations": ["flip"],
+        }
+    )
+    return config
+
+
+def _set(config: dict, path: str, value) -> dict:
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return config
+
+
+# (key set in the tiny study, value, what the error names)
+BAD_STUDY_VALUES = [
+    ("strategies.scratch.name", "scrach", "strategies.scratch.name: unknown strategy 'scrach'"),
+    ("backbones.cnn_scratch.name", "small_cn", "backbones.cnn_scratch.name: unknown backbone"),
+    ("augmentations.flip.name", "flipp", "augmentations.flip.name: unknown augmentation 'flipp'"),
+    (
+        "strategies.fine_tune.params.unfreez",
+        3,
+        "strategies.fine_tune.params.unfreez: unknown parameter of strategy 'fine_tune'",
+    ),
+    ("datasets.mine.val_fracton", 0.2, "datasets.mine.val_fracton: unknown option(s)"),
+    (
+        "datasets.mine.val_fraction",
+        1.5,
+        "datasets.mine.val_fraction: val_fraction must be in (0, 1)",
+    ),
+    ("training.batch_size", 8.0, "training.batch_size: 8.0 must be an integer >= 1"),
+    (
+        "strategies.fine_tune.training.learning_rate",
+        "1e-3",
+        "strategies.fine_tune.training.learning_rate: '1e-3' is not of type 'number'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"), BAD_STUDY_VALUES, ids=[c[0] for c in BAD_STUDY_VALUES]
+)
+def test_every_run_spec_is_validated_with_the_config_key(path, value, named):
+    with pytest.raises(StudyConfigError) as info:
+        load_study(_set(_tiny_study(), path, value))
+    assert named in str(info.value)
+
+
+def test_yaml_exponent_without_point_gets_a_hint():
+    config = _set(_tiny_study(), "training.learning_rate", "1e-3")
+    with pytest.raises(StudyConfigError, match=r"write .*1\.0e-3"):
+        load_study(config)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [BAD_STUDY_VALUES[0], BAD_STUDY_VALUES[4]],
+    ids=["scrach", "val_fracton"],
+)
+def test_snakemake_dry_run_fails_naming_the_key(tmp_path, path, value, named):
+    """Through ``snakemake -n``: non-zero, the key named, before any job."""
+    from test_workflow import snakemake
+
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(_set(_tiny_study(), path, value)))
+    result = snakemake("-n", "--configfile", str(config))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert named in output
+    assert "Job stats" not in output and "rule " not in output
+
+
+def test_run_spec_exponent_without_point_gets_a_hint(tiny_prepared, tmp_path, capsys):
+    from engine_helpers import tiny_spec
+
+    spec = tmp_path / "spec.yaml"
+    text = yaml.safe_dump(tiny_spec(tiny_prepared, training={"learning_rate": 0.5}))
+    spec.write_text(text.replace("learning_rate: 0.5", "learning_rate: 1e-3"))
+    assert "learning_rate: 1e-3" in spec.read_text()
+    assert main(["run", str(spec), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "training.learning_rate: '1e-3' must be a number > 0" in err and "1.0e-3" in err

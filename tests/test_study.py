@@ -37,8 +37,8 @@ def base_config() -> dict:
             "scratch": {"name": "scratch"},
             "feature_extraction": {"name": "feature_extraction", "head": {"type": "gap_dense"}},
             "fine_tune": {
-                "name": "fine_tune",
-                "params": {"unfreeze": 2},
+                "name": "freeze_bottom",
+                "params": {"frozen": 2},
                 "training": {"learning_rate": 0.0001, "epochs": 4},
             },
         },
@@ -95,7 +95,7 @@ def test_run_spec_merges_training_in_order():
         "weights": {"run": "out/pretrained/cnn_fractal"},
         "kwargs": {"widths": [8, 16]},
     }
-    assert spec["strategy"] == {"name": "fine_tune", "params": {"unfreeze": 2}}
+    assert spec["strategy"] == {"name": "freeze_bottom", "params": {"frozen": 2}}
     assert spec["augmentation"] == {"name": "flip", "params": {"p": 1}}
     assert spec["seed"] == 7
     assert "features_cache" not in spec

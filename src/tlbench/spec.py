@@ -184,6 +184,20 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def number_hint(value: Any) -> str:
+    """A hint for a number YAML read as a string (``1e-3``: PyYAML wants ``1.0e-3``)."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return (
+            f" (YAML read {value!r} as a string: write exponents with a decimal point "
+            "and a signed exponent, e.g. 1.0e-3 for 1e-3)"
+        )
+    return ""
+
+
 def _choice(path: str, value: Any, valid: tuple[str, ...] | list[str]) -> None:
     if value not in valid:
         raise SpecError(f"{path}: {value!r} is not valid; valid values: {', '.join(valid)}")
@@ -193,7 +207,7 @@ def _positive(path: str, value: Any, *, integer: bool = False) -> None:
     ok = _is_int(value) if integer else _is_number(value)
     if not ok or value <= 0:
         kind = "an integer >= 1" if integer else "a number > 0"
-        raise SpecError(f"{path}: {value!r} must be {kind}")
+        raise SpecError(f"{path}: {value!r} must be {kind}{number_hint(value)}")
 
 
 def _check_values(spec: dict[str, Any]) -> None:

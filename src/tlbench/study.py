@@ -93,16 +93,23 @@ def load_schema() -> dict[str, Any]:
         return yaml.safe_load(handle)
 
 
-def load_study(config: Mapping[str, Any]) -> Study:
+def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
     """Validate a study config, fill its defaults and expand its matrix into runs.
 
+    With ``check_specs`` (the default) every dataset's loader options and every
+    expanded run spec (and pretraining spec) are also validated, by the very
+    functions the jobs use (:func:`tlbench.datasets.resolve_options`,
+    :func:`tlbench.spec.resolve_spec`; this imports Keras for the registries).
     Raises :class:`StudyConfigError` naming the key path of every problem.
     """
     resolved = validate_config(config)
     _check_names(resolved)
     _check_tuning(resolved)
     runs = _expand(resolved)
-    return Study(resolved, runs)
+    study = Study(resolved, runs)
+    if check_specs:
+        _check_specs(study)
+    return study
 
 
 def load_study_file(path: str | os.PathLike) -> Study:
@@ -202,6 +209,10 @@ def _format_error(error: ValidationError, schema: dict[str, Any]) -> str:
     if kind == "uniqueItems":
         dupes = sorted({str(v) for v in value if value.count(v) > 1})
         return f"{where}: repeated entries: {', '.join(dupes)}"
+    if kind == "type":
+        from tlbench.spec import number_hint
+
+        return f"{where}: {error.message}{number_hint(value)}"
     return f"{where}: {error.message}"
 
 
@@ -263,6 +274,80 @@ def _check_tuning(config: dict[str, Any]) -> None:
             problems.append(str(error))
     if problems:
         raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
+
+
+_SPEC_PATH = re.compile(r"[A-Za-z_][\w.\[\]]*")
+
+
+def _check_specs(study: Study) -> None:
+    """Validate every dataset's options and every run's spec as the jobs will.
+
+    Errors are re-addressed from the run spec's key (``strategy.params.unfreez``)
+    to the study config's (``strategies.ft.params.unfreez``), naming one run.
+    """
+    from tlbench.datasets.base import OptionError, resolve_options
+    from tlbench.spec import SpecError, resolve_spec
+
+    problems: dict[str, str] = {}
+    for name in study.config["datasets"]:
+        try:
+            resolve_options(study.dataset_config(name))
+        except OptionError as error:
+            where = f"datasets.{name}" + (f".{error.key}" if error.key else "")
+            problems.setdefault(f"{where}: {error}", "")
+        except ValueError as error:
+            problems.setdefault(f"datasets.{name}: {error}", "")
+    specs = [(run, study.run_spec(run)) for run in study.runs]
+    specs += [(backbone, study.pretrain_spec(backbone)) for backbone in study.pretrained_backbones]
+    for owner, spec in specs:
+        try:
+            resolve_spec(spec)
+        except SpecError as error:
+            path, _, rest = str(error).partition(": ")
+            if not rest or not _SPEC_PATH.fullmatch(path):
+                path, rest = "", str(error)
+            if isinstance(owner, Run):
+                where, what = _config_key(study, owner, path), f"run {owner}"
+            else:
+                where = f"backbones.{owner}.weights.pretrain" + (f" ({path})" if path else "")
+                what = f"pretraining run of backbone {owner!r}"
+            problems.setdefault(f"{where}: {rest}", f" (in the {what})")
+    if problems:
+        lines = [problem + context for problem, context in problems.items()]
+        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(lines))
+
+
+def _config_key(study: Study, run: Run, path: str) -> str:
+    """The study config's key path that sets a run spec's key ``path``."""
+    head, _, rest = path.partition(".")
+    tail = f".{rest}" if rest else ""
+    strategy = f"strategies.{run.strategy}"
+    if head == "strategy":
+        return f"{strategy}{tail}"
+    if head == "head":
+        return f"{strategy}.head{tail}"
+    if head == "backbone":
+        return f"backbones.{run.backbone}{tail}"
+    if head == "augmentation":
+        return f"augmentations.{run.augmentation}{tail}"
+    if head == "dataset":
+        return f"datasets.{run.dataset}"
+    if head == "seed":
+        return (
+            f"matrix[{run.block}].seeds"
+            if "seeds" in study.config["matrix"][run.block]
+            else "seeds"
+        )
+    if head == "training" and rest:
+        key = rest.split(".", 1)[0]
+        if key in study.config["matrix"][run.block].get("training", {}):
+            return f"matrix[{run.block}].training.{rest}"
+        if key in study.config["strategies"][run.strategy].get("training", {}):
+            return f"{strategy}.training.{rest}"
+        if key == "input_size" and "input_size" in study.config["backbones"][run.backbone]:
+            return f"backbones.{run.backbone}.input_size"
+        return f"training.{rest}"
+    return path or f"run {run}"
 
 
 def _unknown(where: str, name: str, section: str, config: dict[str, Any]) -> str:

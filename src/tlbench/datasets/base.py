@@ -22,6 +22,7 @@ import numpy as np
 from tlbench.datasets import archives
 from tlbench.datasets.images import Box, Size
 from tlbench.registry import Registry
+from tlbench.spec import number_hint
 
 SPLITS = ("train", "val", "test")
 
@@ -30,16 +31,37 @@ LoaderFn = Callable[[dict[str, Any], Path, int, Size], "RawSplits"]
 DATASETS: Registry[LoaderFn] = Registry("dataset loader")
 
 
+class OptionError(ValueError):
+    """A bad dataset option; ``key`` is the option's name (None: the config as a whole)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+def fraction(value: Any) -> str | None:
+    """An :class:`Option` ``valid`` check: a fraction in (0, 1)."""
+    return None if 0.0 < float(value) < 1.0 else "must be in (0, 1)"
+
+
+def positive(value: Any) -> str | None:
+    """An :class:`Option` ``valid`` check: >= 1."""
+    return None if value >= 1 else "must be >= 1"
+
+
 @dataclass(frozen=True)
 class Option:
-    """A loader option: its default and the types a configured value may have."""
+    """A loader option: its default, the types a configured value may have, and
+    optionally ``valid(value) -> problem | None`` (the loader's own value check,
+    run by :func:`resolve_options` for ``prepare()`` and the study alike)."""
 
     default: Any
     types: tuple[type, ...]
     doc: str = ""
+    valid: Callable[[Any], str | None] | None = None
 
     def check(self, loader: str, key: str, value: Any) -> Any:
-        """Return ``value`` if it has an allowed type, else raise naming the key."""
+        """Return ``value`` if it has an allowed type and value, else raise naming the key."""
         if value is None and self.default is None:
             return value
         ok = isinstance(value, self.types) and not (
@@ -47,8 +69,15 @@ class Option:
         )
         if not ok:
             names = " or ".join(t.__name__ for t in self.types)
-            raise ValueError(
-                f"dataset option {key!r} of loader {loader!r} must be {names}, got {value!r}"
+            raise OptionError(
+                f"dataset option {key!r} of loader {loader!r} must be {names}, "
+                f"got {value!r}{number_hint(value)}",
+                key,
+            )
+        problem = self.valid(value) if self.valid is not None else None
+        if problem:
+            raise OptionError(
+                f"{key} {problem}, got {value!r} (dataset option of loader {loader!r})", key
             )
         return value
 
@@ -56,7 +85,12 @@ class Option:
 #: Options every loader accepts (handled by ``prepare()`` or the fetch helper).
 COMMON_OPTIONS: dict[str, Option] = {
     "source": Option(None, (str, os.PathLike), "mirror folder/file; null = official URLs"),
-    "max_skipped_fraction": Option(0.01, (float, int), "max fraction of undecodable images"),
+    "max_skipped_fraction": Option(
+        0.01,
+        (float, int),
+        "max fraction of undecodable images",
+        lambda v: None if 0 <= v <= 1 else "must be in [0, 1]",
+    ),
     "cache_dir": Option(None, (str, os.PathLike), "download cache (default ~/.cache/tlbench)"),
     "sha256": Option(None, (dict,), "expected sha256 per source file name"),
 }
@@ -101,18 +135,15 @@ def resolve_options(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     valid = loader_options(name)
     unknown = sorted(set(config) - set(valid) - {"loader"})
     if unknown:
-        raise ValueError(
+        raise OptionError(
             f"unknown option(s) {', '.join(map(repr, unknown))} for dataset loader {name!r}; "
-            f"valid options: {', '.join(sorted(valid))}"
+            f"valid options: {', '.join(sorted(valid))}",
+            unknown[0],
         )
     options = {key: opt.default for key, opt in valid.items()}
     for key, value in config.items():
         if key != "loader":
             options[key] = valid[key].check(name, key, value)
-    if not 0.0 <= float(options["max_skipped_fraction"]) <= 1.0:
-        raise ValueError(
-            f"max_skipped_fraction must be in [0, 1], got {options['max_skipped_fraction']!r}"
-        )
     return name, options
 
 

@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from tlbench.datasets.base import Option, RawSplits, SplitData, register, split_pool
+from tlbench.datasets.base import (
+    Option,
+    RawSplits,
+    SplitData,
+    fraction,
+    positive,
+    register,
+    split_pool,
+)
 from tlbench.datasets.images import Size, resize_array
 from tlbench.datasets.splits import stratified_split, take_per_class
 
@@ -36,10 +44,12 @@ def digits_images() -> tuple[np.ndarray, np.ndarray]:
 
 @register(
     "digits",
-    train_per_class=Option(None, (int,), "labelled training images per class (low-data)"),
-    val_per_class=Option(None, (int,), "validation images per class (default train_per_class)"),
-    val_fraction=Option(0.1, (float,), "validation fraction (without train_per_class)"),
-    test_fraction=Option(None, (float,), "test fraction (default 0.2, or the rest)"),
+    train_per_class=Option(None, (int,), "labelled training images per class (low-data)", positive),
+    val_per_class=Option(
+        None, (int,), "validation images per class (default train_per_class)", positive
+    ),
+    val_fraction=Option(0.1, (float,), "validation fraction (without train_per_class)", fraction),
+    test_fraction=Option(None, (float,), "test fraction (default 0.2, or the rest)", fraction),
 )
 def load_digits(options: dict[str, Any], workdir: Path, seed: int, size: Size) -> RawSplits:
     """Load the digits and split them (see module docstring)."""

@@ -44,6 +44,7 @@ from tlbench.datasets.base import (
     RawSplits,
     SplitData,
     class_index,
+    fraction,
     register,
     split_pool,
 )
@@ -267,8 +268,10 @@ def make_split(tree: FileTree, items: list[tuple[str, str]], index: dict[str, in
 
 @register(
     "folder",
-    val_fraction=Option(0.1, (float,), "validation fraction carved from train if no val/"),
-    test_fraction=Option(0.2, (float,), "test fraction carved from train if no test/"),
+    val_fraction=Option(
+        0.1, (float,), "validation fraction carved from train if no val/", fraction
+    ),
+    test_fraction=Option(0.2, (float,), "test fraction carved from train if no test/", fraction),
 )
 def load_folder(options: dict[str, Any], workdir: Path, seed: int, size: Size) -> RawSplits:
     """Load a folder/zip/tar of class subfolders (see module docstring)."""

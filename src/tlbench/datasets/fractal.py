@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from tlbench.datasets.base import Option, RawSplits, generated_splits, register
+from tlbench.datasets.base import (
+    Option,
+    RawSplits,
+    fraction,
+    generated_splits,
+    positive,
+    register,
+)
 from tlbench.datasets.images import Size
 
 _BURN_IN = 20
@@ -215,13 +222,13 @@ def generate(
 
 @register(
     "fractal",
-    num_classes=Option(32, (int,), "number of IFS classes"),
-    per_class=Option(100, (int,), "images per class"),
-    points=Option(4096, (int,), "chaos-game points per image"),
-    chains=Option(64, (int,), "parallel chaos-game chains per image"),
+    num_classes=Option(32, (int,), "number of IFS classes", positive),
+    per_class=Option(100, (int,), "images per class", positive),
+    points=Option(4096, (int,), "chaos-game points per image", positive),
+    chains=Option(64, (int,), "parallel chaos-game chains per image", positive),
     param_jitter=Option(0.05, (float, int), "relative std of the per-image IFS perturbation"),
-    val_fraction=Option(0.1, (float,), "validation fraction per class"),
-    test_fraction=Option(0.1, (float,), "test fraction per class"),
+    val_fraction=Option(0.1, (float,), "validation fraction per class", fraction),
+    test_fraction=Option(0.1, (float,), "test fraction per class", fraction),
 )
 def load_fractal(options: dict[str, Any], workdir: Path, seed: int, size: Size) -> RawSplits:
     """Generate the fractal dataset and split it stratified (test, then validation)."""

@@ -43,6 +43,8 @@ from tlbench.datasets.base import (
     RawSplits,
     SplitData,
     fetch_source,
+    fraction,
+    positive,
     register,
 )
 from tlbench.datasets.images import Size
@@ -170,10 +172,12 @@ def _limit(rows: list[dict[str, Any]], limit: int, seed: int, grouped: bool) -> 
 
 @register(
     "gtsrb",
-    val_fraction=Option(0.1, (float,), "fraction of each class's tracks for validation"),
+    val_fraction=Option(0.1, (float,), "fraction of each class's tracks for validation", fraction),
     roi_crop=Option(False, (bool,), "crop to the ROI box of the CSVs"),
     classes=Option(None, (list,), "only these class ids (0..42)"),
-    limit_per_class=Option(None, (int,), "about this many images per class (quick tests)"),
+    limit_per_class=Option(
+        None, (int,), "about this many images per class (quick tests)", positive
+    ),
     class_names=Option("ids", (str,), '"ids" (00000..00042) or "signs" (English names)'),
 )
 def load_gtsrb(options: dict[str, Any], workdir: Path, seed: int, size: Size) -> RawSplits:

@@ -19,6 +19,7 @@ from tlbench.datasets.base import (
     RawSplits,
     class_index,
     fetch_source,
+    fraction,
     register,
     split_pool,
 )
@@ -30,7 +31,7 @@ URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
 
 @register(
     "hymenoptera",
-    val_fraction=Option(0.1, (float,), "validation fraction carved from train/"),
+    val_fraction=Option(0.1, (float,), "validation fraction carved from train/", fraction),
 )
 def load_hymenoptera(options: dict[str, Any], workdir: Path, seed: int, size: Size) -> RawSplits:
     """Load hymenoptera: train/ -> train + val, val/ -> test."""

@@ -29,6 +29,7 @@ from tlbench.datasets.base import (
     RawSplits,
     SplitData,
     fetch_source,
+    fraction,
     register,
     split_pool,
 )
@@ -59,7 +60,7 @@ def _read_bytes(path: Path) -> bytes:
 @register(
     "oxford_iiit_pet",
     breeds=Option(None, (list,), "only these breeds (names as in the official lists)"),
-    val_fraction=Option(0.1, (float,), "validation fraction carved from trainval"),
+    val_fraction=Option(0.1, (float,), "validation fraction carved from trainval", fraction),
 )
 def load_pets(options: dict[str, Any], workdir: Path, seed: int, size: Size) -> RawSplits:
     """Load Oxford-IIIT Pet (see module docstring)."""

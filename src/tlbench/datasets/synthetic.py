@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from tlbench.datasets.base import Option, RawSplits, generated_splits, register
+from tlbench.datasets.base import (
+    Option,
+    RawSplits,
+    fraction,
+    generated_splits,
+    positive,
+    register,
+)
 from tlbench.datasets.images import Size
 
 
@@ -44,11 +51,11 @@ def generate(
 
 @register(
     "synthetic",
-    num_classes=Option(3, (int,), "number of classes"),
-    per_class=Option(24, (int,), "images per class"),
+    num_classes=Option(3, (int,), "number of classes", positive),
+    per_class=Option(24, (int,), "images per class", positive),
     noise=Option(0.1, (float, int), "std of the pixel noise (1.0 = full range)"),
-    val_fraction=Option(0.2, (float,), "validation fraction per class"),
-    test_fraction=Option(0.2, (float,), "test fraction per class"),
+    val_fraction=Option(0.2, (float,), "validation fraction per class", fraction),
+    test_fraction=Option(0.2, (float,), "test fraction per class", fraction),
 )
 def load_synthetic(options: dict[str, Any], workdir: Path, seed: int, size: Size) -> RawSplits:
     """Generate the synthetic set and split it stratified (test, then validation)."""
