@@ -207,3 +207,59 @@ def test_run_spec_exponent_without_point_gets_a_hint(tiny_prepared, tmp_path, ca
     assert main(["run", str(spec), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "training.learning_rate: '1e-3' must be a number > 0" in err and "1.0e-3" in err
+
+
+# ---------------------------------------------------------------- outputs: leftovers, modes, size
+
+
+def _synthetic_config(tmp_path: Path) -> Path:
+    config = tmp_path / "synthetic.yaml"
+    config.write_text(yaml.safe_dump({"loader": "synthetic", "num_classes": 2, "per_class": 10}))
+    return config
+
+
+def test_leftovers_of_a_killed_prepare_are_removed_on_rewrite(tmp_path):
+    import socket
+
+    out = tmp_path / "prepared"
+    stale = tmp_path / ".prepared.tmp-otherhost-123-abc"  # another host: a killed job
+    (stale / ".work-x").mkdir(parents=True)
+    (stale / "train_x.npy.partial").write_bytes(b"\0" * 1000)
+    dead = tmp_path / f".prepared.tmp-{socket.gethostname()}-999999999-abc"  # no such pid
+    dead.mkdir()
+    old = tmp_path / ".prepared.old-42"
+    old.mkdir()
+    live = tmp_path / f".prepared.tmp-{socket.gethostname()}-{os.getppid()}-abc"  # running
+    live.mkdir()
+    other = tmp_path / ".other.tmp-otherhost-1-abc"  # another output's: not ours to remove
+    other.mkdir()
+    config = _synthetic_config(tmp_path)
+    assert main(["prepare", str(config), str(out), "--image-size", "8"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, other.name, "prepared", config.name]
+    )
+    assert not any(p.name.startswith(".work-") for p in out.iterdir())
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_outputs_follow_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        out = tmp_path / "prepared"
+        assert (
+            main(["prepare", str(_synthetic_config(tmp_path)), str(out), "--image-size", "8"]) == 0
+        )
+    finally:
+        os.umask(previous)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    for name in ("manifest.json", "classes.json", "train_x.npy", "test_y.npy"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_huge_image_size_is_refused_up_front(tmp_path, capsys):
+    out = tmp_path / "prepared"
+    status = main(["prepare", str(_synthetic_config(tmp_path)), str(out), "--image-size", "100000"])
+    err = capsys.readouterr().err
+    assert status == 2 and not out.exists()
+    assert "image_size 100000x100000" in err and "choose a smaller --image-size" in err
+    assert list(tmp_path.iterdir()) == [tmp_path / "synthetic.yaml"]  # no leftover

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -176,6 +177,46 @@ def _check_labels(raw: RawSplits) -> None:
             raise ValueError(f"{name} labels outside 0..{len(raw.classes) - 1}")
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo), None if unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.3g} GB"
+
+
+#: Decoding holds about this many copies of one image (decoded, converted, resized).
+_DECODE_COPIES = 4
+
+
+def check_room(size: images.Size, count: int, where: Path) -> None:
+    """Fail early, naming ``image_size``, when ``count`` images of ``size`` cannot fit:
+    one image's decoding in the available memory, or the arrays on ``where``'s disk."""
+    per_image = size[0] * size[1] * 3
+    what = f"image_size {size[0]}x{size[1]}"
+    memory = _available_memory()
+    if memory is not None and _DECODE_COPIES * per_image > memory:
+        raise ValueError(
+            f"{what}: decoding one image at this size needs about "
+            f"{_gb(_DECODE_COPIES * per_image)} of memory, {_gb(memory)} is available; "
+            "choose a smaller --image-size"
+        )
+    free = shutil.disk_usage(where).free
+    if per_image * count > free:
+        raise ValueError(
+            f"{what}: the prepared arrays of {count} image(s) need {_gb(per_image * count)}, "
+            f"{_gb(free)} is free on {where}; choose a smaller --image-size or free disk space"
+        )
+
+
 def _drop_study_keys(config: dict[str, Any], size: images.Size, seed: int) -> dict[str, Any]:
     """Drop the study-level keys ``image_size``/``seed`` of a dataset entry (see prepare).
 
@@ -218,12 +259,15 @@ def prepare(
     outdir = Path(outdir)
     started = time.perf_counter()
     with atomic_dir(outdir) as tmp:
-        with tempfile.TemporaryDirectory(prefix=f".{outdir.name}.work-", dir=tmp.parent) as work:
+        # inside the temporary output: a killed prepare leaves one leftover, removed on retry
+        with tempfile.TemporaryDirectory(prefix=".work-", dir=tmp) as work:
+            check_room(size, 1, tmp)
             raw = DATASETS.get(name)(options, Path(work), seed, size)
             try:
                 _check_labels(raw)
                 skipped = list(raw.skipped)
                 total = sum(len(raw.split(s)) for s in SPLITS) + len(skipped)
+                check_room(size, total, tmp)
                 budget = _SkipBudget(total, options["max_skipped_fraction"], skipped)
                 budget.check()
                 written = {s: _write_split(tmp, s, raw.split(s), size, budget) for s in SPLITS}
