@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -109,6 +110,49 @@ def test_dangling_symlink_is_a_skipped_file(tmp_path, capsys):
     status, out = _prepare(tmp_path, tmp_path / "src")  # default budget: 1 of 41 is too many
     assert status == 2
     assert "1 of 41 images" in capsys.readouterr().err
+
+
+def test_awkward_image_files_through_prepare(tmp_path, capsys):
+    """CMYK, RGBA, 16-bit, animated GIF and a truncated JPEG in one class folder."""
+    odd = tmp_path / "src" / "odd"
+    odd.mkdir(parents=True)
+    Image.new("CMYK", (8, 8), (0, 0, 0, 0)).save(odd / "cmyk.jpg", quality=95)  # white
+    Image.new("RGBA", (8, 8), (255, 0, 0, 0)).save(odd / "rgba.png")  # transparent red
+    Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(odd / "grey16.png")  # white
+    frames = [Image.new("RGB", (8, 8), c) for c in [(0, 0, 255), (0, 255, 0)]]
+    frames[0].save(odd / "anim.gif", save_all=True, append_images=frames[1:])  # blue first
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
+    Image.fromarray(noise).save(odd / "full.jpg")
+    (odd / "trunc.jpg").write_bytes((odd / "full.jpg").read_bytes()[:600])
+    _images(tmp_path / "src" / "plain", 6)
+    status, out = _prepare(tmp_path, tmp_path / "src", max_skipped_fraction=0.2)
+    assert status == 0, capsys.readouterr().err
+    manifest = _manifest(out)
+    (skipped,) = manifest["skipped"]
+    assert skipped["file"].endswith("odd/trunc.jpg")
+    assert "trunc.jpg: skipped" in capsys.readouterr().err
+    pixels = {}
+    for split in ("train", "val", "test"):
+        x = np.load(out / f"{split}_x.npy")
+        y = np.load(out / f"{split}_y.npy")
+        for image, label in zip(x, y, strict=True):
+            if label == 0:  # "odd"
+                pixels[tuple(int(v) for v in image[3, 3])] = True
+    assert {(0, 0, 0), (0, 0, 255)} <= set(pixels)  # alpha on black; the GIF's first frame
+    assert any(min(p) >= 250 for p in pixels)  # CMYK white, 16-bit white
+
+
+def test_archive_path_escape_through_prepare(tmp_path, capsys):
+    import zipfile
+
+    _images(tmp_path / "ds" / "a", 3)
+    archive = tmp_path / "ds.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(tmp_path / "ds" / "a" / "img0.jpg", "a/img0.jpg")
+        zf.writestr("../evil.jpg", b"evil")
+    status, out = _prepare(tmp_path, archive)
+    assert status == 2 and not out.exists()
+    assert "'../evil.jpg'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- study config: every run spec
