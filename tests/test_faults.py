@@ -307,3 +307,19 @@ def test_huge_image_size_is_refused_up_front(tmp_path, capsys):
     assert status == 2 and not out.exists()
     assert "image_size 100000x100000" in err and "choose a smaller --image-size" in err
     assert list(tmp_path.iterdir()) == [tmp_path / "synthetic.yaml"]  # no leftover
+
+
+def test_out_of_memory_names_the_image_size(tmp_path, capsys, monkeypatch):
+    """A generated set too large for memory (numpy refuses the allocation): one line, exit 2."""
+    from tlbench.datasets import synthetic
+
+    def refuse(*args, **kwargs):
+        raise MemoryError("Unable to allocate 215. GiB for an array")
+
+    monkeypatch.setattr(synthetic, "generate", refuse)
+    out = tmp_path / "prepared"
+    status = main(["prepare", str(_synthetic_config(tmp_path)), str(out), "--image-size", "20000"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and not out.exists() and len(err.splitlines()) == 1
+    assert "out of memory: Unable to allocate 215. GiB" in err
+    assert "--image-size 20000 may be too large" in err

@@ -123,6 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(error).split())
         print(f"tlbench {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except MemoryError as error:
+        if os.environ.get("TLBENCH_DEBUG") == "1":
+            raise
+        size = getattr(args, "image_size", None)
+        hint = f"; --image-size {size} may be too large" if size is not None else ""
+        print(f"tlbench {args.command}: error: out of memory: {error}{hint}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
