@@ -48,6 +48,7 @@ def test_jfif_class_is_kept_not_relabelled(tmp_path, capsys):
     assert status == 0, capsys.readouterr().err
     assert json.loads((out / "classes.json").read_text()) == ["cat", "dog"]
     assert sum(_manifest(out)["counts"].values()) == 37  # 24 cats, 12 .jfif + 1 .jpe dogs
+    assert ": 2 classes: cat (24), dog (13); train/val/test " in capsys.readouterr().out
 
 
 def test_class_folder_without_images_is_an_error_naming_it(tmp_path, capsys):
@@ -323,3 +324,16 @@ def test_out_of_memory_names_the_image_size(tmp_path, capsys, monkeypatch):
     assert status == 2 and not out.exists() and len(err.splitlines()) == 1
     assert "out of memory: Unable to allocate 215. GiB" in err
     assert "--image-size 20000 may be too large" in err
+
+
+def test_symlinked_class_folder_is_followed_once(tmp_path, capsys):
+    _images(tmp_path / "elsewhere" / "cats", 12)
+    _images(tmp_path / "src" / "dog", 12)
+    os.symlink(tmp_path / "elsewhere" / "cats", tmp_path / "src" / "cat")
+    os.symlink(tmp_path / "src", tmp_path / "src" / "dog" / "loop")  # a cycle: not walked twice
+    status, out = _prepare(tmp_path, tmp_path / "src")
+    assert status == 0, capsys.readouterr().err
+    assert json.loads((out / "classes.json").read_text()) == ["cat", "dog"]
+    manifest = _manifest(out)
+    assert [sum(c) for c in zip(*manifest["class_counts"].values(), strict=True)] == [12, 12]
+    assert manifest["unused"] == []

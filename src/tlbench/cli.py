@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 def _prepare(args: argparse.Namespace) -> None:
     import yaml
 
-    from tlbench.datasets import prepare
+    from tlbench.datasets import load_prepared, prepare
     from tlbench.spec import SpecError
 
     try:
@@ -85,7 +85,11 @@ def _prepare(args: argparse.Namespace) -> None:
     if not isinstance(config, dict):
         raise SpecError(f"dataset config {args.config}: expected a mapping, got {config!r}")
     path = prepare(config, args.outdir, image_size=args.image_size, seed=args.seed)
-    print(f"prepared {path}")
+    data = load_prepared(path)
+    per_class = [sum(n) for n in zip(*data.manifest["class_counts"].values(), strict=True)]
+    classes = ", ".join(f"{c} ({n})" for c, n in zip(data.classes, per_class, strict=True))
+    counts = "/".join(str(data.counts[s]) for s in ("train", "val", "test"))
+    print(f"prepared {path}: {len(data.classes)} classes: {classes}; train/val/test {counts}")
 
 
 def _run(args: argparse.Namespace) -> None:

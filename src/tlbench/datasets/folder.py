@@ -95,9 +95,13 @@ def _read_file(root: Path, name: str) -> bytes:
 
 
 def _dir_tree(root: Path, label: str) -> FileTree:
+    """Walk ``root``, following symlinked folders (each real folder once: no loops)."""
     names, dirs = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+    seen = {os.path.realpath(root)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = {name: os.path.realpath(os.path.join(dirpath, name)) for name in dirnames}
+        dirnames[:] = sorted(name for name in dirnames if real[name] not in seen)
+        seen.update(real[name] for name in dirnames)
         rel = Path(dirpath).relative_to(root).as_posix()
         dirs.extend(name if rel == "." else f"{rel}/{name}" for name in dirnames)
         for filename in sorted(filenames):
