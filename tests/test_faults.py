@@ -201,6 +201,8 @@ BAD_STUDY_VALUES = [
         "datasets.mine.val_fraction: val_fraction must be in (0, 1)",
     ),
     ("training.batch_size", 8.0, "training.batch_size: 8.0 must be an integer >= 1"),
+    ("datasets.mine.test_fraction", "1e-1", "datasets.mine.test_fraction: dataset option"),
+    ("datasets.mine.test_fraction", "1e-1", "YAML read '1e-1' as a string"),
     (
         "strategies.fine_tune.training.learning_rate",
         "1e-3",
