@@ -62,6 +62,7 @@ RUN_SCALARS = (
     "best_epoch",
     "params_total",
     "params_trainable",
+    "pilot",
 )
 #: Environment fields copied into ``env_<field>`` columns.
 ENV_FIELDS = (
@@ -186,11 +187,15 @@ def run_row(metrics: Mapping[str, Any], path: str | os.PathLike | None = None) -
         for key, value in values.items():
             if key not in SPLIT_METRICS and isinstance(value, bool | int | float | str):
                 row[f"{split}_{key}"] = value
+        matrix = values.get("confusion_matrix")
+        if isinstance(matrix, list) and len(matrix) == 2:  # binary: for ROC AUC's standard error
+            row[f"{split}_positives"] = int(sum(matrix[1]))
     environment = metrics.get("environment") or {}
     for key in ENV_FIELDS:
         row[f"env_{key}"] = _scalar(environment.get(key))
     if row["status"] is np.nan or row["status"] is None:
-        row["status"] = "ok" if metrics.get("test") else "unknown"
+        finished = metrics.get("val") if metrics.get("pilot") else metrics.get("test")
+        row["status"] = "ok" if finished else "unknown"
     row["path"] = str(Path(path).parent) if path is not None else np.nan
     return row
 
@@ -253,6 +258,37 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == "ok"]
 
 
+def is_pilot(df: pd.DataFrame) -> bool:
+    """Whether the study's runs are pilot runs (``pilot: true``: the test split sealed).
+
+    A study mixing pilot and evaluated runs is an error: its tables would set
+    validation figures beside test figures.
+    """
+    if "pilot" not in df or df.empty:
+        return False
+    flags = df["pilot"].map(lambda v: v is True or str(v).lower() == "true")
+    if flags.all():
+        return True
+    if flags.any():
+        mixed = df.loc[flags, ID_COLUMNS].astype(str).agg("/".join, axis=1)
+        raise ValueError(
+            f"the study mixes {int(flags.sum())} pilot runs (test split sealed, e.g. "
+            f"{mixed.iloc[0]}) with {int((~flags).sum())} runs evaluated on test; "
+            "rerun them all with one setting of pilot"
+        )
+    return False
+
+
+def reported_split(df: pd.DataFrame) -> str:
+    """The split whose figures a study's tables and figures show: ``"val"`` for a
+    pilot study (:func:`is_pilot`), else ``"test"``."""
+    return "val" if is_pilot(df) else "test"
+
+
+#: Display names of the reported splits.
+SPLIT_LABELS = {"test": "test", "val": "validation"}
+
+
 def _check_dataset(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Rows of ``dataset``; an unknown name is an error listing the study's datasets."""
     rows = df[df["dataset"] == dataset]
@@ -284,6 +320,18 @@ def model_name(backbone: str, strategy: str, augmentation: str) -> str:
     return name if augmentation in ("none", None) else f"{name}_{augmentation}"
 
 
+def general_columns(split: str = "test") -> dict[str, tuple[str, str, int]]:
+    """:data:`GENERAL_COLUMNS`, with validation in place of test for ``split="val"`` (pilot)."""
+    if split == "test":
+        return dict(GENERAL_COLUMNS)
+    if split != "val":
+        raise ValueError(f"unknown reported split {split!r}; valid: test, val")
+    return {
+        name.replace("Test", "Validation"): (source.replace("test_", "val_"), best, decimals)
+        for name, (source, best, decimals) in GENERAL_COLUMNS.items()
+    }
+
+
 def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Summary table of one dataset (seed 000's "general table").
 
@@ -295,12 +343,14 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     all other settings were set by the config). The positions
     of the best value per column (max accuracy, min loss/time, ties all
     marked) are in ``table.attrs["best"]`` ({column: [row positions]}), which
-    :func:`write_table` renders bold in Markdown and HTML.
+    :func:`write_table` renders bold in Markdown and HTML. In a pilot study the
+    test columns are validation columns (``Validation accuracy``, ...).
     """
     rows_of = _check_dataset(df, dataset)
+    columns_of = general_columns(reported_split(df))
     keys = ["backbone", "strategy", "augmentation"]
     records = []
-    means: dict[str, list[float]] = {col: [] for col in GENERAL_COLUMNS}
+    means: dict[str, list[float]] = {col: [] for col in columns_of}
     groups = sorted(
         rows_of.groupby(keys, sort=True),
         key=lambda item: (item[0][0], item[0][1], item[0][2] != "none", item[0][2]),
@@ -308,7 +358,7 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     for (backbone, strategy, augmentation), group in groups:
         ok = _ok(group)
         record = {"Model name": model_name(backbone, strategy, augmentation)}
-        for column, (source, _, decimals) in GENERAL_COLUMNS.items():
+        for column, (source, _, decimals) in columns_of.items():
             values = ok[source].dropna()
             record[column] = mean_sd(values, decimals) if len(values) else "failed"
             means[column].append(float(values.mean()) if len(values) else np.nan)
@@ -319,9 +369,9 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
             record["Tuned"] = "; ".join(labels)
         records.append(record)
     extra = ["Tuned"] if any(r.get("Tuned") for r in records) else []
-    table = pd.DataFrame(records, columns=["Model name", *GENERAL_COLUMNS, "Runs", *extra])
+    table = pd.DataFrame(records, columns=["Model name", *columns_of, "Runs", *extra])
     best: dict[str, list[int]] = {}
-    for column, (_, direction, _) in GENERAL_COLUMNS.items():
+    for column, (_, direction, _) in columns_of.items():
         values = np.array(means[column], dtype=float)
         if np.isfinite(values).any():
             target = np.nanmax(values) if direction == "max" else np.nanmin(values)
@@ -336,17 +386,19 @@ def strategy_ranking(df: pd.DataFrame) -> pd.DataFrame:
     One row per (dataset, backbone, strategy, augmentation) of finished runs:
     ``runs``, ``test_accuracy_mean``, ``test_accuracy_sd``, ``accuracy_rank``
     (1 = best, ties share the lower rank) and ``test_roc_auc_mean``; on binary
-    datasets also ``roc_auc_rank`` (NaN elsewhere, where accuracy decides).
+    datasets also ``roc_auc_rank`` (NaN elsewhere, where accuracy decides). In a
+    pilot study (test split sealed) the columns are ``val_*`` and rank validation.
     """
     ok = _ok(df)
+    split = reported_split(df)
     keys = ["dataset", "backbone", "strategy", "augmentation"]
     columns = [
         *keys,
         "runs",
-        "test_accuracy_mean",
-        "test_accuracy_sd",
+        f"{split}_accuracy_mean",
+        f"{split}_accuracy_sd",
         "accuracy_rank",
-        "test_roc_auc_mean",
+        f"{split}_roc_auc_mean",
         "roc_auc_rank",
     ]
     if ok.empty:
@@ -354,14 +406,16 @@ def strategy_ranking(df: pd.DataFrame) -> pd.DataFrame:
     grouped = ok.groupby(keys, sort=True)
     table = grouped.agg(
         runs=("seed", "size"),
-        test_accuracy_mean=("test_accuracy", "mean"),
-        test_accuracy_sd=("test_accuracy", "std"),
-        test_roc_auc_mean=("test_roc_auc", "mean"),
+        accuracy_mean=(f"{split}_accuracy", "mean"),
+        accuracy_sd=(f"{split}_accuracy", "std"),
+        roc_auc_mean=(f"{split}_roc_auc", "mean"),
         num_classes=("num_classes", "max"),
     ).reset_index()
+    table = table.rename(columns={c: f"{split}_{c}" for c in ("accuracy_mean", "accuracy_sd",
+                                                              "roc_auc_mean")})  # fmt: skip
     within = table.groupby(["dataset", "backbone"])
-    table["accuracy_rank"] = within["test_accuracy_mean"].rank(ascending=False, method="min")
-    auc_rank = within["test_roc_auc_mean"].rank(ascending=False, method="min")
+    table["accuracy_rank"] = within[f"{split}_accuracy_mean"].rank(ascending=False, method="min")
+    auc_rank = within[f"{split}_roc_auc_mean"].rank(ascending=False, method="min")
     table["roc_auc_rank"] = auc_rank.where(table["num_classes"] == 2)
     table = table.sort_values(["dataset", "backbone", "accuracy_rank", "strategy", "augmentation"])
     return table[columns].reset_index(drop=True)
@@ -379,22 +433,26 @@ def flag_suspicious(
     ``max_gap`` (memorised training data, or train/test preprocessed
     differently) or when its test accuracy is at most ``chance_factor`` times
     chance (1 / number of classes): the signature of seed 000's bug, where
-    models with 0.98 train accuracy scored 0.03 on the test split.
+    models with 0.98 train accuracy scored 0.03 on the test split. In a pilot
+    study (test split sealed) validation accuracy stands in for test accuracy;
+    the column keeps its name ``test_accuracy`` and holds the validation figure.
     """
+    split = reported_split(df)
+    label = SPLIT_LABELS[split]
     flagged = []
     for _, row in _ok(df).iterrows():
         reasons = []
-        test, train, classes = row["test_accuracy"], row["train_accuracy"], row["num_classes"]
+        test, train, classes = row[f"{split}_accuracy"], row["train_accuracy"], row["num_classes"]
         if pd.notna(test) and pd.notna(train) and train - test > max_gap:
             reasons.append(
-                f"train accuracy {train:.4f} exceeds test accuracy {test:.4f} "
+                f"train accuracy {train:.4f} exceeds {label} accuracy {test:.4f} "
                 f"by {train - test:.4f} > {max_gap}"
             )
         if pd.notna(test) and pd.notna(classes) and classes > 0:
             chance = 1.0 / classes
             if test <= chance_factor * chance:
                 reasons.append(
-                    f"test accuracy {test:.4f} is within {chance_factor}x chance "
+                    f"{label} accuracy {test:.4f} is within {chance_factor}x chance "
                     f"(1/{int(classes)} = {chance:.4f})"
                 )
         if reasons:
@@ -425,14 +483,13 @@ def environment_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_run(df: pd.DataFrame, dataset: str) -> pd.Series:
-    """The finished run of ``dataset`` with the highest test accuracy (ties: lowest test loss)."""
-    rows = _ok(_check_dataset(df, dataset)).dropna(subset=["test_accuracy"])
-    if rows.empty:
-        raise ValueError(f"dataset {dataset!r} has no finished run with a test accuracy")
-    order = rows.sort_values(
-        ["test_accuracy", "test_loss"], ascending=[False, True], na_position="last"
-    )
-    return order.iloc[0]
+    """The finished run of ``dataset`` chosen by validation (:func:`tlbench.selection.select_run`:
+    validation accuracy, validation ROC AUC on binary datasets; ties: lower validation loss).
+    Its test figures are reported, never used to choose."""
+    from tlbench.selection import select_run
+
+    _check_dataset(df, dataset)
+    return select_run(df, dataset).row
 
 
 # --------------------------------------------------------------------------- writing

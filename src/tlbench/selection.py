@@ -1,0 +1,303 @@
+"""Choosing by validation: the one place that picks a run or a cell of a study.
+
+Everything that *chooses* (the best run of a dataset for the confusion matrix
+and the prediction grid, the results page's checks and sentences) calls
+:func:`select_run` or :func:`select_cell`; the test figure of the chosen run
+or cell is then *reported* beside the validation figure that chose it, never
+used to choose. A number that is the best of many test scores is biased
+upwards; the best of many validation scores is not a test score at all.
+
+Criterion (:func:`criterion`): validation accuracy; on binary datasets
+(every run has 2 classes) validation ROC AUC. Ties: lower validation loss,
+then the study table's order (dataset, backbone, strategy, augmentation, seed).
+A cell's value is the mean over its seeds of finished runs.
+
+When validation cannot choose (:attr:`Selection.warning`): the validation
+split is too small to tell the chosen candidate from the runner-up when their
+validation figures differ by less than :data:`SEPARATION` standard errors of
+the difference. For accuracy at validation size n, with p the mean of the two
+accuracies, the standard error of one accuracy is ``sqrt(p (1 - p) / n)`` and
+of the difference of two (independent) accuracies ``sqrt(2) x`` that. For ROC
+AUC the standard error is Hanley & McNeil's (1982) from the validation split's
+positive and negative counts. Seeds of a cell share the validation images, so a
+mean over seeds is given the standard error of one run (not divided by the
+number of seeds): averaging seeds does not add validation images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+CELL = ["dataset", "backbone", "strategy", "augmentation"]
+#: Candidates closer than this many standard errors (of their difference) are
+#: called indistinguishable on validation.
+SEPARATION = 2.0
+SELECTED_BY = "validation"
+
+
+@dataclass
+class Selection:
+    """The chosen run or cell, what chose it and the test figures reported beside it."""
+
+    kind: str  #: "run" or "cell"
+    cell: tuple[Any, ...]  #: (dataset, backbone, strategy, augmentation)
+    seed: int | None  #: the run's seed (None for a cell)
+    criterion: str  #: study column that chose, e.g. "val_accuracy"
+    label: str  #: "validation accuracy" / "validation ROC AUC"
+    value: float  #: the chosen one's validation figure (mean over seeds for a cell)
+    loss: float  #: its validation loss (tie-break)
+    test_accuracy: float | None  #: reported beside (None: test split sealed, pilot)
+    test_value: float | None  #: test counterpart of the criterion (test ROC AUC on binary)
+    seeds: int  #: runs the value is the mean of
+    candidates: int  #: runs / cells it was chosen among
+    val_n: int | None  #: validation images
+    runner_up: dict[str, Any] | None = None  #: {"name", "value"} of the second best
+    standard_error: float | None = None  #: of one candidate's validation figure
+    difference_se: float | None = None  #: of the chosen - runner-up difference
+    warning: str | None = None  #: set when validation cannot tell the two apart
+    row: pd.Series | None = field(default=None, repr=False)  #: the run's study row (runs)
+
+    @property
+    def name(self) -> str:
+        """``backbone/strategy/augmentation`` plus ``, seed N`` for a run."""
+        text = "/".join(str(c) for c in self.cell[1:])
+        return text if self.seed is None else f"{text}, seed {self.seed}"
+
+    def describe(self, decimals: int = 4) -> str:
+        """One sentence: what was chosen, by which validation figure, the test figure beside."""
+        what = "mean over seeds " if self.kind == "cell" and self.seeds > 1 else ""
+        test = (
+            "test split sealed (pilot)"
+            if self.test_accuracy is None
+            else f"test accuracy {self.test_accuracy:.{decimals}f}"
+        )
+        if self.test_value is not None and self.criterion != "val_accuracy":
+            test += (
+                f", test {self.label.removeprefix('validation ')} {self.test_value:.{decimals}f}"
+            )
+        text = (
+            f"{self.name}: chosen by {what}{self.label} {self.value:.{decimals}f} "
+            f"(validation n = {_int_text(self.val_n)}, {self.candidates} candidates); {test}"
+        )
+        return text + (f". {self.warning}" if self.warning else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready record (``selected_by: validation``) for a results page."""
+        return {
+            "selected_by": SELECTED_BY,
+            "kind": self.kind,
+            "cell": list(self.cell),
+            "seed": self.seed,
+            "criterion": self.criterion,
+            "validation": self.value,
+            "test_accuracy": self.test_accuracy,
+            "test_value": self.test_value,
+            "seeds": self.seeds,
+            "candidates": self.candidates,
+            "val_n": self.val_n,
+            "runner_up": self.runner_up,
+            "standard_error": self.standard_error,
+            "warning": self.warning,
+        }
+
+
+def _int_text(value: Any) -> str:
+    return "?" if value is None else str(int(value))
+
+
+def criterion(df: pd.DataFrame) -> tuple[str, str]:
+    """``(column, label)`` that chooses: validation ROC AUC when every run is binary
+    and has one, else validation accuracy."""
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    if (
+        len(ok)
+        and "val_roc_auc" in ok
+        and bool((ok["num_classes"] == 2).all())
+        and ok["val_roc_auc"].notna().all()
+    ):
+        return "val_roc_auc", "validation ROC AUC"
+    return "val_accuracy", "validation accuracy"
+
+
+def _candidates(
+    df: pd.DataFrame, dataset: str | None, strategies: Sequence[str] | None
+) -> pd.DataFrame:
+    runs = df[df["status"] == "ok"] if "status" in df else df
+    if dataset is not None:
+        if not (df["dataset"] == dataset).any():
+            raise ValueError(
+                f"no runs of dataset {dataset!r}; datasets in the study: "
+                + ", ".join(sorted(map(str, df["dataset"].unique())))
+            )
+        runs = runs[runs["dataset"] == dataset]
+    if strategies is not None:
+        runs = runs[runs["strategy_name"].isin(list(strategies))]
+    return runs
+
+
+def _mean(values: pd.Series) -> float | None:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return float(values.mean()) if len(values) else None
+
+
+def select_run(
+    df: pd.DataFrame, dataset: str | None = None, strategies: Sequence[str] | None = None
+) -> Selection:
+    """The finished run with the best validation figure (see the module docstring).
+
+    ``dataset`` / ``strategies`` (``strategy_name`` values) restrict the
+    candidates. Raises ``ValueError`` when no finished run has the figure.
+    """
+    column, label = criterion(_candidates(df, dataset, None))
+    runs = _candidates(df, dataset, strategies).dropna(subset=[column])
+    if runs.empty:
+        where = f" of dataset {dataset!r}" if dataset is not None else ""
+        raise ValueError(f"no finished run{where} with a {label} ({column}) to choose by")
+    loss = runs["val_loss"] if "val_loss" in runs else pd.Series(np.nan, index=runs.index)
+    order = runs.assign(_value=runs[column], _loss=loss.fillna(np.inf)).sort_values(
+        ["_value", "_loss"], ascending=[False, True], kind="stable"
+    )
+    best = order.iloc[0]
+    second = order.iloc[1] if len(order) > 1 else None
+    runner = None
+    if second is not None:
+        runner = {
+            "name": "/".join(str(second[c]) for c in CELL[1:]) + f", seed {int(second['seed'])}",
+            "value": float(second[column]),
+        }
+    selection = Selection(
+        kind="run",
+        cell=tuple(best[c] for c in CELL),
+        seed=int(best["seed"]),
+        criterion=column,
+        label=label,
+        value=float(best[column]),
+        loss=float(best["val_loss"]) if "val_loss" in best else float("nan"),
+        test_accuracy=_scalar(best.get("test_accuracy")),
+        test_value=_scalar(best.get(column.replace("val_", "test_", 1))),
+        seeds=1,
+        candidates=len(order),
+        val_n=_count(best.get("val_n")),
+        runner_up=runner,
+        row=best.drop(labels=["_value", "_loss"]),
+    )
+    return _judge(selection, best)
+
+
+def select_cell(
+    df: pd.DataFrame, dataset: str | None = None, strategies: Sequence[str] | None = None
+) -> Selection:
+    """The cell (dataset, backbone, strategy, augmentation) with the best mean
+    validation figure over its seeds' finished runs; its mean test figures beside."""
+    column, label = criterion(_candidates(df, dataset, None))
+    runs = _candidates(df, dataset, strategies).dropna(subset=[column])
+    if runs.empty:
+        where = f" of dataset {dataset!r}" if dataset is not None else ""
+        raise ValueError(f"no finished run{where} with a {label} ({column}) to choose by")
+    test_column = column.replace("val_", "test_", 1)
+    records = []
+    for keys, group in runs.groupby(CELL, sort=True):
+        records.append(
+            {
+                "cell": keys,
+                "value": float(group[column].mean()),
+                "loss": _mean(group["val_loss"]) if "val_loss" in group else None,
+                "test_accuracy": _mean(group["test_accuracy"])
+                if "test_accuracy" in group
+                else None,
+                "test_value": _mean(group[test_column]) if test_column in group else None,
+                "seeds": len(group),
+                "first": group.iloc[0],
+            }
+        )
+    records.sort(key=lambda r: (-r["value"], math.inf if r["loss"] is None else r["loss"]))
+    best = records[0]
+    runner = None
+    if len(records) > 1:
+        second = records[1]
+        runner = {"name": "/".join(str(c) for c in second["cell"][1:]), "value": second["value"]}
+    selection = Selection(
+        kind="cell",
+        cell=tuple(best["cell"]),
+        seed=None,
+        criterion=column,
+        label=label,
+        value=best["value"],
+        loss=float("nan") if best["loss"] is None else best["loss"],
+        test_accuracy=best["test_accuracy"],
+        test_value=best["test_value"],
+        seeds=best["seeds"],
+        candidates=len(records),
+        val_n=_count(best["first"].get("val_n")),
+        runner_up=runner,
+    )
+    return _judge(selection, best["first"])
+
+
+def _scalar(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _count(value: Any) -> int | None:
+    value = _scalar(value)
+    return None if value is None else int(value)
+
+
+def accuracy_se(p: float, n: int) -> float:
+    """Standard error of an accuracy ``p`` measured on ``n`` images."""
+    if n <= 0:
+        raise ValueError(f"validation n must be positive, got {n}")
+    return math.sqrt(max(p * (1.0 - p), 0.0) / n)
+
+
+def auc_se(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil's (1982) standard error of a ROC AUC."""
+    if positives <= 0 or negatives <= 0:
+        raise ValueError(
+            f"ROC AUC standard error needs positives and negatives, got {positives}, {negatives}"
+        )
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (
+        auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)
+    ) / (positives * negatives)
+    return math.sqrt(max(var, 0.0))
+
+
+def _judge(selection: Selection, row: Mapping[str, Any]) -> Selection:
+    """Set the standard errors, and the warning when the runner-up is within
+    :data:`SEPARATION` standard errors of the difference (or tied)."""
+    n = selection.val_n
+    if selection.runner_up is None or n is None or n <= 0:
+        return selection
+    other = selection.runner_up["value"]
+    pooled = (selection.value + other) / 2
+    if selection.criterion == "val_roc_auc":
+        positives = _count(row.get("val_positives"))
+        if positives is None or not 0 < positives < n:
+            return selection  # no class counts recorded: no standard error claimed
+        se = auc_se(pooled, positives, n - positives)
+        what = f"n = {n}, {positives} positive"
+    else:
+        se = accuracy_se(pooled, n)
+        what = f"n = {n}"
+    diff_se = math.sqrt(2.0) * se
+    gap = selection.value - other
+    selection.standard_error, selection.difference_se = se, diff_se
+    if gap <= 0 or gap < SEPARATION * diff_se:
+        selection.warning = (
+            f"Validation cannot choose: the validation split ({what}) is too small to tell "
+            f"it from the runner-up {selection.runner_up['name']} ({selection.label} "
+            f"{other:.4f}): they differ by {gap:.4f}, less than {SEPARATION:g} standard "
+            f"errors of the difference ({SEPARATION:g} x {diff_se:.4f}; standard error of "
+            f"one {selection.label} {se:.4f})"
+        )
+    return selection
