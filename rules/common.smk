@@ -22,6 +22,7 @@ localrules:
     general_tables,
     strategy_ranking,
     suspicious_runs,
+    test_evaluations,
     training_curves,
     dataset_curves,
     accuracy_heatmaps,
@@ -211,6 +212,7 @@ def table_targets():
         *(f"{RESULTS}/tables/{dataset}/general.html" for dataset in STUDY.datasets),
         f"{RESULTS}/tables/strategy_ranking.html",
         f"{RESULTS}/tables/suspicious_runs.html",
+        f"{RESULTS}/tables/test_evaluations.html",
     ]
 
 

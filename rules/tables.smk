@@ -84,3 +84,27 @@ rule suspicious_runs:
         "../envs/tlbench.yaml"
     script:
         "../scripts/suspicious_runs.py"
+
+
+rule test_evaluations:
+    input:
+        all_run_dirs,
+    output:
+        csv=f"{RESULTS}/tables/test_evaluations.csv",
+        md=f"{RESULTS}/tables/test_evaluations.md",
+        html=report(
+            f"{RESULTS}/tables/test_evaluations.html",
+            caption="../report/test_evaluations.rst",
+            category="Tables",
+            subcategory="Test-split ledger",
+            labels={"table": "looks at the test split"},
+        ),
+    params:
+        ledger=STUDY.ledger_path,
+        datasets=STUDY.datasets,
+    log:
+        f"{RESULTS}/logs/tables/test_evaluations.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/test_evaluations.py"

@@ -3,7 +3,10 @@
 params.spec: the engine's run spec; params.names: the run's config-level names,
 recorded in metrics.json as ``run``. Threads follow the job's ``threads``.
 input.tuned (tuned cells only): the search's best.json, applied to the spec
-and recorded as ``tuned`` (tlbench.tuning.apply_tuned).
+and recorded as ``tuned`` (tlbench.tuning.apply_tuned). A run that evaluated
+the test split (not a pilot run) appends its line to the study's test-split
+ledger, ``<results>/test_evaluations.jsonl`` (tlbench.ledger; the path comes
+from the config, not a param, so that adding it reran no finished run).
 """
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
@@ -20,4 +23,8 @@ with log_to(snakemake.log[0]):
         from tlbench.tuning import apply_tuned, read_tuned
 
         spec = apply_tuned(spec, read_tuned(snakemake.input.tuned))
-    engine.run(spec, snakemake.output[0])
+    metrics = engine.run(spec, snakemake.output[0])
+    from tlbench import ledger
+    from tlbench.study import results_folder
+
+    ledger.record(ledger.ledger_path(results_folder(snakemake.config)), metrics)

@@ -1,7 +1,11 @@
 """Command line: ``tlbench run | prepare | features``.
 
-* ``tlbench run SPEC.yaml OUTDIR [--threads N]`` — train and evaluate one run
-  (:func:`tlbench.engine.run`); OUTDIR is written atomically.
+* ``tlbench run SPEC.yaml OUTDIR [--threads N] [--pilot] [--ledger PATH]`` — train
+  and evaluate one run (:func:`tlbench.engine.run`); OUTDIR is written atomically.
+  ``--pilot`` sets the spec's ``pilot: true``: train/val only, the test split is
+  never opened. A run that evaluates the test split appends one line to the
+  test-split ledger (:mod:`tlbench.ledger`), ``PATH`` or by default
+  ``test_evaluations.jsonl`` beside OUTDIR.
 * ``tlbench prepare DATASET_CONFIG.yaml OUTDIR --image-size N --seed S`` —
   prepare a dataset (:func:`tlbench.datasets.prepare`).
 * ``tlbench features SPEC.yaml OUTDIR [--threads N]`` — fill a frozen-backbone
@@ -57,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("spec", help="run spec (YAML)")
     run.add_argument("outdir", help="output folder (written atomically)")
     run.add_argument("--threads", type=int, default=None, help="TensorFlow thread limit")
+    run.add_argument(
+        "--pilot",
+        action="store_true",
+        help="pilot run: train and evaluate on train/val only, never open the test split",
+    )
+    run.add_argument(
+        "--ledger",
+        default=None,
+        help="test-split ledger to append to (default: test_evaluations.jsonl beside OUTDIR)",
+    )
     prep = sub.add_parser("prepare", help="prepare a dataset into OUTDIR")
     prep.add_argument("config", help="dataset config (YAML): {loader: ..., source: ..., ...}")
     prep.add_argument("outdir", help="output folder (written atomically)")
@@ -93,15 +107,31 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from tlbench import ledger
     from tlbench.engine import run
+    from tlbench.spec import load_spec_file
 
     limit_threads(args.threads)
-    metrics = run(args.spec, args.outdir)
-    test = metrics.get("test", {})
+    spec = load_spec_file(args.spec)
+    if args.pilot:
+        spec["pilot"] = True
+    metrics = run(spec, args.outdir)
+    test = metrics.get("test") or {}
+    val = metrics.get("val") or {}
+    path = args.ledger or Path(args.outdir).resolve().parent / ledger.NAME
+    line = ledger.record(path, metrics)
     print(
         f"{metrics['status']}: {args.outdir}"
         + (f" test accuracy {test['accuracy']:.4f}" if "accuracy" in test else "")
+        + (
+            f" validation accuracy {val['accuracy']:.4f} (pilot: test split sealed)"
+            if metrics.get("pilot") and "accuracy" in val
+            else ""
+        )
         + (f" ({metrics['reason']})" if metrics.get("reason") else "")
+        + (f"; test evaluation recorded in {path}" if line else "")
     )
 
 

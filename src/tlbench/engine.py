@@ -9,7 +9,8 @@ and writes, atomically (the folder is complete or absent):
   val_accuracy, learning_rate, seconds;
 * ``model.keras`` — the whole classifier (raw 0..255 images at the prepared
   size -> class probabilities) with its backbone nested as ``"backbone"``;
-* ``classes.json``, ``predictions.npz`` (test ``y_true``, ``y_prob``, ``classes``);
+* ``classes.json``, ``predictions.npz`` (test ``y_true``, ``y_prob``, ``classes``,
+  ``split``; the val split's in a pilot run);
 * strategy extras (``reconstructions.npz`` for ``autoencoder``).
 
 Model: Input (prepared H×W×3, float 0..255) -> augmentation (active in
@@ -19,7 +20,8 @@ BatchNorm in inference mode) -> global average pooling (4D features) -> head
 (a nested model named ``"head"``; float32 softmax).
 
 Data: the val split drives early stopping only; the test split is read once,
-at the very end. A non-finite loss stops training and the run is recorded with
+at the very end. A pilot run (spec ``pilot: true``) never opens the test split:
+the val split takes its place in the final evaluation and ``test`` is null. A non-finite loss stops training and the run is recorded with
 ``status: "failed"`` and the epoch and phase where it happened.
 
 Resume: every finished epoch is checkpointed in ``OUTDIR + ".work"``
@@ -69,11 +71,16 @@ NO_AUGMENTATION = "none"
 USE_FEATURE_CACHE = True
 
 
-def load_prepared(path: str | os.PathLike) -> Any:
-    """Open a prepared dataset (indirection so tests can observe split access)."""
+#: The splits a pilot run (spec ``pilot: true``), a search and a feature cache open.
+TRAIN_VAL_SPLITS = ("train", "val")
+
+
+def load_prepared(path: str | os.PathLike, splits: Sequence[str] | None = None) -> Any:
+    """Open a prepared dataset (indirection so tests can observe split access);
+    ``splits``: the splits whose files must exist (None: all)."""
     from tlbench.datasets import load_prepared as _load
 
-    return _load(path)
+    return _load(path) if splits is None else _load(path, splits)
 
 
 # --------------------------------------------------------------------------- data
@@ -899,6 +906,7 @@ def _evaluate(
     batch: int,
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     built: BuiltModel | None = None,
+    pilot: bool = False,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Val and train metrics, then the test split: read once, predicted once (timed).
 
@@ -907,10 +915,17 @@ def _evaluate(
     as the whole model's (its backbone is frozen, in inference mode, and unchanged
     since the features were computed), without a second pass of the images through
     the backbone. The test split always goes through the saved classifier.
+
+    ``pilot``: the test split is not opened; the validation split takes its place
+    as the final evaluation (through the saved classifier, timed; its per-class
+    accuracy, confusion matrix and ``predictions.npz``) and ``test`` is None.
     """
+    final = "val" if pilot else "test"
     out: dict[str, Any] = {}
     cached = built.head_features if built is not None else None
     for name in ("val", "train"):
+        if name == final:
+            continue
         x, y = splits[name]
         if cached is not None:
             prob = _predict_arrays(built.head, getattr(cached, name), batch)
@@ -918,12 +933,14 @@ def _evaluate(
             prob = _predict(model, x, batch)
         out[name] = _split_metrics(np.asarray(y), prob, classes)
     out["train_val_predicted_from"] = "cached features" if cached is not None else "images"
-    x_test, y_test = data.split("test")
+    x_test, y_test = splits["val"] if pilot else data.split("test")
     start = time.perf_counter()
     prob = _predict(model, x_test, batch)
     seconds = time.perf_counter() - start
     test = _split_metrics(np.asarray(y_test), prob, classes)
-    out["test"] = test
+    out[final] = test
+    if pilot:
+        out["test"] = None
     out["per_class_accuracy"] = test["per_class_accuracy"]
     out["confusion_matrix"] = test["confusion_matrix"]
     out["inference_images_per_second"] = round(len(x_test) / max(seconds, 1e-9), 2)
@@ -931,6 +948,7 @@ def _evaluate(
         "y_true": np.asarray(y_test, np.int64),
         "y_prob": prob.astype(np.float32),
         "classes": np.asarray(classes),
+        "split": np.asarray(final),
     }
     return out, predictions
 
@@ -954,7 +972,11 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     from tlbench.provenance import environment, utc_now
 
     started_utc = utc_now()
-    data = load_prepared(spec["dataset"]["prepared"])
+    pilot = spec["pilot"]
+    if pilot:  # the test split stays sealed: its files are neither required nor opened
+        data = load_prepared(spec["dataset"]["prepared"], TRAIN_VAL_SPLITS)
+    else:
+        data = load_prepared(spec["dataset"]["prepared"])
     classes = [str(c) for c in data.classes]
     if spec["dataset"]["name"] is None:
         spec["dataset"]["name"] = data.manifest.get("dataset")
@@ -972,7 +994,9 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     trainer = Trainer(spec, resume=Resume(workdir, spec))
     extras: dict[str, Any] = {}
     arrays: dict[str, dict[str, np.ndarray]] = {}
-    metrics: dict[str, Any] = {"status": "ok"}
+    metrics: dict[str, Any] = {"status": "ok", "pilot": pilot}
+    if pilot:
+        metrics["test"] = None
     start = time.perf_counter()
     built = None
     if strategy.trains:
@@ -991,7 +1015,9 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     if spec.get("run"):
         metrics["run"] = spec["run"]
     if model is not None:
-        evaluated, arrays["predictions.npz"] = _evaluate(model, data, classes, batch, splits, built)
+        evaluated, arrays["predictions.npz"] = _evaluate(
+            model, data, classes, batch, splits, built, pilot=pilot
+        )
         metrics.update(evaluated)
     metrics.update(
         {

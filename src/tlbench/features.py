@@ -174,7 +174,7 @@ def features_for_run(
     from tlbench.engine import load_prepared
 
     folder = Path(folder)
-    key = feature_key(spec, load_prepared(spec["dataset"]["prepared"]))
+    key = feature_key(spec, load_prepared(spec["dataset"]["prepared"], SPLITS))
     info = {"path": str(folder), "key": key["sha256"]}
     if folder.exists():
         feats = _read_cache(folder, key)
@@ -258,7 +258,7 @@ def compute(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLi
             "backbone.weights: 'none' (random init) cannot be cached: its features depend on "
             "the run's seed; valid weights here: imagenet, a weights file, {run: <run folder>}"
         )
-    data = load_prepared(spec["dataset"]["prepared"])
+    data = load_prepared(spec["dataset"]["prepared"], SPLITS)  # never the test split
     size = data.image_size
     image_size = int(size[0] if isinstance(size, list | tuple) else size)
     training = spec["training"]

@@ -41,7 +41,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from tlbench import tables
+from tlbench import selection, tables
 from tlbench.atomic import atomic_file
 
 #: History columns plotted per run (``history.csv``, docs/ARCHITECTURE.md).
@@ -125,9 +125,18 @@ def _short(name: Any, width: int = 18) -> str:
 
 
 def _ok_runs(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Finished runs of ``dataset`` with a test accuracy (error listing datasets if unknown)."""
+    """Finished runs of ``dataset`` with an accuracy on the reported split (test; val in
+    a pilot study, :func:`tlbench.tables.reported_split`); error listing datasets if unknown."""
     rows = tables._check_dataset(df, dataset)
-    return rows[(rows["status"] == "ok") & rows["test_accuracy"].notna()]
+    column = f"{tables.reported_split(df)}_accuracy"
+    return rows[(rows["status"] == "ok") & rows[column].notna()]
+
+
+def _reported(df: pd.DataFrame) -> tuple[str, str]:
+    """``(column, label)`` of the accuracy a study's figures show: test, or validation
+    in a pilot study (the test split sealed)."""
+    split = tables.reported_split(df)
+    return f"{split}_accuracy", tables.SPLIT_LABELS[split]
 
 
 # --------------------------------------------------------------------------- curves
@@ -237,10 +246,13 @@ def dataset_curves(run_dirs: Sequence[str | os.PathLike], path: str | os.PathLik
 def accuracy_heatmaps(
     study: pd.DataFrame | str | os.PathLike, dataset: str, path: str | os.PathLike
 ) -> Path:
-    """Mean test accuracy over strategy (rows) x backbone (columns), one panel per augmentation."""
-    runs = _ok_runs(_study(study), dataset)
+    """Mean test accuracy over strategy (rows) x backbone (columns), one panel per augmentation
+    (validation accuracy in a pilot study)."""
+    df = _study(study)
+    column, label = _reported(df)
+    runs = _ok_runs(df, dataset)
     if runs.empty:
-        return _message_figure(path, f"{dataset}: test accuracy", ["no finished run"])
+        return _message_figure(path, f"{dataset}: {label} accuracy", ["no finished run"])
     augmentations = sorted(runs["augmentation"].astype(str).unique())
     strategies = sorted(runs["strategy"].astype(str).unique())
     backbones = sorted(runs["backbone"].astype(str).unique())
@@ -252,7 +264,7 @@ def accuracy_heatmaps(
     for ax, augmentation in zip(axes, augmentations, strict=True):
         part = runs[runs["augmentation"].astype(str) == augmentation]
         grid = (
-            part.groupby(["strategy", "backbone"])["test_accuracy"]
+            part.groupby(["strategy", "backbone"])[column]
             .mean()
             .unstack()
             .reindex(index=strategies, columns=backbones)
@@ -266,8 +278,9 @@ def accuracy_heatmaps(
             color = "black" if np.isnan(value) or value > 0.6 else "white"
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
         ax.set_title(f"augmentation: {augmentation}")
-    fig.colorbar(image, ax=list(axes), label="mean test accuracy", shrink=0.8)
-    fig.suptitle(f"{dataset}: mean test accuracy over seeds")
+    fig.colorbar(image, ax=list(axes), label=f"mean {label} accuracy", shrink=0.8)
+    sealed = " (pilot: test split sealed)" if label != "test" else ""
+    fig.suptitle(f"{dataset}: mean {label} accuracy over seeds{sealed}")
     return _save(fig, path)
 
 
@@ -294,18 +307,18 @@ def pareto_front(
     Pareto-optimal configurations (no other is both faster and more accurate)
     are joined by a step line and labelled.
     """
-    runs = _ok_runs(_study(study), dataset).dropna(subset=["train_seconds"])
+    df = _study(study)
+    column, label = _reported(df)
+    runs = _ok_runs(df, dataset).dropna(subset=["train_seconds"])
     if runs.empty:
         return _message_figure(path, f"{dataset}: accuracy vs training time", ["no finished run"])
     keys = ["backbone", "strategy", "augmentation"]
-    configs = runs.groupby(keys).agg(
-        seconds=("train_seconds", "mean"), accuracy=("test_accuracy", "mean")
-    )
+    configs = runs.groupby(keys).agg(seconds=("train_seconds", "mean"), accuracy=(column, "mean"))
     configs = configs.reset_index()
     mask = pareto_mask(configs["seconds"], configs["accuracy"])
     fig = Figure(figsize=(9, 6))
     ax = fig.subplots()
-    ax.scatter(runs["train_seconds"], runs["test_accuracy"], s=10, color="gray", alpha=0.4,
+    ax.scatter(runs["train_seconds"], runs[column], s=10, color="gray", alpha=0.4,
                label="single runs")  # fmt: skip
     ax.scatter(configs["seconds"][~mask], configs["accuracy"][~mask], s=40, color="C0",
                label="configuration (mean over seeds)")  # fmt: skip
@@ -325,8 +338,9 @@ def pareto_front(
     if len(positive) and positive.max() / positive.min() > 20:
         ax.set_xscale("log")
     ax.set_xlabel("training time (s)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"{dataset}: test accuracy vs training time")
+    ax.set_ylabel(f"{label} accuracy")
+    sealed = " (pilot: test split sealed)" if label != "test" else ""
+    ax.set_title(f"{dataset}: {label} accuracy vs training time{sealed}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -373,15 +387,34 @@ def confusion_figure(
 def best_confusion_matrix(
     study: pd.DataFrame | str | os.PathLike, dataset: str, path: str | os.PathLike
 ) -> Path:
-    """Test confusion matrix of the dataset's best run (``tables.best_run``), from its metrics.json."""
-    best = tables.best_run(_study(study), dataset)
+    """Test confusion matrix of the dataset's run chosen by validation
+    (:func:`tlbench.selection.select_run`), from its metrics.json; the title names the
+    validation figure that chose it, its test accuracy, and warns when validation
+    cannot tell it from the runner-up. A pilot run's matrix is its validation one."""
+    chosen = selection.select_run(_study(study), dataset)
+    best = chosen.row
     metrics = _read_metrics(best["path"])
     matrix = metrics.get("confusion_matrix")
     classes = metrics.get("classes")
     if matrix is None or classes is None:
         raise ValueError(f"{best['path']}/metrics.json lacks confusion_matrix or classes")
-    title = f"{dataset}: {run_label(metrics)}\ntest accuracy {best['test_accuracy']:.4f}"
+    which = "validation" if metrics.get("pilot") else "test"
+    title = f"{dataset}: {run_label(metrics)} ({which} confusion matrix)\n{_chosen_line(chosen)}"
     return confusion_figure(matrix, classes, path, title)
+
+
+def _chosen_line(chosen: selection.Selection) -> str:
+    """``chosen by validation accuracy 0.95 (n = 245); test accuracy 0.93`` (+ the warning)."""
+    test = (
+        "test split sealed (pilot)"
+        if chosen.test_accuracy is None
+        else f"test accuracy {chosen.test_accuracy:.4f}"
+    )
+    n = "?" if chosen.val_n is None else chosen.val_n
+    line = f"chosen by {chosen.label} {chosen.value:.4f} (n = {n}); {test}"
+    if chosen.warning:
+        line += "\n" + textwrap.fill(chosen.warning, 110)
+    return line
 
 
 # --------------------------------------------------------------------------- images
@@ -544,28 +577,34 @@ def prediction_grid(
 ) -> Path:
     """Test images of a prepared dataset with the best run's top-3 probabilities.
 
-    The best run is :func:`tlbench.tables.best_run`; its ``predictions.npz``
-    (``y_true``, ``y_prob``) must match the prepared ``test_x.npy`` /
-    ``test_y.npy`` and ``classes.json``.
+    The best run is the one chosen by validation (:func:`tlbench.selection.select_run`);
+    its ``predictions.npz`` (``y_true``, ``y_prob``) must match the prepared
+    ``test_x.npy`` / ``test_y.npy`` and ``classes.json``. A pilot run's predictions
+    are of the validation split: its images are ``val_x.npy`` (test stays sealed).
     """
-    best = tables.best_run(_study(study), dataset)
+    chosen = selection.select_run(_study(study), dataset)
+    best = chosen.row
     prepared = Path(prepared)
     predictions_path = Path(best["path"]) / "predictions.npz"
     if not predictions_path.is_file():
         raise FileNotFoundError(f"best run has no predictions: {predictions_path}")
-    for name in ("test_x.npy", "test_y.npy", "classes.json"):
+    metrics = _read_metrics(best["path"])
+    split = "val" if metrics.get("pilot") else "test"
+    for name in (f"{split}_x.npy", f"{split}_y.npy", "classes.json"):
         if not (prepared / name).is_file():
             raise FileNotFoundError(f"prepared dataset {prepared} lacks {name}")
-    images = np.load(prepared / "test_x.npy", mmap_mode="r")
-    labels = np.load(prepared / "test_y.npy")
+    images = np.load(prepared / f"{split}_x.npy", mmap_mode="r")
+    labels = np.load(prepared / f"{split}_y.npy")
     classes = json.loads((prepared / "classes.json").read_text())
     with np.load(predictions_path) as data:
         y_true, y_prob = data["y_true"], data["y_prob"]
-    if len(y_true) != len(labels) or not np.array_equal(np.asarray(y_true), labels):
+        saved = str(data["split"]) if "split" in data.files else "test"
+    if saved != split or len(y_true) != len(labels) or not np.array_equal(y_true, labels):
         raise ValueError(
-            f"{predictions_path} y_true does not match {prepared}/test_y.npy: "
-            "the run was evaluated on another test split"
+            f"{predictions_path} ({saved} split) does not match {prepared}/{split}_y.npy: "
+            f"the run was evaluated on another {split} split"
         )
-    metrics = _read_metrics(best["path"])
-    title = f"{dataset}: {run_label(metrics)} (test accuracy {best['test_accuracy']:.4f})"
+    title = f"{dataset}: {run_label(metrics)} ({tables.SPLIT_LABELS[split]} images)\n" + (
+        _chosen_line(chosen)
+    )
     return prediction_figure(images, y_true, y_prob, classes, path, n=n, seed=seed, title=title)

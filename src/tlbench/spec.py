@@ -53,6 +53,8 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
                                  # copied into metrics.json
     tuned: null                  # optional {hyperparameter: value} chosen by tlbench.tuning
                                  # (already applied to training/strategy.params; recorded)
+    pilot: false                 # true: train and evaluate on train/val only; the test
+                                 # split is never opened (metrics.json test: null)
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ DEFAULTS: dict[str, Any] = {
     "features_cache": None,
     "run": None,
     "tuned": None,
+    "pilot": False,
 }
 
 # Keys whose value is a free-form mapping (checked by their owner, not here).
@@ -236,6 +239,8 @@ def _check_values(spec: dict[str, Any]) -> None:
 
     if not _is_int(spec["seed"]) or spec["seed"] < 0:
         raise SpecError(f"seed: {spec['seed']!r} must be an integer >= 0")
+    if not isinstance(spec["pilot"], bool):
+        raise SpecError(f"pilot: {spec['pilot']!r} must be true or false")
     _check_training(spec["training"])
 
     if spec["features_cache"] is not None:

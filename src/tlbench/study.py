@@ -121,13 +121,21 @@ def load_study_file(path: str | os.PathLike) -> Study:
     return load_study(config)
 
 
+def results_folder(config: Mapping[str, Any]) -> str:
+    """The results folder of a (raw or resolved) study config, as :attr:`Study.results`."""
+    results = config.get("results") or load_schema()["properties"]["results"]["default"]
+    return str(results).rstrip("/") or "."
+
+
 def typed_cli_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """``snakemake --config`` values with their nested strings read as YAML scalars.
 
     Snakemake parses ``--config seeds=[0,1]`` with YAML's BaseLoader, so every
     value inside a list or mapping is a string (``['0', '1']``); this reads those
     strings again as numbers, booleans or null where they read as such
-    (``[0, 1]``). Top-level values (already typed by Snakemake) are kept.
+    (``[0, 1]``). Top-level values (already typed by Snakemake, except booleans:
+    Snakemake types only ``True``/``False``) are kept, but ``true``/``false``
+    become booleans (``--config pilot=true``).
     """
 
     def typed(value: Any) -> Any:
@@ -145,8 +153,13 @@ def typed_cli_values(values: Mapping[str, Any]) -> dict[str, Any]:
                     return parsed
         return value
 
+    booleans = {"true": True, "false": False}
     return {
-        key: typed(value) if isinstance(value, Mapping | list) else value
+        key: typed(value)
+        if isinstance(value, Mapping | list)
+        else booleans.get(value, value)
+        if isinstance(value, str)
+        else value
         for key, value in values.items()
     }
 
@@ -164,7 +177,7 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
         raise StudyConfigError("invalid study config:\n  " + "\n  ".join(lines))
     resolved = copy.deepcopy(dict(config))
     props = schema["properties"]
-    for key in ("results", "data_mirror", "seeds"):
+    for key in ("results", "data_mirror", "seeds", "pilot"):
         resolved.setdefault(key, copy.deepcopy(props[key]["default"]))
     resolved["training"] = {**props["training"]["default"], **resolved.get("training", {})}
     resources = {k: v["default"] for k, v in props["resources"]["properties"].items()}
@@ -393,8 +406,20 @@ class Study:
     def __init__(self, config: dict[str, Any], runs: list[Run]):
         self.config = config
         self.runs = runs
-        self.results: str = config["results"].rstrip("/") or "."
+        self.results: str = results_folder(config)
         self._by_names = {dataclasses.replace(r, block=0): r for r in runs}
+
+    @property
+    def pilot(self) -> bool:
+        """Whether this is a pilot study (``pilot: true``): its test splits stay sealed."""
+        return bool(self.config.get("pilot", False))
+
+    @property
+    def ledger_path(self) -> str:
+        """The test-split ledger of the study (tlbench.ledger)."""
+        from tlbench.ledger import ledger_path
+
+        return str(ledger_path(self.results))
 
     # ---- the seed study this config reproduces (``seed_study``), if any
     @property
@@ -543,6 +568,8 @@ class Study:
             spec["head"] = dict(strategy["head"])
         if self.uses_features(run):
             spec["features_cache"] = self.features_path(run.dataset, run.backbone)
+        if self.pilot:  # only when set: the specs (params) of other studies stay as they were
+            spec["pilot"] = True
         return spec
 
     def pretrain_spec(self, backbone: str) -> dict[str, Any]:
@@ -574,6 +601,8 @@ class Study:
         }
         if "head" in pretrain:
             spec["head"] = dict(pretrain["head"])
+        if self.pilot:
+            spec["pilot"] = True
         return spec
 
     def pretrain_names(self, backbone: str) -> dict[str, Any]:

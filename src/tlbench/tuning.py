@@ -559,7 +559,7 @@ def search(
     from tlbench.backbones import build_backbone
 
     tuning = resolve_tuning(spec["strategy"]["name"], tuning, where)
-    data = engine.load_prepared(spec["dataset"]["prepared"])
+    data = engine.load_prepared(spec["dataset"]["prepared"], engine.TRAIN_VAL_SPLITS)
     base = _prepare_spec({**spec, "seed": tuning["seed"]}, data)
     size = base["training"]["input_size"]
     check_space_against_backbone(

@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -352,10 +353,17 @@ class PreparedData:
         return x, y
 
 
-def load_prepared(path: str | os.PathLike) -> PreparedData:
-    """Open a prepared dataset folder; missing files are an error naming them."""
+def load_prepared(path: str | os.PathLike, splits: Sequence[str] = SPLITS) -> PreparedData:
+    """Open a prepared dataset folder; missing files are an error naming them.
+
+    ``splits``: the splits whose files must be there (a pilot run opens
+    ``("train", "val")`` only: the test files need not exist and are never read).
+    """
     path = Path(path)
-    needed = ["manifest.json", "classes.json"] + [f"{s}_{a}.npy" for s in SPLITS for a in "xy"]
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ValueError(f"unknown split(s) {unknown}; valid splits: {', '.join(SPLITS)}")
+    needed = ["manifest.json", "classes.json"] + [f"{s}_{a}.npy" for s in splits for a in "xy"]
     missing = [f for f in needed if not (path / f).is_file()]
     if missing:
         raise FileNotFoundError(
