@@ -8,12 +8,13 @@ from tlbench.study import log_to
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench import results
+    from tlbench import ledger, results
     from tlbench.atomic import atomic_file, write_json
 
-    blocks, summary = results.seed_section(
-        pd.read_csv(snakemake.input.csv), dict(snakemake.params.study)
-    )
+    study = dict(snakemake.params.study)
+    df = pd.read_csv(snakemake.input.csv)
+    looks = ledger.looks(ledger.ledger_path(study["results"]), list(dict.fromkeys(df["dataset"])))
+    blocks, summary = results.seed_section(df, study, looks=looks)
     with atomic_file(snakemake.output.md) as handle:
         handle.write(results.to_markdown(blocks))
     with atomic_file(snakemake.output.html) as handle:
