@@ -18,11 +18,24 @@ def write(path, data):
 
 
 def test_run_writes_outputs(tiny_prepared, tmp_path, capsys):
+    from tlbench import ledger
+
     spec = write(tmp_path / "spec.yaml", tiny_spec(tiny_prepared, training={"epochs": 1}))
     assert main(["run", str(spec), str(tmp_path / "out"), "--threads", "2"]) == 0
     assert "ok: " in capsys.readouterr().out
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["epochs_run"] == 1
+    assert metrics["pilot"] is False and metrics["test"]["n"] > 0
+    # the test evaluation is on record: one ledger line beside OUTDIR
+    lines = ledger.read(tmp_path / ledger.NAME)
+    assert len(lines) == 1
+    assert lines[0]["spec_hash"] == ledger.spec_hash(metrics["spec"])
+    assert lines[0]["prepared_fingerprint"] == ledger.prepared_fingerprint(tiny_prepared)
+    assert lines[0]["dataset"] == "tiny" and lines[0]["code"]["tlbench"]
+    import shutil
+
+    shutil.rmtree(tmp_path / "out")  # deleting the run keeps the record of its look
+    assert len(ledger.read(tmp_path / ledger.NAME)) == 1
 
 
 @pytest.mark.parametrize(
