@@ -172,6 +172,19 @@ def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tmp_path):
     assert "test looks" in page and "gtsrb: 2" in page
 
 
+def test_pilot_seed_study_shows_validation_and_measures_no_test_check():
+    df = _gtsrb_study().assign(pilot=True, test_accuracy=float("nan"), test_loss=float("nan"))
+    df["val_accuracy"] = 0.95
+    blocks, summary = results.seed_section(df, {"reference": "000", "config": "c", "results": "r"})
+    text = results.to_markdown(blocks)
+    assert "Pilot study: the test split is sealed" in text
+    assert "validation accuracy" in results.cell_table(df).columns
+    assert "test accuracy" not in results.cell_table(df).columns
+    checks = summary["checks"]
+    assert checks[0]["measured"].startswith("test split sealed") and checks[0]["met"] == "NO"
+    assert checks[1]["measured"].startswith("test split sealed")
+
+
 def test_every_run_check_fails_on_a_low_run_or_a_missing_strategy():
     _, summary = results.seed_section(
         _gtsrb_study(low=0.5), {"reference": "000", "config": "c", "results": "r"}

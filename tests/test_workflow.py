@@ -198,6 +198,14 @@ def test_tiny_study_end_to_end(tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     assert (results / "figures/runs/target/cnn_source/fine_tune/none/seed0/curves.png").exists()
     assert (results / "features/target/cnn_source").is_dir()
+    # every run that evaluated a test split (the pretraining run too) left one ledger line
+    from tlbench import ledger
+
+    looks = ledger.read(results / "test_evaluations.jsonl")
+    assert sorted(line["dataset"] for line in looks) == ["source"] + ["target"] * 6
+    assert len({line["spec_hash"] for line in looks}) == 7
+    ledger_table = pd.read_csv(results / "tables/test_evaluations.csv").set_index("dataset")
+    assert ledger_table.loc["target", "distinct run specs"] == 6
     metrics = yaml.safe_load(
         (results / "runs/target/cnn_scratch/scratch/flip/seed1/metrics.json").read_text()
     )
@@ -230,6 +238,8 @@ def test_tiny_study_end_to_end(tmp_path):
     for rule in ("prepared_dataset", "pretrained_backbone", "backbone_features"):
         assert rule not in counts, counts
     _run_study(tmp_path, config, [])
+    looks = ledger.read(results / "test_evaluations.jsonl")  # the rerun looked once more
+    assert len(looks) == 8 and len({line["spec_hash"] for line in looks}) == 7
 
     report = tmp_path / "report.html"
     _run_study(tmp_path, config, ["--report", str(report)])
@@ -238,6 +248,34 @@ def test_tiny_study_end_to_end(tmp_path):
     assert "cnn_source_fine_tune" in general
     for figure in ("figures/target/pareto.png", "environment/environment.html"):
         assert embedded_result(report, f"{study['results']}/{figure}")
+
+
+@pytest.mark.slow
+def test_pilot_study_seals_the_test_split(tmp_path):
+    """--config pilot=true: runs on a prepared folder without test files, no ledger line,
+    validation figures in the tables, the report's front page says the test split is sealed."""
+    config = yaml.safe_load((ROOT / "configs/test/tiny.yaml").read_text())
+    config["matrix"] = [{"datasets": ["target"], "backbones": ["cnn_scratch"],
+                         "strategies": ["scratch"], "augmentations": ["none"]}]  # fmt: skip
+    path = tmp_path / "pilot.yaml"
+    path.write_text(yaml.safe_dump(config))
+    results = tmp_path / config["results"]
+    _run_study(tmp_path, path, [f"{config['results']}/prepared/target", "--config", "pilot=true"])
+    for name in ("test_x.npy", "test_y.npy"):
+        (results / "prepared/target" / name).unlink()
+    _run_study(tmp_path, path, ["--config", "pilot=true"])
+    metrics = yaml.safe_load(
+        (results / "runs/target/cnn_scratch/scratch/none/seed0/metrics.json").read_text()
+    )
+    assert metrics["pilot"] is True and metrics["test"] is None
+    assert not (results / "test_evaluations.jsonl").exists()
+    general = (results / "tables/target/general.md").read_text()
+    assert "Validation accuracy" in general and "Test accuracy" not in general
+    looks = (results / "tables/test_evaluations.csv").read_text()
+    assert "target,0,0,0" in looks
+    report = tmp_path / "report.html"
+    _run_study(tmp_path, path, ["--config", "pilot=true", "--report", str(report)])
+    assert "Pilot study: the test split is sealed." in html.unescape(report.read_text())
 
 
 @pytest.mark.slow
