@@ -131,6 +131,27 @@ def test_best_confusion_matrix(study_runs, tmp_path):
         plots.confusion_figure([[1, 0], [0, 1]], ["a", "b", "c"], tmp_path / "bad.png")
 
 
+def test_confusion_matrix_is_of_the_run_validation_chose(study_runs, tmp_path, monkeypatch):
+    df, _ = study_runs
+    # the run with the highest test accuracy gets the lowest validation figures
+    top = df["test_accuracy"].idxmax()
+    df.loc[top, ["val_roc_auc", "val_accuracy"]] = 0.1
+    df.loc[df.index[0], "val_roc_auc"] = 0.99  # the first run: the best validation ROC AUC
+    shown = {}
+
+    def capture(matrix, classes, path, title=None):
+        shown["title"] = title
+        return Path(path)
+
+    monkeypatch.setattr(plots, "confusion_figure", capture)
+    plots.best_confusion_matrix(df, "ants", tmp_path / "cm.png")
+    first = df.iloc[0]
+    label = f"{first['backbone']}/{first['strategy']}/{first['augmentation']}/seed{first['seed']}"
+    assert label in shown["title"]
+    assert "chosen by validation ROC AUC 0.9900 (n = 20)" in shown["title"]
+    assert f"test accuracy {first['test_accuracy']:.4f}" in shown["title"]
+
+
 def test_reconstructions(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(5, 16, 16, 3), dtype=np.uint8)

@@ -387,3 +387,25 @@ def test_typed_cli_values():
         "training": {"learning_rate": 0.001, "optimizer": "sgd", "early_stopping": None},
         "data_mirror": "../shared/datasets",
     }
+
+
+def test_pilot_study_marks_every_spec_and_leaves_other_studies_unchanged():
+    from tlbench.spec import SpecError, resolve_spec
+    from tlbench.study import typed_cli_values
+
+    plain = load_study(base_config())
+    assert plain.pilot is False and plain.ledger_path == "out/test_evaluations.jsonl"
+    assert "pilot" not in plain.run_spec(plain.runs[0])  # params of evaluated studies unchanged
+    assert "pilot" not in plain.pretrain_spec("cnn_fractal")
+    # `--config pilot=true` arrives from Snakemake as the string "true"
+    config = {**base_config(), **typed_cli_values({"pilot": "true", "results": "true_out"})}
+    assert config["pilot"] is True and config["results"] == "true_out"
+    pilot = load_study(config)
+    assert pilot.pilot is True
+    assert all(pilot.run_spec(run)["pilot"] is True for run in pilot.runs)
+    assert pilot.pretrain_spec("cnn_fractal")["pilot"] is True
+    assert "pilot: 'yes' is not of type 'boolean'" in error_of({**base_config(), "pilot": "yes"})
+    spec = {"dataset": {"prepared": "p"}, "backbone": {"name": "small_cnn"},
+            "strategy": {"name": "scratch"}, "pilot": "yes"}  # fmt: skip
+    with pytest.raises(SpecError, match="pilot: 'yes' must be true or false"):
+        resolve_spec(spec)
