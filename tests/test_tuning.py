@@ -148,7 +148,9 @@ def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_pat
             opened.append(name)
             return self._data.split(name)
 
-    monkeypatch.setattr(engine, "load_prepared", lambda path: Watched(real(path)))
+    monkeypatch.setattr(
+        engine, "load_prepared", lambda path, splits=None: Watched(real(path, splits))
+    )
     section = {
         "tuner": "random",
         "max_trials": 2,
