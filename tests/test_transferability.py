@@ -1,0 +1,350 @@
+"""Transferability scores (tlbench.transferability): LogME against a brute-force
+evidence, H-score, k-NN, NCE and LEEP against their definitions, and the check of
+the scores against measured accuracies (weighted Kendall tau)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import weightedtau
+
+from tlbench import transferability as T
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def brute_log_evidence(f: np.ndarray, y: np.ndarray, alpha: float, beta: float) -> float:
+    """log N(y; 0, I/beta + F F^T/alpha): the evidence as the Gaussian marginal of y
+    (no SVD, no fixed point; an infinite alpha or beta drops its part of the covariance)."""
+    n = len(y)
+    cov = np.zeros((n, n))
+    if math.isfinite(beta):
+        cov += np.eye(n) / beta
+    if math.isfinite(alpha):
+        cov += f @ f.T / alpha
+    sign, logdet = np.linalg.slogdet(cov)
+    assert sign > 0
+    return -0.5 * n * math.log(2 * math.pi) - 0.5 * logdet - 0.5 * y @ np.linalg.solve(cov, y)
+
+
+def informative(n: int, d: int, classes: int = 3, seed: int = 0, signal: float = 2.0):
+    """Features that carry the class (class means apart) and their labels."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    centres = rng.normal(size=(classes, d))
+    return rng.normal(size=(n, d)) + signal * centres[y], y
+
+
+def regression(n: int, d: int, seed: int = 0):
+    """A linear target with noise: a finite fixed point in both regimes."""
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=(n, d))
+    return f, 0.1 * f @ rng.normal(size=d) + rng.normal(size=n)
+
+
+# --------------------------------------------------------------------------- LogME
+
+
+@pytest.mark.parametrize("n, d", [(30, 80), (12, 40), (80, 30), (200, 10)])
+def test_log_evidence_equals_brute_force_at_the_fixed_point(n, d):
+    """Both regimes (N < D and N > D): the SVD/eigenvalue evidence at the found alpha,
+    beta equals log N(y; 0, I/beta + F F^T/alpha) computed with slogdet and solve."""
+    f, y = regression(n, d, seed=n + d)
+    found = T.log_evidence(f, y)
+    assert math.isfinite(found.alpha) and math.isfinite(found.beta)
+    brute = brute_log_evidence(f, y, found.alpha, found.beta)
+    assert found.log_evidence == pytest.approx(brute, rel=1e-8, abs=1e-8)
+
+
+@pytest.mark.parametrize("n, d", [(30, 80), (80, 30)])
+def test_fixed_point_conditions_hold_at_convergence(n, d):
+    """alpha |m|^2 = gamma and beta |y - Fm|^2 = N - gamma with gamma = D - alpha tr(A^-1),
+    and the evidence is stationary in log alpha and log beta (finite differences)."""
+    f, y = regression(n, d, seed=7)
+    e = T.log_evidence(f, y)
+    a = e.alpha * np.eye(d) + e.beta * f.T @ f
+    m = e.beta * np.linalg.solve(a, f.T @ y)
+    gamma = d - e.alpha * np.trace(np.linalg.inv(a))
+    assert e.gamma == pytest.approx(gamma, rel=1e-8)
+    assert e.alpha * (m @ m) == pytest.approx(gamma, rel=1e-8)
+    assert e.beta * np.sum((y - f @ m) ** 2) == pytest.approx(n - gamma, rel=1e-8)
+    h = 1e-4
+    for da, db in ((h, 0), (0, h)):
+        up = brute_log_evidence(f, y, e.alpha * math.exp(da), e.beta * math.exp(db))
+        down = brute_log_evidence(f, y, e.alpha * math.exp(-da), e.beta * math.exp(-db))
+        assert abs(up - down) / (2 * h) < 1e-5
+
+
+def test_few_shot_case_keeps_the_zero_eigenvalue_terms():
+    """N = 30 < D = 80: ours is the exact evidence; the official fixed-point path's
+    log-determinant (only the min(N, D) eigenvalues alpha + beta sigma_i, dropping
+    (D - N) log alpha) evaluated at the same alpha, beta is far above it."""
+    f, y = regression(30, 80, seed=3)
+    e = T.log_evidence(f, y)
+    n, d = f.shape
+    sigma = np.linalg.svd(f, compute_uv=False) ** 2
+    a = e.alpha * np.eye(d) + e.beta * f.T @ f
+    m = e.beta * np.linalg.solve(a, f.T @ y)
+    dropped = (
+        0.5 * d * math.log(e.alpha)
+        + 0.5 * n * math.log(e.beta)
+        - 0.5 * n * math.log(2 * math.pi)
+        - 0.5 * e.beta * np.sum((y - f @ m) ** 2)
+        - 0.5 * e.alpha * (m @ m)
+        - 0.5 * np.sum(np.log(e.alpha + e.beta * sigma))
+    )
+    exact = brute_log_evidence(f, y, e.alpha, e.beta)
+    assert e.log_evidence == pytest.approx(exact, rel=1e-8)
+    assert dropped - exact == pytest.approx(0.5 * (d - n) * math.log(e.alpha), rel=1e-6)
+    assert abs(dropped - e.log_evidence) / n > 0.1  # per-sample scores differ
+
+
+@pytest.mark.parametrize(
+    "n, d, make, seed, limit",
+    [
+        (30, 80, "random", 4, "alpha"),  # labels the features do not carry: w = 0 is best
+        (40, 3, "random", 0, "alpha"),  # N > D
+        (30, 80, "informative", 0, "beta"),  # N < D, class structure: fitted without noise
+    ],
+)
+def test_divergent_iterations_give_the_supremum(n, d, make, seed, limit):
+    """Where the fixed point runs off to alpha = inf or beta = inf, the value is the limit
+    model's evidence (brute force with that part of the covariance dropped) and no
+    finite (alpha, beta) on a wide grid has a larger evidence."""
+    if make == "random":
+        rng = np.random.default_rng(seed)
+        f, y = rng.normal(size=(n, d)), (rng.integers(0, 3, n) == 0).astype(float)
+    else:
+        f, labels = informative(n, d, seed=seed)
+        y = (labels == 0).astype(float)
+    e = T.log_evidence(f, y)
+    assert math.isinf(getattr(e, limit))
+    assert e.log_evidence == pytest.approx(brute_log_evidence(f, y, e.alpha, e.beta), rel=1e-8)
+    grid = np.logspace(-4, 8, 25)
+    best = max(brute_log_evidence(f, y, a, b) for a in grid for b in grid)
+    assert e.log_evidence >= best - 1e-9
+
+
+def test_logme_is_the_per_sample_evidence_averaged_over_one_hot_columns():
+    f, y = informative(90, 20, classes=3, signal=0.7)
+    columns = [T.log_evidence(f, (y == c).astype(float)).log_evidence for c in range(3)]
+    assert T.logme(f, y) == pytest.approx(np.mean(columns) / 90, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- H-score
+
+
+def test_hscore_by_hand_in_one_dimension():
+    """1-D: H = var(E[f|y]) / var(f); f = 0,1,2,3 with classes {0,1},{2,3}: 4 / 5."""
+    f = np.array([[0.0], [1.0], [2.0], [3.0]])
+    y = np.array([0, 0, 1, 1])
+    assert T.hscore(f, y) == pytest.approx(0.8, rel=1e-12)
+    assert T.hscore(f * 10 + 3, y) == pytest.approx(0.8, rel=1e-12)  # affine invariant
+
+
+def test_hscore_matches_its_definition_and_ignores_invertible_maps():
+    f, y = informative(60, 5, classes=3, signal=1.0)
+    g = np.stack([f[y == c].mean(axis=0) for c in y])
+    expected = np.trace(np.linalg.inv(np.cov(f, rowvar=False)) @ np.cov(g, rowvar=False))
+    assert T.hscore(f, y) == pytest.approx(expected, rel=1e-9)
+    mix = np.random.default_rng(1).normal(size=(5, 5))
+    assert T.hscore(f @ mix, y) == pytest.approx(expected, rel=1e-6)
+
+
+def test_shrunk_hscore_matches_the_ledoit_wolf_definition():
+    """tr(((1-d) S + d mu I)^-1 (1-d) S_g), 1/N covariances, d the Ledoit-Wolf shrinkage."""
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    f, y = informative(40, 30, classes=4, signal=0.5)
+    c = f - f.mean(axis=0)
+    s = c.T @ c / len(c)
+    delta = ledoit_wolf_shrinkage(c, assume_centered=True)
+    shrunk = (1 - delta) * s + delta * np.trace(s) / s.shape[0] * np.eye(s.shape[0])
+    g = np.stack([c[y == k].mean(axis=0) for k in y])
+    expected = np.trace(np.linalg.inv(shrunk) @ ((1 - delta) * g.T @ g / len(c)))
+    assert 0 < delta < 1
+    assert T.hscore(f, y, shrinkage=True) == pytest.approx(expected, rel=1e-9)
+
+
+# --------------------------------------------------------------------------- k-NN
+
+
+def test_knn_accuracy_by_hand():
+    """Cosine geometry: train points on two rays; the val point at 45+ degrees votes by angle,
+    not by length (a Euclidean k-NN would take the long vector's class)."""
+    train = np.array([[1.0, 0.0], [2.0, 0.1], [3.0, -0.1], [0.0, 1.0], [0.1, 9.0], [-0.1, 7.0]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    val = np.array([[10.0, 0.5], [0.2, 0.1], [0.05, 1.0]])
+    assert T.knn_accuracy(train, labels, val, np.array([0, 0, 1]), k=3) == 1.0
+    assert T.knn_accuracy(train, labels, val, np.array([1, 1, 1]), k=3) == pytest.approx(1 / 3)
+
+
+def test_knn_k_must_fit_the_train_split():
+    f, y = informative(10, 4)
+    with pytest.raises(ValueError, match=r"k: 11 must be an integer in 1\.\.10"):
+        T.knn_accuracy(f, y, f, y, k=11)
+
+
+# --------------------------------------------------------------------------- NCE, LEEP
+
+
+def test_nce_by_hand():
+    """Z determines Y: 0. Z independent of Y (2x2 balanced): -log 2. A mixed case by hand."""
+    assert T.nce(np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0])) == pytest.approx(0.0)
+    assert T.nce(np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1])) == pytest.approx(-math.log(2))
+    # z=0: y = 0,0,1 ; z=1: y = 1 -> -(3/4) H(2/3, 1/3)
+    h = -(2 / 3) * math.log(2 / 3) - (1 / 3) * math.log(1 / 3)
+    assert T.nce(np.array([0, 0, 0, 1]), np.array([0, 0, 1, 1])) == pytest.approx(-0.75 * h)
+
+
+def test_leep_by_hand_and_equal_to_nce_for_one_hot_outputs():
+    theta = np.array([[0.5, 0.5], [1.0, 0.0]])
+    y = np.array([0, 1])
+    # P(z, y) = [[0.25, 0.5], [0.25, 0]] ; P(y|z=0) = [1/3, 2/3], P(y|z=1) = [1, 0]
+    # p(y0|x0) = 0.5/3 + 0.5 = 2/3 ; p(y1|x1) = 2/3
+    assert T.leep(theta, y) == pytest.approx(math.log(2 / 3))
+    z = np.array([0, 0, 0, 1, 2, 2])
+    labels = np.array([0, 0, 1, 1, 2, 0])
+    assert T.leep(np.eye(3)[z], labels) == pytest.approx(T.nce(z, labels))
+
+
+def test_leep_rejects_rows_that_are_not_distributions():
+    with pytest.raises(ValueError, match="row 1 sums to 0.9"):
+        T.leep(np.array([[0.5, 0.5], [0.6, 0.3]]), np.array([0, 1]))
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def test_every_score_ranks_informative_features_above_random_ones():
+    f, y = informative(120, 16, classes=4, signal=1.5)
+    rng = np.random.default_rng(5)
+    good = T.score_features(f[:80], y[:80], f[80:], y[80:])
+    noise = rng.normal(size=f.shape)
+    bad = T.score_features(noise[:80], y[:80], noise[80:], y[80:])
+    for score in T.SCORES:
+        assert good[score] > bad[score], score
+    # source outputs: a classifier that tracks the target beats one that ignores it
+    z_good = (y + (rng.random(len(y)) < 0.1)) % 4
+    z_bad = rng.integers(0, 4, len(y))
+    assert T.nce(z_good, y) > T.nce(z_bad, y)
+    assert T.leep(np.eye(4)[z_good] * 0.9 + 0.025, y) > T.leep(np.eye(4)[z_bad] * 0.9 + 0.025, y)
+
+
+def test_bad_inputs_are_named():
+    f, y = informative(10, 3)
+    with pytest.raises(ValueError, match=r"labels: expected 10 labels .* shape \(9,\)"):
+        T.logme(f, y[:9])
+    broken = f.copy()
+    broken[2, 1] = np.nan
+    with pytest.raises(ValueError, match="features: 1 non-finite"):
+        T.hscore(broken, y)
+    with pytest.raises(ValueError, match=r"at least 2 classes, got \[0\]"):
+        T.logme(f, np.zeros(10, dtype=int))
+
+
+# --------------------------------------------------------------------------- workflow pieces
+
+
+def test_score_cache_reads_a_feature_cache_with_the_prepared_labels(tiny_prepared, tmp_path):
+    from tlbench.datasets import load_prepared
+
+    data = load_prepared(tiny_prepared)
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "features"
+    folder.mkdir()
+    feats = {}
+    for split in ("train", "val"):
+        labels = data.split(split)[1]
+        feats[split] = (np.eye(3)[labels] @ rng.normal(size=(3, 8)) * 3).astype(np.float32)
+        feats[split] += rng.normal(size=feats[split].shape).astype(np.float32)
+        np.save(folder / f"{split}.npy", feats[split])
+    fields = {"backbone": {"name": "small_cnn", "weights": "imagenet"}, "input_size": 32}
+    (folder / "key.json").write_text(json.dumps({"sha256": "x", "fields": fields}))
+    record = T.score_cache(folder, tiny_prepared, {"dataset": "tiny", "backbone": "cnn"})
+    y_train, y_val = data.split("train")[1], data.split("val")[1]
+    assert record["logme"] == pytest.approx(T.logme(feats["train"], y_train))
+    assert record["knn_accuracy"] == pytest.approx(
+        T.knn_accuracy(feats["train"], y_train, feats["val"], y_val)
+    )
+    assert (record["input_size"], record["dim"], record["n_val"]) == (32, 8, len(y_val))
+    np.save(folder / "val.npy", feats["val"][:-1])
+    with pytest.raises(ValueError, match="cache is of another dataset"):
+        T.score_cache(folder, tiny_prepared, {"dataset": "tiny", "backbone": "cnn"})
+
+
+def test_scored_pairs_are_the_pretrained_backbones_of_the_matrix():
+    from tlbench.study import load_study_file
+
+    study = load_study_file(ROOT / "configs/test/tiny.yaml")
+    assert T.scored_pairs(study) == [("target", "cnn_source")]  # cnn_scratch is random
+
+
+def _study_rows(accuracies: dict[str, list[float]], strategy: str = "fine_tune"):
+    rows = []
+    for backbone, values in accuracies.items():
+        for seed, value in enumerate(values):
+            rows.append(
+                {
+                    "dataset": "d",
+                    "backbone": backbone,
+                    "strategy": strategy,
+                    "augmentation": "none",
+                    "seed": seed,
+                    "status": "ok",
+                    "val_accuracy": value,
+                    "test_accuracy": value - 0.01,
+                }
+            )
+    return rows
+
+
+def test_tau_table_is_the_weighted_tau_over_backbones_of_seed_means():
+    accuracies = {"a": [0.9, 0.8], "b": [0.6, 0.6], "c": [0.7, 0.75], "e": [0.5, 0.5]}
+    rows = _study_rows(accuracies) + _study_rows({"a": [0.5], "b": [0.9]}, "scratch")
+    rows.append({**rows[0], "seed": 9, "status": "failed", "val_accuracy": 0.0})  # ignored
+    scores = pd.DataFrame(
+        {
+            "dataset": "d",
+            "backbone": ["a", "b", "c", "e"],
+            "logme": [1.0, 3.0, 2.0, 0.0],
+            "hscore": [4.0, 2.0, 3.0, 1.0],
+            "hscore_shrunk": 1.0,
+            "knn_accuracy": [0.9, 0.5, 0.7, 0.4],
+        }
+    )
+    table = T.tau_table(scores, pd.DataFrame(rows)).set_index(["strategy", "score", "accuracy"])
+    means = [0.85, 0.6, 0.725, 0.5]
+    expected = weightedtau([1.0, 3.0, 2.0, 0.0], means).statistic
+    row = table.loc[("fine_tune", "logme", "val_accuracy")]
+    assert row["weighted_tau"] == pytest.approx(expected) and row["backbones"] == 4
+    assert table.loc[("fine_tune", "hscore", "val_accuracy"), "weighted_tau"] == pytest.approx(1.0)
+    constant = table.loc[("fine_tune", "hscore_shrunk", "val_accuracy")]
+    assert math.isnan(constant["weighted_tau"]) and "same for all 4" in constant["note"]
+    few = table.loc[("scratch", "logme", "val_accuracy")]
+    assert math.isnan(few["weighted_tau"]) and "2 scored backbone(s)" in few["note"]
+    assert "reported only" in table.loc[("fine_tune", "logme", "test_accuracy"), "note"]
+    assert "reported only" not in row["note"]
+
+
+def test_tau_scatter_writes_a_png(tmp_path):
+    scores = pd.DataFrame(
+        {
+            "dataset": "d",
+            "backbone": ["a", "b"],
+            **{s: [1.0, 2.0] for s in T.SCORES},
+        }
+    )
+    study = pd.DataFrame(_study_rows({"a": [0.5], "b": [0.7]}))
+    path = T.tau_scatter(scores, study, tmp_path / "scatter.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="accuracy: 'train_accuracy'"):
+        T.tau_scatter(scores, study, tmp_path / "x.png", accuracy="train_accuracy")
