@@ -33,6 +33,8 @@ localrules:
     environment,
     tuning_trials_table,
     tuning_trials_plot,
+    transferability_table,
+    transferability_check,
 
 
 # ---------------------------------------------------------------- runs
@@ -186,6 +188,27 @@ def tuning_targets():
     return targets
 
 
+# ---------------------------------------------------------------- transferability
+
+
+def transferability_score_files(wildcards):
+    """The per (dataset, backbone) score records of every scored pair."""
+    from tlbench.transferability import scored_pairs
+
+    return [f"{RESULTS}/transferability/{d}/{b}.json" for d, b in scored_pairs(STUDY)]
+
+
+def transferability_targets():
+    """Score table, tau table and scatter figure (none when no backbone is pretrained)."""
+    if not transferability_score_files(None):
+        return []
+    return [
+        f"{RESULTS}/tables/transferability.html",
+        f"{RESULTS}/tables/transferability_tau.html",
+        f"{RESULTS}/figures/transferability.png",
+    ]
+
+
 # ---------------------------------------------------------------- targets
 
 
@@ -225,6 +248,7 @@ def final_targets():
         *run_figure_targets(),
         f"{RESULTS}/environment/environment.html",
         *tuning_targets(),
+        *transferability_targets(),
         *results_targets(),
     ]
 

@@ -267,7 +267,8 @@ def test_score_cache_reads_a_feature_cache_with_the_prepared_labels(tiny_prepare
         feats[split] = (np.eye(3)[labels] @ rng.normal(size=(3, 8)) * 3).astype(np.float32)
         feats[split] += rng.normal(size=feats[split].shape).astype(np.float32)
         np.save(folder / f"{split}.npy", feats[split])
-    fields = {"backbone": {"name": "small_cnn", "weights": "imagenet"}, "input_size": 32}
+    weights = {"run_model_sha256": "0" * 64}  # weights of a pretraining run
+    fields = {"backbone": {"name": "small_cnn", "weights": weights}, "input_size": 32}
     (folder / "key.json").write_text(json.dumps({"sha256": "x", "fields": fields}))
     record = T.score_cache(folder, tiny_prepared, {"dataset": "tiny", "backbone": "cnn"})
     y_train, y_val = data.split("train")[1], data.split("val")[1]
@@ -276,6 +277,7 @@ def test_score_cache_reads_a_feature_cache_with_the_prepared_labels(tiny_prepare
         T.knn_accuracy(feats["train"], y_train, feats["val"], y_val)
     )
     assert (record["input_size"], record["dim"], record["n_val"]) == (32, 8, len(y_val))
+    assert record["weights"] == "pretraining run"
     np.save(folder / "val.npy", feats["val"][:-1])
     with pytest.raises(ValueError, match="cache is of another dataset"):
         T.score_cache(folder, tiny_prepared, {"dataset": "tiny", "backbone": "cnn"})

@@ -63,6 +63,8 @@ LIMIT = 1e12
 SCORES = ("logme", "hscore", "hscore_shrunk", "knn_accuracy")
 #: The measured accuracies the scores are checked against (mean over seeds).
 ACCURACIES = ("val_accuracy", "test_accuracy")
+#: The feature cache key's weight identities (tlbench.features.weights_identity) -> labels.
+WEIGHTS_LABELS = {"run_model_sha256": "pretraining run", "file_sha256": "weights file"}
 #: Fewest backbones a rank correlation is computed over.
 MIN_BACKBONES = 3
 
@@ -361,6 +363,9 @@ def score_features(
     k: int = KNN_K,
 ) -> dict[str, Any]:
     """Every score of :data:`SCORES` from train/val features, with each one's seconds."""
+    import sklearn.covariance  # noqa: F401  (imported before the clock starts:
+    import sklearn.neighbors  # noqa: F401  the seconds are the scores' own)
+
     record: dict[str, Any] = {}
     jobs = {
         "logme": lambda: logme(train, train_labels),
@@ -403,7 +408,7 @@ def score_cache(
         "dataset": names["dataset"],
         "backbone": names["backbone"],
         "backbone_arch": backbone["name"],
-        "weights": weights if isinstance(weights, str) else next(iter(weights)),
+        "weights": weights if isinstance(weights, str) else WEIGHTS_LABELS[next(iter(weights))],
         "input_size": int(fields["input_size"]),
         "n_train": len(feats["train"]),
         "n_val": len(feats["val"]),

@@ -1,0 +1,71 @@
+# Transferability scores (tlbench.transferability): every pretrained backbone of the
+# study scored on each dataset from its frozen-feature cache (rules/features.smk),
+# and the scores checked against the accuracies the study's runs measured.
+
+
+rule transferability_scores:
+    input:
+        features=f"{RESULTS}/features/{{dataset}}/{{backbone}}",
+        prepared=f"{RESULTS}/prepared/{{dataset}}",
+    output:
+        f"{RESULTS}/transferability/{{dataset}}/{{backbone}}.json",
+    log:
+        f"{RESULTS}/logs/transferability/{{dataset}}/{{backbone}}.log",
+    threads: STUDY.config["resources"]["threads"]
+    resources:
+        mem_mb=STUDY.config["resources"]["mem_mb"],
+        runtime=STUDY.config["resources"]["runtime"],
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/transferability_scores.py"
+
+
+rule transferability_table:
+    input:
+        transferability_score_files,
+    output:
+        csv=f"{RESULTS}/tables/transferability.csv",
+        md=f"{RESULTS}/tables/transferability.md",
+        html=report(
+            f"{RESULTS}/tables/transferability.html",
+            caption="../report/transferability.rst",
+            category="Transferability",
+            subcategory="Scores",
+            labels={"table": "transferability scores"},
+        ),
+    log:
+        f"{RESULTS}/logs/tables/transferability.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/transferability_table.py"
+
+
+rule transferability_check:
+    input:
+        scores=f"{RESULTS}/tables/transferability.csv",
+        study=f"{RESULTS}/tables/study.csv",
+    output:
+        csv=f"{RESULTS}/tables/transferability_tau.csv",
+        md=f"{RESULTS}/tables/transferability_tau.md",
+        html=report(
+            f"{RESULTS}/tables/transferability_tau.html",
+            caption="../report/transferability_tau.rst",
+            category="Transferability",
+            subcategory="Scores vs. measured accuracy",
+            labels={"table": "weighted Kendall tau"},
+        ),
+        figure=report(
+            f"{RESULTS}/figures/transferability.png",
+            caption="../report/transferability_scatter.rst",
+            category="Transferability",
+            subcategory="Scores vs. measured accuracy",
+            labels={"figure": "scores vs. test accuracy"},
+        ),
+    log:
+        f"{RESULTS}/logs/tables/transferability_tau.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/transferability_check.py"

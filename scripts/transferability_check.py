@@ -1,0 +1,18 @@
+"""Snakemake script: each score's weighted Kendall tau against the measured accuracies,
+and the scatter figure of scores against test accuracy."""
+# ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
+
+import _bootstrap  # noqa: F401
+
+from tlbench.study import log_to, table_stem
+
+with log_to(snakemake.log[0]):
+    import pandas as pd
+
+    from tlbench import tables, transferability
+
+    scores = pd.read_csv(snakemake.input.scores)
+    study = pd.read_csv(snakemake.input.study)
+    tau = transferability.tau_table(scores, study)
+    tables.write_table(tau, table_stem(snakemake.output))
+    transferability.tau_scatter(scores, study, snakemake.output.figure)

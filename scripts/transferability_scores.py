@@ -1,0 +1,17 @@
+"""Snakemake script: transferability scores of one (dataset, backbone) feature cache."""
+# ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
+
+import _bootstrap  # noqa: F401
+
+from tlbench.study import limit_threads, log_to
+
+limit_threads(snakemake.threads)
+with log_to(snakemake.log[0]):
+    from tlbench import transferability
+    from tlbench.atomic import write_json
+
+    record = transferability.score_cache(
+        snakemake.input.features, snakemake.input.prepared, dict(snakemake.wildcards)
+    )
+    print(record)
+    write_json(snakemake.output[0], record)

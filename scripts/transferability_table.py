@@ -1,0 +1,12 @@
+"""Snakemake script: the scores of every (dataset, backbone) in one table."""
+# ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
+
+import _bootstrap  # noqa: F401
+
+from tlbench.study import log_to, table_stem
+
+with log_to(snakemake.log[0]):
+    from tlbench import tables, transferability
+
+    table = transferability.scores_table(snakemake.input)
+    tables.write_table(table, table_stem(snakemake.output))
