@@ -148,9 +148,8 @@ def _evidence(spec: _Spectrum, y: np.ndarray, tol: float, max_iter: int) -> Evid
     """Maximise the evidence of one target column over alpha, beta (MacKay's fixed point)."""
     n, d, sigma = spec.n, spec.d, spec.sigma
     z2 = (spec.left.T @ y) ** 2  # squared coordinates of y along the left singular vectors
-    outside = max(float(y @ y) - float(z2.sum()), 0.0)  # |y|^2 outside span(F)
-    if spec.n < spec.d:
-        outside = 0.0  # U is a complete basis of R^N
+    # |y|^2 outside span(F) (zero up to rounding when N < D: U is then a basis of R^N)
+    outside = max(float(y @ y) - float(z2.sum()), 0.0)
     alpha, beta = 1.0, 1.0
     top = float(sigma.max())
     bottom = float(sigma.min()) if n <= d else 0.0  # > 0: F F^T is nonsingular
