@@ -206,6 +206,13 @@ def test_tiny_study_end_to_end(tmp_path):
     assert len({line["spec_hash"] for line in looks}) == 7
     ledger_table = pd.read_csv(results / "tables/test_evaluations.csv").set_index("dataset")
     assert ledger_table.loc["target", "distinct run specs"] == 6
+    scores = pd.read_csv(results / "tables/transferability.csv")  # cnn_scratch: random, unscored
+    assert scores[["dataset", "backbone"]].values.tolist() == [["target", "cnn_source"]]
+    assert np.isfinite(scores[["logme", "hscore", "knn_accuracy"]].to_numpy()).all()
+    tau = pd.read_csv(results / "tables/transferability_tau.csv")
+    assert set(tau["strategy"]) == {"feature_extraction", "fine_tune"}
+    assert tau["weighted_tau"].isna().all()  # one backbone: undefined, and said so
+    assert tau["note"].str.startswith("undefined: 1 scored backbone(s)").all()
     metrics = yaml.safe_load(
         (results / "runs/target/cnn_scratch/scratch/flip/seed1/metrics.json").read_text()
     )
