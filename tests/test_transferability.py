@@ -159,6 +159,23 @@ def test_hscore_matches_its_definition_and_ignores_invertible_maps():
     assert T.hscore(f @ mix, y) == pytest.approx(expected, rel=1e-6)
 
 
+def test_hscore_without_shrinkage_refuses_features_of_rank_n_minus_1():
+    """N - 1 <= D: tr(cov(f)^+ cov(E[f|y])) is C - 1 for any features (here pure noise);
+    the shrunk H-score still tells informative features from noise."""
+    rng = np.random.default_rng(2)
+    noise, y = rng.normal(size=(20, 40)), np.arange(20) % 4
+    c = noise - noise.mean(axis=0)
+    g = np.stack([c[y == k].mean(axis=0) for k in y])
+    assert np.trace(np.linalg.pinv(c.T @ c) @ g.T @ g) == pytest.approx(3.0)  # the trap
+    with pytest.raises(T.DegenerateScore, match=r"rank N - 1 = 19 .* C - 1 = 3"):
+        T.hscore(noise, y)
+    good, _ = informative(20, 40, classes=4)
+    assert T.hscore(good, y, shrinkage=True) > T.hscore(noise, y, shrinkage=True)
+    record = T.score_features(noise, y, noise, y)
+    assert math.isnan(record["hscore"]) and "rank N - 1" in record["note"]
+    assert math.isfinite(record["hscore_shrunk"])
+
+
 def test_shrunk_hscore_matches_the_ledoit_wolf_definition():
     """tr(((1-d) S + d mu I)^-1 (1-d) S_g), 1/N covariances, d the Ledoit-Wolf shrinkage."""
     from sklearn.covariance import ledoit_wolf_shrinkage

@@ -69,6 +69,10 @@ WEIGHTS_LABELS = {"run_model_sha256": "pretraining run", "file_sha256": "weights
 MIN_BACKBONES = 3
 
 
+class DegenerateScore(ValueError):
+    """A score that is defined but carries no information on these features."""
+
+
 # --------------------------------------------------------------------------- inputs
 
 
@@ -257,11 +261,22 @@ def hscore(features: Any, labels: Any, shrinkage: bool = False) -> float:
     With ``shrinkage``: the regularised H-score of Ibrahim et al. (2023),
     ``tr(S_lw^-1 (1 - delta) cov(E[f | y]))`` with ``S_lw = (1 - delta) S + delta mu I``
     the Ledoit-Wolf covariance of the features (1/N covariances throughout).
+
+    Without shrinkage, when the centred features have rank N - 1 (generically so
+    when N - 1 <= D), the H-score is C - 1 for *any* features (the pseudo-inverse
+    projects onto every centred direction): :class:`DegenerateScore` is raised.
     """
     f = _features(features)
     y = _labels(labels, f.shape[0])
     f = f - f.mean(axis=0)
     g = _class_means(f, y)
+    n, d = f.shape
+    if not shrinkage and n - 1 <= d and np.linalg.matrix_rank(f) == n - 1:
+        raise DegenerateScore(
+            f"hscore: the centred features have rank N - 1 = {n - 1} (N = {n} samples, "
+            f"D = {d} dimensions), where the H-score is C - 1 = {len(np.unique(y)) - 1} "
+            "for any features; use shrinkage=True (hscore_shrunk)"
+        )
     if not shrinkage:
         cov_f = f.T @ f / (len(f) - 1)
         cov_g = g.T @ g / (len(f) - 1)
@@ -361,7 +376,8 @@ def score_features(
     val_labels: np.ndarray,
     k: int = KNN_K,
 ) -> dict[str, Any]:
-    """Every score of :data:`SCORES` from train/val features, with each one's seconds."""
+    """Every score of :data:`SCORES` from train/val features, with each one's seconds;
+    a :class:`DegenerateScore` is recorded as NaN with its reason in ``note``."""
     import sklearn.covariance  # noqa: F401  (imported before the clock starts:
     import sklearn.neighbors  # noqa: F401  the seconds are the scores' own)
 
@@ -372,11 +388,17 @@ def score_features(
         "hscore_shrunk": lambda: hscore(train, train_labels, shrinkage=True),
         "knn_accuracy": lambda: knn_accuracy(train, train_labels, val, val_labels, k),
     }
+    notes = []
     for name in SCORES:
         start = time.perf_counter()
-        record[name] = jobs[name]()
+        try:
+            record[name] = jobs[name]()
+        except DegenerateScore as error:
+            record[name] = math.nan
+            notes.append(str(error))
         record[f"{name}_seconds"] = time.perf_counter() - start
     record["knn_k"] = k
+    record["note"] = "; ".join(notes)
     return record
 
 
