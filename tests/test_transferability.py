@@ -352,6 +352,13 @@ def test_tau_table_is_the_weighted_tau_over_backbones_of_seed_means():
     assert math.isnan(few["weighted_tau"]) and "2 scored backbone(s)" in few["note"]
     assert "reported only" in table.loc[("fine_tune", "logme", "test_accuracy"), "note"]
     assert "reported only" not in row["note"]
+    scores.loc[1, "logme"] = np.nan  # a degenerate score: said so, tau over the rest
+    table = T.tau_table(scores, pd.DataFrame(rows)).set_index(["strategy", "score", "accuracy"])
+    row = table.loc[("fine_tune", "logme", "val_accuracy")]
+    assert row["backbones"] == 3 and "1 of 4 backbones have no logme" in row["note"]
+    kept = [0, 2, 3]
+    expected = weightedtau([[1.0, 3.0, 2.0, 0.0][i] for i in kept], [means[i] for i in kept])
+    assert row["weighted_tau"] == pytest.approx(expected.statistic)
 
 
 def test_tau_scatter_writes_a_png(tmp_path):

@@ -510,6 +510,12 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
                 pair = group[[score, accuracy]].dropna()
                 n = len(pair)
                 tau, notes = math.nan, []
+                missing = int(group[score].isna().sum())
+                if missing:
+                    notes.append(
+                        f"{missing} of {len(group)} backbones have no {score} "
+                        "(the score table's note says why)"
+                    )
                 if n < MIN_BACKBONES:
                     notes.append(
                         f"undefined: {n} scored backbone(s) with this accuracy, "
@@ -553,12 +559,26 @@ def tau_scatter(
         ["dataset", "strategy", "augmentation", "score", "accuracy"]
     )["weighted_tau"]
     datasets = sorted(measured["dataset"].unique())
-    fig = Figure(figsize=(3.6 * len(SCORES), 3.2 * len(datasets)))
+    fig = Figure(figsize=(3.6 * len(SCORES), 3.2 * len(datasets)), layout="constrained")
     axes = fig.subplots(len(datasets), len(SCORES), squeeze=False)
     for row, dataset in enumerate(datasets):
         of = measured[measured["dataset"] == dataset]
         for col, score in enumerate(SCORES):
             ax = axes[row][col]
+            ax.set_title(f"{dataset}: {score}", fontsize=9)
+            if of[score].isna().all():
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"no {score} for any backbone\n(see the score table's note)",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    fontsize=8,
+                )
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
             for (strategy, augmentation), group in of.groupby(["strategy", "augmentation"]):
                 tau = taus[(dataset, strategy, augmentation, score, accuracy)]
                 label = f"{strategy}/{augmentation}: " + (
@@ -568,7 +588,7 @@ def tau_scatter(
                 for _, r in group.iterrows():
                     ax.annotate(str(r["backbone"]), (r[score], r[accuracy]), fontsize=6)
             ax.set_xlabel(score)
-            ax.set_ylabel(f"{accuracy.replace('_', ' ')} (mean over seeds)")
-            ax.set_title(dataset, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(f"{accuracy.replace('_', ' ')} (mean over seeds)")
             ax.legend(fontsize=6)
     return _save(fig, path)
