@@ -61,7 +61,7 @@ rule transferability_check:
             caption="../report/transferability_scatter.rst",
             category="Transferability",
             subcategory="Scores vs. measured accuracy",
-            labels={"figure": "scores vs. test accuracy"},
+            labels={"figure": "scores vs. accuracy"},
         ),
     log:
         f"{RESULTS}/logs/tables/transferability_tau.log",

@@ -361,6 +361,21 @@ def test_tau_table_is_the_weighted_tau_over_backbones_of_seed_means():
     assert row["weighted_tau"] == pytest.approx(expected.statistic)
 
 
+def test_a_pilot_study_is_checked_against_validation_accuracy_only(tmp_path):
+    rows = [
+        {**r, "pilot": True, "test_accuracy": np.nan}
+        for r in _study_rows({"a": [0.9], "b": [0.6], "c": [0.7]})
+    ]
+    scores = pd.DataFrame(
+        {"dataset": "d", "backbone": ["a", "b", "c"], **{s: [3.0, 1.0, 2.0] for s in T.SCORES}}
+    )
+    table = T.tau_table(scores, pd.DataFrame(rows))
+    assert set(table["accuracy"]) == {"val_accuracy"}
+    assert table["weighted_tau"].to_numpy() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="accuracy: 'test_accuracy'"):
+        T.tau_scatter(scores, pd.DataFrame(rows), tmp_path / "x.png", accuracy="test_accuracy")
+
+
 def test_tau_scatter_writes_a_png(tmp_path):
     scores = pd.DataFrame(
         {

@@ -486,7 +486,8 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
     ``weighted_tau`` is empty where it is undefined, and ``note`` says why: fewer
     than :data:`MIN_BACKBONES` backbones, or a score or accuracy constant over them.
     Test-accuracy rows are a report of how well a score predicted; nothing is chosen
-    by them (``note`` says so).
+    by them (``note`` says so). A pilot study (``tlbench.tables.is_pilot``: its test
+    splits sealed) has validation rows only.
     """
     from scipy.stats import weightedtau
 
@@ -500,13 +501,16 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
         "weighted_tau",
         "note",
     ]
+    from tlbench.tables import is_pilot
+
+    accuracies = ("val_accuracy",) if is_pilot(study) else ACCURACIES  # pilot: test sealed
     measured = measured_accuracy(study).merge(scores, on=["dataset", "backbone"])
     rows = []
     for (dataset, strategy, augmentation), group in measured.groupby(
         ["dataset", "strategy", "augmentation"], sort=True
     ):
         for score in [s for s in SCORES if s in group]:
-            for accuracy in ACCURACIES:
+            for accuracy in accuracies:
                 pair = group[[score, accuracy]].dropna()
                 n = len(pair)
                 tau, notes = math.nan, []
@@ -538,15 +542,19 @@ def tau_scatter(
     scores: pd.DataFrame,
     study: pd.DataFrame,
     path: str | os.PathLike,
-    accuracy: str = "test_accuracy",
+    accuracy: str | None = None,
 ) -> Path:
-    """Each score against the measured ``accuracy`` (mean over seeds), one panel per
-    (dataset, score), one marker series per (strategy, augmentation) with its tau."""
+    """Each score against the measured ``accuracy`` (mean over seeds; default test
+    accuracy, validation accuracy in a pilot study), one panel per (dataset, score),
+    one marker series per (strategy, augmentation) with its tau."""
     from matplotlib.figure import Figure
 
     from tlbench.plots import _message_figure, _save
+    from tlbench.tables import is_pilot
 
-    if accuracy not in ACCURACIES:
+    if accuracy is None:
+        accuracy = "val_accuracy" if is_pilot(study) else "test_accuracy"
+    if accuracy not in ACCURACIES or (accuracy == "test_accuracy" and is_pilot(study)):
         raise ValueError(f"accuracy: {accuracy!r}; valid: {', '.join(ACCURACIES)}")
     measured = measured_accuracy(study).merge(scores, on=["dataset", "backbone"])
     if measured.empty:
