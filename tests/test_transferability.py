@@ -272,9 +272,19 @@ def test_bad_inputs_are_named():
 
 
 def test_score_cache_reads_a_feature_cache_with_the_prepared_labels(tiny_prepared, tmp_path):
+    """Train/val labels of the prepared dataset; its test split is never opened (a pilot
+    study's prepared folder has no test files)."""
+    import shutil
+
     from tlbench.datasets import load_prepared
 
-    data = load_prepared(tiny_prepared)
+    sealed = tmp_path / "prepared"
+    shutil.copytree(tiny_prepared, sealed)
+    for name in ("test_x.npy", "test_y.npy"):
+        (sealed / name).unlink()
+    tiny_prepared = sealed
+
+    data = load_prepared(tiny_prepared, splits=("train", "val"))
     rng = np.random.default_rng(0)
     folder = tmp_path / "features"
     folder.mkdir()

@@ -414,7 +414,7 @@ def score_cache(
     if not key_file.is_file():
         raise FileNotFoundError(f"{folder} is not a feature cache (no key.json)")
     fields = json.loads(key_file.read_text())["fields"]
-    data = load_prepared(prepared_dir)
+    data = load_prepared(prepared_dir, splits=("train", "val"))  # test: never read
     feats = {s: np.load(folder / f"{s}.npy") for s in ("train", "val")}
     labels = {s: data.split(s)[1] for s in ("train", "val")}
     for split in feats:
