@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 from engine_helpers import tiny_spec
 
@@ -106,3 +113,88 @@ def test_checkpoint_of_another_spec_is_discarded(tiny_prepared, tmp_path, monkey
     metrics = engine.run(tiny_spec(tiny_prepared, training={"epochs": 2, "batch_size": 8}), out)
     assert metrics["resumed"] is False
     assert metrics["epochs_run"] == 2
+
+
+# --------------------------------------------------------------------------- a real kill -9
+
+#: ``tlbench run`` with TensorFlow's op determinism on (in a subprocess, so it does
+#: not leak into other tests).
+DETERMINISTIC_TLBENCH = (
+    "import sys, tensorflow as tf; tf.config.experimental.enable_op_determinism(); "
+    "from tlbench.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def _tlbench_run(spec_path, out) -> list[str]:
+    return [sys.executable, "-c", DETERMINISTIC_TLBENCH, "run", str(spec_path), str(out)]
+
+
+def _env(job_id: str) -> dict[str, str]:
+    src = str(Path(engine.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, "SLURM_JOB_ID": job_id, "TLBENCH_THREADS": "1"}
+
+
+def _kill_in_epoch(cmd, env, progress: Path, after: int, timeout: float = 300) -> None:
+    """Start ``cmd``; SIGKILL it once ``progress`` records epoch ``after`` (so in the next)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                current = json.loads(progress.read_text())["current"]
+            except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+                current = None
+            if current and current["epoch"] >= after:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return
+            time.sleep(0.005)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    raise AssertionError(
+        f"the run ended before epoch {after} was checkpointed: {proc.stderr.read()}"
+    )
+
+
+def _weights(out: Path) -> list:
+    import keras
+
+    return keras.saving.load_model(out / "model.keras", compile=False).get_weights()
+
+
+def test_sigkilled_run_is_the_same_run_and_counts_every_attempt(tiny_prepared, tmp_path):
+    """kill -9 in epoch 4 of 6, rerun: the uninterrupted run's history and weights
+    (dropout, augmentation and data order drawn per epoch), and the cost of both attempts."""
+    spec = tiny_spec(
+        tiny_prepared, training={"epochs": 6}, augmentation={"name": "geometric", "params": {}}
+    )
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    out, reference = tmp_path / "run", tmp_path / "reference"
+    _kill_in_epoch(
+        _tlbench_run(spec_path, out), _env("111"), tmp_path / "run.work" / "progress.json", 3
+    )
+    assert not out.exists()
+    for target, job in ((out, "222"), (reference, "333")):
+        subprocess.run(_tlbench_run(spec_path, target), env=_env(job), check=True)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed"] is True
+    attempts = metrics["attempts"]
+    assert [a["slurm_job_id"] for a in attempts] == ["111", "222"]
+    assert all(a["train_seconds"] > 0 for a in attempts)
+    assert metrics["train_seconds"] == pytest.approx(sum(a["train_seconds"] for a in attempts))
+    assert metrics["setup_seconds"] == pytest.approx(sum(a["setup_seconds"] for a in attempts))
+    assert attempts[0]["finished_utc"] <= attempts[1]["started_utc"]
+
+    got, want = _history(out), _history(reference)
+    assert [r["epoch"] for r in got] == [str(e) for e in range(1, 7)]
+    for column in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(
+            [float(r[column]) for r in got], [float(r[column]) for r in want], rtol=1e-5
+        )
+    for a, b in zip(_weights(out), _weights(reference), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -40,6 +40,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tlbench.atomic import atomic_dir, write_json
+from tlbench.atomic import atomic_dir, atomic_file, write_json
 from tlbench.optim import EpochSchedule, build_optimizer
 from tlbench.preprocess import Preprocess
 from tlbench.spec import SpecError, resolve_spec
@@ -348,77 +349,303 @@ def _float(value: Any) -> float | None:
 # --------------------------------------------------------------------------- resume
 
 
+class ResumeWarning(UserWarning):
+    """A checkpoint in the work folder was discarded (damaged, or of another spec or data)."""
+
+
+#: Seconds between two updates of the attempt record while a fit runs (a killed
+#: attempt's time is counted up to its last update).
+HEARTBEAT_SECONDS = 10.0
+
+
+def data_fingerprint(data: Any) -> str:
+    """A content hash of a prepared dataset, cheap to compute at every run start.
+
+    sha256 over manifest.json (without its ``prepare_seconds``), classes.json,
+    the train and val labels and, per split, the images' shape and up to 64 evenly
+    spaced images (the splits training reads: the test split is not opened).
+    Preparing the data again with other labels, classes, size, sources or options
+    changes it; preparing it again identically does not.
+    """
+    digest = hashlib.sha256()
+    manifest = {k: v for k, v in data.manifest.items() if k != "prepare_seconds"}
+    digest.update(json.dumps(manifest, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(list(data.classes)).encode())
+    for name in ("train", "val"):
+        x, y = data.split(name)
+        digest.update(f"{name} {x.shape} {x.dtype} {y.dtype}".encode())
+        digest.update(np.ascontiguousarray(y).tobytes())
+        if len(x):
+            picks = np.unique(np.linspace(0, len(x) - 1, num=min(64, len(x))).astype(np.int64))
+            digest.update(np.ascontiguousarray(x[picks]).tobytes())
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Resume:
     """Per-epoch checkpoints of one run's fits in a work folder (``OUTDIR.work``).
 
     Fits (one per phase or autoencoder stage) are numbered in call order.
-    ``progress.json`` holds the spec's hash, the history rows so far, per finished
-    fit its row count, best epoch and final weights file, and for the fit in
-    progress its finished epochs, its weights file and the early-stopping state.
-    A checkpoint of another spec is discarded. Weights files carry the epoch in
-    their name and progress.json is replaced atomically after them, so the two
-    always agree.
+    ``progress.json`` holds the spec's hash and the prepared data's fingerprint
+    (:func:`data_fingerprint`), the history rows so far, per finished fit its row
+    count, best epoch and final weights file, and for the fit in progress its last
+    two finished epochs (``current``, ``previous``): weights file, row count and
+    early-stopping state. Every file is written under a hidden temporary name,
+    flushed to disk (fsync), renamed into place, and its sha256 recorded in
+    progress.json, which is replaced (the same way) after them.
+
+    On resume a checkpoint of another spec or other data is discarded with a
+    :class:`ResumeWarning`; so is one whose files are damaged (sha256 mismatch,
+    missing, or failing to load): the run continues from the epoch before it,
+    else from the start of that fit (a damaged finished fit: from its start).
+
+    ``attempts.json`` lists the attempts (processes) of the run: start, last
+    update, wall ``seconds``, ``setup_seconds``, ``train_seconds`` and
+    ``slurm_job_id``; the current attempt's record is updated at every epoch end
+    and every :data:`HEARTBEAT_SECONDS` of a fit, so a killed attempt's cost
+    counts up to its last update. :meth:`finish_attempt` returns them all.
     """
 
-    def __init__(self, workdir: str | os.PathLike, spec: Mapping[str, Any]):
+    def __init__(
+        self, workdir: str | os.PathLike, spec: Mapping[str, Any], data_key: str | None = None
+    ):
+        from tlbench.provenance import utc_now
+
         self.dir = Path(workdir)
         blob = json.dumps(spec, sort_keys=True, default=str).encode()
         self.key = hashlib.sha256(blob).hexdigest()
+        self.data_key = data_key
         self.resumed = False
         self.next_fit = 0
-        state = None
+        self.setup_start: float | None = None
+        self.train_start: float | None = None
+        self._wall_start = time.perf_counter()
+        self._last_beat = 0.0
+        self.attempt: dict[str, Any] = {
+            "started_utc": utc_now(),
+            "finished_utc": None,
+            "seconds": 0.0,
+            "setup_seconds": 0.0,
+            "train_seconds": 0.0,
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        }
+        self.previous_attempts: list[dict[str, Any]] = []
+        self.state = {
+            "spec": self.key,
+            "data": data_key,
+            "rows": [],
+            "fits": [],
+            "current": None,
+            "previous": None,
+        }
+        if self.dir.is_dir():
+            self._open()
+
+    def _discard(self, why: str) -> None:
+        warnings.warn(f"{self.dir}: {why}", ResumeWarning, stacklevel=3)
+
+    def _open(self) -> None:
+        """Read the work folder left by earlier attempts (see the class docstring)."""
+        for path in self.dir.iterdir():  # temporaries of a killed write
+            if path.name.startswith(".") and ".tmp-" in path.name:
+                path.unlink()
+        keys = {"spec": self.key, "data": self.data_key}
+        state, same_run = None, True
         progress = self.dir / "progress.json"
         if progress.exists():
-            state = json.loads(progress.read_text())
-            if state.get("spec") != self.key:
-                shutil.rmtree(self.dir)
+            try:
+                state = json.loads(progress.read_text())
+                if not isinstance(state, dict) or not {"rows", "fits", "current"} <= set(state):
+                    raise ValueError("not a checkpoint record")
+            except ValueError as error:
+                self._discard(f"progress.json is damaged ({error}); the run starts over")
                 state = None
-        self.state = state or {"spec": self.key, "rows": [], "fits": [], "current": None}
+        if state is not None and state.get("spec") != self.key:
+            self._discard("the checkpoint is of another run spec; discarded, the run starts over")
+            state, same_run = None, False
+        elif state is not None and state.get("data") != self.data_key:
+            self._discard(
+                "the checkpoint was trained on other data (the prepared dataset changed "
+                "since: its fingerprint differs); discarded, the run starts over"
+            )
+            state, same_run = None, False
+        try:
+            saved = json.loads((self.dir / "attempts.json").read_text())
+        except (FileNotFoundError, ValueError):
+            saved = None
+        if same_run and isinstance(saved, dict) and saved.get("keys") == keys:
+            self.previous_attempts = list(saved["attempts"])
+        if state is None:
+            shutil.rmtree(self.dir)
+            return
+        state.setdefault("previous", None)
+        self.state = state
 
-    def _weights(self, model: keras.Model, name: str) -> None:
-        """Load a weights file of the work folder into a compiled ``model``."""
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-        model.load_weights(self.dir / name)
+    # ---------------------------------------------------------------- attempts
+
+    def heartbeat(self, force: bool = False) -> None:
+        """Update this attempt's record (every HEARTBEAT_SECONDS unless ``force``)."""
+        from tlbench.provenance import utc_now
+
+        now = time.perf_counter()
+        if not force and now - self._last_beat < HEARTBEAT_SECONDS:
+            return
+        self._last_beat = now
+        self.attempt["finished_utc"] = utc_now()
+        self.attempt["seconds"] = round(now - self._wall_start, 3)
+        for key, start in (
+            ("setup_seconds", self.setup_start),
+            ("train_seconds", self.train_start),
+        ):
+            if start is not None:
+                self.attempt[key] = round(now - start, 3)
+        self._write_attempts()
+
+    def _write_attempts(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        keys = {"spec": self.key, "data": self.data_key}
+        _durable_json(
+            self.dir / "attempts.json",
+            {"keys": keys, "attempts": [*self.previous_attempts, self.attempt]},
+        )
+
+    def finish_attempt(self, setup_seconds: float, train_seconds: float) -> list[dict[str, Any]]:
+        """Close this attempt with its measured times; every attempt of the run."""
+        from tlbench.provenance import utc_now
+
+        self.attempt.update(
+            finished_utc=utc_now(),
+            seconds=round(time.perf_counter() - self._wall_start, 3),
+            setup_seconds=round(setup_seconds, 3),
+            train_seconds=round(train_seconds, 3),
+        )
+        return [*self.previous_attempts, self.attempt]
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def _intact(self, entry: Mapping[str, Any]) -> str | None:
+        """None when every file of ``entry`` is there with its recorded sha256; else why not."""
+        for name, digest in (entry.get("sha256") or {}).items():
+            path = self.dir / name
+            if not path.is_file():
+                return f"{name} is missing"
+            if _sha256(path) != digest:
+                return f"{name} is damaged (its sha256 differs from the one recorded)"
+        if not entry.get("sha256"):
+            return "no checksums recorded"
+        return None
+
+    def _load(self, model: keras.Model, entry: Mapping[str, Any], what: str) -> bool:
+        """Load ``entry``'s weights into a compiled ``model``; False (warned) when damaged."""
+        problem = self._intact(entry)
+        if problem is None:
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            variables = list(model.weights)
+            if model.optimizer is not None:
+                variables += list(model.optimizer.variables)
+            snapshot = [keras.ops.convert_to_numpy(v) for v in variables]
+            try:
+                model.load_weights(self.dir / entry["weights"])
+            except Exception as error:  # a file that verifies but does not load
+                for variable, value in zip(variables, snapshot, strict=True):
+                    variable.assign(value)
+                problem = f"{entry['weights']} does not load ({type(error).__name__}: {error})"
+        if problem is not None:
+            self._discard(f"checkpoint of {what}: {problem}; discarded")
+            return False
         self.resumed = True
+        return True
 
     def restore_finished(self, fit: int, model: keras.Model, trainer: Trainer) -> bool:
-        """Restore a fit that had finished; False when it had not."""
+        """Restore a fit that had finished; False when it had not (or was damaged)."""
         if fit >= len(self.state["fits"]):
             return False
         done = self.state["fits"][fit]
-        self._weights(model, done["weights"])
+        if not self._load(model, done, f"finished fit {fit}"):
+            # this fit and everything after it are redone from the fit's start
+            rows = self.state["fits"][fit - 1]["rows"] if fit else 0
+            self.state = {
+                **self.state,
+                "rows": self.state["rows"][:rows],
+                "fits": self.state["fits"][:fit],
+                "current": None,
+                "previous": None,
+            }
+            return False
         trainer.rows[:] = self.state["rows"][: done["rows"]]
         trainer.best_epoch = done["best_epoch"]
         return True
 
     def restore_current(self, fit: int, model: keras.Model, trainer: Trainer) -> dict | None:
-        """Weights and rows of fit ``fit`` at its last finished epoch (None: nothing saved)."""
-        current = self.state["current"]
-        if not current or current["fit"] != fit:
-            return None
-        self._weights(model, current["weights"])
-        trainer.rows[:] = self.state["rows"]
-        return current
+        """Weights and rows of fit ``fit`` at its last good finished epoch (None: nothing)."""
+        for which in ("current", "previous"):
+            entry = self.state.get(which)
+            if not entry or entry["fit"] != fit:
+                continue
+            if self._load(model, entry, f"fit {fit} after epoch {entry['epoch']}"):
+                trainer.rows[:] = self.state["rows"][: entry["rows"]]
+                self.state = {**self.state, "current": entry, "previous": None}
+                return entry
+        self.state = {**self.state, "current": None, "previous": None}
+        return None
+
+    def _save(self, name: str, write: Any) -> str:
+        """Write file ``name`` through ``write(path)`` durably; its sha256."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".tmp-{name}"
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.dir / name)
+        _fsync_dir(self.dir)
+        return _sha256(self.dir / name)
 
     def save_epoch(self, fit: int, epoch: int, model: keras.Model, rows: list, stopper: Any):
         """Checkpoint fit ``fit`` after its (0-based) ``epoch``."""
-        self.dir.mkdir(parents=True, exist_ok=True)
         name = f"fit{fit}-epoch{epoch + 1}.weights.h5"
-        model.save_weights(self.dir / name)
-        current = {"fit": fit, "epoch": epoch + 1, "weights": name, "stopper": None}
+        sums = {name: self._save(name, model.save_weights)}
+        current = {
+            "fit": fit,
+            "epoch": epoch + 1,
+            "rows": len(rows),
+            "weights": name,
+            "stopper": None,
+        }
         if stopper is not None:
             best_name = None
             if stopper.best_weights is not None:
                 best_name = f"fit{fit}-epoch{epoch + 1}-best.npz"
-                np.savez(self.dir / best_name, *stopper.best_weights)
+                sums[best_name] = self._save(
+                    best_name, lambda path: np.savez(path, *stopper.best_weights)
+                )
             current["stopper"] = {
                 "wait": stopper.wait,
                 "best": float(stopper.best) if math.isfinite(float(stopper.best)) else None,
                 "best_epoch": stopper.best_epoch,
                 "best_weights": best_name,
             }
-        self._write({**self.state, "rows": list(rows), "current": current})
+        current["sha256"] = sums
+        previous = self.state.get("current")
+        if not previous or previous["fit"] != fit:
+            previous = None
+        self._write({**self.state, "rows": list(rows), "current": current, "previous": previous})
+        self.heartbeat(force=True)
 
     def restore_stopper(self, current: dict, stopper: Any) -> None:
         """Early-stopping state of the fit in progress (after its on_train_begin)."""
@@ -435,23 +662,41 @@ class Resume:
 
     def finish_fit(self, fit: int, model: keras.Model, rows: list, best_epoch: int | None):
         """Record a finished fit (its final weights, e.g. the restored best epoch)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
         name = f"fit{fit}-final.weights.h5"
-        model.save_weights(self.dir / name)
-        fits = [*self.state["fits"], {"rows": len(rows), "best_epoch": best_epoch, "weights": name}]
-        self._write({**self.state, "rows": list(rows), "fits": fits, "current": None})
+        done = {
+            "rows": len(rows),
+            "best_epoch": best_epoch,
+            "weights": name,
+            "sha256": {name: self._save(name, model.save_weights)},
+        }
+        fits = [*self.state["fits"], done]
+        self._write(
+            {**self.state, "rows": list(rows), "fits": fits, "current": None, "previous": None}
+        )
+        self.heartbeat(force=True)
 
     def _write(self, state: dict) -> None:
         """Replace progress.json, then drop weights files it no longer names."""
-        write_json(self.dir / "progress.json", state)
+        state = {**state, "spec": self.key, "data": self.data_key}
+        _durable_json(self.dir / "progress.json", state)
         self.state = state
-        keep = {f["weights"] for f in state["fits"]} | {"progress.json"}
-        if state["current"]:
-            keep.add(state["current"]["weights"])
-            keep.add((state["current"]["stopper"] or {}).get("best_weights"))
+        keep = {f["weights"] for f in state["fits"]} | {"progress.json", "attempts.json"}
+        for entry in (state["current"], state.get("previous")):
+            if entry:
+                keep.update(entry.get("sha256") or {})
         for path in self.dir.iterdir():
             if path.name not in keep and not path.name.startswith("."):
                 path.unlink()
+
+
+def _durable_json(path: Path, data: Any) -> None:
+    """Write JSON atomically and flushed to disk (file and folder fsync)."""
+    with atomic_file(path) as handle:
+        json.dump(data, handle, indent=1, default=str)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    _fsync_dir(path.parent)
 
 
 class ResumeCallback(keras.callbacks.Callback):
@@ -470,7 +715,51 @@ class ResumeCallback(keras.callbacks.Callback):
         self.resume.save_epoch(self.fit, epoch, self.model, self.rows, self.stopper)
 
 
+class Heartbeat(keras.callbacks.Callback):
+    """Keep the attempt record of a run up to date while a fit runs (:class:`Resume`)."""
+
+    def __init__(self, resume: Resume):
+        super().__init__()
+        self.resume = resume
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self.resume.heartbeat()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.resume.heartbeat()
+
+
 # --------------------------------------------------------------------------- training
+
+
+def derived_seed(seed: int, *parts: int) -> int:
+    """A 31-bit seed drawn from ``(seed, *parts)`` (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([int(seed), *map(int, parts)]).generate_state(1)[0] >> 1)
+
+
+def seed_states(model: keras.Model) -> list[Any]:
+    """The state variables of every ``keras.random.SeedGenerator`` of ``model``
+    (dropout, augmentation): its ``variables`` that are not ``weights``."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+class EpochSeed(keras.callbacks.Callback):
+    """At every epoch start, set each seed generator of the model to a state drawn
+    from ``(seed, epoch of the run, its index)``: dropout masks and augmentation of an
+    epoch do not depend on what ran before it in the process (a resumed run draws
+    what the uninterrupted run drew). Backend-neutral (SeedGenerator state
+    variables); the data order is :class:`ImageBatches`' own ``(seed, epoch)``."""
+
+    def __init__(self, seed: int, epoch_offset: int):
+        super().__init__()
+        self.seed, self.epoch_offset = int(seed), epoch_offset
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        run_epoch = self.epoch_offset + epoch
+        for index, state in enumerate(seed_states(self.model)):
+            value = [derived_seed(self.seed, run_epoch, index), 0]
+            state.assign(np.asarray(value, dtype=keras.backend.standardize_dtype(state.dtype)))
 
 
 class RunFailed(Exception):
@@ -520,13 +809,19 @@ class Trainer:
             current = self.resume.restore_current(fit_index, model, self) if per_epoch else None
             if current:
                 initial_epoch = current["epoch"]
-                if hasattr(train, "epoch"):  # the shuffling order of the resumed epoch
-                    train.epoch = initial_epoch
-                    train.order = train._order()
-        schedule = EpochSchedule(training["schedule"], phase.learning_rate)
         start = len(self.rows) - initial_epoch
+        if isinstance(train, ImageBatches):  # the order of epoch start + e + 1 of the run
+            train.epoch = start + initial_epoch
+            train.order = train._order()
+        # Random state (shuffling of in-memory arrays, dropout, augmentation) from
+        # (seed, epoch of the run), so a resumed fit draws what the uninterrupted one did.
+        keras.utils.set_random_seed(derived_seed(self.spec["seed"], start + initial_epoch))
+        schedule = EpochSchedule(training["schedule"], phase.learning_rate)
         guard = NaNGuard(phase.name, start)
         callbacks = [schedule, guard, HistoryRecorder(self.rows, phase.name, schedule)]
+        callbacks.append(EpochSeed(self.spec["seed"], start))
+        if self.resume is not None:
+            callbacks.append(Heartbeat(self.resume))
         stop = training["early_stopping"] if early_stopping else None
         stopper = None
         if stop is not None:
@@ -694,6 +989,8 @@ def _autoencoder_stages(
                 f"{backbone.name!r} outputs shape {tuple(code.shape)}, not a 4D feature map; "
                 "the autoencoder needs convolutional blocks (set strategy.params.stages lower)"
             )
+        # the decoder's initial weights from (seed, stage), whichever stages were restored
+        keras.utils.set_random_seed(derived_seed(spec["seed"], -1, stage))
         encoder = keras.Model(backbone.model.input, code, name=f"encoder{stage + 1}")
         inputs = keras.Input(shape=(size, size, 3), name="preprocessed")
         decoder = build_decoder(code.shape[1:], size)
@@ -844,6 +1141,8 @@ def _train(
     failure, and the built model (its backbone, its head's cached features)."""
     built = build_model(spec, strategy, image_shape, len(classes))
     start = time.perf_counter()
+    if trainer.resume is not None:
+        trainer.resume.train_start = start
     result = fit_phases(built, spec, strategy, splits, trainer, extras, arrays)
     extras["train_seconds"] = round(time.perf_counter() - start, 3)
     return result, built
@@ -991,13 +1290,14 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     batch = spec["training"]["batch_size"]
 
     workdir = Path(f"{outdir}.work")
-    trainer = Trainer(spec, resume=Resume(workdir, spec))
+    resume = Resume(workdir, spec, data_fingerprint(data))
+    trainer = Trainer(spec, resume=resume)
     extras: dict[str, Any] = {}
     arrays: dict[str, dict[str, np.ndarray]] = {}
     metrics: dict[str, Any] = {"status": "ok", "pilot": pilot}
     if pilot:
         metrics["test"] = None
-    start = time.perf_counter()
+    start = resume.setup_start = time.perf_counter()
     built = None
     if strategy.trains:
         model, built = _train(spec, strategy, splits, image_shape, classes, trainer, extras, arrays)
@@ -1009,6 +1309,10 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     # train_seconds: the strategy's phases (feature caching and autoencoder stages
     # included); setup_seconds: everything before evaluation (model building too).
     train_seconds = extras.pop("train_seconds", setup_seconds)
+    # A resumed run costs all its attempts (killed ones up to their last heartbeat).
+    attempts = resume.finish_attempt(setup_seconds, train_seconds)
+    train_seconds = sum(a["train_seconds"] for a in attempts)
+    setup_seconds = sum(a["setup_seconds"] for a in attempts)
     if isinstance(model, RunFailed):
         metrics.update(status="failed", reason=str(model))
         model = None
@@ -1029,6 +1333,7 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
             "epochs_run": len(trainer.rows),
             "best_epoch": trainer.best_epoch,
             "resumed": trainer.resume.resumed,
+            "attempts": attempts,
         }
     )
     if model is not None:
