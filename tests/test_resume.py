@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,9 @@ import numpy as np
 import pytest
 from engine_helpers import tiny_spec
 
-from tlbench import engine
+from tlbench import cli, engine
+from tlbench.datasets import load_prepared
+from tlbench.datasets.synthetic import make_tiny_prepared
 
 
 class Killed(BaseException):
@@ -78,6 +81,9 @@ def test_killed_run_resumes_from_last_finished_epoch(tiny_prepared, tmp_path, mo
     assert metrics["epochs_run"] == 3 and metrics["status"] == "ok"
     assert [r["epoch"] for r in _history(out)] == ["1", "2", "3"]
     assert not (tmp_path / "run.work").exists()
+    attempts = metrics["attempts"]
+    assert len(attempts) == 2
+    assert metrics["train_seconds"] == pytest.approx(sum(a["train_seconds"] for a in attempts))
 
 
 def test_two_phase_resume_skips_finished_phase(tiny_prepared, tmp_path, monkeypatch):
@@ -198,3 +204,85 @@ def test_sigkilled_run_is_the_same_run_and_counts_every_attempt(tiny_prepared, t
         )
     for a, b in zip(_weights(out), _weights(reference), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- damage, stale data
+
+
+def _run_cli(spec: dict, out: Path, tmp_path: Path) -> int:
+    """``tlbench run`` (its entry point, in this process)."""
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    return cli.main(["run", str(path), str(out)])
+
+
+@pytest.fixture(scope="module")
+def killed_after_epoch_2(tiny_prepared, tmp_path_factory):
+    """(spec, work folder) of a 3-epoch run killed after its epoch 2 (copy before use)."""
+    tmp = tmp_path_factory.mktemp("killed")
+    spec = tiny_spec(tiny_prepared, training={"epochs": 3})
+    with pytest.MonkeyPatch.context() as m:
+        _kill_after(m, fit=0, epoch=2)
+        with pytest.raises(Killed):
+            _run_cli(spec, tmp / "run", tmp)
+    return spec, tmp / "run.work"
+
+
+@pytest.mark.parametrize(
+    ("damaged", "trained", "resumed"),
+    [
+        (["fit0-epoch2.weights.h5"], [(0, 2), (0, 3)], True),  # the epoch before
+        (["fit0-epoch2.weights.h5", "fit0-epoch1.weights.h5"], [(0, 1), (0, 2), (0, 3)], False),
+        (["progress.json"], [(0, 1), (0, 2), (0, 3)], False),
+    ],
+    ids=["latest-epoch", "both-epochs", "progress"],
+)
+def test_damaged_checkpoint_is_discarded_with_a_warning(
+    killed_after_epoch_2, tmp_path, monkeypatch, damaged, trained, resumed
+):
+    """A checkpoint file cut short (a crash before it reached the disk): the rerun
+    warns, continues from the last good epoch or from the start, and finishes."""
+    spec, killed = killed_after_epoch_2
+    out = tmp_path / "run"
+    shutil.copytree(killed, tmp_path / "run.work")
+    for name in damaged:
+        path = tmp_path / "run.work" / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    seen = _epochs_trained(monkeypatch)
+    with pytest.warns(engine.ResumeWarning, match=damaged[0].replace(".", r"\.")):
+        assert _run_cli(spec, out, tmp_path) == 0
+    assert seen == trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["resumed"] is resumed
+    assert [r["epoch"] for r in _history(out)] == ["1", "2", "3"]
+    assert len(metrics["attempts"]) == 2  # the killed attempt's time still counts
+
+
+def test_data_fingerprint_follows_the_prepared_content(tmp_path):
+    first = make_tiny_prepared(tmp_path / "a", num_classes=3, size=8, per_class=6, seed=0)
+    again = make_tiny_prepared(tmp_path / "b", num_classes=3, size=8, per_class=6, seed=0)
+    other = make_tiny_prepared(tmp_path / "c", num_classes=3, size=8, per_class=6, seed=1)
+    keys = [engine.data_fingerprint(load_prepared(p)) for p in (first, again, other)]
+    assert keys[0] == keys[1]  # prepared again identically (prepare_seconds differ)
+    assert keys[0] != keys[2]
+
+
+def test_checkpoint_of_other_data_is_discarded_with_a_warning(tmp_path, monkeypatch):
+    """Re-preparing the data (other labels) in place: the rerun starts over, warns,
+    and history.csv holds only the new run's epochs."""
+    data = tmp_path / "data"
+    make_tiny_prepared(data, num_classes=3, size=16, per_class=12, seed=0)
+    out = tmp_path / "run"
+    spec = tiny_spec(data, training={"epochs": 2})
+    with monkeypatch.context() as m:
+        _kill_after(m, fit=0, epoch=1)
+        with pytest.raises(Killed):
+            _run_cli(spec, out, tmp_path)
+    make_tiny_prepared(data, num_classes=3, size=16, per_class=12, seed=1)
+    seen = _epochs_trained(monkeypatch)
+    with pytest.warns(engine.ResumeWarning, match="other data"):
+        assert _run_cli(spec, out, tmp_path) == 0
+    assert seen == [(0, 1), (0, 2)]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed"] is False and len(metrics["attempts"]) == 1
+    assert [r["epoch"] for r in _history(out)] == ["1", "2"]

@@ -559,7 +559,7 @@ class Resume:
             variables = list(model.weights)
             if model.optimizer is not None:
                 variables += list(model.optimizer.variables)
-            snapshot = [keras.ops.convert_to_numpy(v) for v in variables]
+            snapshot = [np.array(v.numpy()) for v in variables]
             try:
                 model.load_weights(self.dir / entry["weights"])
             except Exception as error:  # a file that verifies but does not load
