@@ -86,6 +86,31 @@ def test_killed_run_resumes_from_last_finished_epoch(tiny_prepared, tmp_path, mo
     assert metrics["train_seconds"] == pytest.approx(sum(a["train_seconds"] for a in attempts))
 
 
+def test_run_killed_while_writing_outputs_keeps_its_training_cost(
+    tiny_prepared, tmp_path, monkeypatch
+):
+    """Killed after training, while writing OUTDIR: the rerun trains nothing and
+    reports the first attempt's training time plus its own (issue 15: was 0.28 s)."""
+    out = tmp_path / "run"
+    spec = tiny_spec(tiny_prepared)
+
+    def killed(target):
+        raise Killed()
+
+    with monkeypatch.context() as m:
+        m.setattr(engine, "atomic_dir", killed)
+        with pytest.raises(Killed):
+            engine.run(spec, out)
+    trained = _epochs_trained(monkeypatch)
+    metrics = engine.run(spec, out)
+    assert trained == [] and metrics["resumed"] is True
+    first, second = metrics["attempts"]
+    assert first["train_seconds"] > second["train_seconds"]  # 2 epochs vs a weights load
+    assert metrics["train_seconds"] == pytest.approx(
+        first["train_seconds"] + second["train_seconds"]
+    )
+
+
 def test_two_phase_resume_skips_finished_phase(tiny_prepared, tmp_path, monkeypatch):
     """Killed in phase 2: phase 1 is restored, not retrained; early stopping state is kept."""
     out = tmp_path / "run"
@@ -116,23 +141,25 @@ def test_checkpoint_of_another_spec_is_discarded(tiny_prepared, tmp_path, monkey
         _kill_after(m, fit=0, epoch=1)
         with pytest.raises(Killed):
             engine.run(tiny_spec(tiny_prepared, training={"epochs": 2}), out)
-    metrics = engine.run(tiny_spec(tiny_prepared, training={"epochs": 2, "batch_size": 8}), out)
+    with pytest.warns(engine.ResumeWarning, match="another run spec"):
+        metrics = engine.run(tiny_spec(tiny_prepared, training={"epochs": 2, "batch_size": 8}), out)
     assert metrics["resumed"] is False
     assert metrics["epochs_run"] == 2
 
 
 # --------------------------------------------------------------------------- a real kill -9
 
-#: ``tlbench run`` with TensorFlow's op determinism on (in a subprocess, so it does
-#: not leak into other tests).
+#: ``tlbench`` with TensorFlow's op determinism on, in a subprocess (so it does not
+#: leak into other tests); argv[1]: a JSON list of command lines, run in turn.
 DETERMINISTIC_TLBENCH = (
-    "import sys, tensorflow as tf; tf.config.experimental.enable_op_determinism(); "
-    "from tlbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    "import json, sys, tensorflow as tf; tf.config.experimental.enable_op_determinism(); "
+    "from tlbench.cli import main; sys.exit(max([main(a) for a in json.loads(sys.argv[1])]))"
 )
 
 
-def _tlbench_run(spec_path, out) -> list[str]:
-    return [sys.executable, "-c", DETERMINISTIC_TLBENCH, "run", str(spec_path), str(out)]
+def _tlbench_runs(spec_path, *outs) -> list[str]:
+    runs = [["run", str(spec_path), str(out)] for out in outs]
+    return [sys.executable, "-c", DETERMINISTIC_TLBENCH, json.dumps(runs)]
 
 
 def _env(job_id: str) -> dict[str, str]:
@@ -181,11 +208,11 @@ def test_sigkilled_run_is_the_same_run_and_counts_every_attempt(tiny_prepared, t
     spec_path.write_text(json.dumps(spec))
     out, reference = tmp_path / "run", tmp_path / "reference"
     _kill_in_epoch(
-        _tlbench_run(spec_path, out), _env("111"), tmp_path / "run.work" / "progress.json", 3
+        _tlbench_runs(spec_path, out), _env("111"), tmp_path / "run.work" / "progress.json", 3
     )
     assert not out.exists()
-    for target, job in ((out, "222"), (reference, "333")):
-        subprocess.run(_tlbench_run(spec_path, target), env=_env(job), check=True)
+    # the rerun, then the uninterrupted reference (one process: one TensorFlow start)
+    subprocess.run(_tlbench_runs(spec_path, out, reference), env=_env("222"), check=True)
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["resumed"] is True

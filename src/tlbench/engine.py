@@ -26,8 +26,11 @@ the val split takes its place in the final evaluation and ``test`` is null. A no
 
 Resume: every finished epoch is checkpointed in ``OUTDIR + ".work"``
 (:class:`Resume`), so a killed or requeued job continues from its last finished
-epoch; ``metrics.json`` then says ``resumed: true``. The folder is removed once
-the outputs are written.
+epoch; ``metrics.json`` then says ``resumed: true``, lists the ``attempts`` and
+reports their summed ``train_seconds``/``setup_seconds``. Each epoch's random
+state (data order, dropout, augmentation) derives from ``(seed, epoch)``
+(:class:`ImageBatches`, :class:`EpochSeed`), so the resumed run is the
+uninterrupted one. The folder is removed once the outputs are written.
 """
 
 from __future__ import annotations
@@ -810,7 +813,7 @@ class Trainer:
             if current:
                 initial_epoch = current["epoch"]
         start = len(self.rows) - initial_epoch
-        if isinstance(train, ImageBatches):  # the order of epoch start + e + 1 of the run
+        if isinstance(train, ImageBatches):  # epoch e's order: the run's epoch start + e
             train.epoch = start + initial_epoch
             train.order = train._order()
         # Random state (shuffling of in-memory arrays, dropout, augmentation) from
