@@ -735,6 +735,11 @@ class Heartbeat(keras.callbacks.Callback):
 # --------------------------------------------------------------------------- training
 
 
+#: Second part of the seed of autoencoder stage decoders' initial weights
+#: (``derived_seed(seed, DECODER_SEED_TAG, stage)``), apart from epochs' ``(seed, epoch)``.
+DECODER_SEED_TAG = 0xDEC0DE
+
+
 def derived_seed(seed: int, *parts: int) -> int:
     """A 31-bit seed drawn from ``(seed, *parts)`` (numpy's SeedSequence)."""
     return int(np.random.SeedSequence([int(seed), *map(int, parts)]).generate_state(1)[0] >> 1)
@@ -993,7 +998,7 @@ def _autoencoder_stages(
                 "the autoencoder needs convolutional blocks (set strategy.params.stages lower)"
             )
         # the decoder's initial weights from (seed, stage), whichever stages were restored
-        keras.utils.set_random_seed(derived_seed(spec["seed"], -1, stage))
+        keras.utils.set_random_seed(derived_seed(spec["seed"], DECODER_SEED_TAG, stage))
         encoder = keras.Model(backbone.model.input, code, name=f"encoder{stage + 1}")
         inputs = keras.Input(shape=(size, size, 3), name="preprocessed")
         decoder = build_decoder(code.shape[1:], size)
