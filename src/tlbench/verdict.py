@@ -1,0 +1,603 @@
+"""Which differences are real: intervals, ties and a verdict per dataset.
+
+A study's runs of one dataset all see the same test images
+(``predictions.npz`` of every run holds the test labels and probabilities), so
+two cells (backbone × strategy × augmentation) can be compared image by image.
+This module turns the study table (:func:`tlbench.tables.collect_runs`) and
+those predictions into
+
+* :func:`cell_table` -- every cell of every dataset on one list, ordered by the
+  validation rule (:func:`validation_order`), with its test accuracy, a 95 %
+  interval, the difference to the validation-selected cell with its interval,
+  the verdict *better* / *worse* / *tied* and, beside each tie, the seeds that
+  would resolve a difference of the margin (:func:`seeds_to_resolve`);
+* :func:`verdict_table` -- one row per dataset: the selected cell, the cells
+  tied with it, the transfer gain and the cheapest tied cell ("the budget
+  answer");
+* :func:`across_datasets` / :func:`cd_diagram` -- with two or more datasets,
+  Friedman's test over the datasets, Nemenyi's post-hoc test and the
+  critical-difference diagram of Demšar (JMLR 2006), with scikit-posthocs.
+
+The interval: a paired, hierarchical bootstrap (:func:`bootstrap`). Each
+replicate resamples the test images once for all cells of the dataset (the
+pairing: an image that is hard for one cell is hard for the others, and this
+common part cancels in a difference) and, independently per cell, the cell's
+seeds. Resampling both levels of such crossed data with replacement counts
+the run-by-image noise twice and the seed variance (S - 1) / S times, so the
+two levels get the corrections of the two-stage bootstrap (Davison & Hinkley,
+*Bootstrap Methods and their Application*, 1997, sec. 2.4 and 3.8): a cell's
+image effects (per-image accuracy over its seeds, minus its mean) are shrunk
+by ``lambda = sqrt(max(0, v_img - v_run / S) / v_img)`` (``v_img`` their
+variance, ``v_run`` the mean over images of the variance across seeds), and
+its seed deviations are scaled by ``sqrt(S / (S - 1))``. The percentile
+interval of the replicates is reported. With three seeds a percentile
+interval cannot be exact when seed-to-seed variation dominates (a bootstrap
+of three values has ten distinct outcomes); tests/test_verdict.py measures the
+coverage by simulation. A cell with one seed has no estimate of seed
+variation: its interval reflects the test set only.
+
+Verdict of cell A against cell B with margin m (``verdict.margin``):
+*better* when the interval of A - B lies above 0 and is not inside [-m, m],
+*worse* when it lies below 0 and is not inside [-m, m], *tied* otherwise,
+i.e. when the interval contains 0 (not resolved) or lies inside [-m, m]
+(practically equivalent; ``equivalent`` is then true).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from tlbench.atomic import atomic_file
+
+#: Identity of a cell (a run without its seed).
+CELL = ["dataset", "backbone", "strategy", "augmentation"]
+#: Defaults of the study's ``verdict`` section (src/tlbench/schemas/config.schema.yaml).
+MARGIN = 0.01
+REPS = 2000
+SEED = 0
+LEVEL = 0.95
+#: Power calculation of :func:`seeds_to_resolve`: two-sided 5 % test, 80 % power.
+ALPHA = 0.05
+POWER = 0.80
+
+
+# --------------------------------------------------------------------------- reading runs
+
+
+@dataclass
+class Cell:
+    """One cell of a dataset: its runs' test correctness and their study rows."""
+
+    key: tuple[str, str, str, str]  #: (dataset, backbone, strategy, augmentation)
+    correct: np.ndarray  #: (seeds, test images) bool: run s classified image i correctly
+    rows: pd.DataFrame  #: the cell's finished runs (study table rows)
+
+    @property
+    def name(self) -> str:
+        """``backbone/strategy/augmentation``."""
+        return "/".join(self.key[1:])
+
+
+def read_correct(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, correct)`` of one run: its test labels and whether the most
+    probable class (``argmax`` of ``y_prob``) is the label, from ``predictions.npz``."""
+    path = Path(run_dir) / "predictions.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"run has no test predictions: {path}")
+    with np.load(path) as data:
+        y_true, y_prob = np.asarray(data["y_true"]), np.asarray(data["y_prob"])
+    if y_prob.ndim != 2 or len(y_prob) != len(y_true):
+        raise ValueError(
+            f"{path}: y_prob has shape {y_prob.shape}, expected ({len(y_true)}, classes)"
+        )
+    return y_true, np.argmax(y_prob, axis=1) == y_true
+
+
+def load_cells(study: pd.DataFrame) -> dict[str, list[Cell]]:
+    """The finished runs of the study table grouped into cells, per dataset.
+
+    Every run of a dataset must have been evaluated on the same test images
+    (same ``y_true``); otherwise a ``ValueError`` names the two runs.
+    """
+    ok = study[study["status"] == "ok"]
+    cells: dict[str, list[Cell]] = {}
+    for dataset, runs in ok.groupby("dataset", sort=True):
+        reference: tuple[Any, np.ndarray] | None = None
+        for key, rows in runs.groupby(CELL[1:], sort=True):
+            rows = rows.sort_values("seed")
+            correct = []
+            for path in rows["path"]:
+                y_true, right = read_correct(path)
+                if reference is None:
+                    reference = (path, y_true)
+                elif not np.array_equal(y_true, reference[1]):
+                    raise ValueError(
+                        f"runs of dataset {dataset!r} were tested on different images: "
+                        f"{path} and {reference[0]} have different y_true"
+                    )
+                correct.append(right)
+            cells.setdefault(str(dataset), []).append(
+                Cell((str(dataset), *map(str, key)), np.vstack(correct), rows)
+            )
+    return cells
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def validation_criterion(rows: pd.DataFrame) -> str:
+    """The study column that chooses among a dataset's cells: ``val_roc_auc`` when
+    every finished run has two classes and a validation ROC AUC, else ``val_accuracy``.
+
+    The rule of issue 13 (tlbench.selection on its branch): validation, never test.
+    """
+    ok = rows[rows["status"] == "ok"] if "status" in rows else rows
+    if len(ok) and (ok["num_classes"] == 2).all() and ok["val_roc_auc"].notna().all():
+        return "val_roc_auc"
+    return "val_accuracy"
+
+
+def validation_order(rows: pd.DataFrame) -> pd.DataFrame:
+    """The cells of one dataset, best first, by mean validation figure over seeds.
+
+    ``rows``: the dataset's finished runs (study table rows). Returns one row per
+    cell with ``criterion`` (the column that chose, :func:`validation_criterion`),
+    ``validation`` (its mean over seeds), ``val_loss`` and ``seeds``. Order:
+    highest ``validation``; ties: lower mean validation loss, then the names.
+    Test figures play no part.
+    """
+    column = validation_criterion(rows)
+    table = (
+        rows.groupby(CELL, sort=True)
+        .agg(
+            validation=(column, "mean"),
+            val_loss=("val_loss", "mean"),
+            seeds=("seed", "size"),
+        )
+        .reset_index()
+    )
+    table.insert(len(CELL), "criterion", column)
+    table = table.sort_values(
+        ["validation", "val_loss", *CELL[1:]],
+        ascending=[False, True, True, True, True],
+        na_position="last",
+        kind="stable",
+    )
+    return table.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def bootstrap(
+    correct: Sequence[np.ndarray], reps: int = REPS, rng: np.random.Generator | int = SEED
+) -> np.ndarray:
+    """Replicates of the test accuracy of each cell: ``(reps, cells)``.
+
+    ``correct``: per cell a ``(seeds, images)`` bool array over the same test
+    images. Each replicate draws the images once for all cells (paired) and
+    the seeds per cell, with the corrections described in the module
+    docstring. Vectorised: the image draws are multinomial counts of the
+    distinct per-image patterns, then one matrix product per cell.
+    """
+    if not correct:
+        raise ValueError("bootstrap needs at least one cell")
+    if reps < 1:
+        raise ValueError(f"bootstrap reps must be >= 1, got {reps}")
+    rng = np.random.default_rng(rng)
+    n = correct[0].shape[1]
+    for c, m in enumerate(correct):
+        if m.ndim != 2 or m.shape[1] != n or m.shape[0] < 1:
+            raise ValueError(
+                f"cell {c}: correctness has shape {m.shape}, expected (seeds >= 1, {n})"
+            )
+    if n < 1:
+        raise ValueError("bootstrap needs at least one test image")
+    # Images with the same number of correct seeds in every cell are interchangeable:
+    # resampling n images is drawing how often each such pattern comes up
+    # (multinomial), which costs reps x patterns draws instead of reps x images.
+    hits = np.column_stack([m.sum(axis=0) for m in correct])  # (images, cells)
+    patterns, sizes = np.unique(hits, axis=0, return_counts=True)
+    counts = rng.multinomial(n, sizes / sizes.sum(), size=reps).astype(np.float64)
+    out = np.empty((reps, len(correct)))
+    for c, m in enumerate(correct):
+        seeds = m.shape[0]
+        per_seed = m.mean(axis=1, dtype=np.float64)
+        mean = per_seed.mean()
+        image_var = (m.mean(axis=0, dtype=np.float64) - mean).var()  # of the image effects
+        run_var = m.var(axis=0, ddof=1, dtype=np.float64).mean() if seeds > 1 else 0.0
+        shrink = math.sqrt(max(0.0, image_var - run_var / seeds) / image_var) if image_var else 0.0
+        image_part = shrink * (counts @ (patterns[:, c] / seeds - mean)) / n
+        picks = rng.integers(0, seeds, size=(reps, seeds))
+        scale = math.sqrt(seeds / (seeds - 1)) if seeds > 1 else 0.0
+        seed_part = scale * (per_seed[picks].mean(axis=1) - mean)
+        out[:, c] = mean + seed_part + image_part
+    return out
+
+
+def interval(replicates: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile interval of bootstrap replicates at ``level`` (e.g. 0.95)."""
+    if not 0 < level < 1:
+        raise ValueError(f"interval level must be in (0, 1), got {level}")
+    low, high = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def compare(low: float, high: float, margin: float = MARGIN) -> tuple[str, bool]:
+    """``(verdict, equivalent)`` of A against B from the interval [low, high] of A - B.
+
+    ``equivalent``: the interval lies inside [-margin, margin]. Verdict
+    ``better`` (above 0, not equivalent), ``worse`` (below 0, not equivalent)
+    or ``tied``.
+    """
+    if margin < 0:
+        raise ValueError(f"verdict margin must be >= 0, got {margin}")
+    equivalent = -margin <= low and high <= margin
+    if low > 0 and not equivalent:
+        return "better", False
+    if high < 0 and not equivalent:
+        return "worse", False
+    return "tied", equivalent
+
+
+def seeds_to_resolve(
+    a: np.ndarray,
+    b: np.ndarray,
+    margin: float = MARGIN,
+    alpha: float = ALPHA,
+    power: float = POWER,
+) -> float:
+    """Seeds per cell that would resolve a true difference of ``margin`` between two cells.
+
+    A normal power calculation, two-sided level ``alpha``, power ``power``:
+    with ``k = z(1 - alpha/2) + z(power)`` (2.80 by default), the difference of
+    two cells with n seeds each has variance ``(s_a² + s_b²) / n + v_test``,
+    where ``s²`` is a cell's variance of test accuracy across seeds and
+    ``v_test`` the part that more seeds cannot reduce, because it comes from
+    the finite test set: the variance over images of the paired per-image
+    difference (each cell's per-image accuracy over its seeds), less the
+    run-by-image noise ``v_run / S`` of each cell, divided by the number of
+    images. Resolving needs ``k² ((s_a² + s_b²) / n + v_test) <= margin²``, so
+    ``n = ceil(k² (s_a² + s_b²) / (margin² - k² v_test))``.
+
+    Returns ``inf`` when no number of seeds suffices (the test set is too small
+    for the margin) and ``nan`` when a cell has fewer than two seeds (no
+    estimate of seed variation).
+    """
+    if margin <= 0:
+        raise ValueError(f"seeds_to_resolve needs a margin > 0, got {margin}")
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        return math.nan
+    k = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    seed_var = a.mean(axis=1).var(ddof=1) + b.mean(axis=1).var(ddof=1)
+    per_image = a.mean(axis=0) - b.mean(axis=0)
+    run_noise = (
+        a.var(axis=0, ddof=1).mean() / a.shape[0] + b.var(axis=0, ddof=1).mean() / b.shape[0]
+    )
+    test_var = max(0.0, per_image.var(ddof=1) - run_noise) / a.shape[1]
+    room = margin**2 - k**2 * test_var
+    if room <= 0:
+        return math.inf
+    return float(max(2, math.ceil(k**2 * seed_var / room)))
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _pretrained(rows: pd.DataFrame) -> bool | None:
+    """Whether the cell's runs started from pretrained weights (``pretrained`` column)."""
+    if "pretrained" not in rows:
+        return None
+    values = {str(v).strip().lower() for v in rows["pretrained"].dropna()}
+    if values <= {"true", "1", "1.0"} and values:
+        return True
+    if values <= {"false", "0", "0.0"} and values:
+        return False
+    return None
+
+
+def dataset_cells(
+    cells: Sequence[Cell],
+    margin: float = MARGIN,
+    reps: int = REPS,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """One dataset's cells in validation order with intervals and verdicts.
+
+    Returns the table and the bootstrap replicates ``(reps, cells)`` in the
+    table's order. The first row is the validation-selected cell; every
+    other row compares with it (``difference`` = cell - selected).
+    """
+    rows = pd.concat([c.rows for c in cells])
+    order = validation_order(rows)
+    by_key = {c.key: c for c in cells}
+    ordered = [by_key[tuple(map(str, k))] for k in order[CELL].itertuples(index=False)]
+    replicates = bootstrap([c.correct for c in ordered], reps, seed)
+    records = []
+    for position, cell in enumerate(ordered):
+        accuracy = float(cell.correct.mean())
+        low, high = interval(replicates[:, position], level)
+        record = {
+            **dict(zip(CELL, cell.key, strict=True)),
+            "rank": position + 1,
+            "seeds": cell.correct.shape[0],
+            "criterion": order["criterion"].iloc[position],
+            "validation": order["validation"].iloc[position],
+            "test_accuracy": accuracy,
+            "ci_low": low,
+            "ci_high": high,
+            "train_seconds": float(cell.rows["train_seconds"].mean()),
+            "pretrained": _pretrained(cell.rows),
+        }
+        if position == 0:
+            record.update(difference=0.0, diff_low=0.0, diff_high=0.0, verdict="selected")
+            record.update(equivalent=True, seeds_to_resolve=math.nan)
+        else:
+            diff = replicates[:, position] - replicates[:, 0]
+            d_low, d_high = interval(diff, level)
+            verdict, equivalent = compare(d_low, d_high, margin)
+            record.update(
+                difference=accuracy - float(ordered[0].correct.mean()),
+                diff_low=d_low,
+                diff_high=d_high,
+                verdict=verdict,
+                equivalent=equivalent,
+                seeds_to_resolve=seeds_to_resolve(cell.correct, ordered[0].correct, margin)
+                if verdict == "tied"
+                else math.nan,
+            )
+        records.append(record)
+    return pd.DataFrame(records), replicates
+
+
+def cell_table(
+    study: pd.DataFrame,
+    margin: float = MARGIN,
+    reps: int = REPS,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> pd.DataFrame:
+    """Every cell of every dataset (:func:`dataset_cells`), datasets in name order."""
+    tables = [dataset_cells(c, margin, reps, seed, level)[0] for c in load_cells(study).values()]
+    if not tables:
+        raise ValueError("the study has no finished run: nothing to compare")
+    return pd.concat(tables, ignore_index=True)
+
+
+def _name(row: Mapping[str, Any]) -> str:
+    return f"{row['backbone']}/{row['strategy']}/{row['augmentation']}"
+
+
+def _seeds_text(value: float) -> str:
+    if math.isnan(value):
+        return "n/a (a cell has one seed)"
+    if math.isinf(value):
+        return "none suffice (test set too small for the margin)"
+    return str(int(value))
+
+
+def verdict_table(
+    study: pd.DataFrame,
+    margin: float = MARGIN,
+    reps: int = REPS,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> pd.DataFrame:
+    """The verdict, one row per dataset.
+
+    * ``selected``: the validation-selected cell, ``test_accuracy`` and its
+      interval ``ci_low``..``ci_high``;
+    * ``tied_with``: the cells tied with it (``name [low, high]`` of the
+      difference, ``seeds to resolve: n`` beside unresolved ties);
+    * transfer gain: ``best_pretrained`` minus ``best_scratch`` (each the
+      validation-best cell with / without pretrained weights), ``transfer_gain``
+      with ``gain_low``..``gain_high`` and ``gain_verdict``; empty when one side
+      is missing;
+    * ``cheapest_tied``: among the selected cell and the cells tied with it,
+      the one with the lowest mean training time (``cheapest_seconds``).
+    """
+    records = []
+    for dataset, cells in load_cells(study).items():
+        table, replicates = dataset_cells(cells, margin, reps, seed, level)
+        best = table.iloc[0]
+        tied = table[table["verdict"] == "tied"]
+        tied_text = []
+        for _, row in tied.iterrows():
+            text = f"{_name(row)} [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}]"
+            if row["equivalent"]:
+                text += " (equivalent within the margin)"
+            else:
+                text += f" (seeds to resolve: {_seeds_text(row['seeds_to_resolve'])})"
+            tied_text.append(text)
+        pool = pd.concat([table.iloc[:1], tied])
+        cheapest = pool.sort_values("train_seconds", kind="stable").iloc[0]
+        record = {
+            "dataset": dataset,
+            "criterion": best["criterion"],
+            "selected": _name(best),
+            "seeds": int(best["seeds"]),
+            "test_accuracy": best["test_accuracy"],
+            "ci_low": best["ci_low"],
+            "ci_high": best["ci_high"],
+            "tied_with": "; ".join(tied_text),
+            "best_pretrained": "",
+            "best_scratch": "",
+            "transfer_gain": math.nan,
+            "gain_low": math.nan,
+            "gain_high": math.nan,
+            "gain_verdict": "",
+            "cheapest_tied": _name(cheapest),
+            "cheapest_seconds": cheapest["train_seconds"],
+            "cheapest_accuracy": cheapest["test_accuracy"],
+            "margin": margin,
+        }
+        with_weights = np.flatnonzero(table["pretrained"].to_numpy() == True)  # noqa: E712
+        without = np.flatnonzero(table["pretrained"].to_numpy() == False)  # noqa: E712
+        if len(with_weights) and len(without):
+            p, s = int(with_weights[0]), int(without[0])  # validation order: first is best
+            gain = replicates[:, p] - replicates[:, s]
+            low, high = interval(gain, level)
+            record.update(
+                best_pretrained=_name(table.iloc[p]),
+                best_scratch=_name(table.iloc[s]),
+                transfer_gain=table["test_accuracy"].iloc[p] - table["test_accuracy"].iloc[s],
+                gain_low=low,
+                gain_high=high,
+                gain_verdict=compare(low, high, margin)[0],
+            )
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+# --------------------------------------------------------------------------- across datasets
+
+
+def strategy_scores(cells: pd.DataFrame) -> pd.DataFrame:
+    """Test accuracy of each strategy per dataset (rows: datasets, columns: strategies).
+
+    A strategy's score on a dataset is the test accuracy of its
+    validation-best cell there (backbone and augmentation chosen by
+    validation: the first of the strategy's cells in :func:`cell_table`'s
+    order). Only strategies present in every dataset are kept (Friedman's
+    test needs complete blocks).
+    """
+    first = cells.sort_values(["dataset", "rank"]).groupby(["dataset", "strategy"]).head(1)
+    scores = first.pivot(index="dataset", columns="strategy", values="test_accuracy")
+    return scores.dropna(axis=1)
+
+
+@dataclass
+class AcrossDatasets:
+    """Friedman's test over datasets and Nemenyi's post-hoc test of the strategies."""
+
+    scores: pd.DataFrame  #: datasets × strategies test accuracy
+    ranks: pd.Series  #: mean rank per strategy (1 = best)
+    statistic: float  #: Friedman chi-square
+    p_value: float
+    nemenyi: pd.DataFrame  #: pairwise p-values
+    critical_difference: float  #: Nemenyi's CD at alpha (Demšar 2006, eq. 5)
+    alpha: float = ALPHA
+
+
+def across_datasets(cells: pd.DataFrame, alpha: float = ALPHA) -> AcrossDatasets:
+    """Friedman's test of the strategies over the study's datasets, Nemenyi's post-hoc.
+
+    Needs two or more datasets and three or more strategies present in all of
+    them (``ValueError`` otherwise, naming what is there). Uses scipy.stats
+    (Friedman, studentized range for the critical difference) and
+    scikit-posthocs (Nemenyi).
+    """
+    import scikit_posthocs
+
+    scores = strategy_scores(cells)
+    datasets, strategies = scores.shape
+    if datasets < 2 or strategies < 3:
+        raise ValueError(
+            "a comparison across datasets needs >= 2 datasets and >= 3 strategies run on all "
+            f"of them; the study has datasets {list(scores.index)} and common strategies "
+            f"{list(scores.columns)}"
+        )
+    statistic, p_value = stats.friedmanchisquare(*(scores[c] for c in scores.columns))
+    ranks = scores.rank(axis=1, ascending=False).mean().sort_values()
+    nemenyi = scikit_posthocs.posthoc_nemenyi_friedman(scores.to_numpy())
+    nemenyi.index = nemenyi.columns = list(scores.columns)
+    q = stats.studentized_range.ppf(1 - alpha, strategies, np.inf) / math.sqrt(2)
+    cd = q * math.sqrt(strategies * (strategies + 1) / (6 * datasets))
+    return AcrossDatasets(scores, ranks, float(statistic), float(p_value), nemenyi, cd, alpha)
+
+
+def cd_diagram(result: AcrossDatasets, path: str | os.PathLike) -> Path:
+    """The critical-difference diagram (scikit-posthocs) as a PNG, written atomically.
+
+    Strategies are placed at their mean rank; a bar joins those Nemenyi's test
+    does not tell apart at ``alpha``. The title gives Friedman's p-value.
+    """
+    import scikit_posthocs
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 1.2 + 0.35 * len(result.ranks)))
+    ax = fig.add_subplot()
+    scikit_posthocs.critical_difference_diagram(
+        result.ranks, result.nemenyi, alpha=result.alpha, ax=ax
+    )
+    datasets = ", ".join(map(str, result.scores.index))
+    fig.suptitle(
+        f"Mean rank of strategies over {len(result.scores)} datasets ({datasets}); "
+        f"Friedman p = {result.p_value:.3g}, Nemenyi CD = {result.critical_difference:.2f}",
+        fontsize=9,
+    )
+    path = Path(path)
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
+    return path
+
+
+# --------------------------------------------------------------------------- front section
+
+
+def front_section(verdicts: pd.DataFrame, across: AcrossDatasets | None = None) -> str:
+    """The report's front section (reStructuredText): the verdict in sentences."""
+    lines = ["Verdict", "-------", ""]
+    for _, v in verdicts.iterrows():
+        criterion = (
+            "validation ROC AUC" if v["criterion"] == "val_roc_auc" else "validation accuracy"
+        )
+        lines += [
+            f"**{v['dataset']}**: chosen by mean {criterion} over seeds: ``{v['selected']}``, "
+            f"test accuracy {v['test_accuracy']:.4f} (95 % interval {v['ci_low']:.4f} to "
+            f"{v['ci_high']:.4f}, {v['seeds']} seed{'s' if v['seeds'] != 1 else ''}).",
+            "",
+        ]
+        if v["tied_with"]:
+            lines += [f"* Tied with it (difference and interval): {v['tied_with']}.", ""]
+        else:
+            lines += ["* No other cell is tied with it: all others are worse.", ""]
+        if v["best_pretrained"]:
+            lines += [
+                f"* Transfer gain: ``{v['best_pretrained']}`` (pretrained) minus "
+                f"``{v['best_scratch']}`` (no pretrained weights) = {v['transfer_gain']:+.4f} "
+                f"[{v['gain_low']:+.4f}, {v['gain_high']:+.4f}]: {v['gain_verdict']}.",
+                "",
+            ]
+        lines += [
+            f"* The budget answer: ``{v['cheapest_tied']}`` is the cheapest cell tied with the "
+            f"chosen one ({v['cheapest_seconds']:.1f} s of training, test accuracy "
+            f"{v['cheapest_accuracy']:.4f}).",
+            "",
+        ]
+    margin = float(verdicts["margin"].iloc[0]) if len(verdicts) else MARGIN
+    lines += [
+        f"*Tied*: the 95 % interval of the difference contains 0 or lies within ±{margin:g} "
+        "(the practical-equivalence margin, ``verdict.margin``). Intervals: paired hierarchical "
+        "bootstrap over seeds and test images. Seeds to resolve: seeds per cell that would "
+        "detect a difference of the margin with 80 % power (two-sided 5 %).",
+        "",
+    ]
+    if across is not None:
+        ranks = ", ".join(f"``{k}`` {r:.2f}" for k, r in across.ranks.items())
+        lines += [
+            f"**Across {len(across.scores)} datasets**: Friedman p = {across.p_value:.3g}; mean "
+            f"ranks (1 = best) {ranks}; Nemenyi critical difference "
+            f"{across.critical_difference:.2f} (see the critical-difference diagram).",
+            "",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_front_section(text: str, path: str | os.PathLike) -> Path:
+    """Write the front section atomically."""
+    path = Path(path)
+    with atomic_file(path) as handle:
+        handle.write(text)
+    return path

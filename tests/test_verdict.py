@@ -1,0 +1,269 @@
+"""Tests of tlbench.verdict: calibration of the intervals by simulation, and the
+verdict's logic on hand-made predictions (inputs written here, not results)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from tlbench import tables, verdict
+
+# --------------------------------------------------------------------------- calibration
+
+
+def simulated_cells(rng, accuracies, seeds=3, images=1000, shared=0.7, seed_sd=0.05):
+    """One replicate study of cells on a fresh test set (a generative model, not data).
+
+    Image i has a difficulty d_i shared by every run (so runs of different cells
+    err on the same images); run (cell, seed) has its own offset u ~ N(0,
+    seed_sd) and classifies image i correctly when
+    ``shared * d_i + sqrt(1 - shared²) * noise + u`` is below the threshold that
+    gives the cell its true accuracy. ``seed_sd=0.05`` gives a seed-to-seed sd
+    of test accuracy of about 0.01 at accuracy 0.9 (the quickstart's sds are
+    0.005 to 0.022).
+    """
+    difficulty = rng.standard_normal(images)
+    cells = []
+    for accuracy in accuracies:
+        threshold = stats.norm.ppf(accuracy) * math.sqrt(1 + seed_sd**2)
+        offset = rng.normal(0, seed_sd, size=(seeds, 1))
+        noise = rng.standard_normal((seeds, images))
+        z = shared * difficulty + math.sqrt(1 - shared**2) * noise + offset
+        cells.append(z < threshold)
+    return cells
+
+
+def difference_contains_zero(accuracies, studies=200, reps=1000, **kwargs) -> float:
+    """Fraction of simulated studies whose 95 % interval of cell 0 - cell 1 contains 0."""
+    rng = np.random.default_rng(12345)
+    hits = 0
+    for _ in range(studies):
+        replicates = verdict.bootstrap(simulated_cells(rng, accuracies, **kwargs), reps, rng)
+        low, high = verdict.interval(replicates[:, 0] - replicates[:, 1])
+        hits += low <= 0 <= high
+    return hits / studies
+
+
+@pytest.mark.parametrize("seed_sd", [0.0, 0.05])
+def test_interval_of_equal_cells_contains_zero_90_to_99_percent(seed_sd):
+    """Same true accuracy: the difference interval covers 0 in 90-99 % of 200 studies
+    (with and without seed-to-seed variation)."""
+    coverage = difference_contains_zero((0.9, 0.9), seed_sd=seed_sd)
+    assert 0.90 <= coverage <= 0.99, coverage
+
+
+def test_cells_five_points_apart_are_separated_in_95_percent():
+    """0.90 vs 0.85, 3 seeds, 1,000 test images: separated in at least 95 % of 200 studies."""
+    assert 1 - difference_contains_zero((0.90, 0.85)) >= 0.95
+
+
+def test_bootstrap_is_paired_and_reproducible():
+    rng = np.random.default_rng(0)
+    cells = simulated_cells(rng, (0.8, 0.8), seed_sd=0.0, shared=0.95)
+    first = verdict.bootstrap(cells, 500, 7)
+    assert np.array_equal(first, verdict.bootstrap(cells, 500, 7))
+    # both cells err on the same (hard) images: their replicates move together, and the
+    # difference varies far less than it would with independent test sets
+    assert np.corrcoef(first[:, 0], first[:, 1])[0, 1] > 0.5
+    assert np.var(first[:, 0] - first[:, 1]) < 0.5 * (np.var(first[:, 0]) + np.var(first[:, 1]))
+    # two one-seed cells with identical predictions: the same images are drawn for
+    # both, so the difference is exactly 0 in every replicate
+    same = verdict.bootstrap([cells[0][:1], cells[0][:1].copy()], 200, 1)
+    assert np.array_equal(same[:, 0], same[:, 1])
+
+
+def test_bootstrap_rejects_mismatched_cells():
+    with pytest.raises(ValueError, match=r"cell 1: correctness has shape \(2, 5\), expected"):
+        verdict.bootstrap([np.ones((3, 4), bool), np.ones((2, 5), bool)], 10)
+    with pytest.raises(ValueError, match="reps must be >= 1, got 0"):
+        verdict.bootstrap([np.ones((3, 4), bool)], 0)
+
+
+# --------------------------------------------------------------------------- small functions
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [
+        (0.02, 0.05, ("better", False)),
+        (0.002, 0.008, ("tied", True)),  # above 0 but inside the margin: equivalent
+        (-0.05, -0.02, ("worse", False)),
+        (-0.03, 0.02, ("tied", False)),  # contains 0, reaches past the margin: unresolved
+        (-0.009, 0.009, ("tied", True)),
+        (0.005, 0.02, ("better", False)),
+    ],
+)
+def test_compare(low, high, expected):
+    assert verdict.compare(low, high, margin=0.01) == expected
+
+
+def test_compare_rejects_negative_margin():
+    with pytest.raises(ValueError, match="margin must be >= 0, got -0.1"):
+        verdict.compare(0, 1, -0.1)
+
+
+def runs_at(accuracies, images=100):
+    """(seeds, images) correctness with the given per-seed accuracies, correct on the
+    first images (so seeds share their errors)."""
+    return np.array([np.arange(images) < round(a * images) for a in accuracies])
+
+
+def test_seeds_to_resolve_normal_power_calculation():
+    a = runs_at([0.90, 0.92, 0.94])
+    # identical cells: nothing comes from the test set; s_a² = s_b² = 0.0004
+    k = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    assert verdict.seeds_to_resolve(a, a.copy(), margin=0.01) == math.ceil(k**2 * 0.0008 / 1e-4)
+    assert verdict.seeds_to_resolve(a, a.copy(), margin=0.01) == 63
+    # twice the margin: a quarter of the seeds
+    assert verdict.seeds_to_resolve(a, a.copy(), margin=0.02) == math.ceil(k**2 * 0.0008 / 4e-4)
+    # the cells err on disjoint halves of a 100-image test set: no number of seeds resolves
+    b = ~runs_at([0.5, 0.5, 0.5])
+    assert verdict.seeds_to_resolve(runs_at([0.5, 0.5, 0.5]), b) == math.inf
+    assert math.isnan(verdict.seeds_to_resolve(a[:1], a))  # one seed: no seed variance
+
+
+# --------------------------------------------------------------------------- hand-made study
+
+
+def write_run(root, name, *, accuracy_per_seed, val, seconds, pretrained, classes=3, auc=None,
+              images=200, dataset="digits", offset=0):  # fmt: skip
+    """Write the run folders of one cell: metrics.json and predictions.npz per seed.
+
+    Seed s is correct on images ``offset .. offset + accuracy * images`` (mod images).
+    """
+    backbone, strategy, augmentation = name.split("/")
+    y_true = np.arange(images) % classes
+    paths = []
+    for seed, (accuracy, validation) in enumerate(zip(accuracy_per_seed, val, strict=True)):
+        right = (np.arange(images) - offset) % images < round(accuracy * images)
+        predicted = np.where(right, y_true, (y_true + 1) % classes)
+        y_prob = np.full((images, classes), 0.1 / (classes - 1), np.float32)
+        y_prob[np.arange(images), predicted] = 0.9
+        folder = root / dataset / backbone / strategy / augmentation / f"seed{seed}"
+        folder.mkdir(parents=True)
+        np.savez_compressed(folder / "predictions.npz", y_true=y_true, y_prob=y_prob)
+        metrics = {
+            "status": "ok",
+            "run": {"dataset": dataset, "backbone": backbone, "strategy": strategy,
+                    "augmentation": augmentation, "seed": seed},
+            "classes": [str(c) for c in range(classes)],
+            "pretrained": pretrained,
+            "train_seconds": seconds,
+            "val": {"n": 50, "accuracy": validation, "loss": 1 - validation, "roc_auc": auc},
+            "test": {"n": images, "accuracy": float(right.mean()), "loss": 0.5},
+        }  # fmt: skip
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        paths.append(folder / "metrics.json")
+    return paths
+
+
+@pytest.fixture
+def hand_made(tmp_path) -> pd.DataFrame:
+    """digits: a pretrained cell chosen by validation, a cheaper pretrained cell with a
+    slightly *higher* test accuracy but lower validation, a clearly worse scratch cell."""
+    paths = [
+        *write_run(tmp_path, "mnv2/fine_tune/none", accuracy_per_seed=[0.90, 0.91, 0.90],
+                   val=[0.95, 0.96, 0.95], seconds=100, pretrained=True),
+        *write_run(tmp_path, "mnv2/feature_extraction/none", accuracy_per_seed=[0.91, 0.90, 0.91],
+                   val=[0.93, 0.94, 0.93], seconds=10, pretrained=True, offset=3),
+        *write_run(tmp_path, "cnn/scratch/none", accuracy_per_seed=[0.70, 0.72, 0.69],
+                   val=[0.70, 0.71, 0.70], seconds=50, pretrained=False),
+    ]  # fmt: skip
+    return tables.collect_runs(paths)
+
+
+def test_cells_ordered_by_validation_with_intervals_and_verdicts(hand_made):
+    cells = verdict.cell_table(hand_made, margin=0.01, reps=500)
+    assert list(cells["strategy"]) == ["fine_tune", "feature_extraction", "scratch"]
+    assert list(cells["rank"]) == [1, 2, 3]
+    assert list(cells["verdict"]) == ["selected", "tied", "worse"]
+    assert set(cells["criterion"]) == {"val_accuracy"}  # 3 classes
+    top = cells.iloc[0]
+    assert top["test_accuracy"] == pytest.approx((0.90 + 0.91 + 0.90) / 3)
+    assert top["ci_low"] < top["test_accuracy"] < top["ci_high"]
+    tied = cells.iloc[1]
+    assert tied["diff_low"] < 0 < tied["diff_high"]
+    assert tied["difference"] == pytest.approx(0.91 * 2 / 3 + 0.90 / 3 - top["test_accuracy"])
+    assert not tied["equivalent"] and tied["seeds_to_resolve"] >= 2
+    worse = cells.iloc[2]
+    assert worse["diff_high"] < -0.1 and math.isnan(worse["seeds_to_resolve"])
+
+
+def test_verdict_table(hand_made):
+    table = verdict.verdict_table(hand_made, margin=0.01, reps=500)
+    assert len(table) == 1
+    row = table.iloc[0]
+    # validation chooses, although feature_extraction has the higher test accuracy
+    assert row["selected"] == "mnv2/fine_tune/none"
+    assert row["tied_with"].startswith("mnv2/feature_extraction/none [")
+    assert "seeds to resolve" in row["tied_with"]
+    assert "scratch" not in row["tied_with"]
+    assert row["best_pretrained"] == "mnv2/fine_tune/none"
+    assert row["best_scratch"] == "cnn/scratch/none"
+    assert row["transfer_gain"] == pytest.approx((2.71 - 2.11) / 3)
+    assert row["gain_low"] > 0.1 and row["gain_verdict"] == "better"
+    assert row["cheapest_tied"] == "mnv2/feature_extraction/none"  # 10 s, tied with the best
+    assert row["cheapest_seconds"] == 10
+    text = verdict.front_section(table)
+    assert text.startswith("Verdict\n-------\n")
+    assert "``mnv2/fine_tune/none``, test accuracy 0.9033" in text
+    assert "The budget answer: ``mnv2/feature_extraction/none``" in text
+
+
+def test_binary_datasets_choose_by_validation_roc_auc(tmp_path):
+    paths = [
+        *write_run(tmp_path, "a/fine_tune/none", accuracy_per_seed=[0.8, 0.8], val=[0.9, 0.9],
+                   seconds=5, pretrained=True, classes=2, auc=0.70),
+        *write_run(tmp_path, "a/scratch/none", accuracy_per_seed=[0.8, 0.8], val=[0.8, 0.8],
+                   seconds=5, pretrained=False, classes=2, auc=0.95),
+    ]  # fmt: skip
+    order = verdict.validation_order(tables.collect_runs(paths))
+    assert list(order["strategy"]) == ["scratch", "fine_tune"]
+    assert set(order["criterion"]) == {"val_roc_auc"}
+
+
+def test_runs_tested_on_different_images_are_an_error(tmp_path):
+    paths = [
+        *write_run(tmp_path, "a/fine_tune/none", accuracy_per_seed=[0.8], val=[0.9], seconds=5,
+                   pretrained=True),
+        *write_run(tmp_path, "a/scratch/none", accuracy_per_seed=[0.8], val=[0.8], seconds=5,
+                   pretrained=False, images=150),
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="tested on different images: .*scratch.* and .*fine"):
+        verdict.cell_table(tables.collect_runs(paths))
+    Path(paths[0]).with_name("predictions.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="run has no test predictions: .*fine_tune"):
+        verdict.cell_table(tables.collect_runs(paths))
+
+
+# --------------------------------------------------------------------------- across datasets
+
+
+def test_friedman_nemenyi_and_cd_diagram(tmp_path):
+    scores = {"a": [0.9, 0.8, 0.95, 0.7], "b": [0.85, 0.75, 0.9, 0.65], "c": [0.5, 0.6, 0.7, 0.6]}
+    records = [
+        {"dataset": f"d{i}", "rank": rank, "strategy": strategy, "test_accuracy": values[i]}
+        for rank, (strategy, values) in enumerate(scores.items(), start=1)
+        for i in range(4)
+    ]
+    result = verdict.across_datasets(pd.DataFrame(records))
+    assert list(result.ranks.index) == ["a", "b", "c"] and list(result.ranks) == [1, 2, 3]
+    # perfectly consistent ranks, N = 4, k = 3: chi² = 12N/(k(k+1)) sum R² - 3N(k+1) = 8
+    assert result.statistic == pytest.approx(8.0)
+    assert result.p_value == pytest.approx(stats.chi2.sf(8.0, 2))
+    # Demšar (2006) table 5: q_0.05 = 2.343 for k = 3; CD = q sqrt(k(k+1)/(6N))
+    assert result.critical_difference == pytest.approx(2.343 * math.sqrt(12 / 24), abs=1e-3)
+    assert result.nemenyi.loc["a", "c"] < 0.05 < result.nemenyi.loc["a", "b"]
+    png = verdict.cd_diagram(result, tmp_path / "cd.png")
+    from PIL import Image
+
+    image = np.asarray(Image.open(png).convert("L"))
+    assert image.shape[1] > 300 and image.min() < 100 < image.max()  # drawn, not blank
+    with pytest.raises(ValueError, match=r">= 2 datasets and >= 3 strategies.*\['d0'\]"):
+        verdict.across_datasets(pd.DataFrame([r for r in records if r["dataset"] == "d0"]))
