@@ -6,6 +6,8 @@ RESULTS = STUDY.results
 RUN_PATTERN = "{dataset}/{backbone}/{strategy}/{augmentation}/seed{seed}"
 TUNING_PATTERN = "{dataset}/{backbone}/{strategy}"
 AUTOENCODER = "autoencoder"
+#: The report's front section (report/workflow.rst includes it).
+VERDICT_FRONT = f"{RESULTS}/tables/verdict.rst"
 
 
 wildcard_constraints:
@@ -23,6 +25,8 @@ localrules:
     strategy_ranking,
     suspicious_runs,
     test_evaluations,
+    verdict,
+    critical_difference,
     training_curves,
     dataset_curves,
     accuracy_heatmaps,
@@ -236,7 +240,19 @@ def table_targets():
         f"{RESULTS}/tables/strategy_ranking.html",
         f"{RESULTS}/tables/suspicious_runs.html",
         f"{RESULTS}/tables/test_evaluations.html",
+        f"{RESULTS}/tables/verdict.html",
+        VERDICT_FRONT,
+        *across_dataset_targets(),
     ]
+
+
+def across_dataset_targets():
+    """The critical-difference diagram, when two or more datasets share three or more
+    strategies (Friedman's test over datasets needs them)."""
+    strategies = [{r.strategy for r in STUDY.runs_of(d)} for d in STUDY.datasets]
+    if len(strategies) < 2 or len(set.intersection(*strategies)) < 3:
+        return []
+    return [f"{RESULTS}/figures/critical_difference.png"]
 
 
 def final_targets():

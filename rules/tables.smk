@@ -46,7 +46,8 @@ rule general_tables:
 
 rule strategy_ranking:
     input:
-        f"{RESULTS}/tables/study.csv",
+        study=f"{RESULTS}/tables/study.csv",
+        runs=all_run_dirs,  # their predictions.npz: intervals and verdicts
     output:
         csv=f"{RESULTS}/tables/strategy_ranking.csv",
         md=f"{RESULTS}/tables/strategy_ranking.md",
@@ -57,6 +58,8 @@ rule strategy_ranking:
             subcategory="Strategy ranking",
             labels={"table": "strategy ranking"},
         ),
+    params:
+        verdict=STUDY.config["verdict"],
     log:
         f"{RESULTS}/logs/tables/strategy_ranking.log",
     conda:

@@ -1,4 +1,5 @@
-"""Snakemake script: strategies ranked per (dataset, backbone) by mean test accuracy."""
+"""Snakemake script: every cell of a dataset on one list, in validation order, with
+its test accuracy's interval and the verdict against the validation-selected cell."""
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
 import _bootstrap  # noqa: F401
@@ -8,7 +9,13 @@ from tlbench.study import log_to, table_stem
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench import tables
+    from tlbench import tables, verdict
 
-    table = tables.strategy_ranking(pd.read_csv(snakemake.input[0]))
-    tables.write_table(table, table_stem(snakemake.output))
+    settings = snakemake.params.verdict
+    cells = verdict.cell_table(
+        pd.read_csv(snakemake.input.study),
+        margin=settings["margin"],
+        reps=settings["reps"],
+        seed=settings["seed"],
+    )
+    tables.write_table(verdict.ranking(cells), table_stem(snakemake.output))

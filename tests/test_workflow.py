@@ -191,8 +191,30 @@ def test_tiny_study_end_to_end(tmp_path):
     assert table["test_accuracy"].between(0, 1).all()
     general = (results / "tables/target/general.html").read_text()
     assert "Test accuracy" in general
-    for name in ("strategy_ranking", "suspicious_runs"):
-        assert (results / f"tables/{name}.csv").stat().st_size > 0
+    assert (results / "tables/suspicious_runs.csv").stat().st_size > 0
+    # the verdict: the cell chosen by mean validation accuracy, its test accuracy from
+    # the runs' predictions.npz equal to the mean of their metrics.json test accuracies
+    cells = table.groupby(["backbone", "strategy", "augmentation"])
+    by_validation = cells[["val_accuracy", "test_accuracy"]].mean()
+    by_validation["val_loss"] = -cells["val_loss"].mean()
+    chosen = by_validation.sort_values(["val_accuracy", "val_loss"], ascending=False).index[0]
+    verdict = pd.read_csv(results / "tables/verdict.csv")
+    assert list(verdict["dataset"]) == ["target"]
+    assert verdict["selected"][0] == "/".join(chosen)
+    assert verdict["test_accuracy"][0] == pytest.approx(by_validation.loc[chosen, "test_accuracy"])
+    assert verdict["ci_low"][0] <= verdict["test_accuracy"][0] <= verdict["ci_high"][0]
+    assert verdict["best_scratch"][0].startswith("cnn_scratch/")  # weights: none
+    assert verdict["best_pretrained"][0].startswith("cnn_source/")  # pretrained on `source`
+    # one list per dataset, in validation order, with intervals and verdicts
+    ranking = pd.read_csv(results / "tables/strategy_ranking.csv")
+    assert list(ranking["rank"]) == [1, 2, 3, 4]
+    assert "/".join(ranking.loc[0, ["backbone", "strategy", "augmentation"]]) == "/".join(chosen)
+    assert ranking["verdict"][0] == "selected"
+    assert set(ranking["verdict"][1:]) <= {"better", "worse", "tied"}
+    assert (ranking["validation"].diff().dropna() <= 0).all()
+    front = (results / "tables/verdict.rst").read_text()
+    assert front.startswith("Verdict\n") and f"``{'/'.join(chosen)}``" in front
+    assert not (results / "figures/critical_difference.png").exists()  # one dataset
     for name in ("curves", "heatmaps", "pareto", "confusion_matrix", "predictions"):
         png = results / f"figures/target/{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
@@ -255,6 +277,11 @@ def test_tiny_study_end_to_end(tmp_path):
     assert "cnn_source_fine_tune" in general
     for figure in ("figures/target/pareto.png", "environment/environment.html"):
         assert embedded_result(report, f"{study['results']}/{figure}")
+    # the report opens on the verdict: its front section comes before the study description
+    text = report.read_text()
+    assert 0 <= text.find("The budget answer") < text.find("What the study compares")
+    verdict_html = embedded_result(report, f"{study['results']}/tables/verdict.html")
+    assert "<table>" in verdict_html and "cheapest_tied" in verdict_html
 
 
 @pytest.mark.slow

@@ -182,6 +182,8 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     resolved["training"] = {**props["training"]["default"], **resolved.get("training", {})}
     resources = {k: v["default"] for k, v in props["resources"]["properties"].items()}
     resolved["resources"] = {**resources, **resolved.get("resources", {})}
+    verdict = {k: v["default"] for k, v in props["verdict"]["properties"].items()}
+    resolved["verdict"] = {**verdict, **resolved.get("verdict", {})}
     return resolved
 
 

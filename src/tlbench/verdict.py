@@ -437,6 +437,7 @@ def _name(row: Mapping[str, Any]) -> str:
 
 
 def _seeds_text(value: float) -> str:
+    """Seeds to resolve as text: a number, or why there is none."""
     if math.isnan(value):
         return "n/a (a cell has one seed)"
     if math.isinf(value):
@@ -514,6 +515,26 @@ def verdict_table(
             )
         records.append(record)
     return pd.DataFrame(records)
+
+
+#: Columns of :func:`ranking` (the report's strategy ranking).
+RANKING_COLUMNS = [
+    "dataset", "rank", "backbone", "strategy", "augmentation", "seeds", "criterion",
+    "validation", "test_accuracy", "ci_low", "ci_high", "difference", "diff_low", "diff_high",
+    "verdict", "seeds_to_resolve", "train_seconds",
+]  # fmt: skip
+
+
+def ranking(cells: pd.DataFrame) -> pd.DataFrame:
+    """The strategy ranking: :func:`cell_table`'s cells, one list per dataset in
+    validation order (``rank`` 1 = the validation-selected cell), with the test
+    accuracy's interval, the difference to the selected cell with its interval,
+    the verdict and, for ties, the seeds to resolve as text."""
+    table = cells.copy()
+    table["seeds_to_resolve"] = [
+        _seeds_text(n) if v == "tied" else "" for n, v in zip(table["seeds_to_resolve"], table["verdict"], strict=True)
+    ]
+    return table[RANKING_COLUMNS].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- across datasets
@@ -657,3 +678,43 @@ def write_front_section(text: str, path: str | os.PathLike) -> Path:
     with atomic_file(path) as handle:
         handle.write(text)
     return path
+
+
+def across_or_none(cells: pd.DataFrame) -> tuple[AcrossDatasets | None, str]:
+    """:func:`across_datasets`, or ``None`` and the reason when the study cannot have it."""
+    try:
+        return across_datasets(cells), ""
+    except ValueError as error:
+        return None, str(error)
+
+
+def write_verdict(
+    study: pd.DataFrame,
+    table_stem: str | os.PathLike,
+    front_path: str | os.PathLike,
+    margin: float = MARGIN,
+    reps: int = REPS,
+    seed: int = SEED,
+) -> pd.DataFrame:
+    """Write the verdict table (``<stem>.csv/.md/.html``) and the report's front
+    section (``front_path``, reStructuredText); return the table."""
+    from tlbench import tables
+
+    cells = cell_table(study, margin, reps, seed)
+    verdicts = verdict_table(study, margin, reps, seed)
+    across, _ = across_or_none(cells)
+    tables.write_table(verdicts, table_stem)
+    write_front_section(front_section(verdicts, across), front_path)
+    return verdicts
+
+
+def critical_difference(ranking_csv: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """The critical-difference diagram from the strategy ranking's CSV (:func:`ranking`);
+    a figure saying why when the study's finished runs do not allow the comparison."""
+    cells = pd.read_csv(ranking_csv)
+    across, reason = across_or_none(cells)
+    if across is not None:
+        return cd_diagram(across, path)
+    from tlbench.plots import _message_figure
+
+    return _message_figure(path, "No comparison across datasets", [reason])

@@ -1,0 +1,47 @@
+# The verdict: which differences are real (tlbench.verdict). Per dataset the
+# validation-selected cell, its test accuracy with a 95 % interval, the cells
+# tied with it, the transfer gain and the cheapest tied cell; across datasets
+# (two or more) the critical-difference diagram of the strategies.
+
+
+rule verdict:
+    input:
+        study=f"{RESULTS}/tables/study.csv",
+        runs=all_run_dirs,
+    output:
+        csv=f"{RESULTS}/tables/verdict.csv",
+        md=f"{RESULTS}/tables/verdict.md",
+        html=report(
+            f"{RESULTS}/tables/verdict.html",
+            caption="../report/verdict.rst",
+            category="Tables",
+            subcategory="Verdict",
+            labels={"table": "verdict (one row per dataset)"},
+        ),
+        front=VERDICT_FRONT,
+    params:
+        verdict=STUDY.config["verdict"],
+    log:
+        f"{RESULTS}/logs/tables/verdict.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/verdict.py"
+
+
+rule critical_difference:
+    input:
+        f"{RESULTS}/tables/strategy_ranking.csv",
+    output:
+        report(
+            f"{RESULTS}/figures/critical_difference.png",
+            caption="../report/critical_difference.rst",
+            category="Across datasets",
+            labels={"figure": "critical-difference diagram"},
+        ),
+    log:
+        f"{RESULTS}/logs/figures/critical_difference.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/critical_difference.py"

@@ -1,0 +1,11 @@
+"""Snakemake script: the critical-difference diagram of the strategies across datasets."""
+# ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
+
+import _bootstrap  # noqa: F401
+
+from tlbench.study import log_to
+
+with log_to(snakemake.log[0]):
+    from tlbench import verdict
+
+    verdict.critical_difference(snakemake.input[0], snakemake.output[0])
