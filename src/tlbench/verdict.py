@@ -532,7 +532,8 @@ def ranking(cells: pd.DataFrame) -> pd.DataFrame:
     the verdict and, for ties, the seeds to resolve as text."""
     table = cells.copy()
     table["seeds_to_resolve"] = [
-        _seeds_text(n) if v == "tied" else "" for n, v in zip(table["seeds_to_resolve"], table["verdict"], strict=True)
+        _seeds_text(n) if v == "tied" else ""
+        for n, v in zip(table["seeds_to_resolve"], table["verdict"], strict=True)
     ]
     return table[RANKING_COLUMNS].reset_index(drop=True)
 
