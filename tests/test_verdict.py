@@ -98,6 +98,22 @@ def test_bootstrap_is_paired_and_reproducible():
     assert np.array_equal(same[:, 0], same[:, 1])
 
 
+def test_interval_is_widened_for_few_seeds_and_clipped():
+    """Two seeds, 0.4 and 0.6: the percentile interval (about 0.5 ± 0.12) is widened by
+    t(1 df) / z = 6.5 and clipped to [0, 1]."""
+    two = runs_at([0.4, 0.6], images=50)
+    replicates = verdict.bootstrap([two, runs_at([0.9, 0.9, 0.92], images=50)], 400, 0)
+    percentile = np.quantile(replicates.values[:, 0], [0.025, 0.975])
+    assert 0.25 < percentile[0] and percentile[1] < 0.75
+    assert verdict.interval(replicates, 0) == (0.0, 1.0)
+    d_low, d_high = verdict.interval(replicates, 0, 1)
+    assert -1.0 <= d_low < -0.5 and 0.1 < d_high <= 1.0
+    # one seed per cell: no seed level, the percentile interval as it is
+    single = verdict.bootstrap([two[:1]], 400, 0)
+    expected = np.quantile(single.values[:, 0], [0.025, 0.975])
+    assert verdict.interval(single, 0) == pytest.approx(expected)
+
+
 def test_bootstrap_rejects_mismatched_cells():
     with pytest.raises(ValueError, match=r"cell 1: correctness has shape \(2, 5\), expected"):
         verdict.bootstrap([np.ones((3, 4), bool), np.ones((2, 5), bool)], 10)

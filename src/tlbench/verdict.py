@@ -271,7 +271,9 @@ def interval(
     instead of 95 % when seed-to-seed variation dominates). ``df`` =
     ``V² / sum(v_c² / (S_c - 1))``, ``V`` the replicates' variance, ``v_c`` the
     seed-level variance of each cell (``Replicates.seed_var``); no widening
-    when no cell has two seeds.
+    when no cell has two seeds. With two seeds (1 degree of freedom) the factor
+    is 6.5: two runs say little about seed-to-seed variation. The interval is
+    clipped to [0, 1] for an accuracy, [-1, 1] for a difference.
     """
     if not 0 < level < 1:
         raise ValueError(f"interval level must be in (0, 1), got {level}")
@@ -288,7 +290,9 @@ def interval(
     df = float(values.var()) ** 2 / spread if spread > 0 else math.inf
     q = (1 + level) / 2
     factor = float(stats.t.ppf(q, df) / stats.norm.ppf(q)) if math.isfinite(df) else 1.0
-    return point - factor * (point - float(low)), point + factor * (float(high) - point)
+    bound = 1.0  # an accuracy lies in [0, 1], a difference of two in [-1, 1]
+    low, high = point - factor * (point - float(low)), point + factor * (float(high) - point)
+    return max(low, 0.0 if b is None else -bound), min(high, bound)
 
 
 def compare(low: float, high: float, margin: float = MARGIN) -> tuple[str, bool]:
@@ -374,8 +378,9 @@ def dataset_cells(
 ) -> tuple[pd.DataFrame, Replicates]:
     """One dataset's cells in validation order with intervals and verdicts.
 
-    Returns the table and the bootstrap replicates (cells in the table's order). The first row is the validation-selected cell; every
-    other row compares with it (``difference`` = cell - selected).
+    Returns the table and the bootstrap replicates (cells in the table's
+    order). The first row is the validation-selected cell; every other row
+    compares with it (``difference`` = cell - selected).
     """
     rows = pd.concat([c.rows for c in cells])
     order = validation_order(rows)
@@ -610,10 +615,11 @@ def cd_diagram(result: AcrossDatasets, path: str | os.PathLike) -> Path:
         result.ranks, result.nemenyi, alpha=result.alpha, ax=ax
     )
     datasets = ", ".join(map(str, result.scores.index))
-    fig.suptitle(
+    ax.set_title(
         f"Mean rank of strategies over {len(result.scores)} datasets ({datasets}); "
         f"Friedman p = {result.p_value:.3g}, Nemenyi CD = {result.critical_difference:.2f}",
         fontsize=9,
+        pad=28,
     )
     path = Path(path)
     with atomic_file(path, "wb") as handle:
