@@ -107,7 +107,7 @@ def test_interval_is_widened_for_few_seeds_and_clipped():
     assert 0.25 < percentile[0] and percentile[1] < 0.75
     assert verdict.interval(replicates, 0) == (0.0, 1.0)
     d_low, d_high = verdict.interval(replicates, 0, 1)
-    assert -1.0 <= d_low < -0.5 and 0.1 < d_high <= 1.0
+    assert -1.0 <= d_low < -0.5 and 0.05 < d_high <= 1.0  # about -0.42 ± 0.5
     # one seed per cell: no seed level, the percentile interval as it is
     single = verdict.bootstrap([two[:1]], 400, 0)
     expected = np.quantile(single.values[:, 0], [0.025, 0.975])
