@@ -240,6 +240,7 @@ def test_verdict_table(hand_made):
     assert row["tied_with"].startswith("mnv2/feature_extraction/none [")
     assert "seeds to resolve" in row["tied_with"]
     assert "scratch" not in row["tied_with"]
+    assert row["better_on_test"] == ""
     assert row["best_pretrained"] == "mnv2/fine_tune/none"
     assert row["best_scratch"] == "cnn/scratch/none"
     assert row["transfer_gain"] == pytest.approx((2.71 - 2.11) / 3)
@@ -250,6 +251,21 @@ def test_verdict_table(hand_made):
     assert text.startswith("Verdict\n-------\n")
     assert "``mnv2/fine_tune/none``, test accuracy 0.9033" in text
     assert "The budget answer: ``mnv2/feature_extraction/none``" in text
+
+
+def test_a_cell_better_on_test_is_reported_not_chosen(tmp_path):
+    paths = [
+        *write_run(tmp_path, "a/fine_tune/none", accuracy_per_seed=[0.70, 0.71, 0.70],
+                   val=[0.9, 0.9, 0.9], seconds=5, pretrained=True),
+        *write_run(tmp_path, "a/scratch/none", accuracy_per_seed=[0.90, 0.91, 0.90],
+                   val=[0.8, 0.8, 0.8], seconds=5, pretrained=False),
+    ]  # fmt: skip
+    row = verdict.verdict_table(tables.collect_runs(paths), reps=500).iloc[0]
+    assert row["selected"] == "a/fine_tune/none" and row["tied_with"] == ""
+    assert row["better_on_test"] == "a/scratch/none"
+    text = verdict.front_section(pd.DataFrame([row]))
+    assert "No other cell is tied with it." in text
+    assert "Better on test, though lower on validation: a/scratch/none" in text
 
 
 def test_binary_datasets_choose_by_validation_roc_auc(tmp_path):

@@ -463,6 +463,8 @@ def verdict_table(
       interval ``ci_low``..``ci_high``;
     * ``tied_with``: the cells tied with it (``name [low, high]`` of the
       difference, ``seeds to resolve: n`` beside unresolved ties);
+      ``better_on_test``: cells whose test accuracy is better although their
+      validation figure is lower (reported, never chosen);
     * transfer gain: ``best_pretrained`` minus ``best_scratch`` (each the
       validation-best cell with / without pretrained weights), ``transfer_gain``
       with ``gain_low``..``gain_high`` and ``gain_verdict``; empty when one side
@@ -483,6 +485,7 @@ def verdict_table(
             else:
                 text += f" (seeds to resolve: {_seeds_text(row['seeds_to_resolve'])})"
             tied_text.append(text)
+        better = [_name(row) for _, row in table[table["verdict"] == "better"].iterrows()]
         pool = pd.concat([table.iloc[:1], tied])
         cheapest = pool.sort_values("train_seconds", kind="stable").iloc[0]
         record = {
@@ -494,6 +497,7 @@ def verdict_table(
             "ci_low": best["ci_low"],
             "ci_high": best["ci_high"],
             "tied_with": "; ".join(tied_text),
+            "better_on_test": "; ".join(better),
             "best_pretrained": "",
             "best_scratch": "",
             "transfer_gain": math.nan,
@@ -646,7 +650,13 @@ def front_section(verdicts: pd.DataFrame, across: AcrossDatasets | None = None) 
         if v["tied_with"]:
             lines += [f"* Tied with it (difference and interval): {v['tied_with']}.", ""]
         else:
-            lines += ["* No other cell is tied with it: all others are worse.", ""]
+            lines += ["* No other cell is tied with it.", ""]
+        if v["better_on_test"]:
+            lines += [
+                f"* Better on test, though lower on validation: {v['better_on_test']} "
+                "(validation chose; a test figure does not).",
+                "",
+            ]
         if v["best_pretrained"]:
             lines += [
                 f"* Transfer gain: ``{v['best_pretrained']}`` (pretrained) minus "
