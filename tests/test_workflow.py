@@ -307,6 +307,7 @@ def test_pilot_study_seals_the_test_split(tmp_path):
     assert "Validation accuracy" in general and "Test accuracy" not in general
     looks = (results / "tables/test_evaluations.csv").read_text()
     assert "target,0,0,0" in looks
+    assert "the test split is sealed" in (results / "tables/verdict.rst").read_text()
     report = tmp_path / "report.html"
     _run_study(tmp_path, path, ["--config", "pilot=true", "--report", str(report)])
     assert "Pilot study: the test split is sealed." in html.unescape(report.read_text())

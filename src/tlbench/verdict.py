@@ -139,14 +139,11 @@ def load_cells(study: pd.DataFrame) -> dict[str, list[Cell]]:
 
 def validation_criterion(rows: pd.DataFrame) -> str:
     """The study column that chooses among a dataset's cells: ``val_roc_auc`` when
-    every finished run has two classes and a validation ROC AUC, else ``val_accuracy``.
+    every finished run has two classes and a validation ROC AUC, else ``val_accuracy``
+    (:func:`tlbench.selection.criterion`: validation, never test)."""
+    from tlbench.selection import criterion
 
-    The rule of issue 13 (tlbench.selection on its branch): validation, never test.
-    """
-    ok = rows[rows["status"] == "ok"] if "status" in rows else rows
-    if len(ok) and (ok["num_classes"] == 2).all() and ok["val_roc_auc"].notna().all():
-        return "val_roc_auc"
-    return "val_accuracy"
+    return criterion(rows)[0]
 
 
 def validation_order(rows: pd.DataFrame) -> pd.DataFrame:
@@ -705,6 +702,15 @@ def across_or_none(cells: pd.DataFrame) -> tuple[AcrossDatasets | None, str]:
         return None, str(error)
 
 
+#: The front section of a pilot study (``pilot: true``: the test split is sealed).
+PILOT_SECTION = (
+    "Verdict\n-------\n\nPilot study: the test split is sealed, so there is no verdict "
+    "on test accuracy. Run the study with ``pilot: false`` for the verdict: the cell "
+    "chosen by validation, its test accuracy with a 95 % interval and the cells tied "
+    "with it.\n"
+)
+
+
 def write_verdict(
     study: pd.DataFrame,
     table_stem: str | os.PathLike,
@@ -717,6 +723,10 @@ def write_verdict(
     section (``front_path``, reStructuredText); return the table."""
     from tlbench import tables
 
+    if tables.is_pilot(study):  # no test predictions: nothing to give a verdict on
+        tables.write_table(pd.DataFrame(columns=["dataset", "selected", "note"]), table_stem)
+        write_front_section(PILOT_SECTION, front_path)
+        return pd.DataFrame()
     cells = cell_table(study, margin, reps, seed)
     verdicts = verdict_table(study, margin, reps, seed)
     across, _ = across_or_none(cells)
@@ -729,7 +739,10 @@ def critical_difference(ranking_csv: str | os.PathLike, path: str | os.PathLike)
     """The critical-difference diagram from the strategy ranking's CSV (:func:`ranking`);
     a figure saying why when the study's finished runs do not allow the comparison."""
     cells = pd.read_csv(ranking_csv)
-    across, reason = across_or_none(cells)
+    if "test_accuracy" not in cells:
+        across, reason = None, "the test split is sealed (pilot study): no test accuracies"
+    else:
+        across, reason = across_or_none(cells)
     if across is not None:
         return cd_diagram(across, path)
     from tlbench.plots import _message_figure
