@@ -28,7 +28,7 @@ def test_defaults_are_filled():
     assert resolved["head"] == {"type": "gap_dense", "hidden": [], "dropout": 0.2}
     assert resolved["augmentation"] == {"name": "none", "params": {}}
     assert resolved["seed"] == 0 and resolved["features_cache"] is None
-    assert resolved["strategy"]["params"] == {}
+    assert resolved["strategy"]["params"] == {"batchnorm": "frozen"}
 
 
 def test_mlp_head_default_hidden():
@@ -99,6 +99,19 @@ def test_unknown_strategy_lists_valid_names():
         resolve_spec(spec_with(strategy={"name": "nope"}))
     for name in ("autoencoder", "direct", "discriminative_lr", "two_phase"):
         assert name in str(info.value)
+
+
+def test_autoencoder_starts_from_random_weights_unless_told():
+    spec = spec_with(strategy={"name": "autoencoder"}, backbone={"name": "small_cnn"})
+    assert resolve_spec(spec)["backbone"]["weights"] == "none"
+    other = spec_with(strategy={"name": "fine_tune"}, backbone={"name": "small_cnn"})
+    assert resolve_spec(other)["backbone"]["weights"] == "imagenet"  # the spec default
+    told = spec_with(
+        strategy={"name": "autoencoder"}, backbone={"name": "small_cnn", "weights": "w.h5"}
+    )
+    assert resolve_spec(told)["backbone"]["weights"] == "w.h5"
+    told["backbone"]["weights"] = "imagenet"
+    assert resolve_spec(told)["backbone"]["weights"] == "imagenet"
 
 
 def test_scratch_forces_random_weights():

@@ -54,8 +54,67 @@ def test_registry_has_all_strategies():
 def test_declarations():
     get = STRATEGIES.get
     assert not get("direct").trains and get("scratch").forces_weights == "none"
-    assert get("feature_extraction").bn_inference and get("two_phase").bn_inference
-    assert not get("fine_tune").bn_inference and not get("scratch").needs_pretrained
+    assert get("feature_extraction")().bn_inference and get("two_phase")().bn_inference
+    assert not get("two_phase")({"batchnorm": "train"}).bn_inference
+    assert not get("fine_tune")().bn_inference and not get("scratch").needs_pretrained
+    assert get("autoencoder").default_weights == "none"
+
+
+PRETRAINED = ["feature_extraction", "fine_tune", "two_phase", "freeze_bottom", "discriminative_lr"]
+REQUIRED_PARAMS = {"freeze_bottom": {"frozen": 2}}
+
+
+@pytest.mark.parametrize("name", PRETRAINED)
+def test_batchnorm_policy_defaults_to_frozen(name):
+    strategy, _ = make(name, REQUIRED_PARAMS.get(name))
+    assert strategy.params["batchnorm"] == "frozen" == strategy.batchnorm
+
+
+@pytest.mark.parametrize("name", ["scratch", "autoencoder", "direct"])
+def test_batchnorm_is_no_parameter_of_random_init_or_direct(name):
+    with pytest.raises(SpecError, match="strategy.params.batchnorm: unknown parameter"):
+        make(name, {"batchnorm": "frozen"})
+
+
+@pytest.mark.parametrize("name", PRETRAINED)
+def test_batchnorm_policy_is_validated(name):
+    params = {**REQUIRED_PARAMS.get(name, {}), "batchnorm": "eval"}
+    with pytest.raises(SpecError, match=r"strategy.params.batchnorm: 'eval' is not valid.*frozen"):
+        make(name, params)
+
+
+def test_feature_extraction_cannot_train_batchnorm():
+    with pytest.raises(SpecError, match="trains no backbone layer.*valid values: frozen$"):
+        make("feature_extraction", {"batchnorm": "train"})
+
+
+def batchnorm_layers(backbone):
+    return [layer for layer in backbone_layers(backbone.model) if is_batchnorm(layer)]
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("fine_tune", {}),
+        ("two_phase", {"unfreeze": "block2"}),
+        ("freeze_bottom", {"frozen": "block1"}),
+        ("discriminative_lr", {}),
+    ],
+)
+def test_batchnorm_frozen_and_train(backbone, name, params):
+    """frozen: no BatchNorm layer trainable in any phase, everything else as the strategy
+    says; train: BatchNorm layers train exactly where the layers around them train."""
+    frozen, spec = make(name, {**params, "batchnorm": "frozen"})
+    trained, _ = make(name, {**params, "batchnorm": "train"})
+    phase = frozen.phases(spec)[-1]
+    trained.configure(phase, backbone)
+    moving = set(trainable(backbone))
+    bn = {layer.name for layer in batchnorm_layers(backbone)}
+    assert moving & bn  # train: some BatchNorm layers train
+    frozen.configure(phase, backbone)
+    assert not set(trainable(backbone)) & bn
+    assert set(trainable(backbone)) == moving - bn  # nothing else changed
+    assert all(not w.trainable for layer in batchnorm_layers(backbone) for w in layer.weights)
 
 
 def test_direct_has_no_phases():
@@ -71,9 +130,9 @@ def test_feature_extraction_freezes_everything(backbone):
     assert trainable(backbone) == [] and backbone.model.trainable_weights == []
 
 
-@pytest.mark.parametrize("name", ["scratch", "fine_tune"])
-def test_everything_trainable(backbone, name):
-    strategy, spec = make(name)
+@pytest.mark.parametrize("name, params", [("scratch", {}), ("fine_tune", {"batchnorm": "train"})])
+def test_everything_trainable(backbone, name, params):
+    strategy, spec = make(name, params)
     (phase,) = strategy.phases(spec)
     assert not phase.head_only
     assert strategy.configure(phase, backbone) == {}
@@ -95,8 +154,11 @@ def test_two_phase_count(backbone):
     layers = backbone_layers(backbone.model)
     top = layers[-7:]
     assert trainable(backbone) == [layer.name for layer in top if not is_batchnorm(layer)]
-    assert any(is_batchnorm(layer) for layer in top)  # BN among them stays frozen
+    assert any(is_batchnorm(layer) for layer in top)  # BN among them stays frozen (default)
     assert all(not layer.trainable for layer in layers if is_batchnorm(layer))
+    strategy, _ = make("two_phase", {"unfreeze": 7, "batchnorm": "train"})
+    strategy.configure(p2, backbone)
+    assert trainable(backbone) == [layer.name for layer in top]  # BN among them trains
 
 
 def test_two_phase_block_and_explicit_lr(backbone):
@@ -131,12 +193,12 @@ def test_unknown_block_lists_blocks(backbone):
 
 
 def test_freeze_bottom(backbone):
-    strategy, spec = make("freeze_bottom", {"frozen": 4})
+    strategy, spec = make("freeze_bottom", {"frozen": 4, "batchnorm": "train"})
     (phase,) = strategy.phases(spec)
     strategy.configure(phase, backbone)
     layers = backbone_layers(backbone.model)
     assert trainable(backbone) == [layer.name for layer in layers[4:]]
-    strategy, _ = make("freeze_bottom", {"frozen": "block2"})
+    strategy, _ = make("freeze_bottom", {"frozen": "block2", "batchnorm": "train"})
     strategy.configure(phase, backbone)
     frozen = dict(backbone.blocks)["block1"] + dict(backbone.blocks)["block2"]
     assert not set(frozen) & set(trainable(backbone))
@@ -144,7 +206,7 @@ def test_freeze_bottom(backbone):
 
 
 def test_discriminative_lr_decay(backbone):
-    strategy, spec = make("discriminative_lr", {"decay": 0.5})
+    strategy, spec = make("discriminative_lr", {"decay": 0.5, "batchnorm": "train"})
     (phase,) = strategy.phases(spec)
     multipliers = strategy.configure(phase, backbone)
     assert set(weighted(backbone)) <= set(trainable(backbone))
@@ -204,7 +266,8 @@ def test_blockless_backbone_is_an_error():
         ("two_phase", {"phase2_lr_factor": 0}, "phase2_lr_factor: 0 must be a number > 0"),
         ("discriminative_lr", {"decay": "fast"}, "decay: 'fast' must be a number > 0"),
         ("autoencoder", {"ae_epochs": 0}, "ae_epochs: 0 must be an integer >= 1"),
-        ("fine_tune", {"unfreeze": 3}, "valid parameters: (none)"),
+        ("fine_tune", {"unfreeze": 3}, "valid parameters: batchnorm"),
+        ("scratch", {"unfreeze": 3}, "valid parameters: (none)"),
     ],
 )
 def test_bad_params(name, params, message):
@@ -251,6 +314,27 @@ def test_trained_batchnorm_uses_the_spec_momentum(momentum):
     built = build_model(spec, strategy, (32, 32, 3), 3)
     momenta = {layer.momentum for layer in built.backbone.model.layers if is_batchnorm(layer)}
     assert momenta == ({0.9} if momentum is not None else {0.999})
+
+
+@pytest.mark.parametrize("policy, expected", [("frozen", {0.999}), ("train", {0.9})])
+def test_batchnorm_momentum_applies_only_to_batchnorm_that_trains(policy, expected):
+    from tlbench.engine import build_model
+
+    spec = resolve_spec(
+        {
+            "dataset": {"prepared": "unused"},
+            "backbone": {"name": "MobileNetV2", "weights": "none", "kwargs": {"alpha": 0.35}},
+            "strategy": {"name": "freeze_bottom", "params": {"frozen": 30, "batchnorm": policy}},
+            "training": {"input_size": 32, "batchnorm_momentum": 0.9},
+        }
+    )
+    strategy = STRATEGIES.get("freeze_bottom")(spec["strategy"]["params"])
+    built = build_model(spec, strategy, (32, 32, 3), 3)
+    bn = [layer for layer in backbone_layers(built.backbone.model) if is_batchnorm(layer)]
+    bottom = [layer for layer in backbone_layers(built.backbone.model)[:30] if is_batchnorm(layer)]
+    assert bottom and {layer.momentum for layer in bottom} == {0.999}  # frozen part: its own
+    top = [layer for layer in bn if layer not in bottom]
+    assert {layer.momentum for layer in top} == expected
 
 
 def test_batchnorm_momentum_is_validated():

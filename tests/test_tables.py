@@ -106,6 +106,49 @@ def test_collect_runs_one_row_per_run(study):
     assert math.isnan(failed.test_accuracy) and math.isnan(failed.train_seconds)
 
 
+def test_batchnorm_column(tmp_path):
+    runs = []
+    for policy in ("frozen", "train", None):
+        metrics = fake_metrics(strategy=f"fine_tune_{policy}")
+        if policy is not None:
+            metrics["spec"]["strategy"]["params"]["batchnorm"] = policy
+        runs.append(metrics)
+    direct = fake_metrics(strategy="direct")
+    direct["spec"]["strategy"]["name"] = "direct"
+    df = tables.collect_runs(write_runs(tmp_path, [*runs, direct]))
+    assert "batchnorm" in tables.SPEC_COLUMNS
+    policy = df.set_index("strategy")["batchnorm"]
+    assert policy["fine_tune_frozen"] == "frozen" and policy["fine_tune_train"] == "train"
+    assert policy["fine_tune_None"] == "train"  # before the parameter: fine_tune trained BN
+    assert pd.isna(policy["direct"])
+    general = tables.general_table(df, "ants").set_index("Model name")["BatchNorm"]
+    assert general["mnv2_fine_tune_frozen"] == "frozen" and general["mnv2_direct"] == ""
+
+
+def write_history(run_dir: Path, rows: list[tuple[str, float]]) -> None:
+    lines = ["epoch,phase,loss"] + [f"{i},{p},{x}" for i, (p, x) in enumerate(rows, 1)]
+    (run_dir / "history.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_exploding_loss_is_flagged(tmp_path):
+    runs = [fake_metrics(strategy=name) for name in ("exploded", "calm", "ae", "almost")]
+    paths = write_runs(tmp_path, runs)
+    write_history(paths[0].parent, [("phase1", 0.7), ("phase2", 5.0), ("phase2", 70.0)])
+    write_history(paths[1].parent, [("train", 1.1), ("train", 0.2)])
+    # autoencoder stages (an MSE) do not count: the classifier's loss went 0.9 -> 0.5
+    write_history(paths[2].parent, [("ae_stage1", 0.001), ("train", 0.9), ("train", 0.5)])
+    write_history(paths[3].parent, [("train", 1.0), ("train", 99.0)])
+    df = tables.collect_runs(paths)
+    row = df.set_index("strategy").loc["ae"]
+    assert (row.history_loss_first, row.history_loss_last) == (0.9, 0.5)
+    flagged = tables.flag_suspicious(df)
+    assert list(flagged.strategy) == ["exploded"]
+    assert "training loss exploded: 70 in the last epoch, 100x the first epoch's 0.7" in (
+        flagged.reason.iloc[0]
+    )
+    assert df.set_index("strategy").loc["exploded", "status"] == "ok"
+
+
 def test_run_names_preferred_over_spec(tmp_path):
     with_names = fake_metrics(backbone="mnv2_a035", augmentation="flip_light")
     without = fake_metrics(with_run=False, strategy="two_phase")
@@ -136,9 +179,12 @@ def test_mean_sd():
 
 def test_general_table_mean_sd_and_best(study):
     table = tables.general_table(study, "ants")
-    assert list(table.columns) == ["Model name", "Test accuracy", "Test loss", "Train accuracy",
-                                   "Train loss", "Time_train (s)", "Runs"]  # fmt: skip
+    assert list(table.columns) == ["Model name", "BatchNorm", "Test accuracy", "Test loss",
+                                   "Train accuracy", "Train loss", "Time_train (s)", "Runs"]  # fmt: skip
     by_name = table.set_index("Model name")
+    # runs recorded without a batchnorm parameter: what their strategy did then
+    assert by_name.loc["mnv2_feature_extraction", "BatchNorm"] == "frozen"
+    assert by_name.loc["mnv2_fine_tune", "BatchNorm"] == "train"
     assert list(by_name.index) == [
         "mnv2_feature_extraction", "mnv2_fine_tune", "mnv2_scratch"]  # fmt: skip
     assert by_name.loc["mnv2_fine_tune", "Test accuracy"] == "0.8500 ± 0.0707"

@@ -1036,21 +1036,21 @@ class BuiltModel:
 
 
 def set_batchnorm_momentum(model: keras.Model, momentum: float | None) -> int:
-    """Give every BatchNormalization layer of ``model`` (nested ones too) ``momentum``.
+    """Give every BatchNormalization layer of ``model`` (nested ones too) that trains
+    (``trainable`` now) ``momentum``; frozen ones keep their own.
 
-    Only layers that train use it: their moving statistics, which inference mode
-    (validation, test, frozen phases) reads, follow the training batches at this
-    rate. Keras applications ship 0.99 or 0.999: after a few hundred steps from
-    random init their statistics still mostly hold the initial values, and the
-    model scores high in training mode and at chance in inference mode (seed
-    000's train/test signature). ``None`` leaves the model's own. Returns the
-    number of layers set.
+    Their moving statistics, which inference mode (validation, test, frozen
+    phases) reads, follow the training batches at this rate. Keras applications
+    ship 0.99 or 0.999: after a few hundred steps from random init their
+    statistics still mostly hold the initial values, and the model scores high
+    in training mode and at chance in inference mode (seed 000's train/test
+    signature). ``None`` leaves the model's own. Returns the number of layers set.
     """
     if momentum is None:
         return 0
     count = 0
     for layer in _all_layers(model):
-        if is_batchnorm(layer):
+        if is_batchnorm(layer) and layer.trainable:
             layer.momentum = float(momentum)
             count += 1
     return count
@@ -1080,10 +1080,11 @@ def build_model(
     size = spec["training"]["input_size"]
     backbone = build_backbone(spec["backbone"], (size, size, 3))
     _check_min_size(backbone, size)
-    set_batchnorm_momentum(backbone.model, spec["training"]["batchnorm_momentum"])
     phases = strategy.phases(spec)
     for phase in phases:  # validate layer counts / block names before any training
         strategy.configure(phase, backbone)
+        # the BatchNorm layers this phase trains (strategy.batchnorm) get the momentum
+        set_batchnorm_momentum(backbone.model, spec["training"]["batchnorm_momentum"])
     if isinstance(strategy, Autoencoder):
         strategy.stage_count(backbone)
     augmentation = _build_augmentation(spec, image_shape[:2])

@@ -16,11 +16,13 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
     backbone:
       name: MobileNetV2          # tlbench.backbones registry name
       weights: imagenet          # imagenet | none | PATH to a weights file | {run: RUN_FOLDER}
+                                 # (autoencoder: none unless given here)
       kwargs: {}                 # constructor arguments, e.g. {alpha: 0.35}
     strategy:
       name: two_phase            # direct | scratch | feature_extraction | fine_tune |
                                  # two_phase | freeze_bottom | discriminative_lr | autoencoder
-      params: {}                 # per strategy, see tlbench.strategies
+      params: {}                 # per strategy, see tlbench.strategies; those that start
+                                 # from pretrained weights take batchnorm: frozen | train
     head:
       type: gap_dense            # gap_dense: GAP -> Dropout -> Dense softmax
                                  # mlp: GAP -> [Dense relu -> Dropout] per hidden -> Dense softmax
@@ -142,7 +144,9 @@ def resolve_spec(spec: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
     if not isinstance(spec, Mapping):
         spec = load_spec_file(spec)
     resolved = _merge(DEFAULTS, spec, "")
-    _check_values(resolved)
+    given_backbone = spec.get("backbone")
+    weights_given = isinstance(given_backbone, Mapping) and "weights" in given_backbone
+    _check_values(resolved, weights_given=weights_given)
     return resolved
 
 
@@ -213,8 +217,9 @@ def _positive(path: str, value: Any, *, integer: bool = False) -> None:
         raise SpecError(f"{path}: {value!r} must be {kind}{number_hint(value)}")
 
 
-def _check_values(spec: dict[str, Any]) -> None:
-    """Validate every value of a merged spec and resolve name-dependent defaults."""
+def _check_values(spec: dict[str, Any], *, weights_given: bool = True) -> None:
+    """Validate every value of a merged spec and resolve name-dependent defaults
+    (``weights_given``: whether the spec's backbone entry named its weights)."""
     from tlbench.strategies import STRATEGIES
 
     dataset = spec["dataset"]
@@ -233,6 +238,8 @@ def _check_values(spec: dict[str, Any]) -> None:
     spec["strategy"]["params"] = strategy_cls.resolve_params(spec["strategy"]["params"])
     if strategy_cls.forces_weights is not None:
         backbone["weights"] = strategy_cls.forces_weights
+    elif not weights_given and strategy_cls.default_weights is not None:
+        backbone["weights"] = strategy_cls.default_weights
 
     _check_head(spec["head"])
     _check_augmentation(spec["augmentation"])

@@ -7,13 +7,25 @@ Each strategy is a small :class:`Strategy` subclass registered in
 * ``needs_pretrained`` — whether it is meant for pretrained weights; ``scratch``
   sets ``forces_weights = "none"`` (random init whatever the spec says);
 * ``bn_inference`` — whether the backbone is called with ``training=False``
-  (BatchNormalization in inference mode, as in the keras-io fine-tuning guide);
+  (``feature_extraction``, and ``two_phase`` with ``batchnorm: frozen``);
 * ``defaults`` — its parameters with default values (``REQUIRED`` marks one
   without a default); unknown or bad parameters are a :class:`SpecError`;
 * :meth:`Strategy.phases` — the training phases (name, epochs, learning rate);
 * :meth:`Strategy.configure` — given a phase and the model's backbone, sets
-  ``layer.trainable`` and returns learning-rate multipliers
-  ``{variable.path: factor}`` (variables not listed train at factor 1).
+  ``layer.trainable`` (:meth:`Strategy.set_layers`, then the BatchNorm policy)
+  and returns learning-rate multipliers ``{variable.path: factor}``
+  (:meth:`Strategy.multipliers`; variables not listed train at factor 1).
+
+BatchNorm policy: every strategy that starts from pretrained weights and trains
+takes ``batchnorm: frozen | train``. ``frozen`` (the default, as in the keras-io
+transfer-learning guide) sets every BatchNormalization layer of the backbone
+non-trainable in every phase, whatever else trains: Keras 3 then runs it in
+inference mode (its moving statistics are read, never updated) and its
+gamma/beta do not move. ``train`` leaves BatchNorm layers as trainable as the
+layers around them: those in a part that trains normalise by batch statistics
+and update their moving statistics (``training.batchnorm_momentum`` applies to
+these only). ``scratch`` and ``autoencoder`` (random init) always train theirs;
+``feature_extraction`` trains no backbone layer, so only ``frozen`` is valid.
 
 Layer counts (``unfreeze``, ``frozen``) count the backbone model's layers in
 order, input layers excluded; a block name refers to ``Backbone.blocks``
@@ -33,6 +45,8 @@ from tlbench.registry import Registry
 from tlbench.spec import SpecError
 
 REQUIRED = object()
+#: Values of the ``batchnorm`` strategy parameter (see the module docstring).
+BATCHNORM_POLICIES = ("frozen", "train")
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,11 @@ class Strategy:
     trains: ClassVar[bool] = True
     needs_pretrained: ClassVar[bool] = True
     forces_weights: ClassVar[str | None] = None
-    bn_inference: ClassVar[bool] = False
+    #: Backbone weights when the spec's backbone entry does not name any
+    #: (None: the spec default, ``imagenet``).
+    default_weights: ClassVar[str | None] = None
+    #: Valid values of the ``batchnorm`` parameter, where ``defaults`` has one.
+    batchnorm_values: ClassVar[tuple[str, ...]] = BATCHNORM_POLICIES
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, params: Mapping[str, Any] | None = None):
@@ -76,6 +94,8 @@ class Strategy:
                     f"strategy.params.{key}: strategy {cls.name!r} needs this parameter"
                 )
             resolved[key] = params.get(key, default)
+        if "batchnorm" in resolved:
+            _check_batchnorm(resolved, cls.batchnorm_values, cls.name)
         cls.check(resolved)
         return resolved
 
@@ -83,14 +103,35 @@ class Strategy:
     def check(cls, params: dict[str, Any]) -> None:
         """Validate resolved parameters (subclasses raise :class:`SpecError`)."""
 
+    @property
+    def batchnorm(self) -> str:
+        """The BatchNorm policy: the ``batchnorm`` parameter, else ``train``."""
+        return self.params.get("batchnorm", "train")
+
+    @property
+    def bn_inference(self) -> bool:
+        """Whether the classifier calls the backbone with ``training=False``."""
+        return False
+
     def phases(self, spec: Mapping[str, Any]) -> list[Phase]:
         """Training phases of a run with the resolved ``spec``."""
         training = spec["training"]
         return [Phase("train", training["epochs"], training["learning_rate"])]
 
     def configure(self, phase: Phase, backbone: Any) -> dict[str, float]:
-        """Set ``trainable`` flags of the backbone for ``phase``; return lr multipliers."""
+        """Set ``trainable`` flags of the backbone for ``phase`` (the strategy's layers,
+        then the BatchNorm policy); return lr multipliers."""
+        self.set_layers(phase, backbone)
+        if self.batchnorm == "frozen":
+            freeze_batchnorm(backbone.model)
+        return self.multipliers(phase, backbone)
+
+    def set_layers(self, phase: Phase, backbone: Any) -> None:
+        """Set the ``trainable`` flags of ``phase`` (before the BatchNorm policy)."""
         set_trainable(backbone.model, True)
+
+    def multipliers(self, phase: Phase, backbone: Any) -> dict[str, float]:
+        """Learning-rate multipliers of ``phase`` (after the trainable flags are set)."""
         return {}
 
 
@@ -121,8 +162,40 @@ def set_trainable(layer: keras.layers.Layer, value: bool) -> None:
 
 
 def is_batchnorm(layer: keras.layers.Layer) -> bool:
-    """Whether ``layer`` is a BatchNormalization layer (kept frozen when unfreezing)."""
+    """Whether ``layer`` is a BatchNormalization layer."""
     return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def nested_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The layers nested in ``layer`` (as :func:`set_trainable` walks them), depth first."""
+    out = []
+    for sub in getattr(layer, "layers", None) or []:
+        out.append(sub)
+        out.extend(nested_layers(sub))
+    return out
+
+
+def freeze_batchnorm(model: keras.layers.Layer) -> int:
+    """Set every BatchNormalization layer nested in ``model`` non-trainable (Keras 3 then
+    runs it in inference mode: moving statistics read, not updated); return how many."""
+    layers = [layer for layer in nested_layers(model) if is_batchnorm(layer)]
+    for layer in layers:
+        layer.trainable = False
+    return len(layers)
+
+
+def _check_batchnorm(params: dict[str, Any], valid: Sequence[str], strategy: str) -> None:
+    value = params["batchnorm"]
+    if value not in valid:
+        why = (
+            f" ({strategy} trains no backbone layer: its BatchNorm layers stay frozen)"
+            if value in BATCHNORM_POLICIES
+            else ""
+        )
+        raise SpecError(
+            f"strategy.params.batchnorm: {value!r} is not valid for strategy {strategy!r}"
+            f"{why}; valid values: {', '.join(valid)}"
+        )
 
 
 def block_names(backbone: Any) -> list[str]:
@@ -236,25 +309,34 @@ class Scratch(Strategy):
 
 @_register
 class FeatureExtraction(Strategy):
-    """Backbone frozen (BatchNorm in inference mode); only the new head trains."""
+    """Backbone frozen (BatchNorm in inference mode); only the new head trains.
+
+    ``batchnorm``: ``frozen`` only (recorded like the other strategies' policy).
+    """
 
     name = "feature_extraction"
-    bn_inference = True
+    defaults: ClassVar[dict[str, Any]] = {"batchnorm": "frozen"}
+    batchnorm_values = ("frozen",)
+
+    @property
+    def bn_inference(self) -> bool:
+        return True
 
     def phases(self, spec: Mapping[str, Any]) -> list[Phase]:
         training = spec["training"]
         return [Phase("head", training["epochs"], training["learning_rate"], head_only=True)]
 
-    def configure(self, phase: Phase, backbone: Any) -> dict[str, float]:
+    def set_layers(self, phase: Phase, backbone: Any) -> None:
         set_trainable(backbone.model, False)
-        return {}
 
 
 @_register
 class FineTune(Strategy):
-    """Pretrained initialisation, everything trainable at one learning rate."""
+    """Pretrained initialisation, everything trainable at one learning rate
+    (BatchNorm: the ``batchnorm`` policy, default ``frozen``)."""
 
     name = "fine_tune"
+    defaults: ClassVar[dict[str, Any]] = {"batchnorm": "frozen"}
 
 
 @_register
@@ -262,21 +344,27 @@ class TwoPhase(Strategy):
     """Phase 1: feature extraction; phase 2: the top layers unfrozen at a lower rate.
 
     ``unfreeze`` is a layer count or a block name ("this block and everything
-    above it"); BatchNormalization layers stay frozen. Phase 2's learning rate
+    above it"); with ``batchnorm: frozen`` (default) the BatchNormalization
+    layers among them stay frozen and the backbone is called in inference mode,
+    with ``train`` they train too. Phase 2's learning rate
     is ``phase2_learning_rate`` or ``learning_rate * phase2_lr_factor``.
     Defaults: ``phase1_epochs = epochs // 2`` (at least 1),
     ``phase2_epochs = epochs - phase1_epochs`` (at least 1).
     """
 
     name = "two_phase"
-    bn_inference = True
     defaults = {
         "unfreeze": 20,
         "phase1_epochs": None,
         "phase2_epochs": None,
         "phase2_learning_rate": None,
         "phase2_lr_factor": 0.1,
+        "batchnorm": "frozen",
     }
+
+    @property
+    def bn_inference(self) -> bool:
+        return self.batchnorm == "frozen"
 
     @classmethod
     def check(cls, params: dict[str, Any]) -> None:
@@ -295,7 +383,7 @@ class TwoPhase(Strategy):
         return [Phase("phase1", p1, lr, head_only=True), Phase("phase2", p2, lr2)]
 
     def unfrozen_count(self, backbone: Any) -> int:
-        """How many top layers phase 2 unfreezes (BatchNorm layers among them stay frozen)."""
+        """How many top layers phase 2 unfreezes (BatchNorm among them: the policy)."""
         layers = backbone_layers(backbone.model)
         unfreeze = self.params["unfreeze"]
         if isinstance(unfreeze, str):
@@ -308,25 +396,28 @@ class TwoPhase(Strategy):
             )
         return unfreeze
 
-    def configure(self, phase: Phase, backbone: Any) -> dict[str, float]:
+    def set_layers(self, phase: Phase, backbone: Any) -> None:
         count = self.unfrozen_count(backbone)  # validated in phase 1 too
         if phase.head_only:
             set_trainable(backbone.model, False)
-            return {}
+            return
         set_trainable(backbone.model, True)
         layers = backbone_layers(backbone.model)
         start = len(layers) - count
         for i, layer in enumerate(layers):
-            layer.trainable = i >= start and not is_batchnorm(layer)
-        return {}
+            layer.trainable = i >= start
 
 
 @_register
 class FreezeBottom(Strategy):
-    """The first ``frozen`` layers (a count, or a block name: that block and all below) frozen."""
+    """The first ``frozen`` layers (a count, or a block name: that block and all below) frozen.
+
+    BatchNorm layers of the frozen part stay frozen; those of the part that
+    trains follow the ``batchnorm`` policy (default ``frozen``).
+    """
 
     name = "freeze_bottom"
-    defaults = {"frozen": REQUIRED}
+    defaults = {"frozen": REQUIRED, "batchnorm": "frozen"}
 
     @classmethod
     def check(cls, params: dict[str, Any]) -> None:
@@ -345,12 +436,11 @@ class FreezeBottom(Strategy):
             )
         return frozen
 
-    def configure(self, phase: Phase, backbone: Any) -> dict[str, float]:
+    def set_layers(self, phase: Phase, backbone: Any) -> None:
         count = self.frozen_count(backbone)
         set_trainable(backbone.model, True)
         for i, layer in enumerate(backbone_layers(backbone.model)):
             layer.trainable = i >= count
-        return {}
 
 
 @_register
@@ -361,10 +451,11 @@ class DiscriminativeLR(Strategy):
     then ``decay**2``, ...) or explicit ``multipliers: {block name: factor}``
     (blocks not listed: 1). Layers outside every block take the factor of the
     block before them (layers before the first block: the first block's).
+    BatchNorm: the ``batchnorm`` policy (default ``frozen``).
     """
 
     name = "discriminative_lr"
-    defaults = {"decay": 0.5, "multipliers": None}
+    defaults = {"decay": 0.5, "multipliers": None, "batchnorm": "frozen"}
 
     @classmethod
     def check(cls, params: dict[str, Any]) -> None:
@@ -412,8 +503,7 @@ class DiscriminativeLR(Strategy):
         top = len(names) - 1
         return [decay ** (top - i) for i in range(len(names))]
 
-    def configure(self, phase: Phase, backbone: Any) -> dict[str, float]:
-        set_trainable(backbone.model, True)
+    def multipliers(self, phase: Phase, backbone: Any) -> dict[str, float]:
         factors = self.block_factors(backbone)
         layers = backbone_layers(backbone.model)
         return layer_multipliers(layers, [factors[b] for b in self.layer_blocks(backbone)])
@@ -427,11 +517,14 @@ class Autoencoder(Strategy):
     (Conv + UpSampling2D back to the input resolution, final 3-channel Conv)
     to reconstruct the preprocessed TRAIN images with MSE, for ``ae_epochs``.
     ``stages``: how many blocks (default: all). Then the decoder is dropped
-    and backbone + head train as in ``fine_tune``.
+    and backbone + head train as in ``fine_tune``, BatchNorm layers included.
+    The backbone starts from random weights unless the spec's backbone entry
+    names weights explicitly.
     """
 
     name = "autoencoder"
     needs_pretrained = False
+    default_weights = "none"
     defaults = {"stages": None, "ae_epochs": 5, "ae_learning_rate": None, "reconstructions": 4}
 
     @classmethod

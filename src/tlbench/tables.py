@@ -8,7 +8,8 @@
 * :func:`strategy_ranking` ranks strategies per (dataset, backbone) by mean
   test accuracy, and by mean test ROC AUC on binary datasets (seed 002).
 * :func:`flag_suspicious` lists runs that look like a pipeline bug (large
-  train-test gap, or test accuracy near chance).
+  train-test gap, test accuracy near chance, or a training loss that ends far
+  above where it started).
 * :func:`environment_table` lists the distinct software/hardware environments.
 * :func:`write_table` writes a table as ``.csv``, ``.md`` and ``.html``.
 """
@@ -36,6 +37,7 @@ SPEC_COLUMNS = [
     "backbone_arch",
     "weights",
     "strategy_name",
+    "batchnorm",
     "augmentation_name",
     "head_type",
     "optimizer",
@@ -64,6 +66,8 @@ RUN_SCALARS = (
     "params_trainable",
     "pilot",
 )
+#: Training loss (history.csv, classifier phases) of the first and the last epoch.
+HISTORY_COLUMNS = ("history_loss_first", "history_loss_last")
 #: Environment fields copied into ``env_<field>`` columns.
 ENV_FIELDS = (
     "python",
@@ -94,6 +98,13 @@ GENERAL_COLUMNS: dict[str, tuple[str, str, int]] = {
 #: Default thresholds of :func:`flag_suspicious`.
 MAX_TRAIN_TEST_GAP = 0.3
 CHANCE_FACTOR = 1.5
+LOSS_EXPLOSION_FACTOR = 100.0
+#: BatchNorm policy of runs whose strategy has no ``batchnorm`` parameter (and of
+#: runs recorded before it existed): feature_extraction and two_phase kept BatchNorm
+#: in inference mode, every other strategy that trains trained it; direct trains nothing.
+BATCHNORM_WITHOUT_PARAM = {"feature_extraction": "frozen", "two_phase": "frozen", "direct": None}
+#: history.csv phases that are not the classifier's (their loss is a reconstruction MSE).
+AUTOENCODER_PHASE_PREFIX = "ae_stage"
 
 
 # --------------------------------------------------------------------------- collecting runs
@@ -111,6 +122,37 @@ def _weights_label(weights: Any) -> Any:
             return f"run:{weights['run']}"
         return json.dumps(weights, sort_keys=True)
     return weights
+
+
+def _batchnorm_label(strategy: Any) -> Any:
+    """The run's BatchNorm policy (``frozen`` / ``train``; NaN for ``direct``)."""
+    if not isinstance(strategy, Mapping):
+        return np.nan
+    params = strategy.get("params") or {}
+    if "batchnorm" in params:
+        return params["batchnorm"]
+    if strategy.get("name") is None:
+        return np.nan
+    label = BATCHNORM_WITHOUT_PARAM.get(strategy["name"], "train")
+    return np.nan if label is None else label
+
+
+def history_losses(history_csv: str | os.PathLike) -> tuple[float, float]:
+    """Training loss of the first and the last classifier epoch in ``history.csv``
+    (autoencoder stages left out); NaN when the file or the losses are missing."""
+    path = Path(history_csv)
+    if not path.is_file():
+        return np.nan, np.nan
+    history = pd.read_csv(path)
+    if history.empty or "loss" not in history:
+        return np.nan, np.nan
+    phase = history.get("phase", pd.Series([""] * len(history))).astype(str)
+    loss = pd.to_numeric(history["loss"], errors="coerce")[
+        ~phase.str.startswith(AUTOENCODER_PHASE_PREFIX)
+    ].dropna()
+    if loss.empty:
+        return np.nan, np.nan
+    return float(loss.iloc[0]), float(loss.iloc[-1])
 
 
 def _scalar(value: Any) -> Any:
@@ -156,6 +198,7 @@ def run_row(metrics: Mapping[str, Any], path: str | os.PathLike | None = None) -
         if isinstance(backbone, Mapping)
         else None,
         "strategy_name": _name(spec.get("strategy")),
+        "batchnorm": _batchnorm_label(spec.get("strategy")),
         "augmentation_name": _name(spec.get("augmentation")),
         "head_type": _scalar((spec.get("head") or {}).get("type")),
         "optimizer": training.get("optimizer"),
@@ -197,6 +240,10 @@ def run_row(metrics: Mapping[str, Any], path: str | os.PathLike | None = None) -
         finished = metrics.get("val") if metrics.get("pilot") else metrics.get("test")
         row["status"] = "ok" if finished else "unknown"
     row["path"] = str(Path(path).parent) if path is not None else np.nan
+    first, last = (np.nan, np.nan) if path is None else history_losses(
+        Path(path).parent / "history.csv"
+    )
+    row["history_loss_first"], row["history_loss_last"] = first, last
     return row
 
 
@@ -232,6 +279,7 @@ def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
         + ["num_classes"]
         + list(RUN_SCALARS)
         + [f"{s}_{k}" for s in SPLITS for k in SPLIT_METRICS]
+        + list(HISTORY_COLUMNS)
     )
     frame = pd.DataFrame(rows)
     extra = [c for c in frame.columns if c not in columns]
@@ -247,6 +295,7 @@ def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
         "params_total",
         "params_trainable",
         "num_classes",
+        *HISTORY_COLUMNS,
     ]
     for column in numeric:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
@@ -336,7 +385,8 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Summary table of one dataset (seed 000's "general table").
 
     One row per (backbone, strategy, augmentation), sorted by those (augmentation
-    ``none`` first), with ``Model name`` and
+    ``none`` first), with ``Model name``, ``BatchNorm`` (the runs' BatchNorm
+    policy, ``frozen`` or ``train``; empty for ``direct``) and
     ``mean ± sd`` over the seeds of finished runs of test/train accuracy and
     loss and training time, plus ``Runs`` ("3" or "2 of 3 ok") and, when some
     runs used tuned hyperparameters (``spec.tuned``), ``Tuned`` (their values;
@@ -358,6 +408,8 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     for (backbone, strategy, augmentation), group in groups:
         ok = _ok(group)
         record = {"Model name": model_name(backbone, strategy, augmentation)}
+        policies = group["batchnorm"].dropna() if "batchnorm" in group else []
+        record["BatchNorm"] = "/".join(sorted({str(v) for v in policies}))
         for column, (source, _, decimals) in columns_of.items():
             values = ok[source].dropna()
             record[column] = mean_sd(values, decimals) if len(values) else "failed"
@@ -369,7 +421,9 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
             record["Tuned"] = "; ".join(labels)
         records.append(record)
     extra = ["Tuned"] if any(r.get("Tuned") for r in records) else []
-    table = pd.DataFrame(records, columns=["Model name", *columns_of, "Runs", *extra])
+    table = pd.DataFrame(
+        records, columns=["Model name", "BatchNorm", *columns_of, "Runs", *extra]
+    )
     best: dict[str, list[int]] = {}
     for column, (_, direction, _) in columns_of.items():
         values = np.array(means[column], dtype=float)
@@ -426,14 +480,18 @@ def flag_suspicious(
     *,
     max_gap: float = MAX_TRAIN_TEST_GAP,
     chance_factor: float = CHANCE_FACTOR,
+    loss_factor: float = LOSS_EXPLOSION_FACTOR,
 ) -> pd.DataFrame:
     """Finished runs that look like a pipeline bug, with the reason.
 
     A run is flagged when train accuracy exceeds test accuracy by more than
     ``max_gap`` (memorised training data, or train/test preprocessed
-    differently) or when its test accuracy is at most ``chance_factor`` times
+    differently), when its test accuracy is at most ``chance_factor`` times
     chance (1 / number of classes): the signature of seed 000's bug, where
-    models with 0.98 train accuracy scored 0.03 on the test split. In a pilot
+    models with 0.98 train accuracy scored 0.03 on the test split, or when its
+    training loss of the last epoch is at least ``loss_factor`` times that of
+    the first (``history_loss_*``: the loss exploded, though it stayed finite;
+    a non-finite loss already fails the run). In a pilot
     study (test split sealed) validation accuracy stands in for test accuracy;
     the column keeps its name ``test_accuracy`` and holds the validation figure.
     """
@@ -455,6 +513,12 @@ def flag_suspicious(
                     f"{label} accuracy {test:.4f} is within {chance_factor}x chance "
                     f"(1/{int(classes)} = {chance:.4f})"
                 )
+        first, last = row.get("history_loss_first"), row.get("history_loss_last")
+        if pd.notna(first) and pd.notna(last) and first > 0 and last >= loss_factor * first:
+            reasons.append(
+                f"training loss exploded: {last:.4g} in the last epoch, "
+                f"{last / first:.0f}x the first epoch's {first:.4g} (>= {loss_factor:g}x)"
+            )
         if reasons:
             flagged.append(
                 {
