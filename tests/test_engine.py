@@ -148,19 +148,8 @@ def test_metrics_and_history_contents(tiny_prepared, tmp_path):
     assert len(metrics["confusion_matrix"]) == 3
 
 
-def test_early_stopping_restores_best(tiny_prepared, tmp_path):
-    spec = tiny_spec(
-        tiny_prepared,
-        training={
-            "epochs": 10,
-            "learning_rate": 1e-12,
-            "early_stopping": {"patience": 1, "monitor": "val_accuracy"},
-        },
-    )
-    # With a negligible learning rate val_accuracy does not improve: stop after 2 epochs.
-    metrics = engine.run(spec, tmp_path / "out")
-    assert metrics["epochs_run"] == 2
-    assert metrics["best_epoch"] == 1
+# Early stopping's restore of the best epoch: test_strategy_behaviour.py
+# (test_early_stopping_restores_the_best_epoch_not_the_last, a run that peaks early).
 
 
 def test_nan_run_is_failed(tiny_prepared, tmp_path):
