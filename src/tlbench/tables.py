@@ -240,8 +240,8 @@ def run_row(metrics: Mapping[str, Any], path: str | os.PathLike | None = None) -
         finished = metrics.get("val") if metrics.get("pilot") else metrics.get("test")
         row["status"] = "ok" if finished else "unknown"
     row["path"] = str(Path(path).parent) if path is not None else np.nan
-    first, last = (np.nan, np.nan) if path is None else history_losses(
-        Path(path).parent / "history.csv"
+    first, last = (
+        (np.nan, np.nan) if path is None else history_losses(Path(path).parent / "history.csv")
     )
     row["history_loss_first"], row["history_loss_last"] = first, last
     return row
