@@ -421,9 +421,7 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
             record["Tuned"] = "; ".join(labels)
         records.append(record)
     extra = ["Tuned"] if any(r.get("Tuned") for r in records) else []
-    table = pd.DataFrame(
-        records, columns=["Model name", "BatchNorm", *columns_of, "Runs", *extra]
-    )
+    table = pd.DataFrame(records, columns=["Model name", "BatchNorm", *columns_of, "Runs", *extra])
     best: dict[str, list[int]] = {}
     for column, (_, direction, _) in columns_of.items():
         values = np.array(means[column], dtype=float)
