@@ -34,8 +34,7 @@ def main() -> None:
     import numpy as np
 
     from tlbench import engine
-    from tlbench.datasets import load_prepared
-    from tlbench.datasets.synthetic import make_tiny_prepared
+    from tlbench.datasets import load_prepared, make_tiny_prepared
     from tlbench.spec import resolve_spec
     from tlbench.strategies import STRATEGIES, Phase
 

@@ -47,6 +47,6 @@ def keras_home(monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_prepared(tmp_path_factory) -> Path:
     """A small generated, prepared dataset (3 classes, 16x16) for fast unit tests."""
-    from tlbench.datasets.synthetic import make_tiny_prepared
+    from tlbench.datasets import make_tiny_prepared
 
     return make_tiny_prepared(tmp_path_factory.mktemp("tiny"), num_classes=3, size=16, per_class=24)

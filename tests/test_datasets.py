@@ -10,7 +10,14 @@ import pytest
 from PIL import Image
 
 import tlbench
-from tlbench.datasets import DATASETS, fractal, images, load_prepared, prepare, synthetic
+from tlbench.datasets import (
+    DATASETS,
+    fractal,
+    images,
+    load_prepared,
+    make_tiny_prepared,
+    prepare,
+)
 from tlbench.registry import UnknownNameError
 
 EXPECTED_LOADERS = {
@@ -232,7 +239,7 @@ def test_fractal_through_prepare(tmp_path):
 
 
 def test_make_tiny_prepared(tmp_path):
-    path = synthetic.make_tiny_prepared(tmp_path / "tiny", num_classes=2, size=8, per_class=10)
+    path = make_tiny_prepared(tmp_path / "tiny", num_classes=2, size=8, per_class=10)
     data = load_prepared(path)
     assert data.num_classes == 2 and data.image_size == (8, 8)
     assert json.loads((path / "classes.json").read_text()) == ["class_0", "class_1"]

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tlbench import engine
+from tlbench import engine, pipeline
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="fit_input's pipeline is TensorFlow's"
@@ -93,5 +93,5 @@ def test_other_inputs_and_large_splits_pass_through(monkeypatch):
     arrays = (np.zeros((2, 3)), np.zeros(2))
     assert engine.fit_input(arrays) is arrays
     batches = _batches()
-    monkeypatch.setattr(engine, "TF_PIPELINE_MAX_BYTES", batches.x.nbytes - 1)
+    monkeypatch.setattr(pipeline, "TF_PIPELINE_MAX_BYTES", batches.x.nbytes - 1)
     assert engine.fit_input(batches) is batches

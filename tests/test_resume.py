@@ -17,8 +17,7 @@ import pytest
 from engine_helpers import tiny_spec
 
 from tlbench import cli, engine
-from tlbench.datasets import load_prepared
-from tlbench.datasets.synthetic import make_tiny_prepared
+from tlbench.datasets import load_prepared, make_tiny_prepared
 
 
 class Killed(BaseException):

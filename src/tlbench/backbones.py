@@ -40,6 +40,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tlbench.errors import MissingWeightsError  # re-exported: callers import it from here
 from tlbench.preprocess import (
     IMAGENET_MEAN_BGR_255,
     IMAGENET_MEAN_RGB,
@@ -79,10 +80,6 @@ _MOBILENET_ALPHAS = {
     "MobileNet": (0.25, 0.5, 0.75, 1.0),
     "MobileNetV2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
 }
-
-
-class MissingWeightsError(FileNotFoundError):
-    """Pretrained weights that are neither in the Keras cache nor downloadable."""
 
 
 @dataclass

@@ -53,8 +53,17 @@ import keras
 import numpy as np
 
 from tlbench.atomic import atomic_dir, atomic_file, write_json
+from tlbench.errors import ResumeWarning  # re-exported: callers import it from here
 from tlbench.optim import EpochSchedule, build_optimizer
-from tlbench.preprocess import Preprocess
+from tlbench.pipeline import (  # re-exported: callers import them from here
+    TRAIN_VAL_SPLITS,
+    ImageBatches,
+    fit_input,
+    input_pipeline,
+    load_prepared,
+    pool_features,
+    predict,
+)
 from tlbench.spec import SpecError, resolve_spec
 from tlbench.strategies import STRATEGIES, Autoencoder, Phase, Strategy, is_batchnorm
 
@@ -73,117 +82,6 @@ NO_AUGMENTATION = "none"
 #: (tlbench.features). False pushes the images through the frozen backbone in
 #: every epoch instead (same model, same result up to shuffling; for benchmarks).
 USE_FEATURE_CACHE = True
-
-
-#: The splits a pilot run (spec ``pilot: true``), a search and a feature cache open.
-TRAIN_VAL_SPLITS = ("train", "val")
-
-
-def load_prepared(path: str | os.PathLike, splits: Sequence[str] | None = None) -> Any:
-    """Open a prepared dataset (indirection so tests can observe split access);
-    ``splits``: the splits whose files must exist (None: all)."""
-    from tlbench.datasets import load_prepared as _load
-
-    return _load(path) if splits is None else _load(path, splits)
-
-
-# --------------------------------------------------------------------------- data
-
-
-class ImageBatches(keras.utils.PyDataset):
-    """Batches of a prepared split: uint8 memmap -> float32 per batch, seeded shuffling.
-
-    With ``shuffle`` the order is a permutation drawn from ``(seed, epoch)``,
-    redrawn after every epoch. ``labels=False`` yields images only (predict).
-    """
-
-    def __init__(
-        self,
-        x: np.ndarray,
-        y: np.ndarray | None,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed: int = 0,
-    ):
-        super().__init__()
-        self.x, self.y = x, y
-        self.batch_size = int(batch_size)
-        self.shuffle, self.seed = shuffle, int(seed)
-        self.epoch = 0
-        self.order = self._order()
-
-    def _order(self) -> np.ndarray:
-        n = len(self.x)
-        if not self.shuffle:
-            return np.arange(n)
-        return np.random.default_rng([self.seed, self.epoch]).permutation(n)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def batch_indices(self, index: int) -> np.ndarray:
-        """The image indices of batch ``index`` in the current epoch."""
-        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        if self.shuffle:
-            idx = np.sort(idx)  # sequential reads from the memmap; batch content unchanged
-        return idx
-
-    def epoch_indices(self) -> np.ndarray:
-        """The image indices of the current epoch, batch after batch (int64)."""
-        return np.concatenate([self.batch_indices(i) for i in range(len(self))]).astype(np.int64)
-
-    def __getitem__(self, index: int):
-        idx = self.batch_indices(index)
-        xb = np.asarray(self.x[idx], dtype=np.float32)
-        if self.y is None:
-            return (xb,)
-        return xb, np.asarray(self.y[idx], dtype=np.int64)
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self.order = self._order()
-
-
-#: Largest split (bytes of its uint8 images) that :func:`fit_input` copies into a
-#: TensorFlow tensor; larger ones are read batch by batch through the PyDataset.
-TF_PIPELINE_MAX_BYTES = 4 * 2**30
-
-
-def fit_input(batches: ImageBatches) -> Any:
-    """What ``model.fit`` / ``predict`` read for ``batches``: the same batches, in the
-    same order, as fast as the backend allows.
-
-    On TensorFlow, Keras reads a PyDataset through ``tf.data.Dataset.from_generator``,
-    one Python call per batch; on 2 cores that halved training throughput of the
-    small CNN here (benchmarks/bench_throughput.py). There the split is copied into
-    a uint8 tensor and each batch gathered in-graph; the epoch's order is asked of
-    ``batches`` (:meth:`ImageBatches.epoch_indices`) when the epoch's iterator starts,
-    so :class:`EpochAdvance` must call ``batches.on_epoch_end`` after every epoch,
-    as Keras does for a PyDataset. Other backends, and splits over
-    :data:`TF_PIPELINE_MAX_BYTES`, get ``batches`` itself.
-    """
-    if not isinstance(batches, ImageBatches):
-        return batches
-    x = batches.x
-    if keras.backend.backend() != "tensorflow" or x.nbytes > TF_PIPELINE_MAX_BYTES:
-        return batches
-    import tensorflow as tf
-
-    images = tf.constant(np.asarray(x))
-    labels = None if batches.y is None else tf.constant(np.asarray(batches.y, np.int64))
-    n = len(x)
-
-    def indices(_):
-        idx = tf.numpy_function(batches.epoch_indices, [], tf.int64, stateful=True)
-        return tf.ensure_shape(idx, (n,))
-
-    def gather(idx):
-        xb = tf.cast(tf.gather(images, idx), tf.float32)
-        return (xb,) if labels is None else (xb, tf.gather(labels, idx))
-
-    ds = tf.data.Dataset.from_tensors(np.int64(0)).map(indices).unbatch()
-    return ds.batch(batches.batch_size).map(gather).prefetch(2)
 
 
 class EpochAdvance(keras.callbacks.Callback):
@@ -237,28 +135,6 @@ def build_head(head: Mapping[str, Any], feature_dim: int, num_classes: int) -> k
     x = keras.layers.Dense(num_classes, name="head_logits", dtype="float32")(x)
     outputs = keras.layers.Activation("softmax", name="head_softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="head")
-
-
-def input_pipeline(x: Any, input_size: int, interpolation: str, preprocess_mode: str) -> Any:
-    """Resizing (when the image is not input_size²) and Preprocess, on symbolic ``x``."""
-    if tuple(x.shape[1:3]) != (input_size, input_size):
-        x = keras.layers.Resizing(
-            input_size, input_size, interpolation=interpolation, name="resize"
-        )(x)
-    return Preprocess(preprocess_mode, name="preprocess")(x)
-
-
-def pool_features(x: Any) -> Any:
-    """Global average pooling of 4D feature maps; 2D features pass unchanged."""
-    if isinstance(x, list | tuple):  # a functional model built with outputs=[...]
-        if len(x) != 1:
-            raise ValueError(f"the backbone has {len(x)} outputs; expected one feature tensor")
-        x = x[0]
-    if len(x.shape) == 4:
-        return keras.layers.GlobalAveragePooling2D(name="gap", dtype="float32")(x)
-    if len(x.shape) != 2:
-        raise ValueError(f"backbone output of shape {tuple(x.shape)} is neither 4D nor 2D")
-    return x
 
 
 def build_classifier(
@@ -350,10 +226,6 @@ def _float(value: Any) -> float | None:
 
 
 # --------------------------------------------------------------------------- resume
-
-
-class ResumeWarning(UserWarning):
-    """A checkpoint in the work folder was discarded (damaged, or of another spec or data)."""
 
 
 #: Seconds between two updates of the attempt record while a fit runs (a killed
@@ -866,12 +738,6 @@ class Trainer:
             self.resume.finish_fit(fit_index, model, self.rows, self.best_epoch)
 
 
-def _predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.asarray(
-        model.predict(fit_input(ImageBatches(x, None, batch_size)), verbose=0), np.float64
-    )
-
-
 def _predict_arrays(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Predictions for in-memory arrays (e.g. cached features), float64."""
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float64)
@@ -1198,7 +1064,7 @@ def _direct_model(
     from tlbench.backbones import build_source_classifier
 
     source, source_classes = build_source_classifier(spec["backbone"], image_shape)
-    prob = _predict(source, x_train, spec["training"]["batch_size"])
+    prob = predict(source, x_train, spec["training"]["batch_size"])
     votes = vote_counts(prob.argmax(axis=1), np.asarray(y_train), classes, prob.shape[1])
     mapping = map_classes(votes, spec["strategy"]["params"]["mapping"])
     inputs = keras.Input(shape=image_shape, name="image")
@@ -1238,12 +1104,12 @@ def _evaluate(
         if cached is not None:
             prob = _predict_arrays(built.head, getattr(cached, name), batch)
         else:
-            prob = _predict(model, x, batch)
+            prob = predict(model, x, batch)
         out[name] = _split_metrics(np.asarray(y), prob, classes)
     out["train_val_predicted_from"] = "cached features" if cached is not None else "images"
     x_test, y_test = splits["val"] if pilot else data.split("test")
     start = time.perf_counter()
-    prob = _predict(model, x_test, batch)
+    prob = predict(model, x_test, batch)
     seconds = time.perf_counter() - start
     test = _split_metrics(np.asarray(y_test), prob, classes)
     out[final] = test

@@ -42,6 +42,7 @@ import keras
 import numpy as np
 
 from tlbench.atomic import atomic_dir, write_json
+from tlbench.pipeline import ImageBatches, fit_input, input_pipeline, load_prepared, pool_features
 from tlbench.spec import INTERPOLATIONS, SpecError, merge_defaults
 
 KEY_VERSION = 1
@@ -113,8 +114,6 @@ def feature_extractor(
     backbone: Any, image_shape: tuple[int, int, int], input_size: int, interpolation: str
 ) -> keras.Model:
     """Raw images -> Resizing -> Preprocess -> backbone (inference mode) -> pooled features."""
-    from tlbench.engine import input_pipeline, pool_features
-
     inputs = keras.Input(shape=image_shape, name="image")
     x = input_pipeline(inputs, input_size, interpolation, backbone.preprocess_mode)
     x = backbone.model(x, training=False)
@@ -123,8 +122,6 @@ def feature_extractor(
 
 def extract(extractor: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Features of images ``x`` (uint8 N×H×W×3), float32."""
-    from tlbench.engine import ImageBatches, fit_input
-
     return np.asarray(
         extractor.predict(fit_input(ImageBatches(x, None, batch_size)), verbose=0), np.float32
     )
@@ -171,8 +168,6 @@ def features_for_run(
         return CachedFeatures(
             extract(extractor, x_train, batch), extract(extractor, x_val, batch), info
         )
-    from tlbench.engine import load_prepared
-
     folder = Path(folder)
     key = feature_key(spec, load_prepared(spec["dataset"]["prepared"], SPLITS))
     info = {"path": str(folder), "key": key["sha256"]}
@@ -250,7 +245,6 @@ def resolve_features_spec(spec: Mapping[str, Any] | str | os.PathLike) -> dict[s
 def compute(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLike) -> Path:
     """Fill the feature cache ``outdir`` for ``spec`` (kept when its key already matches)."""
     from tlbench.backbones import build_backbone
-    from tlbench.engine import load_prepared
 
     spec = resolve_features_spec(spec)
     if spec["backbone"]["weights"] in ("none", None):

@@ -70,10 +70,7 @@ from typing import Any
 
 import yaml
 
-
-class SpecError(ValueError):
-    """An invalid run spec; the message names the key path and the bad value."""
-
+from tlbench.errors import SpecError  # re-exported: callers import it from here
 
 REQUIRED = "<required>"
 

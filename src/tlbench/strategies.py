@@ -41,8 +41,8 @@ from typing import Any, ClassVar
 
 import keras
 
+from tlbench.errors import SpecError
 from tlbench.registry import Registry
-from tlbench.spec import SpecError
 
 REQUIRED = object()
 #: Values of the ``batchnorm`` strategy parameter (see the module docstring).

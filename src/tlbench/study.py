@@ -33,6 +33,8 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from tlbench.errors import StudyConfigError  # re-exported: callers import it from here
+
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
 NAME_PATTERN = r"[A-Za-z0-9_]+"
 SECTIONS = ("datasets", "backbones", "strategies", "augmentations")
@@ -49,10 +51,6 @@ RANDOM_INIT_STRATEGIES = frozenset({"scratch"})
 NO_AUGMENTATION = "none"
 # Loaders that read official archives: their `source` defaults to <data_mirror>/<loader>.
 MIRRORED_LOADERS = frozenset({"gtsrb", "oxford_iiit_pet", "hymenoptera"})
-
-
-class StudyConfigError(ValueError):
-    """An invalid study config; the message names the offending key path."""
 
 
 @dataclass(frozen=True, order=True)

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from tlbench.atomic import atomic_file, write_json
+from tlbench.errors import TuningError  # re-exported: callers import it from here
 
 TUNERS = ("hyperband", "bayesian", "random")
 TUNER_KEYS = {
@@ -90,10 +91,6 @@ TUNABLE: dict[str, tuple[str, ...]] = {
     "discriminative_lr": ("learning_rate", "decay"),
 }
 TRIAL_COLUMNS = ("trial", "status", "score", "epochs", "seconds")
-
-
-class TuningError(ValueError):
-    """An invalid tuning section; the message names the key path and the bad value."""
 
 
 # --------------------------------------------------------------------------- config
@@ -312,7 +309,7 @@ def _classes() -> dict[str, Any]:
     import keras_tuner
     import numpy as np
 
-    from tlbench import engine
+    from tlbench import engine, pipeline
     from tlbench.strategies import STRATEGIES
 
     class StrategyHyperModel(keras_tuner.HyperModel):
@@ -380,7 +377,7 @@ def _classes() -> dict[str, Any]:
                 self.search.log_event(self.trial_id, "failed", reason=str(result))
                 raise keras_tuner.errors.FailedTrialError(str(result))
             x_val, y_val = self.search.splits["val"]
-            prob = engine._predict(model, x_val, self._spec["training"]["batch_size"])
+            prob = pipeline.predict(model, x_val, self._spec["training"]["batch_size"])
             scores = self.search.score(np.asarray(y_val), prob)
             scores.update(epochs=float(len(trainer.rows)), seconds=round(seconds, 3))
             self.search.log_event(self.trial_id, "end", **scores)

@@ -70,6 +70,7 @@ __all__ = [
     "SplitData",
     "load_prepared",
     "loader_options",
+    "make_tiny_prepared",
     "prepare",
     "register",
     "resolve_options",
@@ -351,6 +352,18 @@ class PreparedData:
                 f"{y.shape}; the folder is damaged, prepare it again"
             )
         return x, y
+
+
+def make_tiny_prepared(
+    outdir: str | os.PathLike,
+    num_classes: int = 3,
+    size: int = 16,
+    per_class: int = 24,
+    seed: int = 0,
+) -> Path:
+    """Prepare a tiny synthetic dataset into ``outdir`` via ``prepare()``; return the folder."""
+    config = {"loader": "synthetic", "num_classes": num_classes, "per_class": per_class}
+    return prepare(config, outdir, image_size=size, seed=seed)
 
 
 def load_prepared(path: str | os.PathLike, splits: Sequence[str] = SPLITS) -> PreparedData:

@@ -10,7 +10,6 @@ noise. Generated directly at the target size; deterministic given ``seed``.
 from __future__ import annotations
 
 import colorsys
-import os
 from pathlib import Path
 from typing import Any
 
@@ -64,17 +63,3 @@ def load_synthetic(options: dict[str, Any], workdir: Path, seed: int, size: Size
     )
     classes = [f"class_{c}" for c in range(options["num_classes"])]
     return generated_splits(images, labels, classes, seed, options, "generated")
-
-
-def make_tiny_prepared(
-    outdir: str | os.PathLike,
-    num_classes: int = 3,
-    size: int = 16,
-    per_class: int = 24,
-    seed: int = 0,
-) -> Path:
-    """Prepare a tiny synthetic dataset into ``outdir`` via ``prepare()``; return the folder."""
-    from tlbench.datasets import prepare
-
-    config = {"loader": "synthetic", "num_classes": num_classes, "per_class": per_class}
-    return prepare(config, outdir, image_size=size, seed=seed)
