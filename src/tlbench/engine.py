@@ -54,6 +54,7 @@ import numpy as np
 
 from tlbench.atomic import atomic_dir, atomic_file, write_json
 from tlbench.errors import ResumeWarning  # re-exported: callers import it from here
+from tlbench.hashing import sha256_file
 from tlbench.optim import EpochSchedule, build_optimizer
 from tlbench.pipeline import (  # re-exported: callers import them from here
     TRAIN_VAL_SPLITS,
@@ -256,14 +257,6 @@ def data_fingerprint(data: Any) -> str:
     return digest.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -419,7 +412,7 @@ class Resume:
             path = self.dir / name
             if not path.is_file():
                 return f"{name} is missing"
-            if _sha256(path) != digest:
+            if sha256_file(path) != digest:
                 return f"{name} is damaged (its sha256 differs from the one recorded)"
         if not entry.get("sha256"):
             return "no checksums recorded"
@@ -489,7 +482,7 @@ class Resume:
             os.fsync(handle.fileno())
         os.replace(tmp, self.dir / name)
         _fsync_dir(self.dir)
-        return _sha256(self.dir / name)
+        return sha256_file(self.dir / name)
 
     def save_epoch(self, fit: int, epoch: int, model: keras.Model, rows: list, stopper: Any):
         """Checkpoint fit ``fit`` after its (0-based) ``epoch``."""

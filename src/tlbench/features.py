@@ -42,6 +42,7 @@ import keras
 import numpy as np
 
 from tlbench.atomic import atomic_dir, write_json
+from tlbench.hashing import sha256_file
 from tlbench.pipeline import ImageBatches, fit_input, input_pipeline, load_prepared, pool_features
 from tlbench.spec import INTERPOLATIONS, SpecError, merge_defaults
 
@@ -64,14 +65,6 @@ class CachedFeatures:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def weights_identity(weights: Any) -> Any:
     """What identifies a backbone's weights in the cache key (None: not identifiable)."""
     if weights == "none":
@@ -82,11 +75,11 @@ def weights_identity(weights: Any) -> Any:
         path = Path(weights["run"]) / "model.keras"
         if not path.is_file():
             raise FileNotFoundError(f"backbone.weights run: {path} does not exist")
-        return {"run_model_sha256": _sha256_file(path)}
+        return {"run_model_sha256": sha256_file(path)}
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"backbone.weights: weights file {path} does not exist")
-    return {"file_sha256": _sha256_file(path)}
+    return {"file_sha256": sha256_file(path)}
 
 
 def feature_key(spec: Mapping[str, Any], data: Any) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlbench.hashing import sha256_file
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -50,7 +52,7 @@ def prepared_fingerprint(prepared: str | os.PathLike) -> str:
     manifest = Path(prepared) / "manifest.json"
     if not manifest.is_file():
         raise FileNotFoundError(f"prepared dataset {prepared} has no manifest.json to fingerprint")
-    return hashlib.sha256(manifest.read_bytes()).hexdigest()
+    return sha256_file(manifest)
 
 
 def entry(spec: Mapping[str, Any], time_utc: str | None = None) -> dict[str, Any]:

@@ -23,12 +23,9 @@ from typing import Any
 
 import keras
 
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES: dict[str, dict[str, Any]] = {
-    "constant": {},
-    "exponential": {"decay_rate": 0.5, "decay_epochs": 1.0},
-    "step": {"step_epochs": 7, "gamma": 0.1},
-}
+# The valid names and the schedules' default parameters are the spec's (one table).
+from tlbench.spec import OPTIMIZERS
+from tlbench.spec import SCHEDULE_PARAMS as SCHEDULES
 
 
 class _MultiplierMixin:

@@ -13,7 +13,6 @@ folder (atomically, so a killed download never looks complete).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import shutil
@@ -26,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tlbench.atomic import atomic_file
+from tlbench.hashing import sha256_file  # re-exported: callers import it from here
 
 #: Default download cache (override with ``TLBENCH_CACHE`` or ``cache_dir=``).
 DEFAULT_CACHE = Path(os.environ.get("TLBENCH_CACHE", Path.home() / ".cache" / "tlbench"))
@@ -37,15 +37,6 @@ class UnsafeArchiveError(ValueError):
 
 class ChecksumError(ValueError):
     """A source file whose sha256 differs from the configured one."""
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Return the hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_member_name(archive: str | os.PathLike, name: str) -> str:
