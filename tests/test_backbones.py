@@ -540,3 +540,15 @@ def test_custom_cnn_batchnorm_tracks_small_studies(name):
     backbone = build_backbone({"name": name, "weights": "none"}, (64, 64, 3))
     bns = [la for la in backbone.model.layers if isinstance(la, keras.layers.BatchNormalization)]
     assert bns and all(bn.momentum == BN_MOMENTUM == 0.9 for bn in bns)
+
+
+def test_a_registered_builder_that_skips_the_size_check_is_still_checked(monkeypatch):
+    def unchecked(name, weights, kwargs, input_shape):
+        inputs = keras.Input(shape=input_shape)
+        model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs), name="backbone")
+        return bb.Backbone(name, model, "unit", False, [], min_size=16)
+
+    monkeypatch.setitem(bb.BACKBONES._items, "unchecked_toy", unchecked)
+    assert build_backbone({"name": "unchecked_toy", "weights": "none"}, (16, 16, 3)).min_size == 16
+    with pytest.raises(ValueError, match=r"unchecked_toy .* 8x8: .* at least 16 px"):
+        build_backbone({"name": "unchecked_toy", "weights": "none"}, (8, 8, 3))

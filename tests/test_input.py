@@ -95,3 +95,15 @@ def test_other_inputs_and_large_splits_pass_through(monkeypatch):
     batches = _batches()
     monkeypatch.setattr(pipeline, "TF_PIPELINE_MAX_BYTES", batches.x.nbytes - 1)
     assert engine.fit_input(batches) is batches
+
+
+def test_fill_input_size_takes_the_image_height_only_when_unset():
+    class Data:
+        image_size = (12, 20)
+
+    training = {"input_size": None}
+    pipeline.fill_input_size(training, Data())
+    assert training == {"input_size": 12}
+    training = {"input_size": 32}
+    pipeline.fill_input_size(training, Data())
+    assert training == {"input_size": 32}

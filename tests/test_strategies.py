@@ -56,7 +56,7 @@ def test_declarations():
     assert not get("direct").trains and get("scratch").forces_weights == "none"
     assert get("feature_extraction")().bn_inference and get("two_phase")().bn_inference
     assert not get("two_phase")({"batchnorm": "train"}).bn_inference
-    assert not get("fine_tune")().bn_inference and not get("scratch").needs_pretrained
+    assert not get("fine_tune")().bn_inference
     assert get("autoencoder").default_weights == "none"
 
 

@@ -127,12 +127,6 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
         handle.write("\n")
 
 
-def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a ``.npy`` file atomically."""
-    with atomic_file(path, "wb") as handle:
-        np.save(handle, array)
-
-
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()

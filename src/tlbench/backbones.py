@@ -103,18 +103,23 @@ def build_backbone(cfg: dict, input_shape: tuple[int, int, int]) -> Backbone:
     """Build the backbone described by ``cfg`` for images of ``input_shape`` (H, W, C).
 
     ``cfg = {"name": "MobileNetV2", "weights": "imagenet" | "none" | "<path>" |
-    {"run": "<run folder>"}, "kwargs": {"alpha": 0.35}}``.
+    {"run": "<run folder>"}, "kwargs": {"alpha": 0.35}}``. An input side below the
+    built backbone's ``min_size`` is an error (also for a registered builder that does
+    not check it itself).
     """
     name, weights, kwargs = _parse_config(cfg)
     input_shape = _check_input_shape(input_shape)
     builder = BACKBONES.get(name)
     if isinstance(weights, dict):
         backbone = builder(name, "none", kwargs, input_shape)
+        _check_min_size(name, input_shape, getattr(backbone, "min_size", None) or 1)
         source = _load_run_backbone(Path(weights["run"]))
         _copy_weights(source, backbone.model, what=f"{name} from run {weights['run']}")
         backbone.pretrained = True
         return backbone
-    return builder(name, weights, kwargs, input_shape)
+    backbone = builder(name, weights, kwargs, input_shape)
+    _check_min_size(name, input_shape, getattr(backbone, "min_size", None) or 1)
+    return backbone
 
 
 def build_source_classifier(

@@ -59,6 +59,7 @@ from tlbench.optim import EpochSchedule, build_optimizer
 from tlbench.pipeline import (  # re-exported: callers import them from here
     TRAIN_VAL_SPLITS,
     ImageBatches,
+    fill_input_size,
     fit_input,
     input_pipeline,
     load_prepared,
@@ -766,15 +767,6 @@ def _build_augmentation(
     return build_augmentation(aug["name"], aug["params"], image_size)
 
 
-def _check_min_size(backbone: Any, input_size: int) -> None:
-    min_size = getattr(backbone, "min_size", None) or 1
-    if input_size < min_size:
-        raise SpecError(
-            f"training.input_size: {input_size} is below the smallest input of backbone "
-            f"{backbone.name!r} ({min_size}); set training.input_size >= {min_size}"
-        )
-
-
 def _to_pixels(x: np.ndarray, mode: str) -> np.ndarray:
     """Invert :class:`tlbench.preprocess.Preprocess` (for showing reconstructions)."""
     from tlbench.preprocess import IMAGENET_MEAN_BGR_255, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
@@ -938,7 +930,6 @@ def build_model(
 
     size = spec["training"]["input_size"]
     backbone = build_backbone(spec["backbone"], (size, size, 3))
-    _check_min_size(backbone, size)
     phases = strategy.phases(spec)
     for phase in phases:  # validate layer counts / block names before any training
         strategy.configure(phase, backbone)
@@ -1147,10 +1138,7 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     classes = [str(c) for c in data.classes]
     if spec["dataset"]["name"] is None:
         spec["dataset"]["name"] = data.manifest.get("dataset")
-    size = data.image_size
-    image_size = int(size[0] if isinstance(size, Sequence) else size)
-    if spec["training"]["input_size"] is None:
-        spec["training"]["input_size"] = image_size
+    fill_input_size(spec["training"], data)
     keras.utils.set_random_seed(spec["seed"])
     strategy = STRATEGIES.get(spec["strategy"]["name"])(spec["strategy"]["params"])
     splits = {name: data.split(name) for name in ("train", "val")}

@@ -43,7 +43,14 @@ import numpy as np
 
 from tlbench.atomic import atomic_dir, write_json
 from tlbench.hashing import sha256_file
-from tlbench.pipeline import ImageBatches, fit_input, input_pipeline, load_prepared, pool_features
+from tlbench.pipeline import (
+    ImageBatches,
+    fill_input_size,
+    fit_input,
+    input_pipeline,
+    load_prepared,
+    pool_features,
+)
 from tlbench.spec import INTERPOLATIONS, SpecError, merge_defaults
 
 KEY_VERSION = 1
@@ -246,11 +253,8 @@ def compute(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLi
             "the run's seed; valid weights here: imagenet, a weights file, {run: <run folder>}"
         )
     data = load_prepared(spec["dataset"]["prepared"], SPLITS)  # never the test split
-    size = data.image_size
-    image_size = int(size[0] if isinstance(size, list | tuple) else size)
     training = spec["training"]
-    if training["input_size"] is None:
-        training["input_size"] = image_size
+    fill_input_size(training, data)
     key = feature_key(spec, data)
     outdir = Path(outdir)
     if outdir.exists():
@@ -265,6 +269,3 @@ def compute(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLi
     feats = {s: extract(extractor, data.split(s)[0], training["batch_size"]) for s in SPLITS}
     _write_cache(outdir, key, feats)
     return outdir
-
-
-compute_features = compute

@@ -32,6 +32,14 @@ def load_prepared(path: str | os.PathLike, splits: Sequence[str] | None = None) 
     return _load(path) if splits is None else _load(path, splits)
 
 
+def fill_input_size(training: dict[str, Any], data: Any) -> None:
+    """Set ``training["input_size"]`` when it is None (spec ``null``): the side of the
+    prepared images ``data`` (their height; ``data.image_size`` is ``(height, width)``)."""
+    if training["input_size"] is None:
+        size = data.image_size
+        training["input_size"] = int(size[0] if isinstance(size, Sequence) else size)
+
+
 class ImageBatches(keras.utils.PyDataset):
     """Batches of a prepared split: uint8 memmap -> float32 per batch, seeded shuffling.
 

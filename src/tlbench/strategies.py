@@ -4,8 +4,8 @@ Each strategy is a small :class:`Strategy` subclass registered in
 :data:`STRATEGIES`. It declares
 
 * ``trains`` — whether it takes gradient steps at all (``direct`` does not);
-* ``needs_pretrained`` — whether it is meant for pretrained weights; ``scratch``
-  sets ``forces_weights = "none"`` (random init whatever the spec says);
+* ``forces_weights`` — weights it uses whatever the spec says; ``scratch`` sets
+  ``"none"`` (random init);
 * ``bn_inference`` — whether the backbone is called with ``training=False``
   (``feature_extraction``, and ``two_phase`` with ``batchnorm: frozen``);
 * ``defaults`` — its parameters with default values (``REQUIRED`` marks one
@@ -64,7 +64,6 @@ class Strategy:
 
     name: ClassVar[str] = ""
     trains: ClassVar[bool] = True
-    needs_pretrained: ClassVar[bool] = True
     forces_weights: ClassVar[str | None] = None
     #: Backbone weights when the spec's backbone entry does not name any
     #: (None: the spec default, ``imagenet``).
@@ -303,7 +302,6 @@ class Scratch(Strategy):
     """The architecture with random initialisation, everything trainable."""
 
     name = "scratch"
-    needs_pretrained = False
     forces_weights = "none"
 
 
@@ -523,7 +521,6 @@ class Autoencoder(Strategy):
     """
 
     name = "autoencoder"
-    needs_pretrained = False
     default_weights = "none"
     defaults = {"stages": None, "ae_epochs": 5, "ae_learning_rate": None, "reconstructions": 4}
 

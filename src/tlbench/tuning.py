@@ -486,14 +486,13 @@ class _Search:
 
 def _prepare_spec(spec: Mapping[str, Any], data: Any) -> dict[str, Any]:
     """Resolve the base spec; fill dataset name and model input size from the data."""
+    from tlbench.pipeline import fill_input_size
     from tlbench.spec import resolve_spec
 
     spec = resolve_spec(spec)
     if spec["dataset"]["name"] is None:
         spec["dataset"]["name"] = data.manifest.get("dataset")
-    if spec["training"]["input_size"] is None:
-        size = data.image_size
-        spec["training"]["input_size"] = int(size[0] if isinstance(size, Sequence) else size)
+    fill_input_size(spec["training"], data)
     spec.pop("tuned", None)
     return spec
 
