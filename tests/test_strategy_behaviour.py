@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 
 from tlbench import engine
-from tlbench.datasets import load_prepared
-from tlbench.datasets.synthetic import make_tiny_prepared
+from tlbench.datasets import load_prepared, make_tiny_prepared
 
 SIZE = 16
 BACKBONE = {"name": "small_cnn", "kwargs": {"widths": [8, 16]}}
