@@ -7,7 +7,9 @@ or an RST warning would break ``snakemake --report``.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,14 +26,35 @@ jinja2 = pytest.importorskip("jinja2")
 docutils_core = pytest.importorskip("docutils.core")
 
 
+#: What a study's generated page holds where a caption includes one (``.. include::``,
+#: e.g. the verdict's front section): a titled section, as the workflow writes it.
+GENERATED_INCLUDE = "Generated section\n-----------------\n\nWritten by the workflow.\n"
+
+
 def render(text: str, config: dict) -> str:
-    """Jinja2 as in snakemake.report, then docutils with warnings as errors; returns HTML."""
+    """Jinja2 as in snakemake.report, then docutils with warnings as errors; returns HTML.
+
+    A caption may include a page the study generates (``.. include:: results/...``);
+    docutils runs in a temporary folder where each such page exists, as it does in the
+    study's working directory when ``snakemake --report`` runs.
+    """
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)  # as snakemake.report
     snakemake = SimpleNamespace(config=config, wildcards=SimpleNamespace(**WILDCARDS))
     rst = env.from_string(text).render(snakemake=snakemake, categories={}, files=[])
-    parts = docutils_core.publish_parts(
-        rst, writer="html", settings_overrides={"halt_level": 2, "report_level": 2}
-    )
+    with tempfile.TemporaryDirectory() as workdir:
+        for included in re.findall(r"^\.\. include:: (\S+)\s*$", rst, flags=re.M):
+            assert not Path(included).is_absolute(), f"include of an absolute path: {included}"
+            page = Path(workdir, included)
+            page.parent.mkdir(parents=True, exist_ok=True)
+            page.write_text(GENERATED_INCLUDE)
+        cwd = os.getcwd()
+        os.chdir(workdir)
+        try:
+            parts = docutils_core.publish_parts(
+                rst, writer="html", settings_overrides={"halt_level": 2, "report_level": 2}
+            )
+        finally:
+            os.chdir(cwd)
     return parts["html_body"]
 
 
