@@ -1,0 +1,230 @@
+"""The linear probe: L2-regularised multinomial logistic regression on frozen features.
+
+The protocol of Kornblith, Shlens & Le ("Do Better ImageNet Models Transfer
+Better?", CVPR 2019): the backbone's pooled features are standardised (mean and
+scale of the *training* split only), a scikit-learn ``LogisticRegression``
+(L-BFGS; multinomial, scikit-learn's default for more than two classes) is
+fitted for every inverse regularisation strength ``C`` of a log grid, and
+``C`` is chosen by validation accuracy. The test split is not an argument of
+:func:`fit_linear_probe`: nothing here can be chosen by it.
+
+The fitted model is returned *folded*: ``W, b`` such that
+``softmax(x @ W + b)`` on the raw (unstandardised) features equals the fitted
+model's ``predict_proba`` of the standardised ones, so a single Dense layer
+with a softmax on top of the frozen backbone reproduces the probe.
+
+Pure numpy and scikit-learn; no Keras.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: The default grid of ``C`` (inverse L2 strength): 1e-6 ... 1e5, one value per decade.
+DEFAULT_GRID = tuple(float(c) for c in np.logspace(-6, 5, 12))
+#: L-BFGS iteration cap per fit.
+MAX_ITER = 5000
+
+
+@dataclass(frozen=True)
+class ProbeFit:
+    """A fitted linear probe.
+
+    ``C`` is the chosen inverse regularisation strength; ``grid`` the grid it was
+    chosen from (ascending) with ``val_accuracy[i]`` the validation accuracy of
+    ``grid[i]`` and ``converged[i]`` whether L-BFGS met its tolerance within
+    ``max_iter`` there. ``W`` (D x K) and ``b`` (K) act on the raw features, the
+    standardisation folded in; column ``k`` is class ``k``. ``train_seconds``
+    is the wall time of the whole fit (scaler, every C of the grid, validation).
+    """
+
+    C: float
+    grid: tuple[float, ...]
+    val_accuracy: tuple[float, ...]
+    converged: tuple[bool, ...]
+    W: np.ndarray
+    b: np.ndarray
+    train_seconds: float
+    max_iter: int
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.W.shape[1])
+
+    @property
+    def best_val_accuracy(self) -> float:
+        return self.val_accuracy[self.grid.index(self.C)]
+
+    def logits(self, x: Any) -> np.ndarray:
+        f = _matrix(x, "x")
+        if f.shape[1] != self.W.shape[0]:
+            raise ValueError(f"x: {f.shape[1]} features, the probe was fitted on {self.W.shape[0]}")
+        return f @ self.W + self.b
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        z = self.logits(x)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, x: Any) -> np.ndarray:
+        return np.argmax(self.logits(x), axis=1)
+
+    def record(self) -> dict[str, Any]:
+        """The probe's choice as plain JSON values (for ``metrics.json``)."""
+        return {
+            "probe_C": self.C,
+            "probe_grid": list(self.grid),
+            "probe_val_accuracy": list(self.val_accuracy),
+            "probe_converged": list(self.converged),
+            "probe_max_iter": self.max_iter,
+            "probe_train_seconds": self.train_seconds,
+        }
+
+
+def _matrix(x: Any, name: str) -> np.ndarray:
+    f = np.asarray(x, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 1 or f.shape[1] < 1:
+        raise ValueError(f"{name}: expected an N x D feature matrix, got shape {f.shape}")
+    if not np.isfinite(f).all():
+        bad = int(np.count_nonzero(~np.isfinite(f)))
+        raise ValueError(f"{name}: {bad} non-finite values (NaN or inf)")
+    return f
+
+
+def _labels(y: Any, n: int, name: str) -> np.ndarray:
+    labels = np.asarray(y)
+    if labels.shape != (n,):
+        raise ValueError(
+            f"{name}: expected {n} labels (one per feature row), got shape {labels.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{name}: expected integer class labels, got dtype {labels.dtype}")
+    if labels.min() < 0:
+        raise ValueError(f"{name}: negative label {int(labels.min())}")
+    return labels.astype(np.int64)
+
+
+def check_grid(grid: Any) -> tuple[float, ...]:
+    """The grid of ``C`` as an ascending tuple; a clear error naming a bad value."""
+    if grid is None:
+        return DEFAULT_GRID
+    if isinstance(grid, str | bytes) or not hasattr(grid, "__iter__"):
+        raise ValueError(f"grid: {grid!r} is not a sequence of C values")
+    values = list(grid)
+    if not values:
+        raise ValueError("grid: [] is empty; give at least one C > 0")
+    out = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise ValueError(f"grid: {value!r} is not a number (C must be a finite number > 0)")
+        c = float(value)
+        if not math.isfinite(c) or c <= 0:
+            raise ValueError(f"grid: C = {value!r} is not a finite number > 0")
+        out.append(c)
+    if len(set(out)) != len(out):
+        dup = next(c for c in out if out.count(c) > 1)
+        raise ValueError(f"grid: C = {dup!r} appears more than once")
+    return tuple(sorted(out))
+
+
+def _fold(scaler: Any, model: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``W, b`` on raw features from a model fitted on ``(x - mean) / scale``."""
+    coef = np.asarray(model.coef_, dtype=np.float64)  # K x D (1 x D for two classes)
+    intercept = np.asarray(model.intercept_, dtype=np.float64)
+    if coef.shape[0] == 1:  # binary: p(1) = sigmoid(t) = softmax([-t/2, t/2])[1]
+        coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    if coef.shape[0] != num_classes:
+        raise AssertionError(f"{coef.shape[0]} coefficient rows for {num_classes} classes")
+    w = (coef / scaler.scale_).T  # D x K
+    b = intercept - scaler.mean_ @ w
+    return w, b
+
+
+def fit_linear_probe(
+    x_train: Any,
+    y_train: Any,
+    x_val: Any,
+    y_val: Any,
+    grid: Any = None,
+    seed: int = 0,
+    max_iter: int = MAX_ITER,
+    num_classes: int | None = None,
+) -> ProbeFit:
+    """Fit the linear probe on the training split, choosing ``C`` on the validation split.
+
+    Features are standardised with a ``StandardScaler`` fitted on ``x_train``
+    only. For every ``C`` of ``grid`` (default :data:`DEFAULT_GRID`, 1e-6 ... 1e5)
+    a ``LogisticRegression(solver="lbfgs", C=C)`` is fitted on the training split
+    and scored on the validation split; the chosen ``C`` is the one of highest
+    validation accuracy, **ties going to the smaller C** (the stronger
+    regularisation). The training accuracy plays no part.
+
+    The returned model is the chosen ``C``'s fit on the training split (L-BFGS
+    from a zero start is deterministic: refitting it would give the same
+    coefficients), folded into ``W, b`` on the raw features. Classes are the
+    integers ``0 .. K-1``, ``K = num_classes`` (default: max label + 1 over both
+    splits); every class must occur in the training split. ``seed`` is passed as
+    ``random_state``.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    values = check_grid(grid)
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter: {max_iter!r} must be a positive integer")
+    xt = _matrix(x_train, "x_train")
+    xv = _matrix(x_val, "x_val")
+    if xv.shape[1] != xt.shape[1]:
+        raise ValueError(f"x_val: {xv.shape[1]} features, x_train {xt.shape[1]}")
+    yt = _labels(y_train, len(xt), "y_train")
+    yv = _labels(y_val, len(xv), "y_val")
+    seen = int(max(yt.max(), yv.max())) + 1
+    if num_classes is None:
+        num_classes = seen
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < seen:
+        raise ValueError(
+            f"num_classes: {num_classes!r} must be an integer >= {seen} (the largest label + 1)"
+        )
+    missing = sorted(set(range(num_classes)) - set(yt.tolist()))
+    if missing:
+        raise ValueError(
+            f"y_train: class(es) {missing} never occur in the training split "
+            f"(classes are 0..{num_classes - 1}); a probe cannot learn them"
+        )
+    if num_classes < 2:
+        raise ValueError(f"y_train: a probe needs at least 2 classes, got {num_classes}")
+
+    start = time.perf_counter()
+    scaler = StandardScaler().fit(xt)
+    zt, zv = scaler.transform(xt), scaler.transform(xv)
+    correct, converged, models = [], [], []
+    for c in values:
+        model = LogisticRegression(solver="lbfgs", C=c, max_iter=max_iter, random_state=seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.fit(zt, yt)
+        converged.append(not any(issubclass(w.category, ConvergenceWarning) for w in caught))
+        correct.append(int(np.sum(model.predict(zv) == yv)))  # integer counts: exact ties
+        models.append(model)
+    best = int(np.argmax(correct))  # the first maximum: the smallest C among ties
+    w, b = _fold(scaler, models[best], num_classes)
+    seconds = time.perf_counter() - start
+    return ProbeFit(
+        C=values[best],
+        grid=values,
+        val_accuracy=tuple(k / len(yv) for k in correct),
+        converged=tuple(converged),
+        W=w,
+        b=b,
+        train_seconds=seconds,
+        max_iter=max_iter,
+    )

@@ -1,0 +1,136 @@
+"""The linear probe's maths (tlbench.probe): C chosen on validation only, the folded
+weights reproduce the fitted model, bad grids rejected, no test split in reach."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from tlbench import probe
+from tlbench.probe import fit_linear_probe
+
+
+def suppressor(n: int, shared: bool, rng: np.random.Generator):
+    """Two features: x1 = signal + noise, x2 = that same noise on the training split
+    (so an unregularised fit uses x1 - x2, perfect on train) but independent noise
+    on the validation split (where only x1 helps: strong regularisation wins)."""
+    y = np.arange(n) % 2
+    signal = (2 * y - 1) + 0.3 * rng.normal(size=n)
+    noise = 3 * rng.normal(size=n)
+    if shared:
+        return np.c_[signal + noise, noise], y
+    return np.c_[signal + 0.3 * rng.normal(size=n), 3 * rng.normal(size=n)], y
+
+
+@pytest.fixture(scope="module")
+def suppressed():
+    rng = np.random.default_rng(0)
+    return (*suppressor(200, True, rng), *suppressor(200, False, rng))
+
+
+def accuracies(xt, yt, xv, yv, grid):
+    """Train and val accuracy of each C, computed independently of the probe."""
+    scaler = StandardScaler().fit(xt)
+    train, val = [], []
+    for c in grid:
+        m = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(xt), yt)
+        train.append(m.score(scaler.transform(xt), yt))
+        val.append(m.score(scaler.transform(xv), yv))
+    return np.array(train), np.array(val)
+
+
+def test_c_is_the_validation_argmax_not_the_training_one(suppressed):
+    xt, yt, xv, yv = suppressed
+    fit = fit_linear_probe(xt, yt, xv, yv)
+    grid = np.array(fit.grid)
+    assert grid[0] == pytest.approx(1e-6) and grid[-1] == pytest.approx(1e5)
+    train, val = accuracies(xt, yt, xv, yv, fit.grid)
+    np.testing.assert_allclose(fit.val_accuracy, val)
+    # the data are built so that the two splits disagree: val best at a small C,
+    # train best at a large one (the probe must follow val)
+    assert fit.C == grid[np.argmax(val)]
+    assert fit.C == pytest.approx(1e-3)
+    assert grid[np.argmax(train)] >= 1.0
+    assert fit.best_val_accuracy == max(val) > val[np.argmax(train)] + 0.2
+
+
+def test_ties_go_to_the_smaller_c(suppressed):
+    xt, yt, xv, yv = suppressed
+    # on these data every C >= 1 has the same validation accuracy (see the test above)
+    fit = fit_linear_probe(xt, yt, xv, yv, grid=[100.0, 1.0, 10.0])
+    assert len(set(fit.val_accuracy)) == 1
+    assert fit.C == 1.0
+    assert fit.grid == (1.0, 10.0, 100.0)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_folded_weights_reproduce_predict_proba_on_raw_features(classes):
+    rng = np.random.default_rng(classes)
+    n, d = 90, 7
+    y = np.arange(n) % classes
+    centres = rng.normal(size=(classes, d))
+    # features far from standard (offsets, scales), so a fold that forgot the scaler fails
+    offset, scale = rng.normal(size=d) * 5, np.exp(rng.normal(size=d) * 2)
+    x = (rng.normal(size=(n, d)) + 1.5 * centres[y]) * scale + offset
+    xv = (rng.normal(size=(60, d)) + 1.5 * centres[np.arange(60) % classes]) * scale + offset
+    fit = fit_linear_probe(x[:60], y[:60], xv, np.arange(60) % classes, grid=[1e-2, 1.0])
+    assert fit.W.shape == (d, classes) and fit.b.shape == (classes,)
+    scaler = StandardScaler().fit(x[:60])
+    model = LogisticRegression(C=fit.C, max_iter=5000).fit(scaler.transform(x[:60]), y[:60])
+    expected = model.predict_proba(scaler.transform(x))
+    logits = x @ fit.W + fit.b
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(softmax, expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(fit.predict_proba(x), expected, atol=1e-6, rtol=0)
+    assert (fit.predict(x) == model.predict(scaler.transform(x))).all()
+    assert 0.2 < expected.min(axis=1).max()  # not all saturated: the check has teeth
+
+
+@pytest.mark.parametrize(
+    "grid, named",
+    [
+        ([], "[]"),
+        ([1.0, 0.0], "0.0"),
+        ([-1e-3], "-0.001"),
+        ([1.0, math.nan], "nan"),
+        ([math.inf], "inf"),
+        (["1"], "'1'"),
+        ([True], "True"),
+        ([1.0, 1.0], "1.0"),
+        ("1e-3", "'1e-3'"),
+    ],
+)
+def test_bad_grid_is_rejected_naming_the_value(grid, named):
+    x = np.random.default_rng(0).normal(size=(10, 3))
+    y = np.arange(10) % 2
+    with pytest.raises(ValueError, match="grid") as error:
+        fit_linear_probe(x, y, x, y, grid=grid)
+    assert named in str(error.value)
+
+
+def test_the_test_split_is_not_an_argument():
+    params = inspect.signature(fit_linear_probe).parameters
+    assert list(params)[:4] == ["x_train", "y_train", "x_val", "y_val"]
+    assert not [p for p in params if "test" in p.lower()]
+    assert not [f for f in probe.ProbeFit.__dataclass_fields__ if "test" in f.lower()]
+
+
+def test_bad_labels_and_shapes_are_named():
+    x = np.random.default_rng(0).normal(size=(12, 3))
+    y = np.arange(12) % 3
+    with pytest.raises(ValueError, match=r"y_train: class\(es\) \[2\]"):
+        fit_linear_probe(x, np.arange(12) % 2, x, y)
+    with pytest.raises(ValueError, match="x_val: 2 features, x_train 3"):
+        fit_linear_probe(x, y, x[:, :2], y)
+    with pytest.raises(ValueError, match="num_classes: 2"):
+        fit_linear_probe(x, y, x, y, num_classes=2)
+    with pytest.raises(ValueError, match="x_train: 1 non-finite"):
+        bad = x.copy()
+        bad[0, 0] = np.nan
+        fit_linear_probe(bad, y, x, y)
