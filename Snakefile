@@ -51,3 +51,4 @@ include: "rules/results.smk"
 rule all:
     input:
         final_targets(),
+        screened_targets,

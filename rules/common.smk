@@ -39,6 +39,7 @@ localrules:
     tuning_trials_plot,
     transferability_table,
     transferability_check,
+    prescreen,
 
 
 # ---------------------------------------------------------------- runs
@@ -61,18 +62,21 @@ def run_dirs(runs):
 
 
 def all_run_dirs(wildcards):
-    """Every run folder of the study (input of the aggregation)."""
-    return run_dirs(STUDY.runs)
+    """Every run folder of the study (input of the aggregation); of a prescreened
+    block, those of its kept backbones only."""
+    return run_dirs(trained_runs())
 
 
 def dataset_run_dirs(wildcards):
     """The run folders of one dataset."""
-    return run_dirs(STUDY.runs_of(wildcards.dataset))
+    return run_dirs(r for r in trained_runs() if r.dataset == wildcards.dataset)
 
 
 def autoencoder_run_dirs(wildcards):
     """The run folders of one dataset whose strategy is an autoencoder."""
-    return run_dirs(r for r in STUDY.runs_of(wildcards.dataset) if is_autoencoder(r))
+    return run_dirs(
+        r for r in trained_runs() if r.dataset == wildcards.dataset and is_autoencoder(r)
+    )
 
 
 def is_autoencoder(run):
@@ -180,10 +184,12 @@ def tuning_names(wildcards):
     return dict(wildcards)
 
 
-def tuning_targets():
-    """Trial tables and plots of every search (none when nothing is tuned)."""
+def tuning_targets(runs):
+    """Trial tables and plots of the searches of ``runs`` (none when nothing is tuned)."""
     targets = []
-    for dataset, backbone, strategy in STUDY.tuning_cells():
+    for dataset, backbone, strategy in sorted(
+        {(r.dataset, r.backbone, r.strategy) for r in runs if STUDY.is_tuned(r)}
+    ):
         cell = f"{dataset}/{backbone}/{strategy}"
         targets += [
             f"{RESULTS}/tables/tuning/{cell}.html",
@@ -213,12 +219,60 @@ def transferability_targets():
     ]
 
 
+# ---------------------------------------------------------------- prescreen
+
+
+def prescreen_block(wildcards):
+    """The prescreened matrix block of a prescreen job's wildcards."""
+    block = int(wildcards.block)
+    if block not in STUDY.prescreened_blocks:
+        raise ValueError(f"matrix[{block}] has no prescreen (prescreened: {STUDY.prescreened_blocks})")
+    return block
+
+
+def prescreen_score_files(wildcards):
+    """The score records of every (dataset, backbone) of a prescreened block."""
+    pairs = STUDY.prescreen_pairs(prescreen_block(wildcards))
+    return [f"{RESULTS}/transferability/{d}/{b}.json" for d, b in pairs]
+
+
+def prescreen_params(wildcards):
+    """The block's prescreen (score, keep): a param, so changing it reruns the choice."""
+    return STUDY.prescreen(prescreen_block(wildcards))
+
+
+def trained_runs():
+    """The runs the study trains: every run of a block without prescreen, and of a
+    prescreened block those on its kept backbones, read from the block's prescreen
+    checkpoint (so: call only from input functions, which Snakemake re-evaluates
+    once the checkpoint has run)."""
+    from tlbench.transferability import kept_backbones
+
+    trained = set(STUDY.unscreened_runs)
+    for block in STUDY.prescreened_blocks:
+        table = checkpoints.prescreen.get(block=block).output.csv
+        trained.update(STUDY.screened_runs(block, kept_backbones(table)))
+    return [r for r in STUDY.runs if r in trained]
+
+
+def prescreen_targets():
+    """The prescreen table of every prescreened block."""
+    return [f"{STUDY.prescreen_table(b)}.html" for b in STUDY.prescreened_blocks]
+
+
+def screened_targets(wildcards):
+    """The share of the prescreened blocks in the target list (of the all rule): their kept
+    runs, curves and searches."""
+    runs = [r for r in trained_runs() if STUDY.prescreen(r.block) is not None]
+    return [*run_dirs(runs), *run_figure_targets(runs), *tuning_targets(runs)]
+
+
 # ---------------------------------------------------------------- targets
 
 
-def run_figure_targets():
+def run_figure_targets(runs):
     """Per run training curves."""
-    return [f"{RESULTS}/figures/runs/{run.relpath}/curves.png" for run in STUDY.runs]
+    return [f"{RESULTS}/figures/runs/{run.relpath}/curves.png" for run in runs]
 
 
 def dataset_figure_targets():
@@ -256,14 +310,16 @@ def across_dataset_targets():
 
 
 def final_targets():
-    """Everything `rule all` asks for; the runs themselves too, so a deleted run is redone."""
+    """Everything `rule all` asks for; the runs themselves too, so a deleted run is redone
+    (those of prescreened blocks: screened_targets, once their prescreen has run)."""
     return [
-        *run_dirs(STUDY.runs),
+        *run_dirs(STUDY.unscreened_runs),
         *table_targets(),
         *dataset_figure_targets(),
-        *run_figure_targets(),
+        *run_figure_targets(STUDY.unscreened_runs),
         f"{RESULTS}/environment/environment.html",
-        *tuning_targets(),
+        *tuning_targets(STUDY.unscreened_runs),
+        *prescreen_targets(),
         *transferability_targets(),
         *results_targets(),
     ]

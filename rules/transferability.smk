@@ -69,3 +69,34 @@ rule transferability_check:
         "../envs/tlbench.yaml"
     script:
         "../scripts/transferability_check.py"
+
+
+# Prescreen (a matrix block's `prescreen: {score, keep}`): the block's backbones ranked
+# by a score of their frozen features (train and val splits only), the `keep` best per
+# dataset kept. A checkpoint: the block's runs are expanded from its table
+# (trained_runs in rules/common.smk), so pruned backbones are never trained.
+
+
+checkpoint prescreen:
+    input:
+        prescreen_score_files,
+    output:
+        csv=f"{RESULTS}/tables/prescreen_block{{block}}.csv",
+        md=f"{RESULTS}/tables/prescreen_block{{block}}.md",
+        html=report(
+            f"{RESULTS}/tables/prescreen_block{{block}}.html",
+            caption="../report/prescreen.rst",
+            category="Transferability",
+            subcategory="Prescreen",
+            labels={"table": "prescreen of matrix block {block}"},
+        ),
+    params:
+        prescreen=prescreen_params,
+    wildcard_constraints:
+        block=r"\d+",
+    log:
+        f"{RESULTS}/logs/tables/prescreen_block{{block}}.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/prescreen.py"

@@ -420,3 +420,64 @@ def test_pilot_study_marks_every_spec_and_leaves_other_studies_unchanged():
             "strategy": {"name": "scratch"}, "pilot": "yes"}  # fmt: skip
     with pytest.raises(SpecError, match="pilot: 'yes' must be true or false"):
         resolve_spec(spec)
+
+
+def prescreened_config(**prescreen) -> dict:
+    """base_config with a third block: two pretrained backbones on two datasets, prescreened."""
+    config = base_config()
+    config["matrix"].append(
+        {
+            "datasets": ["digits", "gtsrb"],
+            "backbones": ["cnn_fractal", "mnv2"],
+            "strategies": ["feature_extraction"],
+            "augmentations": ["none"],
+            "seeds": [3, 4],
+            "prescreen": prescreen or {"score": "logme", "keep": 1},
+        }
+    )
+    return config
+
+
+def test_prescreened_block_runs_only_its_kept_backbones():
+    study = load_study(prescreened_config(), check_specs=False)
+    assert study.prescreened_blocks == [2]
+    assert study.prescreen(2) == {"score": "logme", "keep": 1} and study.prescreen(0) is None
+    assert study.prescreen_pairs(2) == [
+        ("digits", "cnn_fractal"),
+        ("digits", "mnv2"),
+        ("gtsrb", "cnn_fractal"),
+        ("gtsrb", "mnv2"),
+    ]
+    assert {r.block for r in study.unscreened_runs} == {0, 1}
+    assert len(study.unscreened_runs) == len(study.runs) - 2 * 2 * 2
+    kept = study.screened_runs(2, {"digits": ["mnv2"], "gtsrb": ["cnn_fractal"]})
+    assert sorted((r.dataset, r.backbone, r.seed) for r in kept) == [
+        ("digits", "mnv2", 3),
+        ("digits", "mnv2", 4),
+        ("gtsrb", "cnn_fractal", 3),
+        ("gtsrb", "cnn_fractal", 4),
+    ]
+    assert all(r.block == 2 for r in kept)
+    assert study.prescreen_table(2) == "out/tables/prescreen_block2"
+
+
+@pytest.mark.parametrize(
+    ("prescreen", "named"),
+    [
+        ({"score": "logmee", "keep": 1}, "matrix[2].prescreen.score: 'logmee' is not a"),
+        ({"score": "logme", "keep": 3}, "matrix[2].prescreen.keep: 3 is more than the block's 2"),
+        ({"score": "logme", "keep": 0}, "matrix[2].prescreen.keep: 0 is less than the minimum"),
+        ({"score": "logme", "keep": "2"}, "matrix[2].prescreen.keep: '2' is not of type"),
+        ({"score": "logme"}, "matrix[2].prescreen.keep: missing (required)"),
+        ({"score": "logme", "keep": 1, "top": 2}, "matrix[2].prescreen: unknown key(s) 'top'"),
+    ],
+)
+def test_bad_prescreen_is_named(prescreen, named):
+    assert named in error_of(prescreened_config(**prescreen))
+
+
+def test_prescreen_of_a_random_backbone_is_named():
+    config = prescreened_config()
+    config["matrix"][2]["backbones"] = ["cnn_fractal", "cnn_scratch"]
+    message = error_of(config)
+    assert "matrix[2].backbones[1]: 'cnn_scratch' has random weights" in message

@@ -399,3 +399,71 @@ def test_tau_scatter_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="accuracy: 'train_accuracy'"):
         T.tau_scatter(scores, study, tmp_path / "x.png", accuracy="train_accuracy")
+
+
+# --------------------------------------------------------------------------- prescreen
+
+
+def prescreen_scores() -> pd.DataFrame:
+    """A score table of four backbones on two datasets (rows in no particular order)."""
+    return pd.DataFrame(
+        {
+            "dataset": ["pets", "ants", "ants", "pets", "ants", "ants", "pets"],
+            "backbone": ["b", "d", "a", "a", "c", "b", "c"],
+            "logme": [0.3, -0.5, 0.2, 0.9, 0.7, 0.2, 0.1],
+            "knn_accuracy": [0.5, 0.6, 0.7, 0.8, 0.9, 0.4, 0.3],
+            "note": [""] * 7,
+        }
+    )
+
+
+def test_prescreen_keeps_the_top_keep_per_dataset_ties_by_name():
+    table = T.prescreen(prescreen_scores(), "logme", 2)
+    assert list(table.columns) == list(T.PRESCREEN_COLUMNS)
+    ants = table[table["dataset"] == "ants"]
+    # c (0.7) first; a and b tie at 0.2: a's name sorts first, so a is kept, b pruned
+    assert list(ants["backbone"]) == ["c", "a", "b", "d"]
+    assert list(ants["rank"]) == [1, 2, 3, 4]
+    assert list(ants["kept"]) == [True, True, False, False]
+    pets = table[table["dataset"] == "pets"]
+    assert list(pets["backbone"]) == ["a", "b", "c"] and list(pets["kept"]) == [True, True, False]
+    assert T.kept_backbones(table) == {"ants": ["a", "c"], "pets": ["a", "b"]}
+    assert "pruned: logme rank 3 of 4" in ants["reason"].iloc[2]
+    # the tie rule does not depend on the table's row order
+    shuffled = prescreen_scores().sample(frac=1.0, random_state=3)
+    assert T.kept_backbones(T.prescreen(shuffled, "logme", 2)) == T.kept_backbones(table)
+    # another score, another choice
+    assert T.kept_backbones(T.prescreen(prescreen_scores(), "knn_accuracy", 1)) == {
+        "ants": ["c"],
+        "pets": ["a"],
+    }
+
+
+def test_kept_backbones_reads_the_csv(tmp_path):
+    table = T.prescreen(prescreen_scores(), "logme", 3)
+    table.to_csv(tmp_path / "p.csv", index=False)
+    assert T.kept_backbones(tmp_path / "p.csv") == T.kept_backbones(table)
+    assert T.kept_backbones(table) == {"ants": ["a", "b", "c"], "pets": ["a", "b", "c"]}
+
+
+@pytest.mark.parametrize(
+    ("score", "keep", "named"),
+    [
+        ("logmee", 1, "'logmee' is not a score"),
+        ("logme", 0, "keep: 0 must be a positive integer"),
+        ("logme", True, "keep: True must be"),
+        ("logme", 4, "keep: 4 is more than the 3 backbone(s) scored on dataset 'pets'"),
+    ],
+)
+def test_prescreen_rejects_bad_arguments(score, keep, named):
+    with pytest.raises(ValueError) as error:
+        T.prescreen(prescreen_scores(), score, keep)
+    assert named in str(error.value)
+
+
+def test_prescreen_refuses_an_undefined_score():
+    scores = prescreen_scores()
+    scores.loc[2, "logme"] = math.nan
+    scores.loc[2, "note"] = "hscore: degenerate"
+    with pytest.raises(ValueError, match="undefined .NaN. for backbone 'a' on dataset 'ants'"):
+        T.prescreen(scores, "logme", 1)

@@ -174,6 +174,31 @@ def _dry_counts(workdir: Path, config: Path, extra: list[str]) -> dict[str, int]
     return job_counts(result.stdout + result.stderr)
 
 
+def test_prescreened_block_waits_for_its_checkpoint(tmp_path):
+    """configs/test/prescreen.yaml: the prescreened block's three backbones are scored
+    (features, scores) and its runs wait for the prescreen checkpoint; only the
+    unscreened block's run is planned before the checkpoint has run."""
+    result = snakemake(
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(ROOT / "configs/test/prescreen.yaml"),
+        "-n",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    counts = job_counts(output)
+    assert counts["prescreen"] == 1, counts
+    assert counts["transferability_scores"] == 3 and counts["backbone_features"] == 3, counts
+    assert counts["trained_run"] == 1, counts
+    assert "results/prescreen/tables/prescreen_block1.csv" in output
+    assert "runs/target/cnn_scratch/scratch/none/seed0" in output
+    assert "feature_extraction/none/seed0" not in output  # decided by the checkpoint
+    assert "checkpoint jobs" in output
+
+
 @pytest.mark.slow
 def test_tiny_study_end_to_end(tmp_path):
     """configs/test/tiny.yaml through Snakemake: tables, figures, no-op rerun, partial rerun, report."""

@@ -103,6 +103,7 @@ def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
     resolved = validate_config(config)
     _check_names(resolved)
     _check_tuning(resolved)
+    _check_prescreen(resolved)
     runs = _expand(resolved)
     study = Study(resolved, runs)
     if check_specs:
@@ -289,6 +290,39 @@ def _check_tuning(config: dict[str, Any]) -> None:
         raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
 
 
+def _check_prescreen(config: dict[str, Any]) -> None:
+    """Each block's ``prescreen``: a known score, ``keep`` at most the block's backbones,
+    and only backbones with pretrained weights (random ones have no features to score)."""
+    from tlbench.transferability import SCORES
+
+    problems = []
+    for index, block in enumerate(config["matrix"]):
+        screen = block.get("prescreen")
+        if screen is None:
+            continue
+        where = f"matrix[{index}].prescreen"
+        if screen["score"] not in SCORES:
+            problems.append(
+                f"{where}.score: {screen['score']!r} is not a transferability score; "
+                f"valid: {', '.join(SCORES)}"
+            )
+        screen["keep"] = int(screen["keep"])  # the schema's integer may be 2.0
+        backbones = block["backbones"]
+        if screen["keep"] > len(backbones):
+            problems.append(
+                f"{where}.keep: {screen['keep']} is more than the block's "
+                f"{len(backbones)} backbone(s) (matrix[{index}].backbones)"
+            )
+        for pos, name in enumerate(backbones):
+            if config["backbones"][name].get("weights", "none") == "none":
+                problems.append(
+                    f"matrix[{index}].backbones[{pos}]: {name!r} has random weights "
+                    f"(backbones.{name}.weights: none): nothing to score for {where}"
+                )
+    if problems:
+        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
+
+
 _SPEC_PATH = re.compile(r"[A-Za-z_][\w.\[\]]*")
 
 
@@ -439,6 +473,34 @@ class Study:
             return self._by_names[key]
         except KeyError:
             raise StudyConfigError(f"run {key} is not part of the study's matrix") from None
+
+    # ---- prescreened blocks (``prescreen``: only the best-scored backbones are trained)
+    def prescreen(self, block: int) -> dict[str, Any] | None:
+        """The ``prescreen`` of matrix block ``block`` (None: every backbone is trained)."""
+        return self.config["matrix"][block].get("prescreen")
+
+    @property
+    def prescreened_blocks(self) -> list[int]:
+        """Indices of the matrix blocks with a ``prescreen``."""
+        return [i for i in range(len(self.config["matrix"])) if self.prescreen(i) is not None]
+
+    @property
+    def unscreened_runs(self) -> list[Run]:
+        """The runs of blocks without a ``prescreen`` (trained whatever any score says)."""
+        return [r for r in self.runs if self.prescreen(r.block) is None]
+
+    def prescreen_pairs(self, block: int) -> list[tuple[str, str]]:
+        """The (dataset, backbone) pairs a prescreened block scores."""
+        return sorted({(r.dataset, r.backbone) for r in self.runs if r.block == block})
+
+    def screened_runs(self, block: int, kept: Mapping[str, Any]) -> list[Run]:
+        """The runs of a prescreened block on its kept backbones (``kept``: dataset ->
+        backbone names, as :func:`tlbench.transferability.kept_backbones` reads them)."""
+        return [r for r in self.runs if r.block == block and r.backbone in kept.get(r.dataset, ())]
+
+    def prescreen_table(self, block: int) -> str:
+        """Stem of the prescreen table of a block (``.csv``, ``.md``, ``.html``)."""
+        return f"{self.results}/tables/prescreen_block{block}"
 
     def runs_of(self, dataset: str) -> list[Run]:
         """The runs on one dataset."""
