@@ -2,8 +2,12 @@
 # functions. STUDY (a tlbench.study.Study) is created in the Snakefile.
 
 
+from tlbench.budget import SUFFIX_PATTERN as BUDGET_SUFFIX
+
+
 RESULTS = STUDY.results
-RUN_PATTERN = "{dataset}/{backbone}/{strategy}/{augmentation}/seed{seed}"
+# {budget}: '' for the whole training split, else a label budget's suffix (_n10, _f0.25)
+RUN_PATTERN = "{dataset}/{backbone}/{strategy}/{augmentation}/seed{seed}{budget}"
 TUNING_PATTERN = "{dataset}/{backbone}/{strategy}"
 AUTOENCODER = "autoencoder"
 #: The report's front section (report/workflow.rst includes it).
@@ -16,6 +20,7 @@ wildcard_constraints:
     strategy=r"[A-Za-z0-9_]+",
     augmentation=r"[A-Za-z0-9_]+",
     seed=r"\d+",
+    budget=BUDGET_SUFFIX,
 
 
 localrules:
@@ -53,6 +58,7 @@ def run_of(wildcards):
         wildcards.strategy,
         wildcards.augmentation,
         wildcards.seed,
+        wildcards.budget,
     )
 
 

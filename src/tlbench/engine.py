@@ -59,6 +59,7 @@ from tlbench.optim import EpochSchedule, build_optimizer
 from tlbench.pipeline import (  # re-exported: callers import them from here
     TRAIN_VAL_SPLITS,
     ImageBatches,
+    apply_budget,
     fill_input_size,
     fit_input,
     input_pipeline,
@@ -1135,6 +1136,7 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
         data = load_prepared(spec["dataset"]["prepared"], TRAIN_VAL_SPLITS)
     else:
         data = load_prepared(spec["dataset"]["prepared"])
+    data, budget_record = apply_budget(data, spec["dataset"]["budget"])  # tlbench.budget
     classes = [str(c) for c in data.classes]
     if spec["dataset"]["name"] is None:
         spec["dataset"]["name"] = data.manifest.get("dataset")
@@ -1148,7 +1150,7 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     workdir = Path(f"{outdir}.work")
     resume = Resume(workdir, spec, data_fingerprint(data))
     trainer = Trainer(spec, resume=resume)
-    extras: dict[str, Any] = {}
+    extras: dict[str, Any] = dict(budget_record)
     arrays: dict[str, dict[str, np.ndarray]] = {}
     metrics: dict[str, Any] = {"status": "ok", "pilot": pilot}
     if pilot:

@@ -45,6 +45,7 @@ from tlbench.atomic import atomic_dir, write_json
 from tlbench.hashing import sha256_file
 from tlbench.pipeline import (
     ImageBatches,
+    apply_budget,
     fill_input_size,
     fit_input,
     input_pipeline,
@@ -169,19 +170,29 @@ def features_for_run(
             extract(extractor, x_train, batch), extract(extractor, x_val, batch), info
         )
     folder = Path(folder)
-    key = feature_key(spec, load_prepared(spec["dataset"]["prepared"], SPLITS))
+    whole = load_prepared(spec["dataset"]["prepared"], SPLITS)
+    key = feature_key(spec, whole)
     info = {"path": str(folder), "key": key["sha256"]}
+    # The cache holds every train image; a label budget's run takes its subset's rows.
+    budget = spec["dataset"].get("budget")
+    rows = None if budget is None else apply_budget(whole, budget)[0].train_indices
     if folder.exists():
         feats = _read_cache(folder, key)
-        _spot_check(folder, feats, extractor, x_train, batch)
         info["source"] = "cache"
     else:
         feats = {
-            "train": extract(extractor, x_train, batch),
+            "train": extract(
+                extractor, x_train if rows is None else whole.split("train")[0], batch
+            ),
             "val": extract(extractor, x_val, batch),
         }
         _write_cache(folder, key, feats)
         info["source"] = "computed"
+    if rows is not None and len(feats["train"]) == whole.counts["train"]:
+        feats["train"] = feats["train"][rows]
+        info["budget_rows"] = len(rows)
+    if info["source"] == "cache":
+        _spot_check(folder, feats, extractor, x_train, batch)
     for split, x in (("train", x_train), ("val", x_val)):
         if len(feats[split]) != len(x):
             raise SpecError(

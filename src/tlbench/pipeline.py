@@ -32,6 +32,39 @@ def load_prepared(path: str | os.PathLike, splits: Sequence[str] | None = None) 
     return _load(path) if splits is None else _load(path, splits)
 
 
+class BudgetedData:
+    """A prepared dataset whose train split is a label budget's subset (tlbench.budget);
+    every other split and attribute is the dataset's own."""
+
+    def __init__(self, data: Any, indices: np.ndarray):
+        self._data = data
+        self.train_indices = indices
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._data, name)
+
+    def split(self, name: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self._data.split(name, mmap)
+        if name != "train":
+            return x, y
+        return np.asarray(x[self.train_indices]), np.asarray(y[self.train_indices])
+
+
+def apply_budget(data: Any, budget: Any) -> tuple[Any, dict[str, Any]]:
+    """``(data, record)``: the dataset with its train split cut to label budget ``budget``
+    (None or ``"all"``: unchanged), drawn with the dataset's split seed
+    (``manifest["seed"]``), and the budget's record for metrics.json
+    (:func:`tlbench.budget.subset`)."""
+    from tlbench.budget import ALL, subset
+
+    labels = data.split("train")[1]
+    whole = budget is None or budget == ALL
+    indices, record = subset(
+        labels, ALL if whole else budget, int(data.manifest.get("seed", 0)), data.classes
+    )
+    return (data if whole else BudgetedData(data, indices)), record
+
+
 def fill_input_size(training: dict[str, Any], data: Any) -> None:
     """Set ``training["input_size"]`` when it is None (spec ``null``): the side of the
     prepared images ``data`` (their height; ``data.image_size`` is ``(height, width)``)."""

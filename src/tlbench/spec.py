@@ -13,6 +13,8 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
     dataset:
       name: null                 # display name (default: the prepared manifest's)
       prepared: PATH             # folder written by `tlbench prepare`
+      budget: null               # label budget of the train split (tlbench.budget):
+                                 # images per class (int), a fraction in (0, 1) or all
     backbone:
       name: MobileNetV2          # tlbench.backbones registry name
       weights: imagenet          # imagenet | none | PATH to a weights file | {run: RUN_FOLDER}
@@ -85,7 +87,7 @@ SCHEDULE_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 DEFAULTS: dict[str, Any] = {
-    "dataset": {"name": None, "prepared": REQUIRED},
+    "dataset": {"name": None, "prepared": REQUIRED, "budget": None},
     "backbone": {"name": REQUIRED, "weights": "imagenet", "kwargs": {}},
     "strategy": {"name": REQUIRED, "params": {}},
     "head": {"type": "gap_dense", "hidden": None, "dropout": 0.2},
@@ -223,6 +225,13 @@ def _check_values(spec: dict[str, Any], *, weights_given: bool = True) -> None:
     if not isinstance(dataset["prepared"], str | os.PathLike) or not str(dataset["prepared"]):
         raise SpecError(f"dataset.prepared: {dataset['prepared']!r} must be a folder path")
     dataset["prepared"] = str(dataset["prepared"])
+    if dataset["budget"] is not None:  # a label budget: the train split's subset (tlbench.budget)
+        from tlbench.budget import BudgetError, check_budget
+
+        try:
+            dataset["budget"] = check_budget(dataset["budget"], "dataset.budget")
+        except BudgetError as error:
+            raise SpecError(str(error)) from None
 
     backbone = spec["backbone"]
     if not isinstance(backbone["name"], str) or not backbone["name"]:

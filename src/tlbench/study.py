@@ -33,6 +33,11 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from tlbench.budget import ALL as BUDGET_ALL
+from tlbench.budget import BudgetError, check_budget, from_suffix
+from tlbench.budget import from_label as budget_value
+from tlbench.budget import label as budget_label
+from tlbench.budget import path_suffix as budget_suffix
 from tlbench.errors import StudyConfigError  # re-exported: callers import it from here
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
@@ -63,22 +68,31 @@ class Run:
     augmentation: str
     seed: int
     block: int = 0
+    #: Label budget (tlbench.budget label: ``all``, ``n10``, ``f0.25``).
+    budget: str = BUDGET_ALL
 
     @property
     def names(self) -> dict[str, Any]:
-        """The run's wildcards: dataset, backbone, strategy, augmentation, seed."""
-        return {
+        """The run's wildcards: dataset, backbone, strategy, augmentation, seed (and its
+        label budget, unless ``all``)."""
+        names = {
             "dataset": self.dataset,
             "backbone": self.backbone,
             "strategy": self.strategy,
             "augmentation": self.augmentation,
             "seed": self.seed,
         }
+        if self.budget != BUDGET_ALL:
+            names["budget"] = self.budget
+        return names
 
     @property
     def relpath(self) -> str:
-        """Folder of the run below ``<results>/runs``."""
-        return f"{self.dataset}/{self.backbone}/{self.strategy}/{self.augmentation}/seed{self.seed}"
+        """Folder of the run below ``<results>/runs`` (budget ``all``: no suffix)."""
+        return (
+            f"{self.dataset}/{self.backbone}/{self.strategy}/{self.augmentation}/seed{self.seed}"
+            + budget_suffix(self.budget)
+        )
 
     def __str__(self) -> str:
         return self.relpath
@@ -102,6 +116,7 @@ def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
     """
     resolved = validate_config(config)
     _check_names(resolved)
+    _check_budgets(resolved)
     _check_tuning(resolved)
     _check_prescreen(resolved)
     runs = _expand(resolved)
@@ -273,6 +288,47 @@ def _check_names(config: dict[str, Any]) -> None:
         raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
 
 
+def _check_budgets(config: dict[str, Any]) -> None:
+    """Every dataset's ``budgets`` (tlbench.budget), replaced by their labels; errors name
+    the key path. Label budgets and tuned strategies do not mix (a search per budget is
+    not implemented): their blocks are an error."""
+    problems = []
+    for name, entry in config["datasets"].items():
+        if "budgets" not in entry:
+            continue
+        labels: dict[str, int] = {}
+        for pos, value in enumerate(entry["budgets"]):
+            where = f"datasets.{name}.budgets[{pos}]"
+            try:
+                text = budget_label(check_budget(value, where))
+            except BudgetError as error:
+                problems.append(str(error))
+                continue
+            if text in labels:
+                problems.append(
+                    f"{where}: {value!r} repeats budget {text} of "
+                    f"datasets.{name}.budgets[{labels[text]}]"
+                )
+            labels.setdefault(text, pos)
+        entry["budgets"] = list(labels)
+    for index, block in enumerate(config["matrix"]):
+        budgeted = [
+            d
+            for d in block["datasets"]
+            if config["datasets"][d].get("budgets", [BUDGET_ALL]) != [BUDGET_ALL]
+        ]
+        tuned = [s for s in block["strategies"] if "tuning" in config["strategies"][s]]
+        if budgeted and tuned:
+            problems.append(
+                f"matrix[{index}]: tuned strateg{'ies' if len(tuned) > 1 else 'y'} "
+                f"{', '.join(tuned)} on dataset(s) with label budgets ({', '.join(budgeted)}): "
+                "a search per budget is not supported; put them in separate blocks "
+                "without budgets"
+            )
+    if problems:
+        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
+
+
 def _check_tuning(config: dict[str, Any]) -> None:
     """Validate and fill every strategy's ``tuning`` section (tlbench.tuning)."""
     from tlbench.tuning import TuningError, resolve_tuning
@@ -410,14 +466,16 @@ def _expand(config: dict[str, Any]) -> list[Run]:
     runs: list[Run] = []
     for index, block in enumerate(config["matrix"]):
         seeds = block.get("seeds", config["seeds"])
-        for cell in itertools.product(*(block[s] for s in SECTIONS), seeds):
-            run = Run(*cell, block=index)
-            key = Run(*cell)
-            if key in seen:
-                clashes.append(f"{key} (blocks {seen[key]} and {index})")
-                continue
-            seen[key] = index
-            runs.append(run)
+        for *cell, seed in itertools.product(*(block[s] for s in SECTIONS), seeds):
+            budgets = config["datasets"][cell[0]].get("budgets", [BUDGET_ALL])
+            for budget in budgets:
+                run = Run(*cell, seed, block=index, budget=budget)
+                key = Run(*cell, seed, budget=budget)
+                if key in seen:
+                    clashes.append(f"{key} (blocks {seen[key]} and {index})")
+                    continue
+                seen[key] = index
+                runs.append(run)
     if clashes:
         raise StudyConfigError(
             "invalid study config: matrix: runs listed by more than one block: "
@@ -466,9 +524,20 @@ class Study:
         return {"substitutions": [], **block, "page": page}
 
     # ---- lookups
-    def run(self, dataset: str, backbone: str, strategy: str, augmentation: str, seed: Any) -> Run:
-        """The study's run with these wildcards (``seed`` may be a string)."""
-        key = Run(dataset, backbone, strategy, augmentation, int(seed))
+    def run(
+        self,
+        dataset: str,
+        backbone: str,
+        strategy: str,
+        augmentation: str,
+        seed: Any,
+        budget: str = BUDGET_ALL,
+    ) -> Run:
+        """The study's run with these wildcards (``seed`` may be a string; ``budget`` a
+        budget label or a run path's budget suffix: ``_n10``, ``''`` for ``all``)."""
+        if budget == "" or budget.startswith("_"):
+            budget = from_suffix(budget)
+        key = Run(dataset, backbone, strategy, augmentation, int(seed), budget=budget)
         try:
             return self._by_names[key]
         except KeyError:
@@ -550,6 +619,7 @@ class Study:
         entry = dict(self.config["datasets"][name])
         entry.pop("image_size")
         entry.pop("seed", None)
+        entry.pop("budgets", None)  # an axis of the runs (tlbench.budget), not a loader option
         mirror = self.config["data_mirror"]
         if (
             entry.get("source") is None
@@ -564,6 +634,15 @@ class Study:
 
     def dataset_seed(self, name: str) -> int:
         return self.config["datasets"][name].get("seed", 0)
+
+    def dataset_budgets(self, name: str) -> list[str]:
+        """The label budgets (labels, config order) of a dataset; ``['all']`` without any."""
+        return list(self.config["datasets"][name].get("budgets", [BUDGET_ALL]))
+
+    @property
+    def has_budgets(self) -> bool:
+        """Whether some run trains on a label budget other than ``all``."""
+        return any(r.budget != BUDGET_ALL for r in self.runs)
 
     # ---- specs
     def training(self, run: Run) -> dict[str, Any]:
@@ -626,6 +705,10 @@ class Study:
             "seed": run.seed,
             "training": self.training(run),
         }
+        if (
+            run.budget != BUDGET_ALL
+        ):  # only then: the specs of budget-less studies stay as they were
+            spec["dataset"]["budget"] = budget_value(run.budget)
         if "head" in strategy:
             spec["head"] = dict(strategy["head"])
         if self.uses_features(run):
