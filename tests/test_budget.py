@@ -119,7 +119,11 @@ def test_bad_budgets_in_the_config_name_the_key_path():
 
 def test_budgets_and_tuned_strategies_are_an_error():
     config = budget_config([5, "all"])
-    config["strategies"]["scratch"]["tuning"] = {"trials": 2, "space": {"learning_rate": [0.1]}}
+    config["strategies"]["scratch"]["tuning"] = {
+        "tuner": "hyperband",
+        "max_epochs": 2,
+        "space": {"learning_rate": {"min": 1e-4, "max": 1e-2}},
+    }
     assert "matrix[0]: tuned strategy scratch on dataset(s) with label budgets (digits)" in (
         error_of(config)
     )
