@@ -133,3 +133,33 @@ def test_features_spec_unknown_key(tiny_prepared, source_run, tmp_path):
     spec["training"]["epochs"] = 3
     with pytest.raises(SpecError, match="training.epochs: unknown key"):
         features.compute(spec, tmp_path / "c")
+
+
+def test_one_cache_serves_every_label_budget(tiny_prepared, source_run, tmp_path, monkeypatch):
+    """Two budgets' runs on one (dataset, backbone) cache: the backbone sees every train
+    and val image once (in the first run), and each run's head trains on its budget's rows."""
+    from tlbench.pipeline import load_prepared
+
+    passes: list[int] = []
+    real_extract = features.extract
+
+    def counting_extract(extractor, x, batch_size):
+        passes.append(len(x))
+        return real_extract(extractor, x, batch_size)
+
+    monkeypatch.setattr(features, "extract", counting_extract)
+    counts = load_prepared(tiny_prepared).counts
+    metrics = {}
+    for k in (2, 5):
+        spec = fe_spec(tiny_prepared, source_run, tmp_path / "cache")
+        spec["dataset"]["budget"] = k
+        metrics[k] = engine.run(spec, tmp_path / f"n{k}")
+    assert passes == [counts["train"], counts["val"]]
+    assert [metrics[k]["features"]["source"] for k in (2, 5)] == ["computed", "cache"]
+    assert [metrics[k]["features"]["budget_rows"] for k in (2, 5)] == [6, 15]
+    assert len(np.load(tmp_path / "cache" / "train.npy")) == counts["train"]
+    for k in (2, 5):
+        assert metrics[k]["budget"] == f"n{k}"
+        assert set(metrics[k]["budget_per_class_used"].values()) == {k}
+        # validation is the whole split for every budget
+        assert sum(map(sum, metrics[k]["val"]["confusion_matrix"])) == counts["val"]
