@@ -461,3 +461,17 @@ def test_new_users_image_folder_runs_from_a_few_line_config(tmp_path):
     classes = yaml.safe_load((tmp_path / "results/prepared/mine/classes.json").read_text())
     assert classes == ["kind 0", "kind 1", "kind 2"]
     assert sum(manifest["counts"].values()) == 45
+
+
+def test_dry_run_of_a_budget_axis_has_one_run_per_cell_budget_and_seed(tmp_path):
+    """Label budgets (tlbench.budget) multiply the runs, not the feature caches."""
+    config = yaml.safe_load((ROOT / "configs/test/tiny.yaml").read_text())
+    config["datasets"]["target"]["budgets"] = [2, 0.5, "all"]
+    path = tmp_path / "budgets.yaml"
+    path.write_text(yaml.safe_dump(config))
+    counts = _dry_counts(tmp_path, path, [])
+    cells_by_seed = 1 * 2 * 2 + 2 * 1  # (cells x seeds) of the two blocks
+    assert counts["trained_run"] == cells_by_seed * 3
+    assert counts["training_curves"] == cells_by_seed * 3
+    assert counts["backbone_features"] == 1  # one cache per (dataset, backbone)
+    assert counts["learning_curves"] == 1
