@@ -34,6 +34,7 @@ localrules:
     critical_difference,
     training_curves,
     dataset_curves,
+    learning_curves,
     accuracy_heatmaps,
     pareto_front,
     best_confusion_matrix,
@@ -292,6 +293,15 @@ def dataset_figure_targets():
     return targets
 
 
+def learning_curve_targets():
+    """Per dataset with two or more label budgets (tlbench.budget): its learning curves."""
+    return [
+        f"{RESULTS}/figures/{dataset}/learning_curves.png"
+        for dataset in STUDY.datasets
+        if len({r.budget for r in STUDY.runs_of(dataset)}) > 1
+    ]
+
+
 def table_targets():
     """The study CSV and the tables of the report."""
     return [
@@ -322,6 +332,7 @@ def final_targets():
         *run_dirs(STUDY.unscreened_runs),
         *table_targets(),
         *dataset_figure_targets(),
+        *learning_curve_targets(),
         *run_figure_targets(STUDY.unscreened_runs),
         f"{RESULTS}/environment/environment.html",
         *tuning_targets(STUDY.unscreened_runs),

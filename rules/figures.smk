@@ -142,3 +142,26 @@ rule prediction_grid:
         "../envs/tlbench.yaml"
     script:
         "../scripts/prediction_grid.py"
+
+
+rule learning_curves:
+    input:
+        study=f"{RESULTS}/tables/study.csv",
+    output:
+        figure=report(
+            f"{RESULTS}/figures/{{dataset}}/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="Per dataset",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "learning curves over label budgets"},
+        ),
+        page=f"{RESULTS}/tables/{{dataset}}/learning_curves.rst",
+        csv=f"{RESULTS}/tables/{{dataset}}/learning_curves.csv",
+        md=f"{RESULTS}/tables/{{dataset}}/learning_curves.md",
+        html=f"{RESULTS}/tables/{{dataset}}/learning_curves.html",
+    log:
+        f"{RESULTS}/logs/figures/{{dataset}}/learning_curves.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/learning_curves.py"

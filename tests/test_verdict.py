@@ -319,3 +319,31 @@ def test_friedman_nemenyi_and_cd_diagram(tmp_path):
     assert image.shape[1] > 300 and image.min() < 100 < image.max()  # drawn, not blank
     with pytest.raises(ValueError, match=r">= 2 datasets and >= 3 strategies.*\['d0'\]"):
         verdict.across_datasets(pd.DataFrame([r for r in records if r["dataset"] == "d0"]))
+
+
+def test_verdict_per_label_budget(tmp_path):
+    """With label budgets, each budget has its own selected cell and transfer gain, from
+    its own runs (not pooled with the other budgets' runs as extra seeds)."""
+    paths = []
+    budgets = {"n5": (5.0, [0.50, 0.52, 0.50], [0.70, 0.71, 0.70]),
+               "all": (60.0, [0.90, 0.91, 0.90], [0.70, 0.72, 0.69])}  # fmt: skip
+    for label, (size, tuned, scratch) in budgets.items():
+        new = write_run(tmp_path / label, "mnv2/fine_tune/none", accuracy_per_seed=tuned,
+                        val=tuned, seconds=100, pretrained=True)  # fmt: skip
+        new += write_run(tmp_path / label, "cnn/scratch/none", accuracy_per_seed=scratch,
+                         val=scratch, seconds=50, pretrained=False)  # fmt: skip
+        for path in new:
+            metrics = json.loads(path.read_text())
+            path.write_text(json.dumps({**metrics, "budget": label, "budget_per_class_mean": size}))
+        paths += new
+    study = tables.collect_runs(paths)
+    table = verdict.write_verdict(study, tmp_path / "verdict", tmp_path / "front.rst", reps=300)
+    assert table[["budget", "selected", "gain_verdict"]].values.tolist() == [
+        ["n5", "cnn/scratch/none", "worse"],
+        ["all", "mnv2/fine_tune/none", "better"],
+    ]
+    assert table["seeds"].tolist() == [3, 3]
+    assert table["transfer_gain"].iloc[0] == pytest.approx((1.52 - 2.11) / 3)
+    front = (tmp_path / "front.rst").read_text()
+    assert "**digits** at label budget n5: chosen by mean validation accuracy over seeds: " in front
+    assert "budget" in pd.read_csv(tmp_path / "verdict.csv").columns

@@ -523,6 +523,37 @@ def verdict_table(
     return pd.DataFrame(records)
 
 
+def budget_groups(study: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
+    """The study split by label budget (tlbench.budget; column ``budget``), budgets in
+    increasing images per class; ``[(None, study)]`` when it has one budget or none."""
+    if "budget" not in study or study["budget"].fillna("all").nunique() <= 1:
+        return [(None, study)]
+    labels = study["budget"].fillna("all")
+    size = study.get("budget_per_class_mean", pd.Series(0.0, index=study.index))
+    order = size.groupby(labels).mean().sort_values(kind="stable").index
+    return [(str(label), study[labels == label]) for label in order]
+
+
+def verdict_by_budget(
+    study: pd.DataFrame,
+    margin: float = MARGIN,
+    reps: int = REPS,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> pd.DataFrame:
+    """:func:`verdict_table` per label budget (a ``budget`` column after ``dataset``):
+    the validation-selected cell and the transfer gain of every budget, each from that
+    budget's runs only. A study without budgets gets :func:`verdict_table` itself."""
+    tables = []
+    for label, rows in budget_groups(study):
+        table = verdict_table(rows, margin, reps, seed, level)
+        if label is None:
+            return table
+        table.insert(1, "budget", label)
+        tables.append(table)
+    return pd.concat(tables).sort_values("dataset", kind="stable").reset_index(drop=True)
+
+
 #: Columns of :func:`ranking` (the report's strategy ranking).
 RANKING_COLUMNS = [
     "dataset", "rank", "backbone", "strategy", "augmentation", "seeds", "criterion",
@@ -638,8 +669,9 @@ def front_section(verdicts: pd.DataFrame, across: AcrossDatasets | None = None) 
         criterion = (
             "validation ROC AUC" if v["criterion"] == "val_roc_auc" else "validation accuracy"
         )
+        at = f" at label budget {v['budget']}" if isinstance(v.get("budget"), str) else ""
         lines += [
-            f"**{v['dataset']}**: chosen by mean {criterion} over seeds: ``{v['selected']}``, "
+            f"**{v['dataset']}**{at}: chosen by mean {criterion} over seeds: ``{v['selected']}``, "
             f"test accuracy {v['test_accuracy']:.4f} (95 % interval {v['ci_low']:.4f} to "
             f"{v['ci_high']:.4f}, {v['seeds']} seed{'s' if v['seeds'] != 1 else ''}).",
             "",
@@ -727,8 +759,10 @@ def write_verdict(
         tables.write_table(pd.DataFrame(columns=["dataset", "selected", "note"]), table_stem)
         write_front_section(PILOT_SECTION, front_path)
         return pd.DataFrame()
-    cells = cell_table(study, margin, reps, seed)
-    verdicts = verdict_table(study, margin, reps, seed)
+    groups = budget_groups(study)  # budgets: across datasets compares their 'all' runs
+    whole = dict(groups).get("all", study) if len(groups) > 1 else study
+    cells = cell_table(whole, margin, reps, seed)
+    verdicts = verdict_by_budget(study, margin, reps, seed)
     across, _ = across_or_none(cells)
     tables.write_table(verdicts, table_stem)
     write_front_section(front_section(verdicts, across), front_path)
