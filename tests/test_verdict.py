@@ -347,3 +347,16 @@ def test_verdict_per_label_budget(tmp_path):
     front = (tmp_path / "front.rst").read_text()
     assert "**digits** at label budget n5: chosen by mean validation accuracy over seeds: " in front
     assert "budget" in pd.read_csv(tmp_path / "verdict.csv").columns
+    # the ranking and the general table keep the budgets apart too (3 seeds per row)
+    cells = verdict.cell_table(study, reps=300)
+    assert cells[["budget", "strategy", "seeds"]].values.tolist() == [
+        ["n5", "scratch", 3], ["n5", "fine_tune", 3], ["all", "fine_tune", 3], ["all", "scratch", 3]
+    ]  # fmt: skip
+    assert list(verdict.ranking(cells).columns[:2]) == ["dataset", "budget"]
+    general = tables.general_table(study, "digits")
+    assert (
+        sorted(general["Model name"].str.extract(r"\[budget (\w+)\]")[0])
+        == ["all"] * 2 + ["n5"] * 2
+    )
+    assert set(general["Runs"]) == {"3"}
+    assert set(tables.strategy_ranking(study)["runs"]) == {3}

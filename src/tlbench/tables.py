@@ -398,16 +398,18 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """
     rows_of = _check_dataset(df, dataset)
     columns_of = general_columns(reported_split(df))
-    keys = ["backbone", "strategy", "augmentation"]
+    keys = ["backbone", "strategy", "augmentation", *budget_keys(rows_of)]
     records = []
     means: dict[str, list[float]] = {col: [] for col in columns_of}
     groups = sorted(
         rows_of.groupby(keys, sort=True),
-        key=lambda item: (item[0][0], item[0][1], item[0][2] != "none", item[0][2]),
+        key=lambda item: (item[0][0], item[0][1], item[0][2] != "none", *item[0][2:]),
     )  # within a backbone and strategy, the run without augmentation first
-    for (backbone, strategy, augmentation), group in groups:
+    for (backbone, strategy, augmentation, *budget), group in groups:
         ok = _ok(group)
         record = {"Model name": model_name(backbone, strategy, augmentation)}
+        if budget:  # label budgets (tlbench.budget): one row per cell and budget
+            record["Model name"] += f" [budget {budget[0]}]"
         policies = group["batchnorm"].dropna() if "batchnorm" in group else []
         record["BatchNorm"] = "/".join(sorted({str(v) for v in policies}))
         for column, (source, _, decimals) in columns_of.items():
@@ -432,6 +434,12 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return table
 
 
+def budget_keys(df: pd.DataFrame) -> list[str]:
+    """``["budget"]`` when the study's runs have two or more label budgets
+    (tlbench.budget; each budget's runs form their own cells), else ``[]``."""
+    return ["budget"] if "budget" in df and df["budget"].nunique() > 1 else []
+
+
 def strategy_ranking(df: pd.DataFrame) -> pd.DataFrame:
     """Strategies ranked per (dataset, backbone) by mean test accuracy (seed 002's criterion).
 
@@ -443,7 +451,7 @@ def strategy_ranking(df: pd.DataFrame) -> pd.DataFrame:
     """
     ok = _ok(df)
     split = reported_split(df)
-    keys = ["dataset", "backbone", "strategy", "augmentation"]
+    keys = ["dataset", "backbone", "strategy", "augmentation", *budget_keys(df)]
     columns = [
         *keys,
         "runs",
@@ -465,7 +473,7 @@ def strategy_ranking(df: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
     table = table.rename(columns={c: f"{split}_{c}" for c in ("accuracy_mean", "accuracy_sd",
                                                               "roc_auc_mean")})  # fmt: skip
-    within = table.groupby(["dataset", "backbone"])
+    within = table.groupby(["dataset", "backbone", *budget_keys(df)])
     table["accuracy_rank"] = within[f"{split}_accuracy_mean"].rank(ascending=False, method="min")
     auc_rank = within[f"{split}_roc_auc_mean"].rank(ascending=False, method="min")
     table["roc_auc_rank"] = auc_rank.where(table["num_classes"] == 2)

@@ -427,11 +427,19 @@ def cell_table(
     seed: int = SEED,
     level: float = LEVEL,
 ) -> pd.DataFrame:
-    """Every cell of every dataset (:func:`dataset_cells`), datasets in name order."""
-    tables = [dataset_cells(c, margin, reps, seed, level)[0] for c in load_cells(study).values()]
+    """Every cell of every dataset (:func:`dataset_cells`), datasets in name order; with
+    label budgets (:func:`budget_groups`) per budget, a ``budget`` column after ``dataset``."""
+    tables = []
+    for label, rows in budget_groups(study):
+        for cells in load_cells(rows).values():
+            table = dataset_cells(cells, margin, reps, seed, level)[0]
+            if label is not None:
+                table.insert(1, "budget", label)
+            tables.append(table)
     if not tables:
         raise ValueError("the study has no finished run: nothing to compare")
-    return pd.concat(tables, ignore_index=True)
+    table = pd.concat(tables, ignore_index=True)
+    return table.sort_values("dataset", kind="stable").reset_index(drop=True)
 
 
 def _name(row: Mapping[str, Any]) -> str:
@@ -572,7 +580,8 @@ def ranking(cells: pd.DataFrame) -> pd.DataFrame:
         _seeds_text(n) if v == "tied" else ""
         for n, v in zip(table["seeds_to_resolve"], table["verdict"], strict=True)
     ]
-    return table[RANKING_COLUMNS].reset_index(drop=True)
+    budget = ["budget"] if "budget" in table else []  # label budgets: a list per budget
+    return table[RANKING_COLUMNS[:1] + budget + RANKING_COLUMNS[1:]].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- across datasets
@@ -773,6 +782,8 @@ def critical_difference(ranking_csv: str | os.PathLike, path: str | os.PathLike)
     """The critical-difference diagram from the strategy ranking's CSV (:func:`ranking`);
     a figure saying why when the study's finished runs do not allow the comparison."""
     cells = pd.read_csv(ranking_csv)
+    if "budget" in cells:  # label budgets: datasets are compared on their whole training splits
+        cells = cells[cells["budget"] == "all"]
     if "test_accuracy" not in cells:
         across, reason = None, "the test split is sealed (pilot study): no test accuracies"
     else:
