@@ -156,3 +156,17 @@ def test_apply_budget_cuts_the_train_split_only(tiny_prepared):
     whole, record = apply_budget(data, None)
     assert whole is data and record["budget"] == "all"
     assert record["budget_per_class_mean"] == len(full_y) / 3
+
+
+def test_transferability_compares_scores_with_the_whole_split_runs():
+    import pandas as pd
+
+    from tlbench.transferability import measured_accuracy
+
+    study = pd.DataFrame(
+        {"dataset": "d", "backbone": "m", "strategy": "fe", "augmentation": "none",
+         "seed": [0, 1, 0, 1], "budget": ["all", "all", "n5", "n5"], "status": "ok",
+         "val_accuracy": [0.9, 0.8, 0.1, 0.2], "test_accuracy": [0.9, 0.7, 0.1, 0.1]}
+    )  # fmt: skip
+    row = measured_accuracy(study).iloc[0]
+    assert (row["runs"], row["val_accuracy"], row["test_accuracy"]) == (2, 0.85, 0.8)

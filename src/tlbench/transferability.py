@@ -464,8 +464,12 @@ def scores_table(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
 def measured_accuracy(study: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds of val and test accuracy of finished runs, per
-    (dataset, backbone, strategy, augmentation), with the number of runs."""
+    (dataset, backbone, strategy, augmentation), with the number of runs. With label
+    budgets (tlbench.budget) only the runs on the whole training split (``all``): the
+    scores are computed on it."""
     ok = study[study["status"] == "ok"]
+    if "budget" in ok:
+        ok = ok[ok["budget"].fillna("all") == "all"]
     keys = ["dataset", "backbone", "strategy", "augmentation"]
     return (
         ok.groupby(keys, sort=True)
