@@ -93,6 +93,9 @@ def test_curve_table_has_t_intervals_over_seeds():
     assert row["accuracy"] == pytest.approx(0.25)
     assert (row["low"], row["high"]) == pytest.approx((0.25 - half, 0.25 + half))
     assert all(map(math.isnan, lc.t_interval([0.5])))  # one seed has no interval
+    wide = study_rows()
+    wide.loc[wide["budget"] == "n5", "test_accuracy"] = [0.0, 1.0, 0.5] * 2
+    assert lc.curve_table(wide)[["low", "high"]].iloc[0].tolist() == [0.0, 1.0]  # clipped
 
 
 def test_page_and_figure(tmp_path):

@@ -3,7 +3,7 @@
 Per dataset, :func:`curve_table` gives every cell's accuracy (test; in a pilot
 study validation) at every label budget: the mean over seeds and a 95 %
 t-interval over seeds (``scipy.stats.t``: mean ± t(0.975, S - 1) · sd / sqrt(S);
-a cell with one seed has none). The x position of a budget is the mean number of
+a cell with one seed has none; clipped to [0, 1]). The x position of a budget is the mean number of
 training images per class its runs used (``budget_per_class_mean`` of
 metrics.json), so ``all`` sits at the class mean size.
 
@@ -71,7 +71,7 @@ def curve_table(study: pd.DataFrame, split: str = "test", level: float = LEVEL) 
     records = []
     for (dataset, cell, label), rows in ok.groupby(["dataset", "cell", "budget"], sort=True):
         values = rows[column].astype(float).to_numpy()
-        low, high = t_interval(values, level)
+        low, high = np.clip(t_interval(values, level), 0.0, 1.0)  # an accuracy's range
         records.append(
             {
                 "dataset": dataset,
