@@ -175,10 +175,11 @@ class TrainContext:
     trainer: Any
 
     def result(self, model: keras.Model | None, **fields: Any) -> TrainResult:
-        """A :class:`TrainResult` of ``model`` with the trainer's history and best epoch."""
-        return TrainResult(
-            model, history=self.trainer.rows, best_epoch=self.trainer.best_epoch, **fields
-        )
+        """A :class:`TrainResult` of ``model``; ``history`` and ``best_epoch`` default
+        to the trainer's (its rows and best epoch so far)."""
+        fields.setdefault("history", self.trainer.rows)
+        fields.setdefault("best_epoch", self.trainer.best_epoch)
+        return TrainResult(model, **fields)
 
 
 @dataclass
