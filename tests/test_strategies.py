@@ -18,6 +18,7 @@ ALL = [
     "freeze_bottom",
     "discriminative_lr",
     "autoencoder",
+    "linear_probe",
 ]
 
 

@@ -7,7 +7,9 @@
   ``feature_extraction``, ``fine_tune``, ``two_phase``, ``freeze_bottom``,
   ``discriminative_lr``), trained by the default :meth:`Strategy.train`;
 * :mod:`tlbench.strategies.direct` — ``direct`` (class mapping, no training);
-* :mod:`tlbench.strategies.autoencoder` — ``autoencoder`` (greedy stages, then phases).
+* :mod:`tlbench.strategies.autoencoder` — ``autoencoder`` (greedy stages, then phases);
+* :mod:`tlbench.strategies.linear_probe` — ``linear_probe`` (logistic regression on
+  frozen features, C chosen on validation).
 
 A new strategy is a module here that registers its :class:`Strategy` subclass
 (``@register``), imported below; the engine hands it a :class:`TrainContext` and
@@ -34,6 +36,7 @@ from tlbench.strategies.base import (
     set_trainable,
 )
 from tlbench.strategies.direct import Direct
+from tlbench.strategies.linear_probe import LinearProbe
 from tlbench.strategies.phased import (
     DiscriminativeLR,
     FeatureExtraction,
@@ -53,6 +56,7 @@ __all__ = [
     "FeatureExtraction",
     "FineTune",
     "FreezeBottom",
+    "LinearProbe",
     "Phase",
     "Scratch",
     "SpecError",
