@@ -7,7 +7,7 @@ strategy ``feature_extraction``, 10 epochs, no early stopping. Three runs of
 the same spec and seed:
 
 * ``images``: the images go through the frozen backbone in every epoch
-  (``tlbench.engine.USE_FEATURE_CACHE = False``);
+  (``tlbench.training.USE_FEATURE_CACHE = False``);
 * ``cache cold``: the run computes the cache itself (one pass) and trains the head on it;
 * ``cache warm``: the cache already exists (as in the workflow, where
   ``tlbench features`` fills it once for every run and seed of a dataset/backbone).
@@ -51,7 +51,7 @@ def main() -> None:
     ).is_file():
         raise SystemExit(f"needs the MobileNetV2 0.35 ImageNet weights in {weights}")
 
-    from tlbench import engine
+    from tlbench import engine, training
     from tlbench.datasets import prepare
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-features-"))
@@ -68,9 +68,9 @@ def main() -> None:
         "training": {"epochs": args.epochs, "batch_size": args.batch_size, "early_stopping": None},
     }
     results = {}
-    engine.USE_FEATURE_CACHE = False
+    training.USE_FEATURE_CACHE = False
     results["images"] = engine.run(spec, work / "run-images")
-    engine.USE_FEATURE_CACHE = True
+    training.USE_FEATURE_CACHE = True
     cache = work / "features"
     results["cache cold"] = engine.run({**spec, "features_cache": str(cache)}, work / "run-cold")
     results["cache warm"] = engine.run({**spec, "features_cache": str(cache)}, work / "run-warm")

@@ -293,3 +293,48 @@ def test_imagenet_backbone_feature_extraction(tiny_prepared, tmp_path, keras_hom
         == (metrics["params_total"])
     )
     assert metrics["params_trainable"] == model.get_layer("head").count_params()
+
+
+def test_a_strategy_unit_trains_through_the_context_alone(tiny_prepared, tmp_path, monkeypatch):
+    """A strategy registered outside the engine: the engine builds the model, hands it
+    over in a TrainContext without the test split, and writes what TrainResult says."""
+    from tlbench.strategies import STRATEGIES, Strategy
+
+    seen = {}
+
+    class Untrained(Strategy):
+        name = "untrained_probe_of_the_interface"
+
+        def train(self, ctx):
+            seen["splits"] = sorted(ctx.splits)
+            seen["built"] = ctx.built is not None
+            row = {"epoch": 1, "phase": "none", "loss": 0.5}
+            return ctx.result(
+                ctx.built.model,
+                history=[row],
+                best_epoch=1,
+                pretrained=False,
+                extras={"untrained": True},
+                arrays={"extra.npz": {"a": np.arange(3)}},
+            )
+
+    monkeypatch.setitem(STRATEGIES._items, Untrained.name, Untrained)
+    out = tmp_path / "out"
+    metrics = engine.run(tiny_spec(tiny_prepared, Untrained.name), out)
+    assert seen == {"splits": ["train", "val"], "built": True}
+    assert metrics["untrained"] is True and metrics["pretrained"] is False
+    assert metrics["epochs_run"] == 1 and metrics["best_epoch"] == 1
+    assert read_history(out) == [
+        {
+            "epoch": "1",
+            "phase": "none",
+            "loss": "0.5",
+            "accuracy": "",
+            "val_loss": "",
+            "val_accuracy": "",
+            "learning_rate": "",
+            "seconds": "",
+        }
+    ]
+    np.testing.assert_array_equal(np.load(out / "extra.npz")["a"], np.arange(3))
+    assert metrics["test"]["n"] == len(np.load(tiny_prepared / "test_y.npy"))

@@ -18,6 +18,7 @@ ALL = [
     "freeze_bottom",
     "discriminative_lr",
     "autoencoder",
+    "linear_probe",
 ]
 
 
@@ -284,7 +285,7 @@ def test_direct_mapping_param_is_validated():
 def test_direct_one_to_one_mapping_resolves_majority_collisions():
     import numpy as np
 
-    from tlbench.engine import map_classes
+    from tlbench.strategies.direct import map_classes
 
     # target 0 and 1 are both mostly predicted as source 2; target 1's runner-up is source 0
     counts = np.array([[0, 1, 9, 0], [4, 0, 6, 0], [0, 0, 1, 7]])
@@ -300,7 +301,7 @@ def test_direct_one_to_one_mapping_resolves_majority_collisions():
 def test_trained_batchnorm_uses_the_spec_momentum(momentum):
     """Keras applications ship BatchNorm momentum 0.999 (MobileNetV2): from random init,
     a few hundred steps leave the inference-mode statistics at their initial values."""
-    from tlbench.engine import build_model
+    from tlbench.assembly import build_model
 
     spec = resolve_spec(
         {
@@ -318,7 +319,7 @@ def test_trained_batchnorm_uses_the_spec_momentum(momentum):
 
 @pytest.mark.parametrize("policy, expected", [("frozen", {0.999}), ("train", {0.9})])
 def test_batchnorm_momentum_applies_only_to_batchnorm_that_trains(policy, expected):
-    from tlbench.engine import build_model
+    from tlbench.assembly import build_model
 
     spec = resolve_spec(
         {

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pytest
 
-from tlbench import engine
+from tlbench import engine, training
 from tlbench.datasets import load_prepared, make_tiny_prepared
 
 SIZE = 16
@@ -166,7 +166,7 @@ def runs(behaviour_dir, target, shuffled_target, pretrained):
     fit = engine.Trainer.fit
     with pytest.MonkeyPatch.context() as patch:
         for labels, prepared in (("true", target), ("shuffled", shuffled_target)):
-            patch.setattr(engine, "USE_FEATURE_CACHE", labels == "shuffled")
+            patch.setattr(training, "USE_FEATURE_CACHE", labels == "shuffled")
             for name, params in STRATEGIES.items():
                 weights = "none" if name == "autoencoder" else {"run": str(pretrained)}
                 snapshots = PhaseSnapshots()

@@ -132,10 +132,10 @@ def test_objective_is_roc_auc_for_binary_data():
 
 @pytest.mark.slow
 def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_path, monkeypatch):
-    from tlbench import engine
+    from tlbench import pipeline
 
     opened: list[str] = []
-    real = engine.load_prepared
+    real = pipeline.load_prepared
 
     class Watched:
         def __init__(self, data):
@@ -149,7 +149,7 @@ def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_pat
             return self._data.split(name)
 
     monkeypatch.setattr(
-        engine, "load_prepared", lambda path, splits=None: Watched(real(path, splits))
+        pipeline, "load_prepared", lambda path, splits=None: Watched(real(path, splits))
     )
     section = {
         "tuner": "random",

@@ -776,8 +776,8 @@ def _load_run_model(run_dir: Path) -> keras.Model:
         raise FileNotFoundError(
             f"weights {{run: {str(run_dir)!r}}}: {path} does not exist (not a finished run?)"
         )
-    # register tlbench's custom layers (augmentation; the engine's heads and selectors)
-    for module in ("tlbench.augment", "tlbench.engine"):
+    # register tlbench's custom layers (augmentation; the strategies' class selector)
+    for module in ("tlbench.augment", "tlbench.layers"):
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module)
     return keras.saving.load_model(path, compile=False)

@@ -1,4 +1,5 @@
-"""The package's errors and warnings, in one module that imports nothing of the package.
+"""The package's errors and warnings (and the number hint of their messages), in one
+module that imports nothing of the package.
 
 Each is re-exported from the module that raises it (``tlbench.spec.SpecError``, ...),
 so callers may import it from either place; a module that only needs the error
@@ -6,6 +7,8 @@ imports it from here, which keeps the import graph free of cycles.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class SpecError(ValueError):
@@ -33,3 +36,21 @@ class MissingWeightsError(FileNotFoundError):
 
 class ResumeWarning(UserWarning):
     """A checkpoint in the work folder was discarded (damaged, or of another spec or data)."""
+
+
+class RunFailed(Exception):
+    """Training diverged (non-finite loss); the message says where."""
+
+
+def number_hint(value: Any) -> str:
+    """A hint for a number YAML read as a string (``1e-3``: PyYAML wants ``1.0e-3``)."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return (
+            f" (YAML read {value!r} as a string: write exponents with a decimal point "
+            "and a signed exponent, e.g. 1.0e-3 for 1e-3)"
+        )
+    return ""

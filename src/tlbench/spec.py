@@ -72,7 +72,7 @@ from typing import Any
 
 import yaml
 
-from tlbench.errors import SpecError  # re-exported: callers import it from here
+from tlbench.errors import SpecError, number_hint  # re-exported: callers import them here
 
 REQUIRED = "<required>"
 
@@ -188,20 +188,6 @@ def _is_number(value: Any) -> bool:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def number_hint(value: Any) -> str:
-    """A hint for a number YAML read as a string (``1e-3``: PyYAML wants ``1.0e-3``)."""
-    if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return ""
-        return (
-            f" (YAML read {value!r} as a string: write exponents with a decimal point "
-            "and a signed exponent, e.g. 1.0e-3 for 1e-3)"
-        )
-    return ""
 
 
 def _choice(path: str, value: Any, valid: tuple[str, ...] | list[str]) -> None:

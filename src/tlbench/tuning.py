@@ -25,8 +25,8 @@ Tuning section (defaults shown)::
 The objective is the validation accuracy (``val_accuracy``), or for two
 classes the validation ROC AUC (``val_roc_auc``); trials read the train and
 val splits only, never the test split. Every trial trains from scratch
-through the engine (:func:`tlbench.engine.build_model` /
-:func:`tlbench.engine.fit_phases`, so two-phase training compiles and fits
+as a run does (:func:`tlbench.assembly.build_model`, then the strategy's
+:meth:`~tlbench.strategies.Strategy.train`, so two-phase training compiles and fits
 twice inside one :meth:`keras_tuner.HyperModel.fit`), from a cleared Keras
 session; under Hyperband a trial's epoch budget is its ``training.epochs``
 (no weights are carried over between brackets).
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import functools
 import hashlib
 import io
 import json
@@ -302,158 +301,17 @@ def search_key(spec: Mapping[str, Any], tuning: Mapping[str, Any], manifest: Map
 # --------------------------------------------------------------------------- keras-tuner
 
 
-@functools.cache
-def _classes() -> dict[str, Any]:
-    """The HyperModel and tuner classes (keras-tuner imported on first use)."""
-    import keras
-    import keras_tuner
-    import numpy as np
-
-    from tlbench import engine, pipeline
-    from tlbench.strategies import STRATEGIES
-
-    class StrategyHyperModel(keras_tuner.HyperModel):
-        """Builds and trains one trial of a strategy through the engine's hooks.
-
-        Subclasses declare the strategy's hyperparameters in :meth:`declare`.
-        """
-
-        def __init__(self, search: _Search):
-            super().__init__(name=f"tlbench_{search.spec['strategy']['name']}", tunable=True)
-            self.search = search
-            self.trial_id: str | None = None
-            self._built: Any = None
-            self._spec: dict[str, Any] | None = None
-            self._strategy: Any = None
-
-        def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
-            """Declare the tuned hyperparameters on ``hp``; return their values."""
-            space, values = self.search.tuning["space"], {}
-            if "learning_rate" in space:
-                rng = space["learning_rate"]
-                values["learning_rate"] = hp.Float(
-                    "learning_rate", rng["min"], rng["max"], sampling="log"
-                )
-            return values
-
-        def _depth(self, hp: keras_tuner.HyperParameters, name: str) -> int | str:
-            rng = self.search.tuning["space"][name]
-            if "blocks" in rng:
-                return hp.Choice(name, rng["blocks"])
-            return hp.Int(name, rng["min"], rng["max"], step=rng["step"])
-
-        def trial_spec(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
-            """The resolved run spec of a trial (tuned values applied, epoch budget set)."""
-            from tlbench.spec import resolve_spec
-
-            spec = apply_tuned(self.search.spec, self.declare(hp))
-            if "tuner/epochs" in hp.values:  # Hyperband's budget for this trial
-                spec["training"]["epochs"] = int(hp.values["tuner/epochs"])
-            return resolve_spec(spec)
-
-        def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-            keras.backend.clear_session()
-            spec = self.trial_spec(hp)
-            keras.utils.set_random_seed(spec["seed"])
-            strategy = STRATEGIES.get(spec["strategy"]["name"])(spec["strategy"]["params"])
-            self._spec, self._strategy = spec, strategy
-            self._built = engine.build_model(
-                spec, strategy, self.search.image_shape, len(self.search.classes)
-            )
-            return self._built.model
-
-        def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args, **kwargs):
-            """Train through every phase of the strategy; score on the val split."""
-            if self._built is None or self._built.model is not model:
-                raise RuntimeError("HyperModel.fit got a model its build() did not return")
-            self.search.log_event(self.trial_id, "start")
-            start = time.perf_counter()
-            trainer = engine.Trainer(self._spec)
-            result = engine.fit_phases(
-                self._built, self._spec, self._strategy, self.search.splits, trainer, {}, {}
-            )
-            seconds = time.perf_counter() - start
-            if isinstance(result, engine.RunFailed):
-                self.search.log_event(self.trial_id, "failed", reason=str(result))
-                raise keras_tuner.errors.FailedTrialError(str(result))
-            x_val, y_val = self.search.splits["val"]
-            prob = pipeline.predict(model, x_val, self._spec["training"]["batch_size"])
-            scores = self.search.score(np.asarray(y_val), prob)
-            scores.update(epochs=float(len(trainer.rows)), seconds=round(seconds, 3))
-            self.search.log_event(self.trial_id, "end", **scores)
-            self._built = None
-            return scores
-
-    class TwoPhaseHyperModel(StrategyHyperModel):
-        """two_phase: learning rate, phase-2 learning rate, unfreeze depth (layers or blocks)."""
-
-        def declare(self, hp):
-            values = super().declare(hp)
-            space = self.search.tuning["space"]
-            if "phase2_learning_rate" in space:
-                rng = space["phase2_learning_rate"]
-                values["phase2_learning_rate"] = hp.Float(
-                    "phase2_learning_rate", rng["min"], rng["max"], sampling="log"
-                )
-            if "unfreeze" in space:
-                values["unfreeze"] = self._depth(hp, "unfreeze")
-            return values
-
-    class FreezeBottomHyperModel(StrategyHyperModel):
-        """freeze_bottom: learning rate and the number of frozen layers (or a block)."""
-
-        def declare(self, hp):
-            values = super().declare(hp)
-            if "frozen" in self.search.tuning["space"]:
-                values["frozen"] = self._depth(hp, "frozen")
-            return values
-
-    class DiscriminativeLRHyperModel(StrategyHyperModel):
-        """discriminative_lr: learning rate and the layer-wise decay factor."""
-
-        def declare(self, hp):
-            values = super().declare(hp)
-            rng = self.search.tuning["space"].get("decay")
-            if rng is not None:
-                values["decay"] = hp.Float("decay", rng["min"], rng["max"])
-            return values
-
-    class TrialTracking:
-        """Tuner mixin: tell the HyperModel its trial id; no weights across brackets."""
-
-        def run_trial(self, trial, *args, **kwargs):
-            self.hypermodel.trial_id = trial.trial_id
-            return super().run_trial(trial, *args, **kwargs)
-
-        def _build_hypermodel(self, hp):
-            # keras_tuner.Hyperband would load the weights of the trial this one
-            # continues; a tlbench trial trains from scratch through all its phases.
-            return keras_tuner.Tuner._build_hypermodel(self, hp)
-
-    tuners = {
-        "hyperband": type("Hyperband", (TrialTracking, keras_tuner.Hyperband), {}),
-        "bayesian": type(
-            "BayesianOptimization", (TrialTracking, keras_tuner.BayesianOptimization), {}
-        ),
-        "random": type("RandomSearch", (TrialTracking, keras_tuner.RandomSearch), {}),
-    }
-    hypermodels = {
-        "two_phase": TwoPhaseHyperModel,
-        "freeze_bottom": FreezeBottomHyperModel,
-        "discriminative_lr": DiscriminativeLRHyperModel,
-    }
-    return {"tuners": tuners, "hypermodels": hypermodels, "base": StrategyHyperModel}
-
-
 def hypermodel_class(strategy: str) -> type:
-    """The :class:`keras_tuner.HyperModel` subclass that tunes ``strategy``."""
+    """The :class:`keras_tuner.HyperModel` subclass that tunes ``strategy``
+    (:mod:`tlbench.hypermodels`; keras-tuner is imported here, on first use)."""
     if strategy not in TUNABLE:
         raise TuningError(
             f"strategy {strategy!r} has nothing to tune; strategies that can be tuned: "
             f"{', '.join(sorted(TUNABLE))}"
         )
-    classes = _classes()
-    return classes["hypermodels"].get(strategy, classes["base"])
+    from tlbench import hypermodels
+
+    return hypermodels.HYPERMODELS.get(strategy, hypermodels.StrategyHyperModel)
 
 
 class _Search:
@@ -476,6 +334,16 @@ class _Search:
             auc = metrics.get("roc_auc")
             out["val_roc_auc"] = float(auc) if auc is not None else 0.5
         return out
+
+    def trial_spec(self, values: Mapping[str, Any], epochs: int | None) -> dict[str, Any]:
+        """The resolved run spec of a trial: the tuned ``values`` applied, and
+        ``epochs`` (Hyperband's budget for the trial, None: the spec's) set."""
+        from tlbench.spec import resolve_spec
+
+        spec = apply_tuned(self.spec, values)
+        if epochs is not None:
+            spec["training"]["epochs"] = int(epochs)
+        return resolve_spec(spec)
 
     def log_event(self, trial_id: str | None, event: str, **fields: Any) -> None:
         """Append one line to ``trial_log.jsonl`` (trial id, event, pid, time, fields)."""
@@ -524,7 +392,9 @@ def _tuner(search: _Search, workdir: Path, project: str) -> Any:
         "overwrite": False,
         "max_consecutive_failed_trials": 1000,
     }
-    cls = _classes()["tuners"][tuning["tuner"]]
+    from tlbench.hypermodels import TUNER_CLASSES
+
+    cls = TUNER_CLASSES[tuning["tuner"]]
     if tuning["tuner"] == "hyperband":
         return cls(
             max_epochs=tuning["max_epochs"] or search.spec["training"]["epochs"],
@@ -551,11 +421,11 @@ def search(
     ``tuning`` its tuning section (validated here), ``names`` the config-level
     names recorded in ``best.json``. Returns the contents of ``best.json``.
     """
-    from tlbench import engine
+    from tlbench import pipeline
     from tlbench.backbones import build_backbone
 
     tuning = resolve_tuning(spec["strategy"]["name"], tuning, where)
-    data = engine.load_prepared(spec["dataset"]["prepared"], engine.TRAIN_VAL_SPLITS)
+    data = pipeline.load_prepared(spec["dataset"]["prepared"], pipeline.TRAIN_VAL_SPLITS)
     base = _prepare_spec({**spec, "seed": tuning["seed"]}, data)
     size = base["training"]["input_size"]
     check_space_against_backbone(

@@ -21,8 +21,8 @@ import numpy as np
 
 from tlbench.datasets import archives
 from tlbench.datasets.images import Box, Size
+from tlbench.errors import number_hint
 from tlbench.registry import Registry
-from tlbench.spec import number_hint
 
 SPLITS = ("train", "val", "test")
 

@@ -1,0 +1,395 @@
+"""Checkpoint and resume of one run: per-epoch checkpoints in ``OUTDIR.work``.
+
+:class:`Resume` keeps the work folder (progress.json, weights files, attempts.json),
+:func:`data_fingerprint` the prepared data's content hash that a checkpoint is
+tied to; :class:`ResumeCallback` and :class:`Heartbeat` are the Keras callbacks
+through which a fit checkpoints every epoch and keeps the attempt record current
+(see :class:`tlbench.training.Trainer`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from tlbench.atomic import atomic_file
+from tlbench.errors import ResumeWarning
+from tlbench.hashing import sha256_file
+
+#: Seconds between two updates of the attempt record while a fit runs (a killed
+#: attempt's time is counted up to its last update).
+HEARTBEAT_SECONDS = 10.0
+
+
+def data_fingerprint(data: Any) -> str:
+    """A content hash of a prepared dataset, cheap to compute at every run start.
+
+    sha256 over manifest.json (without its ``prepare_seconds``), classes.json,
+    the train and val labels and, per split, the images' shape and up to 64 evenly
+    spaced images (the splits training reads: the test split is not opened).
+    Preparing the data again with other labels, classes, size, sources or options
+    changes it; preparing it again identically does not.
+    """
+    digest = hashlib.sha256()
+    manifest = {k: v for k, v in data.manifest.items() if k != "prepare_seconds"}
+    digest.update(json.dumps(manifest, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(list(data.classes)).encode())
+    for name in ("train", "val"):
+        x, y = data.split(name)
+        digest.update(f"{name} {x.shape} {x.dtype} {y.dtype}".encode())
+        digest.update(np.ascontiguousarray(y).tobytes())
+        if len(x):
+            picks = np.unique(np.linspace(0, len(x) - 1, num=min(64, len(x))).astype(np.int64))
+            digest.update(np.ascontiguousarray(x[picks]).tobytes())
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Resume:
+    """Per-epoch checkpoints of one run's fits in a work folder (``OUTDIR.work``).
+
+    Fits (one per phase or autoencoder stage) are numbered in call order.
+    ``progress.json`` holds the spec's hash and the prepared data's fingerprint
+    (:func:`data_fingerprint`), the history rows so far, per finished fit its row
+    count, best epoch and final weights file, and for the fit in progress its last
+    two finished epochs (``current``, ``previous``): weights file, row count and
+    early-stopping state. Every file is written under a hidden temporary name,
+    flushed to disk (fsync), renamed into place, and its sha256 recorded in
+    progress.json, which is replaced (the same way) after them.
+
+    On resume a checkpoint of another spec or other data is discarded with a
+    :class:`ResumeWarning`; so is one whose files are damaged (sha256 mismatch,
+    missing, or failing to load): the run continues from the epoch before it,
+    else from the start of that fit (a damaged finished fit: from its start).
+
+    ``attempts.json`` lists the attempts (processes) of the run: start, last
+    update, wall ``seconds``, ``setup_seconds``, ``train_seconds`` and
+    ``slurm_job_id``; the current attempt's record is updated at every epoch end
+    and every :data:`HEARTBEAT_SECONDS` of a fit, so a killed attempt's cost
+    counts up to its last update. :meth:`finish_attempt` returns them all.
+    """
+
+    def __init__(
+        self, workdir: str | os.PathLike, spec: Mapping[str, Any], data_key: str | None = None
+    ):
+        from tlbench.provenance import utc_now
+
+        self.dir = Path(workdir)
+        blob = json.dumps(spec, sort_keys=True, default=str).encode()
+        self.key = hashlib.sha256(blob).hexdigest()
+        self.data_key = data_key
+        self.resumed = False
+        self.next_fit = 0
+        self.setup_start: float | None = None
+        self.train_start: float | None = None
+        self._wall_start = time.perf_counter()
+        self._last_beat = 0.0
+        self.attempt: dict[str, Any] = {
+            "started_utc": utc_now(),
+            "finished_utc": None,
+            "seconds": 0.0,
+            "setup_seconds": 0.0,
+            "train_seconds": 0.0,
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        }
+        self.previous_attempts: list[dict[str, Any]] = []
+        self.state = {
+            "spec": self.key,
+            "data": data_key,
+            "rows": [],
+            "fits": [],
+            "current": None,
+            "previous": None,
+        }
+        if self.dir.is_dir():
+            self._open()
+
+    def _discard(self, why: str) -> None:
+        warnings.warn(f"{self.dir}: {why}", ResumeWarning, stacklevel=3)
+
+    def _open(self) -> None:
+        """Read the work folder left by earlier attempts (see the class docstring)."""
+        for path in self.dir.iterdir():  # temporaries of a killed write
+            if path.name.startswith(".") and ".tmp-" in path.name:
+                path.unlink()
+        keys = {"spec": self.key, "data": self.data_key}
+        state, same_run = None, True
+        progress = self.dir / "progress.json"
+        if progress.exists():
+            try:
+                state = json.loads(progress.read_text())
+                if not isinstance(state, dict) or not {"rows", "fits", "current"} <= set(state):
+                    raise ValueError("not a checkpoint record")
+            except ValueError as error:
+                self._discard(f"progress.json is damaged ({error}); the run starts over")
+                state = None
+        if state is not None and state.get("spec") != self.key:
+            self._discard("the checkpoint is of another run spec; discarded, the run starts over")
+            state, same_run = None, False
+        elif state is not None and state.get("data") != self.data_key:
+            self._discard(
+                "the checkpoint was trained on other data (the prepared dataset changed "
+                "since: its fingerprint differs); discarded, the run starts over"
+            )
+            state, same_run = None, False
+        try:
+            saved = json.loads((self.dir / "attempts.json").read_text())
+        except (FileNotFoundError, ValueError):
+            saved = None
+        if same_run and isinstance(saved, dict) and saved.get("keys") == keys:
+            self.previous_attempts = list(saved["attempts"])
+        if state is None:
+            shutil.rmtree(self.dir)
+            return
+        state.setdefault("previous", None)
+        self.state = state
+
+    # ---------------------------------------------------------------- attempts
+
+    def heartbeat(self, force: bool = False) -> None:
+        """Update this attempt's record (every HEARTBEAT_SECONDS unless ``force``)."""
+        from tlbench.provenance import utc_now
+
+        now = time.perf_counter()
+        if not force and now - self._last_beat < HEARTBEAT_SECONDS:
+            return
+        self._last_beat = now
+        self.attempt["finished_utc"] = utc_now()
+        self.attempt["seconds"] = round(now - self._wall_start, 3)
+        for key, start in (
+            ("setup_seconds", self.setup_start),
+            ("train_seconds", self.train_start),
+        ):
+            if start is not None:
+                self.attempt[key] = round(now - start, 3)
+        self._write_attempts()
+
+    def _write_attempts(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        keys = {"spec": self.key, "data": self.data_key}
+        _durable_json(
+            self.dir / "attempts.json",
+            {"keys": keys, "attempts": [*self.previous_attempts, self.attempt]},
+        )
+
+    def finish_attempt(self, setup_seconds: float, train_seconds: float) -> list[dict[str, Any]]:
+        """Close this attempt with its measured times; every attempt of the run."""
+        from tlbench.provenance import utc_now
+
+        self.attempt.update(
+            finished_utc=utc_now(),
+            seconds=round(time.perf_counter() - self._wall_start, 3),
+            setup_seconds=round(setup_seconds, 3),
+            train_seconds=round(train_seconds, 3),
+        )
+        return [*self.previous_attempts, self.attempt]
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def _intact(self, entry: Mapping[str, Any]) -> str | None:
+        """None when every file of ``entry`` is there with its recorded sha256; else why not."""
+        for name, digest in (entry.get("sha256") or {}).items():
+            path = self.dir / name
+            if not path.is_file():
+                return f"{name} is missing"
+            if sha256_file(path) != digest:
+                return f"{name} is damaged (its sha256 differs from the one recorded)"
+        if not entry.get("sha256"):
+            return "no checksums recorded"
+        return None
+
+    def _load(self, model: keras.Model, entry: Mapping[str, Any], what: str) -> bool:
+        """Load ``entry``'s weights into a compiled ``model``; False (warned) when damaged."""
+        problem = self._intact(entry)
+        if problem is None:
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            variables = list(model.weights)
+            if model.optimizer is not None:
+                variables += list(model.optimizer.variables)
+            snapshot = [np.array(v.numpy()) for v in variables]
+            try:
+                model.load_weights(self.dir / entry["weights"])
+            except Exception as error:  # a file that verifies but does not load
+                for variable, value in zip(variables, snapshot, strict=True):
+                    variable.assign(value)
+                problem = f"{entry['weights']} does not load ({type(error).__name__}: {error})"
+        if problem is not None:
+            self._discard(f"checkpoint of {what}: {problem}; discarded")
+            return False
+        self.resumed = True
+        return True
+
+    def restore_finished(self, fit: int, model: keras.Model, trainer: Any) -> bool:
+        """Restore a fit that had finished; False when it had not (or was damaged)."""
+        if fit >= len(self.state["fits"]):
+            return False
+        done = self.state["fits"][fit]
+        if not self._load(model, done, f"finished fit {fit}"):
+            # this fit and everything after it are redone from the fit's start
+            rows = self.state["fits"][fit - 1]["rows"] if fit else 0
+            self.state = {
+                **self.state,
+                "rows": self.state["rows"][:rows],
+                "fits": self.state["fits"][:fit],
+                "current": None,
+                "previous": None,
+            }
+            return False
+        trainer.rows[:] = self.state["rows"][: done["rows"]]
+        trainer.best_epoch = done["best_epoch"]
+        return True
+
+    def restore_current(self, fit: int, model: keras.Model, trainer: Any) -> dict | None:
+        """Weights and rows of fit ``fit`` at its last good finished epoch (None: nothing)."""
+        for which in ("current", "previous"):
+            entry = self.state.get(which)
+            if not entry or entry["fit"] != fit:
+                continue
+            if self._load(model, entry, f"fit {fit} after epoch {entry['epoch']}"):
+                trainer.rows[:] = self.state["rows"][: entry["rows"]]
+                self.state = {**self.state, "current": entry, "previous": None}
+                return entry
+        self.state = {**self.state, "current": None, "previous": None}
+        return None
+
+    def _save(self, name: str, write: Any) -> str:
+        """Write file ``name`` through ``write(path)`` durably; its sha256."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".tmp-{name}"
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.dir / name)
+        _fsync_dir(self.dir)
+        return sha256_file(self.dir / name)
+
+    def save_epoch(self, fit: int, epoch: int, model: keras.Model, rows: list, stopper: Any):
+        """Checkpoint fit ``fit`` after its (0-based) ``epoch``."""
+        name = f"fit{fit}-epoch{epoch + 1}.weights.h5"
+        sums = {name: self._save(name, model.save_weights)}
+        current = {
+            "fit": fit,
+            "epoch": epoch + 1,
+            "rows": len(rows),
+            "weights": name,
+            "stopper": None,
+        }
+        if stopper is not None:
+            best_name = None
+            if stopper.best_weights is not None:
+                best_name = f"fit{fit}-epoch{epoch + 1}-best.npz"
+                sums[best_name] = self._save(
+                    best_name, lambda path: np.savez(path, *stopper.best_weights)
+                )
+            current["stopper"] = {
+                "wait": stopper.wait,
+                "best": float(stopper.best) if math.isfinite(float(stopper.best)) else None,
+                "best_epoch": stopper.best_epoch,
+                "best_weights": best_name,
+            }
+        current["sha256"] = sums
+        previous = self.state.get("current")
+        if not previous or previous["fit"] != fit:
+            previous = None
+        self._write({**self.state, "rows": list(rows), "current": current, "previous": previous})
+        self.heartbeat(force=True)
+
+    def restore_stopper(self, current: dict, stopper: Any) -> None:
+        """Early-stopping state of the fit in progress (after its on_train_begin)."""
+        saved = current.get("stopper")
+        if stopper is None or not saved:
+            return
+        stopper.wait = saved["wait"]
+        if saved["best"] is not None:  # None: no monitored value seen yet
+            stopper.best = saved["best"]
+        stopper.best_epoch = saved["best_epoch"]
+        if saved["best_weights"]:
+            with np.load(self.dir / saved["best_weights"]) as z:
+                stopper.best_weights = [z[f"arr_{i}"] for i in range(len(z.files))]
+
+    def finish_fit(self, fit: int, model: keras.Model, rows: list, best_epoch: int | None):
+        """Record a finished fit (its final weights, e.g. the restored best epoch)."""
+        name = f"fit{fit}-final.weights.h5"
+        done = {
+            "rows": len(rows),
+            "best_epoch": best_epoch,
+            "weights": name,
+            "sha256": {name: self._save(name, model.save_weights)},
+        }
+        fits = [*self.state["fits"], done]
+        self._write(
+            {**self.state, "rows": list(rows), "fits": fits, "current": None, "previous": None}
+        )
+        self.heartbeat(force=True)
+
+    def _write(self, state: dict) -> None:
+        """Replace progress.json, then drop weights files it no longer names."""
+        state = {**state, "spec": self.key, "data": self.data_key}
+        _durable_json(self.dir / "progress.json", state)
+        self.state = state
+        keep = {f["weights"] for f in state["fits"]} | {"progress.json", "attempts.json"}
+        for entry in (state["current"], state.get("previous")):
+            if entry:
+                keep.update(entry.get("sha256") or {})
+        for path in self.dir.iterdir():
+            if path.name not in keep and not path.name.startswith("."):
+                path.unlink()
+
+
+def _durable_json(path: Path, data: Any) -> None:
+    """Write JSON atomically and flushed to disk (file and folder fsync)."""
+    with atomic_file(path) as handle:
+        json.dump(data, handle, indent=1, default=str)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    _fsync_dir(path.parent)
+
+
+class ResumeCallback(keras.callbacks.Callback):
+    """Save a checkpoint after every epoch; restore early stopping at train begin."""
+
+    def __init__(self, resume: Resume, fit: int, rows: list, stopper: Any, current: dict | None):
+        super().__init__()
+        self.resume, self.fit, self.rows = resume, fit, rows
+        self.stopper, self.current = stopper, current
+
+    def on_train_begin(self, logs=None) -> None:
+        if self.current:
+            self.resume.restore_stopper(self.current, self.stopper)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.resume.save_epoch(self.fit, epoch, self.model, self.rows, self.stopper)
+
+
+class Heartbeat(keras.callbacks.Callback):
+    """Keep the attempt record of a run up to date while a fit runs (:class:`Resume`)."""
+
+    def __init__(self, resume: Resume):
+        super().__init__()
+        self.resume = resume
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self.resume.heartbeat()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.resume.heartbeat()

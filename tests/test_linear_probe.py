@@ -1,0 +1,122 @@
+"""The linear_probe strategy: its Keras head is the probe, C is chosen before the test
+split is read, and the saved model scores on val what the probe chose C by."""
+
+from __future__ import annotations
+
+import shutil
+
+import keras
+import numpy as np
+import pytest
+from engine_helpers import tiny_spec
+
+from tlbench import engine
+from tlbench.probe import fit_linear_probe
+from tlbench.spec import SpecError, resolve_spec
+from tlbench.strategies.linear_probe import probe_head
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_the_keras_head_predicts_what_sklearn_does(num_classes):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(num_classes)
+    y = np.arange(60) % num_classes
+    scale = np.array([1.0, 5.0, 0.2, 30.0, 2.0])
+    # features far from zero mean and unit scale, so the folded scaler matters
+    x = (rng.normal(size=(60, 5)) + y[:, None]) * scale + 40.0
+    fit = fit_linear_probe(x, y, x, y, grid=[0.01, 1.0], num_classes=num_classes)
+    head = probe_head(fit)
+    sklearn = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=fit.C, solver="lbfgs", max_iter=fit.max_iter, random_state=0),
+    ).fit(x, y)
+    x_new = (rng.normal(size=(25, 5)) + 1.0) * scale + 40.0
+    got = head.predict(x_new.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(got, sklearn.predict_proba(x_new), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"grid": [1.0, -2.0]}, r"strategy\.params\.grid: C = -2\.0 is not a finite number > 0"),
+        ({"grid": []}, r"strategy\.params\.grid: \[\] is empty"),
+        ({"max_iter": 0}, r"strategy\.params\.max_iter: 0 must be an integer >= 1"),
+        ({"batchnorm": "train"}, r"batchnorm: 'train' is not valid for strategy 'linear_probe'"),
+    ],
+)
+def test_bad_parameters_name_the_value(tiny_prepared, params, message):
+    spec = tiny_spec(tiny_prepared, "linear_probe")
+    spec["strategy"]["params"] = params
+    with pytest.raises(SpecError, match=message):
+        resolve_spec(spec)
+
+
+def test_a_run_chooses_C_before_the_test_split_is_read(tiny_prepared, tmp_path, monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    events = []
+    real_load, real_fit = engine.load_prepared, LogisticRegression.fit
+
+    class Recorder:
+        def __init__(self, data):
+            self.data = data
+
+        def __getattr__(self, name):
+            return getattr(self.data, name)
+
+        def split(self, name, *args, **kwargs):
+            events.append(("split", name))
+            return self.data.split(name, *args, **kwargs)
+
+    def fit(self, *args, **kwargs):
+        events.append(("fit", self.C))
+        return real_fit(self, *args, **kwargs)
+
+    # the tiny data is separable: a third of the val labels moved to another class, so that
+    # val accuracy is not train accuracy (nor 1.0 for every C)
+    prepared = tmp_path / "noisy_val"
+    shutil.copytree(tiny_prepared, prepared)
+    y = np.load(prepared / "val_y.npy")
+    y[: len(y) // 3] = (y[: len(y) // 3] + 1) % 3
+    np.save(prepared / "val_y.npy", y)
+    monkeypatch.setattr(engine, "load_prepared", lambda path: Recorder(real_load(path)))
+    monkeypatch.setattr(LogisticRegression, "fit", fit)
+    spec = tiny_spec(prepared, "linear_probe")
+    spec["strategy"]["params"] = {"grid": [1e-4, 1.0, 1e4]}
+    out = tmp_path / "probe"
+    metrics = engine.run(spec, out)
+    assert [e for e in events if e[0] == "fit"] == [("fit", 1e-4), ("fit", 1.0), ("fit", 1e4)]
+    assert events.count(("split", "test")) == 1 and events[-1] == ("split", "test")
+    accuracies = metrics["probe_val_accuracy"]
+    best = max(accuracies)
+    assert best < 1.0  # the noisy val labels (the precondition of the checks below)
+    assert metrics["chosen_C"] == metrics["probe_grid"][accuracies.index(best)]
+    # the saved model takes images, and on val it scores what the probe chose C by
+    model = keras.saving.load_model(out / "model.keras")
+    x_train, y_train = real_load(prepared).split("train")
+    x_val, y_val = real_load(prepared).split("val")
+    # every C's recorded accuracy is its fit on TRAIN features scored on VAL features
+    monkeypatch.setattr(LogisticRegression, "fit", real_fit)
+    pooled = keras.Model(model.input, model.get_layer("gap").output)
+    f_train, f_val = (
+        pooled.predict(np.asarray(x, np.float32), verbose=0) for x in (x_train, x_val)
+    )
+    scaler = StandardScaler().fit(f_train)
+    for c, recorded in zip(metrics["probe_grid"], accuracies, strict=True):
+        clf = LogisticRegression(
+            C=c, solver="lbfgs", max_iter=metrics["probe_max_iter"], random_state=0
+        ).fit(scaler.transform(f_train), y_train)
+        assert np.mean(clf.predict(scaler.transform(f_val)) == y_val) == pytest.approx(recorded)
+    prob = model.predict(np.asarray(x_val, np.float32), verbose=0)
+    assert np.mean(prob.argmax(axis=1) == y_val) == pytest.approx(best)
+    assert metrics["val"]["accuracy"] == pytest.approx(best)
+    x_test, _ = real_load(prepared).split("test")
+    test_prob = model.predict(np.asarray(x_test, np.float32), verbose=0)
+    np.testing.assert_allclose(test_prob, np.load(out / "predictions.npz")["y_prob"], atol=1e-5)
+    feature_dim = int(model.get_layer("head").input.shape[-1])
+    assert metrics["epochs_run"] == 0
+    assert metrics["params_trainable"] == 3 * (feature_dim + 1)  # the Dense layer alone
