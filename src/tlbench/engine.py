@@ -53,6 +53,7 @@ import keras
 import numpy as np
 
 from tlbench.atomic import atomic_dir, atomic_file, write_json
+from tlbench.compute import compile_options, jit_record
 from tlbench.errors import ResumeWarning  # re-exported: callers import it from here
 from tlbench.hashing import sha256_file
 from tlbench.optim import EpochSchedule, build_optimizer
@@ -671,6 +672,7 @@ class Trainer:
             loss=loss,
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if metrics else [],
             steps_per_execution=steps,
+            **compile_options(training, model),
         )
         # Checkpoint every epoch, except a head on in-memory cached features: its whole
         # fit takes seconds, so a killed one is simply redone (finish_fit still records it).
@@ -1199,6 +1201,7 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     metrics["spec"] = spec
     metrics["environment"] = environment()
     metrics["environment"]["slurm_job_id"] = os.environ.get("SLURM_JOB_ID")
+    metrics["environment"]["jit_compile"] = jit_record(spec["training"], model)
     # wall-clock span of the run (a study's wall time is its runs' span, tlbench.results)
     metrics["started_utc"], metrics["finished_utc"] = started_utc, utc_now()
     with atomic_dir(outdir) as tmp:
