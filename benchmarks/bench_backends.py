@@ -27,10 +27,12 @@ XLA compilation), the last is timed. Feature cache: the engine's extractor
 average pooling) through :func:`tlbench.features.extract`, a warm-up pass and a timed
 pass over the same images, from the initial weights.
 
-Agreement (exit status 1 when it fails): each mode's training loss of every epoch
-and its features must match ``tf``'s to a relative ``--rtol`` (default 1e-3: XLA and
+Agreement (exit status 1 when it fails): each mode's training loss of the first
+epoch (the mean over its steps, all from the same initial weights and batches) and
+its features must match ``tf``'s to a relative ``--rtol`` (default 1e-3: XLA and
 JAX fuse and reorder float operations, so results differ in the last digits, not
-more). The check runs no random operation: no shuffling, no augmentation, head
+more). Later epochs' loss differences are recorded, not checked: training
+amplifies last-digit differences from step to step. The check runs no random operation: no shuffling, no augmentation, head
 dropout 0, BatchNorm statistics are deterministic.
 
 One process per backend, not ``keras.config.set_backend``: Keras fixes its backend
@@ -67,14 +69,17 @@ MODELS = ("small_cnn", "mobilenet")
 NUM_CLASSES = 43
 
 
-def model_spec(name: str, prepared: str, weights: str, batch_size: int) -> dict[str, Any]:
-    """The run spec of benchmark model ``name`` (resolved by :func:`tlbench.spec.resolve_spec`)."""
+def model_spec(
+    name: str, prepared: str, weights: str, batch_size: int, widths: list[int] | None = None
+) -> dict[str, Any]:
+    """The run spec of benchmark model ``name`` (resolved by :func:`tlbench.spec.resolve_spec`);
+    ``widths``: small_cnn's (default seed 000's [32, 64, 128]; the test's are narrower)."""
     training = {"batch_size": batch_size, "epochs": 2, "early_stopping": None}
     if name == "small_cnn":
         backbone = {
             "name": "small_cnn",
             "weights": "none",
-            "kwargs": {"widths": [32, 64, 128], "convs_per_block": 2},
+            "kwargs": {"widths": widths or [32, 64, 128], "convs_per_block": 2},
         }
         return {
             "dataset": {"prepared": prepared},
@@ -113,6 +118,7 @@ def run_modes(
     weights: str = "imagenet",
     features_n: int = 256,
     perturb: str | None = None,
+    widths: list[int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run ``modes`` (all of the current Keras backend) on ``workdir``'s data, each model
     from its initial weights (saved there by the first mode that builds it). Returns
@@ -147,7 +153,7 @@ def run_modes(
             self.seconds.append(time.perf_counter() - self.start)
 
     for name in models:
-        spec = resolve_spec(model_spec(name, str(workdir), weights, batch_size))
+        spec = resolve_spec(model_spec(name, str(workdir), weights, batch_size, widths))
         strategy = STRATEGIES.get(spec["strategy"]["name"])(spec["strategy"]["params"])
         init = workdir / f"init_{name}.weights.h5"
         out[name] = {}
@@ -198,6 +204,7 @@ def run_modes(
                 "loss": [float(v) for v in history.history["loss"]],
                 "forward_images_per_s": round(forward, 2),
                 "weights": spec["backbone"]["weights"],
+                "load_average_1min": round(os.getloadavg()[0], 2),
             }
             print(f"{name:10s} {mode:7s} {out[name][mode]}", flush=True)
     return out
@@ -218,10 +225,11 @@ def agreement(
         for mode, figures in by_mode.items():
             if mode == BASELINE:
                 continue
-            loss = max(
+            rel = [
                 abs(a - b) / max(abs(b), 1e-12)
                 for a, b in zip(figures["loss"], base["loss"], strict=True)
-            )
+            ]
+            loss = rel[0]  # the first epoch, from the same weights
             feats = np.load(workdir / f"features_{name}_{mode}.npy")
             feat = float(
                 np.linalg.norm(feats - base_feats) / max(np.linalg.norm(base_feats), 1e-12)
@@ -231,6 +239,8 @@ def agreement(
                     "model": name,
                     "mode": mode,
                     "loss_rel_diff": loss,
+                    # later epochs: informative only (training amplifies the last digits)
+                    "loss_rel_diff_per_epoch": rel,
                     "features_rel_diff": feat,
                     "rtol": rtol,
                     "ok": bool(loss <= rtol and feat <= rtol),
@@ -270,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtol", type=float, default=1e-3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--quick", action="store_true", help="128 images, tiny: a smoke test")
+    parser.add_argument(
+        "--reuse", type=Path, help="an earlier run's work folder: report its figures again"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run modes here
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -301,10 +314,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from tlbench.atomic import write_json
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-backends-"))
-    make_data(workdir / "data.npz", args.images)
+    workdir = args.reuse or Path(tempfile.mkdtemp(prefix="bench-backends-"))
+    if not args.reuse:
+        make_data(workdir / "data.npz", args.images)
     results: dict[str, dict[str, Any]] = {}
     for backend in dict.fromkeys(MODES[m][0] for m in modes):  # tensorflow first
+        if args.reuse:  # the figures of an earlier run's work folder, checked again
+            part = json.loads((workdir / f"results_{backend}.json").read_text())
+            for name, by_mode in part.items():
+                results.setdefault(name, {}).update(by_mode)
+            continue
         env = {**os.environ, "KERAS_BACKEND": backend}
         cmd = [sys.executable, __file__, "--worker", backend, "--workdir", str(workdir)]
         cmd += ["--modes", ",".join(modes), "--epochs", str(args.epochs)]
@@ -316,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             results.setdefault(name, {}).update(by_mode)
     checks = agreement(results, workdir, args.rtol)
     report = {
+        "work_folder": str(workdir),
         "cpu": _cpu(),
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),
@@ -343,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             f"features {c['features_rel_diff']:.2e} (rtol {c['rtol']:g}) "
             + ("ok" if c["ok"] else "FAILED")
         )
-    print(f"wrote {args.out / 'bench_backends.json'}")
+    print(f"work folder {workdir}; wrote {args.out / 'bench_backends.json'}")
     return 0 if all(c["ok"] for c in checks) else 1
 
 
