@@ -26,8 +26,11 @@ from typing import Any
 #: Valid values of ``training.jit_compile``.
 JIT_SETTINGS = ("auto", True, False)
 
-#: What ``auto`` resolves to per Keras backend (measured: benchmarks/bench_backends.py).
-AUTO_JIT = {"tensorflow": True, "jax": True, "torch": False}
+#: What ``auto`` resolves to per Keras backend (benchmarks/bench_backends.py, README
+#: "Compiled steps"): TensorFlow without XLA (XLA was slower for both the small CNN and
+#: MobileNet on a 2-core CPU), JAX jitted (eager JAX is not a real option), torch eager
+#: (not measured; Keras's own choice).
+AUTO_JIT = {"tensorflow": False, "jax": True, "torch": False}
 
 
 def check_jit_setting(value: Any, path: str = "training.jit_compile") -> Any:
