@@ -278,8 +278,9 @@ def screened_targets(wildcards):
 
 
 def run_figure_targets(runs):
-    """Per run training curves."""
-    return [f"{RESULTS}/figures/runs/{run.relpath}/curves.png" for run in runs]
+    """Per run training curves: one folder per dataset of ``runs`` (RUN/curves.png inside)."""
+    datasets = dict.fromkeys(run.dataset for run in runs)
+    return [f"{RESULTS}/figures/runs/{dataset}" for dataset in datasets]
 
 
 def dataset_figure_targets():

@@ -1,12 +1,15 @@
-# Figures: per run training curves, per dataset comparisons of all its runs.
+# Figures: per run training curves (one job per dataset), per dataset comparisons of all its runs.
 
 
 rule training_curves:
+    # One job per dataset (not per run: a process start each); it reruns when any
+    # of the dataset's runs changes and replaces the folder atomically.
     input:
-        f"{RESULTS}/runs/{RUN_PATTERN}",
+        runs=dataset_run_dirs,
     output:
         report(
-            f"{RESULTS}/figures/runs/{RUN_PATTERN}/curves.png",
+            directory(f"{RESULTS}/figures/runs/{{dataset}}"),
+            patterns=["{backbone}/{strategy}/{augmentation}/seed{seed}/curves.png"],
             caption="../report/training_curves.rst",
             category="Per run",
             subcategory="{dataset}",
@@ -20,7 +23,7 @@ rule training_curves:
             },
         ),
     log:
-        f"{RESULTS}/logs/figures/runs/{RUN_PATTERN}/curves.log",
+        f"{RESULTS}/logs/figures/runs/{{dataset}}/curves.log",
     conda:
         "../envs/tlbench.yaml"
     script:

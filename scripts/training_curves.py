@@ -1,4 +1,4 @@
-"""Snakemake script: one run's training curves (loss and accuracy per epoch, per phase)."""
+"""Snakemake script: the training curves of every run of one dataset (one process)."""
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
 import _bootstrap  # noqa: F401
@@ -8,4 +8,4 @@ from tlbench.study import log_to
 with log_to(snakemake.log[0]):
     from tlbench import plots
 
-    plots.training_curves(snakemake.input[0], snakemake.output[0])
+    plots.training_curves_folder(list(snakemake.input.runs), snakemake.output[0])

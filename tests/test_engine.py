@@ -18,6 +18,7 @@ from engine_helpers import tiny_spec
 
 from tlbench import engine
 from tlbench.augment import AUGMENTATIONS
+from tlbench.compute import AUTO_JIT
 from tlbench.spec import SpecError
 
 STRATEGY_PARAMS = {
@@ -145,6 +146,12 @@ def test_metrics_and_history_contents(tiny_prepared, tmp_path):
     assert metrics["run"] == {"dataset": "tiny", "seed": 0}
     assert metrics["spec"]["training"]["input_size"] == 16
     assert metrics["environment"]["keras"] == keras.__version__
+    auto = AUTO_JIT[keras.backend.backend()]  # training.jit_compile: auto, resolved
+    assert metrics["environment"]["jit_compile"] == {
+        "setting": "auto",
+        "resolved": auto,
+        "model": auto,
+    }
     assert len(metrics["confusion_matrix"]) == 3
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +209,38 @@ def test_prediction_figure_shape_errors(tmp_path):
     with pytest.raises(ValueError, match="N x 3"):
         plots.prediction_figure(np.zeros((2, 8, 8, 3)), [0, 1], np.full((2, 2), 0.5),
                                 ["a", "b", "c"], tmp_path / "x.png")  # fmt: skip
+
+
+def test_training_curves_folder_one_job_per_dataset(study_runs, tmp_path):
+    """All runs' curves of a dataset in one call, at RUN/curves.png, replaced atomically."""
+    _, runs = study_runs
+    nested = []
+    for i, run in enumerate([runs[0], runs[2], runs[-1]]):  # the last one failed
+        target = tmp_path / f"results/runs/ants/b{i}/fine_tune/none/seed{i}"
+        shutil.copytree(run, target)
+        nested.append(target)
+    out = tmp_path / "results/figures/runs/ants"
+
+    def pngs() -> list[str]:
+        return sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+
+    plots.training_curves_folder(nested, out)
+    assert pngs() == [f"b{i}/fine_tune/none/seed{i}/curves.png" for i in range(3)]
+    for path in out.rglob("*.png"):
+        check_png(path, 100, 50)
+    first = (out / pngs()[0]).read_bytes()
+    # a run that cannot be drawn: the error, and the folder as it was (b0 not redrawn)
+    write_history(nested[0], ["head"] * 9, seed=5)
+    (nested[1] / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    with pytest.raises(ValueError, match="lacks column"):
+        plots.training_curves_folder(nested, out)
+    assert (out / pngs()[0]).read_bytes() == first and len(pngs()) == 3
+    # the folder is replaced as a whole: a run no longer listed leaves no figure
+    plots.training_curves_folder([nested[0], nested[2]], out)
+    assert pngs() == ["b0/fine_tune/none/seed0/curves.png", "b2/fine_tune/none/seed2/curves.png"]
+    assert (out / pngs()[0]).read_bytes() != first
+    assert sorted(p.name for p in out.parent.iterdir()) == ["ants"]  # no temporary left
+    other = tmp_path / "results/runs/bees/b0/fine_tune/none/seed0"
+    shutil.copytree(nested[0], other)
+    with pytest.raises(ValueError, match="more than one dataset"):
+        plots.training_curves_folder([nested[0], other], out)

@@ -51,6 +51,7 @@ from tlbench.assembly import build_model
 from tlbench.atomic import atomic_dir, write_json
 from tlbench.callbacks import EpochAdvance
 from tlbench.checkpoint import Resume, ResumeCallback, data_fingerprint
+from tlbench.compute import jit_record
 from tlbench.errors import ResumeWarning, RunFailed
 from tlbench.evaluation import count_params, evaluate
 from tlbench.pipeline import (
@@ -200,6 +201,7 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     metrics["spec"] = spec
     metrics["environment"] = environment()
     metrics["environment"]["slurm_job_id"] = os.environ.get("SLURM_JOB_ID")
+    metrics["environment"]["jit_compile"] = jit_record(spec["training"], model)
     # wall-clock span of the run (a study's wall time is its runs' span, tlbench.results)
     metrics["started_utc"], metrics["finished_utc"] = started_utc, utc_now()
     # 5. write the outputs atomically

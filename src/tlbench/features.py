@@ -42,6 +42,7 @@ import keras
 import numpy as np
 
 from tlbench.atomic import atomic_dir, write_json
+from tlbench.compute import check_jit_setting, set_forward_jit
 from tlbench.hashing import sha256_file
 from tlbench.pipeline import (
     ImageBatches,
@@ -60,7 +61,12 @@ SPOT_CHECK = 4
 FEATURES_DEFAULTS: dict[str, Any] = {
     "dataset": {"name": None, "prepared": "<required>"},
     "backbone": {"name": "<required>", "weights": "imagenet", "kwargs": {}},
-    "training": {"batch_size": 32, "input_size": None, "interpolation": "bilinear"},
+    "training": {
+        "batch_size": 32,
+        "input_size": None,
+        "interpolation": "bilinear",
+        "jit_compile": "auto",
+    },
 }
 
 
@@ -112,13 +118,19 @@ def feature_key(spec: Mapping[str, Any], data: Any) -> dict[str, Any]:
 
 
 def feature_extractor(
-    backbone: Any, image_shape: tuple[int, int, int], input_size: int, interpolation: str
+    backbone: Any,
+    image_shape: tuple[int, int, int],
+    input_size: int,
+    interpolation: str,
+    jit_compile: Any = "auto",
 ) -> keras.Model:
-    """Raw images -> Resizing -> Preprocess -> backbone (inference mode) -> pooled features."""
+    """Raw images -> Resizing -> Preprocess -> backbone (inference mode) -> pooled features;
+    its ``predict`` XLA-compiled per ``jit_compile`` (``training.jit_compile``)."""
     inputs = keras.Input(shape=image_shape, name="image")
     x = input_pipeline(inputs, input_size, interpolation, backbone.preprocess_mode)
     x = backbone.model(x, training=False)
-    return keras.Model(inputs, pool_features(x), name="feature_extractor")
+    model = keras.Model(inputs, pool_features(x), name="feature_extractor")
+    return set_forward_jit(model, jit_compile)
 
 
 def extract(extractor: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -158,7 +170,11 @@ def features_for_run(
     """Features for a head-only phase of a run: from the cache, computed into it, or in memory."""
     training = spec["training"]
     extractor = feature_extractor(
-        backbone, tuple(x_train.shape[1:]), training["input_size"], training["interpolation"]
+        backbone,
+        tuple(x_train.shape[1:]),
+        training["input_size"],
+        training["interpolation"],
+        training["jit_compile"],
     )
     batch = training["batch_size"]
     folder = spec.get("features_cache")
@@ -245,6 +261,7 @@ def resolve_features_spec(spec: Mapping[str, Any] | str | os.PathLike) -> dict[s
     batch = training["batch_size"]
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise SpecError(f"training.batch_size: {batch!r} must be an integer >= 1")
+    check_jit_setting(training["jit_compile"])
     if training["interpolation"] not in INTERPOLATIONS:
         raise SpecError(
             f"training.interpolation: {training['interpolation']!r} is not valid; "
@@ -275,7 +292,7 @@ def compute(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLi
     backbone = build_backbone(spec["backbone"], (isz, isz, 3))
     x_train = data.split("train")[0]
     extractor = feature_extractor(
-        backbone, tuple(x_train.shape[1:]), isz, training["interpolation"]
+        backbone, tuple(x_train.shape[1:]), isz, training["interpolation"], training["jit_compile"]
     )
     feats = {s: extract(extractor, data.split(s)[0], training["batch_size"]) for s in SPLITS}
     _write_cache(outdir, key, feats)

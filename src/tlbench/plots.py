@@ -158,6 +158,28 @@ def training_curves(run_dir: str | os.PathLike, path: str | os.PathLike) -> Path
     return curves_from_history(history_path, path, title=label)
 
 
+def training_curves_folder(run_dirs: list[str | os.PathLike], outdir: str | os.PathLike) -> Path:
+    """:func:`training_curves` of several runs of one dataset in one process:
+    ``outdir/BACKBONE/STRATEGY/AUGMENTATION/seedN/curves.png`` per run folder
+    (``.../runs/DATASET/BACKBONE/STRATEGY/AUGMENTATION/seedN``); ``outdir`` is
+    written atomically (all figures, or the previous folder left as it was)."""
+    from tlbench.atomic import atomic_dir
+
+    tails = [Path(*Path(run).parts[-4:]) for run in run_dirs]
+    for run, tail in zip(run_dirs, tails, strict=True):
+        if len(Path(run).parts) < 5 or not tail.parts[-1].startswith("seed"):
+            raise ValueError(
+                f"{run}: not a run folder DATASET/BACKBONE/STRATEGY/AUGMENTATION/seedN"
+            )
+    datasets = sorted({Path(run).parts[-5] for run in run_dirs})
+    if len(datasets) > 1:
+        raise ValueError(f"run folders of more than one dataset ({', '.join(datasets)})")
+    with atomic_dir(outdir) as tmp:
+        for run, tail in zip(run_dirs, tails, strict=True):
+            training_curves(run, tmp / tail / "curves.png")
+    return Path(outdir)
+
+
 def curves_from_history(
     history_path: str | os.PathLike, path: str | os.PathLike, title: str = ""
 ) -> Path:

@@ -47,6 +47,8 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
       input_size: null           # model input side; null = the prepared size; Resizing if different
       interpolation: bilinear    # bilinear | nearest | bicubic | lanczos3 | lanczos5
       mixed_precision: false
+      jit_compile: auto          # auto | true | false: XLA-compiled steps (tlbench.compute;
+                                 # auto: the mode measured fastest on the Keras backend)
       batchnorm_momentum: 0.9    # BatchNorm layers that train update their moving statistics
                                  # with this momentum (PyTorch's default; Keras applications ship
                                  # 0.99/0.999, too slow for short runs); null: the model's own
@@ -72,6 +74,7 @@ from typing import Any
 
 import yaml
 
+from tlbench.compute import check_jit_setting
 from tlbench.errors import SpecError, number_hint  # re-exported: callers import them here
 
 REQUIRED = "<required>"
@@ -105,6 +108,7 @@ DEFAULTS: dict[str, Any] = {
         "input_size": None,
         "interpolation": "bilinear",
         "mixed_precision": False,
+        "jit_compile": "auto",
         "batchnorm_momentum": 0.9,
     },
     "features_cache": None,
@@ -260,9 +264,9 @@ def _registry_get(registry: Any, name: Any, path: str) -> Any:
 
 
 def _check_backbone_name(name: str) -> None:
-    from tlbench.backbones import BACKBONES
+    from tlbench.names import registry  # names only unless tlbench.backbones is imported
 
-    _registry_get(BACKBONES, name, "backbone.name")
+    _registry_get(registry("backbone"), name, "backbone.name")
 
 
 def _check_weights(weights: Any) -> str | dict[str, str]:
@@ -299,9 +303,9 @@ def _check_head(head: dict[str, Any]) -> None:
 
 
 def _check_augmentation(augmentation: dict[str, Any]) -> None:
-    from tlbench.augment import AUGMENTATIONS
+    from tlbench.names import registry  # names only unless tlbench.augment is imported
 
-    _registry_get(AUGMENTATIONS, augmentation["name"], "augmentation.name")
+    _registry_get(registry("augmentation"), augmentation["name"], "augmentation.name")
     augmentation["params"] = dict(augmentation["params"] or {})
 
 
@@ -331,6 +335,7 @@ def _check_training(training: dict[str, Any]) -> None:
         raise SpecError(
             f"training.mixed_precision: {training['mixed_precision']!r} must be true or false"
         )
+    check_jit_setting(training["jit_compile"])
     bn = training["batchnorm_momentum"]
     if bn is not None and (not _is_number(bn) or not 0 < bn < 1):
         raise SpecError(f"training.batchnorm_momentum: {bn!r} must be null or a number in (0, 1)")

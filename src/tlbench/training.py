@@ -19,6 +19,7 @@ import keras
 
 from tlbench.callbacks import EpochAdvance, EpochSeed, HistoryRecorder, NaNGuard, derived_seed
 from tlbench.checkpoint import Heartbeat, Resume, ResumeCallback
+from tlbench.compute import compile_options
 from tlbench.errors import RunFailed  # re-exported: callers import it from here
 from tlbench.optim import EpochSchedule, build_optimizer
 from tlbench.pipeline import ImageBatches, fit_input
@@ -63,6 +64,7 @@ class Trainer:
             loss=loss,
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if metrics else [],
             steps_per_execution=steps,
+            **compile_options(training, model),
         )
         # Checkpoint every epoch, except a head on in-memory cached features: its whole
         # fit takes seconds, so a killed one is simply redone (finish_fit still records it).

@@ -9,12 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import keras
 import numpy as np
 
-from tlbench.callbacks import derived_seed
 from tlbench.errors import RunFailed, SpecError
-from tlbench.pipeline import ImageBatches, fit_input, input_pipeline
+from tlbench.lazy import keras  # imported on first use: the parse-time check needs none
 from tlbench.strategies.base import (
     Phase,
     Strategy,
@@ -141,6 +139,8 @@ def build_decoder(feature_shape: Sequence[int], size: int) -> keras.Model:
 
 def preprocessed(spec: Mapping[str, Any], backbone: Any, x: np.ndarray) -> np.ndarray:
     """Images as the backbone sees them (resized and preprocessed), float32."""
+    from tlbench.pipeline import ImageBatches, fit_input, input_pipeline
+
     training = spec["training"]
     inputs = keras.Input(shape=tuple(x.shape[1:]))
     outputs = input_pipeline(
@@ -165,6 +165,8 @@ def autoencoder_stages(
     trainer: Any,
 ) -> dict[str, np.ndarray]:
     """Greedy layer-wise autoencoder pretraining of ``backbone``; returns reconstructions."""
+    from tlbench.callbacks import derived_seed
+
     training, params = spec["training"], strategy.params
     image_size, size = int(x_train.shape[1]), training["input_size"]
     stages = strategy.stage_count(backbone)

@@ -44,9 +44,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import keras
-
 from tlbench.errors import SpecError
+from tlbench.lazy import keras  # imported on first use: the parse-time check needs none
 from tlbench.registry import Registry
 
 REQUIRED = object()

@@ -7,12 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import keras
 import numpy as np
 
 from tlbench.errors import SpecError
-from tlbench.layers import SelectClasses
-from tlbench.pipeline import predict
+from tlbench.lazy import keras  # imported on first use: the parse-time check needs none
 from tlbench.strategies.base import Phase, Strategy, TrainContext, TrainResult, register
 
 
@@ -53,6 +51,8 @@ class Direct(Strategy):
         """The source classifier with the target classes mapped by majority vote on
         the TRAIN split; ``direct_mapping`` (target -> source class) in the extras."""
         from tlbench.backbones import build_source_classifier
+        from tlbench.layers import SelectClasses
+        from tlbench.pipeline import predict
 
         spec, classes, image_shape = ctx.spec, ctx.classes, ctx.image_shape
         x_train, y_train = ctx.splits["train"]

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import keras
 import numpy as np
 
 from tlbench.errors import SpecError
+from tlbench.lazy import keras  # imported on first use: the parse-time check needs none
 from tlbench.probe import MAX_ITER, ProbeFit, check_grid, fit_linear_probe
 from tlbench.strategies.base import (
     Phase,
