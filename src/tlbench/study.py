@@ -49,7 +49,8 @@ SECTIONS = ("datasets", "backbones", "strategies", "augmentations")
 # (tlbench.strategies is not imported here: it loads keras, and the study is
 # expanded at every Snakemake start; tests/test_study.py checks both sets
 # against the strategy registry.)
-HEAD_ONLY_STRATEGIES = frozenset({"feature_extraction", "two_phase"})
+# linear_probe trains on those features alone (its ``features_only``).
+HEAD_ONLY_STRATEGIES = frozenset({"feature_extraction", "two_phase", "linear_probe"})
 # Strategies that always start from random weights (``forces_weights: none``):
 # their runs neither get nor wait for the backbone's pretrained weights.
 RANDOM_INIT_STRATEGIES = frozenset({"scratch"})

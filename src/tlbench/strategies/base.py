@@ -78,6 +78,10 @@ class Strategy:
     #: Valid values of the ``batchnorm`` parameter, where ``defaults`` has one.
     batchnorm_values: ClassVar[tuple[str, ...]] = BATCHNORM_POLICIES
     defaults: ClassVar[dict[str, Any]] = {}
+    #: Whether the strategy trains on the frozen backbone's features only, without
+    #: declaring a head-only phase (``linear_probe``): the workflow then gives its runs
+    #: the (dataset, backbone) feature cache, as it does for a head-only phase.
+    features_only: ClassVar[bool] = False
 
     def __init__(self, params: Mapping[str, Any] | None = None):
         self.params = self.resolve_params(params)

@@ -50,6 +50,7 @@ class LinearProbe(Strategy):
     name = "linear_probe"
     defaults: ClassVar[dict[str, Any]] = {"grid": None, "max_iter": MAX_ITER, "batchnorm": "frozen"}
     batchnorm_values = ("frozen",)
+    features_only = True
 
     @classmethod
     def check(cls, params: dict[str, Any]) -> None:
