@@ -11,6 +11,13 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 CONFIG ?= config.yaml
 PYTEST_ARGS ?=
+# make test: pytest-xdist workers (one per core, at most TEST_MAX_WORKERS: each holds a TF). --dist loadfile keeps each test file on
+# one worker, so a file's module-scoped fixtures (trained tiny models, study outputs, the
+# real SLURM cluster of test_slurm.py) are built once. (loadgroup/xdist_group marks do not
+# group under pytest 9 with pytest-xdist 3.8: xdist renames item._nodeid, which pytest 9
+# no longer reads.)
+TEST_WORKERS ?= auto
+TEST_MAX_WORKERS ?= 4
 SHARED ?= $(abspath ../shared)
 MEASURED ?= $(sort $(wildcard configs/measured/seed*.yaml))
 
@@ -37,7 +44,7 @@ results: $(VENV)/.installed
 	done
 
 test: $(VENV)/.installed
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -ra $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -ra -n $(TEST_WORKERS) --maxprocesses $(TEST_MAX_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests scripts benchmarks
