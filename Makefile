@@ -11,11 +11,11 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 CONFIG ?= config.yaml
 PYTEST_ARGS ?=
-# make test: pytest-xdist workers (one per core, at most TEST_MAX_WORKERS: each holds a TF). --dist loadfile keeps each test file on
-# one worker, so a file's module-scoped fixtures (trained tiny models, study outputs, the
-# real SLURM cluster of test_slurm.py) are built once. (loadgroup/xdist_group marks do not
-# group under pytest 9 with pytest-xdist 3.8: xdist renames item._nodeid, which pytest 9
-# no longer reads.)
+# make test: pytest-xdist workers, one per core (at most TEST_MAX_WORKERS: each holds a
+# TensorFlow). --dist loadfile keeps each test file on one worker, so a file's module-scoped
+# fixtures (trained tiny models, study outputs, the real SLURM cluster of test_slurm.py) are
+# built once. (xdist_group marks/loadgroup do not group under pytest 9 with pytest-xdist
+# 3.8: xdist renames item._nodeid, which pytest 9 no longer reads.)
 TEST_WORKERS ?= auto
 TEST_MAX_WORKERS ?= 4
 SHARED ?= $(abspath ../shared)
