@@ -50,3 +50,27 @@ def tiny_prepared(tmp_path_factory) -> Path:
     from tlbench.datasets import make_tiny_prepared
 
     return make_tiny_prepared(tmp_path_factory.mktemp("tiny"), num_classes=3, size=16, per_class=24)
+
+
+# Test files whose tests share no module-scoped fixture and are each one or more Snakemake
+# processes (dry runs, small studies): under `--dist loadfile` their tests are spread over
+# the workers one by one instead of running on one worker as a file.
+SPREAD_PER_TEST = frozenset({"tests/test_workflow.py", "tests/test_faults.py"})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` (``-n auto --dist loadfile``): each test file is one unit of work on one
+    worker, so module-scoped fixtures (trained tiny models, the real SLURM cluster of
+    test_slurm.py) are built once, except the files in SPREAD_PER_TEST, whose tests are
+    units of their own. Other ``--dist`` modes are left to pytest-xdist."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrTestScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return nodeid if path in SPREAD_PER_TEST else path
+
+    return FileOrTestScheduling(config, log)
