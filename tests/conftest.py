@@ -58,6 +58,13 @@ def tiny_prepared(tmp_path_factory) -> Path:
 SPREAD_PER_TEST = frozenset({"tests/test_workflow.py", "tests/test_faults.py"})
 
 
+def xdist_scope(nodeid: str) -> str:
+    """The unit of work of test ``nodeid`` under ``--dist loadfile``: its file, or itself
+    for the files in SPREAD_PER_TEST."""
+    path = nodeid.split("::", 1)[0]
+    return nodeid if path in SPREAD_PER_TEST else path
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """`make test` (``-n auto --dist loadfile``): each test file is one unit of work on one
@@ -70,7 +77,6 @@ def pytest_xdist_make_scheduler(config, log):
 
     class FileOrTestScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return nodeid if path in SPREAD_PER_TEST else path
+            return xdist_scope(nodeid)
 
     return FileOrTestScheduling(config, log)
