@@ -75,8 +75,27 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
+    # Units go out in collection order (pytest_collection_modifyitems puts the long spread
+    # tests first), not by their number of tests, which would send them last.
+    config.option.loadscopereorder = False
+
     class FileOrTestScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return xdist_scope(nodeid)
 
     return FileOrTestScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """On an xdist worker, the ``slow`` tests of the SPREAD_PER_TEST files (small studies
+    through Snakemake, minutes each) come first, so that no worker is left with one of
+    them at the end while the other idles. Serial runs keep the file order."""
+    if not hasattr(config, "workerinput"):
+        return
+    items.sort(
+        key=lambda item: (
+            not (
+                item.nodeid.split("::", 1)[0] in SPREAD_PER_TEST and item.get_closest_marker("slow")
+            )
+        )
+    )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from conftest import SPREAD_PER_TEST, xdist_scope
+import pytest
+from conftest import SPREAD_PER_TEST, pytest_collection_modifyitems, xdist_scope
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +27,37 @@ def test_files_stay_one_unit_except_the_spread_ones():
     ]
     assert [xdist_scope(n) for n in dry] == dry
     assert "tests/test_slurm.py" not in SPREAD_PER_TEST
+
+
+class _Item:
+    def __init__(self, nodeid: str, slow: bool = False):
+        self.nodeid, self.slow = nodeid, slow
+
+    def get_closest_marker(self, name: str):
+        return pytest.mark.slow if name == "slow" and self.slow else None
+
+
+class _Config:
+    def __init__(self, worker: bool):
+        if worker:
+            self.workerinput = {"workerid": "gw0"}
+
+
+def test_spread_slow_tests_go_first_on_workers_only():
+    """On a worker the long spread tests lead the collection (sent first); a slow test of
+    an ordinary file keeps its place; a serial run keeps the file order."""
+    names = [
+        ("tests/test_engine.py::test_a", True),
+        ("tests/test_faults.py::test_b", False),
+        ("tests/test_workflow.py::test_dry_run[x]", False),
+        ("tests/test_workflow.py::test_tiny_study_end_to_end", True),
+    ]
+    items = [_Item(n, slow) for n, slow in names]
+    pytest_collection_modifyitems(_Config(worker=True), items)
+    assert [i.nodeid for i in items] == [names[3][0], names[0][0], names[1][0], names[2][0]]
+    items = [_Item(n, slow) for n, slow in names]
+    pytest_collection_modifyitems(_Config(worker=False), items)
+    assert [i.nodeid for i in items] == [n for n, _ in names]
 
 
 def _shared_fixtures(path: Path) -> list[str]:
