@@ -128,6 +128,7 @@ def run_modes(
     import numpy as np
 
     from tlbench import engine, features
+    from tlbench.callbacks import EpochTimer
     from tlbench.optim import build_optimizer
     from tlbench.pipeline import ImageBatches, fit_input
     from tlbench.spec import resolve_spec
@@ -140,17 +141,6 @@ def run_modes(
     data = np.load(workdir / "data.npz")
     x, y = data["x"], data["y"]
     out: dict[str, dict[str, Any]] = {}
-
-    class Timer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.start)
 
     for name in models:
         spec = resolve_spec(model_spec(name, str(workdir), weights, batch_size, widths))
@@ -188,7 +178,7 @@ def run_modes(
                 metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                 jit_compile=jit,
             )
-            timer = Timer()
+            timer = EpochTimer()
             history = model.fit(
                 fit_input(ImageBatches(x, y, batch_size)),
                 epochs=epochs,

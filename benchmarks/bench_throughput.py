@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -34,6 +33,7 @@ def main() -> None:
     import numpy as np
 
     from tlbench import engine
+    from tlbench.callbacks import EpochTimer
     from tlbench.datasets import load_prepared, make_tiny_prepared
     from tlbench.spec import resolve_spec
     from tlbench.strategies import STRATEGIES, Phase
@@ -76,17 +76,6 @@ def main() -> None:
     xf, yf = np.asarray(x_train, np.float32), np.asarray(y_train)
     xv, yv = np.asarray(x_val, np.float32), np.asarray(y_val)
 
-    class Timer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.start)
-
     def bare_rate() -> float:
         model = build().model
         model.compile(
@@ -94,7 +83,7 @@ def main() -> None:
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        timer = Timer()
+        timer = EpochTimer()
         model.fit(
             xf,
             yf,

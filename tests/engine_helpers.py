@@ -6,6 +6,22 @@ import copy
 from pathlib import Path
 from typing import Any
 
+
+class SplitRecorder:
+    """A prepared dataset that appends ``("split", name)`` to ``events`` on every
+    ``split(name)`` call (which splits a run reads, and when)."""
+
+    def __init__(self, data: Any, events: list):
+        self.data, self.events = data, events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.data, name)
+
+    def split(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.events.append(("split", name))
+        return self.data.split(name, *args, **kwargs)
+
+
 SMALL_BACKBONE = {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [8, 16]}}
 
 

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
-from engine_helpers import tiny_spec
+from engine_helpers import SplitRecorder, tiny_spec
 
 from tlbench import engine
 from tlbench.augment import AUGMENTATIONS
@@ -175,17 +175,6 @@ def test_test_split_read_once_at_the_end(tiny_prepared, tmp_path, monkeypatch):
     events = []
     real_load = engine.load_prepared
 
-    class Recorder:
-        def __init__(self, data):
-            self.data = data
-
-        def __getattr__(self, name):
-            return getattr(self.data, name)
-
-        def split(self, name, *args, **kwargs):
-            events.append(("split", name))
-            return self.data.split(name, *args, **kwargs)
-
     real_fit = engine.Trainer.fit
 
     def fit(self, model, phase, *args, **kwargs):
@@ -194,7 +183,9 @@ def test_test_split_read_once_at_the_end(tiny_prepared, tmp_path, monkeypatch):
         assert stop is None or stop["monitor"].startswith("val_")
         return real_fit(self, model, phase, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "load_prepared", lambda path: Recorder(real_load(path)))
+    monkeypatch.setattr(
+        engine, "load_prepared", lambda path: SplitRecorder(real_load(path), events)
+    )
     monkeypatch.setattr(engine.Trainer, "fit", fit)
     spec = tiny_spec(
         tiny_prepared,

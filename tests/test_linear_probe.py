@@ -8,7 +8,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from engine_helpers import tiny_spec
+from engine_helpers import SplitRecorder, tiny_spec
 
 from tlbench import engine
 from tlbench.probe import fit_linear_probe
@@ -61,17 +61,6 @@ def test_a_run_chooses_C_before_the_test_split_is_read(tiny_prepared, tmp_path, 
     events = []
     real_load, real_fit = engine.load_prepared, LogisticRegression.fit
 
-    class Recorder:
-        def __init__(self, data):
-            self.data = data
-
-        def __getattr__(self, name):
-            return getattr(self.data, name)
-
-        def split(self, name, *args, **kwargs):
-            events.append(("split", name))
-            return self.data.split(name, *args, **kwargs)
-
     def fit(self, *args, **kwargs):
         events.append(("fit", self.C))
         return real_fit(self, *args, **kwargs)
@@ -83,7 +72,9 @@ def test_a_run_chooses_C_before_the_test_split_is_read(tiny_prepared, tmp_path, 
     y = np.load(prepared / "val_y.npy")
     y[: len(y) // 3] = (y[: len(y) // 3] + 1) % 3
     np.save(prepared / "val_y.npy", y)
-    monkeypatch.setattr(engine, "load_prepared", lambda path: Recorder(real_load(path)))
+    monkeypatch.setattr(
+        engine, "load_prepared", lambda path: SplitRecorder(real_load(path), events)
+    )
     monkeypatch.setattr(LogisticRegression, "fit", fit)
     spec = tiny_spec(prepared, "linear_probe")
     spec["strategy"]["params"] = {"grid": [1e-4, 1.0, 1e4]}

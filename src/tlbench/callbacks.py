@@ -18,6 +18,20 @@ import keras
 import numpy as np
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Wall seconds of every epoch of a fit (``seconds``; the benchmarks' timer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.seconds.append(time.perf_counter() - self.start)
+
+
 class EpochAdvance(keras.callbacks.Callback):
     """Call ``batches.on_epoch_end()`` after every epoch (see :func:`fit_input`)."""
 

@@ -62,7 +62,7 @@ class ProbeFit:
         return self.val_accuracy[self.grid.index(self.C)]
 
     def logits(self, x: Any) -> np.ndarray:
-        f = _matrix(x, "x")
+        f = feature_matrix(x, "x")
         if f.shape[1] != self.W.shape[0]:
             raise ValueError(f"x: {f.shape[1]} features, the probe was fitted on {self.W.shape[0]}")
         return f @ self.W + self.b
@@ -88,10 +88,13 @@ class ProbeFit:
         }
 
 
-def _matrix(x: Any, name: str) -> np.ndarray:
+def feature_matrix(x: Any, name: str, min_rows: int = 1) -> np.ndarray:
+    """``x`` as a finite float64 N x D matrix with N >= ``min_rows``; else an error
+    naming ``name`` (also :mod:`tlbench.transferability`'s check of its inputs)."""
     f = np.asarray(x, dtype=np.float64)
-    if f.ndim != 2 or f.shape[0] < 1 or f.shape[1] < 1:
-        raise ValueError(f"{name}: expected an N x D feature matrix, got shape {f.shape}")
+    if f.ndim != 2 or f.shape[0] < min_rows or f.shape[1] < 1:
+        rows = f" with N >= {min_rows}" if min_rows > 1 else ""
+        raise ValueError(f"{name}: expected an N x D feature matrix{rows}, got shape {f.shape}")
     if not np.isfinite(f).all():
         bad = int(np.count_nonzero(~np.isfinite(f)))
         raise ValueError(f"{name}: {bad} non-finite values (NaN or inf)")
@@ -181,8 +184,8 @@ def fit_linear_probe(
     values = check_grid(grid)
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter: {max_iter!r} must be a positive integer")
-    xt = _matrix(x_train, "x_train")
-    xv = _matrix(x_val, "x_val")
+    xt = feature_matrix(x_train, "x_train")
+    xv = feature_matrix(x_val, "x_val")
     if xv.shape[1] != xt.shape[1]:
         raise ValueError(f"x_val: {xv.shape[1]} features, x_train {xt.shape[1]}")
     yt = _labels(y_train, len(xt), "y_train")

@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tlbench.probe import feature_matrix
+
 #: Neighbours of the k-NN probe (fixed, not tuned: a tuned k would be chosen on
 #: the validation split it is scored on).
 KNN_K = 5
@@ -77,13 +79,7 @@ class DegenerateScore(ValueError):
 
 
 def _features(features: Any, name: str = "features") -> np.ndarray:
-    f = np.asarray(features, dtype=np.float64)
-    if f.ndim != 2 or f.shape[0] < 2 or f.shape[1] < 1:
-        raise ValueError(f"{name}: expected an N x D matrix with N >= 2, got shape {f.shape}")
-    if not np.isfinite(f).all():
-        bad = int(np.count_nonzero(~np.isfinite(f)))
-        raise ValueError(f"{name}: {bad} non-finite values (NaN or inf)")
-    return f
+    return feature_matrix(features, name, min_rows=2)
 
 
 def _labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
