@@ -6,8 +6,9 @@ input_shape) -> Backbone``:
 * every model of ``keras.applications`` under its Keras name (discovered from
   the installed Keras, not from a hand list), built with ``include_top=False``;
   ``kwargs`` are passed through (e.g. ``alpha``);
-* custom CNNs: ``seed003_cnn`` (seeds 003/004), ``seed000_cnn`` (seed 000's
-  ``CNN_10_relu``), ``alexnet`` (architecture only) and ``small_cnn``.
+* custom CNNs (:mod:`tlbench.custom_backbones`): ``seed003_cnn`` (seeds 003/004),
+  ``seed000_cnn`` (seed 000's ``CNN_10_relu``), ``alexnet`` (architecture only) and
+  ``small_cnn``.
 
 A backbone ``model`` is named ``"backbone"`` and maps *preprocessed* images to
 features (a 4D map, or a 2D vector for ``seed000_cnn`` and ``pooling=...``);
@@ -31,28 +32,23 @@ import importlib.util
 import inspect
 import json
 import os
-import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+# BACKBONES, Backbone and layer_blocks live in tlbench.backbone_base, the custom CNNs
+# in tlbench.custom_backbones (imported at the end); callers import them from here.
+from tlbench.backbone_base import BACKBONES, Backbone, _check_min_size, layer_blocks
 from tlbench.errors import MissingWeightsError  # re-exported: callers import it from here
 from tlbench.preprocess import (
     IMAGENET_MEAN_BGR_255,
     IMAGENET_MEAN_RGB,
     IMAGENET_STD_RGB,
-    Equalize,
     Preprocess,
-    Standardize,
-    check_mode,
 )
-from tlbench.registry import Registry
-
-BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone")
 
 #: Keys of a backbone config.
 CONFIG_KEYS = ("name", "weights", "kwargs")
@@ -80,18 +76,6 @@ _MOBILENET_ALPHAS = {
     "MobileNet": (0.25, 0.5, 0.75, 1.0),
     "MobileNetV2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
 }
-
-
-@dataclass
-class Backbone:
-    """A built feature extractor and what the engine needs to know about it."""
-
-    name: str
-    model: keras.Model  # named "backbone": preprocessed images -> features, no top
-    preprocess_mode: str  # for Preprocess(mode)
-    pretrained: bool  # True when weights were loaded (imagenet / path / run)
-    blocks: list[tuple[str, list[str]]]  # (block name, layer names in order)
-    min_size: int  # smallest input side the architecture accepts
 
 
 # ---------------------------------------------------------------------------
@@ -164,46 +148,6 @@ def build_source_classifier(
     outputs = classifier(x)
     model = keras.Model(inputs, outputs, name="source_classifier")
     return model, imagenet_classes()
-
-
-def layer_blocks(model: keras.Model) -> list[tuple[str, list[str]]]:
-    """Group the layers of ``model`` (in order, input layers left out) into named blocks.
-
-    Names that follow a known scheme give the block: ``block_N`` (MobileNetV2),
-    ``conv_dw_N``/``conv_pw_N`` -> ``block_N`` (MobileNet), ``blockN[a-z]``
-    (EfficientNet, VGG, Xception, the custom CNNs), ``convN_blockM`` (ResNet,
-    DenseNet), ``expanded_conv[_N]`` (MobileNetV2/V3), ``mixedN`` (Inception),
-    ``blockNN_M`` (InceptionResNetV2), ``stage_N_block_M`` (ConvNeXt), NASNet cells.
-    Unnamed layers before the first block form ``stem``, those after the last one
-    ``top``, and those in between join the following block (Inception branches
-    precede their ``mixed`` layer). A name that comes back after another block
-    (NASNet cells interleave) merges everything since its first appearance, so
-    blocks are contiguous and unique; blocks without weights are merged into the
-    previous block (the first into the next). When no layer follows a known
-    scheme, every layer with weights is a block of its own and weightless layers
-    join the block before them.
-    """
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    if not layers:
-        return []
-    keys = [_block_key(layer.name) for layer in layers]
-    if any(key is not None for key in keys):
-        first = next(i for i, k in enumerate(keys) if k is not None)
-        last = max(i for i, k in enumerate(keys) if k is not None)
-        for i in range(len(keys)):
-            if i < first:
-                keys[i] = "stem"
-            elif i > last:
-                keys[i] = "top"
-            elif keys[i] is None:
-                keys[i] = next(k for k in keys[i + 1 :] if k is not None)
-    else:
-        keys = [layer.name if layer.weights else None for layer in layers]
-        current = next((k for k in keys if k is not None), "layers")
-        for i, key in enumerate(keys):
-            current = key or current
-            keys[i] = current
-    return _merge_weightless(_group_contiguous(layers, keys))
 
 
 def keras_applications() -> dict[str, Callable[..., keras.Model]]:
@@ -325,25 +269,6 @@ def _check_input_shape(input_shape: Any) -> tuple[int, int, int]:
     if len(shape) != 3 or not all(isinstance(d, int | np.integer) and d > 0 for d in shape):
         raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
     return tuple(int(d) for d in shape)
-
-
-def _check_min_size(name: str, input_shape: tuple[int, int, int], min_size: int) -> None:
-    if min(input_shape[:2]) < min_size:
-        raise ValueError(
-            f"backbone {name} does not accept input size {input_shape[0]}x{input_shape[1]}: "
-            f"height and width must be at least {min_size} px"
-        )
-
-
-def _check_kwargs(name: str, kwargs: dict, defaults: dict) -> dict:
-    """Merge ``kwargs`` over ``defaults``; unknown keys -> error listing valid ones."""
-    unknown = sorted(set(kwargs) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"unknown kwargs {unknown} for backbone {name}; valid kwargs: "
-            + (", ".join(sorted(defaults)) or "(none)")
-        )
-    return {**defaults, **kwargs}
 
 
 def _check_app_kwargs(name: str, fn: Callable, kwargs: dict) -> None:
@@ -505,264 +430,15 @@ def _reference_modes(x: np.ndarray) -> dict[str, np.ndarray]:
 for _name in keras_applications():
     BACKBONES.add(_name, _build_keras_application)
 
-
-# ---------------------------------------------------------------------------
-# Custom backbones
-# ---------------------------------------------------------------------------
-
-
-#: Moving-average momentum of the custom CNNs' BatchNormalization (see _conv_bn_relu).
-BN_MOMENTUM = 0.9
-
-
-def _conv_bn_relu(x, filters: int, kernel: int, block: str, index: int, strides: int = 1):
-    """Conv2D (same padding) - BatchNormalization - ReLU, named ``{block}_conv{index}`` etc.
-
-    BatchNorm momentum is 0.9 (Keras default 0.99): small studies take few steps
-    (10 images per class, a few batches an epoch), and after ~100 steps at 0.99 the
-    moving statistics are still half their initial values, so inference-mode
-    accuracy collapses while training-mode accuracy looks fine — seed 000's
-    train/test signature. At 0.9 they track the data within a few dozen steps.
-    """
-    x = keras.layers.Conv2D(
-        filters, kernel, strides=strides, padding="same", name=f"{block}_conv{index}"
-    )(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{block}_bn{index}")(x)
-    return keras.layers.ReLU(name=f"{block}_relu{index}")(x)
-
-
-def _finish_custom(
-    name: str,
-    inputs,
-    outputs,
-    weights: str,
-    min_size: int,
-    preprocess_mode: str,
-) -> Backbone:
-    """Wrap a custom functional backbone; load a weights file; reject imagenet."""
-    model = keras.Model(inputs, outputs, name="backbone")
-    if weights == "imagenet":
-        raise ValueError(
-            f"backbone {name} has no ImageNet weights; valid weights for it: none, "
-            "a path to a weights file, or {run: <run folder>}"
-        )
-    if weights != "none":
-        model.load_weights(weights)
-    return Backbone(
-        name=name,
-        model=model,
-        preprocess_mode=check_mode(preprocess_mode),
-        pretrained=weights != "none",
-        blocks=layer_blocks(model),
-        min_size=min_size,
-    )
-
-
-@BACKBONES.register("seed003_cnn")
-def seed003_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int, int]):
-    """The CNN of seeds 003/004 (Oxford-IIIT Pet), without its head.
-
-    ``block1``: Conv 7x7/2, 64 - BN - ReLU - MaxPool 2; ``block2``: [Conv 3x3, 128 -
-    BN - ReLU] x 2 - MaxPool 2; ``block3``: [Conv 3x3, 256 - BN - ReLU] x 2 - MaxPool 2.
-    At 224x224 the output is 14x14x256 and the conv parameter counts are 9472,
-    73856, 147584, 295168, 590080, as in the seeds' layer tables (global average
-    pooling + Dense is the head's job). kwargs: ``first_stride`` (2; seed 004's
-    autoencoder tables show 224x224 after the first conv, i.e. stride 1).
-    """
-    opts = _check_kwargs(name, kwargs, {"first_stride": 2})
-    stride = int(opts["first_stride"])
-    min_size = 8 * stride
-    _check_min_size(name, input_shape, min_size)
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = _conv_bn_relu(inputs, 64, 7, "block1", 1, strides=stride)
-    x = keras.layers.MaxPooling2D(2, name="block1_pool")(x)
-    for block, filters in (("block2", 128), ("block3", 256)):
-        x = _conv_bn_relu(x, filters, 3, block, 1)
-        x = _conv_bn_relu(x, filters, 3, block, 2)
-        x = keras.layers.MaxPooling2D(2, name=f"{block}_pool")(x)
-    return _finish_custom(name, inputs, x, weights, min_size, "unit")
-
-
-@BACKBONES.register("seed000_cnn")
-def seed000_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int, int]):
-    """Seed 000's own GTSRB CNN, ``CNN_10_relu`` (0.948 test accuracy there), without its top.
-
-    Seed 000's report names the model but gives no layer table; the layers are
-    those of ``CNN_10_relu`` in the configuration list of the same lab series:
-    Conv 3x3 6 - Conv 3x3 12 - Conv 3x3 24 - MaxPool 2 - Conv 3x3 48 - MaxPool 2 -
-    Flatten - Dense 1024, all ReLU, ``same`` padding, no BN. Blocks: ``block1``..
-    ``block4`` (one per conv) and ``block5`` (Flatten + Dense). The output is the
-    1024-vector; ``dense_units: 0`` stops at the 4D map instead.
-    """
-    opts = _check_kwargs(name, kwargs, {"dense_units": 1024})
-    _check_min_size(name, input_shape, 4)
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    for i, filters in enumerate((6, 12, 24, 48), start=1):
-        x = keras.layers.Conv2D(
-            filters, 3, padding="same", activation="relu", name=f"block{i}_conv"
-        )(x)
-        if i >= 3:
-            x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
-    if int(opts["dense_units"]) > 0:
-        x = keras.layers.Flatten(name="block5_flatten")(x)
-        x = keras.layers.Dense(int(opts["dense_units"]), activation="relu", name="block5_dense")(x)
-    return _finish_custom(name, inputs, x, weights, 4, "unit")
-
-
-@BACKBONES.register("alexnet")
-def alexnet(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int, int]):
-    """AlexNet's convolutional part (torchvision layout, seed 002), architecture only.
-
-    ``block1``: pad 2, Conv 11x11/4, 64 - ReLU - MaxPool 3/2; ``block2``: pad 2,
-    Conv 5x5 192 - ReLU - MaxPool 3/2; ``block3``..``block5``: Conv 3x3 384, 256,
-    256 - ReLU, MaxPool 3/2 after ``block5``. 2,469,696 parameters; 6x6x256 = 9216
-    features at 224x224 as in seed 002. No Keras weights exist (torch preprocessing).
-    """
-    _check_kwargs(name, kwargs, {})
-    min_size = 63
-    _check_min_size(name, input_shape, min_size)
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = keras.layers.ZeroPadding2D(2, name="block1_pad")(inputs)
-    x = keras.layers.Conv2D(64, 11, strides=4, activation="relu", name="block1_conv")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="block1_pool")(x)
-    x = keras.layers.ZeroPadding2D(2, name="block2_pad")(x)
-    x = keras.layers.Conv2D(192, 5, activation="relu", name="block2_conv")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="block2_pool")(x)
-    for i, filters in ((3, 384), (4, 256), (5, 256)):
-        x = keras.layers.Conv2D(
-            filters, 3, padding="same", activation="relu", name=f"block{i}_conv"
-        )(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="block5_pool")(x)
-    return _finish_custom(name, inputs, x, weights, min_size, "torch")
-
-
-@BACKBONES.register("small_cnn")
-def small_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int, int]):
-    """A compact CNN for small images (e.g. 32x32 GTSRB) trained from scratch.
-
-    One block per entry of ``widths`` (default ``[32, 64, 128]``): [Conv 3x3 -
-    BN - ReLU] x ``convs_per_block`` (default 2) - MaxPool 2, then Dropout
-    ``dropout`` (default 0: none). ``standardize: true`` puts a per-image
-    :class:`~tlbench.preprocess.Standardize` layer (``block0_standardize``) first;
-    ``equalize: true`` a per-image luma histogram equalisation,
-    :class:`~tlbench.preprocess.Equalize` (``block0_equalize``), before it.
-    Output: a 4D map of side ``input / 2**len(widths)``, or with ``dense_units: n``
-    a last block of Flatten - Dense n - ReLU, which keeps where in the image a
-    feature is (global average pooling of the map does not).
-    """
-    opts = _check_kwargs(
-        name,
-        kwargs,
-        {
-            "widths": [32, 64, 128],
-            "convs_per_block": 2,
-            "dropout": 0.0,
-            "standardize": False,
-            "equalize": False,
-            "dense_units": 0,
-        },
-    )
-    widths = [int(w) for w in opts["widths"]]
-    convs = int(opts["convs_per_block"])
-    dropout = float(opts["dropout"])
-    dense = int(opts["dense_units"])
-    if not widths or min(widths) < 1 or convs < 1 or not 0.0 <= dropout < 1.0 or dense < 0:
-        raise ValueError(
-            "small_cnn needs non-empty positive widths, convs_per_block >= 1, "
-            f"0 <= dropout < 1 and dense_units >= 0, got {opts}"
-        )
-    for flag in ("standardize", "equalize"):
-        if not isinstance(opts[flag], bool):
-            raise ValueError(f"small_cnn {flag} must be true or false, got {opts[flag]!r}")
-    min_size = 2 ** len(widths)
-    _check_min_size(name, input_shape, min_size)
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    if opts["equalize"]:
-        x = Equalize(name="block0_equalize")(x)  # the input is 0..1 (Preprocess "unit")
-    if opts["standardize"]:
-        x = Standardize(name="block0_standardize")(x)
-    for b, width in enumerate(widths, start=1):
-        for c in range(1, convs + 1):
-            x = _conv_bn_relu(x, width, 3, f"block{b}", c)
-        x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
-        if dropout > 0:
-            x = keras.layers.Dropout(dropout, name=f"block{b}_dropout")(x)
-    if dense:
-        top = f"block{len(widths) + 1}"
-        x = keras.layers.Flatten(name=f"{top}_flatten")(x)
-        x = keras.layers.Dense(dense, activation="relu", name=f"{top}_dense")(x)
-    return _finish_custom(name, inputs, x, weights, min_size, "unit")
-
-
-# ---------------------------------------------------------------------------
-# Blocks
-# ---------------------------------------------------------------------------
-
-_BLOCK_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
-    (re.compile(r"^(conv\d+_block\d+)_"), lambda m: m.group(1)),  # ResNet, DenseNet
-    (re.compile(r"^(block\d+_\d+)(?:_|$)"), lambda m: m.group(1)),  # InceptionResNetV2
-    (re.compile(r"^(block\d+[a-z]?)_"), lambda m: m.group(1)),  # EfficientNet, VGG, Xception
-    (re.compile(r"^(block_\d+)_"), lambda m: m.group(1)),  # MobileNetV2
-    (re.compile(r"^conv_(?:dw|pw|pad)_(\d+)(?:_|$)"), lambda m: f"block_{m.group(1)}"),  # MobileNet
-    (re.compile(r"^(expanded_conv(?:_\d+)?)_"), lambda m: m.group(1)),  # MobileNetV2/V3
-    (re.compile(r"^(mixed\d+)(?:_\d+)?$"), lambda m: m.group(1)),  # InceptionV3
-    (re.compile(r"^(mixed_\d+[a-z])$"), lambda m: m.group(1)),  # InceptionResNetV2
-    (re.compile(r"_(stage_\d+_block_\d+)_"), lambda m: m.group(1)),  # ConvNeXt
-    (re.compile(r"_(downsampling_block_\d+)$"), lambda m: m.group(1)),  # ConvNeXt
-    (  # NASNet cells: ..._<cell id> with ids like 0, stem_1, reduce_4
-        re.compile(r"^(?:normal|reduction|adjust|separable)\w*?_((?:stem_|reduce_)?\d+)$"),
-        lambda m: f"cell_{m.group(1)}",
-    ),
-]
-
-
-def _block_key(layer_name: str) -> str | None:
-    """The block a layer belongs to by its name, or None when no scheme matches."""
-    for pattern, key in _BLOCK_PATTERNS:
-        match = pattern.search(layer_name)
-        if match:
-            return key(match)
-    return None
-
-
-def _group_contiguous(layers: list, keys: list[str]) -> list[tuple[str, list[str], bool]]:
-    """Group consecutive layers with the same key; a key seen earlier merges back.
-
-    Returns (key, layer names, has weights) per block, keys unique and in order.
-    """
-    blocks: list[tuple[str, list[str], bool]] = []
-    for layer, key in zip(layers, keys, strict=True):
-        seen = [i for i, block in enumerate(blocks) if block[0] == key]
-        if seen:
-            start = seen[0]
-            names = [n for block in blocks[start:] for n in block[1]] + [layer.name]
-            has_weights = any(block[2] for block in blocks[start:]) or bool(layer.weights)
-            blocks[start:] = [(key, names, has_weights)]
-        else:
-            blocks.append((key, [layer.name], bool(layer.weights)))
-    return blocks
-
-
-def _merge_weightless(
-    blocks: list[tuple[str, list[str], bool]],
-) -> list[tuple[str, list[str]]]:
-    """Merge blocks without weights into the previous block (leading ones into the next)."""
-    merged: list[tuple[str, list[str]]] = []
-    pending: list[str] = []
-    for key, names, has_weights in blocks:
-        if has_weights:
-            merged.append((key, pending + names))
-            pending = []
-        elif merged:
-            merged[-1] = (merged[-1][0], merged[-1][1] + names)
-        else:
-            pending.extend(names)
-    if pending:  # no block has weights at all
-        merged.append((blocks[0][0], pending))
-    return merged
-
+# The custom CNNs register themselves into BACKBONES (after the keras.applications
+# models, as before the split); re-exported here for callers.
+from tlbench.custom_backbones import (  # noqa: E402, F401
+    BN_MOMENTUM,
+    alexnet,
+    seed000_cnn,
+    seed003_cnn,
+    small_cnn,
+)
 
 # ---------------------------------------------------------------------------
 # Earlier runs as weight sources

@@ -18,31 +18,38 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import functools
 import itertools
 import os
 import re
-import sys
-import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
 from tlbench.budget import ALL as BUDGET_ALL
-from tlbench.budget import BudgetError, check_budget, from_suffix
 from tlbench.budget import from_label as budget_value
-from tlbench.budget import label as budget_label
+from tlbench.budget import from_suffix
 from tlbench.budget import path_suffix as budget_suffix
 from tlbench.errors import StudyConfigError  # re-exported: callers import it from here
 
-SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
-NAME_PATTERN = r"[A-Za-z0-9_]+"
-SECTIONS = ("datasets", "backbones", "strategies", "augmentations")
+# The job scripts' helpers (tlbench.jobs) and the config checks (tlbench.study_config),
+# re-exported: callers import them from here.
+from tlbench.jobs import environment_page, limit_threads, log_to, table_stem  # noqa: F401
+from tlbench.study_config import (  # noqa: F401
+    NAME_PATTERN,
+    SCHEMA_PATH,
+    SECTIONS,
+    _check_budgets,
+    _check_names,
+    _check_prescreen,
+    _check_tuning,
+    _pretrain_config,
+    key_path,
+    load_schema,
+    validate_config,
+)
+
 # Strategies with a head-only phase (backbone frozen): without augmentation, and
 # with pretrained (not random) weights, their runs read the backbone's features
 # from a cache computed once per (dataset, backbone) by `backbone_features`.
@@ -97,13 +104,6 @@ class Run:
 
     def __str__(self) -> str:
         return self.relpath
-
-
-@functools.cache
-def load_schema() -> dict[str, Any]:
-    """The study config's JSON schema (a YAML file shipped with the package)."""
-    with open(SCHEMA_PATH) as handle:
-        return yaml.safe_load(handle)
 
 
 def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
@@ -177,207 +177,6 @@ def typed_cli_values(values: Mapping[str, Any]) -> dict[str, Any]:
         else value
         for key, value in values.items()
     }
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Check ``config`` against the schema; return a deep copy with defaults filled in."""
-    schema = load_schema()
-    validator = Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.path])
-    if errors:
-        lines = [_format_error(error, schema) for error in errors]
-        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(lines))
-    resolved = copy.deepcopy(dict(config))
-    props = schema["properties"]
-    for key in ("results", "data_mirror", "seeds", "pilot"):
-        resolved.setdefault(key, copy.deepcopy(props[key]["default"]))
-    resolved["training"] = {**props["training"]["default"], **resolved.get("training", {})}
-    resources = {k: v["default"] for k, v in props["resources"]["properties"].items()}
-    resolved["resources"] = {**resources, **resolved.get("resources", {})}
-    verdict = {k: v["default"] for k, v in props["verdict"]["properties"].items()}
-    resolved["verdict"] = {**verdict, **resolved.get("verdict", {})}
-    return resolved
-
-
-def key_path(path: Iterator[Any] | Any) -> str:
-    """Format a JSON path as ``training.schedule.name`` / ``matrix[0].datasets[1]``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "<config>"
-
-
-def _format_error(error: ValidationError, schema: dict[str, Any]) -> str:
-    """One line naming the key path, the bad value and what would be valid."""
-    where = key_path(error.absolute_path)
-    kind, value, rule = error.validator, error.instance, error.validator_value
-    if kind in ("oneOf", "anyOf") and error.context:
-        # keep the branch whose type matched, explain what is wrong inside it
-        inner = [e for e in error.context if not (e.validator == "type" and not e.path)]
-        if inner:
-            return _format_error(max(inner, key=lambda e: len(e.path)), schema)
-        types = [b.get("type") for b in rule if "type" in b]
-        return f"{where}: {value!r} has the wrong type; expected one of: {', '.join(types)}"
-    if kind == "enum":
-        return f"{where}: {value!r} is not valid; allowed values: {', '.join(map(str, rule))}"
-    if kind in ("additionalProperties", "unevaluatedProperties"):
-        valid = _property_names(error.schema, schema)
-        unknown = sorted(set(value) - valid)
-        return (
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"valid keys: {', '.join(sorted(valid))}"
-        )
-    if kind == "required":
-        missing = [k for k in rule if k not in value]
-        prefix = f"{where}." if error.absolute_path else ""
-        return "; ".join(f"{prefix}{k}: missing (required)" for k in missing)
-    if kind == "pattern":
-        return f"{where}: {value!r} is not a valid name (use letters, digits and _ only)"
-    if kind == "uniqueItems":
-        dupes = sorted({str(v) for v in value if value.count(v) > 1})
-        return f"{where}: repeated entries: {', '.join(dupes)}"
-    if kind == "type":
-        from tlbench.spec import number_hint
-
-        return f"{where}: {error.message}{number_hint(value)}"
-    return f"{where}: {error.message}"
-
-
-def _property_names(subschema: dict[str, Any], root: dict[str, Any]) -> set[str]:
-    """All property names a (sub)schema allows, following local ``$ref``s."""
-    names = set(subschema.get("properties", {}))
-    ref = subschema.get("$ref")
-    if ref and ref.startswith("#/"):
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target[part]
-        names |= _property_names(target, root)
-    return names
-
-
-def _check_names(config: dict[str, Any]) -> None:
-    """Cross-checks the schema cannot express: safe section names, names used exist."""
-    problems = []
-    for section in SECTIONS:
-        for name in config[section]:
-            if not re.fullmatch(NAME_PATTERN, name):
-                problems.append(
-                    f"{section}.{name}: {name!r} is not a valid name: names become "
-                    "folder names and wildcards, use letters, digits and _ only"
-                )
-    for index, block in enumerate(config["matrix"]):
-        for section in SECTIONS:
-            for pos, name in enumerate(block[section]):
-                if name not in config[section]:
-                    problems.append(
-                        _unknown(f"matrix[{index}].{section}[{pos}]", name, section, config)
-                    )
-    for name, backbone in config["backbones"].items():
-        pretrain = _pretrain_config(backbone)
-        if pretrain is None:
-            continue
-        where = f"backbones.{name}.weights.pretrain"
-        if pretrain["dataset"] not in config["datasets"]:
-            problems.append(_unknown(f"{where}.dataset", pretrain["dataset"], "datasets", config))
-        aug = pretrain.get("augmentation")
-        if aug is not None and aug not in config["augmentations"]:
-            problems.append(_unknown(f"{where}.augmentation", aug, "augmentations", config))
-    if problems:
-        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
-
-
-def _check_budgets(config: dict[str, Any]) -> None:
-    """Every dataset's ``budgets`` (tlbench.budget), replaced by their labels; errors name
-    the key path. Label budgets and tuned strategies do not mix (a search per budget is
-    not implemented): their blocks are an error."""
-    problems = []
-    for name, entry in config["datasets"].items():
-        if "budgets" not in entry:
-            continue
-        labels: dict[str, int] = {}
-        for pos, value in enumerate(entry["budgets"]):
-            where = f"datasets.{name}.budgets[{pos}]"
-            try:
-                text = budget_label(check_budget(value, where))
-            except BudgetError as error:
-                problems.append(str(error))
-                continue
-            if text in labels:
-                problems.append(
-                    f"{where}: {value!r} repeats budget {text} of "
-                    f"datasets.{name}.budgets[{labels[text]}]"
-                )
-            labels.setdefault(text, pos)
-        entry["budgets"] = list(labels)
-    for index, block in enumerate(config["matrix"]):
-        budgeted = [
-            d
-            for d in block["datasets"]
-            if config["datasets"][d].get("budgets", [BUDGET_ALL]) != [BUDGET_ALL]
-        ]
-        tuned = [s for s in block["strategies"] if "tuning" in config["strategies"][s]]
-        if budgeted and tuned:
-            problems.append(
-                f"matrix[{index}]: tuned strateg{'ies' if len(tuned) > 1 else 'y'} "
-                f"{', '.join(tuned)} on dataset(s) with label budgets ({', '.join(budgeted)}): "
-                "a search per budget is not supported; put them in separate blocks "
-                "without budgets"
-            )
-    if problems:
-        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
-
-
-def _check_tuning(config: dict[str, Any]) -> None:
-    """Validate and fill every strategy's ``tuning`` section (tlbench.tuning)."""
-    from tlbench.tuning import TuningError, resolve_tuning
-
-    problems = []
-    for name, strategy in config["strategies"].items():
-        if "tuning" not in strategy:
-            continue
-        try:
-            where = f"strategies.{name}.tuning"
-            strategy["tuning"] = resolve_tuning(strategy["name"], strategy["tuning"], where)
-        except TuningError as error:
-            problems.append(str(error))
-    if problems:
-        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
-
-
-def _check_prescreen(config: dict[str, Any]) -> None:
-    """Each block's ``prescreen``: a known score, ``keep`` at most the block's backbones,
-    and only backbones with pretrained weights (random ones have no features to score)."""
-    from tlbench.transferability import SCORES
-
-    problems = []
-    for index, block in enumerate(config["matrix"]):
-        screen = block.get("prescreen")
-        if screen is None:
-            continue
-        where = f"matrix[{index}].prescreen"
-        if screen["score"] not in SCORES:
-            problems.append(
-                f"{where}.score: {screen['score']!r} is not a transferability score; "
-                f"valid: {', '.join(SCORES)}"
-            )
-        screen["keep"] = int(screen["keep"])  # the schema's integer may be 2.0
-        backbones = block["backbones"]
-        if screen["keep"] > len(backbones):
-            problems.append(
-                f"{where}.keep: {screen['keep']} is more than the block's "
-                f"{len(backbones)} backbone(s) (matrix[{index}].backbones)"
-            )
-        for pos, name in enumerate(backbones):
-            if config["backbones"][name].get("weights", "none") == "none":
-                problems.append(
-                    f"matrix[{index}].backbones[{pos}]: {name!r} has random weights "
-                    f"(backbones.{name}.weights: none): nothing to score for {where}"
-                )
-    if problems:
-        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
 
 
 _SPEC_PATH = re.compile(r"[A-Za-z_][\w.\[\]]*")
@@ -454,12 +253,6 @@ def _config_key(study: Study, run: Run, path: str) -> str:
     return path or f"run {run}"
 
 
-def _unknown(where: str, name: str, section: str, config: dict[str, Any]) -> str:
-    return (
-        f"{where}: unknown name {name!r}; defined {section}: {', '.join(sorted(config[section]))}"
-    )
-
-
 def _expand(config: dict[str, Any]) -> list[Run]:
     """Expand the matrix blocks into runs; a cell listed by two blocks is an error."""
     seen: dict[Run, int] = {}
@@ -483,11 +276,6 @@ def _expand(config: dict[str, Any]) -> list[Run]:
             + "; ".join(clashes)
         )
     return runs
-
-
-def _pretrain_config(backbone: Mapping[str, Any]) -> dict[str, Any] | None:
-    weights = backbone.get("weights")
-    return weights["pretrain"] if isinstance(weights, dict) else None
 
 
 # --------------------------------------------------------------------------- the study
@@ -811,114 +599,3 @@ class Study:
         if cfg.get("params"):
             spec["params"] = dict(cfg["params"])
         return spec
-
-
-# --------------------------------------------------------------------------- script helpers
-
-
-def environment_page(
-    config: Mapping[str, Any],
-    study_csv: str | os.PathLike,
-    yaml_path: str | os.PathLike,
-    html_path: str | os.PathLike,
-) -> None:
-    """Write the study's environment page: this machine, the runs' environments, the config.
-
-    ``yaml_path`` gets ``{environment, run_environments, config}``; ``html_path``
-    the same as a page of the report (tables plus the config as YAML).
-    """
-    import html
-
-    import pandas as pd
-
-    from tlbench import provenance, tables
-    from tlbench.atomic import atomic_file
-
-    here = provenance.environment()
-    runs = tables.environment_table(pd.read_csv(study_csv))
-    config_yaml = yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)
-    with atomic_file(yaml_path) as handle:
-        yaml.safe_dump(
-            {
-                "environment": here,
-                "run_environments": runs.to_dict(orient="records"),
-                "config": dict(config),
-            },
-            handle,
-            sort_keys=False,
-            allow_unicode=True,
-        )
-    machine = pd.DataFrame({"field": list(here), "value": [str(v) for v in here.values()]})
-    page = "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html><head><meta charset="utf-8"><title>Environment</title>',
-            "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style></head><body>",
-            "<h2>Environment of the report's aggregation</h2>",
-            tables.render(machine, "html"),
-            "<h2>Environments the runs were trained in</h2>",
-            tables.render(runs, "html"),
-            "<h2>Study config (defaults filled in)</h2>",
-            f"<pre>{html.escape(config_yaml)}</pre>",
-            "</body></html>",
-        ]
-    )
-    with atomic_file(html_path) as handle:
-        handle.write(page + "\n")
-
-
-@contextlib.contextmanager
-def log_to(path: str | os.PathLike) -> Iterator[None]:
-    """Send this process's stdout and stderr (also of C/C++ libraries) to ``path``.
-
-    Used by the workflow's scripts so each job's output, and the traceback of
-    an error, lands in its log file.
-    """
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved_fds = os.dup(1), os.dup(2)
-    saved_streams = sys.stdout, sys.stderr
-    with open(path, "w", buffering=1) as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        sys.stdout = sys.stderr = log
-        try:
-            yield
-        except BaseException:
-            traceback.print_exc()  # into the log, then Snakemake reports the failure
-            raise
-        finally:
-            log.flush()
-            sys.stdout, sys.stderr = saved_streams
-            os.dup2(saved_fds[0], 1)
-            os.dup2(saved_fds[1], 2)
-            os.close(saved_fds[0])
-            os.close(saved_fds[1])
-
-
-def table_stem(outputs: Mapping[str, Any]) -> Path:
-    """The path stem of a table's outputs ``csv``, ``md``, ``html`` (they must agree)."""
-    stems = {Path(outputs[fmt]).with_suffix("") for fmt in ("csv", "md", "html")}
-    if len(stems) != 1:
-        raise ValueError(
-            f"a table's csv, md and html outputs differ in stem: {sorted(map(str, stems))}"
-        )
-    return stems.pop()
-
-
-def limit_threads(threads: int) -> None:
-    """Cap the numeric libraries' thread pools at ``threads`` (before keras is imported)."""
-    n = str(max(1, int(threads)))
-    for var in (
-        "OMP_NUM_THREADS",
-        "TF_NUM_INTRAOP_THREADS",
-        "OPENBLAS_NUM_THREADS",
-        "MKL_NUM_THREADS",
-    ):
-        os.environ[var] = n
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1" if n == "1" else "2"
-    os.environ.setdefault(
-        "XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}"
-    )
