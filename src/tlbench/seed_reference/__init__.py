@@ -36,6 +36,7 @@ STRATEGY_NAMES: frozenset[str] = frozenset(
         "freeze_bottom",
         "discriminative_lr",
         "autoencoder",
+        "linear_probe",
     }
 )
 TABLE_KINDS: frozenset[str] = frozenset(
