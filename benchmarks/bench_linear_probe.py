@@ -99,7 +99,7 @@ def main() -> None:
             "train_seconds": statistics.mean(m["train_seconds"] for m in results),
             "per_seed": [
                 {
-                    "seed": m["seed"] if "seed" in m else s,
+                    "seed": s,
                     "val_accuracy": m["val"]["accuracy"],
                     "test_accuracy": m["test"]["accuracy"],
                     "train_seconds": m["train_seconds"],

@@ -117,12 +117,7 @@ class TwoPhase(Strategy):
         if isinstance(unfreeze, str):
             first, _ = block_span(backbone, unfreeze, "unfreeze")
             return len(layers) - first
-        if unfreeze > len(layers):
-            raise SpecError(
-                f"strategy.params.unfreeze: {unfreeze} exceeds the depth of backbone "
-                f"{backbone.name!r} ({len(layers)} layers)"
-            )
-        return unfreeze
+        return _within_depth(unfreeze, "unfreeze", backbone, layers)
 
     def set_layers(self, phase: Phase, backbone: Any) -> None:
         count = self.unfrozen_count(backbone)  # validated in phase 1 too
@@ -134,6 +129,17 @@ class TwoPhase(Strategy):
         start = len(layers) - count
         for i, layer in enumerate(layers):
             layer.trainable = i >= start
+
+
+def _within_depth(count: int, key: str, backbone: Any, layers: list) -> int:
+    """``count`` (layers of ``strategy.params.<key>``) if the backbone has that many;
+    else an error naming the value and the backbone's depth."""
+    if count > len(layers):
+        raise SpecError(
+            f"strategy.params.{key}: {count} exceeds the depth of backbone "
+            f"{backbone.name!r} ({len(layers)} layers)"
+        )
+    return count
 
 
 @register
@@ -157,12 +163,7 @@ class FreezeBottom(Strategy):
         if isinstance(frozen, str):
             _, last = block_span(backbone, frozen, "frozen")
             return last + 1
-        if frozen > len(layers):
-            raise SpecError(
-                f"strategy.params.frozen: {frozen} exceeds the depth of backbone "
-                f"{backbone.name!r} ({len(layers)} layers)"
-            )
-        return frozen
+        return _within_depth(frozen, "frozen", backbone, layers)
 
     def set_layers(self, phase: Phase, backbone: Any) -> None:
         count = self.frozen_count(backbone)
