@@ -346,27 +346,48 @@ def final_targets():
 # ---------------------------------------------------------------- results page
 
 
-def seed_page(suffix):
-    """The seed study's section file, e.g. docs/results/seed002.md (suffix .md or .json)."""
-    return str(Path(STUDY.seed_study["page"]).with_suffix(suffix))
+def section_block():
+    """The study's section of the results page: its `seed_study` or `results_section`
+    block (None: the study has none)."""
+    return STUDY.seed_study or STUDY.results_section
 
 
-def seed_study_params():
-    """The `seed_study` block, the config file(s) and the results folder, for the page."""
+def section_page(suffix):
+    """The study's section file, e.g. docs/results/seed002.md or
+    docs/results/transferability.md (suffix .md or .json)."""
+    return str(Path(section_block()["page"]).with_suffix(suffix))
+
+
+def section_params():
+    """The section's block (`seed_study` or `results_section`), the config file(s) and
+    the results folder, for the page."""
     given = workflow.overwrite_configfiles or workflow.configfiles  # --configfile replaces config.yaml
     configs = [os.path.relpath(path) for path in given] or ["config.yaml"]
-    return {**STUDY.seed_study, "config": ", ".join(configs), "results": RESULTS}
+    return {**section_block(), "config": ", ".join(configs), "results": RESULTS}
 
 
 def results_page_sections(wildcards):
-    """Section summaries (.json) of every measured seed study: those already in the page's
+    """Section summaries (.json) of every measured study: those already in the page's
     folder and this study's own (its .md lies beside each)."""
-    folder = Path(seed_page(".json")).parent
-    return sorted({str(p) for p in folder.glob("seed*.json")} | {seed_page(".json")})
+    folder = Path(section_page(".json")).parent
+    return sorted({str(p) for p in folder.glob("*.json")} | {section_page(".json")})
+
+
+def study_results_inputs(wildcards):
+    """What a `results_section` study's section is made of: the study CSV, the verdict,
+    and the transferability tables when the study scores backbones."""
+    inputs = {
+        "csv": f"{RESULTS}/tables/study.csv",
+        "verdict": f"{RESULTS}/tables/verdict.csv",
+    }
+    if transferability_score_files(None):
+        inputs["scores"] = f"{RESULTS}/tables/transferability.csv"
+        inputs["tau"] = f"{RESULTS}/tables/transferability_tau.csv"
+    return inputs
 
 
 def results_targets():
-    """The results page of a seed study (nothing for other studies)."""
-    if not STUDY.seed_study:
+    """The study's section and the results page (nothing for a study without one)."""
+    if not section_block():
         return []
-    return [seed_page(".md"), "docs/results.md"]
+    return [section_page(".md"), "docs/results.md"]

@@ -1,6 +1,7 @@
-# Results page (only for a config with a `seed_study` block, configs/measured/):
-# the study's section beside the seed report it reproduces, and docs/results.md
-# joining the sections of every measured seed study (tlbench.results).
+# Results page (only for a config with a `seed_study` or a `results_section` block,
+# configs/measured/): a seed study's section beside the seed report it reproduces
+# (tlbench.results), another measured study's own section (tlbench.study_results), and
+# docs/results.md joining the sections of every measured study.
 
 
 if STUDY.seed_study:
@@ -10,8 +11,8 @@ if STUDY.seed_study:
             csv=f"{RESULTS}/tables/study.csv",
             runs=all_run_dirs,
         output:
-            md=seed_page(".md"),
-            json=seed_page(".json"),
+            md=section_page(".md"),
+            json=section_page(".json"),
             html=report(
                 f"{RESULTS}/results/seed_results.html",
                 caption="../report/seed_results.rst",
@@ -19,13 +20,40 @@ if STUDY.seed_study:
                 labels={"page": "the seed report's numbers beside ours"},
             ),
         params:
-            study=seed_study_params(),
+            study=section_params(),
         log:
             f"{RESULTS}/logs/results/seed_results.log",
         conda:
             "../envs/tlbench.yaml"
         script:
             "../scripts/seed_results.py"
+
+
+if STUDY.results_section:
+
+    rule study_results:
+        input:
+            unpack(study_results_inputs),
+        output:
+            md=section_page(".md"),
+            json=section_page(".json"),
+            html=report(
+                f"{RESULTS}/results/study_results.html",
+                caption="../report/study_results.rst",
+                category="Results page",
+                labels={"page": "this study's section of the results page"},
+            ),
+        params:
+            study=section_params(),
+        log:
+            f"{RESULTS}/logs/results/study_results.log",
+        conda:
+            "../envs/tlbench.yaml"
+        script:
+            "../scripts/study_results.py"
+
+
+if section_block():
 
     rule results_page:
         input:

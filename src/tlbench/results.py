@@ -569,6 +569,58 @@ SEED_PAGES.add(
 Block = tuple[str, Any]  # ("h2" | "h3" | "p", text), ("ul", [texts]), ("table", DataFrame)
 
 
+def study_header(
+    df: pd.DataFrame,
+    study: Mapping[str, Any],
+    wall: Mapping[str, Any],
+    looks: pd.DataFrame | None,
+) -> tuple[list[Block], dict[str, int] | None]:
+    """The paragraphs that open a measured study's section: config, runs, wall time on
+    the CPU that ran it, code version and library versions; the pilot notice; the looks
+    at each dataset's test split (the ledger, :func:`tlbench.ledger.looks`). Returns the
+    blocks and the looks per dataset (None without a ledger)."""
+    from tlbench.tables import is_pilot
+
+    commits = sorted(set(df["env_git_commit"].dropna().astype(str)))
+    dirty = bool(df["env_git_dirty"].fillna(False).astype(bool).any())
+    blocks: list[Block] = [
+        (
+            "p",
+            f"Config: {study['config']} (results in {study['results']}). "
+            f"Runs: {len(df)} ({int((df['status'] == 'ok').sum())} finished). "
+            f"Wall time on {_cores(df)}: {format_seconds(wall['seconds'])} "
+            f"(first run start {wall['start']} to last run end {wall['end']}; the runs "
+            f"themselves {format_seconds(wall['runs_seconds'])}). "
+            f"Code: {', '.join(commits) or 'unknown'}"
+            f"{' (with uncommitted changes)' if dirty else ''}; {_versions(df)}.",
+        ),
+    ]
+    if is_pilot(df):
+        blocks.append(
+            (
+                "p",
+                "**Pilot study: the test split is sealed.** Every run trained and was "
+                "evaluated on the train and validation splits only; the figures below are "
+                "validation figures, and no check on test is measured.",
+            )
+        )
+    evaluations = None
+    if looks is not None:
+        from tlbench.ledger import looks_sentence
+
+        datasets = [str(d) for d in dict.fromkeys(df["dataset"])]
+        evaluations = {str(r["dataset"]): int(r["distinct run specs"]) for _, r in looks.iterrows()}
+        blocks.append(
+            (
+                "p",
+                "Looks at the test split (the study's ledger, "
+                f"{study['results']}/test_evaluations.jsonl: distinct run specs ever "
+                f"evaluated on each dataset's test split): {looks_sentence(looks, datasets)}.",
+            )
+        )
+    return blocks, evaluations
+
+
 def seed_section(
     df: pd.DataFrame,
     study: Mapping[str, Any],
@@ -598,47 +650,9 @@ def seed_section(
         if chosen and chosen[0] is not None:
             record["selected"] = chosen[0].as_dict()
         checks.append(record)
-    wall = extra["wall_time"]
-    commits = sorted(set(df["env_git_commit"].dropna().astype(str)))
-    dirty = bool(df["env_git_dirty"].fillna(False).astype(bool).any())
-    blocks: list[Block] = [
-        ("h2", f"Seed {seed_id}: {ref['title']}"),
-        (
-            "p",
-            f"Config: {study['config']} (results in {study['results']}). "
-            f"Runs: {len(df)} ({int((df['status'] == 'ok').sum())} finished). "
-            f"Wall time on {_cores(df)}: {format_seconds(wall['seconds'])} "
-            f"(first run start {wall['start']} to last run end {wall['end']}; the runs "
-            f"themselves {format_seconds(wall['runs_seconds'])}). "
-            f"Code: {', '.join(commits) or 'unknown'}"
-            f"{' (with uncommitted changes)' if dirty else ''}; {_versions(df)}.",
-        ),
-    ]
-    from tlbench.tables import is_pilot
-
-    if is_pilot(df):
-        blocks.append(
-            (
-                "p",
-                "**Pilot study: the test split is sealed.** Every run trained and was "
-                "evaluated on the train and validation splits only; the figures below are "
-                "validation figures, and no check on test is measured.",
-            )
-        )
-    evaluations = None
-    if looks is not None:
-        from tlbench.ledger import looks_sentence
-
-        datasets = [str(d) for d in dict.fromkeys(df["dataset"])]
-        evaluations = {str(r["dataset"]): int(r["distinct run specs"]) for _, r in looks.iterrows()}
-        blocks.append(
-            (
-                "p",
-                "Looks at the test split (the study's ledger, "
-                f"{study['results']}/test_evaluations.jsonl: distinct run specs ever "
-                f"evaluated on each dataset's test split): {looks_sentence(looks, datasets)}.",
-            )
-        )
+    blocks: list[Block] = [("h2", f"Seed {seed_id}: {ref['title']}")]
+    header, evaluations = study_header(df, study, extra["wall_time"], looks)
+    blocks += header
     if study.get("substitutions"):
         blocks += [("p", "Substitutions forced by this machine:"), ("ul", study["substitutions"])]
     shown = ["check", "target", "measured", "met", "selected_by"]
@@ -666,7 +680,7 @@ def seed_section(
         "title": ref["title"],
         "config": study["config"],
         "runs": len(df),
-        "wall_seconds": wall["seconds"],
+        "wall_seconds": extra["wall_time"]["seconds"],
         "checks": checks,
     }
     if evaluations is not None:
@@ -736,7 +750,14 @@ def _versions(df: pd.DataFrame) -> str:
 
 
 def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]) -> str:
-    """``docs/results.md``: an overview of every seed (measured or not yet), then the sections."""
+    """``docs/results.md``: an overview of every seed (measured or not yet) and of the other
+    measured studies (``results_section``: :mod:`tlbench.study_results`), then the
+    sections: the seeds' first, in seed order, then the others in the order given."""
+    order = sorted(range(len(summaries)), key=lambda i: "seed" not in summaries[i])
+    summaries = [summaries[i] for i in order]
+    sections = [sections[i] for i in order]
+    others = [s for s in summaries if "seed" not in s]
+    summaries = [s for s in summaries if "seed" in s]
     measured = {s["seed"]: s for s in summaries}
     rows = []
     for seed in seed_reference.SEED_IDS:
@@ -784,11 +805,29 @@ def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]
         "",
         render(overview, "md"),
     ]
+    if others:
+        rows = [
+            {
+                "study": f"[{o['title']}](results/{Path(o['page']).name})",
+                "config": o["config"],
+                "runs": o["runs"],
+                "wall time": format_seconds(o["wall_seconds"]),
+            }
+            for o in others
+        ]
+        head += [
+            "",
+            "Other measured studies (each section written by the rule `study_results` of its "
+            "study, `docs/results/<name>.md`):",
+            "",
+            render(pd.DataFrame(rows), "md"),
+        ]
     return "\n".join(head) + "\n" + "\n".join(sections)
 
 
 def page_from_files(summary_files: Sequence[str | Path]) -> str:
-    """``docs/results.md`` from section summaries (``seedNNN.json``, each beside its ``.md``)."""
+    """``docs/results.md`` from section summaries (``seedNNN.json`` and the other studies'
+    ``<name>.json``, each beside its ``.md``)."""
     import json
 
     summaries, sections = [], []

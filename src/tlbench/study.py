@@ -43,6 +43,7 @@ from tlbench.study_config import (  # noqa: F401
     _check_budgets,
     _check_names,
     _check_prescreen,
+    _check_sections,
     _check_tuning,
     _pretrain_config,
     key_path,
@@ -120,6 +121,7 @@ def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
     _check_budgets(resolved)
     _check_tuning(resolved)
     _check_prescreen(resolved)
+    _check_sections(resolved)
     runs = _expand(resolved)
     study = Study(resolved, runs)
     if check_specs:
@@ -311,6 +313,13 @@ class Study:
             return None
         page = block.get("page") or f"docs/results/seed{block['reference']}.md"
         return {"substitutions": [], **block, "page": page}
+
+    @property
+    def results_section(self) -> dict[str, Any] | None:
+        """The ``results_section`` block (``title``, ``page``); None: the study has no
+        section of its own on the results page."""
+        block = self.config.get("results_section")
+        return None if block is None else dict(block)
 
     # ---- lookups
     def run(

@@ -201,6 +201,17 @@ def _check_tuning(config: dict[str, Any]) -> None:
         raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
 
 
+def _check_sections(config: dict[str, Any]) -> None:
+    """A study has at most one section of the results page: a seed study's (``seed_study``)
+    or its own (``results_section``)."""
+    if "seed_study" in config and "results_section" in config:
+        raise StudyConfigError(
+            "invalid study config:\n  results_section: a seed study (seed_study: "
+            f"{config['seed_study'].get('reference')!r}) has its section already; give one of "
+            "seed_study and results_section"
+        )
+
+
 def _check_prescreen(config: dict[str, Any]) -> None:
     """Each block's ``prescreen``: a known score, ``keep`` at most the block's backbones,
     and only backbones with pretrained weights (random ones have no features to score)."""

@@ -1,0 +1,30 @@
+"""Snakemake script: a measured study's own section of the results page (tlbench.study_results)."""
+# ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
+
+import _bootstrap  # noqa: F401
+
+from tlbench.study import log_to
+
+with log_to(snakemake.log[0]):
+    import pandas as pd
+
+    from tlbench import ledger, results, study_results
+    from tlbench.atomic import atomic_file, write_json
+
+    study = dict(snakemake.params.study)
+    df = pd.read_csv(snakemake.input.csv)
+    looks = ledger.looks(ledger.ledger_path(study["results"]), list(dict.fromkeys(df["dataset"])))
+    inputs = dict(snakemake.input.items())
+    blocks, summary = study_results.study_section(
+        df,
+        study,
+        looks=looks,
+        verdict=pd.read_csv(inputs["verdict"]),
+        scores=pd.read_csv(inputs["scores"]) if "scores" in inputs else None,
+        tau=pd.read_csv(inputs["tau"]) if "tau" in inputs else None,
+    )
+    with atomic_file(snakemake.output.md) as handle:
+        handle.write(results.to_markdown(blocks))
+    with atomic_file(snakemake.output.html) as handle:
+        handle.write(results.to_html(blocks))
+    write_json(snakemake.output.json, summary)

@@ -1,0 +1,261 @@
+"""Measured studies that are not seed studies: their sections of ``docs/results.md``.
+
+A study config with a ``results_section: {page, title}`` block (e.g.
+``configs/measured/transferability.yaml``) gets one section of the results page,
+written by the rule ``study_results`` from the study's outputs, never typed by hand:
+
+* the header every measured study's section opens with
+  (:func:`tlbench.results.study_header`: config, runs, wall time on the CPU that
+  ran it, code version, the looks at each test split);
+* the verdict per dataset (and label budget) from ``tables/verdict.csv``
+  (:mod:`tlbench.verdict`: the validation-selected cell, its test accuracy with
+  its interval, the ties, the transfer gain, the cheapest tied cell);
+* when the study scores backbones (:mod:`tlbench.transferability`): every score
+  beside the measured accuracy of each strategy, each score's weighted Kendall tau
+  against each accuracy, in words how well each score predicted, and what scoring
+  cost against the training it stands in for.
+
+The section's summary (``<page>.json``) is what ``docs/results.md``'s overview lists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tlbench.results import Block, format_seconds, study_header, wall_time
+
+#: Column labels of the scores on the page (tlbench.transferability.SCORES' names).
+SCORE_LABELS = {
+    "logme": "LogME",
+    "hscore": "H-score",
+    "hscore_shrunk": "H-score (shrunk)",
+    "knn_accuracy": "k-NN val acc",
+    "nce": "NCE",
+    "leep": "LEEP",
+}
+#: Strategy names in the page's column labels.
+SHORT = {"feature_extraction": "FE", "linear_probe": "LP"}
+
+
+def _short(strategy: str) -> str:
+    return SHORT.get(strategy, strategy)
+
+
+def _scores_present(scores: pd.DataFrame) -> list[str]:
+    """The scores of :data:`tlbench.transferability.SCORES` in the table, in that order."""
+    from tlbench.transferability import SCORES
+
+    return [s for s in SCORES if s in scores]
+
+
+def scores_beside_accuracy(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """One row per scored (dataset, backbone): its weights and input size, every score,
+    and the mean validation / test accuracy of each strategy trained on it (augmentation
+    ``none`` only when the study has others: the scores are of unaugmented features)."""
+    from tlbench.transferability import measured_accuracy
+
+    measured = measured_accuracy(df)
+    if measured["augmentation"].nunique() > 1 and (measured["augmentation"] == "none").any():
+        measured = measured[measured["augmentation"] == "none"]
+    wide = measured.pivot_table(
+        index=["dataset", "backbone"],
+        columns="strategy",
+        values=["val_accuracy", "test_accuracy"],
+    )
+    wide.columns = [
+        f"{_short(strategy)} {'val' if kind == 'val_accuracy' else 'test'}"
+        for kind, strategy in wide.columns
+    ]
+    wide = wide[sorted(wide.columns, key=lambda c: (c.split()[0], c.split()[1] != "val"))]
+    present = _scores_present(scores)
+    table = scores[["dataset", "backbone", "weights", "input_size", *present]].merge(
+        wide.reset_index(), on=["dataset", "backbone"], how="left"
+    )
+    table = table.rename(columns={"input_size": "px", **SCORE_LABELS})
+    return table.round(3)
+
+
+def tau_pivot(tau: pd.DataFrame) -> pd.DataFrame:
+    """Weighted Kendall tau (``tables/transferability_tau.csv``) as rows (dataset,
+    strategy, accuracy) by columns (score); empty where undefined."""
+    table = tau.pivot_table(
+        index=["dataset", "strategy", "accuracy"],
+        columns="score",
+        values="weighted_tau",
+        dropna=False,
+        aggfunc="first",
+    )
+    order = [s for s in SCORE_LABELS if s in table.columns]
+    table = table[order].rename(columns=SCORE_LABELS).reset_index()
+    table["accuracy"] = table["accuracy"].str.replace("_accuracy", "", regex=False)
+    return table.round(2)
+
+
+def tau_findings(tau: pd.DataFrame) -> list[str]:
+    """Per score, in words: its weighted tau against each accuracy over the (dataset,
+    strategy) pairs where it is defined (mean, range, how many positive), and where it
+    is undefined, why."""
+    lines = []
+    for score, label in SCORE_LABELS.items():
+        rows = tau[tau["score"] == score]
+        if rows.empty:
+            continue
+        parts = []
+        for accuracy in ("val_accuracy", "test_accuracy"):
+            values = rows.loc[rows["accuracy"] == accuracy, "weighted_tau"].dropna()
+            if values.empty:
+                continue
+            what = accuracy.replace("_accuracy", "")
+            parts.append(
+                f"against {what} accuracy mean {values.mean():+.2f} over {len(values)} "
+                f"(dataset, strategy) pairs, from {values.min():+.2f} to {values.max():+.2f}, "
+                f"{int((values > 0).sum())} of {len(values)} positive"
+            )
+        if parts:
+            lines.append(f"{label}: weighted tau " + "; ".join(parts) + ".")
+        else:
+            notes = sorted({n.split(";")[0] for n in rows["note"].dropna() if n})
+            lines.append(f"{label}: undefined on every pair ({'; '.join(notes) or 'no values'}).")
+    return lines
+
+
+def cost_table(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """What scoring a backbone cost against training on its features: per score, the
+    median seconds per scored (dataset, backbone), and the median training seconds of
+    each strategy's runs on the same backbones (features cached for both) over it."""
+    ok = df[(df["status"] == "ok") & df["backbone"].isin(set(scores["backbone"]))]
+    training = {
+        strategy: float(rows["train_seconds"].median())
+        for strategy, rows in ok.groupby("strategy", sort=True)
+    }
+    rows = []
+    for score in _scores_present(scores):
+        column = f"{score}_seconds"
+        if column not in scores:
+            continue
+        seconds = float(scores.loc[scores[score].notna(), column].median())
+        if math.isnan(seconds):
+            continue
+        row: dict[str, Any] = {"score": SCORE_LABELS[score], "seconds per backbone": seconds}
+        for strategy, train in training.items():
+            row[f"{_short(strategy)} training s"] = train
+            row[f"{_short(strategy)} / score"] = train / seconds if seconds > 0 else math.inf
+        rows.append(row)
+    return pd.DataFrame(rows).round(3)
+
+
+def transferability_blocks(
+    scores: pd.DataFrame, tau: pd.DataFrame, df: pd.DataFrame
+) -> list[Block]:
+    """The transferability part of a section: scores beside accuracies, tau, cost."""
+    notes = sorted({n for n in scores.get("note", pd.Series(dtype=str)).dropna() if n})
+    blocks: list[Block] = [
+        ("h3", "Scores of the frozen features beside the measured accuracy"),
+        (
+            "p",
+            "Each score is computed from the feature cache of the train split (k-NN: "
+            "fitted on train, scored on validation); the test split is not read. FE: "
+            "feature_extraction (a Keras head on the cached features), LP: linear_probe "
+            "(logistic regression, C chosen on validation); accuracies are means over seeds.",
+        ),
+        ("table", scores_beside_accuracy(scores, df)),
+    ]
+    if notes:
+        blocks += [("p", "Undefined scores (NaN above):"), ("ul", notes)]
+    blocks += [
+        ("h3", "Do the scores rank the backbones as training does?"),
+        (
+            "p",
+            "Weighted Kendall tau (scipy.stats.weightedtau) of each score against each "
+            "strategy's mean accuracy across the scored backbones of a dataset: 1 is the "
+            "same order, 0 no relation, -1 the reverse. Test rows are reported only: "
+            "nothing is chosen by them.",
+        ),
+        ("table", tau_pivot(tau)),
+        ("ul", tau_findings(tau)),
+    ]
+    cost = cost_table(scores, df)
+    if not cost.empty:
+        blocks += [
+            ("h3", "What scoring costs"),
+            (
+                "p",
+                "Median seconds to score one backbone on one dataset from its cached "
+                "features, against the median training seconds of a run on the same "
+                "cached features (the cache is computed once for both and not counted).",
+            ),
+            ("table", cost),
+        ]
+    return blocks
+
+
+def verdict_blocks(verdict: pd.DataFrame) -> list[Block]:
+    """The verdict table (tlbench.verdict) in the section's words."""
+    rows = []
+    for _, v in verdict.iterrows():
+        row = {"dataset": v["dataset"]}
+        if "budget" in verdict:
+            row["budget"] = v["budget"]
+        row["chosen by validation"] = v["selected"]
+        row["test accuracy [95 %]"] = (
+            f"{v['test_accuracy']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+        )
+        row["tied with it"] = v["tied_with"] if isinstance(v["tied_with"], str) else ""
+        gain = v.get("transfer_gain")
+        row["transfer gain [95 %]"] = (
+            f"{gain:+.3f} [{v['gain_low']:+.3f}, {v['gain_high']:+.3f}] {v['gain_verdict']}"
+            if isinstance(gain, float) and not math.isnan(gain)
+            else ""
+        )
+        row["cheapest tied"] = v["cheapest_tied"]
+        rows.append(row)
+    margin = float(verdict["margin"].iloc[0]) if len(verdict) else float("nan")
+    return [
+        ("h3", "Verdict"),
+        (
+            "p",
+            "Per dataset the cell chosen by mean validation figure over seeds, its test "
+            "accuracy with the 95 % interval of a paired hierarchical bootstrap over seeds "
+            f"and test images, the cells tied with it (margin ±{margin:g}), the transfer "
+            "gain and the cheapest tied cell (tlbench.verdict).",
+        ),
+        ("table", pd.DataFrame(rows)),
+    ]
+
+
+def study_section(
+    df: pd.DataFrame,
+    study: Mapping[str, Any],
+    looks: pd.DataFrame | None = None,
+    verdict: pd.DataFrame | None = None,
+    scores: pd.DataFrame | None = None,
+    tau: pd.DataFrame | None = None,
+) -> tuple[list[Block], dict[str, Any]]:
+    """A measured study's section (blocks, :func:`tlbench.results.to_markdown`) and
+    its summary. ``study``: the config's ``results_section`` block (``page``,
+    ``title``) plus ``config`` and ``results`` (where it ran)."""
+    wall = wall_time(df)
+    blocks: list[Block] = [("h2", study["title"])]
+    header, evaluations = study_header(df, study, wall, looks)
+    blocks += header
+    if verdict is not None and len(verdict):
+        blocks += verdict_blocks(verdict)
+    if scores is not None and tau is not None and len(scores):
+        blocks += transferability_blocks(scores, tau, df)
+    summary: dict[str, Any] = {
+        "section": Path(study["page"]).stem,
+        "page": str(study["page"]),
+        "title": study["title"],
+        "config": study["config"],
+        "runs": len(df),
+        "wall_seconds": wall["seconds"],
+        "wall_time": format_seconds(wall["seconds"]),
+    }
+    if evaluations is not None:
+        summary["test_evaluations"] = evaluations
+    return blocks, summary

@@ -1,0 +1,115 @@
+"""The sections of measured studies that are not seed studies (tlbench.study_results)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from test_results import _config, _run
+
+from tlbench import results, study_results
+from tlbench.study import StudyConfigError, load_study
+
+#: measured test accuracy of feature_extraction per backbone (linear_probe: 0.01 lower)
+ACCURACY = {"b1": 0.70, "b2": 0.80, "b3": 0.90, "b4": 0.60}
+
+
+def _study() -> pd.DataFrame:
+    rows = []
+    for backbone, acc in ACCURACY.items():
+        for seed in (0, 1):
+            rows.append(
+                _run("feature_extraction", seed, acc, backbone=backbone, train_seconds=10.0)
+            )
+        rows.append(_run("linear_probe", 0, acc - 0.01, backbone=backbone, train_seconds=0.5))
+    return pd.DataFrame(rows)
+
+
+def _scores() -> pd.DataFrame:
+    """LogME orders the backbones as the accuracy does; k-NN in reverse."""
+    rows = []
+    for backbone, acc in ACCURACY.items():
+        rows.append({"dataset": "gtsrb", "backbone": backbone, "weights": "imagenet",
+                     "input_size": 96, "logme": acc * 10, "logme_seconds": 0.05,
+                     "hscore": math.nan, "hscore_seconds": 0.01,
+                     "knn_accuracy": 1 - acc, "knn_accuracy_seconds": 0.2,
+                     "note": "hscore: undefined (N <= D)"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_transferability_section_puts_scores_beside_accuracy_with_tau_and_cost():
+    from tlbench.transferability import tau_table
+
+    df, scores = _study(), _scores()
+    tau = tau_table(scores, df)
+    study = {"title": "Transferability", "page": "docs/results/transfer.md",
+             "config": "c.yaml", "results": "results/t"}  # fmt: skip
+    blocks, summary = study_results.study_section(df, study, scores=scores, tau=tau)
+    page = results.to_markdown(blocks)
+    assert page.startswith("## Transferability")
+    assert summary["section"] == "transfer" and summary["runs"] == 12
+
+    beside = study_results.scores_beside_accuracy(scores, df)
+    row = beside.set_index("backbone").loc["b3"]
+    assert row["FE test"] == pytest.approx(0.90) and row["LP test"] == pytest.approx(0.89)
+    assert row["LogME"] == pytest.approx(9.0)
+
+    pivot = study_results.tau_pivot(tau).set_index(["strategy", "accuracy"])
+    assert pivot.loc[("feature_extraction", "test"), "LogME"] == pytest.approx(1.0)
+    assert pivot.loc[("feature_extraction", "test"), "k-NN val acc"] == pytest.approx(-1.0)
+    assert math.isnan(pivot.loc[("feature_extraction", "test"), "H-score"])
+
+    findings = study_results.tau_findings(tau)
+    logme = next(line for line in findings if line.startswith("LogME"))
+    assert "against test accuracy mean +1.00 over 2" in logme and "2 of 2 positive" in logme
+    knn = next(line for line in findings if line.startswith("k-NN"))
+    assert "mean -1.00" in knn and "0 of 2 positive" in knn
+    assert any(line.startswith("H-score: undefined") for line in findings)
+
+    cost = study_results.cost_table(scores, df).set_index("score")
+    assert cost.loc["LogME", "FE / score"] == pytest.approx(10.0 / 0.05)
+    assert cost.loc["LogME", "LP / score"] == pytest.approx(0.5 / 0.05)
+    assert "H-score" not in cost.index  # undefined everywhere: no cost to report
+    assert "What scoring costs" in page and "hscore: undefined (N <= D)" in page
+
+
+def test_verdict_rows_are_in_the_section():
+    verdict = pd.DataFrame([{"dataset": "gtsrb", "selected": "b3 / feature_extraction / none",
+                             "test_accuracy": 0.9, "ci_low": 0.88, "ci_high": 0.92,
+                             "tied_with": "b2 / linear_probe / none [-0.0200, +0.0010]",
+                             "transfer_gain": 0.1, "gain_low": 0.05, "gain_high": 0.15,
+                             "gain_verdict": "better", "cheapest_tied": "b2 / linear_probe / none",
+                             "margin": 0.01}])  # fmt: skip
+    study = {"title": "T", "page": "docs/results/t.md", "config": "c", "results": "r"}
+    page = results.to_markdown(study_results.study_section(_study(), study, verdict=verdict)[0])
+    assert "0.900 [0.880, 0.920]" in page and "+0.100 [+0.050, +0.150] better" in page
+    assert "b2 / linear_probe / none [-0.0200, +0.0010]" in page
+
+
+def test_page_lists_other_studies_after_the_seeds(tmp_path):
+    (tmp_path / "seed002.md").write_text("## Seed 002\n")
+    seed = {"seed": "002", "title": "t", "config": "c", "runs": 3, "wall_seconds": 60.0,
+            "checks": [{"met": "yes"}]}  # fmt: skip
+    (tmp_path / "seed002.json").write_text(json.dumps(seed))
+    (tmp_path / "alpha.md").write_text("## Alpha study\n")
+    other = {"section": "alpha", "page": "docs/results/alpha.md", "title": "Alpha study",
+             "config": "configs/measured/alpha.yaml", "runs": 7, "wall_seconds": 120.0}  # fmt: skip
+    (tmp_path / "alpha.json").write_text(json.dumps(other))
+    page = results.page_from_files([tmp_path / "alpha.json", tmp_path / "seed002.json"])
+    assert page.index("## Seed 002") < page.index("## Alpha study")
+    assert "[Alpha study](results/alpha.md)" in page and "2 min 00 s" in page
+    assert page.count("not measured yet") == 4  # the seed overview is unchanged
+
+
+def test_results_section_block_is_validated_and_excludes_a_seed_study():
+    block = {"title": "T", "page": "docs/results/t.md"}
+    assert load_study(_config(results_section=block)).results_section == block
+    assert load_study(_config()).results_section is None
+    with pytest.raises(StudyConfigError, match="results_section.page"):
+        load_study(_config(results_section={"title": "T", "page": "elsewhere/t.md"}))
+    with pytest.raises(StudyConfigError, match="results_section"):
+        load_study(_config(results_section={"title": "T"}))
+    with pytest.raises(StudyConfigError, match="one of seed_study and results_section"):
+        load_study(_config(results_section=block, seed_study={"reference": "003"}))
