@@ -62,6 +62,9 @@ def test_run_fills_an_absent_cache(tiny_prepared, source_run, tmp_path):
     assert first["features"]["source"] == "computed" and (tmp_path / "c" / "key.json").is_file()
     second = engine.run(fe_spec(tiny_prepared, source_run, tmp_path / "c"), tmp_path / "r2")
     assert second["features"]["source"] == "cache"
+    # fit_seconds: the head's fit alone, without computing or loading the features
+    for metrics in (first, second):
+        assert 0 < metrics["fit_seconds"] < metrics["train_seconds"]
 
 
 def test_two_phase_uses_the_cache_in_phase1(tiny_prepared, source_run, tmp_path):
@@ -70,6 +73,7 @@ def test_two_phase_uses_the_cache_in_phase1(tiny_prepared, source_run, tmp_path)
     metrics = engine.run(spec, tmp_path / "run")
     assert metrics["features"]["source"] == "computed"
     assert metrics["epochs_run"] == 2
+    assert "fit_seconds" not in metrics  # phase 2 trains on images: no head-only fit time
 
 
 def test_train_val_metrics_from_cached_features_equal_the_saved_models(

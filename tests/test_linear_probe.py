@@ -86,6 +86,8 @@ def test_a_run_chooses_C_before_the_test_split_is_read(tiny_prepared, tmp_path, 
     best = max(accuracies)
     assert best < 1.0  # the noisy val labels (the precondition of the checks below)
     assert metrics["chosen_C"] == metrics["probe_grid"][accuracies.index(best)]
+    assert metrics["fit_seconds"] == round(metrics["probe_train_seconds"], 4)
+    assert 0 < metrics["fit_seconds"] < metrics["train_seconds"]
     # the saved model takes images, and on val it scores what the probe chose C by
     model = keras.saving.load_model(out / "model.keras")
     x_train, y_train = real_load(prepared).split("train")

@@ -11,6 +11,7 @@ A non-finite loss raises :class:`RunFailed`.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,7 +148,7 @@ class Trainer:
         model, head, backbone = built.model, built.head, built.backbone
         train_ds = ImageBatches(x_train, y_train, batch, shuffle=True, seed=spec["seed"])
         val_ds = ImageBatches(x_val, y_val, batch)
-        cached, images_phase = None, False
+        cached, images_phase, head_seconds = None, False, 0.0
         extras: dict[str, Any] = {}
         pretrained = bool(backbone.pretrained)
         try:
@@ -156,7 +157,9 @@ class Trainer:
                 if phase.head_only and built.augmentation is None and USE_FEATURE_CACHE:
                     cached = self.features(ctx)
                     extras.setdefault("features", cached.info)
+                    fit_start = time.perf_counter()
                     self.fit(head, phase, (cached.train, y_train), (cached.val, y_val))
+                    head_seconds += time.perf_counter() - fit_start
                 else:
                     images_phase = True
                     self.fit(model, phase, train_ds, val_ds, multipliers=multipliers)
@@ -164,6 +167,10 @@ class Trainer:
                     extras.setdefault("lr_multipliers", {})[phase.name] = multipliers
         except RunFailed as failure:
             return ctx.result(None, failure=str(failure), pretrained=pretrained, extras=extras)
+        if cached is not None and not images_phase:
+            # fit_seconds: every phase fitted the head on cached features; their seconds
+            # alone (no feature loading, no model assembly), as linear_probe's fit is timed
+            extras["fit_seconds"] = round(head_seconds, 4)
         return ctx.result(
             model,
             pretrained=pretrained,

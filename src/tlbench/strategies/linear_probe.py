@@ -99,7 +99,12 @@ class LinearProbe(Strategy):
             pretrained=bool(built.backbone.pretrained),
             head=head,
             head_features=cached,
-            extras={"features": cached.info, "chosen_C": fit.C, **fit.record()},
+            extras={
+                "features": cached.info,
+                "chosen_C": fit.C,
+                "fit_seconds": round(fit.train_seconds, 4),  # as feature_extraction's head fit
+                **fit.record(),
+            },
         )
 
 
