@@ -95,7 +95,7 @@ def spec_inputs(spec):
     """Folders a (run, features) spec reads: prepared data, pretraining run, feature cache."""
     inputs = {"prepared": spec["dataset"]["prepared"]}
     weights = spec["backbone"]["weights"]
-    if isinstance(weights, dict):
+    if isinstance(weights, dict) and "run" in weights:  # not {random: SEED}
         inputs["pretrained"] = weights["run"]
     if "features_cache" in spec:
         inputs["features"] = spec["features_cache"]

@@ -348,6 +348,47 @@ def test_weights_from_file(tmp_path):
     np.testing.assert_allclose(_features(loaded, x), _features(source, x), rtol=1e-5, atol=1e-5)
 
 
+def _same_weights(a, b) -> bool:
+    wa, wb = a.model.get_weights(), b.model.get_weights()
+    return len(wa) == len(wb) and all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"name": "small_cnn", "kwargs": {"widths": [4, 8]}},
+        {"name": "MobileNet", "kwargs": {"alpha": 0.25}},  # a keras.applications builder
+    ],
+)
+def test_random_weights_come_from_their_seed_alone(cfg):
+    """{random: SEED}: bit-identical for one SEED whatever the run's seed, other for another
+    SEED; not pretrained; the caller's random streams continue as if nothing was built."""
+    import random
+
+    from keras.src.utils.rng_utils import get_random_seed
+
+    def build(seed, run_seed):
+        keras.utils.set_random_seed(run_seed)
+        return build_backbone({**cfg, "weights": {"random": seed}}, (32, 32, 3))
+
+    first = build(0, run_seed=1)
+    assert not first.pretrained
+    assert _same_weights(first, build(0, run_seed=2))
+    assert not _same_weights(first, build(1, run_seed=1))
+    # after the build, the run's streams are where the run's seed left them
+    keras.utils.set_random_seed(5)
+    expected = (random.random(), float(np.random.rand()), keras.initializers.GlorotUniform().seed)
+    build(0, run_seed=5)
+    got = (random.random(), float(np.random.rand()), keras.initializers.GlorotUniform().seed)
+    assert got == expected and get_random_seed() == 5
+
+
+@pytest.mark.parametrize("seed", [-1, "x", 1.5, True, 2**32])
+def test_bad_random_seed_is_named(seed):
+    with pytest.raises(ValueError, match=f"{seed!r} is not a valid random-init seed"):
+        build_backbone({"name": "small_cnn", "weights": {"random": seed}}, (32, 32, 3))
+
+
 def _save_run(run_dir: Path, backbone, classes=None, size=16) -> keras.Model:
     """An engine-like run folder: model.keras with a nested 'backbone', metrics.json."""
     inputs = keras.Input((size, size, 3), name="image")

@@ -132,6 +132,27 @@ def test_random_weights_are_not_cached(tiny_prepared, source_run, tmp_path):
     assert not (tmp_path / "c2").exists()
 
 
+def test_seeded_random_weights_are_cached(tiny_prepared, source_run, tmp_path):
+    """{random: SEED}: the run computes the cache, a run of another seed reads it (the
+    backbone is SEED's, not the run's), and `tlbench features` keeps it; SEED is in the key."""
+    spec = fe_spec(tiny_prepared, source_run, tmp_path / "c")
+    spec["backbone"]["weights"] = {"random": 0}
+    first = engine.run(spec, tmp_path / "r1")
+    assert first["features"]["source"] == "computed" and first["pretrained"] is False
+    key = json.loads((tmp_path / "c" / "key.json").read_text())
+    assert key["fields"]["backbone"]["weights"]["random"] == 0
+    second = engine.run({**spec, "seed": 3}, tmp_path / "r2")  # spot check: same backbone
+    assert second["features"]["source"] == "cache" and second["features"]["key"] == key["sha256"]
+    cached = features.compute(
+        {**features_spec(tiny_prepared, source_run), "backbone": spec["backbone"]}, tmp_path / "c"
+    )
+    assert json.loads((cached / "key.json").read_text()) == key
+    other = features_spec(tiny_prepared, source_run)
+    other["backbone"]["weights"] = {"random": 1}
+    with pytest.raises(SpecError, match="holds features with key"):
+        features.compute(other, tmp_path / "c")
+
+
 def test_features_spec_unknown_key(tiny_prepared, source_run, tmp_path):
     spec = features_spec(tiny_prepared, source_run)
     spec["training"]["epochs"] = 3

@@ -121,6 +121,21 @@ def test_scratch_forces_random_weights():
     assert resolved["backbone"]["weights"] == "none"
 
 
+@pytest.mark.parametrize("seed", [-1, "x", 1.5, True, 2**32, None])
+def test_bad_random_weights_seed_is_named(seed):
+    spec = spec_with(backbone={"name": "small_cnn", "weights": {"random": seed}})
+    with pytest.raises(SpecError) as info:
+        resolve_spec(spec)
+    assert f"backbone.weights.random: {seed!r} is not a valid random-init seed" in str(info.value)
+
+
+def test_random_weights_resolve_to_their_seed():
+    spec = spec_with(backbone={"name": "small_cnn", "weights": {"random": 7}})
+    assert resolve_spec(spec)["backbone"]["weights"] == {"random": 7}
+    with pytest.raises(SpecError, match=r"\{random: SEED\}"):
+        resolve_spec(spec_with(backbone={"name": "small_cnn", "weights": {"random": 1, "x": 2}}))
+
+
 def test_run_names_are_kept():
     resolved = resolve_spec(spec_with(run={"dataset": "d", "seed": 1}))
     assert resolved["run"] == {"dataset": "d", "seed": 1}

@@ -309,6 +309,51 @@ def test_bad_weights_type_is_named():
     assert "backbones.cnn_scratch.weights" in message and "string" in message
 
 
+def random_control_config() -> dict:
+    """base_config with cnn_random ({random: 0}) in block 0 (scratch, feature_extraction)."""
+    config = base_config()
+    config["backbones"]["cnn_random"] = {
+        "name": "small_cnn",
+        "kwargs": {"widths": [8, 16]},
+        "weights": {"random": 0},
+    }
+    config["matrix"][0]["backbones"].append("cnn_random")
+    return config
+
+
+def test_random_weights_are_a_cached_control_not_a_pretraining_run():
+    study = load_study(random_control_config())
+    assert study.pretrained_backbones == ["cnn_fractal"]
+    spec = study.run_spec(study.run("digits", "cnn_random", "feature_extraction", "none", 0))
+    assert spec["backbone"]["weights"] == {"random": 0}
+    assert spec["features_cache"] == "out/features/digits/cnn_random"
+    assert ("digits", "cnn_random") in study.feature_pairs()
+    scratch = study.run_spec(study.run("digits", "cnn_random", "scratch", "none", 0))
+    assert scratch["backbone"]["weights"] == "none"  # scratch always starts from the run's seed
+
+
+@pytest.mark.parametrize(
+    ("seed", "named"),
+    [
+        (-1, "backbones.cnn_random.weights.random: -1 is less than the minimum of 0"),
+        ("x", "backbones.cnn_random.weights.random: 'x' is not of type 'integer'"),
+        (1.5, "backbones.cnn_random.weights.random: 1.5 is not of type 'integer'"),
+    ],
+)
+def test_bad_random_weights_seed_is_named(seed, named):
+    config = random_control_config()
+    config["backbones"]["cnn_random"]["weights"] = {"random": seed}
+    assert named in error_of(config)
+
+
+def test_random_control_may_be_prescreened():
+    config = prescreened_config()
+    config["backbones"]["cnn_random"] = random_control_config()["backbones"]["cnn_random"]
+    config["matrix"][2]["backbones"] = ["cnn_fractal", "cnn_random"]
+    study = load_study(config, check_specs=False)
+    assert ("digits", "cnn_random") in study.prescreen_pairs(2)
+
+
 def test_duplicate_cells_across_blocks_are_named():
     config = base_config()
     config["matrix"].append(

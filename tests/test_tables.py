@@ -106,6 +106,18 @@ def test_collect_runs_one_row_per_run(study):
     assert math.isnan(failed.test_accuracy) and math.isnan(failed.train_seconds)
 
 
+def test_weights_column_labels_each_kind(tmp_path):
+    runs = [fake_metrics(seed=i) for i in range(3)]
+    runs[1]["spec"]["backbone"]["weights"] = {"run": "results/pretrained/cnn"}
+    runs[2]["spec"]["backbone"]["weights"] = {"random": 4}
+    table = tables.collect_runs(write_runs(tmp_path, runs))
+    assert list(table.sort_values("seed").weights) == [
+        "imagenet",
+        "run:results/pretrained/cnn",
+        "random(seed 4)",
+    ]
+
+
 def test_batchnorm_column(tmp_path):
     runs = []
     for policy in ("frozen", "train", None):

@@ -305,6 +305,10 @@ def test_score_cache_reads_a_feature_cache_with_the_prepared_labels(tiny_prepare
     )
     assert (record["input_size"], record["dim"], record["n_val"]) == (32, 8, len(y_val))
     assert record["weights"] == "pretraining run"
+    fields["backbone"]["weights"] = {"random": 0, "keras_backend": "tensorflow"}  # a control
+    (folder / "key.json").write_text(json.dumps({"sha256": "x", "fields": fields}))
+    record = T.score_cache(folder, tiny_prepared, {"dataset": "tiny", "backbone": "cnn"})
+    assert record["weights"] == "random(seed 0)"
     np.save(folder / "val.npy", feats["val"][:-1])
     with pytest.raises(ValueError, match="cache is of another dataset"):
         T.score_cache(folder, tiny_prepared, {"dataset": "tiny", "backbone": "cnn"})
@@ -315,6 +319,27 @@ def test_scored_pairs_are_the_pretrained_backbones_of_the_matrix():
 
     study = load_study_file(ROOT / "configs/test/tiny.yaml")
     assert T.scored_pairs(study) == [("target", "cnn_source")]  # cnn_scratch is random
+
+
+def test_scored_pairs_include_seeded_random_backbones():
+    """{random: SEED} is a negative control with cacheable features: scored, labelled
+    with its seed; `none` is still not."""
+    import yaml
+
+    from tlbench.study import load_study
+
+    config = yaml.safe_load((ROOT / "configs/test/tiny.yaml").read_text())
+    config["backbones"]["cnn_random"] = {
+        **config["backbones"]["cnn_scratch"],
+        "weights": {"random": 0},
+    }
+    config["matrix"][1]["backbones"].append("cnn_random")
+    study = load_study(config)
+    assert T.scored_pairs(study) == [("target", "cnn_random"), ("target", "cnn_source")]
+    assert study.features_spec("target", "cnn_random")["backbone"]["weights"] == {"random": 0}
+    assert ("target", "cnn_random") in study.feature_pairs()
+    assert T.weights_label({"random": 0, "keras_backend": "jax"}) == "random(seed 0)"
+    assert T.weights_label("imagenet") == "imagenet"
 
 
 def _study_rows(accuracies: dict[str, list[float]], strategy: str = "fine_tune"):

@@ -25,7 +25,7 @@ class Backbone:
     name: str
     model: keras.Model  # named "backbone": preprocessed images -> features, no top
     preprocess_mode: str  # for Preprocess(mode)
-    pretrained: bool  # True when weights were loaded (imagenet / path / run)
+    pretrained: bool  # True when weights were loaded (imagenet / path / run); not random
     blocks: list[tuple[str, list[str]]]  # (block name, layer names in order)
     min_size: int  # smallest input side the architecture accepts
 

@@ -20,8 +20,10 @@ through Keras's own call and cache folder (``$KERAS_HOME/models``, default
 ``~/.keras/models``, read when the backbone is built); when the file is neither
 cached nor downloadable, :class:`MissingWeightsError` names the file and folder;
 there is never a fallback to random weights. ``"none"`` is random
-initialisation, a path loads a weights file, and ``{"run": folder}`` takes the
-nested ``"backbone"`` layer of that earlier run's ``model.keras``.
+initialisation (drawn from the run's seed), a path loads a weights file,
+``{"run": folder}`` takes the nested ``"backbone"`` layer of that earlier run's
+``model.keras``, and ``{"random": SEED}`` is random initialisation drawn from ``SEED``
+alone (:func:`random_init_seed`; :mod:`tlbench.weights`), not pretrained.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import importlib.util
 import inspect
 import json
 import os
+import random
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,10 +53,14 @@ from tlbench.preprocess import (
     IMAGENET_STD_RGB,
     Preprocess,
 )
+from tlbench.weights import RANDOM, check_random_seed, random_seed
 
 #: Keys of a backbone config.
 CONFIG_KEYS = ("name", "weights", "kwargs")
-WEIGHTS_HELP = "imagenet, none, a path to a weights file (.h5/.weights.h5), or {run: <run folder>}"
+WEIGHTS_HELP = (
+    "imagenet, none, a path to a weights file (.h5/.weights.h5), {run: <run folder>}, "
+    "or {random: SEED}"
+)
 
 # keras.applications arguments that tlbench sets itself (not allowed in kwargs).
 _RESERVED_KWARGS = {
@@ -87,13 +95,20 @@ def build_backbone(cfg: dict, input_shape: tuple[int, int, int]) -> Backbone:
     """Build the backbone described by ``cfg`` for images of ``input_shape`` (H, W, C).
 
     ``cfg = {"name": "MobileNetV2", "weights": "imagenet" | "none" | "<path>" |
-    {"run": "<run folder>"}, "kwargs": {"alpha": 0.35}}``. An input side below the
-    built backbone's ``min_size`` is an error (also for a registered builder that does
-    not check it itself).
+    {"run": "<run folder>"} | {"random": SEED}, "kwargs": {"alpha": 0.35}}``. An input
+    side below the built backbone's ``min_size`` is an error (also for a registered
+    builder that does not check it itself). ``{"random": SEED}`` builds the random
+    initialisation inside :func:`random_init_seed` (``pretrained`` False).
     """
     name, weights, kwargs = _parse_config(cfg)
     input_shape = _check_input_shape(input_shape)
     builder = BACKBONES.get(name)
+    seed = random_seed(weights)
+    if seed is not None:
+        with random_init_seed(seed):
+            backbone = builder(name, "none", kwargs, input_shape)
+        _check_min_size(name, input_shape, getattr(backbone, "min_size", None) or 1)
+        return backbone
     if isinstance(weights, dict):
         backbone = builder(name, "none", kwargs, input_shape)
         _check_min_size(name, input_shape, getattr(backbone, "min_size", None) or 1)
@@ -104,6 +119,43 @@ def build_backbone(cfg: dict, input_shape: tuple[int, int, int]) -> Backbone:
     backbone = builder(name, weights, kwargs, input_shape)
     _check_min_size(name, input_shape, getattr(backbone, "min_size", None) or 1)
     return backbone
+
+
+@contextlib.contextmanager
+def random_init_seed(seed: int) -> Iterator[None]:
+    """Inside: random draws come from ``seed`` alone (``keras.utils.set_random_seed``:
+    Python, NumPy, TensorFlow, torch and Keras's global ``SeedGenerator``), so layers
+    built here get the same initial weights whatever seeding came before. After: the
+    caller's random state is back as it was (the Python, NumPy and torch streams where
+    they were, Keras's recorded seed and global generator), and TensorFlow's global seed
+    (which cannot be read back) is set again to Keras's recorded one, the run's seed
+    that ``tlbench.engine`` set, or cleared when none was recorded. Keras draws its
+    initialisers' seeds from the Python stream, so the layers built after this (the
+    run's head) get what they would have got without it."""
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+
+    keras_state = {
+        key: global_state.get_global_attribute(key)
+        for key in (GLOBAL_RANDOM_SEED, GLOBAL_SEED_GENERATOR)
+    }
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    torch = sys.modules.get("torch") if keras.backend.backend() == "torch" else None
+    torch_state = torch.get_rng_state() if torch is not None else None
+    keras.utils.set_random_seed(int(seed))
+    try:
+        yield
+    finally:
+        for key, value in keras_state.items():
+            global_state.set_global_attribute(key, value)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        if torch is not None:
+            torch.set_rng_state(torch_state)
+        tf = sys.modules.get("tensorflow")
+        if tf is not None:  # imported: keras.utils.set_random_seed seeded it
+            tf.random.set_seed(keras_state[GLOBAL_RANDOM_SEED])
 
 
 def build_source_classifier(
@@ -120,7 +172,7 @@ def build_source_classifier(
     """
     name, weights, kwargs = _parse_config(cfg)
     input_shape = _check_input_shape(input_shape)
-    if isinstance(weights, dict):
+    if isinstance(weights, dict) and "run" in weights:
         return _load_run_classifier(Path(weights["run"]), input_shape)
     if weights != "imagenet":
         raise ValueError(
@@ -245,11 +297,14 @@ def _parse_config(cfg: dict) -> tuple[str, str | dict, dict]:
 
 
 def _normalise_weights(weights: Any) -> str | dict:
-    """``None``/"none" -> "none"; "imagenet"; an existing path (str); {"run": str}."""
+    """``None``/"none" -> "none"; "imagenet"; an existing path (str); {"run": str};
+    {"random": int} (its seed checked)."""
     if weights is None or weights == "none":
         return "none"
     if weights == "imagenet":
         return "imagenet"
+    if isinstance(weights, dict) and set(weights) == {RANDOM}:
+        return {RANDOM: check_random_seed(weights[RANDOM], "backbone weights random")}
     if isinstance(weights, dict):
         if set(weights) != {"run"}:
             raise ValueError(f"invalid backbone weights {weights!r}; valid: {WEIGHTS_HELP}")

@@ -46,7 +46,7 @@ def _finish_custom(
     if weights == "imagenet":
         raise ValueError(
             f"backbone {name} has no ImageNet weights; valid weights for it: none, "
-            "a path to a weights file, or {run: <run folder>}"
+            "a path to a weights file, {run: <run folder>}, or {random: SEED}"
         )
     if weights != "none":
         model.load_weights(weights)

@@ -10,17 +10,20 @@ always evaluated through the whole model, never from the cache).
 A cache folder holds ``key.json`` (the key and its fields), ``train.npy`` and
 ``val.npy`` (float32, N×D pooled features). The key is a SHA-256 over the
 prepared dataset (its manifest and split sizes), the backbone (name, kwargs,
-and the identity of its weights: ``imagenet``, or the SHA-256 of the weights
-file or of the source run's ``model.keras``), the model input size and the
-interpolation. A run whose spec names ``features_cache``:
+and the identity of its weights: ``imagenet``, the SHA-256 of the weights
+file or of the source run's ``model.keras``, or for ``{random: SEED}`` the seed and
+the Keras backend, whose random ops draw other numbers from one seed), the model
+input size and the interpolation. A run whose spec names ``features_cache``:
 
 * reuses the folder when its key matches (a spot check recomputes a few
   train images with the run's own backbone and fails loudly on a mismatch),
 * computes and writes it (atomically) when the folder is absent,
 * fails when the folder exists with another key (naming both keys).
 
-Random (``weights: none``) backbones have no identity to key on; such runs
-compute features in memory and say so in ``metrics.json["features"]``.
+Random (``weights: none``) backbones are drawn from the run's seed and have no
+identity to key on; such runs compute features in memory and say so in
+``metrics.json["features"]``. ``{random: SEED}`` backbones (drawn from SEED alone,
+:mod:`tlbench.weights`) are cached like pretrained ones.
 
 ``tlbench features SPEC.yaml OUTDIR`` (:func:`compute`) fills a cache ahead of
 the runs, from a run spec or a features spec
@@ -54,6 +57,7 @@ from tlbench.pipeline import (
     pool_features,
 )
 from tlbench.spec import INTERPOLATIONS, SpecError, merge_defaults
+from tlbench.weights import RANDOM, random_seed
 
 KEY_VERSION = 1
 SPLITS = ("train", "val")
@@ -81,10 +85,13 @@ class CachedFeatures:
 
 def weights_identity(weights: Any) -> Any:
     """What identifies a backbone's weights in the cache key (None: not identifiable)."""
-    if weights == "none":
+    if weights in ("none", None):
         return None
     if weights == "imagenet":
         return "imagenet"
+    seed = random_seed(weights)
+    if seed is not None:
+        return {RANDOM: seed, "keras_backend": keras.backend.backend()}
     if isinstance(weights, Mapping):
         path = Path(weights["run"]) / "model.keras"
         if not path.is_file():
@@ -115,6 +122,12 @@ def feature_key(spec: Mapping[str, Any], data: Any) -> dict[str, Any]:
     }
     text = json.dumps(fields, sort_keys=True, default=str)
     return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "fields": fields}
+
+
+def cacheable(weights: Any) -> bool:
+    """Whether features of a backbone with these (resolved) weights may be cached:
+    every kind but ``none``, whose random init is drawn from the run's seed."""
+    return weights not in ("none", None)
 
 
 def feature_extractor(
@@ -178,7 +191,7 @@ def features_for_run(
     )
     batch = training["batch_size"]
     folder = spec.get("features_cache")
-    if folder is None or not backbone.pretrained:
+    if folder is None or not cacheable(spec["backbone"]["weights"]):
         info = {"source": "memory"}
         if folder is not None:
             info["note"] = "random backbone weights have no identity to cache under"
@@ -275,10 +288,11 @@ def compute(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLi
     from tlbench.backbones import build_backbone
 
     spec = resolve_features_spec(spec)
-    if spec["backbone"]["weights"] in ("none", None):
+    if not cacheable(spec["backbone"]["weights"]):
         raise SpecError(
             "backbone.weights: 'none' (random init) cannot be cached: its features depend on "
-            "the run's seed; valid weights here: imagenet, a weights file, {run: <run folder>}"
+            "the run's seed; valid weights here: imagenet, a weights file, {run: <run folder>}, "
+            "{random: SEED}"
         )
     data = load_prepared(spec["dataset"]["prepared"], SPLITS)  # never the test split
     training = spec["training"]

@@ -18,6 +18,9 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
     backbone:
       name: MobileNetV2          # tlbench.backbones registry name
       weights: imagenet          # imagenet | none | PATH to a weights file | {run: RUN_FOLDER}
+                                 # | {random: SEED}: random init drawn from SEED alone (an
+                                 # integer 0 .. 2**32-1; not the run's seed), not pretrained,
+                                 # its features cached and scored (tlbench.weights)
                                  # (autoencoder: none unless given here)
       kwargs: {}                 # constructor arguments, e.g. {alpha: 0.35}
     strategy:
@@ -76,6 +79,7 @@ import yaml
 
 from tlbench.compute import check_jit_setting
 from tlbench.errors import SpecError, number_hint  # re-exported: callers import them here
+from tlbench.weights import RANDOM, check_random_seed
 
 REQUIRED = "<required>"
 
@@ -269,22 +273,24 @@ def _check_backbone_name(name: str) -> None:
     _registry_get(registry("backbone"), name, "backbone.name")
 
 
-def _check_weights(weights: Any) -> str | dict[str, str]:
-    """``imagenet`` | ``none`` | a weights file path | ``{run: folder}``."""
+def _check_weights(weights: Any) -> str | dict[str, Any]:
+    """``imagenet`` | ``none`` | a weights file path | ``{run: folder}`` | ``{random: SEED}``."""
     if weights is None:
         return "none"
     if isinstance(weights, Mapping):
+        if set(weights) == {RANDOM}:
+            return {RANDOM: check_random_seed(weights[RANDOM], "backbone.weights.random")}
         if set(weights) != {"run"} or not isinstance(weights["run"], str | os.PathLike):
             raise SpecError(
                 f"backbone.weights: {dict(weights)!r} is not valid; a mapping must be "
-                "{run: <run folder with model.keras>}"
+                "{run: <run folder with model.keras>} or {random: SEED}"
             )
         return {"run": str(weights["run"])}
     if isinstance(weights, str | os.PathLike) and str(weights):
         return str(weights)
     raise SpecError(
         f"backbone.weights: {weights!r} is not valid; valid values: imagenet, none, "
-        "a weights file path, {run: <run folder>}"
+        "a weights file path, {run: <run folder>}, {random: SEED}"
     )
 
 

@@ -52,7 +52,8 @@ from tlbench.study_config import (  # noqa: F401
 )
 
 # Strategies with a head-only phase (backbone frozen): without augmentation, and
-# with pretrained (not random) weights, their runs read the backbone's features
+# with weights that have an identity (pretrained, or {random: SEED}; not `none`,
+# drawn from each run's seed), their runs read the backbone's features
 # from a cache computed once per (dataset, backbone) by `backbone_features`.
 # (tlbench.strategies is not imported here: it loads keras, and the study is
 # expanded at every Snakemake start; tests/test_study.py checks both sets
@@ -464,15 +465,18 @@ class Study:
         """The run spec's ``backbone``; pretrained weights point at the pretraining run."""
         cfg = self.config["backbones"][backbone]
         weights = cfg.get("weights", "none")
-        if isinstance(weights, dict):
+        if _pretrain_config(cfg) is not None:
             weights = {"run": self.pretrained_path(backbone)}
+        elif isinstance(weights, dict):  # {random: SEED}
+            weights = dict(weights)
         return {"name": cfg["name"], "weights": weights, "kwargs": dict(cfg.get("kwargs", {}))}
 
     def uses_features(self, run: Run) -> bool:
         """Whether a run reads the (dataset, backbone) feature cache.
 
         True for strategies with a head-only phase, without augmentation, on
-        pretrained weights (random weights have no identity to cache under),
+        weights with an identity (pretrained or ``{random: SEED}``; ``none`` is drawn
+        from each run's seed and has no identity to cache under),
         whose model input (size, interpolation) is the one the cache is
         computed at.
         """

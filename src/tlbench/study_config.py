@@ -214,7 +214,8 @@ def _check_sections(config: dict[str, Any]) -> None:
 
 def _check_prescreen(config: dict[str, Any]) -> None:
     """Each block's ``prescreen``: a known score, ``keep`` at most the block's backbones,
-    and only backbones with pretrained weights (random ones have no features to score)."""
+    and only backbones whose weights have an identity (pretrained, or ``{random: SEED}``;
+    ``none`` is drawn from each run's seed and has no features to score)."""
     from tlbench.transferability import SCORES
 
     problems = []
@@ -252,5 +253,6 @@ def _unknown(where: str, name: str, section: str, config: dict[str, Any]) -> str
 
 
 def _pretrain_config(backbone: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``{pretrain: {...}}`` of a backbone's weights, or None (other weights)."""
     weights = backbone.get("weights")
-    return weights["pretrain"] if isinstance(weights, dict) else None
+    return weights.get("pretrain") if isinstance(weights, dict) else None

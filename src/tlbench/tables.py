@@ -29,6 +29,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from tlbench.atomic import atomic_file
+from tlbench.weights import random_label, random_seed
 
 #: Identity columns of a run, in table order.
 ID_COLUMNS = ["dataset", "backbone", "strategy", "augmentation", "seed"]
@@ -116,10 +117,14 @@ def _name(value: Any) -> Any:
 
 
 def _weights_label(weights: Any) -> Any:
-    """A short string for a backbone's weights (``run:<folder>`` for pretrained runs)."""
+    """A short string for a backbone's weights (``run:<folder>`` for pretrained runs,
+    ``random(seed N)`` for ``{random: N}``)."""
     if isinstance(weights, Mapping):
         if "run" in weights:
             return f"run:{weights['run']}"
+        seed = random_seed(weights)
+        if seed is not None:
+            return random_label(seed)
         return json.dumps(weights, sort_keys=True)
     return weights
 

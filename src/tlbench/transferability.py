@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from tlbench.probe import feature_matrix
+from tlbench.weights import random_label, random_seed
 
 #: Neighbours of the k-NN probe (fixed, not tuned: a tuned k would be chosen on
 #: the validation split it is scored on).
@@ -65,7 +66,8 @@ LIMIT = 1e12
 SCORES = ("logme", "hscore", "hscore_shrunk", "knn_accuracy")
 #: The measured accuracies the scores are checked against (mean over seeds).
 ACCURACIES = ("val_accuracy", "test_accuracy")
-#: The feature cache key's weight identities (tlbench.features.weights_identity) -> labels.
+#: The feature cache key's weight identities (tlbench.features.weights_identity) -> labels
+#: (``{random: SEED}``: :func:`tlbench.weights.random_label`, e.g. ``random(seed 0)``).
 WEIGHTS_LABELS = {"run_model_sha256": "pretraining run", "file_sha256": "weights file"}
 #: Fewest backbones a rank correlation is computed over.
 MIN_BACKBONES = 3
@@ -425,7 +427,7 @@ def score_cache(
         "dataset": names["dataset"],
         "backbone": names["backbone"],
         "backbone_arch": backbone["name"],
-        "weights": weights if isinstance(weights, str) else WEIGHTS_LABELS[next(iter(weights))],
+        "weights": weights_label(weights),
         "input_size": int(fields["input_size"]),
         "n_train": len(feats["train"]),
         "n_val": len(feats["val"]),
@@ -436,10 +438,23 @@ def score_cache(
     return record
 
 
+def weights_label(identity: Any) -> str:
+    """The scores table's ``weights`` of a feature cache key's weights identity
+    (:func:`tlbench.features.weights_identity`): ``imagenet``, ``pretraining run``,
+    ``weights file`` or ``random(seed N)``."""
+    if isinstance(identity, str):
+        return identity
+    seed = random_seed(identity)
+    if seed is not None:
+        return random_label(seed)
+    return WEIGHTS_LABELS[next(iter(identity))]
+
+
 def scored_pairs(study: Any) -> list[tuple[str, str]]:
     """(dataset, backbone) pairs scored by the workflow: every pair of the study's matrix
-    whose backbone has pretrained weights (ImageNet, a file, a pretraining run). Random
-    (``weights: none``) backbones have no cacheable features and are not scored."""
+    whose backbone's weights have an identity: pretrained (ImageNet, a file, a
+    pretraining run) or the negative control ``{random: SEED}``. Random ``weights: none``
+    backbones (drawn from each run's seed) have no cacheable features and are not scored."""
     return sorted(
         {
             (r.dataset, r.backbone)
