@@ -113,3 +113,35 @@ def test_results_section_block_is_validated_and_excludes_a_seed_study():
         load_study(_config(results_section={"title": "T"}))
     with pytest.raises(StudyConfigError, match="one of seed_study and results_section"):
         load_study(_config(results_section=block, seed_study={"reference": "003"}))
+
+
+def _budget_study() -> pd.DataFrame:
+    """Transfer (FE) ahead of scratch at 5 and 10 images per class, level at 'all'."""
+    rows = []
+    for budget, per_class, fe, scratch in (("n5", 5, 0.80, 0.40), ("n10", 10, 0.85, 0.60),
+                                            ("all", 80, 0.90, 0.90)):  # fmt: skip
+        for seed in range(3):
+            jitter = 0.01 * (seed - 1)
+            for strategy, acc in (("feature_extraction", fe), ("scratch", scratch)):
+                rows.append(_run(strategy, seed, acc + jitter, budget=budget,
+                                 budget_per_class_mean=float(per_class), val_n=60))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_budget_section_has_curves_crossovers_and_the_gain_per_budget():
+    df = _budget_study()
+    verdict = pd.DataFrame([
+        {"dataset": "gtsrb", "budget": b, "gain_verdict": v} for b, v in
+        (("n5", "better"), ("n10", "better"), ("all", "tied"))])  # fmt: skip
+    blocks = study_results.budget_blocks(df, verdict)
+    page = results.to_markdown(blocks)
+    table = next(content for kind, content in blocks if kind == "table")
+    assert list(table.columns) == [
+        "cell", "5 images per class", "10 images per class", "'all' (80 per class)"]  # fmt: skip
+    fe = table.set_index("cell").loc["mnv2/feature_extraction/none"]
+    assert fe["5 images per class"].startswith("0.800 [")
+    crossover = next(content for kind, content in blocks if kind == "ul")
+    assert len(crossover) == 1 and "feature_extraction" in crossover[0]
+    assert "better at 5 images per class, 10 images per class; tied at 'all'" in page
+    assert "same 60 validation images" in page
+    assert study_results.budget_blocks(_study()) == []  # no budgets: no such part

@@ -10,6 +10,10 @@ written by the rule ``study_results`` from the study's outputs, never typed by h
 * the verdict per dataset (and label budget) from ``tables/verdict.csv``
   (:mod:`tlbench.verdict`: the validation-selected cell, its test accuracy with
   its interval, the ties, the transfer gain, the cheapest tied cell);
+* with label budgets (:mod:`tlbench.budget`): per dataset, test accuracy with its
+  interval per cell and budget, the crossovers in words
+  (:mod:`tlbench.learning_curves`) and at which budgets transfer beat training
+  without pretrained weights (the verdict's transfer gain per budget);
 * when the study scores backbones (:mod:`tlbench.transferability`): every score
   beside the measured accuracy of each strategy, each score's weighted Kendall tau
   against each accuracy, in words how well each score predicted, and what scoring
@@ -228,6 +232,76 @@ def verdict_blocks(verdict: pd.DataFrame) -> list[Block]:
     ]
 
 
+def budget_blocks(df: pd.DataFrame, verdict: pd.DataFrame | None = None) -> list[Block]:
+    """Per dataset with two or more label budgets: its learning curves as a table (mean
+    accuracy over seeds and 95 % t-interval, a column per budget in increasing size), the
+    crossovers in words and, from the verdict per budget, the budgets at which the best
+    pretrained cell beat, tied or lost to the best cell without pretrained weights."""
+    from tlbench import learning_curves, tables
+
+    if "budget" not in df:
+        return []
+    split = tables.reported_split(df)
+    blocks: list[Block] = []
+    for dataset, rows in df.groupby("dataset", sort=True):
+        if rows["budget"].fillna(learning_curves.ALL).nunique() < 2:
+            continue
+        curves = learning_curves.curve_table(rows, split)
+        order = curves.groupby("budget")["per_class"].mean().sort_values().index
+        names = {
+            b: learning_curves.budget_words(
+                b, curves.loc[curves["budget"] == b, "per_class"].mean()
+            )
+            for b in order
+        }
+        curves["text"] = [
+            f"{a:.3f} [{lo:.3f}, {hi:.3f}]" if n > 1 else f"{a:.3f} (1 seed)"
+            for a, lo, hi, n in zip(
+                curves["accuracy"], curves["low"], curves["high"], curves["seeds"], strict=True
+            )
+        ]
+        table = curves.pivot(index="cell", columns="budget", values="text")[list(order)]
+        table = table.rename(columns=names).reset_index()
+        val = rows["val_n"].dropna()
+        blocks += [
+            ("h3", f"Label budgets: {dataset}"),
+            (
+                "p",
+                f"Mean {split} accuracy over seeds with its 95 % t-interval, per cell and "
+                "label budget (labelled training images per class; nested, stratified "
+                "subsets of the training split). Every budget was validated on the same "
+                f"{int(val.iloc[0]) if len(val) else '?'} validation images and tested on the "
+                "same test images.",
+            ),
+            ("table", table),
+        ]
+        sentences = learning_curves.crossovers(curves)
+        blocks.append(
+            ("ul", sentences)
+            if sentences
+            else ("p", "No crossovers: each pair of cells keeps its relation at every budget.")
+        )
+        if verdict is not None and "budget" in verdict:
+            gains = verdict[(verdict["dataset"] == dataset) & verdict["gain_verdict"].notna()]
+            gains = gains[gains["gain_verdict"].astype(str) != ""]
+            if len(gains):
+                said = {
+                    word: [names.get(str(b), str(b)) for b in gains.loc[
+                        gains["gain_verdict"] == word, "budget"]]
+                    for word in ("better", "tied", "worse")
+                }  # fmt: skip
+                parts = [f"{word} at {', '.join(b)}" for word, b in said.items() if b]
+                blocks.append(
+                    (
+                        "p",
+                        "Transfer gain (the best pretrained cell chosen by validation against "
+                        "the best cell without pretrained weights, paired bootstrap interval "
+                        f"against the ±margin): {'; '.join(parts)}.",
+                    )
+                )
+    return blocks
+
+
 def study_section(
     df: pd.DataFrame,
     study: Mapping[str, Any],
@@ -245,6 +319,7 @@ def study_section(
     blocks += header
     if verdict is not None and len(verdict):
         blocks += verdict_blocks(verdict)
+    blocks += budget_blocks(df, verdict)
     if scores is not None and tau is not None and len(scores):
         blocks += transferability_blocks(scores, tau, df)
     summary: dict[str, Any] = {
