@@ -208,6 +208,21 @@ def tuning_targets(runs):
 # ---------------------------------------------------------------- transferability
 
 
+def transferability_scores_input(wildcards):
+    """A score job reads the feature cache, the prepared labels and, for a backbone
+    pretrained by a run, that run (its classifier's outputs: NCE, LEEP)."""
+    spec = STUDY.features_spec(wildcards.dataset, wildcards.backbone)
+    return {
+        **spec_inputs(spec),
+        "features": f"{RESULTS}/features/{wildcards.dataset}/{wildcards.backbone}",
+    }
+
+
+def transferability_scores_batch_size(wildcards):
+    """Batch size of the source classifier's predictions (the feature cache's)."""
+    return STUDY.features_spec(wildcards.dataset, wildcards.backbone)["training"]["batch_size"]
+
+
 def transferability_score_files(wildcards):
     """The per (dataset, backbone) score records of every scored pair."""
     from tlbench.transferability import scored_pairs

@@ -1,14 +1,17 @@
 # Transferability scores (tlbench.transferability): every pretrained backbone of the
-# study scored on each dataset from its frozen-feature cache (rules/features.smk),
-# and the scores checked against the accuracies the study's runs measured.
+# study scored on each dataset from its frozen-feature cache (rules/features.smk) and,
+# for a backbone pretrained by a run (rules/pretrained.smk), from that run's classifier
+# on the train images (NCE, LEEP); the scores checked against the accuracies the
+# study's runs measured.
 
 
 rule transferability_scores:
     input:
-        features=f"{RESULTS}/features/{{dataset}}/{{backbone}}",
-        prepared=f"{RESULTS}/prepared/{{dataset}}",
+        unpack(transferability_scores_input),
     output:
         f"{RESULTS}/transferability/{{dataset}}/{{backbone}}.json",
+    params:
+        batch_size=transferability_scores_batch_size,
     log:
         f"{RESULTS}/logs/transferability/{{dataset}}/{{backbone}}.log",
     threads: STUDY.config["resources"]["threads"]

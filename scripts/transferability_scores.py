@@ -1,4 +1,5 @@
-"""Snakemake script: transferability scores of one (dataset, backbone) feature cache."""
+"""Snakemake script: transferability scores of one (dataset, backbone): its feature
+cache and, for a backbone pretrained by a run, that run's classifier."""
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
 import _bootstrap  # noqa: F401
@@ -11,7 +12,11 @@ with log_to(snakemake.log[0]):
     from tlbench.atomic import write_json
 
     record = transferability.score_cache(
-        snakemake.input.features, snakemake.input.prepared, dict(snakemake.wildcards)
+        snakemake.input.features,
+        snakemake.input.prepared,
+        dict(snakemake.wildcards),
+        snakemake.input.get("pretrained"),  # the pretraining run, if any: NCE, LEEP
+        batch_size=snakemake.params.batch_size,
     )
     print(record)
     write_json(snakemake.output[0], record)

@@ -247,7 +247,7 @@ def test_every_score_ranks_informative_features_above_random_ones():
     good = T.score_features(f[:80], y[:80], f[80:], y[80:])
     noise = rng.normal(size=f.shape)
     bad = T.score_features(noise[:80], y[:80], noise[80:], y[80:])
-    for score in T.SCORES:
+    for score in T.FEATURE_SCORES:
         assert good[score] > bad[score], score
     # source outputs: a classifier that tracks the target beats one that ignores it
     z_good = (y + (rng.random(len(y)) < 0.1)) % 4
@@ -271,22 +271,26 @@ def test_bad_inputs_are_named():
 # --------------------------------------------------------------------------- workflow pieces
 
 
-def test_score_cache_reads_a_feature_cache_with_the_prepared_labels(tiny_prepared, tmp_path):
-    """Train/val labels of the prepared dataset; its test split is never opened (a pilot
-    study's prepared folder has no test files)."""
+@pytest.fixture(scope="module")
+def sealed_prepared(tiny_prepared, tmp_path_factory) -> Path:
+    """The tiny prepared dataset without its test split (as a pilot study's): a score
+    job that opened it would fail."""
     import shutil
 
-    from tlbench.datasets import load_prepared
-
-    sealed = tmp_path / "prepared"
+    sealed = tmp_path_factory.mktemp("sealed") / "prepared"
     shutil.copytree(tiny_prepared, sealed)
     for name in ("test_x.npy", "test_y.npy"):
         (sealed / name).unlink()
-    tiny_prepared = sealed
+    return sealed
 
-    data = load_prepared(tiny_prepared, splits=("train", "val"))
+
+def _fake_cache(folder: Path, prepared: Path, weights, input_size: int = 32) -> dict:
+    """A feature cache folder of informative random features of ``prepared``'s train/val
+    images, its key naming ``weights`` (a cache key's weight identity)."""
+    from tlbench.datasets import load_prepared
+
+    data = load_prepared(prepared, splits=("train", "val"))
     rng = np.random.default_rng(0)
-    folder = tmp_path / "features"
     folder.mkdir()
     feats = {}
     for split in ("train", "val"):
@@ -294,24 +298,141 @@ def test_score_cache_reads_a_feature_cache_with_the_prepared_labels(tiny_prepare
         feats[split] = (np.eye(3)[labels] @ rng.normal(size=(3, 8)) * 3).astype(np.float32)
         feats[split] += rng.normal(size=feats[split].shape).astype(np.float32)
         np.save(folder / f"{split}.npy", feats[split])
-    weights = {"run_model_sha256": "0" * 64}  # weights of a pretraining run
-    fields = {"backbone": {"name": "small_cnn", "weights": weights}, "input_size": 32}
+    backbone = {"name": "small_cnn", "kwargs": {"widths": [4, 8]}, "weights": weights}
+    fields = {"backbone": backbone, "input_size": input_size}
     (folder / "key.json").write_text(json.dumps({"sha256": "x", "fields": fields}))
-    record = T.score_cache(folder, tiny_prepared, {"dataset": "tiny", "backbone": "cnn"})
+    return feats
+
+
+def test_score_cache_reads_a_feature_cache_with_the_prepared_labels(sealed_prepared, tmp_path):
+    """Train/val labels of the prepared dataset; its test split is never opened (a pilot
+    study's prepared folder has no test files). ImageNet weights (no-top files): no
+    source classifier, so NCE and LEEP are NaN and the note says why."""
+    from tlbench.datasets import load_prepared
+
+    data = load_prepared(sealed_prepared, splits=("train", "val"))
+    folder = tmp_path / "features"
+    feats = _fake_cache(folder, sealed_prepared, "imagenet")
+    names = {"dataset": "tiny", "backbone": "cnn"}
+    record = T.score_cache(folder, sealed_prepared, names)
     y_train, y_val = data.split("train")[1], data.split("val")[1]
     assert record["logme"] == pytest.approx(T.logme(feats["train"], y_train))
     assert record["knn_accuracy"] == pytest.approx(
         T.knn_accuracy(feats["train"], y_train, feats["val"], y_val)
     )
     assert (record["input_size"], record["dim"], record["n_val"]) == (32, 8, len(y_val))
-    assert record["weights"] == "pretraining run"
-    fields["backbone"]["weights"] = {"random": 0, "keras_backend": "tensorflow"}  # a control
-    (folder / "key.json").write_text(json.dumps({"sha256": "x", "fields": fields}))
-    record = T.score_cache(folder, tiny_prepared, {"dataset": "tiny", "backbone": "cnn"})
-    assert record["weights"] == "random(seed 0)"
+    assert record["weights"] == "imagenet"
+    for score in T.SOURCE_SCORES:
+        assert math.isnan(record[score]) and math.isnan(record[f"{score}_seconds"]), score
+    assert "nce, leep: no source classifier: the project's ImageNet weights" in record["note"]
+    assert set(T.SCORES) <= set(record)
+    with pytest.raises(ValueError, match="'imagenet' weights, not a pretraining run's"):
+        T.score_cache(folder, sealed_prepared, names, tmp_path / "some_run")
+    key = json.loads((folder / "key.json").read_text())
+    key["fields"]["backbone"]["weights"] = {"random": 0, "keras_backend": "tensorflow"}  # control
+    (folder / "key.json").write_text(json.dumps(key))
+    record = T.score_cache(folder, sealed_prepared, names)
+    assert record["weights"] == "random(seed 0)" and math.isnan(record["nce"])
+    assert "nce, leep: no source classifier: 'random(seed 0)' weights" in record["note"]
     np.save(folder / "val.npy", feats["val"][:-1])
     with pytest.raises(ValueError, match="cache is of another dataset"):
-        T.score_cache(folder, tiny_prepared, {"dataset": "tiny", "backbone": "cnn"})
+        T.score_cache(folder, sealed_prepared, names)
+
+
+@pytest.fixture(scope="module")
+def source_run(tiny_prepared, tmp_path_factory) -> Path:
+    """A pretraining-run-like folder: a small classifier over 4 source classes (a small
+    CNN as its nested 'backbone', as the engine saves one) in model.keras, its class
+    names in metrics.json."""
+    import keras
+
+    from tlbench.backbones import build_backbone
+    from tlbench.preprocess import Preprocess
+
+    keras.utils.set_random_seed(3)
+    cfg = {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [4, 8]}}
+    backbone = build_backbone(cfg, (16, 16, 3))
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = Preprocess(backbone.preprocess_mode, name="preprocess")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(backbone.model(x))
+    head = keras.layers.Dense(4, activation="softmax", name="head")
+    outputs = head(x)
+    # on standardised features (the tiny images' statistics): varied source predictions
+    pooled = keras.Model(inputs, x).predict(np.load(tiny_prepared / "train_x.npy"), verbose=0)
+    mean, std = pooled.mean(axis=0), pooled.std(axis=0) + 1e-6
+    kernel = np.random.default_rng(3).normal(size=head.kernel.shape) / std[:, None]
+    head.kernel.assign(kernel.astype(np.float32))
+    head.bias.assign((-mean @ kernel).astype(np.float32))
+    run = tmp_path_factory.mktemp("pretrained") / "cnn"
+    run.mkdir()
+    keras.Model(inputs, outputs).save(run / "model.keras")
+    classes = ["w", "x", "y", "z"]
+    (run / "metrics.json").write_text(json.dumps({"status": "ok", "classes": classes}))
+    return run
+
+
+def test_score_cache_scores_the_pretraining_runs_classifier_on_train(
+    sealed_prepared, source_run, tmp_path
+):
+    """A backbone pretrained by a run: its cache (tlbench.features) scored as ever, and
+    NCE (argmax source labels) and LEEP of the run's classifier on the TRAIN images."""
+    import keras
+
+    from tlbench import features
+    from tlbench.datasets import load_prepared
+
+    spec = {
+        "dataset": {"prepared": str(sealed_prepared)},
+        "backbone": {
+            "name": "small_cnn",
+            "kwargs": {"widths": [4, 8]},
+            "weights": {"run": str(source_run)},
+        },
+        "training": {"batch_size": 16, "input_size": 16},
+    }
+    folder = features.compute(spec, tmp_path / "features")
+    names = {"dataset": "tiny", "backbone": "cnn"}
+    record = T.score_cache(folder, sealed_prepared, names, source_run, batch_size=16)
+    x, y = load_prepared(sealed_prepared, splits=("train", "val")).split("train")
+    model = keras.saving.load_model(source_run / "model.keras")
+    probs = np.asarray(model.predict(np.asarray(x, np.float32), verbose=0), np.float64)
+    assert len(np.unique(probs.argmax(axis=1))) > 1  # the check sees more than one source label
+    assert record["weights"] == "pretraining run" and record["n_train"] == len(y)
+    assert record["nce"] == pytest.approx(T.nce(probs.argmax(axis=1), y), abs=1e-12)
+    assert record["leep"] == pytest.approx(T.leep(probs, y), rel=1e-6)
+    for name in (*T.SCORES, "source_predict_seconds", "nce_seconds", "leep_seconds"):
+        assert np.isfinite(record[name]), name
+    assert "nce" not in record["note"] and "leep" not in record["note"]
+    with pytest.raises(ValueError, match="need that run's folder"):
+        T.score_cache(folder, sealed_prepared, names)  # a run's cache without the run
+
+
+def test_score_cache_checks_the_source_run_against_the_cache_key(
+    sealed_prepared, source_run, tmp_path
+):
+    """The run's model.keras must be the one the features came from; a source model
+    that takes other images than the target's gives NaN NCE/LEEP with the reason."""
+    import shutil
+
+    from tlbench.hashing import sha256_file
+
+    names = {"dataset": "tiny", "backbone": "cnn"}
+    _fake_cache(tmp_path / "stale", sealed_prepared, {"run_model_sha256": "0" * 64})
+    with pytest.raises(ValueError, match="is not the model the feature cache .* computed from"):
+        T.score_cache(tmp_path / "stale", sealed_prepared, names, source_run)
+    other = tmp_path / "big"
+    shutil.copytree(sealed_prepared, other)
+    for split in ("train", "val"):  # the same labels, 24x24 images
+        x = np.load(other / f"{split}_x.npy")
+        np.save(other / f"{split}_x.npy", np.tile(x, (1, 2, 2, 1))[:, :24, :24])
+    digest = sha256_file(source_run / "model.keras")
+    _fake_cache(tmp_path / "features", other, {"run_model_sha256": digest})
+    record = T.score_cache(tmp_path / "features", other, names, source_run)
+    assert math.isnan(record["nce"]) and math.isnan(record["leep"])
+    assert np.isfinite(record["logme"])
+    note = record["note"]
+    assert "nce, leep: the source classifier in" in note
+    assert "takes images of shape (16, 16, 3), the target's prepared images are (24, 24, 3)" in note
 
 
 def test_scored_pairs_are_the_pretrained_backbones_of_the_matrix():
@@ -373,6 +494,8 @@ def test_tau_table_is_the_weighted_tau_over_backbones_of_seed_means():
             "hscore": [4.0, 2.0, 3.0, 1.0],
             "hscore_shrunk": 1.0,
             "knn_accuracy": [0.9, 0.5, 0.7, 0.4],
+            "nce": np.nan,  # no backbone with a source classifier
+            "leep": [-1.0, np.nan, -2.0, -3.0],
         }
     )
     table = T.tau_table(scores, pd.DataFrame(rows)).set_index(["strategy", "score", "accuracy"])
@@ -390,10 +513,19 @@ def test_tau_table_is_the_weighted_tau_over_backbones_of_seed_means():
     scores.loc[1, "logme"] = np.nan  # a degenerate score: said so, tau over the rest
     table = T.tau_table(scores, pd.DataFrame(rows)).set_index(["strategy", "score", "accuracy"])
     row = table.loc[("fine_tune", "logme", "val_accuracy")]
-    assert row["backbones"] == 3 and "1 of 4 backbones have no logme" in row["note"]
+    assert row["backbones"] == 3 and "1 of 4 backbones has no logme" in row["note"]
     kept = [0, 2, 3]
     expected = weightedtau([[1.0, 3.0, 2.0, 0.0][i] for i in kept], [means[i] for i in kept])
     assert row["weighted_tau"] == pytest.approx(expected.statistic)
+    leep = table.loc[("fine_tune", "leep", "val_accuracy")]
+    expected = weightedtau([-1.0, -2.0, -3.0], [means[i] for i in kept]).statistic
+    assert leep["weighted_tau"] == pytest.approx(expected) and leep["backbones"] == 3
+    assert leep["note"] == "1 of 4 backbones has no leep (the score table's note says why)"
+    none = table.loc[("fine_tune", "nce", "val_accuracy")]
+    assert math.isnan(none["weighted_tau"]) and none["backbones"] == 0
+    assert none["note"] == (
+        "undefined: none of the 4 backbone(s) has nce (the score table's note says why)"
+    )
 
 
 def test_a_pilot_study_is_checked_against_validation_accuracy_only(tmp_path):

@@ -174,6 +174,29 @@ def _dry_counts(workdir: Path, config: Path, extra: list[str]) -> dict[str, int]
     return job_counts(result.stdout + result.stderr)
 
 
+def test_scores_of_a_pretrained_backbone_wait_for_its_pretraining_run(tmp_path):
+    """configs/test/tiny.yaml: cnn_source's score job reads its pretraining run (the
+    source classifier of NCE and LEEP) besides its feature cache and prepared data."""
+    result = snakemake(
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(ROOT / "configs/test/tiny.yaml"),
+        "-n",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    job = output.split("rule transferability_scores:", 1)[1].split("\n\n", 1)[0]
+    inputs = re.search(r"input: (.*)", job).group(1).split(", ")
+    assert sorted(inputs) == [
+        "results/tiny/features/target/cnn_source",
+        "results/tiny/prepared/target",
+        "results/tiny/pretrained/cnn_source",
+    ], job
+
+
 def test_prescreened_block_waits_for_its_checkpoint(tmp_path):
     """configs/test/prescreen.yaml: the prescreened block's three backbones are scored
     (features, scores) and its runs wait for the prescreen checkpoint; only the

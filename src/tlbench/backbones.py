@@ -46,7 +46,10 @@ import numpy as np
 # BACKBONES, Backbone and layer_blocks live in tlbench.backbone_base, the custom CNNs
 # in tlbench.custom_backbones (imported at the end); callers import them from here.
 from tlbench.backbone_base import BACKBONES, Backbone, _check_min_size, layer_blocks
-from tlbench.errors import MissingWeightsError  # re-exported: callers import it from here
+from tlbench.errors import (  # re-exported: callers import them from here
+    InputShapeError,
+    MissingWeightsError,
+)
 from tlbench.preprocess import (
     IMAGENET_MEAN_BGR_255,
     IMAGENET_MEAN_RGB,
@@ -168,7 +171,8 @@ def build_source_classifier(
     ``Preprocess + keras.applications.X(include_top=True)`` (images are resized
     to the model's default ImageNet size first when they differ) with the 1000
     ImageNet class names; ``{"run": folder}`` gives that run's ``model.keras`` and
-    its classes. Other weights are an error: ``direct`` needs a trained source model.
+    its classes. Other weights are an error: ``direct`` needs a trained source model;
+    a run's model that takes another ``input_shape`` is an :class:`InputShapeError`.
     """
     name, weights, kwargs = _parse_config(cfg)
     input_shape = _check_input_shape(input_shape)
@@ -552,9 +556,11 @@ def _load_run_classifier(
     model = _load_run_model(run_dir)
     saved = tuple(model.input_shape[1:])
     if saved != tuple(input_shape):
-        raise ValueError(
+        raise InputShapeError(
             f"the source model in {run_dir} takes inputs of shape {saved}, "
-            f"but this run feeds {tuple(input_shape)}; use input size {saved[0]}x{saved[1]}"
+            f"but this run feeds {tuple(input_shape)}; use input size {saved[0]}x{saved[1]}",
+            saved,
+            tuple(input_shape),
         )
     return model, _run_classes(run_dir)
 

@@ -34,6 +34,15 @@ class MissingWeightsError(FileNotFoundError):
     """Pretrained weights that are neither in the Keras cache nor downloadable."""
 
 
+class InputShapeError(ValueError):
+    """A saved model fed images of another shape than it takes (``takes``, ``given``)."""
+
+    def __init__(self, message: str, takes: tuple[int, ...], given: tuple[int, ...]):
+        super().__init__(message)
+        self.takes = takes
+        self.given = given
+
+
 class ResumeWarning(UserWarning):
     """A checkpoint in the work folder was discarded (damaged, or of another spec or data)."""
 

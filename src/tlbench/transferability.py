@@ -21,15 +21,21 @@ a higher score predicts a better transfer.
   ``k = KNN_K``) fitted on the train features: a probe that needs no training.
 * :func:`nce` and :func:`leep` -- NCE (Tran et al., ICCV 2019) and LEEP
   (Nguyen et al., ICML 2020) from a *source classifier's* outputs on the
-  target images. The study's ImageNet backbones are built without their
-  classifier (``include_top=False``), so the workflow's table has no NCE/LEEP
-  columns; the functions are for backbones whose source outputs are given.
+  target images. Only a backbone pretrained by a run of the study
+  (``weights: {pretrain: ...}``, in run specs ``{run: <folder>}``) has one: the
+  run's ``model.keras``, a classifier over the source dataset's classes. The
+  project's ImageNet weights are the backbone without its classifier
+  (``include_top=False``), and a weights file holds a backbone only: their
+  NCE and LEEP are NaN with the reason in the record's ``note``.
 
 :func:`score_features` scores one feature cache (LogME, H-scores on the train
 split; k-NN fitted on train and scored on val; never the test split, which the
-cache does not hold). :func:`tau_table` checks the scores against the study's
-own measured accuracies (weighted Kendall tau over backbones, per dataset and
-training configuration); :func:`tau_scatter` draws them.
+cache does not hold); :func:`score_source_outputs` scores a source classifier's
+probabilities on the train images (:func:`source_probabilities`);
+:func:`score_cache` does both for one (dataset, backbone). :func:`tau_table`
+checks the scores against the study's own measured accuracies (weighted Kendall
+tau over backbones, per dataset and training configuration); :func:`tau_scatter`
+draws them.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tlbench.errors import InputShapeError
+from tlbench.hashing import sha256_file
 from tlbench.probe import feature_matrix
 from tlbench.weights import random_label, random_seed
 
@@ -62,8 +70,12 @@ LOGME_MAX_ITER = 10_000
 #: evidence's supremum is its limit: the noise-only model (alpha = inf, w = 0) or the
 #: noiseless one (beta = inf, y = F w exactly; possible only when N <= D).
 LIMIT = 1e12
+#: Scores of a backbone's frozen features (the feature cache).
+FEATURE_SCORES = ("logme", "hscore", "hscore_shrunk", "knn_accuracy")
+#: Scores of a source classifier's outputs on the target's train images.
+SOURCE_SCORES = ("nce", "leep")
 #: Score columns of the workflow's table, in order (higher = predicts better transfer).
-SCORES = ("logme", "hscore", "hscore_shrunk", "knn_accuracy")
+SCORES = FEATURE_SCORES + SOURCE_SCORES
 #: The measured accuracies the scores are checked against (mean over seeds).
 ACCURACIES = ("val_accuracy", "test_accuracy")
 #: The feature cache key's weight identities (tlbench.features.weights_identity) -> labels
@@ -374,8 +386,8 @@ def score_features(
     val_labels: np.ndarray,
     k: int = KNN_K,
 ) -> dict[str, Any]:
-    """Every score of :data:`SCORES` from train/val features, with each one's seconds;
-    a :class:`DegenerateScore` is recorded as NaN with its reason in ``note``."""
+    """Every score of :data:`FEATURE_SCORES` from train/val features, with each one's
+    seconds; a :class:`DegenerateScore` is recorded as NaN with its reason in ``note``."""
     import sklearn.covariance  # noqa: F401  (imported before the clock starts:
     import sklearn.neighbors  # noqa: F401  the seconds are the scores' own)
 
@@ -387,7 +399,7 @@ def score_features(
         "knn_accuracy": lambda: knn_accuracy(train, train_labels, val, val_labels, k),
     }
     notes = []
-    for name in SCORES:
+    for name in FEATURE_SCORES:
         start = time.perf_counter()
         try:
             record[name] = jobs[name]()
@@ -400,11 +412,129 @@ def score_features(
     return record
 
 
+def score_source_outputs(source_probs: Any, train_labels: Any) -> dict[str, Any]:
+    """Every score of :data:`SOURCE_SCORES` from a source classifier's probabilities on
+    the train images (NCE on their argmax source labels), with each one's seconds."""
+    y = _labels(train_labels, len(np.asarray(train_labels)), "train_labels")
+    probs = _probabilities(source_probs, len(y))
+    jobs = {
+        "nce": lambda: nce(probs.argmax(axis=1), y),
+        "leep": lambda: leep(probs, y),
+    }
+    record: dict[str, Any] = {}
+    for name in SOURCE_SCORES:
+        start = time.perf_counter()
+        record[name] = jobs[name]()
+        record[f"{name}_seconds"] = time.perf_counter() - start
+    return record
+
+
+def source_probabilities(
+    run_dir: str | os.PathLike, backbone: Mapping[str, Any], images: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """Source-class probabilities (N x Z) of a pretraining run's classifier
+    (``run_dir/model.keras``) on ``images`` (uint8 N x H x W x 3), computed as the
+    ``direct`` strategy computes them (:func:`tlbench.backbones.build_source_classifier`,
+    :func:`tlbench.pipeline.predict`). ``backbone``: its ``name`` and ``kwargs``.
+    A model that takes images of another shape raises
+    :class:`tlbench.errors.InputShapeError` (it is applied as trained, never resized)."""
+    from tlbench.backbones import build_source_classifier
+    from tlbench.pipeline import predict
+
+    cfg = {
+        "name": backbone["name"],
+        "kwargs": dict(backbone.get("kwargs") or {}),
+        "weights": {"run": str(run_dir)},
+    }
+    model, _ = build_source_classifier(cfg, tuple(int(s) for s in images.shape[1:]))
+    return predict(model, images, batch_size)
+
+
+#: Why a backbone's weights have no source classifier, by the record's ``weights`` label.
+NO_SOURCE_CLASSIFIER = {
+    "imagenet": "the project's ImageNet weights are the backbone without its classifier "
+    "(include_top=False files)",
+    "weights file": "a weights file holds the backbone only",
+}
+
+
+def _undefined_source_scores(reason: str) -> dict[str, Any]:
+    """NaN NCE and LEEP (and seconds), with ``reason`` as the note."""
+    record: dict[str, Any] = {"source_predict_seconds": math.nan}
+    for name in SOURCE_SCORES:
+        record[name] = math.nan
+        record[f"{name}_seconds"] = math.nan
+    record["note"] = f"{', '.join(SOURCE_SCORES)}: {reason}"
+    return record
+
+
+def _source_scores(
+    cache: Path,
+    backbone: Mapping[str, Any],
+    label: str,
+    source_run: str | os.PathLike | None,
+    train: tuple[np.ndarray, np.ndarray],
+    batch_size: int,
+) -> dict[str, Any]:
+    """NCE and LEEP of one feature cache's backbone (see :func:`score_cache`)."""
+    weights = backbone["weights"]
+    if not (isinstance(weights, Mapping) and "run_model_sha256" in weights):
+        if source_run is not None:
+            raise ValueError(
+                f"source_run: {source_run} was given, but the backbone of the feature cache "
+                f"{cache} has {label!r} weights, not a pretraining run's"
+            )
+        why = NO_SOURCE_CLASSIFIER.get(label, f"{label!r} weights carry no source classifier")
+        return _undefined_source_scores(f"no source classifier: {why}")
+    if source_run is None:
+        raise ValueError(
+            f"the backbone of the feature cache {cache} was pretrained by a run "
+            "(run_model_sha256 in its key.json): NCE and LEEP need that run's folder "
+            "(source_run)"
+        )
+    model_file = Path(source_run) / "model.keras"
+    if not model_file.is_file():
+        raise FileNotFoundError(f"source_run: {model_file} does not exist (not a finished run?)")
+    digest = sha256_file(model_file)
+    if digest != weights["run_model_sha256"]:
+        raise ValueError(
+            f"source_run: {model_file} (sha256 {digest}) is not the model the feature "
+            f"cache {cache} was computed from (run_model_sha256 {weights['run_model_sha256']})"
+        )
+    x, y = train
+    start = time.perf_counter()
+    try:
+        probs = source_probabilities(source_run, backbone, x, batch_size)
+    except InputShapeError as error:
+        return _undefined_source_scores(
+            f"the source classifier in {source_run} takes images of shape {error.takes}, "
+            f"the target's prepared images are {error.given} (applied as trained, "
+            "never resized, as by the direct strategy)"
+        )
+    record: dict[str, Any] = {"source_predict_seconds": time.perf_counter() - start}
+    record.update(score_source_outputs(probs, y))
+    record["note"] = ""
+    return record
+
+
 def score_cache(
-    features_dir: str | os.PathLike, prepared_dir: str | os.PathLike, names: Mapping[str, Any]
+    features_dir: str | os.PathLike,
+    prepared_dir: str | os.PathLike,
+    names: Mapping[str, Any],
+    source_run: str | os.PathLike | None = None,
+    *,
+    batch_size: int = 32,
 ) -> dict[str, Any]:
     """Scores of one feature cache folder (``tlbench.features``) with the prepared
-    dataset's train/val labels; ``names`` (dataset, backbone) identify the row."""
+    dataset's train/val labels; ``names`` (dataset, backbone) identify the row.
+
+    NCE and LEEP: when the cache's backbone was pretrained by a run (its key's
+    ``run_model_sha256``), ``source_run`` is that run's folder (an error otherwise,
+    and also when its ``model.keras`` is not the one the features came from); its
+    classifier predicts the TRAIN images (``batch_size`` a batch; the time in
+    ``source_predict_seconds``). For other weights they are NaN and ``note`` says
+    why. The test split is never read.
+    """
     from tlbench.datasets import load_prepared
 
     folder = Path(features_dir)
@@ -435,6 +565,12 @@ def score_cache(
         "num_classes": data.num_classes,
     }
     record.update(score_features(feats["train"], labels["train"], feats["val"], labels["val"]))
+    source = _source_scores(
+        folder, backbone, record["weights"], source_run, data.split("train"), batch_size
+    )
+    notes = [record.pop("note"), source.pop("note")]
+    record.update(source)
+    record["note"] = "; ".join(n for n in notes if n)
     return record
 
 
@@ -493,13 +629,23 @@ def measured_accuracy(study: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _missing_note(score: str, missing: int, backbones: int) -> str:
+    """The tau table's note on ``missing`` of ``backbones`` without ``score`` (NaN)."""
+    why = "(the score table's note says why)"
+    if missing == backbones:
+        return f"undefined: none of the {backbones} backbone(s) has {score} {why}"
+    verb = "has" if missing == 1 else "have"
+    return f"{missing} of {backbones} backbones {verb} no {score} {why}"
+
+
 def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
     """Weighted Kendall tau (``scipy.stats.weightedtau``, hyperbolic weights, the ranks
     of both orders averaged) of each score against each measured accuracy (mean over
     seeds) across the scored backbones, per dataset and (strategy, augmentation).
 
-    ``weighted_tau`` is empty where it is undefined, and ``note`` says why: fewer
-    than :data:`MIN_BACKBONES` backbones, or a score or accuracy constant over them.
+    ``weighted_tau`` is empty where it is undefined, and ``note`` says why: no
+    backbone has the score (e.g. NCE, LEEP without source classifiers), fewer than
+    :data:`MIN_BACKBONES` backbones, or a score or accuracy constant over them.
     Test-accuracy rows are a report of how well a score predicted; nothing is chosen
     by them (``note`` says so). A pilot study (``tlbench.tables.is_pilot``: its test
     splits sealed) has validation rows only.
@@ -531,11 +677,10 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
                 tau, notes = math.nan, []
                 missing = int(group[score].isna().sum())
                 if missing:
-                    notes.append(
-                        f"{missing} of {len(group)} backbones have no {score} "
-                        "(the score table's note says why)"
-                    )
-                if n < MIN_BACKBONES:
+                    notes.append(_missing_note(score, missing, len(group)))
+                if missing == len(group):
+                    tau = math.nan  # undefined, and the note above says why
+                elif n < MIN_BACKBONES:
                     notes.append(
                         f"undefined: {n} scored backbone(s) with this accuracy, "
                         f"a rank correlation needs >= {MIN_BACKBONES}"
