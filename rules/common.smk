@@ -390,7 +390,8 @@ def results_page_sections(wildcards):
 
 def study_results_inputs(wildcards):
     """What a `results_section` study's section is made of: the study CSV, the verdict,
-    and the transferability tables when the study scores backbones."""
+    the transferability tables when the study scores backbones, the strategy ranking
+    when it compares strategies across datasets."""
     inputs = {
         "csv": f"{RESULTS}/tables/study.csv",
         "verdict": f"{RESULTS}/tables/verdict.csv",
@@ -398,6 +399,8 @@ def study_results_inputs(wildcards):
     if transferability_score_files(None):
         inputs["scores"] = f"{RESULTS}/tables/transferability.csv"
         inputs["tau"] = f"{RESULTS}/tables/transferability_tau.csv"
+    if across_dataset_targets():
+        inputs["ranking"] = f"{RESULTS}/tables/strategy_ranking.csv"
     return inputs
 
 

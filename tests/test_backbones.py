@@ -447,8 +447,16 @@ def test_source_classifier_from_run(tmp_path):
     assert classes == ["ant", "bee", "wasp"]
     x = _images(16)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
-    with pytest.raises(ValueError, match=r"inputs of shape \(16, 16, 3\).*use input size 16x16"):
-        build_source_classifier(source_cfg, (32, 32, 3))
+    # images of another size are resized to the run's, as the ImageNet classifier's are
+    bigger, _ = build_source_classifier(source_cfg, (32, 32, 3))
+    x32 = _images(32)
+    np.testing.assert_allclose(
+        bigger.predict(x32, verbose=0),
+        model.predict(keras.layers.Resizing(16, 16)(x32), verbose=0),
+        atol=1e-5,
+    )
+    with pytest.raises(ValueError, match=r"inputs of shape \(16, 16, 3\).*takes 3 channels, not 1"):
+        build_source_classifier(source_cfg, (16, 16, 1))
     (tmp_path / "run" / "metrics.json").unlink()
     with pytest.raises(FileNotFoundError, match="no class names"):
         build_source_classifier(source_cfg, (16, 16, 3))

@@ -411,8 +411,10 @@ def test_score_cache_checks_the_source_run_against_the_cache_key(
     sealed_prepared, source_run, tmp_path
 ):
     """The run's model.keras must be the one the features came from; a source model
-    that takes other images than the target's gives NaN NCE/LEEP with the reason."""
+    that takes images of another size scores them resized to its own (as ``direct``)."""
     import shutil
+
+    import keras
 
     from tlbench.hashing import sha256_file
 
@@ -428,11 +430,13 @@ def test_score_cache_checks_the_source_run_against_the_cache_key(
     digest = sha256_file(source_run / "model.keras")
     _fake_cache(tmp_path / "features", other, {"run_model_sha256": digest})
     record = T.score_cache(tmp_path / "features", other, names, source_run)
-    assert math.isnan(record["nce"]) and math.isnan(record["leep"])
-    assert np.isfinite(record["logme"])
-    note = record["note"]
-    assert "nce, leep: the source classifier in" in note
-    assert "takes images of shape (16, 16, 3), the target's prepared images are (24, 24, 3)" in note
+    assert np.isfinite(record["logme"]) and record["note"] == ""
+    model = keras.saving.load_model(source_run / "model.keras")
+    x_train = np.load(other / "train_x.npy").astype("float32")
+    y_train = np.load(other / "train_y.npy")
+    probs = model.predict(keras.layers.Resizing(16, 16)(x_train), verbose=0)
+    assert record["leep"] == pytest.approx(T.leep(probs, y_train), abs=1e-5)
+    assert record["nce"] == pytest.approx(T.nce(probs.argmax(axis=1), y_train), abs=1e-9)
 
 
 def test_scored_pairs_are_the_pretrained_backbones_of_the_matrix():

@@ -171,8 +171,9 @@ def build_source_classifier(
     ``Preprocess + keras.applications.X(include_top=True)`` (images are resized
     to the model's default ImageNet size first when they differ) with the 1000
     ImageNet class names; ``{"run": folder}`` gives that run's ``model.keras`` and
-    its classes. Other weights are an error: ``direct`` needs a trained source model;
-    a run's model that takes another ``input_shape`` is an :class:`InputShapeError`.
+    its classes (resized to its input size first too). Other weights are an error:
+    ``direct`` needs a trained source model; a run's model that takes another number of
+    channels is an :class:`InputShapeError`.
     """
     name, weights, kwargs = _parse_config(cfg)
     input_shape = _check_input_shape(input_shape)
@@ -552,16 +553,23 @@ def _copy_weights(source: keras.Model, target: keras.Model, what: str) -> None:
 def _load_run_classifier(
     run_dir: Path, input_shape: tuple[int, int, int]
 ) -> tuple[keras.Model, list[str]]:
-    """An earlier run's whole classifier and its class names."""
+    """An earlier run's whole classifier and its class names. Images of another height
+    and width are resized to the size it was trained at first (as for the ImageNet
+    classifier); another number of channels is an :class:`InputShapeError`."""
     model = _load_run_model(run_dir)
     saved = tuple(model.input_shape[1:])
-    if saved != tuple(input_shape):
+    if saved[-1] != input_shape[-1]:
         raise InputShapeError(
             f"the source model in {run_dir} takes inputs of shape {saved}, "
-            f"but this run feeds {tuple(input_shape)}; use input size {saved[0]}x{saved[1]}",
+            f"but this run feeds {tuple(input_shape)}: it takes {saved[-1]} channels, "
+            f"not {input_shape[-1]}",
             saved,
             tuple(input_shape),
         )
+    if saved != tuple(input_shape):
+        inputs = keras.Input(shape=input_shape, name="image")
+        resized = keras.layers.Resizing(*saved[:2], name="resize_to_source")(inputs)
+        model = keras.Model(inputs, model(resized), name="source_classifier")
     return model, _run_classes(run_dir)
 
 

@@ -10,6 +10,8 @@ written by the rule ``study_results`` from the study's outputs, never typed by h
 * the verdict per dataset (and label budget) from ``tables/verdict.csv``
   (:mod:`tlbench.verdict`: the validation-selected cell, its test accuracy with
   its interval, the ties, the transfer gain, the cheapest tied cell);
+* across two or more datasets: Friedman's test of the strategies' ranks and
+  Nemenyi's critical difference (:func:`tlbench.verdict.across_datasets`);
 * with label budgets (:mod:`tlbench.budget`): per dataset, test accuracy with its
   interval per cell and budget, the crossovers in words
   (:mod:`tlbench.learning_curves`) and at which budgets transfer beat training
@@ -232,6 +234,51 @@ def verdict_blocks(verdict: pd.DataFrame) -> list[Block]:
     ]
 
 
+def across_blocks(ranking: pd.DataFrame) -> list[Block]:
+    """Across two or more datasets (the strategy ranking's cells, tlbench.verdict): each
+    strategy's test accuracy per dataset (its validation-best cell), the mean ranks,
+    Friedman's test and Nemenyi's critical difference; or why there is no comparison."""
+    from tlbench import verdict
+
+    cells = ranking
+    if "budget" in cells:  # label budgets: datasets are compared on their whole splits
+        cells = cells[cells["budget"] == "all"]
+    across, reason = verdict.across_or_none(cells)
+    blocks: list[Block] = [("h3", "Across datasets")]
+    if across is None:
+        return blocks + [("p", f"No comparison across datasets: {reason}.")]
+    scores = across.scores.round(3).reset_index()
+    ranks = ", ".join(f"{name} {rank:.2f}" for name, rank in across.ranks.items())
+    apart = [
+        f"{a} and {b} (Nemenyi p = {across.nemenyi.loc[a, b]:.3g})"
+        for i, a in enumerate(across.nemenyi.columns)
+        for b in across.nemenyi.columns[i + 1 :]
+        if across.nemenyi.loc[a, b] < across.alpha
+    ]
+    return blocks + [
+        (
+            "p",
+            "Test accuracy of each strategy's validation-chosen cell per dataset; the "
+            "strategies ranked within each dataset (1 = best) and the ranks compared "
+            "across datasets (Demšar 2006: Friedman's test, then Nemenyi's; "
+            "figures/critical_difference.png in the report).",
+        ),
+        ("table", scores),
+        (
+            "p",
+            f"Mean ranks over {len(across.scores)} datasets: {ranks}. Friedman chi-square "
+            f"{across.statistic:.2f}, p = {across.p_value:.3g}; Nemenyi critical difference "
+            f"{across.critical_difference:.2f} at alpha {across.alpha:g}. "
+            + (
+                "Told apart by Nemenyi's test: " + "; ".join(apart) + "."
+                if apart
+                else "No pair of strategies is told apart by Nemenyi's test at this alpha "
+                f"with {len(across.scores)} datasets."
+            ),
+        ),
+    ]
+
+
 def budget_blocks(df: pd.DataFrame, verdict: pd.DataFrame | None = None) -> list[Block]:
     """Per dataset with two or more label budgets: its learning curves as a table (mean
     accuracy over seeds and 95 % t-interval, a column per budget in increasing size), the
@@ -309,6 +356,7 @@ def study_section(
     verdict: pd.DataFrame | None = None,
     scores: pd.DataFrame | None = None,
     tau: pd.DataFrame | None = None,
+    ranking: pd.DataFrame | None = None,
 ) -> tuple[list[Block], dict[str, Any]]:
     """A measured study's section (blocks, :func:`tlbench.results.to_markdown`) and
     its summary. ``study``: the config's ``results_section`` block (``page``,
@@ -319,6 +367,8 @@ def study_section(
     blocks += header
     if verdict is not None and len(verdict):
         blocks += verdict_blocks(verdict)
+    if ranking is not None:
+        blocks += across_blocks(ranking)
     blocks += budget_blocks(df, verdict)
     if scores is not None and tau is not None and len(scores):
         blocks += transferability_blocks(scores, tau, df)

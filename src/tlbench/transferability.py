@@ -436,8 +436,9 @@ def source_probabilities(
     (``run_dir/model.keras``) on ``images`` (uint8 N x H x W x 3), computed as the
     ``direct`` strategy computes them (:func:`tlbench.backbones.build_source_classifier`,
     :func:`tlbench.pipeline.predict`). ``backbone``: its ``name`` and ``kwargs``.
-    A model that takes images of another shape raises
-    :class:`tlbench.errors.InputShapeError` (it is applied as trained, never resized)."""
+    Images of another height and width are resized to the model's input size first
+    (as the ``direct`` strategy's are); another number of channels raises
+    :class:`tlbench.errors.InputShapeError`."""
     from tlbench.backbones import build_source_classifier
     from tlbench.pipeline import predict
 
@@ -508,8 +509,7 @@ def _source_scores(
     except InputShapeError as error:
         return _undefined_source_scores(
             f"the source classifier in {source_run} takes images of shape {error.takes}, "
-            f"the target's prepared images are {error.given} (applied as trained, "
-            "never resized, as by the direct strategy)"
+            f"the target's prepared images are {error.given} (another number of channels)"
         )
     record: dict[str, Any] = {"source_predict_seconds": time.perf_counter() - start}
     record.update(score_source_outputs(probs, y))
