@@ -192,8 +192,10 @@ def transferability_blocks(
             (
                 "p",
                 "Median seconds to score one backbone on one dataset from its cached "
-                "features, against the median training seconds of a run on the same "
-                "cached features (the cache is computed once for both and not counted).",
+                "features, against the median training seconds (train_seconds) of a run on "
+                "the same cached features: the run's whole strategy step, loading the "
+                "features, fitting, and assembling the model it saves. The cache itself "
+                "is computed once, by its own job, for both, and counted in neither.",
             ),
             ("table", cost),
         ]
