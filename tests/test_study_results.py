@@ -169,3 +169,21 @@ def test_across_datasets_part_gives_friedman_and_the_mean_ranks():
     assert "Mean ranks over 4 datasets: a 1.00, b 2.25, c 2.75" in text
     one = study_results.across_blocks(pd.DataFrame([r for r in rows if r["dataset"] == "d1"]))
     assert "No comparison across datasets" in results.to_markdown(one)
+
+
+def test_cells_part_shows_validation_beside_test_and_only_without_other_tables():
+    df = pd.DataFrame([_run("fine_tune", s, 0.9 + 0.01 * s, val_accuracy=0.8) for s in range(3)])
+    study = {"title": "T", "page": "docs/results/t.md", "config": "c", "results": "r"}
+    blocks, _ = study_results.study_section(df, study)
+    table = next(content for kind, content in blocks if kind == "table")
+    columns = list(table.columns)
+    assert columns.index("val accuracy") == columns.index("test accuracy") - 1
+    assert table["val accuracy"].iloc[0].startswith("0.800")
+    assert table["test accuracy"].iloc[0].startswith("0.910")
+    from tlbench.transferability import tau_table
+
+    scores = _scores()
+    with_scores, _ = study_results.study_section(
+        _study(), study, scores=scores, tau=tau_table(scores, _study())
+    )
+    assert ("h3", "Every cell (mean ± sd over seeds)") not in with_scores

@@ -202,6 +202,23 @@ def transferability_blocks(
     return blocks
 
 
+def cells_blocks(df: pd.DataFrame) -> list[Block]:
+    """Every cell's mean ± sd over seeds (:func:`tlbench.results.cell_table`), with the
+    validation accuracy that chose among them beside the test figure."""
+    from tlbench.results import CELL, cell_table, ok_runs
+    from tlbench.tables import mean_sd, reported_split
+
+    table = cell_table(df)
+    if reported_split(df) == "test" and len(table):
+        val = ok_runs(df).groupby(CELL, sort=False)["val_accuracy"].apply(mean_sd)
+        table.insert(
+            list(table.columns).index("test accuracy"),
+            "val accuracy",
+            [val.loc[tuple(row)] for row in table[CELL].itertuples(index=False)],
+        )
+    return [("h3", "Every cell (mean ± sd over seeds)"), ("table", table)]
+
+
 def verdict_blocks(verdict: pd.DataFrame) -> list[Block]:
     """The verdict table (tlbench.verdict) in the section's words."""
     rows = []
@@ -371,7 +388,10 @@ def study_section(
         blocks += verdict_blocks(verdict)
     if ranking is not None:
         blocks += across_blocks(ranking)
-    blocks += budget_blocks(df, verdict)
+    budgets = budget_blocks(df, verdict)
+    blocks += budgets
+    if not budgets and scores is None:  # the budget and score tables show the cells
+        blocks += cells_blocks(df)
     if scores is not None and tau is not None and len(scores):
         blocks += transferability_blocks(scores, tau, df)
     summary: dict[str, Any] = {
