@@ -3,6 +3,8 @@
 #   make test    set up .venv, run the test suite
 #   make results run the five measured seed studies on ../shared (hours on 2 cores)
 #                and regenerate docs/results.md from their outputs
+#   make quickstart-page  after `make study`: the quickstart's generated section of
+#                docs/results.md (docs/results/quickstart.md; the README points to it)
 # Everything is installed from the package registries into .venv; nothing else is needed.
 
 PYTHON ?= python3
@@ -21,7 +23,7 @@ TEST_MAX_WORKERS ?= 4
 SHARED ?= $(abspath ../shared)
 MEASURED ?= $(sort $(wildcard configs/measured/seed*.yaml))
 
-.PHONY: study test lint venv clean results
+.PHONY: study test lint venv clean results quickstart-page
 
 venv: $(VENV)/.installed
 
@@ -42,6 +44,13 @@ results: $(VENV)/.installed
 	  KERAS_HOME=$(SHARED)/keras PATH="$(abspath $(BIN)):$$PATH" \
 	    $(BIN)/snakemake --cores $(CORES) --configfile $$config || exit 1; \
 	done
+
+# The quickstart (config.yaml) with a results_section: only the section and the page are
+# new jobs after `make study` (tlbench.study_results).
+QUICKSTART_SECTION := results_section={"title": "Offline quickstart: digits with 20 labelled images per class, transfer from a fractal-pretrained CNN", "page": "docs/results/quickstart.md"}
+
+quickstart-page: $(VENV)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --config '$(QUICKSTART_SECTION)'
 
 test: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -ra -n $(TEST_WORKERS) --maxprocesses $(TEST_MAX_WORKERS) --dist loadfile $(PYTEST_ARGS)
