@@ -35,7 +35,11 @@ def _scores() -> pd.DataFrame:
                      "input_size": 96, "logme": acc * 10, "logme_seconds": 0.05,
                      "hscore": math.nan, "hscore_seconds": 0.01,
                      "knn_accuracy": 1 - acc, "knn_accuracy_seconds": 0.2,
-                     "note": "hscore: undefined (N <= D)"})  # fmt: skip
+                     "leep": -0.5 if backbone == "b1" else math.nan,
+                     "leep_seconds": 0.001 if backbone == "b1" else math.nan,
+                     "source_predict_seconds": 2.0 if backbone == "b1" else math.nan,
+                     "note": "hscore: undefined (N <= D)"
+                     + ("" if backbone == "b1" else "; leep: no source classifier")})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -72,6 +76,10 @@ def test_transferability_section_puts_scores_beside_accuracy_with_tau_and_cost()
     assert cost.loc["LogME", "FE / score"] == pytest.approx(10.0 / 0.05)
     assert cost.loc["LogME", "LP / score"] == pytest.approx(0.5 / 0.05)
     assert "H-score" not in cost.index  # undefined everywhere: no cost to report
+    # LEEP: defined for one backbone, its cost with the source model's predictions
+    assert cost.loc["LEEP", "backbones"] == 1
+    assert cost.loc["LEEP", "seconds per backbone"] == pytest.approx(2.001)
+    assert page.count("- leep: no source classifier") == 1  # notes: each statement once
     assert "What scoring costs" in page and "hscore: undefined (N <= D)" in page
 
 

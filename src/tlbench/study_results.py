@@ -139,27 +139,40 @@ def cost_table(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
         strategy: float(rows["train_seconds"].median())
         for strategy, rows in ok.groupby("strategy", sort=True)
     }
+    from tlbench.transferability import SOURCE_SCORES
+
     rows = []
     for score in _scores_present(scores):
         column = f"{score}_seconds"
         if column not in scores:
             continue
-        seconds = float(scores.loc[scores[score].notna(), column].median())
+        defined = scores[scores[score].notna()]
+        cost = defined[column]
+        if score in SOURCE_SCORES and "source_predict_seconds" in defined:
+            cost = cost + defined["source_predict_seconds"]  # the source model's predictions
+        seconds = float(cost.median())
         if math.isnan(seconds):
             continue
-        row: dict[str, Any] = {"score": SCORE_LABELS[score], "seconds per backbone": seconds}
+        row: dict[str, Any] = {
+            "score": SCORE_LABELS[score],
+            "backbones": len(defined),
+            "seconds per backbone": seconds,
+        }
         for strategy, train in training.items():
             row[f"{_short(strategy)} training s"] = train
             row[f"{_short(strategy)} / score"] = train / seconds if seconds > 0 else math.inf
         rows.append(row)
-    return pd.DataFrame(rows).round(3)
+    return pd.DataFrame(rows).round(4)
 
 
 def transferability_blocks(
     scores: pd.DataFrame, tau: pd.DataFrame, df: pd.DataFrame
 ) -> list[Block]:
     """The transferability part of a section: scores beside accuracies, tau, cost."""
-    notes = sorted({n for n in scores.get("note", pd.Series(dtype=str)).dropna() if n})
+    notes = sorted(
+        {part for n in scores.get("note", pd.Series(dtype=str)).dropna() for part in n.split("; ")}
+        - {""}
+    )
     blocks: list[Block] = [
         ("h3", "Scores of the frozen features beside the measured accuracy"),
         (
@@ -192,7 +205,8 @@ def transferability_blocks(
             (
                 "p",
                 "Median seconds to score one backbone on one dataset from its cached "
-                "features, against the median training seconds (train_seconds) of a run on "
+                "features (over the backbones where the score is defined; NCE and LEEP "
+                "with the source classifier's predictions on the train images), against the median training seconds (train_seconds) of a run on "
                 "the same cached features: the run's whole strategy step, loading the "
                 "features, fitting, and assembling the model it saves. The cache itself "
                 "is computed once, by its own job, for both, and counted in neither.",
