@@ -134,3 +134,22 @@ def test_bad_labels_and_shapes_are_named():
         bad = x.copy()
         bad[0, 0] = np.nan
         fit_linear_probe(bad, y, x, y)
+
+
+def test_fits_run_with_the_given_number_of_blas_threads(suppressed, monkeypatch):
+    """Each fit is small: one BLAS thread by default (no spinning beside busy cores)."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    real_fit = LogisticRegression.fit
+
+    def fit(self, *args, **kwargs):
+        seen.append({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", fit)
+    xt, yt, xv, yv = suppressed
+    fit_linear_probe(xt, yt, xv, yv, grid=[1e-3, 1.0])
+    assert seen == [{1}, {1}]
+    with pytest.raises(ValueError, match="blas_threads: 0 must be a positive integer"):
+        fit_linear_probe(xt, yt, xv, yv, blas_threads=0)
