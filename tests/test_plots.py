@@ -244,3 +244,38 @@ def test_training_curves_folder_one_job_per_dataset(study_runs, tmp_path):
     shutil.copytree(nested[0], other)
     with pytest.raises(ValueError, match="more than one dataset"):
         plots.training_curves_folder([nested[0], other], out)
+
+
+def test_figures_of_a_budget_study_show_one_budget():
+    df = pd.DataFrame(
+        {
+            "dataset": ["a", "a", "a", "b", "b"],
+            "budget": ["n5", "all", "n10", "n5", "n10"],
+            "budget_per_class_mean": [5.0, 80.0, 10.0, 5.0, 10.0],
+        }
+    )
+    kept, words = plots.whole_budget(df, "a")
+    assert list(kept["budget"]) == ["all", "n5", "n10"]  # a's 'all' and b's rows untouched
+    assert "label budget 'all'" in words
+    kept, words = plots.whole_budget(df, "b")  # no 'all': the largest budget
+    assert list(kept[kept["dataset"] == "b"]["budget"]) == ["n10"] and "'n10'" in words
+    assert plots.whole_budget(df.drop(columns="budget"), "a")[1] == ""
+
+
+def test_confusion_matrix_of_a_budget_study_is_of_the_whole_split(
+    study_runs, tmp_path, monkeypatch
+):
+    df, _ = study_runs
+    df = df.assign(budget="all", budget_per_class_mean=100.0)
+    small = df.assign(budget="n5", budget_per_class_mean=5.0, val_roc_auc=1.0, val_accuracy=1.0)
+    shown = {}
+
+    def capture(matrix, classes, path, title=None):
+        shown["title"] = title
+        return Path(path)
+
+    monkeypatch.setattr(plots, "confusion_figure", capture)
+    # the budget-5 runs have the best validation figures, but are not what the figure shows
+    plots.best_confusion_matrix(pd.concat([small, df]), "ants", tmp_path / "cm.png")
+    assert "label budget 'all'" in shown["title"]
+    assert "chosen by validation ROC AUC 1.0000" not in shown["title"]

@@ -43,6 +43,7 @@ from matplotlib.ticker import MaxNLocator
 
 from tlbench import selection, tables
 from tlbench.atomic import atomic_file
+from tlbench.budget import ALL as ALL_BUDGET
 
 #: History columns plotted per run (``history.csv``, docs/ARCHITECTURE.md).
 HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy")
@@ -130,6 +131,29 @@ def _ok_runs(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     rows = tables._check_dataset(df, dataset)
     column = f"{tables.reported_split(df)}_accuracy"
     return rows[(rows["status"] == "ok") & rows[column].notna()]
+
+
+def whole_budget(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, str]:
+    """The study's rows that the per-dataset figures of ``dataset`` show, and the words
+    for their titles. With label budgets (tlbench.budget) the heatmaps, the Pareto
+    front, the confusion matrix and the prediction grid show the runs of one budget,
+    never a mix: ``all`` (the whole training split), else the largest; the learning
+    curves show every budget. Without budgets: ``df`` and ``""``."""
+    if "budget" not in df:
+        return df, ""
+    rows = df[df["dataset"] == dataset]
+    labels = rows["budget"].fillna(ALL_BUDGET).astype(str)
+    if labels.nunique() < 2:
+        return df, ""
+    if (labels == ALL_BUDGET).any():
+        keep = ALL_BUDGET
+    else:  # the largest budget: most training images per class
+        keep = str(rows.groupby(labels)["budget_per_class_mean"].mean().idxmax())
+    others = df["dataset"] != dataset
+    budgets = df["budget"].fillna(ALL_BUDGET).astype(str)
+    return df[
+        others | (budgets == keep)
+    ], f" (label budget {keep!r}; every budget: learning curves)"
 
 
 def _reported(df: pd.DataFrame) -> tuple[str, str]:
@@ -270,7 +294,7 @@ def accuracy_heatmaps(
 ) -> Path:
     """Mean test accuracy over strategy (rows) x backbone (columns), one panel per augmentation
     (validation accuracy in a pilot study)."""
-    df = _study(study)
+    df, which = whole_budget(_study(study), dataset)
     column, label = _reported(df)
     runs = _ok_runs(df, dataset)
     if runs.empty:
@@ -302,7 +326,7 @@ def accuracy_heatmaps(
         ax.set_title(f"augmentation: {augmentation}")
     fig.colorbar(image, ax=list(axes), label=f"mean {label} accuracy", shrink=0.8)
     sealed = " (pilot: test split sealed)" if label != "test" else ""
-    fig.suptitle(f"{dataset}: mean {label} accuracy over seeds{sealed}")
+    fig.suptitle(f"{dataset}: mean {label} accuracy over seeds{sealed}{which}")
     return _save(fig, path)
 
 
@@ -329,7 +353,7 @@ def pareto_front(
     Pareto-optimal configurations (no other is both faster and more accurate)
     are joined by a step line and labelled.
     """
-    df = _study(study)
+    df, which = whole_budget(_study(study), dataset)
     column, label = _reported(df)
     runs = _ok_runs(df, dataset).dropna(subset=["train_seconds"])
     if runs.empty:
@@ -362,7 +386,7 @@ def pareto_front(
     ax.set_xlabel("training time (s)")
     ax.set_ylabel(f"{label} accuracy")
     sealed = " (pilot: test split sealed)" if label != "test" else ""
-    ax.set_title(f"{dataset}: {label} accuracy vs training time{sealed}")
+    ax.set_title(f"{dataset}: {label} accuracy vs training time{sealed}{which}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -413,15 +437,18 @@ def best_confusion_matrix(
     (:func:`tlbench.selection.select_run`), from its metrics.json; the title names the
     validation figure that chose it, its test accuracy, and warns when validation
     cannot tell it from the runner-up. A pilot run's matrix is its validation one."""
-    chosen = selection.select_run(_study(study), dataset)
+    df, which = whole_budget(_study(study), dataset)
+    chosen = selection.select_run(df, dataset)
     best = chosen.row
     metrics = _read_metrics(best["path"])
     matrix = metrics.get("confusion_matrix")
     classes = metrics.get("classes")
     if matrix is None or classes is None:
         raise ValueError(f"{best['path']}/metrics.json lacks confusion_matrix or classes")
-    which = "validation" if metrics.get("pilot") else "test"
-    title = f"{dataset}: {run_label(metrics)} ({which} confusion matrix)\n{_chosen_line(chosen)}"
+    split = "validation" if metrics.get("pilot") else "test"
+    title = (
+        f"{dataset}: {run_label(metrics)} ({split} confusion matrix){which}\n{_chosen_line(chosen)}"
+    )
     return confusion_figure(matrix, classes, path, title)
 
 
@@ -604,7 +631,8 @@ def prediction_grid(
     ``test_x.npy`` / ``test_y.npy`` and ``classes.json``. A pilot run's predictions
     are of the validation split: its images are ``val_x.npy`` (test stays sealed).
     """
-    chosen = selection.select_run(_study(study), dataset)
+    df, which = whole_budget(_study(study), dataset)
+    chosen = selection.select_run(df, dataset)
     best = chosen.row
     prepared = Path(prepared)
     predictions_path = Path(best["path"]) / "predictions.npz"
@@ -626,7 +654,7 @@ def prediction_grid(
             f"{predictions_path} ({saved} split) does not match {prepared}/{split}_y.npy: "
             f"the run was evaluated on another {split} split"
         )
-    title = f"{dataset}: {run_label(metrics)} ({tables.SPLIT_LABELS[split]} images)\n" + (
+    title = f"{dataset}: {run_label(metrics)} ({tables.SPLIT_LABELS[split]} images){which}\n" + (
         _chosen_line(chosen)
     )
     return prediction_figure(images, y_true, y_prob, classes, path, n=n, seed=seed, title=title)
