@@ -151,9 +151,8 @@ def whole_budget(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, str]:
         keep = str(rows.groupby(labels)["budget_per_class_mean"].mean().idxmax())
     others = df["dataset"] != dataset
     budgets = df["budget"].fillna(ALL_BUDGET).astype(str)
-    return df[
-        others | (budgets == keep)
-    ], f" (label budget {keep!r}; every budget: learning curves)"
+    words = f" (label budget {keep!r}; every budget: learning curves)"
+    return df[others | (budgets == keep)], words
 
 
 def _reported(df: pd.DataFrame) -> tuple[str, str]:
