@@ -91,16 +91,17 @@ def pytest_xdist_make_scheduler(config, log):
 #: tests/test_xdist_scheduling.py checks the names exist). Units are handed out longest first, so that the last ones to finish are
 #: short and the workers end together; units not listed count 0 and follow in file order.
 UNIT_SECONDS = {
-    "tests/test_slurm.py": 430,
-    "tests/test_engine.py": 268,
-    "tests/test_workflow.py::test_tiny_study_end_to_end": 249,
+    "tests/test_slurm.py": 387,
+    "tests/test_workflow.py::test_tiny_study_end_to_end": 232,
     "tests/test_strategy_behaviour.py": 201,
-    "tests/test_workflow.py::test_hymenoptera_study_with_imagenet_weights": 162,
+    "tests/test_engine.py": 195,
     "tests/test_resume.py": 154,
-    "tests/test_tuning.py": 72,
+    "tests/test_workflow.py::test_hymenoptera_study_with_imagenet_weights": 146,
+    "tests/test_jax_backend.py": 65,
     "tests/test_backbones.py": 64,
-    "tests/test_workflow.py::test_pilot_study_seals_the_test_split": 53,
-    "tests/test_workflow.py::test_new_users_image_folder_runs_from_a_few_line_config": 51,
+    "tests/test_tuning.py": 59,
+    "tests/test_workflow.py::test_pilot_study_seals_the_test_split": 50,
+    "tests/test_workflow.py::test_new_users_image_folder_runs_from_a_few_line_config": 48,
     "tests/test_bench_backends.py": 32,
 }
 
