@@ -75,8 +75,8 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    # Units go out in collection order (pytest_collection_modifyitems puts the long spread
-    # tests first), not by their number of tests, which would send them last.
+    # Units go out in collection order (pytest_collection_modifyitems puts the longest
+    # first, UNIT_SECONDS), not by their number of tests, which would send them last.
     config.option.loadscopereorder = False
 
     class FileOrTestScheduling(LoadScopeScheduling):
@@ -86,16 +86,35 @@ def pytest_xdist_make_scheduler(config, log):
     return FileOrTestScheduling(config, log)
 
 
+#: Seconds the longest units of work take (each file or spread test timed alone with
+#: ``pytest --durations``, on 2 shared cores; their order is what counts;
+#: tests/test_xdist_scheduling.py checks the names exist). Units are handed out longest first, so that the last ones to finish are
+#: short and the workers end together; units not listed count 0 and follow in file order.
+UNIT_SECONDS = {
+    "tests/test_slurm.py": 387,
+    "tests/test_workflow.py::test_tiny_study_end_to_end": 232,
+    "tests/test_strategy_behaviour.py": 201,
+    "tests/test_engine.py": 195,
+    "tests/test_resume.py": 154,
+    "tests/test_workflow.py::test_hymenoptera_study_with_imagenet_weights": 146,
+    "tests/test_jax_backend.py": 65,
+    "tests/test_backbones.py": 64,
+    "tests/test_tuning.py": 59,
+    "tests/test_workflow.py::test_pilot_study_seals_the_test_split": 50,
+    "tests/test_workflow.py::test_new_users_image_folder_runs_from_a_few_line_config": 48,
+    "tests/test_bench_backends.py": 32,
+}
+
+
+def unit_seconds(nodeid: str) -> float:
+    """The listed cost of the unit of work of test ``nodeid`` (0 when not listed)."""
+    return UNIT_SECONDS.get(xdist_scope(nodeid), 0.0)
+
+
 def pytest_collection_modifyitems(config, items):
-    """On an xdist worker, the ``slow`` tests of the SPREAD_PER_TEST files (small studies
-    through Snakemake, minutes each) come first, so that no worker is left with one of
-    them at the end while the other idles. Serial runs keep the file order."""
+    """On an xdist worker, the units of work are put in the order of their UNIT_SECONDS,
+    longest first (the scheduler sends them out in collection order); a file keeps its
+    tests together and in order. Serial runs keep the file order."""
     if not hasattr(config, "workerinput"):
         return
-    items.sort(
-        key=lambda item: (
-            not (
-                item.nodeid.split("::", 1)[0] in SPREAD_PER_TEST and item.get_closest_marker("slow")
-            )
-        )
-    )
+    items.sort(key=lambda item: -unit_seconds(item.nodeid))

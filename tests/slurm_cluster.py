@@ -36,6 +36,10 @@ CLIENTS = ("sbatch", "squeue", "scancel", "scontrol", "srun", "sinfo")
 PARTITION = "debug"
 NODE = "localhost"
 FAKE_GPUS = 2
+#: Job step credential lifetime (``AuthInfo=cred_expire``), which is also how long a
+#: requeued job waits before it may start again: SLURM's default, 120 s, would leave
+#: tests/test_slurm.py idle for two minutes after its `scontrol requeue`.
+CRED_EXPIRE_SECONDS = 10
 
 
 def missing_binaries() -> list[str]:
@@ -121,7 +125,7 @@ SlurmUser={user}
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={self.socket}
+AuthInfo=socket={self.socket},cred_expire={CRED_EXPIRE_SECONDS}
 StateSaveLocation={r}/state
 SlurmdSpoolDir={r}/spool
 SlurmctldPidFile={r}/run/slurmctld.pid

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
-import textwrap
-
 import keras
 import numpy as np
 import pytest
@@ -160,33 +154,7 @@ def test_augmentation_survives_save_and_load(name, params, tmp_path, images):
         assert restored.get_layer("random_crop").scale == pytest.approx(1.2)
 
 
-JAX_SCRIPT = textwrap.dedent(
-    """
-    import numpy as np, keras
-    assert keras.backend.backend() == "jax"
-    from tlbench.augment import AUGMENTATIONS, build_augmentation
-    x = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
-    for name in AUGMENTATIONS.names():
-        aug = build_augmentation(name, None, (16, 16))
-        train = np.asarray(aug(x, training=True))
-        assert train.shape == x.shape, name
-        assert np.array_equal(np.asarray(aug(x, training=False)), x), name
-        if name != "none":
-            assert np.abs(train - x).max() > 1.0, name
-    print("ok", len(AUGMENTATIONS))
-    """
-)
-
-
-def test_presets_work_with_jax_backend():
-    if importlib.util.find_spec("jax") is None:
-        pytest.skip("jax is not installed in this environment (KERAS_BACKEND=jax needs it)")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(
-        [sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.startswith("ok")
+# On the JAX backend: tests/test_jax_backend.py::test_presets_work_with_jax_backend.
 
 
 def test_geometric_has_no_flip():

@@ -542,43 +542,7 @@ def test_imagenet_source_classifier(tmp_path, monkeypatch):
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-5)
 
 
-JAX_SCRIPT = """
-import json, sys, tempfile
-import numpy as np, keras
-assert keras.backend.backend() == "jax"
-from tlbench.backbones import build_backbone
-from tlbench.preprocess import Preprocess
-x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-b = build_backbone({"name": "seed003_cnn", "weights": "none"}, (32, 32, 3))
-assert np.isfinite(np.asarray(b.model(Preprocess(b.preprocess_mode)(x)))).all()
-cfg = {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [8]}}
-src = build_backbone(cfg, (32, 32, 3))
-inputs = keras.Input((32, 32, 3))
-y = keras.layers.GlobalAveragePooling2D()(src.model(Preprocess("unit")(inputs)))
-run = tempfile.mkdtemp()
-keras.Model(inputs, keras.layers.Dense(2)(y)).save(run + "/model.keras")
-got = build_backbone({**cfg, "weights": {"run": run}}, (32, 32, 3))
-a = np.asarray(got.model(Preprocess("unit")(x)))
-b = np.asarray(src.model(Preprocess("unit")(x)))
-assert np.allclose(a, b, atol=1e-5)
-print("ok")
-"""
-
-
-@pytest.mark.slow
-def test_backbones_work_with_jax_backend():
-    import importlib.util
-    import subprocess
-    import sys
-
-    if importlib.util.find_spec("jax") is None:
-        pytest.skip("jax is not installed in this environment (KERAS_BACKEND=jax needs it)")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(
-        [sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ok")
+# On the JAX backend: tests/test_jax_backend.py::test_backbones_work_with_jax_backend.
 
 
 @pytest.mark.parametrize("name", ["small_cnn", "seed003_cnn"])

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+import snakemake_fork
 import yaml
 from slurm_cluster import SlurmCluster, missing_binaries
 
@@ -78,10 +79,14 @@ def cluster(tmp_path_factory):
         yield running
 
 
-def snakemake(*args: str, env: dict | None = None, timeout: int = 600):
-    """Run snakemake from the project root (where `--profile slurm` is looked up)."""
+def snakemake(*args: str, env: dict | None = None, timeout: int = 600, fresh: bool = False):
+    """Run snakemake from the project root (where `--profile slurm` is looked up):
+    forked from a process that has imported Snakemake once (tests/snakemake_fork.py:
+    dry runs), or with ``fresh`` the `snakemake` program itself (a study that runs jobs)."""
     full_env = {**(env or os.environ), "TF_CPP_MIN_LOG_LEVEL": "2"}
     full_env["PATH"] = f"{SNAKEMAKE.parent}{os.pathsep}{full_env.get('PATH', '')}"
+    if not fresh:
+        return snakemake_fork.run(args, cwd=ROOT, env=full_env, timeout=timeout)
     return subprocess.run(
         [str(SNAKEMAKE), *args],
         cwd=ROOT,
@@ -275,7 +280,9 @@ def test_study_on_slurm_survives_cancelled_job(cluster, tmp_path):
     assert requeued_metrics["environment"]["slurm_job_id"] == requeued
     assert not survivor_work.exists()
 
-    rerun = snakemake(*slurm_args(tmp_path, SLURM_STUDY), "--rerun-incomplete", env=cluster.env)
+    rerun = snakemake(
+        *slurm_args(tmp_path, SLURM_STUDY), "--rerun-incomplete", env=cluster.env, fresh=True
+    )
     out = output_of(rerun)
     assert rerun.returncode == 0, out[-5000:]
     assert survivor_metrics.stat().st_mtime_ns == before  # the finished run is not retrained
@@ -300,7 +307,7 @@ def test_study_on_slurm_survives_cancelled_job(cluster, tmp_path):
         assert f"localrule {rule}:" in out, f"{rule} should run on the submit host"
     assert "localrule trained_run:" not in out
     local_dir = tmp_path / "local"
-    local = snakemake(*study_args(local_dir, SLURM_STUDY), "--cores", "2")
+    local = snakemake(*study_args(local_dir, SLURM_STUDY), "--cores", "2", fresh=True)
     assert local.returncode == 0, output_of(local)[-5000:]
     local_results = local_dir / study["results"]
     assert relative_files(results) == relative_files(local_results)
@@ -337,7 +344,9 @@ def test_failing_job_reports_reason_and_others_finish(cluster, tmp_path):
     config.write_text(yaml.safe_dump(study))
     results = tmp_path / study["results"]
     runs = [f"{study['results']}/runs/target/cnn/{s}/none/seed0" for s in ("scratch", "broken")]
-    result = snakemake(*slurm_args(tmp_path, config), "--keep-going", *runs, env=cluster.env)
+    result = snakemake(
+        *slurm_args(tmp_path, config), "--keep-going", *runs, env=cluster.env, fresh=True
+    )
     out = output_of(result)
     assert result.returncode != 0
     assert "Error in rule trained_run" in out

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import snakemake_fork
 import yaml
 from conftest import require_shared
 
@@ -29,10 +30,18 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def snakemake(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 1800):
-    """Run snakemake with this interpreter's environment; return the completed process."""
+def snakemake(
+    *args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 1800, fresh=False
+):
+    """Run snakemake with this interpreter's environment; return the completed process.
+
+    Forked from a process that has imported Snakemake once (tests/snakemake_fork.py:
+    dry runs, lint, reports), or with ``fresh`` the `snakemake` program itself (a study
+    that runs jobs)."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     full_env["PATH"] = f"{SNAKEMAKE.parent}{os.pathsep}{full_env.get('PATH', '')}"
+    if not fresh:
+        return snakemake_fork.run(args, cwd=cwd, env=full_env, timeout=timeout)
     return subprocess.run(
         [str(SNAKEMAKE), *args],
         cwd=cwd,
@@ -155,6 +164,7 @@ def _run_study(workdir: Path, config: Path, extra: list[str], env: dict | None =
         "2",
         *extra,
         env=env,
+        fresh=True,
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-10000:]
 

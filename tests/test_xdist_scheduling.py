@@ -5,8 +5,13 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-from conftest import SPREAD_PER_TEST, pytest_collection_modifyitems, xdist_scope
+import conftest
+from conftest import (
+    SPREAD_PER_TEST,
+    UNIT_SECONDS,
+    pytest_collection_modifyitems,
+    xdist_scope,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,11 +35,8 @@ def test_files_stay_one_unit_except_the_spread_ones():
 
 
 class _Item:
-    def __init__(self, nodeid: str, slow: bool = False):
-        self.nodeid, self.slow = nodeid, slow
-
-    def get_closest_marker(self, name: str):
-        return pytest.mark.slow if name == "slow" and self.slow else None
+    def __init__(self, nodeid: str):
+        self.nodeid = nodeid
 
 
 class _Config:
@@ -43,21 +45,43 @@ class _Config:
             self.workerinput = {"workerid": "gw0"}
 
 
-def test_spread_slow_tests_go_first_on_workers_only():
-    """On a worker the long spread tests lead the collection (sent first); a slow test of
-    an ordinary file keeps its place; a serial run keeps the file order."""
+def test_units_go_longest_first_on_workers_only(monkeypatch):
+    """On a worker the units listed in UNIT_SECONDS lead the collection (sent first),
+    longest first, a file's tests together and in order; unlisted units follow in file
+    order; a serial run keeps the file order."""
+    monkeypatch.setattr(
+        conftest,
+        "UNIT_SECONDS",
+        {"tests/test_b.py": 50.0, "tests/test_workflow.py::test_study": 90.0},
+    )
     names = [
-        ("tests/test_engine.py::test_a", True),
-        ("tests/test_faults.py::test_b", False),
-        ("tests/test_workflow.py::test_dry_run[x]", False),
-        ("tests/test_workflow.py::test_tiny_study_end_to_end", True),
+        "tests/test_a.py::test_1",
+        "tests/test_b.py::test_1",
+        "tests/test_b.py::test_2",
+        "tests/test_workflow.py::test_dry_run[x]",
+        "tests/test_workflow.py::test_study",
     ]
-    items = [_Item(n, slow) for n, slow in names]
+    items = [_Item(n) for n in names]
     pytest_collection_modifyitems(_Config(worker=True), items)
-    assert [i.nodeid for i in items] == [names[3][0], names[0][0], names[1][0], names[2][0]]
-    items = [_Item(n, slow) for n, slow in names]
+    assert [i.nodeid for i in items] == [names[4], names[1], names[2], names[0], names[3]]
+    items = [_Item(n) for n in names]
     pytest_collection_modifyitems(_Config(worker=False), items)
-    assert [i.nodeid for i in items] == [n for n, _ in names]
+    assert [i.nodeid for i in items] == names
+
+
+def test_listed_units_exist():
+    """Every UNIT_SECONDS entry names a test file, or a test function defined in a
+    SPREAD_PER_TEST file (a renamed test must not silently lose its place)."""
+    assert UNIT_SECONDS, "no unit listed: the long ones would be sent in file order"
+    for unit, seconds in UNIT_SECONDS.items():
+        assert seconds > 0, unit
+        path, _, test = unit.partition("::")
+        assert (ROOT / path).is_file(), f"{unit}: no file {path}"
+        if test:
+            assert path in SPREAD_PER_TEST, f"{unit}: {path} is one unit, list the file"
+            tree = ast.parse((ROOT / path).read_text())
+            defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+            assert test.split("[", 1)[0] in defined, f"{unit}: no test {test} in {path}"
 
 
 def _shared_fixtures(path: Path) -> list[str]:
