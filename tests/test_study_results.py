@@ -195,3 +195,19 @@ def test_cells_part_shows_validation_beside_test_and_only_without_other_tables()
         _study(), study, scores=scores, tau=tau_table(scores, _study())
     )
     assert ("h3", "Every cell (mean ± sd over seeds)") not in with_scores
+
+
+def test_no_transferability_part_when_too_few_backbones_are_scored():
+    from tlbench.transferability import tau_table
+
+    df, scores = _study(), _scores()
+    two = scores[scores["backbone"].isin(["b1", "b2"])]
+    study = {"title": "T", "page": "docs/results/t.md", "config": "c", "results": "r"}
+    blocks, _ = study_results.study_section(df, study, scores=two, tau=tau_table(two, df))
+    heads = [content for kind, content in blocks if kind == "h3"]
+    assert "Do the scores rank the backbones as training does?" not in heads
+    assert "Every cell (mean ± sd over seeds)" in heads
+    blocks, _ = study_results.study_section(df, study, scores=scores, tau=tau_table(scores, df))
+    assert "Do the scores rank the backbones as training does?" in [
+        c for k, c in blocks if k == "h3"
+    ]

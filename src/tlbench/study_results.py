@@ -382,6 +382,17 @@ def budget_blocks(df: pd.DataFrame, verdict: pd.DataFrame | None = None) -> list
     return blocks
 
 
+def scores_rank_backbones(scores: pd.DataFrame | None) -> bool:
+    """Whether the study scored enough backbones of a dataset for the scores to rank
+    them (:data:`tlbench.transferability.MIN_BACKBONES`): else a study that scores its one
+    pretrained backbone gets no transferability part, whose every tau would be undefined."""
+    from tlbench.transferability import MIN_BACKBONES
+
+    if scores is None or scores.empty:
+        return False
+    return int(scores.groupby("dataset")["backbone"].nunique().max()) >= MIN_BACKBONES
+
+
 def study_section(
     df: pd.DataFrame,
     study: Mapping[str, Any],
@@ -404,9 +415,10 @@ def study_section(
         blocks += across_blocks(ranking)
     budgets = budget_blocks(df, verdict)
     blocks += budgets
-    if not budgets and scores is None:  # the budget and score tables show the cells
+    ranked = scores_rank_backbones(scores)
+    if not budgets and not ranked:  # the budget and score tables show the cells
         blocks += cells_blocks(df)
-    if scores is not None and tau is not None and len(scores):
+    if ranked:
         blocks += transferability_blocks(scores, tau, df)
     summary: dict[str, Any] = {
         "section": Path(study["page"]).stem,
