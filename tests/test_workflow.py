@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +170,8 @@ def _run_study(workdir: Path, config: Path, extra: list[str], env: dict | None =
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-10000:]
 
 
-def _dry_counts(workdir: Path, config: Path, extra: list[str]) -> dict[str, int]:
+def _dry_output(workdir: Path, config: Path, extra: Sequence[str] = ()) -> str:
+    """The output of a successful dry run of ``config`` in ``workdir``."""
     result = snakemake(
         "--snakefile",
         str(ROOT / "Snakefile"),
@@ -180,24 +182,19 @@ def _dry_counts(workdir: Path, config: Path, extra: list[str]) -> dict[str, int]
         "-n",
         *extra,
     )
-    assert result.returncode == 0, result.stderr
-    return job_counts(result.stdout + result.stderr)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
+def _dry_counts(workdir: Path, config: Path, extra: Sequence[str]) -> dict[str, int]:
+    return job_counts(_dry_output(workdir, config, extra))
 
 
 def test_scores_of_a_pretrained_backbone_wait_for_its_pretraining_run(tmp_path):
     """configs/test/tiny.yaml: cnn_source's score job reads its pretraining run (the
     source classifier of NCE and LEEP) besides its feature cache and prepared data."""
-    result = snakemake(
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(ROOT / "configs/test/tiny.yaml"),
-        "-n",
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    output = _dry_output(tmp_path, ROOT / "configs/test/tiny.yaml")
     job = output.split("rule transferability_scores:", 1)[1].split("\n\n", 1)[0]
     inputs = re.search(r"input: (.*)", job).group(1).split(", ")
     assert sorted(inputs) == [
@@ -211,17 +208,7 @@ def test_prescreened_block_waits_for_its_checkpoint(tmp_path):
     """configs/test/prescreen.yaml: the prescreened block's three backbones are scored
     (features, scores) and its runs wait for the prescreen checkpoint; only the
     unscreened block's run is planned before the checkpoint has run."""
-    result = snakemake(
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(ROOT / "configs/test/prescreen.yaml"),
-        "-n",
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    output = _dry_output(tmp_path, ROOT / "configs/test/prescreen.yaml")
     counts = job_counts(output)
     assert counts["prescreen"] == 1, counts
     assert counts["transferability_scores"] == 3 and counts["backbone_features"] == 3, counts
