@@ -117,3 +117,13 @@ def test_flag_thresholds_match_tables():
         text = (REPORT / name).read_text()
         assert f"more than {tables.MAX_TRAIN_TEST_GAP}" in text
         assert f"{tables.CHANCE_FACTOR} × chance" in re.sub(r"\s+", " ", text)
+
+
+def test_workflow_caption_names_each_kind_of_weights():
+    config = yaml.safe_load((ROOT / "configs/measured/transferability.yaml").read_text())
+    front = render((REPORT / "workflow.rst").read_text(), config)
+    assert "``mnv2_035_random``: ``MobileNetV2``, fixed random weights drawn from seed 0" in front
+    assert (
+        "``cnn_fractal``: ``small_cnn``, weights pretrained in this study on ``fractal``" in front
+    )
+    assert "``mnv2_035_224``: ``MobileNetV2``, weights ``imagenet``" in front
