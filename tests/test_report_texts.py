@@ -122,8 +122,8 @@ def test_flag_thresholds_match_tables():
 def test_workflow_caption_names_each_kind_of_weights():
     config = yaml.safe_load((ROOT / "configs/measured/transferability.yaml").read_text())
     front = render((REPORT / "workflow.rst").read_text(), config)
-    assert "``mnv2_035_random``: ``MobileNetV2``, fixed random weights drawn from seed 0" in front
-    assert (
-        "``cnn_fractal``: ``small_cnn``, weights pretrained in this study on ``fractal``" in front
-    )
-    assert "``mnv2_035_224``: ``MobileNetV2``, weights ``imagenet``" in front
+    tt = '<tt class="docutils literal">{}</tt>'.format
+    random = f"{tt('mnv2_035_random')}: {tt('MobileNetV2')}, fixed random weights drawn from seed 0"
+    assert random in front
+    assert f"{tt('cnn_fractal')}: {tt('small_cnn')}, weights pretrained in this study on" in front
+    assert f"{tt('mnv2_035_224')}: {tt('MobileNetV2')}, weights {tt('imagenet')}" in front
