@@ -1,6 +1,6 @@
 # Results page (only for a config with a `seed_study` or a `results_section` block,
 # configs/measured/): a seed study's section beside the seed report it reproduces
-# (tlbench.results), another measured study's own section (tlbench.study_results), and
+# (tlbench.seed_pages), another measured study's own section (tlbench.study_results), and
 # docs/results.md joining the sections of every measured study.
 
 
@@ -9,6 +9,7 @@ if STUDY.seed_study:
     rule seed_results:
         input:
             csv=f"{RESULTS}/tables/study.csv",
+            verdict=f"{RESULTS}/tables/verdict.csv",
             runs=all_run_dirs,
         output:
             md=section_page(".md"),
@@ -21,6 +22,7 @@ if STUDY.seed_study:
             ),
         params:
             study=section_params(),
+            verdict=STUDY.config["verdict"],
         log:
             f"{RESULTS}/logs/results/seed_results.log",
         conda:

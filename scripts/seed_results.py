@@ -1,4 +1,4 @@
-"""Snakemake script: a seed study's section of the results page (tlbench.results)."""
+"""Snakemake script: a seed study's section of the results page (tlbench.seed_pages)."""
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
 import _bootstrap  # noqa: F401
@@ -8,13 +8,25 @@ from tlbench.study import log_to
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench import ledger, results
+    from tlbench import ledger, results, seed_pages, tables, verdict
     from tlbench.atomic import atomic_file, write_json
 
     study = dict(snakemake.params.study)
+    settings = snakemake.params.verdict
     df = pd.read_csv(snakemake.input.csv)
     looks = ledger.looks(ledger.ledger_path(study["results"]), list(dict.fromkeys(df["dataset"])))
-    blocks, summary = results.seed_section(df, study, looks=looks)
+    batchnorm = None
+    if not tables.is_pilot(df):  # a pilot run has no test predictions to compare
+        batchnorm = verdict.batchnorm_table(
+            df, margin=settings["margin"], reps=settings["reps"], seed=settings["seed"]
+        )
+    blocks, summary = seed_pages.seed_section(
+        df,
+        study,
+        looks=looks,
+        verdict=pd.read_csv(snakemake.input.verdict),
+        batchnorm=batchnorm,
+    )
     with atomic_file(snakemake.output.md) as handle:
         handle.write(results.to_markdown(blocks))
     with atomic_file(snakemake.output.html) as handle:

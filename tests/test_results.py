@@ -1,4 +1,5 @@
-"""The results page: seed studies beside their seed reports (tlbench.results)."""
+"""The results page (tlbench.results) and the seed studies beside their seed reports
+(tlbench.seed_pages)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tlbench import results, seed_reference
+from tlbench import results, seed_pages, seed_reference
 from tlbench.study import StudyConfigError, load_study
 
 
@@ -102,7 +103,7 @@ def test_wall_time_spans_first_start_to_last_end():
 
 
 def test_seed000_checks_and_disagreement_with_the_seed():
-    blocks, summary = results.seed_section(
+    blocks, summary = seed_pages.seed_section(
         _gtsrb_study(), {"reference": "000", "config": "c.yaml", "results": "r"}
     )
     checks = {c["check"]: c for c in summary["checks"]}
@@ -128,7 +129,7 @@ def test_seed000_selects_the_cell_by_validation_and_reports_its_test_accuracy(tm
     df = _gtsrb_study()
     # scratch: the best validation accuracy, a lower test accuracy than discriminative_lr
     df.loc[df["strategy"] == "scratch", "val_accuracy"] = 0.999
-    blocks, summary = results.seed_section(
+    blocks, summary = seed_pages.seed_section(
         df, {"reference": "000", "config": "c", "results": "r"}, looks=None
     )
     best = summary["checks"][0]
@@ -149,7 +150,7 @@ def test_seed000_selects_the_cell_by_validation_and_reports_its_test_accuracy(tm
 def test_validation_that_cannot_choose_is_said_beside_the_choice():
     rows = [_run("fine_tune", 0, 0.9, val_accuracy=0.96, val_n=100),
             _run("two_phase", 0, 0.8, val_accuracy=0.95, val_n=100)]  # fmt: skip
-    check = results.selected_cell_check("test_accuracy", "test accuracy", 0.5)
+    check = seed_pages.selected_cell_check("test_accuracy", "test accuracy", 0.5)
     measured, met, chosen = check.measure(_study(rows), {})
     assert met and chosen.cell[2] == "fine_tune"
     assert "Validation cannot choose" in measured and "n = 100" in measured
@@ -162,7 +163,7 @@ def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tmp_path):
     for spec_hash in ("a", "b", "a"):
         ledger.append(path, {"dataset": "gtsrb", "prepared_fingerprint": "f",
                              "spec_hash": spec_hash, "time_utc": "t", "code": {}})  # fmt: skip
-    blocks, summary = results.seed_section(
+    blocks, summary = seed_pages.seed_section(
         _gtsrb_study(), {"reference": "000", "config": "c", "results": "r"},
         looks=ledger.looks(path, ["gtsrb"]),
     )  # fmt: skip
@@ -175,7 +176,9 @@ def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tmp_path):
 def test_pilot_seed_study_shows_validation_and_measures_no_test_check():
     df = _gtsrb_study().assign(pilot=True, test_accuracy=float("nan"), test_loss=float("nan"))
     df["val_accuracy"] = 0.95
-    blocks, summary = results.seed_section(df, {"reference": "000", "config": "c", "results": "r"})
+    blocks, summary = seed_pages.seed_section(
+        df, {"reference": "000", "config": "c", "results": "r"}
+    )
     text = results.to_markdown(blocks)
     assert "Pilot study: the test split is sealed" in text
     assert "validation accuracy" in results.cell_table(df).columns
@@ -186,14 +189,14 @@ def test_pilot_seed_study_shows_validation_and_measures_no_test_check():
 
 
 def test_every_run_check_fails_on_a_low_run_or_a_missing_strategy():
-    _, summary = results.seed_section(
+    _, summary = seed_pages.seed_section(
         _gtsrb_study(low=0.5), {"reference": "000", "config": "c", "results": "r"}
     )
     every = summary["checks"][1]
     assert every["met"] == "NO" and "0.5000 (feature_extraction" in every["measured"]
     df = _gtsrb_study()
     df = df[df["strategy_name"] != "autoencoder"]
-    _, summary = results.seed_section(df, {"reference": "000", "config": "c", "results": "r"})
+    _, summary = seed_pages.seed_section(df, {"reference": "000", "config": "c", "results": "r"})
     assert summary["checks"][1]["met"] == "NO"
     assert "not run: autoencoder" in summary["checks"][1]["measured"]
 
@@ -218,7 +221,7 @@ def test_epochs_to_reach_counts_classifier_epochs_against_the_same_seed():
             {"phase": ["ae_stage1", "train", "train"], "val_accuracy": [None, 0.5, 0.6]}
         ),
     }
-    conv = results.epochs_to_reach(_study(rows), "autoencoder", history=histories.__getitem__)
+    conv = seed_pages.epochs_to_reach(_study(rows), "autoencoder", history=histories.__getitem__)
     by_seed = conv.set_index("seed")
     assert by_seed.loc[0, "baseline epochs to its best"] == 3
     assert by_seed.loc[0, "epochs to reach it"] == 1
@@ -237,7 +240,7 @@ def test_seed002_page_checks_auc_and_the_four_ways():
             ("discriminative_lr", 0.95),
         ]:
             rows.append(_run(strategy, seed, 0.9, num_classes=2, test_roc_auc=auc))
-    blocks, summary = results.seed_section(
+    blocks, summary = seed_pages.seed_section(
         _study(rows), {"reference": "002", "config": "c", "results": "r", "substitutions": ["x"]}
     )
     assert [c["met"] for c in summary["checks"]] == ["yes", "yes"]
@@ -248,7 +251,7 @@ def test_seed002_page_checks_auc_and_the_four_ways():
 
 
 def test_every_seed_has_a_page():
-    assert set(results.SEED_PAGES) == set(seed_reference.SEED_IDS)
+    assert set(seed_pages.SEED_PAGES) == set(seed_reference.SEED_IDS)
 
 
 def test_page_joins_sections_with_an_overview(tmp_path):
@@ -307,7 +310,7 @@ def test_seed001_compares_two_phase_with_the_frozen_model_of_the_same_augmentati
         rows.append(_run("transfer", seed, 0.5, name="feature_extraction", aug="none"))
         rows.append(_run("ft_a", seed, acc + 0.01, name="two_phase", aug="seed001"))
         rows.append(_run("ft_b", seed, acc + 0.01, name="two_phase", aug="seed001"))
-    findings = results.SEED_PAGES.get("001").findings(_study(rows), {})
+    findings = seed_pages.SEED_PAGES.get("001").findings(_study(rows), {})
     assert "0.08 points" in findings[0]  # the seed's own gain, from its table
     assert "0.9600 ± 0.0100" in findings[0]  # frozen, seed001 only (not the 'none' cell)
     assert "ft_a 0.9700 ± 0.0100 (+1.00 points)" in findings[0]
@@ -320,7 +323,7 @@ def test_seed003_separates_augmentation_from_the_learning_rate():
         rows.append(_run("m3", seed, 0.60, aug="none", name="scratch", learning_rate=1e-3))
         rows.append(_run("m4", seed, 0.55, aug="seed003", name="scratch", learning_rate=1e-3))
         rows.append(_run("m5", seed, 0.65, aug="seed003", name="scratch", learning_rate=3e-4))
-    (text,) = results.SEED_PAGES.get("003").findings(_study(rows), {})
+    (text,) = seed_pages.SEED_PAGES.get("003").findings(_study(rows), {})
     assert "0.6678 with augmentation against 0.6031 without (+6.5 points)" in text
     assert (
         "m4 with seed003: 0.5500 ± 0.0000 against m3" in text and "the same learning rate" in text

@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from tlbench.results import Block, format_seconds, study_header, wall_time
+from tlbench.results import Block, format_seconds, study_header, verdict_blocks, wall_time
 
 #: Column labels of the scores on the page (tlbench.transferability.SCORES' names).
 SCORE_LABELS = {
@@ -231,40 +231,6 @@ def cells_blocks(df: pd.DataFrame) -> list[Block]:
             [val.loc[tuple(row)] for row in table[CELL].itertuples(index=False)],
         )
     return [("h3", "Every cell (mean ± sd over seeds)"), ("table", table)]
-
-
-def verdict_blocks(verdict: pd.DataFrame) -> list[Block]:
-    """The verdict table (tlbench.verdict) in the section's words."""
-    rows = []
-    for _, v in verdict.iterrows():
-        row = {"dataset": v["dataset"]}
-        if "budget" in verdict:
-            row["budget"] = v["budget"]
-        row["chosen by validation"] = v["selected"]
-        row["test accuracy [95 %]"] = (
-            f"{v['test_accuracy']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
-        )
-        row["tied with it"] = v["tied_with"] if isinstance(v["tied_with"], str) else ""
-        gain = v.get("transfer_gain")
-        row["transfer gain [95 %]"] = (
-            f"{gain:+.3f} [{v['gain_low']:+.3f}, {v['gain_high']:+.3f}] {v['gain_verdict']}"
-            if isinstance(gain, float) and not math.isnan(gain)
-            else ""
-        )
-        row["cheapest tied"] = v["cheapest_tied"]
-        rows.append(row)
-    margin = float(verdict["margin"].iloc[0]) if len(verdict) else float("nan")
-    return [
-        ("h3", "Verdict"),
-        (
-            "p",
-            "Per dataset the cell chosen by mean validation figure over seeds, its test "
-            "accuracy with the 95 % interval of a paired hierarchical bootstrap over seeds "
-            f"and test images, the cells tied with it (margin ±{margin:g}), the transfer "
-            "gain and the cheapest tied cell (tlbench.verdict).",
-        ),
-        ("table", pd.DataFrame(rows)),
-    ]
 
 
 def across_blocks(ranking: pd.DataFrame) -> list[Block]:

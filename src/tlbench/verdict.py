@@ -531,6 +531,75 @@ def verdict_table(
     return pd.DataFrame(records)
 
 
+def batchnorm_table(
+    study: pd.DataFrame,
+    margin: float = MARGIN,
+    reps: int = REPS,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> pd.DataFrame:
+    """BatchNorm frozen against trained, for cells that differ only in that policy.
+
+    Two cells of a dataset form a pair when they share backbone, augmentation and
+    strategy name (``strategy_name``: e.g. ``fine_tune`` and ``fine_tune_bn_train``
+    of one backbone), one with ``batchnorm`` ``frozen`` and one with ``train``, and
+    no other cell of that group has either policy (an ambiguous group is left out).
+    Per pair: both cells' mean test accuracy and mean validation figure (the
+    dataset's criterion), ``difference`` = frozen - train with its interval from
+    the dataset's paired bootstrap (:func:`bootstrap`), the verdict of frozen
+    against train (:func:`compare`) and both cells' mean training time. Empty (no
+    rows) when the study has no such pair.
+    """
+    records = []
+    for dataset, cells in load_cells(study).items():
+        groups: dict[tuple[str, str, str], dict[str, list[int]]] = {}
+        for index, cell in enumerate(cells):
+            first = cell.rows.iloc[0]
+            group = (
+                str(first["backbone"]),
+                str(first["strategy_name"]),
+                str(first["augmentation"]),
+            )
+            policy = str(first.get("batchnorm", ""))
+            groups.setdefault(group, {}).setdefault(policy, []).append(index)
+        pairs = [
+            (g, p["frozen"][0], p["train"][0])
+            for g, p in groups.items()
+            if len(p.get("frozen", [])) == 1 and len(p.get("train", [])) == 1
+        ]
+        if not pairs:
+            continue
+        replicates = bootstrap([c.correct for c in cells], reps, seed)
+        column = validation_criterion(pd.concat([c.rows for c in cells]))
+        for (backbone, strategy, augmentation), f, t in pairs:
+            low, high = interval(replicates, f, t, level)
+            frozen, trained = cells[f], cells[t]
+            records.append(
+                {
+                    "dataset": dataset,
+                    "backbone": backbone,
+                    "strategy_name": strategy,
+                    "augmentation": augmentation,
+                    "frozen": frozen.key[2],
+                    "train": trained.key[2],
+                    "seeds": f"{frozen.correct.shape[0]}/{trained.correct.shape[0]}",
+                    "criterion": column,
+                    "frozen_validation": float(frozen.rows[column].mean()),
+                    "train_validation": float(trained.rows[column].mean()),
+                    "frozen_accuracy": float(frozen.correct.mean()),
+                    "train_accuracy": float(trained.correct.mean()),
+                    "difference": float(frozen.correct.mean() - trained.correct.mean()),
+                    "diff_low": low,
+                    "diff_high": high,
+                    "verdict": compare(low, high, margin)[0],
+                    "frozen_seconds": float(frozen.rows["train_seconds"].mean()),
+                    "train_seconds": float(trained.rows["train_seconds"].mean()),
+                    "margin": margin,
+                }
+            )
+    return pd.DataFrame(records)
+
+
 def budget_groups(study: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
     """The study split by label budget (tlbench.budget; column ``budget``), budgets in
     increasing images per class; ``[(None, study)]`` when it has one budget or none."""
