@@ -360,3 +360,41 @@ def test_verdict_per_label_budget(tmp_path):
     )
     assert set(general["Runs"]) == {"3"}
     assert set(tables.strategy_ranking(study)["runs"]) == {3}
+
+
+# --------------------------------------------------------------------------- BatchNorm pairs
+
+
+def test_batchnorm_table_pairs_cells_that_differ_only_in_the_policy(tmp_path):
+    """fine_tune (frozen) against fine_tune_bn_train (train) of one backbone is a pair;
+    a strategy with two frozen cells is ambiguous and left out; feature extraction has
+    no trained twin. Frozen is 0.2 better here, clearly outside the margin."""
+    cells = {
+        "mn/fine_tune/none": ("fine_tune", "frozen", [0.90, 0.91, 0.90]),
+        "mn/fine_tune_bn_train/none": ("fine_tune", "train", [0.70, 0.71, 0.69]),
+        "mn/feature_extraction/none": ("feature_extraction", "frozen", [0.80, 0.80, 0.81]),
+        "mn/two_phase/none": ("two_phase", "frozen", [0.85, 0.85, 0.85]),
+        "mn/two_phase_long/none": ("two_phase", "frozen", [0.86, 0.86, 0.86]),
+        "mn/two_phase_bn_train/none": ("two_phase", "train", [0.84, 0.84, 0.84]),
+    }
+    paths, labels = [], {}
+    for offset, (name, (strategy, policy, accuracy)) in enumerate(cells.items()):
+        paths += write_run(tmp_path, name, accuracy_per_seed=accuracy, val=accuracy,
+                           seconds=10 + offset, pretrained=True, offset=offset)  # fmt: skip
+        labels[name.split("/")[1]] = (strategy, policy)
+    study = tables.collect_runs(paths)
+    study["strategy_name"] = [labels[s][0] for s in study["strategy"]]
+    study["batchnorm"] = [labels[s][1] for s in study["strategy"]]
+    table = verdict.batchnorm_table(study, margin=0.01, reps=500)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["frozen"], row["train"], row["strategy_name"]) == (
+        "fine_tune", "fine_tune_bn_train", "fine_tune")  # fmt: skip
+    assert row["difference"] == pytest.approx((2.71 - 2.10) / 3)
+    assert 0.1 < row["diff_low"] < row["difference"] < row["diff_high"]
+    assert row["verdict"] == "better" and row["seeds"] == "3/3"
+    assert row["frozen_validation"] == pytest.approx(2.71 / 3)
+    assert (row["frozen_seconds"], row["train_seconds"]) == (10, 11)
+    # the same study without the trained twin has no pair
+    alone = study[study["strategy"] != "fine_tune_bn_train"]
+    assert verdict.batchnorm_table(alone, reps=100).empty
