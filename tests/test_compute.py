@@ -28,12 +28,36 @@ def test_setting_is_validated_and_defaults_to_auto():
         _spec(jit_compile="yes")
 
 
+def _conv_model(layer):
+    inputs = keras.Input((8, 8, 3))
+    x = layer(inputs)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
 def test_auto_resolves_per_backend():
-    for backend, value in compute.AUTO_JIT.items():
-        assert compute.jit_setting("auto", backend) is value
-    assert compute.jit_setting(False, "jax") is False
-    with pytest.raises(ValueError, match="'numpy'"):
-        compute.jit_setting("auto", "numpy")
+    """TensorFlow: XLA for a model with a standard convolution and no depthwise one, fitted
+    on enough images x epochs (benchmarks/bench_backends.py: the small CNN 1.32x faster,
+    MobileNet 0.27x; compiling a tiny CNN's steps about 5.5 s); JAX always jitted; torch
+    eager."""
+    plain = _conv_model(keras.layers.Conv2D(4, 3))
+    depthwise = _conv_model(keras.layers.DepthwiseConv2D(3))
+    mixed = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.SeparableConv2D(4, 3)]
+    )
+    dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    big = compute.XLA_MIN_IMAGE_EPOCHS
+    assert compute.jit_setting("auto", "tensorflow", plain, big) is True
+    assert compute.jit_setting("auto", "tensorflow", plain, big - 1) is False  # a short fit
+    assert compute.jit_setting("auto", "tensorflow", plain) is False  # a forward pass
+    assert compute.jit_setting("auto", "tensorflow", depthwise, 10 * big) is False
+    assert compute.jit_setting("auto", "tensorflow", mixed, 10 * big) is False
+    assert compute.jit_setting("auto", "tensorflow", dense, 10 * big) is False
+    assert compute.jit_setting("auto", "tensorflow") is False  # no model to look at
+    assert compute.jit_setting(True, "tensorflow", depthwise) is True
+    assert compute.jit_setting(False, "tensorflow", plain, big) is False
+    for model in (plain, depthwise, dense, None):
+        assert compute.jit_setting("auto", "jax", model) is True
+        assert compute.jit_setting("auto", "torch", model, big) is False
 
 
 def test_unjittable_layers_error_on_true_and_run_uncompiled_on_auto():
@@ -59,6 +83,26 @@ def test_trainer_compiles_with_the_setting(setting):
     assert model.jit_compile is setting
     record = compute.jit_record(spec["training"], model)
     assert record == {"setting": setting, "resolved": setting, "model": setting}
+
+
+def test_trainer_passes_the_fits_work_to_auto(monkeypatch):
+    """The trainer resolves ``auto`` with the fit's images x epochs: a plain CNN fitted
+    on 16 images x 2 epochs is XLA-compiled on TensorFlow when the threshold is 32, not
+    when it is 33 (JAX jits both)."""
+    from tlbench import engine
+    from tlbench.strategies import Phase
+
+    spec = _spec(epochs=2, early_stopping=None)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 8, 8, 3)).astype("float32"), rng.integers(0, 3, 16)
+    modes = []
+    for threshold in (32, 33):
+        monkeypatch.setattr(compute, "XLA_MIN_IMAGE_EPOCHS", threshold)
+        model = _conv_model(keras.layers.Conv2D(3, 3, activation="softmax"))
+        engine.Trainer(spec).fit(model, Phase("train", 2, 0.01), (x, y), (x, y))
+        modes.append(model.jit_compile)
+    jax = keras.backend.backend() == "jax"
+    assert modes == ([True, True] if jax else [True, False])
 
 
 @pytest.mark.parametrize("setting", [True, False])

@@ -60,12 +60,13 @@ class Trainer:
         # In-memory arrays (cached features for a small head): run a whole epoch per
         # compiled call, since per-step Python overhead dominates such tiny steps.
         steps = math.ceil(len(train[0]) / training["batch_size"]) if isinstance(train, tuple) else 1
+        images = len(train[0]) if isinstance(train, tuple) else len(getattr(train, "x", ()))
         model.compile(
             optimizer=build_optimizer(training, phase.learning_rate, multipliers),
             loss=loss,
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if metrics else [],
             steps_per_execution=steps,
-            **compile_options(training, model),
+            **compile_options(training, model, work=images * phase.epochs),
         )
         # Checkpoint every epoch, except a head on in-memory cached features: its whole
         # fit takes seconds, so a killed one is simply redone (finish_fit still records it).
