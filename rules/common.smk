@@ -27,7 +27,6 @@ localrules:
     all,
     study_csv,
     general_tables,
-    strategy_ranking,
     suspicious_runs,
     test_evaluations,
     verdict,

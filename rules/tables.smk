@@ -44,30 +44,6 @@ rule general_tables:
         "../scripts/general_tables.py"
 
 
-rule strategy_ranking:
-    input:
-        study=f"{RESULTS}/tables/study.csv",
-        runs=all_run_dirs,  # their predictions.npz: intervals and verdicts
-    output:
-        csv=f"{RESULTS}/tables/strategy_ranking.csv",
-        md=f"{RESULTS}/tables/strategy_ranking.md",
-        html=report(
-            f"{RESULTS}/tables/strategy_ranking.html",
-            caption="../report/strategy_ranking.rst",
-            category="Tables",
-            subcategory="Strategy ranking",
-            labels={"table": "strategy ranking"},
-        ),
-    params:
-        verdict=STUDY.config["verdict"],
-    log:
-        f"{RESULTS}/logs/tables/strategy_ranking.log",
-    conda:
-        "../envs/tlbench.yaml"
-    script:
-        "../scripts/strategy_ranking.py"
-
-
 rule suspicious_runs:
     input:
         f"{RESULTS}/tables/study.csv",

@@ -1,7 +1,9 @@
 # The verdict: which differences are real (tlbench.verdict). Per dataset the
 # validation-selected cell, its test accuracy with a 95 % interval, the cells
-# tied with it, the transfer gain and the cheapest tied cell; across datasets
-# (two or more) the critical-difference diagram of the strategies.
+# tied with it, the transfer gain and the cheapest tied cell; the strategy
+# ranking (every cell of a dataset on one list with its interval and verdict),
+# from the same bootstrap; across datasets (two or more) the critical-difference
+# diagram of the strategies.
 
 
 rule verdict:
@@ -19,6 +21,15 @@ rule verdict:
             labels={"table": "verdict (one row per dataset)"},
         ),
         front=VERDICT_FRONT,
+        ranking_csv=f"{RESULTS}/tables/strategy_ranking.csv",
+        ranking_md=f"{RESULTS}/tables/strategy_ranking.md",
+        ranking_html=report(
+            f"{RESULTS}/tables/strategy_ranking.html",
+            caption="../report/strategy_ranking.rst",
+            category="Tables",
+            subcategory="Strategy ranking",
+            labels={"table": "strategy ranking"},
+        ),
     params:
         verdict=STUDY.config["verdict"],
     log:

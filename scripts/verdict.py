@@ -1,4 +1,5 @@
-"""Snakemake script: the verdict per dataset (tables/verdict.*) and the report's front section."""
+"""Snakemake script: the verdict per dataset (tables/verdict.*), the strategy ranking
+(tables/strategy_ranking.*) and the report's front section, from one bootstrap."""
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
 import _bootstrap  # noqa: F401
@@ -11,10 +12,12 @@ with log_to(snakemake.log[0]):
     from tlbench import verdict
 
     settings = snakemake.params.verdict
+    out = snakemake.output
     verdict.write_verdict(
         pd.read_csv(snakemake.input.study),
-        table_stem(snakemake.output),
-        snakemake.output.front,
+        table_stem(out),
+        table_stem({f: getattr(out, f"ranking_{f}") for f in ("csv", "md", "html")}),
+        out.front,
         margin=settings["margin"],
         reps=settings["reps"],
         seed=settings["seed"],

@@ -321,9 +321,10 @@ def test_friedman_nemenyi_and_cd_diagram(tmp_path):
         verdict.across_datasets(pd.DataFrame([r for r in records if r["dataset"] == "d0"]))
 
 
-def test_verdict_per_label_budget(tmp_path):
+def test_verdict_per_label_budget(tmp_path, monkeypatch):
     """With label budgets, each budget has its own selected cell and transfer gain, from
-    its own runs (not pooled with the other budgets' runs as extra seeds)."""
+    its own runs (not pooled with the other budgets' runs as extra seeds). The verdict,
+    the ranking and the comparison across datasets come from one bootstrap per budget."""
     paths = []
     budgets = {"n5": (5.0, [0.50, 0.52, 0.50], [0.70, 0.71, 0.70]),
                "all": (60.0, [0.90, 0.91, 0.90], [0.70, 0.72, 0.69])}  # fmt: skip
@@ -337,7 +338,14 @@ def test_verdict_per_label_budget(tmp_path):
             path.write_text(json.dumps({**metrics, "budget": label, "budget_per_class_mean": size}))
         paths += new
     study = tables.collect_runs(paths)
-    table = verdict.write_verdict(study, tmp_path / "verdict", tmp_path / "front.rst", reps=300)
+    calls = []
+    original = verdict.bootstrap
+    monkeypatch.setattr(verdict, "bootstrap", lambda *a, **k: calls.append(1) or original(*a, **k))
+    table = verdict.write_verdict(
+        study, tmp_path / "verdict", tmp_path / "ranking", tmp_path / "front.rst", reps=300
+    )
+    assert len(calls) == 2  # one per budget (the dataset's only one)
+    monkeypatch.setattr(verdict, "bootstrap", original)
     assert table[["budget", "selected", "gain_verdict"]].values.tolist() == [
         ["n5", "cnn/scratch/none", "worse"],
         ["all", "mnv2/fine_tune/none", "better"],
@@ -353,6 +361,10 @@ def test_verdict_per_label_budget(tmp_path):
         ["n5", "scratch", 3], ["n5", "fine_tune", 3], ["all", "fine_tune", 3], ["all", "scratch", 3]
     ]  # fmt: skip
     assert list(verdict.ranking(cells).columns[:2]) == ["dataset", "budget"]
+    written = pd.read_csv(tmp_path / "ranking.csv", keep_default_na=False)
+    assert written[["budget", "strategy", "verdict"]].values.tolist() == (
+        verdict.ranking(cells)[["budget", "strategy", "verdict"]].values.tolist()
+    )
     general = tables.general_table(study, "digits")
     assert (
         sorted(general["Model name"].str.extract(r"\[budget (\w+)\]")[0])

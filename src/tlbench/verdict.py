@@ -429,17 +429,7 @@ def cell_table(
 ) -> pd.DataFrame:
     """Every cell of every dataset (:func:`dataset_cells`), datasets in name order; with
     label budgets (:func:`budget_groups`) per budget, a ``budget`` column after ``dataset``."""
-    tables = []
-    for label, rows in budget_groups(study):
-        for cells in load_cells(rows).values():
-            table = dataset_cells(cells, margin, reps, seed, level)[0]
-            if label is not None:
-                table.insert(1, "budget", label)
-            tables.append(table)
-    if not tables:
-        raise ValueError("the study has no finished run: nothing to compare")
-    table = pd.concat(tables, ignore_index=True)
-    return table.sort_values("dataset", kind="stable").reset_index(drop=True)
+    return assess(study, margin, reps, seed, level).cells
 
 
 def _name(row: Mapping[str, Any]) -> str:
@@ -480,55 +470,62 @@ def verdict_table(
     records = []
     for dataset, cells in load_cells(study).items():
         table, replicates = dataset_cells(cells, margin, reps, seed, level)
-        best = table.iloc[0]
-        tied = table[table["verdict"] == "tied"]
-        tied_text = []
-        for _, row in tied.iterrows():
-            text = f"{_name(row)} [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}]"
-            if row["equivalent"]:
-                text += " (equivalent within the margin)"
-            else:
-                text += f" (seeds to resolve: {_seeds_text(row['seeds_to_resolve'])})"
-            tied_text.append(text)
-        better = [_name(row) for _, row in table[table["verdict"] == "better"].iterrows()]
-        pool = pd.concat([table.iloc[:1], tied])
-        cheapest = pool.sort_values("train_seconds", kind="stable").iloc[0]
-        record = {
-            "dataset": dataset,
-            "criterion": best["criterion"],
-            "selected": _name(best),
-            "seeds": int(best["seeds"]),
-            "test_accuracy": best["test_accuracy"],
-            "ci_low": best["ci_low"],
-            "ci_high": best["ci_high"],
-            "tied_with": "; ".join(tied_text),
-            "better_on_test": "; ".join(better),
-            "best_pretrained": "",
-            "best_scratch": "",
-            "transfer_gain": math.nan,
-            "gain_low": math.nan,
-            "gain_high": math.nan,
-            "gain_verdict": "",
-            "cheapest_tied": _name(cheapest),
-            "cheapest_seconds": cheapest["train_seconds"],
-            "cheapest_accuracy": cheapest["test_accuracy"],
-            "margin": margin,
-        }
-        with_weights = np.flatnonzero(table["pretrained"].to_numpy() == True)  # noqa: E712
-        without = np.flatnonzero(table["pretrained"].to_numpy() == False)  # noqa: E712
-        if len(with_weights) and len(without):
-            p, s = int(with_weights[0]), int(without[0])  # validation order: first is best
-            low, high = interval(replicates, p, s, level)
-            record.update(
-                best_pretrained=_name(table.iloc[p]),
-                best_scratch=_name(table.iloc[s]),
-                transfer_gain=table["test_accuracy"].iloc[p] - table["test_accuracy"].iloc[s],
-                gain_low=low,
-                gain_high=high,
-                gain_verdict=compare(low, high, margin)[0],
-            )
-        records.append(record)
+        records.append(_verdict_row(dataset, table, replicates, margin, level))
     return pd.DataFrame(records)
+
+
+def _verdict_row(
+    dataset: str, table: pd.DataFrame, replicates: Replicates, margin: float, level: float
+) -> dict[str, Any]:
+    """One dataset's verdict (:func:`verdict_table`) from its :func:`dataset_cells`."""
+    best = table.iloc[0]
+    tied = table[table["verdict"] == "tied"]
+    tied_text = []
+    for _, row in tied.iterrows():
+        text = f"{_name(row)} [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}]"
+        if row["equivalent"]:
+            text += " (equivalent within the margin)"
+        else:
+            text += f" (seeds to resolve: {_seeds_text(row['seeds_to_resolve'])})"
+        tied_text.append(text)
+    better = [_name(row) for _, row in table[table["verdict"] == "better"].iterrows()]
+    pool = pd.concat([table.iloc[:1], tied])
+    cheapest = pool.sort_values("train_seconds", kind="stable").iloc[0]
+    record = {
+        "dataset": dataset,
+        "criterion": best["criterion"],
+        "selected": _name(best),
+        "seeds": int(best["seeds"]),
+        "test_accuracy": best["test_accuracy"],
+        "ci_low": best["ci_low"],
+        "ci_high": best["ci_high"],
+        "tied_with": "; ".join(tied_text),
+        "better_on_test": "; ".join(better),
+        "best_pretrained": "",
+        "best_scratch": "",
+        "transfer_gain": math.nan,
+        "gain_low": math.nan,
+        "gain_high": math.nan,
+        "gain_verdict": "",
+        "cheapest_tied": _name(cheapest),
+        "cheapest_seconds": cheapest["train_seconds"],
+        "cheapest_accuracy": cheapest["test_accuracy"],
+        "margin": margin,
+    }
+    with_weights = np.flatnonzero(table["pretrained"].to_numpy() == True)  # noqa: E712
+    without = np.flatnonzero(table["pretrained"].to_numpy() == False)  # noqa: E712
+    if len(with_weights) and len(without):
+        p, s = int(with_weights[0]), int(without[0])  # validation order: first is best
+        low, high = interval(replicates, p, s, level)
+        record.update(
+            best_pretrained=_name(table.iloc[p]),
+            best_scratch=_name(table.iloc[s]),
+            transfer_gain=table["test_accuracy"].iloc[p] - table["test_accuracy"].iloc[s],
+            gain_low=low,
+            gain_high=high,
+            gain_verdict=compare(low, high, margin)[0],
+        )
+    return record
 
 
 def batchnorm_table(
@@ -621,14 +618,53 @@ def verdict_by_budget(
     """:func:`verdict_table` per label budget (a ``budget`` column after ``dataset``):
     the validation-selected cell and the transfer gain of every budget, each from that
     budget's runs only. A study without budgets gets :func:`verdict_table` itself."""
-    tables = []
-    for label, rows in budget_groups(study):
-        table = verdict_table(rows, margin, reps, seed, level)
-        if label is None:
-            return table
-        table.insert(1, "budget", label)
-        tables.append(table)
-    return pd.concat(tables).sort_values("dataset", kind="stable").reset_index(drop=True)
+    return assess(study, margin, reps, seed, level).verdicts
+
+
+@dataclass
+class Assessment:
+    """A study's cells and verdicts from one bootstrap per dataset (and budget)."""
+
+    cells: pd.DataFrame  #: :func:`cell_table`: every cell, validation order per dataset
+    verdicts: pd.DataFrame  #: :func:`verdict_by_budget`: one row per dataset (and budget)
+    budget: str | None  #: the largest budget (normally ``all``), None without budgets
+
+    def whole(self) -> pd.DataFrame:
+        """The cells of the largest budget (all cells without budgets): what the
+        comparison across datasets ranks."""
+        if self.budget is None:
+            return self.cells
+        return self.cells[self.cells["budget"] == self.budget]
+
+
+def assess(
+    study: pd.DataFrame,
+    margin: float = MARGIN,
+    reps: int = REPS,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> Assessment:
+    """Every cell (:func:`dataset_cells`) and every verdict (:func:`_verdict_row`) of
+    the study, per label budget (:func:`budget_groups`; a ``budget`` column after
+    ``dataset``) and dataset, datasets in name order: one bootstrap for each dataset
+    and budget serves its cells' intervals and its verdict's transfer gain."""
+    cell_tables, verdicts = [], []
+    groups = budget_groups(study)
+    for label, rows in groups:
+        for dataset, cells in load_cells(rows).items():
+            table, replicates = dataset_cells(cells, margin, reps, seed, level)
+            row = _verdict_row(dataset, table, replicates, margin, level)
+            if label is not None:
+                table.insert(1, "budget", label)
+                row = {"dataset": row.pop("dataset"), "budget": label, **row}
+            cell_tables.append(table)
+            verdicts.append(row)
+    if not cell_tables:
+        raise ValueError("the study has no finished run: nothing to compare")
+    cells = pd.concat(cell_tables, ignore_index=True)
+    cells = cells.sort_values("dataset", kind="stable").reset_index(drop=True)
+    table = pd.DataFrame(verdicts).sort_values("dataset", kind="stable").reset_index(drop=True)
+    return Assessment(cells, table, groups[-1][0])
 
 
 #: Columns of :func:`ranking` (the report's strategy ranking).
@@ -824,27 +860,30 @@ PILOT_SECTION = (
 def write_verdict(
     study: pd.DataFrame,
     table_stem: str | os.PathLike,
+    ranking_stem: str | os.PathLike,
     front_path: str | os.PathLike,
     margin: float = MARGIN,
     reps: int = REPS,
     seed: int = SEED,
 ) -> pd.DataFrame:
-    """Write the verdict table (``<stem>.csv/.md/.html``) and the report's front
-    section (``front_path``, reStructuredText); return the table."""
+    """Write the verdict table (``<table_stem>.csv/.md/.html``), the strategy ranking
+    (``<ranking_stem>.*``, :func:`ranking`) and the report's front section
+    (``front_path``, reStructuredText) from one :func:`assess`; return the verdicts.
+    A pilot study (test split sealed) gets the ranking by validation figures
+    (:func:`tlbench.tables.strategy_ranking`) and no verdict."""
     from tlbench import tables
 
     if tables.is_pilot(study):  # no test predictions: nothing to give a verdict on
         tables.write_table(pd.DataFrame(columns=["dataset", "selected", "note"]), table_stem)
+        tables.write_table(tables.strategy_ranking(study), ranking_stem)
         write_front_section(PILOT_SECTION, front_path)
         return pd.DataFrame()
-    groups = budget_groups(study)  # budgets: across datasets compares their 'all' runs
-    whole = dict(groups).get("all", study) if len(groups) > 1 else study
-    cells = cell_table(whole, margin, reps, seed)
-    verdicts = verdict_by_budget(study, margin, reps, seed)
-    across, _ = across_or_none(cells)
-    tables.write_table(verdicts, table_stem)
-    write_front_section(front_section(verdicts, across), front_path)
-    return verdicts
+    result = assess(study, margin, reps, seed)
+    across, _ = across_or_none(result.whole())  # budgets: their largest, normally 'all'
+    tables.write_table(result.verdicts, table_stem)
+    tables.write_table(ranking(result.cells), ranking_stem)
+    write_front_section(front_section(result.verdicts, across), front_path)
+    return result.verdicts
 
 
 def critical_difference(ranking_csv: str | os.PathLike, path: str | os.PathLike) -> Path:
