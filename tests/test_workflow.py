@@ -385,6 +385,7 @@ def test_hymenoptera_study_with_imagenet_weights(tmp_path):
     assert section.startswith("## Seed 002") and "- a small test study" in section
     auc = f"{table.groupby('strategy')['test_roc_auc'].mean().max():.4f}"
     assert auc in section  # the best cell's mean ROC AUC, in the acceptance table
+    assert "### Verdict" in section  # from tables/verdict.csv: chosen by validation, ties
     page = (tmp_path / "docs/results.md").read_text()
     assert page.startswith("# Results") and section in page
 
