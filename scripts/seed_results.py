@@ -15,17 +15,18 @@ with log_to(snakemake.log[0]):
     settings = snakemake.params.verdict
     df = pd.read_csv(snakemake.input.csv)
     looks = ledger.looks(ledger.ledger_path(study["results"]), list(dict.fromkeys(df["dataset"])))
-    batchnorm = None
+    batchnorm = pairwise = None
     if not tables.is_pilot(df):  # a pilot run has no test predictions to compare
-        batchnorm = verdict.batchnorm_table(
-            df, margin=settings["margin"], reps=settings["reps"], seed=settings["seed"]
-        )
+        options = {"margin": settings["margin"], "reps": settings["reps"], "seed": settings["seed"]}
+        batchnorm = verdict.batchnorm_table(df, **options)
+        pairwise = verdict.pairwise_table(df, **options)
     blocks, summary = seed_pages.seed_section(
         df,
         study,
         looks=looks,
         verdict=pd.read_csv(snakemake.input.verdict),
         batchnorm=batchnorm,
+        pairwise=pairwise,
     )
     with atomic_file(snakemake.output.md) as handle:
         handle.write(results.to_markdown(blocks))

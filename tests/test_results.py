@@ -353,6 +353,19 @@ def test_seed001_compares_two_phase_with_the_frozen_model_of_the_same_augmentati
     assert "0.9600 ± 0.0100" in findings[0]  # frozen, seed001 only (not the 'none' cell)
     assert "ft_a 0.9700 ± 0.0100 (+1.00 points)" in findings[0]
     assert findings[1].startswith("ft_a and ft_b give the same test accuracy")
+    # with the page's pairwise table the difference is a stated verdict with its interval
+    pairwise = pd.DataFrame([
+        {"a": "mnv2/ft_a/seed001", "b": "mnv2/transfer/seed001", "difference": 0.01,
+         "diff_low": -0.004, "diff_high": 0.0235, "verdict": "tied"},
+        {"a": "mnv2/transfer/seed001", "b": "mnv2/ft_a/seed001", "difference": -0.01,
+         "diff_low": -0.0235, "diff_high": 0.004, "verdict": "tied"},
+    ])  # fmt: skip
+    (stated, _) = seed_pages.SEED_PAGES.get("001").findings(_study(rows), {"pairwise": pairwise})
+    assert (
+        "ft_a 0.9700 ± 0.0100 (+1.00 points [95 % interval of the difference -0.40 to "
+        "+2.35 points: tied])" in stated
+    )
+    assert "ft_b 0.9700 ± 0.0100 (+1.00 points)" in stated  # no pair in the table: no claim
 
 
 def test_seed003_separates_augmentation_from_the_learning_rate():

@@ -231,6 +231,27 @@ def test_cells_ordered_by_validation_with_intervals_and_verdicts(hand_made):
     assert worse["diff_high"] < -0.1 and math.isnan(worse["seeds_to_resolve"])
 
 
+def test_pairwise_table_has_every_ordered_pair_with_its_interval(hand_made):
+    table = verdict.pairwise_table(hand_made, margin=0.01, reps=500)
+    assert len(table) == 6  # 3 cells, ordered pairs
+    pair = table.set_index(["a", "b"])
+    worse = pair.loc[("cnn/scratch/none", "mnv2/fine_tune/none")]
+    assert worse["verdict"] == "worse" and worse["diff_high"] < -0.1
+    assert worse["difference"] == pytest.approx((2.11 - 2.71) / 3)
+    back = pair.loc[("mnv2/fine_tune/none", "cnn/scratch/none")]
+    assert back["verdict"] == "better"
+    assert (back["diff_low"], back["diff_high"]) == pytest.approx(
+        (-worse["diff_high"], -worse["diff_low"])
+    )
+    tied = pair.loc[("mnv2/feature_extraction/none", "mnv2/fine_tune/none")]
+    assert tied["verdict"] == "tied" and tied["diff_low"] < 0 < tied["diff_high"]
+    # the same as the cell table's difference to the selected cell (one bootstrap seed)
+    cells = verdict.cell_table(hand_made, margin=0.01, reps=500).set_index("strategy")
+    assert (tied["diff_low"], tied["diff_high"]) == pytest.approx(
+        tuple(cells.loc["feature_extraction", ["diff_low", "diff_high"]]), abs=0.01
+    )
+
+
 def test_verdict_table(hand_made):
     table = verdict.verdict_table(hand_made, margin=0.01, reps=500)
     assert len(table) == 1

@@ -353,19 +353,42 @@ def _seed002_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _pair_text(extra: Mapping[str, Any], a: str, b: str) -> str:
+    """`` (difference [low, high]: verdict)`` of cell a against b from the page's
+    pairwise table (:func:`tlbench.verdict.pairwise_table`), in accuracy points; empty
+    without the table or the pair."""
+    table = extra.get("pairwise")
+    if table is None or not len(table):
+        return ""
+    row = table[(table["a"] == a) & (table["b"] == b)]
+    if row.empty:
+        return ""
+    r = row.iloc[0]
+    return (
+        f" [95 % interval of the difference {100 * r['diff_low']:+.2f} to "
+        f"{100 * r['diff_high']:+.2f} points: {r['verdict']}]"
+    )
+
+
 def _seed001_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
     runs = ok_runs(df)
     gains = seed_reference.table("001", "fine_tuning_vs_transfer").set_index("Quantity")
     gain = float(gains.loc["validation accuracy increase", "Value"])
     out = []
     for aug, group in runs.groupby("augmentation", sort=False):
-        frozen = group[group["strategy_name"] == "feature_extraction"]["test_accuracy"]
+        frozen_rows = group[group["strategy_name"] == "feature_extraction"]
+        frozen = frozen_rows["test_accuracy"]
         phases = group[group["strategy_name"] == "two_phase"]
         if frozen.empty or phases.empty:
             continue
+        base = "/".join(map(str, frozen_rows[["backbone", "strategy", "augmentation"]].iloc[0]))
         cells = "; ".join(
             f"{strategy} {mean_sd(cell['test_accuracy'])} "
-            f"({100 * (cell['test_accuracy'].mean() - frozen.mean()):+.2f} points)"
+            f"({100 * (cell['test_accuracy'].mean() - frozen.mean()):+.2f} points"
+            + _pair_text(
+                extra, f"{cell['backbone'].iloc[0]}/{strategy}/{cell['augmentation'].iloc[0]}", base
+            )
+            + ")"
             for strategy, cell in phases.groupby("strategy", sort=False)
         )
         out.append(
@@ -510,6 +533,7 @@ def seed_section(
     looks: pd.DataFrame | None = None,
     verdict: pd.DataFrame | None = None,
     batchnorm: pd.DataFrame | None = None,
+    pairwise: pd.DataFrame | None = None,
 ) -> tuple[list[Block], dict[str, Any]]:
     """One seed study's section (blocks, see :func:`to_markdown`) and its summary.
 
@@ -520,12 +544,14 @@ def seed_section(
     ``verdict``: the study's verdict table (``tables/verdict.csv``,
     :func:`tlbench.verdict.verdict_table`), shown after the checks; ``batchnorm``:
     BatchNorm frozen against trained (:func:`tlbench.verdict.batchnorm_table`),
-    shown after our cells.
+    shown after our cells; ``pairwise``: every pair of cells with the interval of
+    their difference (:func:`tlbench.verdict.pairwise_table`), for the findings that
+    compare two cells (``extra["pairwise"]``).
     """
     seed_id = seed_reference.normalize_id(study["reference"])
     ref = seed_reference.load(seed_id)
     page = SEED_PAGES.get(seed_id)
-    extra: dict[str, Any] = {"wall_time": wall_time(df)}
+    extra: dict[str, Any] = {"wall_time": wall_time(df), "pairwise": pairwise}
     if page.convergence is not None:
         extra["convergence"] = epochs_to_reach(df, *page.convergence, history=history)
     checks = []

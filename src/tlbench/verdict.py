@@ -528,6 +528,42 @@ def _verdict_row(
     return record
 
 
+def pairwise_table(
+    study: pd.DataFrame,
+    margin: float = MARGIN,
+    reps: int = REPS,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> pd.DataFrame:
+    """Every ordered pair of cells of each dataset: ``a`` and ``b``
+    (``backbone/strategy/augmentation``), ``difference`` = a - b of mean test
+    accuracy with its interval from the dataset's paired bootstrap and the verdict
+    of a against b (:func:`compare`). For comparisons a page names (e.g. seed 001's
+    second phases against the frozen model), not for choosing: the choice is
+    :func:`validation_order`'s."""
+    records = []
+    for dataset, cells in load_cells(study).items():
+        replicates = bootstrap([c.correct for c in cells], reps, seed)
+        for i, a in enumerate(cells):
+            for j, b in enumerate(cells):
+                if i == j:
+                    continue
+                low, high = interval(replicates, i, j, level)
+                records.append(
+                    {
+                        "dataset": dataset,
+                        "a": a.name,
+                        "b": b.name,
+                        "difference": float(a.correct.mean() - b.correct.mean()),
+                        "diff_low": low,
+                        "diff_high": high,
+                        "verdict": compare(low, high, margin)[0],
+                        "margin": margin,
+                    }
+                )
+    return pd.DataFrame(records)
+
+
 def batchnorm_table(
     study: pd.DataFrame,
     margin: float = MARGIN,
