@@ -17,9 +17,10 @@ with log_to(snakemake.log[0]):
     looks = ledger.looks(ledger.ledger_path(study["results"]), list(dict.fromkeys(df["dataset"])))
     batchnorm = pairwise = None
     if not tables.is_pilot(df):  # a pilot run has no test predictions to compare
-        options = {"margin": settings["margin"], "reps": settings["reps"], "seed": settings["seed"]}
-        batchnorm = verdict.batchnorm_table(df, **options)
-        pairwise = verdict.pairwise_table(df, **options)
+        # one read of the predictions and one bootstrap per dataset serve both tables
+        boots = verdict.dataset_bootstraps(df, reps=settings["reps"], seed=settings["seed"])
+        batchnorm = verdict.batchnorm_table(df, margin=settings["margin"], bootstraps=boots)
+        pairwise = verdict.pairwise_table(df, margin=settings["margin"], bootstraps=boots)
     blocks, summary = seed_pages.seed_section(
         df,
         study,

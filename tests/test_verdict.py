@@ -398,7 +398,7 @@ def test_verdict_per_label_budget(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- BatchNorm pairs
 
 
-def test_batchnorm_table_pairs_cells_that_differ_only_in_the_policy(tmp_path):
+def test_batchnorm_table_pairs_cells_that_differ_only_in_the_policy(tmp_path, monkeypatch):
     """fine_tune (frozen) against fine_tune_bn_train (train) of one backbone is a pair;
     a strategy with two frozen cells is ambiguous and left out; feature extraction has
     no trained twin. Frozen is 0.2 better here, clearly outside the margin."""
@@ -428,6 +428,21 @@ def test_batchnorm_table_pairs_cells_that_differ_only_in_the_policy(tmp_path):
     assert row["verdict"] == "better" and row["seeds"] == "3/3"
     assert row["frozen_validation"] == pytest.approx(2.71 / 3)
     assert (row["frozen_seconds"], row["train_seconds"]) == (10, 11)
+    # given the study's bootstraps, both tables reuse them: the same figures, no new draw
+    boots = verdict.dataset_bootstraps(study, reps=500)
+    calls = []
+    original = verdict.bootstrap
+    monkeypatch.setattr(verdict, "bootstrap", lambda *a, **k: calls.append(1) or original(*a, **k))
+    reused = verdict.batchnorm_table(study, margin=0.01, bootstraps=boots)
+    pd.testing.assert_frame_equal(reused, table)
+    pairs = verdict.pairwise_table(study, margin=0.01, bootstraps=boots)
+    assert calls == []
+    monkeypatch.setattr(verdict, "bootstrap", original)
+    row = pairs.set_index(["a", "b"]).loc[("mn/fine_tune/none", "mn/fine_tune_bn_train/none")]
+    assert (row["diff_low"], row["diff_high"]) == (
+        table.iloc[0]["diff_low"],
+        table.iloc[0]["diff_high"],
+    )
     # the same study without the trained twin has no pair
     alone = study[study["strategy"] != "fine_tune_bn_train"]
     assert verdict.batchnorm_table(alone, reps=100).empty

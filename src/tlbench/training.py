@@ -59,8 +59,8 @@ class Trainer:
         training = self.spec["training"]
         # In-memory arrays (cached features for a small head): run a whole epoch per
         # compiled call, since per-step Python overhead dominates such tiny steps.
-        steps = math.ceil(len(train[0]) / training["batch_size"]) if isinstance(train, tuple) else 1
         images = len(train[0]) if isinstance(train, tuple) else len(getattr(train, "x", ()))
+        steps = math.ceil(images / training["batch_size"]) if isinstance(train, tuple) else 1
         model.compile(
             optimizer=build_optimizer(training, phase.learning_rate, multipliers),
             loss=loss,

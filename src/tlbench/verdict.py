@@ -528,22 +528,39 @@ def _verdict_row(
     return record
 
 
+#: Each dataset's cells (in :func:`load_cells`' order) and their bootstrap replicates.
+DatasetBootstraps = list[tuple[str, list[Cell], Replicates]]
+
+
+def dataset_bootstraps(
+    study: pd.DataFrame, reps: int = REPS, seed: int = SEED
+) -> DatasetBootstraps:
+    """One paired bootstrap (:func:`bootstrap`) per dataset over its cells in
+    :func:`load_cells`' order: what :func:`pairwise_table` and :func:`batchnorm_table`
+    read, computed once when a page needs both."""
+    return [
+        (dataset, cells, bootstrap([c.correct for c in cells], reps, seed))
+        for dataset, cells in load_cells(study).items()
+    ]
+
+
 def pairwise_table(
     study: pd.DataFrame,
     margin: float = MARGIN,
     reps: int = REPS,
     seed: int = SEED,
     level: float = LEVEL,
+    bootstraps: DatasetBootstraps | None = None,
 ) -> pd.DataFrame:
     """Every ordered pair of cells of each dataset: ``a`` and ``b``
     (``backbone/strategy/augmentation``), ``difference`` = a - b of mean test
     accuracy with its interval from the dataset's paired bootstrap and the verdict
     of a against b (:func:`compare`). For comparisons a page names (e.g. seed 001's
     second phases against the frozen model), not for choosing: the choice is
-    :func:`validation_order`'s."""
+    :func:`validation_order`'s. ``bootstraps``: :func:`dataset_bootstraps` of the
+    study, when already computed."""
     records = []
-    for dataset, cells in load_cells(study).items():
-        replicates = bootstrap([c.correct for c in cells], reps, seed)
+    for dataset, cells, replicates in bootstraps or dataset_bootstraps(study, reps, seed):
         for i, a in enumerate(cells):
             for j, b in enumerate(cells):
                 if i == j:
@@ -570,6 +587,7 @@ def batchnorm_table(
     reps: int = REPS,
     seed: int = SEED,
     level: float = LEVEL,
+    bootstraps: DatasetBootstraps | None = None,
 ) -> pd.DataFrame:
     """BatchNorm frozen against trained, for cells that differ only in that policy.
 
@@ -581,10 +599,11 @@ def batchnorm_table(
     dataset's criterion), ``difference`` = frozen - train with its interval from
     the dataset's paired bootstrap (:func:`bootstrap`), the verdict of frozen
     against train (:func:`compare`) and both cells' mean training time. Empty (no
-    rows) when the study has no such pair.
+    rows) when the study has no such pair. ``bootstraps``: :func:`dataset_bootstraps`
+    of the study, when already computed.
     """
     records = []
-    for dataset, cells in load_cells(study).items():
+    for dataset, cells, replicates in bootstraps or dataset_bootstraps(study, reps, seed):
         groups: dict[tuple[str, str, str], dict[str, list[int]]] = {}
         for index, cell in enumerate(cells):
             first = cell.rows.iloc[0]
@@ -602,7 +621,6 @@ def batchnorm_table(
         ]
         if not pairs:
             continue
-        replicates = bootstrap([c.correct for c in cells], reps, seed)
         column = validation_criterion(pd.concat([c.rows for c in cells]))
         for (backbone, strategy, augmentation), f, t in pairs:
             low, high = interval(replicates, f, t, level)
