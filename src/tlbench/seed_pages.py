@@ -477,7 +477,7 @@ SEED_PAGES.add(
         checks=[
             selected_cell_check("test_accuracy", "test accuracy", 0.98),
             every_run_check(0.80, TRAINING_STRATEGIES),
-            wall_time_check(90),
+            wall_time_check(120),  # issue 17: seed 000 within 2 hours on 2 cores
         ],
         findings=_seed000_findings,
     ),
