@@ -170,7 +170,9 @@ def test_measured_seed_configs_name_their_seed_and_substitutions(path):
     assert block["substitutions"], "the substitutions forced by this machine must be listed"
     assert study.config["data_mirror"] == "../shared/datasets"
     if len(study.config["seeds"]) < 3:  # allowed only when the substitutions say why
-        assert any(f"{len(study.config['seeds'])} seed instead of 3" in s for s in block["substitutions"])
+        assert any(
+            f"{len(study.config['seeds'])} seed instead of 3" in s for s in block["substitutions"]
+        )
     assert study.results == f"results/seed{block['reference']}"
 
 
