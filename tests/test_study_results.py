@@ -211,3 +211,16 @@ def test_no_transferability_part_when_too_few_backbones_are_scored():
     assert "Do the scores rank the backbones as training does?" in [
         c for k, c in blocks if k == "h3"
     ]
+
+
+def test_substitutions_of_a_results_section_are_on_its_page_under_the_header():
+    df = pd.DataFrame([_run("fine_tune", s, 0.9, val_accuracy=0.8) for s in range(3)])
+    study = {"title": "T", "page": "docs/results/t.md", "config": "c", "results": "r"}
+    plain, _ = study_results.study_section(df, study)
+    assert "Substitutions" not in results.to_markdown(plain)
+    notes = ["budget 'all' not run: seed 000 runs it", "shared the cores at nice 19"]
+    blocks, _ = study_results.study_section(df, {**study, "substitutions": notes})
+    listed = [("p", "Substitutions forced by this machine:"), ("ul", notes)]
+    assert blocks[2:4] == listed
+    # after the header, before the rest
+    assert results.to_markdown(blocks) == results.to_markdown(plain[:2] + listed + plain[2:])

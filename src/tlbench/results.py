@@ -114,8 +114,9 @@ def study_header(
 ) -> tuple[list[Block], dict[str, int] | None]:
     """The paragraphs that open a measured study's section: config, runs, wall time on
     the CPU that ran it, code version and library versions; the pilot notice; the looks
-    at each dataset's test split (the ledger, :func:`tlbench.ledger.looks`). Returns the
-    blocks and the looks per dataset (None without a ledger)."""
+    at each dataset's test split (the ledger, :func:`tlbench.ledger.looks`); what this
+    machine forced to differ (the study's ``substitutions``). Returns the blocks and the
+    looks per dataset (None without a ledger)."""
     from tlbench.tables import is_pilot
 
     commits = sorted(set(df["env_git_commit"].dropna().astype(str)))
@@ -155,6 +156,11 @@ def study_header(
                 f"evaluated on each dataset's test split): {looks_sentence(looks, datasets)}.",
             )
         )
+    if study.get("substitutions"):
+        blocks += [
+            ("p", "Substitutions forced by this machine:"),
+            ("ul", list(study["substitutions"])),
+        ]
     return blocks, evaluations
 
 

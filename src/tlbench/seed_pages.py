@@ -567,8 +567,6 @@ def seed_section(
     blocks: list[Block] = [("h2", f"Seed {seed_id}: {ref['title']}")]
     header, evaluations = study_header(df, study, extra["wall_time"], looks)
     blocks += header
-    if study.get("substitutions"):
-        blocks += [("p", "Substitutions forced by this machine:"), ("ul", study["substitutions"])]
     shown = ["check", "target", "measured", "met", "selected_by"]
     table = pd.DataFrame(checks).reindex(columns=shown)
     blocks += [("h3", "Acceptance"), ("table", table.dropna(axis=1, how="all"))]
