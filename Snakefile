@@ -48,6 +48,19 @@ include: "rules/environment.smk"
 include: "rules/results.smk"
 
 
+# One process imports Keras for every job of a local run (tlbench.jobserver).
+onstart:
+    start_job_server()
+
+
+onsuccess:
+    stop_job_server()
+
+
+onerror:
+    stop_job_server()
+
+
 rule all:
     input:
         final_targets(),

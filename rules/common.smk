@@ -408,3 +408,25 @@ def results_targets():
     if not section_block():
         return []
     return [section_page(".md"), "docs/results.md"]
+
+
+# ---------------------------------------------------------------- the job server
+
+#: The running job server (tlbench.jobserver), started by onstart on local execution.
+JOB_SERVER = {}
+
+
+def start_job_server():
+    """Start the job server (Keras imported once, a forked process per job) when jobs
+    run on this machine and ``resources.job_server`` is true (the default)."""
+    if workflow.local_exec and STUDY.config["resources"]["job_server"]:
+        from tlbench import jobserver
+
+        JOB_SERVER["process"] = jobserver.start()
+
+
+def stop_job_server():
+    """Stop the job server, if one runs."""
+    from tlbench import jobserver
+
+    jobserver.stop(JOB_SERVER.pop("process", None))

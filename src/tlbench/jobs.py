@@ -108,7 +108,9 @@ def table_stem(outputs: Mapping[str, Any]) -> Path:
 
 
 def limit_threads(threads: int) -> None:
-    """Cap the numeric libraries' thread pools at ``threads`` (before keras is imported)."""
+    """Cap the numeric libraries' thread pools at ``threads``: through the environment
+    before they are loaded, and, for those already loaded (in a job forked by the job
+    server, :mod:`tlbench.jobserver`, numpy's BLAS), through threadpoolctl."""
     n = str(max(1, int(threads)))
     for var in (
         "OMP_NUM_THREADS",
@@ -121,3 +123,7 @@ def limit_threads(threads: int) -> None:
     os.environ.setdefault(
         "XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}"
     )
+    if "numpy" in sys.modules:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(n))

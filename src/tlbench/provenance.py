@@ -178,6 +178,14 @@ def git_state(path: str | os.PathLike | None = None) -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
+def job_process() -> str:
+    """How this process started: forked by the workflow's job server (Keras imported
+    before the fork) or its own interpreter (:func:`tlbench.jobserver.job_process`)."""
+    from tlbench.jobserver import job_process as how
+
+    return how()
+
+
 def environment() -> dict[str, Any]:
     """Versions, hardware, git commit and UTC time of the current process; never raises."""
     import tlbench
@@ -201,6 +209,7 @@ def environment() -> dict[str, Any]:
         "memory_gb": _safe(_memory_gb),
         "gpu": _safe(_gpus),
         "hostname": _safe(socket.gethostname),
+        "job_process": _safe(job_process),
         "git_commit": git.get("commit"),
         "git_dirty": git.get("dirty"),
         "time_utc": utc_now(),
