@@ -14,6 +14,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The suite's runs train for a second or two, and its resume tests kill them after a
+# given epoch: every epoch is checkpointed here (in every process the tests start).
+# The default interval is tested in tests/test_resume.py.
+os.environ.setdefault("TLBENCH_CHECKPOINT_SECONDS", "0")
 SHARED = Path(os.environ.get("TLBENCH_SHARED", ROOT.parent / "shared")).resolve()
 
 

@@ -62,6 +62,63 @@ def test_uninterrupted_run_is_not_resumed_and_leaves_no_work_folder(tiny_prepare
     assert "slurm_job_id" in metrics["environment"]
 
 
+def _saved_epochs(monkeypatch) -> list[int]:
+    """Record the (1-based) epoch of every epoch checkpoint saved from now on."""
+    saved: list[int] = []
+    original = engine.Resume.save_epoch
+
+    def save_epoch(self, fit, epoch, *args):
+        saved.append(epoch + 1)
+        original(self, fit, epoch, *args)
+
+    monkeypatch.setattr(engine.Resume, "save_epoch", save_epoch)
+    return saved
+
+
+@pytest.mark.parametrize("seconds, saved", [("0", [1, 2, 3]), (None, []), ("3600", [])])
+def test_an_epoch_is_checkpointed_when_the_interval_has_passed(
+    tiny_prepared, tmp_path, monkeypatch, seconds, saved
+):
+    """TLBENCH_CHECKPOINT_SECONDS (default 60 s of training): a one-second fit saves no
+    epoch; 0 saves every epoch. The fit's end is saved either way."""
+    if seconds is None:
+        monkeypatch.delenv("TLBENCH_CHECKPOINT_SECONDS")
+    else:
+        monkeypatch.setenv("TLBENCH_CHECKPOINT_SECONDS", seconds)
+    seen = _saved_epochs(monkeypatch)
+    finished = []
+    original = engine.Resume.finish_fit
+    monkeypatch.setattr(
+        engine.Resume, "finish_fit", lambda self, *a: (finished.append(a[0]), original(self, *a))
+    )
+    engine.run(tiny_spec(tiny_prepared, training={"epochs": 3}), tmp_path / "run")
+    assert (seen, finished) == (saved, [0])
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over(tiny_prepared, tmp_path, monkeypatch):
+    monkeypatch.setenv("TLBENCH_CHECKPOINT_SECONDS", "3600")
+    out = tmp_path / "run"
+    spec = tiny_spec(tiny_prepared, training={"epochs": 3})
+    with monkeypatch.context() as m:
+        _kill_after(m, fit=0, epoch=2)
+        with pytest.raises(Killed):
+            engine.run(spec, out)
+    assert not (tmp_path / "run.work" / "progress.json").exists()
+    trained = _epochs_trained(monkeypatch)
+    metrics = engine.run(spec, out)
+    assert trained == [(0, 1), (0, 2), (0, 3)]
+    assert metrics["epochs_run"] == 3 and len(metrics["attempts"]) == 2
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_a_bad_checkpoint_interval_is_an_error_naming_it(
+    tiny_prepared, tmp_path, monkeypatch, value
+):
+    monkeypatch.setenv("TLBENCH_CHECKPOINT_SECONDS", value)
+    with pytest.raises(ValueError, match=f"TLBENCH_CHECKPOINT_SECONDS='{value}'"):
+        engine.run(tiny_spec(tiny_prepared), tmp_path / "run")
+
+
 def test_killed_run_resumes_from_last_finished_epoch(tiny_prepared, tmp_path, monkeypatch):
     out = tmp_path / "run"
     spec = tiny_spec(tiny_prepared, training={"epochs": 3})

@@ -1,10 +1,17 @@
-"""Checkpoint and resume of one run: per-epoch checkpoints in ``OUTDIR.work``.
+"""Checkpoint and resume of one run: epoch checkpoints in ``OUTDIR.work``.
 
 :class:`Resume` keeps the work folder (progress.json, weights files, attempts.json),
 :func:`data_fingerprint` the prepared data's content hash that a checkpoint is
 tied to; :class:`ResumeCallback` and :class:`Heartbeat` are the Keras callbacks
-through which a fit checkpoints every epoch and keeps the attempt record current
+through which a fit checkpoints finished epochs and keeps the attempt record current
 (see :class:`tlbench.training.Trainer`).
+
+An epoch is checkpointed when at least :func:`checkpoint_seconds` (default
+:data:`CHECKPOINT_SECONDS`, environment variable :data:`CHECKPOINT_ENV`) have
+passed since the fit's last checkpoint or its start; every fit's end is. So a
+killed run redoes at most that much training, and a short epoch (the quickstart's
+take a third of a second on 2 cores, where saving the weights took a quarter of
+the fit) is not followed by a save.
 """
 
 from __future__ import annotations
@@ -30,6 +37,30 @@ from tlbench.hashing import sha256_file
 #: Seconds between two updates of the attempt record while a fit runs (a killed
 #: attempt's time is counted up to its last update).
 HEARTBEAT_SECONDS = 10.0
+
+#: Seconds of training between two epoch checkpoints of a fit, by default: a killed
+#: run redoes at most this much (besides the epoch it was killed in).
+CHECKPOINT_SECONDS = 60.0
+#: The environment variable that sets it (0: checkpoint every epoch).
+CHECKPOINT_ENV = "TLBENCH_CHECKPOINT_SECONDS"
+
+
+def checkpoint_seconds() -> float:
+    """Seconds between epoch checkpoints: :data:`CHECKPOINT_ENV` if set, else
+    :data:`CHECKPOINT_SECONDS`; a value that is not a number >= 0 is an error naming it."""
+    value = os.environ.get(CHECKPOINT_ENV)
+    if value is None:
+        return CHECKPOINT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(
+            f"{CHECKPOINT_ENV}={value!r}: not a number of seconds >= 0 "
+            "(seconds of training between two epoch checkpoints; 0: every epoch)"
+        )
+    return seconds
 
 
 def data_fingerprint(data: Any) -> str:
@@ -102,6 +133,8 @@ class Resume:
         self.train_start: float | None = None
         self._wall_start = time.perf_counter()
         self._last_beat = 0.0
+        self.checkpoint_seconds = checkpoint_seconds()
+        self._last_checkpoint = time.perf_counter()
         self.attempt: dict[str, Any] = {
             "started_utc": utc_now(),
             "finished_utc": None,
@@ -282,6 +315,15 @@ class Resume:
         _fsync_dir(self.dir)
         return sha256_file(self.dir / name)
 
+    def start_fit(self) -> None:
+        """A fit (or its resumed rest) starts: the time to its first checkpoint starts."""
+        self._last_checkpoint = time.perf_counter()
+
+    def checkpoint_due(self) -> bool:
+        """Whether :attr:`checkpoint_seconds` have passed since the fit's last checkpoint
+        (or its start)."""
+        return time.perf_counter() - self._last_checkpoint >= self.checkpoint_seconds
+
     def save_epoch(self, fit: int, epoch: int, model: keras.Model, rows: list, stopper: Any):
         """Checkpoint fit ``fit`` after its (0-based) ``epoch``."""
         name = f"fit{fit}-epoch{epoch + 1}.weights.h5"
@@ -312,6 +354,7 @@ class Resume:
             previous = None
         self._write({**self.state, "rows": list(rows), "current": current, "previous": previous})
         self.heartbeat(force=True)
+        self._last_checkpoint = time.perf_counter()
 
     def restore_stopper(self, current: dict, stopper: Any) -> None:
         """Early-stopping state of the fit in progress (after its on_train_begin)."""
@@ -366,7 +409,8 @@ def _durable_json(path: Path, data: Any) -> None:
 
 
 class ResumeCallback(keras.callbacks.Callback):
-    """Save a checkpoint after every epoch; restore early stopping at train begin."""
+    """Save a checkpoint after an epoch when one is due (:meth:`Resume.checkpoint_due`);
+    restore early stopping at train begin."""
 
     def __init__(self, resume: Resume, fit: int, rows: list, stopper: Any, current: dict | None):
         super().__init__()
@@ -374,11 +418,13 @@ class ResumeCallback(keras.callbacks.Callback):
         self.stopper, self.current = stopper, current
 
     def on_train_begin(self, logs=None) -> None:
+        self.resume.start_fit()
         if self.current:
             self.resume.restore_stopper(self.current, self.stopper)
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        self.resume.save_epoch(self.fit, epoch, self.model, self.rows, self.stopper)
+        if self.resume.checkpoint_due():
+            self.resume.save_epoch(self.fit, epoch, self.model, self.rows, self.stopper)
 
 
 class Heartbeat(keras.callbacks.Callback):
