@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 import re
 import shutil
@@ -101,6 +102,12 @@ def test_bad_config_is_rejected_naming_the_key(override, named):
     assert result.returncode != 0
     for text in named:
         assert text in result.stderr + result.stdout, result.stderr
+
+
+def test_bad_checkpoint_interval_stops_the_workflow_before_any_job():
+    result = snakemake("-n", env={"TLBENCH_CHECKPOINT_SECONDS": "soon"})
+    assert result.returncode != 0
+    assert "TLBENCH_CHECKPOINT_SECONDS='soon'" in result.stderr + result.stdout, result.stderr
 
 
 def test_unknown_matrix_name_is_rejected(tmp_path):
@@ -232,6 +239,12 @@ def test_tiny_study_end_to_end(tmp_path):
     table = pd.read_csv(results / "tables/study.csv")
     assert len(table) == 6
     assert set(table["status"]) == {"ok"}, table[["strategy", "status"]]
+    # every run was forked from the workflow's job server (Keras imported once)
+    forked = {
+        json.loads(path.read_text())["environment"]["job_process"]
+        for path in results.glob("runs/**/metrics.json")
+    }
+    assert forked == {"forked from the job server"}
     assert set(table["strategy"]) == {"scratch", "feature_extraction", "fine_tune"}
     assert table["test_accuracy"].between(0, 1).all()
     general = (results / "tables/target/general.html").read_text()

@@ -7,7 +7,7 @@ through which a fit checkpoints finished epochs and keeps the attempt record cur
 (see :class:`tlbench.training.Trainer`).
 
 An epoch is checkpointed when at least :func:`checkpoint_seconds` (default
-:data:`CHECKPOINT_SECONDS`, environment variable :data:`CHECKPOINT_ENV`) have
+:data:`tlbench.jobs.CHECKPOINT_SECONDS`, environment variable ``TLBENCH_CHECKPOINT_SECONDS``) have
 passed since the fit's last checkpoint or its start; every fit's end is. So a
 killed run redoes at most that much training, and a short epoch (the quickstart's
 take a third of a second on 2 cores, where saving the weights took a quarter of
@@ -33,34 +33,11 @@ import numpy as np
 from tlbench.atomic import atomic_file
 from tlbench.errors import ResumeWarning
 from tlbench.hashing import sha256_file
+from tlbench.jobs import checkpoint_seconds
 
 #: Seconds between two updates of the attempt record while a fit runs (a killed
 #: attempt's time is counted up to its last update).
 HEARTBEAT_SECONDS = 10.0
-
-#: Seconds of training between two epoch checkpoints of a fit, by default: a killed
-#: run redoes at most this much (besides the epoch it was killed in).
-CHECKPOINT_SECONDS = 60.0
-#: The environment variable that sets it (0: checkpoint every epoch).
-CHECKPOINT_ENV = "TLBENCH_CHECKPOINT_SECONDS"
-
-
-def checkpoint_seconds() -> float:
-    """Seconds between epoch checkpoints: :data:`CHECKPOINT_ENV` if set, else
-    :data:`CHECKPOINT_SECONDS`; a value that is not a number >= 0 is an error naming it."""
-    value = os.environ.get(CHECKPOINT_ENV)
-    if value is None:
-        return CHECKPOINT_SECONDS
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:
-        raise ValueError(
-            f"{CHECKPOINT_ENV}={value!r}: not a number of seconds >= 0 "
-            "(seconds of training between two epoch checkpoints; 0: every epoch)"
-        )
-    return seconds
 
 
 def data_fingerprint(data: Any) -> str:

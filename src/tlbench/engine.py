@@ -24,9 +24,9 @@ at the very end. A pilot run (spec ``pilot: true``) never opens the test split:
 the val split takes its place in the final evaluation and ``test`` is null. A non-finite loss stops training and the run is recorded with
 ``status: "failed"`` and the epoch and phase where it happened.
 
-Resume: every finished epoch is checkpointed in ``OUTDIR + ".work"``
-(:class:`tlbench.checkpoint.Resume`), so a killed or requeued job continues from its last finished
-epoch; ``metrics.json`` then says ``resumed: true``, lists the ``attempts`` and
+Resume: finished epochs are checkpointed in ``OUTDIR + ".work"`` (one every 60 s of
+training and every fit's end: :class:`tlbench.checkpoint.Resume`), so a killed or
+requeued job continues from its last checkpointed epoch; ``metrics.json`` then says ``resumed: true``, lists the ``attempts`` and
 reports their summed ``train_seconds``/``setup_seconds``. Each epoch's random
 state (data order, dropout, augmentation) derives from ``(seed, epoch)``
 (:class:`tlbench.pipeline.ImageBatches`, :class:`tlbench.callbacks.EpochSeed`), so the resumed run is the

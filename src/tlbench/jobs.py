@@ -1,5 +1,5 @@
-"""Helpers of the workflow's job scripts: logging, thread limits, table stems, the
-environment page. Re-exported by :mod:`tlbench.study`, where the scripts import them.
+"""Helpers of the workflow's job scripts: logging, thread limits, the checkpoint
+interval, table stems, the environment page. Re-exported by :mod:`tlbench.study`, where the scripts import them.
 """
 
 from __future__ import annotations
@@ -105,6 +105,31 @@ def table_stem(outputs: Mapping[str, Any]) -> Path:
             f"a table's csv, md and html outputs differ in stem: {sorted(map(str, stems))}"
         )
     return stems.pop()
+
+
+#: Seconds of training between two epoch checkpoints of a fit, by default: a killed
+#: run redoes at most this much (besides the epoch it was killed in).
+CHECKPOINT_SECONDS = 60.0
+#: The environment variable that sets it (0: checkpoint every epoch).
+CHECKPOINT_ENV = "TLBENCH_CHECKPOINT_SECONDS"
+
+
+def checkpoint_seconds() -> float:
+    """Seconds between epoch checkpoints: :data:`CHECKPOINT_ENV` if set, else
+    :data:`CHECKPOINT_SECONDS`; a value that is not a number >= 0 is an error naming it."""
+    value = os.environ.get(CHECKPOINT_ENV)
+    if value is None:
+        return CHECKPOINT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(
+            f"{CHECKPOINT_ENV}={value!r}: not a number of seconds >= 0 "
+            "(seconds of training between two epoch checkpoints; 0: every epoch)"
+        )
+    return seconds
 
 
 def limit_threads(threads: int) -> None:

@@ -35,7 +35,7 @@ from tlbench.errors import StudyConfigError  # re-exported: callers import it fr
 
 # The job scripts' helpers (tlbench.jobs) and the config checks (tlbench.study_config),
 # re-exported: callers import them from here.
-from tlbench.jobs import environment_page, limit_threads, log_to, table_stem  # noqa: F401
+from tlbench.jobs import checkpoint_seconds, environment_page, limit_threads, log_to, table_stem  # noqa: F401
 from tlbench.study_config import (  # noqa: F401
     NAME_PATTERN,
     SCHEMA_PATH,
@@ -114,7 +114,9 @@ def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
     With ``check_specs`` (the default) every dataset's loader options and every
     expanded run spec (and pretraining spec) are also validated, by the very
     functions the jobs use (:func:`tlbench.datasets.resolve_options`,
-    :func:`tlbench.spec.resolve_spec`; this imports Keras for the registries).
+    :func:`tlbench.spec.resolve_spec`; this imports Keras for the registries), and so
+    is the jobs' checkpoint interval (``TLBENCH_CHECKPOINT_SECONDS``,
+    :func:`tlbench.jobs.checkpoint_seconds`).
     Raises :class:`StudyConfigError` naming the key path of every problem.
     """
     resolved = validate_config(config)
@@ -127,6 +129,10 @@ def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
     study = Study(resolved, runs)
     if check_specs:
         _check_specs(study)
+        try:
+            checkpoint_seconds()
+        except ValueError as error:
+            raise StudyConfigError(str(error)) from None
     return study
 
 
