@@ -105,6 +105,24 @@ def test_a_job_whose_import_time_environment_differs_runs_in_its_own_process(ser
     assert "KERAS_BACKEND" in err and "runs in its own process" in err
 
 
+def test_no_job_is_forked_once_a_backend_runtime_ran_in_the_server(tmp_path, monkeypatch):
+    """A preloaded module that runs a TensorFlow op starts its thread pools in the
+    server; a job forked from it could hang (it did: the forked run never finished),
+    so every job runs in its own process, saying why."""
+    (tmp_path / "runs_an_op.py").write_text("import keras\nkeras.ops.ones((1,)) * 2\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.delenv(jobserver.ENV, raising=False)
+    process = jobserver.start(preload=("runs_an_op",))
+    try:
+        job = _job(tmp_path, "0")
+        code, seen, err = _finish(job)
+    finally:
+        jobserver.stop(process)
+    assert (code, seen["pid"], seen["forked_from"]) == (0, job.pid, None)
+    assert "TensorFlow's runtime started in the job server before the fork" in err
+
+
 def test_a_job_runs_in_its_own_process_when_tlbench_sources_changed(tmp_path, monkeypatch):
     """The server compares tlbench's sources with those it imported at every request."""
     server = jobserver.Server(str(tmp_path / "socket"))

@@ -36,6 +36,14 @@ def _kill_after(monkeypatch, fit: int, epoch: int) -> None:
     monkeypatch.setattr(engine.ResumeCallback, "on_epoch_end", on_epoch_end)
 
 
+def _run_killed_after(monkeypatch, spec: dict, out: Path, fit: int, epoch: int) -> None:
+    """Run ``spec`` into ``out``, 'killed' right after fit ``fit``'s ``epoch`` (1-based)."""
+    with monkeypatch.context() as m:
+        _kill_after(m, fit=fit, epoch=epoch)
+        with pytest.raises(Killed):
+            engine.run(spec, out)
+
+
 def _epochs_trained(monkeypatch) -> list[tuple[int, int]]:
     """Record (fit, epoch) of every epoch actually trained from now on."""
     seen: list[tuple[int, int]] = []
@@ -99,10 +107,7 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(tiny_prepared, tmp
     monkeypatch.setenv("TLBENCH_CHECKPOINT_SECONDS", "3600")
     out = tmp_path / "run"
     spec = tiny_spec(tiny_prepared, training={"epochs": 3})
-    with monkeypatch.context() as m:
-        _kill_after(m, fit=0, epoch=2)
-        with pytest.raises(Killed):
-            engine.run(spec, out)
+    _run_killed_after(monkeypatch, spec, out, fit=0, epoch=2)
     assert not (tmp_path / "run.work" / "progress.json").exists()
     trained = _epochs_trained(monkeypatch)
     metrics = engine.run(spec, out)
@@ -122,10 +127,7 @@ def test_a_bad_checkpoint_interval_is_an_error_naming_it(
 def test_killed_run_resumes_from_last_finished_epoch(tiny_prepared, tmp_path, monkeypatch):
     out = tmp_path / "run"
     spec = tiny_spec(tiny_prepared, training={"epochs": 3})
-    with monkeypatch.context() as m:
-        _kill_after(m, fit=0, epoch=2)
-        with pytest.raises(Killed):
-            engine.run(spec, out)
+    _run_killed_after(monkeypatch, spec, out, fit=0, epoch=2)
     assert not out.exists()
     progress = json.loads((tmp_path / "run.work" / "progress.json").read_text())
     assert progress["current"]["epoch"] == 2 and len(progress["rows"]) == 2

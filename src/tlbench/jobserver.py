@@ -22,9 +22,11 @@ forked child is the run trained in a fresh process, bit for bit
 A job runs in its own process instead, with a line on its standard error saying
 why, when the server cannot serve it faithfully: the server is gone, the job's
 interpreter or import-time environment (:data:`KEY_PREFIXES`: ``PYTHONPATH``,
-``KERAS_BACKEND``, ``KERAS_HOME``, ...) differs from the server's, or tlbench's
-sources changed since the server imported them. A job killed by Snakemake closes
-its socket, and the server kills the job's child (its whole process group). The
+``KERAS_BACKEND``, ``KERAS_HOME``, ...) differs from the server's, tlbench's
+sources changed since the server imported them, or a preloaded module started a
+backend's runtime (:func:`runtime_started`: a fork could then hang). A job killed
+by Snakemake closes its socket, and the server kills the job's child (its whole
+process group). The
 server exits when it is stopped (``onsuccess``/``onerror``: :func:`stop`) or when
 the Snakemake process that started it is gone.
 
@@ -99,6 +101,30 @@ def sources_fingerprint(package: str = "tlbench") -> list[tuple[str, int, int]]:
             stat = path.stat()
             out.append((str(path), stat.st_mtime_ns, stat.st_size))
     return out
+
+
+def runtime_started() -> str | None:
+    """Why this process must not fork jobs: a Keras backend's runtime has started in it
+    (its thread pools would be copied half-held into the child, which can hang), or
+    whether it has cannot be told; None when only imports ran."""
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        from tensorflow.python.eager import context
+
+        started = getattr(context.context(), "_initialized", None)
+        if started is None:
+            return "cannot tell whether TensorFlow's runtime started in the job server"
+        if started:
+            return "TensorFlow's runtime started in the job server before the fork"
+    if "jax" in sys.modules:
+        from jax._src import xla_bridge
+
+        backends = getattr(xla_bridge, "_backends", None)
+        if backends is None:
+            return "cannot tell whether JAX's runtime started in the job server"
+        if backends:
+            return "JAX's runtime started in the job server before the fork"
+    return None
 
 
 def job_process() -> str:
@@ -207,8 +233,11 @@ class Server:
         self.selector.register(self.listener, selectors.EVENT_READ, ("accept", None))
         self.children: dict[int, tuple[socket.socket, int]] = {}  # pid -> (conn, pidfd)
         self.stopping = False
+        self.unsafe: str | None = None  # why no job may be forked (runtime_started)
 
     def _refusal(self, request: Any) -> str | None:
+        if self.unsafe:
+            return self.unsafe
         if not isinstance(request, dict) or not {"argv", "cwd", "env", "key"} <= set(request):
             return "a malformed request"
         if request["key"] != self.key:
@@ -342,6 +371,7 @@ def serve(path: str, preload: Iterable[str] = PRELOAD, parent: int | None = None
     server = Server(path, parent)
     for module in preload:
         importlib.import_module(module)
+    server.unsafe = runtime_started()
     server.serve_forever()
 
 
