@@ -159,21 +159,46 @@ def _alive(pid: int) -> bool:
         return handle.read().split(") ")[1][0] != "Z"
 
 
+def _pid_written(pidfile: Path, job: subprocess.Popen) -> int:
+    """The pid the forked job writes into ``pidfile`` once it runs (not the job's own)."""
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline and job.poll() is None
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    assert child != job.pid and _alive(child)
+    return child
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while _alive(pid):
+        assert time.monotonic() < deadline, "the forked job outlived its job"
+        time.sleep(0.05)
+
+
 def test_a_killed_job_kills_its_forked_process(server, tmp_path):
     pidfile = tmp_path / "child.pid"
     process = _job(tmp_path, "sleep", str(pidfile))
-    deadline = time.monotonic() + 30
-    while not pidfile.exists() or not pidfile.read_text():
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.05)
-    child = int(pidfile.read_text())
-    assert child != process.pid and _alive(child)
+    child = _pid_written(pidfile, process)
     process.send_signal(signal.SIGKILL)  # as Snakemake kills a job
     process.wait()
-    deadline = time.monotonic() + 10
-    while _alive(child):
-        assert time.monotonic() < deadline, "the forked job outlived its job"
-        time.sleep(0.05)
+    _wait_gone(child)
+
+
+def test_jobs_of_a_killed_server_fail_and_their_processes_die(server, tmp_path):
+    """A server killed mid-job (e.g. by the out-of-memory killer): the job fails, saying
+    so, and its forked process dies with the server; it is not run a second time beside
+    a process that may still write its outputs."""
+    pidfile = tmp_path / "child.pid"
+    process = _job(tmp_path, "sleep", str(pidfile))
+    child = _pid_written(pidfile, process)
+    server.kill()
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert "ended while running this job; the job failed" in err
+    assert out.count('"pid"') == 1  # the job did not start again in its own process
+    _wait_gone(child)
 
 
 def test_the_server_exits_when_the_workflow_process_is_gone(tmp_path):

@@ -26,7 +26,8 @@ interpreter or import-time environment (:data:`KEY_PREFIXES`: ``PYTHONPATH``,
 sources changed since the server imported them, or a preloaded module started a
 backend's runtime (:func:`runtime_started`: a fork could then hang). A job killed
 by Snakemake closes its socket, and the server kills the job's child (its whole
-process group). The
+process group); a server that dies (killed, out of memory) takes its jobs' children
+with it, and those jobs fail (rerun by Snakemake as any failed job). The
 server exits when it is stopped (``onsuccess``/``onerror``: :func:`stop`) or when
 the Snakemake process that started it is gone.
 
@@ -156,7 +157,6 @@ def delegate(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
-        reply = conn.recv(4096).decode()
     except OSError as error:
         print(
             f"tlbench job server at {path}: {error}; the job runs in its own process",
@@ -164,8 +164,19 @@ def delegate(argv: list[str] | None = None) -> None:
             flush=True,
         )
         return
+    try:
+        reply = conn.recv(4096).decode()
+    except OSError:
+        reply = ""
     if reply.startswith("exit "):
         os._exit(int(reply.split()[1]))
+    if not reply:  # the job was handed over, then the server died (and the job with it)
+        print(
+            f"tlbench job server at {path} ended while running this job; the job failed",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(1)
     print(
         f"tlbench job server: {reply or 'no answer'}; the job runs in its own process",
         file=sys.stderr,
@@ -176,11 +187,23 @@ def delegate(argv: list[str] | None = None) -> None:
 # ---------------------------------------------------------------- the server's side
 
 
+def _die_with_parent() -> None:
+    """Have the kernel kill this process when its parent, the server, dies (Linux's
+    PR_SET_PDEATHSIG), so that a job never outlives the server that answers for it."""
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the server died before the call
+        os._exit(1)
+
+
 def _child(request: dict[str, Any], fds: list[int], server_fds: Iterable[int], path: str):
     """In the forked process: become the job and run its script; never returns."""
     code = 1
     try:
         os.setsid()  # its own process group: killed as a whole with the job
+        _die_with_parent()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         for fd in server_fds:
@@ -229,7 +252,7 @@ class Server:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.listener.bind(path)
         self.listener.listen(64)
-        self.selector = selectors.DefaultSelector()
+        self.selector = selectors.EpollSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, ("accept", None))
         self.children: dict[int, tuple[socket.socket, int]] = {}  # pid -> (conn, pidfd)
         self.stopping = False
@@ -283,7 +306,7 @@ class Server:
             return
         sys.stdout.flush()
         sys.stderr.flush()
-        server_fds = [self.listener.fileno(), self.selector_fd(), conn.fileno()]
+        server_fds = [self.listener.fileno(), self.selector.fileno(), conn.fileno()]
         for other, pidfd in self.children.values():
             server_fds += [other.fileno(), pidfd]
         pid = os.fork()
@@ -295,10 +318,6 @@ class Server:
         self.children[pid] = (conn, pidfd)
         self.selector.register(conn, selectors.EVENT_READ, ("gone", pid))
         self.selector.register(pidfd, selectors.EVENT_READ, ("exited", pid))
-
-    def selector_fd(self) -> int:
-        fileno = getattr(self.selector, "fileno", None)
-        return fileno() if fileno else -1
 
     def _exited(self, pid: int) -> None:
         conn, pidfd = self.children.pop(pid)
