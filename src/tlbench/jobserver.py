@@ -137,16 +137,15 @@ def job_process() -> str:
 # ---------------------------------------------------------------- the job's side
 
 
-def delegate(argv: list[str] | None = None) -> None:
+def delegate() -> None:
     """Run this job in a process forked by the job server, if one serves it, and exit
     with that process's status; return (the job runs here) when there is no server
     (:data:`ENV` unset) or it cannot serve this job (the reason on standard error)."""
     path = os.environ.get(ENV)
     if not path:
         return
-    argv = list(sys.argv if argv is None else argv)
     request = {
-        "argv": argv,
+        "argv": sys.argv,
         "cwd": os.getcwd(),
         "env": dict(os.environ),
         "key": import_key(os.environ),
@@ -178,7 +177,7 @@ def delegate(argv: list[str] | None = None) -> None:
         )
         os._exit(1)
     print(
-        f"tlbench job server: {reply or 'no answer'}; the job runs in its own process",
+        f"tlbench job server: {reply}; the job runs in its own process",
         file=sys.stderr,
         flush=True,
     )
@@ -187,23 +186,26 @@ def delegate(argv: list[str] | None = None) -> None:
 # ---------------------------------------------------------------- the server's side
 
 
-def _die_with_parent() -> None:
-    """Have the kernel kill this process when its parent, the server, dies (Linux's
-    PR_SET_PDEATHSIG), so that a job never outlives the server that answers for it."""
+def _die_with_parent(server: int) -> None:
+    """Have the kernel kill this process when its parent, the server (pid ``server``),
+    dies (Linux's PR_SET_PDEATHSIG), so that a job never outlives the server that
+    answers for it."""
     import ctypes
 
-    parent = os.getppid()
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the server died before the call
+    if os.getppid() != server:  # the server died before the call
         os._exit(1)
 
 
-def _child(request: dict[str, Any], fds: list[int], server_fds: Iterable[int], path: str):
-    """In the forked process: become the job and run its script; never returns."""
+def _child(
+    request: dict[str, Any], fds: list[int], server_fds: Iterable[int], path: str, server: int
+):
+    """In the forked process of server ``server``: become the job and run its script;
+    never returns."""
     code = 1
     try:
         os.setsid()  # its own process group: killed as a whole with the job
-        _die_with_parent()
+        _die_with_parent(server)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         for fd in server_fds:
@@ -309,9 +311,10 @@ class Server:
         server_fds = [self.listener.fileno(), self.selector.fileno(), conn.fileno()]
         for other, pidfd in self.children.values():
             server_fds += [other.fileno(), pidfd]
+        server = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _child(request, fds, server_fds, self.path)
+            _child(request, fds, server_fds, self.path, server)
         for fd in fds:
             os.close(fd)
         pidfd = os.pidfd_open(pid)

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tlbench.jobserver import job_process  # how this process started (stdlib only)
+
 #: Seconds allowed for each external command (git, nvidia-smi).
 COMMAND_TIMEOUT = 0.4
 
@@ -176,14 +178,6 @@ def git_state(path: str | os.PathLike | None = None) -> dict[str, Any]:
     status = _safe(lambda: _git(["status", "--porcelain", "--untracked-files=no"], root))
     dirty = None if status.startswith("error: ") else bool(status)
     return {"commit": commit, "dirty": dirty}
-
-
-def job_process() -> str:
-    """How this process started: forked by the workflow's job server (Keras imported
-    before the fork) or its own interpreter (:func:`tlbench.jobserver.job_process`)."""
-    from tlbench.jobserver import job_process as how
-
-    return how()
 
 
 def environment() -> dict[str, Any]:
