@@ -62,6 +62,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tlbench.models import assembly
+
 #: Modes run by each backend's process, and their ``jit_compile``.
 MODES = {"tf": ("tensorflow", False), "tf_xla": ("tensorflow", True), "jax": ("jax", True)}
 BASELINE = "tf"
@@ -127,12 +129,12 @@ def run_modes(
     import keras
     import numpy as np
 
-    from tlbench import engine, features
-    from tlbench.callbacks import EpochTimer
-    from tlbench.optim import build_optimizer
-    from tlbench.pipeline import ImageBatches, fit_input
-    from tlbench.spec import resolve_spec
-    from tlbench.strategies import STRATEGIES
+    from tlbench.models.inputs import ImageBatches, fit_input
+    from tlbench.strategies.base import STRATEGIES
+    from tlbench.training import feature_cache as features
+    from tlbench.training.callbacks import EpochTimer
+    from tlbench.training.optimizers import build_optimizer
+    from tlbench.training.spec import resolve_spec
 
     backend = keras.backend.backend()
     for mode in modes:
@@ -150,7 +152,7 @@ def run_modes(
         for mode in modes:
             jit = MODES[mode][1]
             keras.utils.set_random_seed(0)
-            built = engine.build_model(spec, strategy, tuple(x.shape[1:]), NUM_CLASSES)
+            built = assembly.build_model(spec, strategy, tuple(x.shape[1:]), NUM_CLASSES)
             model = built.model
             if init.exists():
                 model.load_weights(init)
@@ -285,7 +287,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def _cpu() -> str | None:
-    from tlbench.provenance import environment
+    from tlbench.core.provenance import environment
 
     return environment().get("cpu")
 
@@ -332,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.workdir / f"results_{args.worker}.json").write_text(json.dumps(result))
         return 0
 
-    from tlbench.atomic import atomic_file, write_json
+    from tlbench.core.atomic import atomic_file, write_json
 
     workdir = args.reuse or Path(tempfile.mkdtemp(prefix="bench-backends-"))
     if not args.reuse:

@@ -30,6 +30,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from tlbench.models import inputs
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TLBENCH_SHARED", ROOT.parent / "shared"))
 # --dataset -> its loader (which reads the official archives from ../shared/datasets/<loader>)
@@ -51,8 +53,9 @@ def main() -> None:
     ).is_file():
         raise SystemExit(f"needs the MobileNetV2 0.35 ImageNet weights in {weights}")
 
-    from tlbench import engine, training
     from tlbench.datasets import prepare
+    from tlbench.training import engine
+    from tlbench.training import trainer as training
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-features-"))
     loader = DATASETS[args.dataset]
@@ -78,7 +81,7 @@ def main() -> None:
     assert results["cache warm"]["features"]["source"] == "cache"
 
     base = results["images"]
-    n_train = len(engine.load_prepared(prepared).split("train")[1])
+    n_train = len(inputs.load_prepared(prepared).split("train")[1])
     print(
         f"\nfeature_extraction, {args.dataset} {args.size}px "
         f"({n_train} train images), MobileNetV2 a0.35 imagenet, "

@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
-    from tlbench.atomic import write_json
-    from tlbench.provenance import environment
+    from tlbench.core.atomic import write_json
+    from tlbench.core.provenance import environment
 
     runs = {"xla": [], "no_xla": []}
     for jit in (False, True, False, True):

@@ -63,8 +63,9 @@ def main() -> None:
     if not weights.is_file():
         raise SystemExit(f"needs the MobileNetV2 0.35 ImageNet weights: {weights} is missing")
 
-    from tlbench import atomic, engine
+    from tlbench.core import atomic
     from tlbench.datasets import prepare
+    from tlbench.training import engine
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-linear-probe-"))
     prepared = work / f"hymenoptera-{args.size}"

@@ -19,6 +19,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from tlbench.models import assembly, inputs
+from tlbench.training.trainer import Trainer
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,11 +35,10 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from tlbench import engine
-    from tlbench.callbacks import EpochTimer
     from tlbench.datasets import load_prepared, make_tiny_prepared
-    from tlbench.spec import resolve_spec
-    from tlbench.strategies import STRATEGIES, Phase
+    from tlbench.strategies.base import STRATEGIES, Phase
+    from tlbench.training.callbacks import EpochTimer
+    from tlbench.training.spec import resolve_spec
 
     work = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     prepared = make_tiny_prepared(
@@ -59,16 +61,16 @@ def main() -> None:
 
     def build():
         keras.utils.set_random_seed(0)
-        return engine.build_model(spec, strategy, tuple(x_train.shape[1:]), data.num_classes)
+        return assembly.build_model(spec, strategy, tuple(x_train.shape[1:]), data.num_classes)
 
     def engine_rate() -> float:
         built = build()
-        trainer = engine.Trainer(spec)
+        trainer = Trainer(spec)
         trainer.fit(
             built.model,
             phase,
-            engine.ImageBatches(x_train, y_train, args.batch_size, shuffle=True, seed=0),
-            engine.ImageBatches(x_val, y_val, args.batch_size),
+            inputs.ImageBatches(x_train, y_train, args.batch_size, shuffle=True, seed=0),
+            inputs.ImageBatches(x_val, y_val, args.batch_size),
         )
         seconds = sum(row["seconds"] for row in trainer.rows[1:])
         return len(x_train) * (len(trainer.rows) - 1) / seconds

@@ -2,7 +2,7 @@
 # functions. STUDY (a tlbench.study.Study) is created in the Snakefile.
 
 
-from tlbench.budget import SUFFIX_PATTERN as BUDGET_SUFFIX
+from tlbench.datasets.budget import SUFFIX_PATTERN as BUDGET_SUFFIX
 
 
 RESULTS = STUDY.results
@@ -224,7 +224,7 @@ def transferability_scores_batch_size(wildcards):
 
 def transferability_score_files(wildcards):
     """The per (dataset, backbone) score records of every scored pair."""
-    from tlbench.transferability import scored_pairs
+    from tlbench.analysis.transferability.scores import scored_pairs
 
     return [f"{RESULTS}/transferability/{d}/{b}.json" for d, b in scored_pairs(STUDY)]
 
@@ -267,7 +267,7 @@ def trained_runs():
     prescreened block those on its kept backbones, read from the block's prescreen
     checkpoint (so: call only from input functions, which Snakemake re-evaluates
     once the checkpoint has run)."""
-    from tlbench.transferability import kept_backbones
+    from tlbench.analysis.transferability.scores import kept_backbones
 
     trained = set(STUDY.unscreened_runs)
     for block in STUDY.prescreened_blocks:
@@ -420,13 +420,13 @@ def start_job_server():
     """Start the job server (Keras imported once, a forked process per job) when jobs
     run on this machine and ``resources.job_server`` is true (the default)."""
     if workflow.local_exec and STUDY.config["resources"]["job_server"]:
-        from tlbench import jobserver
+        from tlbench.workflow import jobserver
 
         JOB_SERVER["process"] = jobserver.start()
 
 
 def stop_job_server():
     """Stop the job server, if one runs."""
-    from tlbench import jobserver
+    from tlbench.workflow import jobserver
 
     jobserver.stop(JOB_SERVER.pop("process", None))

@@ -18,6 +18,6 @@ from pathlib import Path
 if importlib.util.find_spec("tlbench") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tlbench.jobserver import delegate  # noqa: E402
+from tlbench.workflow.jobserver import delegate  # noqa: E402
 
 delegate()

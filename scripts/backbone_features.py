@@ -3,10 +3,10 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import limit_threads, log_to
+from tlbench.workflow.jobs import limit_threads, log_to
 
 limit_threads(snakemake.threads)
 with log_to(snakemake.log[0]):
-    from tlbench import features
+    from tlbench.training import feature_cache as features
 
     features.compute(dict(snakemake.params.spec), snakemake.output[0])

@@ -3,9 +3,9 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to
+from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
-    from tlbench import verdict
+    from tlbench.analysis.verdict import assess as verdict
 
     verdict.critical_difference(snakemake.input[0], snakemake.output[0])

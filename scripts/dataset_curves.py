@@ -3,9 +3,9 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to
+from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
-    from tlbench import plots
+    from tlbench.report.figures import runs as plots
 
     plots.dataset_curves(list(snakemake.input.runs), snakemake.output[0])

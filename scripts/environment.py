@@ -3,7 +3,7 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import environment_page, log_to
+from tlbench.workflow.jobs import environment_page, log_to
 
 with log_to(snakemake.log[0]):
     environment_page(

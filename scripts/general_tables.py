@@ -3,12 +3,12 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to, table_stem
+from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench import tables
+    from tlbench.analysis import tables
 
     study = pd.read_csv(snakemake.input[0])
     table = tables.general_table(study, snakemake.wildcards.dataset)

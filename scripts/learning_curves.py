@@ -3,12 +3,12 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to, table_stem
+from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench.learning_curves import write_learning_curves
+    from tlbench.analysis.learning_curves import write_learning_curves
 
     write_learning_curves(
         pd.read_csv(snakemake.input.study),

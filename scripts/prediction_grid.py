@@ -3,10 +3,10 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to
+from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
-    from tlbench import plots
+    from tlbench.report.figures import runs as plots
 
     plots.prediction_grid(
         snakemake.input.study,

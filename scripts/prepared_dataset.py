@@ -3,7 +3,7 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import limit_threads, log_to
+from tlbench.workflow.jobs import limit_threads, log_to
 
 limit_threads(snakemake.threads)
 with log_to(snakemake.log[0]):

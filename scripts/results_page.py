@@ -3,11 +3,11 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to
+from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
-    from tlbench import results
-    from tlbench.atomic import atomic_file
+    from tlbench.core.atomic import atomic_file
+    from tlbench.report.pages import results
 
     with atomic_file(snakemake.output[0]) as handle:
         handle.write(results.page_from_files(snakemake.input))

@@ -3,13 +3,16 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to
+from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench import ledger, results, seed_pages, tables, verdict
-    from tlbench.atomic import atomic_file, write_json
+    from tlbench.analysis import ledger, tables
+    from tlbench.analysis.verdict import assess as verdict
+    from tlbench.core.atomic import atomic_file, write_json
+    from tlbench.report.pages import results
+    from tlbench.report.pages import seeds as seed_pages
 
     study = dict(snakemake.params.study)
     settings = snakemake.params.verdict

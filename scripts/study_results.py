@@ -3,13 +3,15 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to
+from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench import ledger, results, study_results
-    from tlbench.atomic import atomic_file, write_json
+    from tlbench.analysis import ledger
+    from tlbench.core.atomic import atomic_file, write_json
+    from tlbench.report.pages import results
+    from tlbench.report.pages import studies as study_results
 
     study = dict(snakemake.params.study)
     df = pd.read_csv(snakemake.input.csv)

@@ -8,10 +8,10 @@ ledger gets no lines: the table then says 0 for every dataset.
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to, table_stem
+from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
-    from tlbench import ledger, tables
+    from tlbench.analysis import ledger, tables
 
     table = ledger.looks(snakemake.params.ledger, list(snakemake.params.datasets))
     tables.write_table(table, table_stem(snakemake.output))

@@ -12,19 +12,19 @@ from the config, not a param, so that adding it reran no finished run).
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import limit_threads, log_to
+from tlbench.workflow.jobs import limit_threads, log_to
 
 limit_threads(snakemake.threads)
 with log_to(snakemake.log[0]):
-    from tlbench import engine
+    from tlbench.training import engine
 
     spec = {**snakemake.params.spec, "run": dict(snakemake.params.names)}
     if hasattr(snakemake.input, "tuned"):  # the best values of the cell's search
-        from tlbench.tuning import apply_tuned, read_tuned
+        from tlbench.tuning.search import apply_tuned, read_tuned
 
         spec = apply_tuned(spec, read_tuned(snakemake.input.tuned))
     metrics = engine.run(spec, snakemake.output[0])
-    from tlbench import ledger
-    from tlbench.study import results_folder
+    from tlbench.analysis import ledger
+    from tlbench.study.matrix import results_folder
 
     ledger.record(ledger.ledger_path(results_folder(snakemake.config)), metrics)

@@ -4,12 +4,13 @@ and the scatter figure of scores against test accuracy."""
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to, table_stem
+from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench import tables, transferability
+    from tlbench.analysis import tables
+    from tlbench.analysis.transferability import scores as transferability
 
     scores = pd.read_csv(snakemake.input.scores)
     study = pd.read_csv(snakemake.input.study)

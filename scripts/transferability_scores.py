@@ -4,12 +4,12 @@ cache and, for a backbone pretrained by a run, that run's classifier."""
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import limit_threads, log_to
+from tlbench.workflow.jobs import limit_threads, log_to
 
 limit_threads(snakemake.threads)
 with log_to(snakemake.log[0]):
-    from tlbench import transferability
-    from tlbench.atomic import write_json
+    from tlbench.analysis.transferability import scores as transferability
+    from tlbench.core.atomic import write_json
 
     record = transferability.score_cache(
         snakemake.input.features,

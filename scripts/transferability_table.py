@@ -3,10 +3,11 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to, table_stem
+from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
-    from tlbench import tables, transferability
+    from tlbench.analysis import tables
+    from tlbench.analysis.transferability import scores as transferability
 
     table = transferability.scores_table(snakemake.input)
     tables.write_table(table, table_stem(snakemake.output))

@@ -8,11 +8,11 @@ Writes output.best (best.json) and output.trials (trials.csv).
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import limit_threads, log_to
+from tlbench.workflow.jobs import limit_threads, log_to
 
 limit_threads(snakemake.threads)
 with log_to(snakemake.log[0]):
-    from tlbench import tuning
+    from tlbench.tuning import search as tuning
 
     names = dict(snakemake.params.names)
     tuning.search(

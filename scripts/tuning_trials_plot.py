@@ -3,12 +3,12 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to
+from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
     import json
 
-    from tlbench import tuning
+    from tlbench.tuning import search as tuning
 
     best = json.loads(open(snakemake.input.best).read())
     w = snakemake.wildcards

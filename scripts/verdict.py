@@ -4,12 +4,12 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.study import log_to, table_stem
+from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench import verdict
+    from tlbench.analysis.verdict import assess as verdict
 
     settings = snakemake.params.verdict
     out = snakemake.output

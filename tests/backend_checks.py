@@ -22,7 +22,7 @@ import numpy as np
 
 def augment_presets() -> int:
     """Every augmentation preset: random in training, the identity at inference."""
-    from tlbench.augment import AUGMENTATIONS, build_augmentation
+    from tlbench.models.augment import AUGMENTATIONS, build_augmentation
 
     x = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
     for name in AUGMENTATIONS.names():
@@ -37,8 +37,8 @@ def augment_presets() -> int:
 
 def backbones() -> None:
     """A custom CNN runs; weights from a saved run reproduce the source's features."""
-    from tlbench.backbones import build_backbone
-    from tlbench.preprocess import Preprocess
+    from tlbench.models.backbones.applications import build_backbone
+    from tlbench.models.preprocess import Preprocess
 
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     b = build_backbone({"name": "seed003_cnn", "weights": "none"}, (32, 32, 3))
@@ -57,7 +57,7 @@ def backbones() -> None:
 
 def preprocess_modes() -> None:
     """Preprocess's tf/torch/caffe modes equal keras.applications' preprocess_input."""
-    from tlbench.preprocess import Preprocess
+    from tlbench.models.preprocess import Preprocess
 
     x = np.random.default_rng(0).uniform(0, 255, (2, 3, 3, 3)).astype("float32")
     ref = {
@@ -73,7 +73,7 @@ def preprocess_modes() -> None:
 def optimizer_ratio(optimizer: str, momentum: float) -> dict:
     """Two identical Dense layers, "b" with lr multiplier 0.1: the backend and the ratio
     of their updates after 3 epochs of 2 steps."""
-    from tlbench.optim import build_optimizer
+    from tlbench.training.optimizers import build_optimizer
 
     inp = keras.Input((4,))
     a = keras.layers.Dense(1, use_bias=False, name="a", kernel_initializer="ones")(inp)

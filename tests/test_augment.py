@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from tlbench.augment import (
+from tlbench.core.errors import UnknownNameError
+from tlbench.models.augment import (
     AUGMENTATIONS,
     ClippedGaussianNoise,
     RandomBrightnessScale,
@@ -14,7 +15,6 @@ from tlbench.augment import (
     build_augmentation,
     preset_defaults,
 )
-from tlbench.registry import UnknownNameError
 
 SIZE = (24, 20)
 

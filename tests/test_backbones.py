@@ -11,19 +11,18 @@ import numpy as np
 import pytest
 from conftest import require_shared
 
-import tlbench.backbones as bb
-from tlbench.backbones import (
-    BACKBONES,
-    MissingWeightsError,
+import tlbench.models.backbones.applications as bb
+from tlbench.core.errors import MissingWeightsError, UnknownNameError
+from tlbench.models.backbones import base
+from tlbench.models.backbones.applications import (
     build_backbone,
     build_source_classifier,
     family_preprocess_mode,
     imagenet_classes,
     keras_applications,
-    layer_blocks,
 )
-from tlbench.preprocess import Preprocess
-from tlbench.registry import UnknownNameError
+from tlbench.models.backbones.base import BACKBONES, layer_blocks
+from tlbench.models.preprocess import Preprocess
 
 MNV2 = {"name": "MobileNetV2", "weights": "imagenet", "kwargs": {"alpha": 0.35}}
 MNV1 = {"name": "MobileNet", "weights": "imagenet", "kwargs": {"alpha": 0.25}}
@@ -548,7 +547,7 @@ def test_imagenet_source_classifier(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["small_cnn", "seed003_cnn"])
 def test_custom_cnn_batchnorm_tracks_small_studies(name):
     """Moving statistics must follow the data within the few steps of a small study."""
-    from tlbench.backbones import BN_MOMENTUM
+    from tlbench.models.backbones.custom import BN_MOMENTUM
 
     backbone = build_backbone({"name": name, "weights": "none"}, (64, 64, 3))
     bns = [la for la in backbone.model.layers if isinstance(la, keras.layers.BatchNormalization)]
@@ -559,9 +558,9 @@ def test_a_registered_builder_that_skips_the_size_check_is_still_checked(monkeyp
     def unchecked(name, weights, kwargs, input_shape):
         inputs = keras.Input(shape=input_shape)
         model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs), name="backbone")
-        return bb.Backbone(name, model, "unit", False, [], min_size=16)
+        return base.Backbone(name, model, "unit", False, [], min_size=16)
 
-    monkeypatch.setitem(bb.BACKBONES._items, "unchecked_toy", unchecked)
+    monkeypatch.setitem(base.BACKBONES._items, "unchecked_toy", unchecked)
     assert build_backbone({"name": "unchecked_toy", "weights": "none"}, (16, 16, 3)).min_size == 16
     with pytest.raises(ValueError, match=r"unchecked_toy .* 8x8: .* at least 16 px"):
         build_backbone({"name": "unchecked_toy", "weights": "none"}, (8, 8, 3))

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from test_study import base_config, error_of
 
-from tlbench import budget
-from tlbench.pipeline import apply_budget, load_prepared
-from tlbench.spec import SpecError, resolve_spec
-from tlbench.study import load_study
+from tlbench.core.errors import SpecError
+from tlbench.datasets import budget
+from tlbench.models.inputs import apply_budget, load_prepared
+from tlbench.study.matrix import load_study
+from tlbench.training.spec import resolve_spec
 
 LABELS = np.repeat(np.arange(4), [30, 12, 7, 50])  # unbalanced: class 2 has 7 images
 np.random.default_rng(1).shuffle(LABELS)
@@ -161,7 +162,7 @@ def test_apply_budget_cuts_the_train_split_only(tiny_prepared):
 def test_transferability_compares_scores_with_the_whole_split_runs():
     import pandas as pd
 
-    from tlbench.transferability import measured_accuracy
+    from tlbench.analysis.transferability.scores import measured_accuracy
 
     study = pd.DataFrame(
         {"dataset": "d", "backbone": "m", "strategy": "fe", "augmentation": "none",

@@ -18,7 +18,7 @@ def write(path, data):
 
 
 def test_run_writes_outputs(tiny_prepared, tmp_path, capsys):
-    from tlbench import ledger
+    from tlbench.analysis import ledger
 
     spec = write(tmp_path / "spec.yaml", tiny_spec(tiny_prepared, training={"epochs": 1}))
     assert main(["run", str(spec), str(tmp_path / "out"), "--threads", "2"]) == 0

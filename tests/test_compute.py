@@ -7,8 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from tlbench import compute
-from tlbench.spec import SpecError, resolve_spec
+from tlbench.core.errors import SpecError
+from tlbench.training import jit as compute
+from tlbench.training import trainer
+from tlbench.training.spec import resolve_spec
 
 BASE = {
     "dataset": {"prepared": "x"},
@@ -72,14 +74,13 @@ def test_unjittable_layers_error_on_true_and_run_uncompiled_on_auto():
 
 @pytest.mark.parametrize("setting", [True, False])
 def test_trainer_compiles_with_the_setting(setting):
-    from tlbench import engine
-    from tlbench.strategies import Phase
+    from tlbench.strategies.base import Phase
 
     spec = _spec(jit_compile=setting, epochs=1, early_stopping=None)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(16, 4)).astype("float32"), rng.integers(0, 3, 16)
-    engine.Trainer(spec).fit(model, Phase("train", 1, 0.01), (x, y), (x, y))
+    trainer.Trainer(spec).fit(model, Phase("train", 1, 0.01), (x, y), (x, y))
     assert model.jit_compile is setting
     record = compute.jit_record(spec["training"], model)
     assert record == {"setting": setting, "resolved": setting, "model": setting}
@@ -89,8 +90,7 @@ def test_trainer_passes_the_fits_work_to_auto(monkeypatch):
     """The trainer resolves ``auto`` with the fit's images x epochs: a plain CNN fitted
     on 16 images x 2 epochs is XLA-compiled on TensorFlow when the threshold is 32, not
     when it is 33 (JAX jits both)."""
-    from tlbench import engine
-    from tlbench.strategies import Phase
+    from tlbench.strategies.base import Phase
 
     spec = _spec(epochs=2, early_stopping=None)
     rng = np.random.default_rng(0)
@@ -99,7 +99,7 @@ def test_trainer_passes_the_fits_work_to_auto(monkeypatch):
     for threshold in (32, 33):
         monkeypatch.setattr(compute, "XLA_MIN_IMAGE_EPOCHS", threshold)
         model = _conv_model(keras.layers.Conv2D(3, 3, activation="softmax"))
-        engine.Trainer(spec).fit(model, Phase("train", 2, 0.01), (x, y), (x, y))
+        trainer.Trainer(spec).fit(model, Phase("train", 2, 0.01), (x, y), (x, y))
         modes.append(model.jit_compile)
     jax = keras.backend.backend() == "jax"
     assert modes == ([True, True] if jax else [True, False])
@@ -107,8 +107,8 @@ def test_trainer_passes_the_fits_work_to_auto(monkeypatch):
 
 @pytest.mark.parametrize("setting", [True, False])
 def test_feature_extractor_forward_pass_follows_the_setting(setting):
-    from tlbench.backbones import build_backbone
-    from tlbench.features import feature_extractor
+    from tlbench.models.backbones.applications import build_backbone
+    from tlbench.training.feature_cache import feature_extractor
 
     backbone = build_backbone(
         {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [4]}}, (8, 8, 3)

@@ -10,15 +10,9 @@ import pytest
 from PIL import Image
 
 import tlbench
-from tlbench.datasets import (
-    DATASETS,
-    fractal,
-    images,
-    load_prepared,
-    make_tiny_prepared,
-    prepare,
-)
-from tlbench.registry import UnknownNameError
+from tlbench.core.errors import UnknownNameError
+from tlbench.datasets import fractal, images, load_prepared, make_tiny_prepared, prepare
+from tlbench.datasets.base import DATASETS
 
 EXPECTED_LOADERS = {
     "gtsrb",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tlbench.core import hashing
 from tlbench.datasets import archives
 from tlbench.datasets.archives import UnsafeArchiveError
 
@@ -136,7 +137,7 @@ def test_fetch_downloads_and_deletes_on_sha256_mismatch(tmp_path):
     assert list(cache.iterdir()) == []  # no partial download left either
     path = archives.fetch(remote.as_uri(), sha256=actual, cache_dir=cache)
     assert path == cache / "data.bin" and path.read_bytes() == b"remote bytes"
-    assert archives.sha256_file(path) == actual
+    assert hashing.sha256_file(path) == actual
 
 
 def test_fetch_download_failure_names_url(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 from conftest import require_shared
 from PIL import Image
 
+from tlbench.core import hashing
 from tlbench.datasets import archives, images, load_prepared, prepare
 from tlbench.datasets.base import resolve_options
 from tlbench.datasets.gtsrb import load_gtsrb
@@ -109,7 +110,7 @@ def test_folder_from_zip_and_tar(tmp_path):
         )
         data = load_prepared(out)
         assert data.classes == ["cat", "dog", "emu"] and sum(data.manifest["counts"].values()) == 18
-        assert data.manifest["sources"][0]["sha256"] == archives.sha256_file(source)
+        assert data.manifest["sources"][0]["sha256"] == hashing.sha256_file(source)
         _check_colours(data)
 
 
@@ -161,7 +162,7 @@ def test_hymenoptera_real(tmp_path):
     assert m["class_counts"]["val"] == [12, 12]
     assert m["skipped"] == []  # imageNotFound.gif decodes and is kept
     assert m["sources"][0]["path"] == "hymenoptera_data.zip"
-    assert m["sources"][0]["sha256"] == archives.sha256_file(source / "hymenoptera_data.zip")
+    assert m["sources"][0]["sha256"] == hashing.sha256_file(source / "hymenoptera_data.zip")
     with archives.ZipReader(source / "hymenoptera_data.zip") as zf:
         gif = images.load(zf.read("hymenoptera_data/train/ants/imageNotFound.gif"), (24, 24))
     x, _ = data.split("train")

@@ -16,9 +16,11 @@ import pytest
 import yaml
 from engine_helpers import SplitRecorder, tiny_spec
 
-from tlbench import cli, engine
-from tlbench.augment import AUGMENTATIONS
-from tlbench.spec import SpecError
+from tlbench import cli
+from tlbench.core.errors import SpecError
+from tlbench.models import inputs
+from tlbench.models.augment import AUGMENTATIONS
+from tlbench.training import engine, trainer
 
 STRATEGY_PARAMS = {
     "scratch": {},
@@ -174,9 +176,9 @@ def test_nan_run_is_failed(tiny_prepared, tmp_path):
 
 def test_test_split_read_once_at_the_end(tiny_prepared, tmp_path, monkeypatch):
     events = []
-    real_load = engine.load_prepared
+    real_load = inputs.load_prepared
 
-    real_fit = engine.Trainer.fit
+    real_fit = trainer.Trainer.fit
 
     def fit(self, model, phase, *args, **kwargs):
         events.append(("fit", phase.name))
@@ -185,9 +187,9 @@ def test_test_split_read_once_at_the_end(tiny_prepared, tmp_path, monkeypatch):
         return real_fit(self, model, phase, *args, **kwargs)
 
     monkeypatch.setattr(
-        engine, "load_prepared", lambda path: SplitRecorder(real_load(path), events)
+        inputs, "load_prepared", lambda path: SplitRecorder(real_load(path), events)
     )
-    monkeypatch.setattr(engine.Trainer, "fit", fit)
+    monkeypatch.setattr(trainer.Trainer, "fit", fit)
     spec = tiny_spec(
         tiny_prepared,
         "two_phase",
@@ -287,7 +289,7 @@ def test_imagenet_backbone_feature_extraction(tiny_prepared, tmp_path, keras_hom
 def test_a_strategy_unit_trains_through_the_context_alone(tiny_prepared, tmp_path, monkeypatch):
     """A strategy registered outside the engine: the engine builds the model, hands it
     over in a TrainContext without the test split, and writes what TrainResult says."""
-    from tlbench.strategies import STRATEGIES, Strategy
+    from tlbench.strategies.base import STRATEGIES, Strategy
 
     seen = {}
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from engine_helpers import tiny_spec
 
-from tlbench import engine, features
-from tlbench.spec import SpecError
+from tlbench.core.errors import SpecError
+from tlbench.models import inputs
+from tlbench.training import engine
+from tlbench.training import feature_cache as features
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +83,12 @@ def test_train_val_metrics_from_cached_features_equal_the_saved_models(
 ):
     import keras
 
-    from tlbench.metrics import classification_metrics
+    from tlbench.training.metrics import classification_metrics
 
     metrics = engine.run(fe_spec(tiny_prepared, source_run, tmp_path / "c"), tmp_path / "run")
     assert metrics["train_val_predicted_from"] == "cached features"
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
-    data = engine.load_prepared(tiny_prepared)
+    data = inputs.load_prepared(tiny_prepared)
     for split in ("train", "val"):
         x, y = data.split(split)
         prob = model.predict(x, verbose=0)
@@ -163,7 +165,7 @@ def test_features_spec_unknown_key(tiny_prepared, source_run, tmp_path):
 def test_one_cache_serves_every_label_budget(tiny_prepared, source_run, tmp_path, monkeypatch):
     """Two budgets' runs on one (dataset, backbone) cache: the backbone sees every train
     and val image once (in the first run), and each run's head trains on its budget's rows."""
-    from tlbench.pipeline import load_prepared
+    from tlbench.models.inputs import load_prepared
 
     passes: list[int] = []
     real_extract = features.extract

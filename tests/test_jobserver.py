@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlbench import jobserver
+from tlbench.workflow import jobserver
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 JOB = textwrap.dedent(
     """
     import json, os, sys
-    from tlbench.jobserver import delegate
+    from tlbench.workflow.jobserver import delegate
     delegate()
     print(json.dumps({
         "pid": os.getpid(),
@@ -205,7 +205,9 @@ def test_the_server_exits_when_the_workflow_process_is_gone(tmp_path):
     path = tmp_path / "socket"
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    server = subprocess.Popen([sys.executable, "-m", "tlbench.jobserver", str(path), str(gone.pid)])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tlbench.workflow.jobserver", str(path), str(gone.pid)]
+    )
     assert server.wait(timeout=20) == 0
     assert not path.exists()
 
@@ -224,12 +226,12 @@ RUN = textwrap.dedent(
     """
     import json, sys
     sys.path.insert(0, {tests!r})
-    from tlbench.jobserver import delegate
+    from tlbench.workflow.jobserver import delegate
     delegate()
-    from tlbench.study import limit_threads
+    from tlbench.workflow.jobs import limit_threads
     limit_threads(1)
     from engine_helpers import tiny_spec
-    from tlbench import engine
+    from tlbench.training import engine
     spec = tiny_spec(sys.argv[1], "fine_tune", seed=3)
     spec["training"].update(epochs=3, early_stopping={{"patience": 1, "monitor": "val_accuracy"}})
     engine.run(spec, sys.argv[2])
@@ -249,7 +251,7 @@ def test_a_run_forked_from_the_server_is_the_run_of_a_fresh_process(
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     fresh, forked = tmp_path / "fresh", tmp_path / "forked"
     subprocess.run([sys.executable, script, tiny_prepared, fresh], check=True, timeout=300)
-    process = jobserver.start(preload=("keras", "tlbench.engine"))
+    process = jobserver.start(preload=("keras", "tlbench.training.engine"))
     try:
         subprocess.run([sys.executable, script, tiny_prepared, forked], check=True, timeout=300)
     finally:

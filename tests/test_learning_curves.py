@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tlbench import learning_curves as lc
+from tlbench.analysis import learning_curves as lc
 
 
 def curve(cell: str, points: list[tuple[str, float, float, float]]) -> pd.DataFrame:

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from engine_helpers import SplitRecorder, tiny_spec
 
-from tlbench import engine
-from tlbench.probe import fit_linear_probe
-from tlbench.spec import SpecError, resolve_spec
+from tlbench.core.errors import SpecError
+from tlbench.models import inputs
+from tlbench.models.probe import fit_linear_probe
 from tlbench.strategies.linear_probe import probe_head
+from tlbench.training import engine
+from tlbench.training.spec import resolve_spec
 
 
 @pytest.mark.parametrize("num_classes", [2, 3])
@@ -59,7 +61,7 @@ def test_a_run_chooses_C_before_the_test_split_is_read(tiny_prepared, tmp_path, 
     from sklearn.preprocessing import StandardScaler
 
     events = []
-    real_load, real_fit = engine.load_prepared, LogisticRegression.fit
+    real_load, real_fit = inputs.load_prepared, LogisticRegression.fit
 
     def fit(self, *args, **kwargs):
         events.append(("fit", self.C))
@@ -73,7 +75,7 @@ def test_a_run_chooses_C_before_the_test_split_is_read(tiny_prepared, tmp_path, 
     y[: len(y) // 3] = (y[: len(y) // 3] + 1) % 3
     np.save(prepared / "val_y.npy", y)
     monkeypatch.setattr(
-        engine, "load_prepared", lambda path: SplitRecorder(real_load(path), events)
+        inputs, "load_prepared", lambda path: SplitRecorder(real_load(path), events)
     )
     monkeypatch.setattr(LogisticRegression, "fit", fit)
     spec = tiny_spec(prepared, "linear_probe")

@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import log_loss, roc_auc_score, top_k_accuracy_score
 
-from tlbench.metrics import classification_metrics
+from tlbench.training.metrics import classification_metrics
 
 
 def _random_probs(rng: np.random.Generator, n: int, c: int) -> np.ndarray:

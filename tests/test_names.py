@@ -9,14 +9,15 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tlbench import names
+from tlbench.training import names
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_names_only_lists_match_the_registries():
-    from tlbench.augment import AUGMENTATIONS
-    from tlbench.backbones import BACKBONES, keras_applications
+    from tlbench.models.augment import AUGMENTATIONS
+    from tlbench.models.backbones.applications import keras_applications
+    from tlbench.models.backbones.base import BACKBONES
 
     assert names.keras_application_names() == tuple(sorted(keras_applications()))
     assert names.backbone_names() == tuple(BACKBONES.names())
@@ -28,7 +29,8 @@ def test_parse_time_check_imports_no_keras():
     code = textwrap.dedent(
         f"""
         import sys, yaml
-        from tlbench import study
+        from tlbench.core.errors import StudyConfigError
+        from tlbench.study import matrix as study
         config = yaml.safe_load(open({str(ROOT / "config.yaml")!r}))
         loaded = study.load_study(config, check_specs=True)
         assert loaded.runs
@@ -36,7 +38,7 @@ def test_parse_time_check_imports_no_keras():
         config["backbones"][block]["name"] = "MobileNetV9"
         try:
             study.load_study(config, check_specs=True)
-        except study.StudyConfigError as error:
+        except StudyConfigError as error:
             message = str(error)
         else:
             raise AssertionError("an unknown backbone name passed the check")

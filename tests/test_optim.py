@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlbench.optim import build_optimizer, schedule_lr
+from tlbench.training.optimizers import build_optimizer, schedule_lr
 
 
 def _ratios(optimizer: str, momentum: float) -> dict:

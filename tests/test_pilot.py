@@ -11,7 +11,7 @@ import pytest
 import yaml
 from engine_helpers import tiny_spec
 
-from tlbench import ledger
+from tlbench.analysis import ledger
 from tlbench.cli import main
 
 

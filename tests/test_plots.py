@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from test_tables import fake_metrics
 
-from tlbench import plots, tables
+from tlbench.analysis import tables
+from tlbench.report.figures import runs as plots
 
 
 def check_png(path: Path, min_width: int = 200, min_height: int = 150) -> tuple[int, int]:

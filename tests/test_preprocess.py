@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tlbench.preprocess import LUMA_RGB, PREPROCESS_MODES, Equalize, Preprocess, Standardize
+from tlbench.models.preprocess import LUMA_RGB, PREPROCESS_MODES, Equalize, Preprocess, Standardize
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from tlbench import probe
-from tlbench.probe import fit_linear_probe
+from tlbench.models import probe
+from tlbench.models.probe import fit_linear_probe
 
 
 def suppressor(n: int, shared: bool, rng: np.random.Generator):

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import tlbench
-from tlbench import provenance
+from tlbench.core import provenance
 
 EXPECTED_KEYS = {
     "python", "tlbench", "keras", "backend", "tensorflow", "jax", "numpy", "platform",

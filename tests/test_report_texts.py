@@ -111,7 +111,7 @@ def test_minimal_config_uses_defaults():
 
 
 def test_flag_thresholds_match_tables():
-    from tlbench import tables
+    from tlbench.analysis import tables
 
     for name in ("suspicious_runs.rst", "workflow.rst"):
         text = (REPORT / name).read_text()

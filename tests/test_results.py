@@ -9,8 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tlbench import results, seed_pages, seed_reference
-from tlbench.study import StudyConfigError, load_study
+from tlbench.core.errors import StudyConfigError
+from tlbench.report import seed_reference
+from tlbench.report.pages import results
+from tlbench.report.pages import seeds as seed_pages
+from tlbench.study.matrix import load_study
 
 
 def _run(strategy, seed, test, train=0.99, *, name=None, backbone="mnv2", aug="none", **extra):
@@ -124,7 +127,7 @@ def test_seed000_checks_and_disagreement_with_the_seed():
 
 
 def test_seed000_selects_the_cell_by_validation_and_reports_its_test_accuracy(tmp_path):
-    from tlbench.atomic import write_json
+    from tlbench.core.atomic import write_json
 
     df = _gtsrb_study()
     # scratch: the best validation accuracy, a lower test accuracy than discriminative_lr
@@ -157,7 +160,7 @@ def test_validation_that_cannot_choose_is_said_beside_the_choice():
 
 
 def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tmp_path):
-    from tlbench import ledger
+    from tlbench.analysis import ledger
 
     path = tmp_path / "test_evaluations.jsonl"
     for spec_hash in ("a", "b", "a"):

@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 from engine_helpers import tiny_spec
 
-from tlbench import cli, engine
-from tlbench.datasets import load_prepared, make_tiny_prepared
+from tlbench import cli
+from tlbench.core import errors
+from tlbench.datasets import fingerprint, load_prepared, make_tiny_prepared
+from tlbench.training import callbacks, engine
+from tlbench.training import resume as checkpoint
 
 
 class Killed(BaseException):
@@ -26,14 +29,14 @@ class Killed(BaseException):
 
 def _kill_after(monkeypatch, fit: int, epoch: int) -> None:
     """Make the checkpoint callback 'kill' the job right after fit ``fit``'s ``epoch`` (1-based)."""
-    original = engine.ResumeCallback.on_epoch_end
+    original = callbacks.ResumeCallback.on_epoch_end
 
     def on_epoch_end(self, e, logs=None):
         original(self, e, logs)
         if self.fit == fit and e + 1 == epoch:
             raise Killed()
 
-    monkeypatch.setattr(engine.ResumeCallback, "on_epoch_end", on_epoch_end)
+    monkeypatch.setattr(callbacks.ResumeCallback, "on_epoch_end", on_epoch_end)
 
 
 def _run_killed_after(monkeypatch, spec: dict, out: Path, fit: int, epoch: int) -> None:
@@ -47,13 +50,13 @@ def _run_killed_after(monkeypatch, spec: dict, out: Path, fit: int, epoch: int) 
 def _epochs_trained(monkeypatch) -> list[tuple[int, int]]:
     """Record (fit, epoch) of every epoch actually trained from now on."""
     seen: list[tuple[int, int]] = []
-    original = engine.ResumeCallback.on_epoch_end
+    original = callbacks.ResumeCallback.on_epoch_end
 
     def on_epoch_end(self, e, logs=None):
         seen.append((self.fit, e + 1))
         original(self, e, logs)
 
-    monkeypatch.setattr(engine.ResumeCallback, "on_epoch_end", on_epoch_end)
+    monkeypatch.setattr(callbacks.ResumeCallback, "on_epoch_end", on_epoch_end)
     return seen
 
 
@@ -73,13 +76,13 @@ def test_uninterrupted_run_is_not_resumed_and_leaves_no_work_folder(tiny_prepare
 def _saved_epochs(monkeypatch) -> list[int]:
     """Record the (1-based) epoch of every epoch checkpoint saved from now on."""
     saved: list[int] = []
-    original = engine.Resume.save_epoch
+    original = checkpoint.Resume.save_epoch
 
     def save_epoch(self, fit, epoch, *args):
         saved.append(epoch + 1)
         original(self, fit, epoch, *args)
 
-    monkeypatch.setattr(engine.Resume, "save_epoch", save_epoch)
+    monkeypatch.setattr(checkpoint.Resume, "save_epoch", save_epoch)
     return saved
 
 
@@ -95,9 +98,11 @@ def test_an_epoch_is_checkpointed_when_the_interval_has_passed(
         monkeypatch.setenv("TLBENCH_CHECKPOINT_SECONDS", seconds)
     seen = _saved_epochs(monkeypatch)
     finished = []
-    original = engine.Resume.finish_fit
+    original = checkpoint.Resume.finish_fit
     monkeypatch.setattr(
-        engine.Resume, "finish_fit", lambda self, *a: (finished.append(a[0]), original(self, *a))
+        checkpoint.Resume,
+        "finish_fit",
+        lambda self, *a: (finished.append(a[0]), original(self, *a)),
     )
     engine.run(tiny_spec(tiny_prepared, training={"epochs": 3}), tmp_path / "run")
     assert (seen, finished) == (saved, [0])
@@ -199,7 +204,7 @@ def test_checkpoint_of_another_spec_is_discarded(tiny_prepared, tmp_path, monkey
         _kill_after(m, fit=0, epoch=1)
         with pytest.raises(Killed):
             engine.run(tiny_spec(tiny_prepared, training={"epochs": 2}), out)
-    with pytest.warns(engine.ResumeWarning, match="another run spec"):
+    with pytest.warns(errors.ResumeWarning, match="another run spec"):
         metrics = engine.run(tiny_spec(tiny_prepared, training={"epochs": 2, "batch_size": 8}), out)
     assert metrics["resumed"] is False
     assert metrics["epochs_run"] == 2
@@ -334,7 +339,7 @@ def test_damaged_checkpoint_is_discarded_with_a_warning(
         path = tmp_path / "run.work" / name
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     seen = _epochs_trained(monkeypatch)
-    with pytest.warns(engine.ResumeWarning, match=damaged[0].replace(".", r"\.")):
+    with pytest.warns(errors.ResumeWarning, match=damaged[0].replace(".", r"\.")):
         assert _run_cli(spec, out, tmp_path) == 0
     assert seen == trained
     metrics = json.loads((out / "metrics.json").read_text())
@@ -347,7 +352,7 @@ def test_data_fingerprint_follows_the_prepared_content(tmp_path):
     first = make_tiny_prepared(tmp_path / "a", num_classes=3, size=8, per_class=6, seed=0)
     again = make_tiny_prepared(tmp_path / "b", num_classes=3, size=8, per_class=6, seed=0)
     other = make_tiny_prepared(tmp_path / "c", num_classes=3, size=8, per_class=6, seed=1)
-    keys = [engine.data_fingerprint(load_prepared(p)) for p in (first, again, other)]
+    keys = [fingerprint.data_fingerprint(load_prepared(p)) for p in (first, again, other)]
     assert keys[0] == keys[1]  # prepared again identically (prepare_seconds differ)
     assert keys[0] != keys[2]
 
@@ -365,7 +370,7 @@ def test_checkpoint_of_other_data_is_discarded_with_a_warning(tmp_path, monkeypa
             _run_cli(spec, out, tmp_path)
     make_tiny_prepared(data, num_classes=3, size=16, per_class=12, seed=1)
     seen = _epochs_trained(monkeypatch)
-    with pytest.warns(engine.ResumeWarning, match="other data"):
+    with pytest.warns(errors.ResumeWarning, match="other data"):
         assert _run_cli(spec, out, tmp_path) == 0
     assert seen == [(0, 1), (0, 2)]
     metrics = json.loads((out / "metrics.json").read_text())

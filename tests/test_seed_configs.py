@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tlbench import seed_reference as sr
-from tlbench.augment import AUGMENTATIONS
-from tlbench.datasets import resolve_options
-from tlbench.spec import resolve_spec
-from tlbench.study import load_study_file
+from tlbench.datasets.base import resolve_options
+from tlbench.models.augment import AUGMENTATIONS
+from tlbench.report import seed_reference as sr
+from tlbench.study.matrix import load_study_file
+from tlbench.training.spec import resolve_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = sorted(ROOT.glob("configs/**/*.yaml")) + [ROOT / "config.yaml"]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import require_shared
 
-from tlbench import seed_reference as sr
+from tlbench.report import seed_reference as sr
 
 NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?", re.IGNORECASE)
 
@@ -170,6 +170,6 @@ def test_every_number_is_printed_in_the_report(seed):
 
 def test_strategy_names_agree_with_the_registry():
     """seed_reference keeps its own copy (no Keras import to load seed data); it must not drift."""
-    from tlbench.strategies import STRATEGIES
+    from tlbench.strategies.base import STRATEGIES
 
     assert set(STRATEGIES.names()) == sr.STRATEGY_NAMES

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from tlbench import selection
+from tlbench.analysis import selection
 
 
 def frame(rows: list[dict], classes: int = 10, val_n: int = 1000) -> pd.DataFrame:

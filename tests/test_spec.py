@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tlbench.spec import SpecError, resolve_spec
+from tlbench.core.errors import SpecError
+from tlbench.training.spec import resolve_spec
 
 BASE = {
     "dataset": {"prepared": "prep"},

@@ -5,9 +5,10 @@ from __future__ import annotations
 import keras
 import pytest
 
-from tlbench.backbones import build_backbone
-from tlbench.spec import SpecError, resolve_spec
-from tlbench.strategies import STRATEGIES, backbone_layers, is_batchnorm
+from tlbench.core.errors import SpecError
+from tlbench.models.backbones.applications import build_backbone
+from tlbench.strategies.base import STRATEGIES, backbone_layers, is_batchnorm
+from tlbench.training.spec import resolve_spec
 
 ALL = [
     "direct",
@@ -301,7 +302,7 @@ def test_direct_one_to_one_mapping_resolves_majority_collisions():
 def test_trained_batchnorm_uses_the_spec_momentum(momentum):
     """Keras applications ship BatchNorm momentum 0.999 (MobileNetV2): from random init,
     a few hundred steps leave the inference-mode statistics at their initial values."""
-    from tlbench.assembly import build_model
+    from tlbench.models.assembly import build_model
 
     spec = resolve_spec(
         {
@@ -319,7 +320,7 @@ def test_trained_batchnorm_uses_the_spec_momentum(momentum):
 
 @pytest.mark.parametrize("policy, expected", [("frozen", {0.999}), ("train", {0.9})])
 def test_batchnorm_momentum_applies_only_to_batchnorm_that_trains(policy, expected):
-    from tlbench.assembly import build_model
+    from tlbench.models.assembly import build_model
 
     spec = resolve_spec(
         {

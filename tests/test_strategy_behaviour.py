@@ -20,8 +20,9 @@ import keras
 import numpy as np
 import pytest
 
-from tlbench import engine, training
 from tlbench.datasets import load_prepared, make_tiny_prepared
+from tlbench.training import engine, trainer
+from tlbench.training import trainer as training
 
 SIZE = 16
 BACKBONE = {"name": "small_cnn", "kwargs": {"widths": [8, 16]}}
@@ -163,14 +164,14 @@ def runs(behaviour_dir, target, shuffled_target, pretrained):
     unchanged; on the shuffled ones they train on cached features, as in a study.
     """
     out: dict[tuple[str, str], dict] = {}
-    fit = engine.Trainer.fit
+    fit = trainer.Trainer.fit
     with pytest.MonkeyPatch.context() as patch:
         for labels, prepared in (("true", target), ("shuffled", shuffled_target)):
             patch.setattr(training, "USE_FEATURE_CACHE", labels == "shuffled")
             for name, params in STRATEGIES.items():
                 weights = "none" if name == "autoencoder" else {"run": str(pretrained)}
                 snapshots = PhaseSnapshots()
-                patch.setattr(engine.Trainer, "fit", snapshots.wrap(fit))
+                patch.setattr(trainer.Trainer, "fit", snapshots.wrap(fit))
                 path = behaviour_dir / f"{name}-{labels}"
                 metrics = engine.run(spec_of(prepared, name, params, weights), path)
                 out[name, labels] = {"metrics": metrics, "path": path, "phases": snapshots.after}

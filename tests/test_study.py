@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tlbench.study import Run, StudyConfigError, load_study, load_study_file
+from tlbench.core.errors import StudyConfigError
+from tlbench.study.matrix import Run, load_study, load_study_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,8 +158,10 @@ def test_scratch_runs_do_not_use_pretrained_weights():
 
 def test_strategy_sets_agree_with_the_registry():
     """study.py's strategy name sets (kept free of keras imports) match tlbench.strategies."""
-    from tlbench.strategies import STRATEGIES, FeatureExtraction, Phase, SpecError
-    from tlbench.study import HEAD_ONLY_STRATEGIES, RANDOM_INIT_STRATEGIES
+    from tlbench.core.errors import SpecError
+    from tlbench.strategies.base import STRATEGIES, Phase
+    from tlbench.strategies.phased import FeatureExtraction
+    from tlbench.study.matrix import HEAD_ONLY_STRATEGIES, RANDOM_INIT_STRATEGIES
 
     forced_random = {n for n in STRATEGIES if STRATEGIES.get(n).forces_weights == "none"}
     assert forced_random == RANDOM_INIT_STRATEGIES
@@ -396,7 +399,7 @@ def test_input_config_is_not_modified():
 
 
 def test_environment_page(tmp_path):
-    from tlbench.study import environment_page
+    from tlbench.workflow.jobs import environment_page
 
     study_csv = tmp_path / "study.csv"
     study_csv.write_text(
@@ -416,7 +419,7 @@ def test_environment_page(tmp_path):
 
 
 def test_log_to_captures_output_and_tracebacks(tmp_path):
-    from tlbench.study import log_to
+    from tlbench.workflow.jobs import log_to
 
     log = tmp_path / "logs" / "job.log"
     with pytest.raises(RuntimeError), log_to(log):
@@ -429,7 +432,7 @@ def test_log_to_captures_output_and_tracebacks(tmp_path):
 
 
 def test_typed_cli_values():
-    from tlbench.study import typed_cli_values
+    from tlbench.study.matrix import typed_cli_values
 
     given = {
         "seeds": ["0", "1"],
@@ -448,8 +451,9 @@ def test_typed_cli_values():
 
 
 def test_pilot_study_marks_every_spec_and_leaves_other_studies_unchanged():
-    from tlbench.spec import SpecError, resolve_spec
-    from tlbench.study import typed_cli_values
+    from tlbench.core.errors import SpecError
+    from tlbench.study.matrix import typed_cli_values
+    from tlbench.training.spec import resolve_spec
 
     plain = load_study(base_config())
     assert plain.pilot is False and plain.ledger_path == "out/test_evaluations.jsonl"

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 from test_results import _config, _run
 
-from tlbench import results, study_results
-from tlbench.study import StudyConfigError, load_study
+from tlbench.core.errors import StudyConfigError
+from tlbench.report.pages import results
+from tlbench.report.pages import studies as study_results
+from tlbench.study.matrix import load_study
 
 #: measured test accuracy of feature_extraction per backbone (linear_probe: 0.01 lower)
 ACCURACY = {"b1": 0.70, "b2": 0.80, "b3": 0.90, "b4": 0.60}
@@ -44,7 +46,7 @@ def _scores() -> pd.DataFrame:
 
 
 def test_transferability_section_puts_scores_beside_accuracy_with_tau_and_cost():
-    from tlbench.transferability import tau_table
+    from tlbench.analysis.transferability.scores import tau_table
 
     df, scores = _study(), _scores()
     tau = tau_table(scores, df)
@@ -188,7 +190,7 @@ def test_cells_part_shows_validation_beside_test_and_only_without_other_tables()
     assert columns.index("val accuracy") == columns.index("test accuracy") - 1
     assert table["val accuracy"].iloc[0].startswith("0.800")
     assert table["test accuracy"].iloc[0].startswith("0.910")
-    from tlbench.transferability import tau_table
+    from tlbench.analysis.transferability.scores import tau_table
 
     scores = _scores()
     with_scores, _ = study_results.study_section(
@@ -198,7 +200,7 @@ def test_cells_part_shows_validation_beside_test_and_only_without_other_tables()
 
 
 def test_no_transferability_part_when_too_few_backbones_are_scored():
-    from tlbench.transferability import tau_table
+    from tlbench.analysis.transferability.scores import tau_table
 
     df, scores = _study(), _scores()
     two = scores[scores["backbone"].isin(["b1", "b2"])]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tlbench import tables
+from tlbench.analysis import tables
 
 
 def fake_metrics(

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy.stats import weightedtau
 
-from tlbench import transferability as T
+from tlbench.analysis.transferability import scores as T
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -346,8 +346,8 @@ def source_run(tiny_prepared, tmp_path_factory) -> Path:
     names in metrics.json."""
     import keras
 
-    from tlbench.backbones import build_backbone
-    from tlbench.preprocess import Preprocess
+    from tlbench.models.backbones.applications import build_backbone
+    from tlbench.models.preprocess import Preprocess
 
     keras.utils.set_random_seed(3)
     cfg = {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [4, 8]}}
@@ -378,8 +378,8 @@ def test_score_cache_scores_the_pretraining_runs_classifier_on_train(
     NCE (argmax source labels) and LEEP of the run's classifier on the TRAIN images."""
     import keras
 
-    from tlbench import features
     from tlbench.datasets import load_prepared
+    from tlbench.training import feature_cache as features
 
     spec = {
         "dataset": {"prepared": str(sealed_prepared)},
@@ -416,7 +416,7 @@ def test_score_cache_checks_the_source_run_against_the_cache_key(
 
     import keras
 
-    from tlbench.hashing import sha256_file
+    from tlbench.core.hashing import sha256_file
 
     names = {"dataset": "tiny", "backbone": "cnn"}
     _fake_cache(tmp_path / "stale", sealed_prepared, {"run_model_sha256": "0" * 64})
@@ -440,7 +440,7 @@ def test_score_cache_checks_the_source_run_against_the_cache_key(
 
 
 def test_scored_pairs_are_the_pretrained_backbones_of_the_matrix():
-    from tlbench.study import load_study_file
+    from tlbench.study.matrix import load_study_file
 
     study = load_study_file(ROOT / "configs/test/tiny.yaml")
     assert T.scored_pairs(study) == [("target", "cnn_source")]  # cnn_scratch is random
@@ -451,7 +451,7 @@ def test_scored_pairs_include_seeded_random_backbones():
     with its seed; `none` is still not."""
     import yaml
 
-    from tlbench.study import load_study
+    from tlbench.study.matrix import load_study
 
     config = yaml.safe_load((ROOT / "configs/test/tiny.yaml").read_text())
     config["backbones"]["cnn_random"] = {

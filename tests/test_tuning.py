@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tlbench import tuning
-from tlbench.spec import resolve_spec
-from tlbench.tuning import TuningError, apply_tuned, resolve_tuning
+from tlbench.core.errors import TuningError
+from tlbench.training.spec import resolve_spec
+from tlbench.tuning import search as tuning
+from tlbench.tuning.search import apply_tuned, resolve_tuning
 
 SPACE = {"learning_rate": {"min": 1e-4, "max": 1e-2}}
 
@@ -97,7 +98,7 @@ def test_resolve_fills_defaults_and_accepts_blocks():
 
 
 def test_depth_beyond_backbone_or_unknown_block_is_an_error():
-    from tlbench.backbones import build_backbone
+    from tlbench.models.backbones.applications import build_backbone
 
     backbone = build_backbone(
         {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [4, 8]}}, (16, 16, 3)
@@ -132,7 +133,7 @@ def test_objective_is_roc_auc_for_binary_data():
 
 @pytest.mark.slow
 def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_path, monkeypatch):
-    from tlbench import pipeline
+    from tlbench.models import inputs as pipeline
 
     opened: list[str] = []
     real = pipeline.load_prepared
@@ -209,7 +210,7 @@ def test_sigkill_mid_search_resumes_without_redoing_finished_trials(tiny_prepare
     command = [
         sys.executable,
         "-m",
-        "tlbench.tuning",
+        "tlbench.tuning.search",
         str(spec),
         str(section),
         str(work),
@@ -257,7 +258,7 @@ def test_sigkill_mid_search_resumes_without_redoing_finished_trials(tiny_prepare
 def test_tables_say_which_values_were_tuned():
     import pandas as pd
 
-    from tlbench import tables
+    from tlbench.analysis import tables
 
     base = {
         "status": "ok",
@@ -286,7 +287,8 @@ def test_tables_say_which_values_were_tuned():
 
 
 def test_study_tuning_section_cells_and_specs():
-    from tlbench.study import StudyConfigError, load_study_file
+    from tlbench.core.errors import StudyConfigError
+    from tlbench.study.matrix import load_study_file
 
     root = Path(__file__).resolve().parents[1]
     study = load_study_file(root / "configs/test/tuning_tiny.yaml")
@@ -305,7 +307,7 @@ def test_study_tuning_section_cells_and_specs():
         "min": 0.1,
         "max": 0.01,
     }
-    from tlbench.study import load_study
+    from tlbench.study.matrix import load_study
 
     with pytest.raises(StudyConfigError, match=r"strategies\.two_phase_tuned\.tuning\.space"):
         load_study(config)
@@ -314,8 +316,8 @@ def test_study_tuning_section_cells_and_specs():
 @pytest.mark.shared
 def test_hymenoptera_tuning_config_blocks_exist(keras_home):
     """The shipped acceptance config's unfreeze blocks are MobileNetV2's (real weights)."""
-    from tlbench.backbones import build_backbone
-    from tlbench.study import load_study_file
+    from tlbench.models.backbones.applications import build_backbone
+    from tlbench.study.matrix import load_study_file
 
     root = Path(__file__).resolve().parents[1]
     study = load_study_file(root / "configs/tuning_hymenoptera.yaml")
@@ -362,7 +364,7 @@ def test_trials_table_and_plot(tmp_path):
 
 
 def test_best_trial_is_chosen_among_the_fully_trained():
-    from tlbench.tuning import best_trial
+    from tlbench.tuning.search import best_trial
 
     rows = [
         {"trial": "0", "score": 0.97, "budget_epochs": 2},  # lucky short trial

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from tlbench import tables, verdict
+from tlbench.analysis import tables
+from tlbench.analysis.verdict import assess as verdict
 
 # --------------------------------------------------------------------------- calibration
 

@@ -279,7 +279,7 @@ def test_tiny_study_end_to_end(tmp_path):
     assert (results / "figures/runs/target/cnn_source/fine_tune/none/seed0/curves.png").exists()
     assert (results / "features/target/cnn_source").is_dir()
     # every run that evaluated a test split (the pretraining run too) left one ledger line
-    from tlbench import ledger
+    from tlbench.analysis import ledger
 
     looks = ledger.read(results / "test_evaluations.jsonl")
     assert sorted(line["dataset"] for line in looks) == ["source"] + ["target"] * 6

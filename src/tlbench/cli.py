@@ -86,8 +86,8 @@ def _parser() -> argparse.ArgumentParser:
 def _prepare(args: argparse.Namespace) -> None:
     import yaml
 
+    from tlbench.core.errors import SpecError
     from tlbench.datasets import load_prepared, prepare
-    from tlbench.spec import SpecError
 
     try:
         with open(args.config) as handle:
@@ -109,9 +109,9 @@ def _prepare(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from tlbench import ledger
-    from tlbench.engine import run
-    from tlbench.spec import load_spec_file
+    from tlbench.analysis import ledger
+    from tlbench.training.engine import run
+    from tlbench.training.spec import load_spec_file
 
     limit_threads(args.threads)
     spec = load_spec_file(args.spec)
@@ -136,7 +136,7 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _features(args: argparse.Namespace) -> None:
-    from tlbench.features import compute
+    from tlbench.training.feature_cache import compute
 
     limit_threads(args.threads)
     print(f"features {compute(args.spec, args.outdir)}")
@@ -145,8 +145,7 @@ def _features(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tlbench`` command; returns the exit status."""
     args = _parser().parse_args(argv)
-    from tlbench.registry import UnknownNameError
-    from tlbench.spec import SpecError
+    from tlbench.core.errors import SpecError, UnknownNameError
 
     handlers = {"run": _run, "prepare": _prepare, "features": _features}
     try:

@@ -35,19 +35,9 @@ from typing import Any
 import numpy as np
 
 import tlbench
-from tlbench.atomic import atomic_dir, write_json
+from tlbench.core.atomic import atomic_dir, write_json
 from tlbench.datasets import images
-from tlbench.datasets.base import (
-    COMMON_OPTIONS,
-    DATASETS,
-    SPLITS,
-    ImageRef,
-    RawSplits,
-    SplitData,
-    loader_options,
-    register,
-    resolve_options,
-)
+from tlbench.datasets.base import DATASETS, SPLITS, RawSplits, SplitData, resolve_options
 
 # Importing the loader modules registers them.
 from tlbench.datasets import (  # noqa: E402,F401  isort: skip
@@ -60,21 +50,6 @@ from tlbench.datasets import (  # noqa: E402,F401  isort: skip
     synthetic,
 )
 
-__all__ = [
-    "COMMON_OPTIONS",
-    "DATASETS",
-    "SPLITS",
-    "ImageRef",
-    "PreparedData",
-    "RawSplits",
-    "SplitData",
-    "load_prepared",
-    "loader_options",
-    "make_tiny_prepared",
-    "prepare",
-    "register",
-    "resolve_options",
-]
 
 _CHUNK = 1024
 

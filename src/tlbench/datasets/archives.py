@@ -24,8 +24,8 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tlbench.atomic import atomic_file
-from tlbench.hashing import sha256_file  # re-exported: callers import it from here
+from tlbench.core.atomic import atomic_file
+from tlbench.core.hashing import sha256_file
 
 #: Default download cache (override with ``TLBENCH_CACHE`` or ``cache_dir=``).
 DEFAULT_CACHE = Path(os.environ.get("TLBENCH_CACHE", Path.home() / ".cache" / "tlbench"))

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from tlbench.core import hashing
+from tlbench.core.errors import number_hint
+from tlbench.core.registry import Registry
 from tlbench.datasets import archives
 from tlbench.datasets.images import Box, Size
-from tlbench.errors import number_hint
-from tlbench.registry import Registry
 
 SPLITS = ("train", "val", "test")
 
@@ -218,7 +219,7 @@ def fetch_source(options: dict[str, Any], url: str) -> tuple[Path, dict[str, Any
     record = {
         "path": name,
         "location": str(path) if options.get("source") is not None else url,
-        "sha256": expected.lower() if expected else archives.sha256_file(path),
+        "sha256": expected.lower() if expected else hashing.sha256_file(path),
     }
     return path, record
 

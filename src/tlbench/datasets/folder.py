@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tlbench.core import hashing
 from tlbench.datasets import archives
 from tlbench.datasets.base import (
     ImageRef,
@@ -332,7 +333,7 @@ def _load_tree(
         validation = f"stratified random {options['val_fraction']:.0%} of each class"
     record: dict[str, Any] = {"path": str(source), "sha256": None}
     if source.is_file():
-        record["sha256"] = archives.sha256_file(source)
+        record["sha256"] = hashing.sha256_file(source)
     return RawSplits(
         classes=classes,
         train=train,

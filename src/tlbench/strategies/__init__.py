@@ -16,60 +16,6 @@ A new strategy is a module here that registers its :class:`Strategy` subclass
 gets back a :class:`TrainResult` (docs/ARCHITECTURE.md "Strategies").
 """
 
-from tlbench.errors import SpecError
-from tlbench.strategies.autoencoder import Autoencoder
-from tlbench.strategies.base import (
-    BATCHNORM_POLICIES,
-    REQUIRED,
-    STRATEGIES,
-    Phase,
-    Strategy,
-    TrainContext,
-    TrainResult,
-    backbone_layers,
-    block_names,
-    freeze_batchnorm,
-    is_batchnorm,
-    layer_multipliers,
-    nested_layers,
-    register,
-    set_trainable,
-)
-from tlbench.strategies.direct import Direct
-from tlbench.strategies.linear_probe import LinearProbe
-from tlbench.strategies.phased import (
-    DiscriminativeLR,
-    FeatureExtraction,
-    FineTune,
-    FreezeBottom,
-    Scratch,
-    TwoPhase,
-)
-
-__all__ = [
-    "BATCHNORM_POLICIES",
-    "REQUIRED",
-    "STRATEGIES",
-    "Autoencoder",
-    "Direct",
-    "DiscriminativeLR",
-    "FeatureExtraction",
-    "FineTune",
-    "FreezeBottom",
-    "LinearProbe",
-    "Phase",
-    "Scratch",
-    "SpecError",
-    "Strategy",
-    "TrainContext",
-    "TrainResult",
-    "TwoPhase",
-    "backbone_layers",
-    "block_names",
-    "freeze_batchnorm",
-    "is_batchnorm",
-    "layer_multipliers",
-    "nested_layers",
-    "register",
-    "set_trainable",
-]
+# Each unit registers itself in STRATEGIES (tlbench.strategies.base) on import; importing
+# any module of this package imports them all, so the registry is always complete.
+from tlbench.strategies import autoencoder, direct, linear_probe, phased  # noqa: F401

@@ -44,9 +44,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from tlbench.errors import SpecError
-from tlbench.lazy import keras  # imported on first use: the parse-time check needs none
-from tlbench.registry import Registry
+from tlbench.core.errors import SpecError
+from tlbench.core.lazy import keras  # imported on first use: the parse-time check needs none
+from tlbench.core.registry import Registry
 
 REQUIRED = object()
 #: Values of the ``batchnorm`` strategy parameter (see the module docstring).

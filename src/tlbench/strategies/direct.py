@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tlbench.errors import SpecError
-from tlbench.lazy import keras  # imported on first use: the parse-time check needs none
+from tlbench.core.errors import SpecError
+from tlbench.core.lazy import keras  # imported on first use: the parse-time check needs none
 from tlbench.strategies.base import Phase, Strategy, TrainContext, TrainResult, register
 
 
@@ -50,9 +50,9 @@ class Direct(Strategy):
     def train(self, ctx: TrainContext) -> TrainResult:
         """The source classifier with the target classes mapped by majority vote on
         the TRAIN split; ``direct_mapping`` (target -> source class) in the extras."""
-        from tlbench.backbones import build_source_classifier
-        from tlbench.layers import SelectClasses
-        from tlbench.pipeline import predict
+        from tlbench.models.backbones.applications import build_source_classifier
+        from tlbench.models.inputs import predict
+        from tlbench.models.layers import SelectClasses
 
         spec, classes, image_shape = ctx.spec, ctx.classes, ctx.image_shape
         x_train, y_train = ctx.splits["train"]

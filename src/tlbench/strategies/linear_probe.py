@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tlbench.errors import SpecError
-from tlbench.lazy import keras  # imported on first use: the parse-time check needs none
-from tlbench.probe import MAX_ITER, ProbeFit, check_grid, fit_linear_probe
+from tlbench.core.errors import SpecError
+from tlbench.core.lazy import keras  # imported on first use: the parse-time check needs none
+from tlbench.models.probe import MAX_ITER, ProbeFit, check_grid, fit_linear_probe
 from tlbench.strategies.base import (
     Phase,
     Strategy,
@@ -70,7 +70,7 @@ class LinearProbe(Strategy):
     def train(self, ctx: TrainContext) -> TrainResult:
         # imported here: tlbench.assembly imports tlbench.strategies.base, whose package
         # (this one) imports this module first
-        from tlbench.assembly import build_classifier
+        from tlbench.models.assembly import build_classifier
 
         built = ctx.built
         if built.augmentation is not None:

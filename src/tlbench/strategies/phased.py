@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from tlbench.errors import SpecError
+from tlbench.core.errors import SpecError
 from tlbench.strategies.base import (
     REQUIRED,
     Phase,

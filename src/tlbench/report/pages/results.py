@@ -1,0 +1,392 @@
+"""The results page, ``docs/results.md``, and what its sections share.
+
+Every measured study (``configs/measured/``) writes one section: a seed study
+through :mod:`tlbench.seed_pages` (rule ``seed_results``), any other through
+:mod:`tlbench.study_results` (rule ``study_results``). This module has what
+they share -- the cells table (mean ± sd over seeds), the wall time, the header
+every section opens with (config, runs, wall time on the CPU that ran it, code
+and library versions, the looks at each test split), the verdict table, the
+BatchNorm comparison, Markdown and HTML of a section's blocks -- and the page
+that joins the sections (:func:`results_page`, rule ``results_page``). Nothing
+on the page is typed by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tlbench.analysis.tables import mean_sd, render
+from tlbench.report import seed_reference
+
+CELL = ["dataset", "backbone", "strategy", "augmentation"]
+
+# --------------------------------------------------------------------------- measurements
+
+
+def ok_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Finished runs only (failed runs are listed separately on the page)."""
+    return df[df["status"] == "ok"]
+
+
+def cell_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell (dataset, backbone, strategy, augmentation): mean ± sd over seeds.
+
+    A pilot study (test split sealed) shows validation figures in place of test ones.
+    """
+    from tlbench.analysis.tables import SPLIT_LABELS, reported_split
+
+    split = reported_split(df)
+    shown = SPLIT_LABELS[split]
+    runs = ok_runs(df)
+    binary = bool((runs["num_classes"] == 2).all()) if len(runs) else False
+    rows = []
+    for keys, group in runs.groupby(CELL, sort=False):
+        first = group.iloc[0]
+        row = dict(zip(CELL, keys, strict=True))
+        row.update(
+            {
+                "architecture": first["backbone_arch"],
+                "weights": first["weights"],
+                "px": first["input_size"],
+                "seeds": len(group),
+                f"{shown} accuracy": mean_sd(group[f"{split}_accuracy"]),
+                f"{shown} loss": mean_sd(group[f"{split}_loss"]),
+                "train accuracy": mean_sd(group["train_accuracy"]),
+                "train loss": mean_sd(group["train_loss"]),
+            }
+        )
+        if binary:
+            row[f"{shown} ROC AUC"] = mean_sd(group[f"{split}_roc_auc"])
+        row["train time (s)"] = mean_sd(group["train_seconds"], 1)
+        row["epochs"] = mean_sd(group["epochs_run"], 1)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def wall_time(df: pd.DataFrame) -> dict[str, Any]:
+    """The study's wall time: first run start to last run end (``metrics.json`` times)."""
+    if "started_utc" not in df or df["started_utc"].isna().all():
+        return {"seconds": None, "start": None, "end": None, "runs_seconds": None}
+    start = min(datetime.fromisoformat(t) for t in df["started_utc"].dropna())
+    end = max(datetime.fromisoformat(t) for t in df["finished_utc"].dropna())
+    spans = [
+        (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+        for a, b in zip(df["started_utc"], df["finished_utc"], strict=True)
+        if isinstance(a, str) and isinstance(b, str)
+    ]
+    return {
+        "seconds": (end - start).total_seconds(),
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "runs_seconds": float(sum(spans)),
+    }
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``1 h 02 min 05 s`` style."""
+    if seconds is None or not math.isfinite(seconds):
+        return "not recorded"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min {secs:02d} s"
+    return f"{minutes} min {secs:02d} s"
+
+
+# --------------------------------------------------------------------------- the page
+
+
+Block = tuple[str, Any]  # ("h2" | "h3" | "p", text), ("ul", [texts]), ("table", DataFrame)
+
+
+def study_header(
+    df: pd.DataFrame,
+    study: Mapping[str, Any],
+    wall: Mapping[str, Any],
+    looks: pd.DataFrame | None,
+) -> tuple[list[Block], dict[str, int] | None]:
+    """The paragraphs that open a measured study's section: config, runs, wall time on
+    the CPU that ran it, code version and library versions; the pilot notice; the looks
+    at each dataset's test split (the ledger, :func:`tlbench.ledger.looks`); what this
+    machine forced to differ (the study's ``substitutions``). Returns the blocks and the
+    looks per dataset (None without a ledger)."""
+    from tlbench.analysis.tables import is_pilot
+
+    commits = sorted(set(df["env_git_commit"].dropna().astype(str)))
+    dirty = bool(df["env_git_dirty"].fillna(False).astype(bool).any())
+    blocks: list[Block] = [
+        (
+            "p",
+            f"Config: {study['config']} (results in {study['results']}). "
+            f"Runs: {len(df)} ({int((df['status'] == 'ok').sum())} finished). "
+            f"Wall time on {_cores(df)}: {format_seconds(wall['seconds'])} "
+            f"(first run start {wall['start']} to last run end {wall['end']}; the runs "
+            f"themselves {format_seconds(wall['runs_seconds'])}). "
+            f"Code: {', '.join(commits) or 'unknown'}"
+            f"{' (with uncommitted changes)' if dirty else ''}; {_versions(df)}.",
+        ),
+    ]
+    if is_pilot(df):
+        blocks.append(
+            (
+                "p",
+                "**Pilot study: the test split is sealed.** Every run trained and was "
+                "evaluated on the train and validation splits only; the figures below are "
+                "validation figures, and no check on test is measured.",
+            )
+        )
+    evaluations = None
+    if looks is not None:
+        from tlbench.analysis.ledger import looks_sentence
+
+        datasets = [str(d) for d in dict.fromkeys(df["dataset"])]
+        evaluations = {str(r["dataset"]): int(r["distinct run specs"]) for _, r in looks.iterrows()}
+        blocks.append(
+            (
+                "p",
+                "Looks at the test split (the study's ledger, "
+                f"{study['results']}/test_evaluations.jsonl: distinct run specs ever "
+                f"evaluated on each dataset's test split): {looks_sentence(looks, datasets)}.",
+            )
+        )
+    if study.get("substitutions"):
+        blocks += [
+            ("p", "Substitutions forced by this machine:"),
+            ("ul", list(study["substitutions"])),
+        ]
+    return blocks, evaluations
+
+
+def verdict_blocks(verdict: pd.DataFrame) -> list[Block]:
+    """The verdict table (tlbench.verdict) in the section's words."""
+    rows = []
+    for _, v in verdict.iterrows():
+        row = {"dataset": v["dataset"]}
+        if "budget" in verdict:
+            row["budget"] = v["budget"]
+        row["chosen by validation"] = v["selected"]
+        row["test accuracy [95 %]"] = (
+            f"{v['test_accuracy']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+        )
+        row["tied with it"] = v["tied_with"] if isinstance(v["tied_with"], str) else ""
+        gain = v.get("transfer_gain")
+        row["transfer gain [95 %]"] = (
+            f"{gain:+.3f} [{v['gain_low']:+.3f}, {v['gain_high']:+.3f}] {v['gain_verdict']}"
+            if isinstance(gain, float) and not math.isnan(gain)
+            else ""
+        )
+        row["cheapest tied"] = v["cheapest_tied"]
+        rows.append(row)
+    margin = float(verdict["margin"].iloc[0]) if len(verdict) else float("nan")
+    return [
+        ("h3", "Verdict"),
+        (
+            "p",
+            "Per dataset the cell chosen by mean validation figure over seeds, its test "
+            "accuracy with the 95 % interval of a paired hierarchical bootstrap over seeds "
+            f"and test images, the cells tied with it (margin ±{margin:g}), the transfer "
+            "gain and the cheapest tied cell (tlbench.verdict).",
+        ),
+        ("table", pd.DataFrame(rows)),
+    ]
+
+
+def batchnorm_blocks(table: pd.DataFrame) -> list[Block]:
+    """BatchNorm frozen against trained for the same cells
+    (:func:`tlbench.verdict.batchnorm_table`); nothing when the study has no such pair."""
+    if table is None or not len(table):
+        return []
+    rows = [
+        {
+            "dataset": v["dataset"],
+            "backbone": v["backbone"],
+            "strategy": v["strategy_name"],
+            "augmentation": v["augmentation"],
+            "seeds": v["seeds"],
+            f"{v['criterion']} frozen / train": (
+                f"{v['frozen_validation']:.4f} / {v['train_validation']:.4f}"
+            ),
+            "test accuracy frozen / train": (
+                f"{v['frozen_accuracy']:.4f} / {v['train_accuracy']:.4f}"
+            ),
+            "frozen - train [95 %]": (
+                f"{v['difference']:+.4f} [{v['diff_low']:+.4f}, {v['diff_high']:+.4f}]"
+            ),
+            "frozen is": v["verdict"],
+            "train time (s) frozen / train": (
+                f"{v['frozen_seconds']:.0f} / {v['train_seconds']:.0f}"
+            ),
+        }
+        for _, v in table.iterrows()
+    ]
+    words = table["verdict"].value_counts()
+    summary = ", ".join(f"{words[w]} {w}" for w in ("better", "tied", "worse") if w in words)
+    return [
+        ("h3", "BatchNorm: frozen against trained"),
+        (
+            "p",
+            "The same cells with the pretrained BatchNorm layers kept in inference mode "
+            "(`batchnorm: frozen`, the default) and trained on batch statistics "
+            "(`batchnorm: train`). The difference of mean test accuracy, frozen minus "
+            "trained, with the 95 % interval of the paired hierarchical bootstrap over "
+            "seeds and test images, and the verdict of frozen against trained (margin "
+            f"±{float(table['margin'].iloc[0]):g}; tlbench.verdict): {summary}.",
+        ),
+        ("table", pd.DataFrame(rows)),
+    ]
+
+
+def to_markdown(blocks: Sequence[Block]) -> str:
+    """Markdown of a section's blocks."""
+    out = []
+    for kind, content in blocks:
+        if kind == "h2":
+            out.append(f"## {content}\n")
+        elif kind == "h3":
+            out.append(f"### {content}\n")
+        elif kind == "p":
+            out.append(f"{content}\n")
+        elif kind == "ul":
+            out.append("".join(f"- {item}\n" for item in content))
+        elif kind == "table":
+            out.append(render(content, "md"))
+        else:
+            raise ValueError(f"unknown block kind {kind!r}")
+    return "\n".join(out)
+
+
+def to_html(blocks: Sequence[Block]) -> str:
+    """A standalone HTML page of a section's blocks (for the Snakemake report)."""
+    import html
+
+    out = ['<html><head><meta charset="utf-8"></head><body>']
+    for kind, content in blocks:
+        if kind in ("h2", "h3", "p"):
+            tag = {"p": "p"}.get(kind, kind)
+            out.append(f"<{tag}>{html.escape(str(content))}</{tag}>")
+        elif kind == "ul":
+            out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in content) + "</ul>")
+        elif kind == "table":
+            out.append(render(content, "html"))
+        else:
+            raise ValueError(f"unknown block kind {kind!r}")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _cores(df: pd.DataFrame) -> str:
+    """``2 CPU cores (AMD EPYC, avx2)``: wall times differ several-fold between CPUs."""
+    cores = sorted({int(c) for c in df["env_cpu_count"].dropna()})
+    gpus = sorted({str(g) for g in df["env_gpu"].dropna() if str(g)})
+    text = f"{'/'.join(map(str, cores)) or '?'} CPU cores"
+    columns = [c for c in ("env_cpu", "env_cpu_simd") if c in df.columns]
+    cpus = {
+        ", ".join(str(v) for v in row if pd.notna(v)) for row in df[columns].itertuples(index=False)
+    }
+    cpus = sorted(cpus - {""})
+    if cpus:
+        text += f" ({'; '.join(cpus)})"
+    return text + (f" and {', '.join(gpus)}" if gpus else "")
+
+
+def _versions(df: pd.DataFrame) -> str:
+    first = df.iloc[0]
+    return (
+        f"Keras {first['env_keras']} on {first['env_backend']}, TensorFlow "
+        f"{first['env_tensorflow']}, Python {first['env_python']}"
+    )
+
+
+def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]) -> str:
+    """``docs/results.md``: an overview of every seed (measured or not yet) and of the other
+    measured studies (``results_section``: :mod:`tlbench.study_results`), then the
+    sections: the seeds' first, in seed order, then the others in the order given."""
+    order = sorted(range(len(summaries)), key=lambda i: "seed" not in summaries[i])
+    summaries = [summaries[i] for i in order]
+    sections = [sections[i] for i in order]
+    others = [s for s in summaries if "seed" not in s]
+    summaries = [s for s in summaries if "seed" in s]
+    measured = {s["seed"]: s for s in summaries}
+    rows = []
+    for seed in seed_reference.SEED_IDS:
+        s = measured.get(seed)
+        if s is None:
+            title = seed_reference.load(seed)["title"]
+            rows.append({"seed": seed, "study": title, "runs": None,
+                         "wall time": "not measured yet", "checks met": "",
+                         "test looks": ""})  # fmt: skip
+            continue
+        met = sum(c["met"] == "yes" for c in s["checks"])
+        looks = s.get("test_evaluations")
+        rows.append(
+            {
+                "seed": seed,
+                "study": s["title"],
+                "runs": s["runs"],
+                "wall time": format_seconds(s["wall_seconds"]),
+                "checks met": f"{met} of {len(s['checks'])}",
+                "test looks": "not recorded"
+                if looks is None
+                else ", ".join(f"{d}: {n}" for d, n in looks.items()) or "0",
+            }
+        )
+    # sections written before the ledger existed have no test_evaluations: no column then
+    recorded = any("test_evaluations" in s for s in summaries)
+    overview = pd.DataFrame(rows)
+    if not recorded:
+        overview = overview.drop(columns="test looks")
+    head = [
+        "# Results: the seed studies reproduced, and the other measured studies",
+        "",
+        "Generated by the workflow's `results_page` rule from the measured studies' outputs "
+        "(`configs/measured/`); do not edit by hand. Each section is written by the rule "
+        "`seed_results` of its study (`docs/results/seedNNN.md`); the seed reports' own "
+        "numbers come from `src/tlbench/seed_reference/`. Wall times are on this project's "
+        "2-CPU machines."
+        + (
+            " Checks that name a run or a cell chose it by validation (`selected_by`); its "
+            "test figure is reported. *test looks*: per dataset, the distinct run specs ever "
+            "evaluated on its test split (the study's ledger, `test_evaluations.jsonl`)."
+            if recorded
+            else ""
+        ),
+        "",
+        render(overview, "md"),
+    ]
+    if others:
+        rows = [
+            {
+                "study": f"[{o['title']}](results/{Path(o['page']).name})",
+                "config": o["config"],
+                "runs": o["runs"],
+                "wall time": format_seconds(o["wall_seconds"]),
+            }
+            for o in others
+        ]
+        head += [
+            "",
+            "Other measured studies (each section written by the rule `study_results` of its "
+            "study, `docs/results/<name>.md`):",
+            "",
+            render(pd.DataFrame(rows), "md"),
+        ]
+    return "\n".join(head) + "\n" + "\n".join(sections)
+
+
+def page_from_files(summary_files: Sequence[str | Path]) -> str:
+    """``docs/results.md`` from section summaries (``seedNNN.json`` and the other studies'
+    ``<name>.json``, each beside its ``.md``)."""
+    import json
+
+    summaries, sections = [], []
+    for path in sorted(map(Path, summary_files)):
+        summaries.append(json.loads(path.read_text()))
+        sections.append(path.with_suffix(".md").read_text())
+    return results_page(summaries, sections)

@@ -1,0 +1,407 @@
+"""Measured studies that are not seed studies: their sections of ``docs/results.md``.
+
+A study config with a ``results_section: {page, title}`` block (e.g.
+``configs/measured/transferability.yaml``) gets one section of the results page,
+written by the rule ``study_results`` from the study's outputs, never typed by hand:
+
+* the header every measured study's section opens with
+  (:func:`tlbench.results.study_header`: config, runs, wall time on the CPU that
+  ran it, code version, the looks at each test split);
+* the verdict per dataset (and label budget) from ``tables/verdict.csv``
+  (:mod:`tlbench.verdict`: the validation-selected cell, its test accuracy with
+  its interval, the ties, the transfer gain, the cheapest tied cell);
+* across two or more datasets: Friedman's test of the strategies' ranks and
+  Nemenyi's critical difference (:func:`tlbench.verdict.across_datasets`);
+* with label budgets (:mod:`tlbench.budget`): per dataset, test accuracy with its
+  interval per cell and budget, the crossovers in words
+  (:mod:`tlbench.learning_curves`) and at which budgets transfer beat training
+  without pretrained weights (the verdict's transfer gain per budget);
+* when the study scores backbones (:mod:`tlbench.transferability`): every score
+  beside the measured accuracy of each strategy, each score's weighted Kendall tau
+  against each accuracy, in words how well each score predicted, and what scoring
+  cost against the training it stands in for.
+
+The section's summary (``<page>.json``) is what ``docs/results.md``'s overview lists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tlbench.datasets import budget
+from tlbench.report.pages.results import (
+    Block,
+    format_seconds,
+    study_header,
+    verdict_blocks,
+    wall_time,
+)
+
+#: Column labels of the scores on the page (tlbench.transferability.SCORES' names).
+SCORE_LABELS = {
+    "logme": "LogME",
+    "hscore": "H-score",
+    "hscore_shrunk": "H-score (shrunk)",
+    "knn_accuracy": "k-NN val acc",
+    "nce": "NCE",
+    "leep": "LEEP",
+}
+#: Strategy names in the page's column labels.
+SHORT = {"feature_extraction": "FE", "linear_probe": "LP"}
+
+
+def _short(strategy: str) -> str:
+    return SHORT.get(strategy, strategy)
+
+
+def _scores_present(scores: pd.DataFrame) -> list[str]:
+    """The scores of :data:`tlbench.transferability.SCORES` in the table, in that order."""
+    from tlbench.analysis.transferability.scores import SCORES
+
+    return [s for s in SCORES if s in scores]
+
+
+def scores_beside_accuracy(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """One row per scored (dataset, backbone): its weights and input size, every score,
+    and the mean validation / test accuracy of each strategy trained on it (augmentation
+    ``none`` only when the study has others: the scores are of unaugmented features)."""
+    from tlbench.analysis.transferability.scores import measured_accuracy
+
+    measured = measured_accuracy(df)
+    if measured["augmentation"].nunique() > 1 and (measured["augmentation"] == "none").any():
+        measured = measured[measured["augmentation"] == "none"]
+    wide = measured.pivot_table(
+        index=["dataset", "backbone"],
+        columns="strategy",
+        values=["val_accuracy", "test_accuracy"],
+    )
+    wide.columns = [
+        f"{_short(strategy)} {'val' if kind == 'val_accuracy' else 'test'}"
+        for kind, strategy in wide.columns
+    ]
+    wide = wide[sorted(wide.columns, key=lambda c: (c.split()[0], c.split()[1] != "val"))]
+    present = _scores_present(scores)
+    table = scores[["dataset", "backbone", "weights", "input_size", *present]].merge(
+        wide.reset_index(), on=["dataset", "backbone"], how="left"
+    )
+    table = table.rename(columns={"input_size": "px", **SCORE_LABELS})
+    return table.round(3)
+
+
+def tau_pivot(tau: pd.DataFrame) -> pd.DataFrame:
+    """Weighted Kendall tau (``tables/transferability_tau.csv``) as rows (dataset,
+    strategy, accuracy) by columns (score); empty where undefined."""
+    table = tau.pivot_table(
+        index=["dataset", "strategy", "accuracy"],
+        columns="score",
+        values="weighted_tau",
+        dropna=False,
+        aggfunc="first",
+    )
+    order = [s for s in SCORE_LABELS if s in table.columns]
+    table = table[order].rename(columns=SCORE_LABELS).reset_index()
+    table["accuracy"] = table["accuracy"].str.replace("_accuracy", "", regex=False)
+    return table.round(2)
+
+
+def tau_findings(tau: pd.DataFrame) -> list[str]:
+    """Per score, in words: its weighted tau against each accuracy over the (dataset,
+    strategy) pairs where it is defined (mean, range, how many positive), and where it
+    is undefined, why."""
+    lines = []
+    for score, label in SCORE_LABELS.items():
+        rows = tau[tau["score"] == score]
+        if rows.empty:
+            continue
+        parts = []
+        for accuracy in ("val_accuracy", "test_accuracy"):
+            values = rows.loc[rows["accuracy"] == accuracy, "weighted_tau"].dropna()
+            if values.empty:
+                continue
+            what = accuracy.replace("_accuracy", "")
+            parts.append(
+                f"against {what} accuracy mean {values.mean():+.2f} over {len(values)} "
+                f"(dataset, strategy) pairs, from {values.min():+.2f} to {values.max():+.2f}, "
+                f"{int((values > 0).sum())} of {len(values)} positive"
+            )
+        if parts:
+            lines.append(f"{label}: weighted tau " + "; ".join(parts) + ".")
+        else:
+            notes = sorted({n.split(";")[0] for n in rows["note"].dropna() if n})
+            lines.append(f"{label}: undefined on every pair ({'; '.join(notes) or 'no values'}).")
+    return lines
+
+
+def cost_table(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """What scoring a backbone cost against training on its features: per score, the
+    median seconds per scored (dataset, backbone), and the median training seconds of
+    each strategy's runs on the same backbones (features cached for both) over it."""
+    ok = df[(df["status"] == "ok") & df["backbone"].isin(set(scores["backbone"]))]
+    training = {
+        strategy: float(rows["train_seconds"].median())
+        for strategy, rows in ok.groupby("strategy", sort=True)
+    }
+    from tlbench.analysis.transferability.scores import SOURCE_SCORES
+
+    rows = []
+    for score in _scores_present(scores):
+        column = f"{score}_seconds"
+        if column not in scores:
+            continue
+        defined = scores[scores[score].notna()]
+        cost = defined[column]
+        if score in SOURCE_SCORES and "source_predict_seconds" in defined:
+            cost = cost + defined["source_predict_seconds"]  # the source model's predictions
+        seconds = float(cost.median())
+        if math.isnan(seconds):
+            continue
+        row: dict[str, Any] = {
+            "score": SCORE_LABELS[score],
+            "backbones": len(defined),
+            "seconds per backbone": seconds,
+        }
+        for strategy, train in training.items():
+            row[f"{_short(strategy)} training s"] = train
+            row[f"{_short(strategy)} / score"] = train / seconds if seconds > 0 else math.inf
+        rows.append(row)
+    return pd.DataFrame(rows).round(4)
+
+
+def transferability_blocks(
+    scores: pd.DataFrame, tau: pd.DataFrame, df: pd.DataFrame
+) -> list[Block]:
+    """The transferability part of a section: scores beside accuracies, tau, cost."""
+    notes = sorted(
+        {part for n in scores.get("note", pd.Series(dtype=str)).dropna() for part in n.split("; ")}
+        - {""}
+    )
+    blocks: list[Block] = [
+        ("h3", "Scores of the frozen features beside the measured accuracy"),
+        (
+            "p",
+            "Each score is computed from the feature cache of the train split (k-NN: "
+            "fitted on train, scored on validation); the test split is not read. FE: "
+            "feature_extraction (a Keras head on the cached features), LP: linear_probe "
+            "(logistic regression, C chosen on validation); accuracies are means over seeds.",
+        ),
+        ("table", scores_beside_accuracy(scores, df)),
+    ]
+    if notes:
+        blocks += [("p", "Undefined scores (NaN above):"), ("ul", notes)]
+    blocks += [
+        ("h3", "Do the scores rank the backbones as training does?"),
+        (
+            "p",
+            "Weighted Kendall tau (scipy.stats.weightedtau) of each score against each "
+            "strategy's mean accuracy across the scored backbones of a dataset: 1 is the "
+            "same order, 0 no relation, -1 the reverse. Test rows are reported only: "
+            "nothing is chosen by them.",
+        ),
+        ("table", tau_pivot(tau)),
+        ("ul", tau_findings(tau)),
+    ]
+    cost = cost_table(scores, df)
+    if not cost.empty:
+        blocks += [
+            ("h3", "What scoring costs"),
+            (
+                "p",
+                "Median seconds to score one backbone on one dataset from its cached "
+                "features (over the backbones where the score is defined; NCE and LEEP "
+                "with the source classifier's predictions on the train images), against the median training seconds (train_seconds) of a run on "
+                "the same cached features: the run's whole strategy step, loading the "
+                "features, fitting, and assembling the model it saves. The cache itself "
+                "is computed once, by its own job, for both, and counted in neither.",
+            ),
+            ("table", cost),
+        ]
+    return blocks
+
+
+def cells_blocks(df: pd.DataFrame) -> list[Block]:
+    """Every cell's mean ± sd over seeds (:func:`tlbench.results.cell_table`), with the
+    validation accuracy that chose among them beside the test figure."""
+    from tlbench.analysis.tables import mean_sd, reported_split
+    from tlbench.report.pages.results import CELL, cell_table, ok_runs
+
+    table = cell_table(df)
+    if reported_split(df) == "test" and len(table):
+        val = ok_runs(df).groupby(CELL, sort=False)["val_accuracy"].apply(mean_sd)
+        table.insert(
+            list(table.columns).index("test accuracy"),
+            "val accuracy",
+            [val.loc[tuple(row)] for row in table[CELL].itertuples(index=False)],
+        )
+    return [("h3", "Every cell (mean ± sd over seeds)"), ("table", table)]
+
+
+def across_blocks(ranking: pd.DataFrame) -> list[Block]:
+    """Across two or more datasets (the strategy ranking's cells, tlbench.verdict): each
+    strategy's test accuracy per dataset (its validation-best cell), the mean ranks,
+    Friedman's test and Nemenyi's critical difference; or why there is no comparison."""
+    from tlbench.analysis.verdict import assess as verdict
+
+    cells = ranking
+    if "budget" in cells:  # label budgets: datasets are compared on their whole splits
+        cells = cells[cells["budget"] == "all"]
+    across, reason = verdict.across_or_none(cells)
+    blocks: list[Block] = [("h3", "Across datasets")]
+    if across is None:
+        return blocks + [("p", f"No comparison across datasets: {reason}.")]
+    scores = across.scores.round(3).reset_index()
+    ranks = ", ".join(f"{name} {rank:.2f}" for name, rank in across.ranks.items())
+    apart = [
+        f"{a} and {b} (Nemenyi p = {across.nemenyi.loc[a, b]:.3g})"
+        for i, a in enumerate(across.nemenyi.columns)
+        for b in across.nemenyi.columns[i + 1 :]
+        if across.nemenyi.loc[a, b] < across.alpha
+    ]
+    return blocks + [
+        (
+            "p",
+            "Test accuracy of each strategy's validation-chosen cell per dataset; the "
+            "strategies ranked within each dataset (1 = best) and the ranks compared "
+            "across datasets (Demšar 2006: Friedman's test, then Nemenyi's; "
+            "figures/critical_difference.png in the report).",
+        ),
+        ("table", scores),
+        (
+            "p",
+            f"Mean ranks over {len(across.scores)} datasets: {ranks}. Friedman chi-square "
+            f"{across.statistic:.2f}, p = {across.p_value:.3g}; Nemenyi critical difference "
+            f"{across.critical_difference:.2f} at alpha {across.alpha:g}. "
+            + (
+                "Told apart by Nemenyi's test: " + "; ".join(apart) + "."
+                if apart
+                else "No pair of strategies is told apart by Nemenyi's test at this alpha "
+                f"with {len(across.scores)} datasets."
+            ),
+        ),
+    ]
+
+
+def budget_blocks(df: pd.DataFrame, verdict: pd.DataFrame | None = None) -> list[Block]:
+    """Per dataset with two or more label budgets: its learning curves as a table (mean
+    accuracy over seeds and 95 % t-interval, a column per budget in increasing size), the
+    crossovers in words and, from the verdict per budget, the budgets at which the best
+    pretrained cell beat, tied or lost to the best cell without pretrained weights."""
+    from tlbench.analysis import learning_curves, tables
+
+    if "budget" not in df:
+        return []
+    split = tables.reported_split(df)
+    blocks: list[Block] = []
+    for dataset, rows in df.groupby("dataset", sort=True):
+        if rows["budget"].fillna(budget.ALL).nunique() < 2:
+            continue
+        curves = learning_curves.curve_table(rows, split)
+        order = curves.groupby("budget")["per_class"].mean().sort_values().index
+        names = {
+            b: learning_curves.budget_words(
+                b, curves.loc[curves["budget"] == b, "per_class"].mean()
+            )
+            for b in order
+        }
+        curves["text"] = [
+            f"{a:.3f} [{lo:.3f}, {hi:.3f}]" if n > 1 else f"{a:.3f} (1 seed)"
+            for a, lo, hi, n in zip(
+                curves["accuracy"], curves["low"], curves["high"], curves["seeds"], strict=True
+            )
+        ]
+        table = curves.pivot(index="cell", columns="budget", values="text")[list(order)]
+        table = table.rename(columns=names).reset_index()
+        val = rows["val_n"].dropna()
+        blocks += [
+            ("h3", f"Label budgets: {dataset}"),
+            (
+                "p",
+                f"Mean {split} accuracy over seeds with its 95 % t-interval, per cell and "
+                "label budget (labelled training images per class; nested, stratified "
+                "subsets of the training split). Every budget was validated on the same "
+                f"{int(val.iloc[0]) if len(val) else '?'} validation images and tested on the "
+                "same test images.",
+            ),
+            ("table", table),
+        ]
+        sentences = learning_curves.crossovers(curves)
+        blocks.append(
+            ("ul", sentences)
+            if sentences
+            else ("p", "No crossovers: each pair of cells keeps its relation at every budget.")
+        )
+        if verdict is not None and "budget" in verdict:
+            gains = verdict[(verdict["dataset"] == dataset) & verdict["gain_verdict"].notna()]
+            gains = gains[gains["gain_verdict"].astype(str) != ""]
+            if len(gains):
+                said = {
+                    word: [names.get(str(b), str(b)) for b in gains.loc[
+                        gains["gain_verdict"] == word, "budget"]]
+                    for word in ("better", "tied", "worse")
+                }  # fmt: skip
+                parts = [f"{word} at {', '.join(b)}" for word, b in said.items() if b]
+                blocks.append(
+                    (
+                        "p",
+                        "Transfer gain (the best pretrained cell chosen by validation against "
+                        "the best cell without pretrained weights, paired bootstrap interval "
+                        f"against the ±margin): {'; '.join(parts)}.",
+                    )
+                )
+    return blocks
+
+
+def scores_rank_backbones(scores: pd.DataFrame | None) -> bool:
+    """Whether the study scored enough backbones of a dataset for the scores to rank
+    them (:data:`tlbench.transferability.MIN_BACKBONES`): else a study that scores its one
+    pretrained backbone gets no transferability part, whose every tau would be undefined."""
+    from tlbench.analysis.transferability.scores import MIN_BACKBONES
+
+    if scores is None or scores.empty:
+        return False
+    return int(scores.groupby("dataset")["backbone"].nunique().max()) >= MIN_BACKBONES
+
+
+def study_section(
+    df: pd.DataFrame,
+    study: Mapping[str, Any],
+    looks: pd.DataFrame | None = None,
+    verdict: pd.DataFrame | None = None,
+    scores: pd.DataFrame | None = None,
+    tau: pd.DataFrame | None = None,
+    ranking: pd.DataFrame | None = None,
+) -> tuple[list[Block], dict[str, Any]]:
+    """A measured study's section (blocks, :func:`tlbench.results.to_markdown`) and
+    its summary. ``study``: the config's ``results_section`` block (``page``,
+    ``title``) plus ``config`` and ``results`` (where it ran)."""
+    wall = wall_time(df)
+    blocks: list[Block] = [("h2", study["title"])]
+    header, evaluations = study_header(df, study, wall, looks)
+    blocks += header
+    if verdict is not None and len(verdict):
+        blocks += verdict_blocks(verdict)
+    if ranking is not None:
+        blocks += across_blocks(ranking)
+    budgets = budget_blocks(df, verdict)
+    blocks += budgets
+    ranked = scores_rank_backbones(scores)
+    if not budgets and not ranked:  # the budget and score tables show the cells
+        blocks += cells_blocks(df)
+    if ranked:
+        blocks += transferability_blocks(scores, tau, df)
+    summary: dict[str, Any] = {
+        "section": Path(study["page"]).stem,
+        "page": str(study["page"]),
+        "title": study["title"],
+        "config": study["config"],
+        "runs": len(df),
+        "wall_seconds": wall["seconds"],
+        "wall_time": format_seconds(wall["seconds"]),
+    }
+    if evaluations is not None:
+        summary["test_evaluations"] = evaluations
+    return blocks, summary

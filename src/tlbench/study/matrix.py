@@ -1,0 +1,615 @@
+"""Study config: schema validation and matrix expansion into run specs.
+
+A study config (``config.yaml``, format in ``schemas/config.schema.yaml``)
+names datasets, backbones, strategies and augmentations, and lists matrix
+blocks, each the cross product of some of those names and seeds. ``load_study``
+validates the config (errors name the key path and the allowed values), fills
+the defaults, checks every name used in the matrix, and expands the blocks into
+runs. ``Study.run_spec`` turns one run into the engine's run spec
+(docs/ARCHITECTURE.md), with the paths the Snakemake workflow uses:
+
+``<results>/prepared/<dataset>``, ``<results>/pretrained/<backbone>``,
+``<results>/features/<dataset>/<backbone>`` and
+``<results>/runs/<dataset>/<backbone>/<strategy>/<augmentation>/seed<seed>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import itertools
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from tlbench.core.errors import StudyConfigError
+from tlbench.datasets.budget import ALL as BUDGET_ALL
+from tlbench.datasets.budget import from_label as budget_value
+from tlbench.datasets.budget import from_suffix
+from tlbench.datasets.budget import path_suffix as budget_suffix
+from tlbench.study.config import (
+    SECTIONS,
+    check_budgets,
+    check_names,
+    check_prescreen,
+    check_sections,
+    check_tuning,
+    load_schema,
+    pretrain_config,
+    validate_config,
+)
+from tlbench.training.resume import checkpoint_seconds
+
+# Strategies with a head-only phase (backbone frozen): without augmentation, and
+# with weights that have an identity (pretrained, or {random: SEED}; not `none`,
+# drawn from each run's seed), their runs read the backbone's features
+# from a cache computed once per (dataset, backbone) by `backbone_features`.
+# (tlbench.strategies is not imported here: it loads keras, and the study is
+# expanded at every Snakemake start; tests/test_study.py checks both sets
+# against the strategy registry.)
+# linear_probe trains on those features alone (its ``features_only``).
+HEAD_ONLY_STRATEGIES = frozenset({"feature_extraction", "two_phase", "linear_probe"})
+# Strategies that always start from random weights (``forces_weights: none``):
+# their runs neither get nor wait for the backbone's pretrained weights.
+RANDOM_INIT_STRATEGIES = frozenset({"scratch"})
+NO_AUGMENTATION = "none"
+# Loaders that read official archives: their `source` defaults to <data_mirror>/<loader>.
+MIRRORED_LOADERS = frozenset({"gtsrb", "oxford_iiit_pet", "hymenoptera"})
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One cell of the study matrix; ``block`` is the index of its matrix block."""
+
+    dataset: str
+    backbone: str
+    strategy: str
+    augmentation: str
+    seed: int
+    block: int = 0
+    #: Label budget (tlbench.budget label: ``all``, ``n10``, ``f0.25``).
+    budget: str = BUDGET_ALL
+
+    @property
+    def names(self) -> dict[str, Any]:
+        """The run's wildcards: dataset, backbone, strategy, augmentation, seed (and its
+        label budget, unless ``all``)."""
+        names = {
+            "dataset": self.dataset,
+            "backbone": self.backbone,
+            "strategy": self.strategy,
+            "augmentation": self.augmentation,
+            "seed": self.seed,
+        }
+        if self.budget != BUDGET_ALL:
+            names["budget"] = self.budget
+        return names
+
+    @property
+    def relpath(self) -> str:
+        """Folder of the run below ``<results>/runs`` (budget ``all``: no suffix)."""
+        return (
+            f"{self.dataset}/{self.backbone}/{self.strategy}/{self.augmentation}/seed{self.seed}"
+            + budget_suffix(self.budget)
+        )
+
+    def __str__(self) -> str:
+        return self.relpath
+
+
+def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
+    """Validate a study config, fill its defaults and expand its matrix into runs.
+
+    With ``check_specs`` (the default) every dataset's loader options and every
+    expanded run spec (and pretraining spec) are also validated, by the very
+    functions the jobs use (:func:`tlbench.datasets.resolve_options`,
+    :func:`tlbench.spec.resolve_spec`; this imports Keras for the registries), and so
+    is the jobs' checkpoint interval (``TLBENCH_CHECKPOINT_SECONDS``,
+    :func:`tlbench.jobs.checkpoint_seconds`).
+    Raises :class:`StudyConfigError` naming the key path of every problem.
+    """
+    resolved = validate_config(config)
+    check_names(resolved)
+    check_budgets(resolved)
+    check_tuning(resolved)
+    check_prescreen(resolved)
+    check_sections(resolved)
+    runs = _expand(resolved)
+    study = Study(resolved, runs)
+    if check_specs:
+        _check_specs(study)
+        try:
+            checkpoint_seconds()
+        except ValueError as error:
+            raise StudyConfigError(str(error)) from None
+    return study
+
+
+def load_study_file(path: str | os.PathLike) -> Study:
+    """Read a YAML study config from ``path`` and load it (see :func:`load_study`)."""
+    with open(path) as handle:
+        config = yaml.safe_load(handle)
+    if not isinstance(config, dict):
+        raise StudyConfigError(f"{path}: a study config is a YAML mapping, got {config!r}")
+    return load_study(config)
+
+
+def results_folder(config: Mapping[str, Any]) -> str:
+    """The results folder of a (raw or resolved) study config, as :attr:`Study.results`."""
+    results = config.get("results") or load_schema()["properties"]["results"]["default"]
+    return str(results).rstrip("/") or "."
+
+
+def typed_cli_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``snakemake --config`` values with their nested strings read as YAML scalars.
+
+    Snakemake parses ``--config seeds=[0,1]`` with YAML's BaseLoader, so every
+    value inside a list or mapping is a string (``['0', '1']``); this reads those
+    strings again as numbers, booleans or null where they read as such
+    (``[0, 1]``). Top-level values (already typed by Snakemake, except booleans:
+    Snakemake types only ``True``/``False``) are kept, but ``true``/``false``
+    become booleans (``--config pilot=true``).
+    """
+
+    def typed(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: typed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [typed(v) for v in value]
+        if isinstance(value, str):
+            for number in (int, float):
+                with contextlib.suppress(ValueError):
+                    return number(value)
+            with contextlib.suppress(yaml.YAMLError):
+                parsed = yaml.safe_load(value)
+                if isinstance(parsed, bool) or parsed is None:
+                    return parsed
+        return value
+
+    booleans = {"true": True, "false": False}
+    return {
+        key: typed(value)
+        if isinstance(value, Mapping | list)
+        else booleans.get(value, value)
+        if isinstance(value, str)
+        else value
+        for key, value in values.items()
+    }
+
+
+_SPEC_PATH = re.compile(r"[A-Za-z_][\w.\[\]]*")
+
+
+def _check_specs(study: Study) -> None:
+    """Validate every dataset's options and every run's spec as the jobs will.
+
+    Errors are re-addressed from the run spec's key (``strategy.params.unfreez``)
+    to the study config's (``strategies.ft.params.unfreez``), naming one run.
+    """
+    from tlbench.core.errors import SpecError
+    from tlbench.datasets.base import OptionError, resolve_options
+    from tlbench.training.spec import resolve_spec
+
+    problems: dict[str, str] = {}
+    for name in study.config["datasets"]:
+        try:
+            resolve_options(study.dataset_config(name))
+        except OptionError as error:
+            where = f"datasets.{name}" + (f".{error.key}" if error.key else "")
+            problems.setdefault(f"{where}: {error}", "")
+        except ValueError as error:
+            problems.setdefault(f"datasets.{name}: {error}", "")
+    specs = [(run, study.run_spec(run)) for run in study.runs]
+    specs += [(backbone, study.pretrain_spec(backbone)) for backbone in study.pretrained_backbones]
+    for owner, spec in specs:
+        try:
+            resolve_spec(spec)
+        except SpecError as error:
+            path, _, rest = str(error).partition(": ")
+            if not rest or not _SPEC_PATH.fullmatch(path):
+                path, rest = "", str(error)
+            if isinstance(owner, Run):
+                where, what = _config_key(study, owner, path), f"run {owner}"
+            else:
+                where = f"backbones.{owner}.weights.pretrain" + (f" ({path})" if path else "")
+                what = f"pretraining run of backbone {owner!r}"
+            problems.setdefault(f"{where}: {rest}", f" (in the {what})")
+    if problems:
+        lines = [problem + context for problem, context in problems.items()]
+        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(lines))
+
+
+def _config_key(study: Study, run: Run, path: str) -> str:
+    """The study config's key path that sets a run spec's key ``path``."""
+    head, _, rest = path.partition(".")
+    tail = f".{rest}" if rest else ""
+    strategy = f"strategies.{run.strategy}"
+    if head == "strategy":
+        return f"{strategy}{tail}"
+    if head == "head":
+        return f"{strategy}.head{tail}"
+    if head == "backbone":
+        return f"backbones.{run.backbone}{tail}"
+    if head == "augmentation":
+        return f"augmentations.{run.augmentation}{tail}"
+    if head == "dataset":
+        return f"datasets.{run.dataset}"
+    if head == "seed":
+        return (
+            f"matrix[{run.block}].seeds"
+            if "seeds" in study.config["matrix"][run.block]
+            else "seeds"
+        )
+    if head == "training" and rest:
+        key = rest.split(".", 1)[0]
+        if key in study.config["matrix"][run.block].get("training", {}):
+            return f"matrix[{run.block}].training.{rest}"
+        if key in study.config["strategies"][run.strategy].get("training", {}):
+            return f"{strategy}.training.{rest}"
+        if key == "input_size" and "input_size" in study.config["backbones"][run.backbone]:
+            return f"backbones.{run.backbone}.input_size"
+        return f"training.{rest}"
+    return path or f"run {run}"
+
+
+def _expand(config: dict[str, Any]) -> list[Run]:
+    """Expand the matrix blocks into runs; a cell listed by two blocks is an error."""
+    seen: dict[Run, int] = {}
+    clashes: list[str] = []
+    runs: list[Run] = []
+    for index, block in enumerate(config["matrix"]):
+        seeds = block.get("seeds", config["seeds"])
+        for *cell, seed in itertools.product(*(block[s] for s in SECTIONS), seeds):
+            budgets = config["datasets"][cell[0]].get("budgets", [BUDGET_ALL])
+            for budget in budgets:
+                run = Run(*cell, seed, block=index, budget=budget)
+                key = Run(*cell, seed, budget=budget)
+                if key in seen:
+                    clashes.append(f"{key} (blocks {seen[key]} and {index})")
+                    continue
+                seen[key] = index
+                runs.append(run)
+    if clashes:
+        raise StudyConfigError(
+            "invalid study config: matrix: runs listed by more than one block: "
+            + "; ".join(clashes)
+        )
+    return runs
+
+
+# --------------------------------------------------------------------------- the study
+
+
+class Study:
+    """A validated study: its runs and the specs and paths of every workflow step."""
+
+    def __init__(self, config: dict[str, Any], runs: list[Run]):
+        self.config = config
+        self.runs = runs
+        self.results: str = results_folder(config)
+        self._by_names = {dataclasses.replace(r, block=0): r for r in runs}
+
+    @property
+    def pilot(self) -> bool:
+        """Whether this is a pilot study (``pilot: true``): its test splits stay sealed."""
+        return bool(self.config.get("pilot", False))
+
+    @property
+    def ledger_path(self) -> str:
+        """The test-split ledger of the study (tlbench.ledger)."""
+        from tlbench.analysis.ledger import ledger_path
+
+        return str(ledger_path(self.results))
+
+    # ---- the seed study this config reproduces (``seed_study``), if any
+    @property
+    def seed_study(self) -> dict[str, Any] | None:
+        """The ``seed_study`` block with its ``page`` default filled in (None: not a seed study)."""
+        block = self.config.get("seed_study")
+        if block is None:
+            return None
+        page = block.get("page") or f"docs/results/seed{block['reference']}.md"
+        return {"substitutions": [], **block, "page": page}
+
+    @property
+    def results_section(self) -> dict[str, Any] | None:
+        """The ``results_section`` block (``title``, ``page``); None: the study has no
+        section of its own on the results page."""
+        block = self.config.get("results_section")
+        return None if block is None else dict(block)
+
+    # ---- lookups
+    def run(
+        self,
+        dataset: str,
+        backbone: str,
+        strategy: str,
+        augmentation: str,
+        seed: Any,
+        budget: str = BUDGET_ALL,
+    ) -> Run:
+        """The study's run with these wildcards (``seed`` may be a string; ``budget`` a
+        budget label or a run path's budget suffix: ``_n10``, ``''`` for ``all``)."""
+        if budget == "" or budget.startswith("_"):
+            budget = from_suffix(budget)
+        key = Run(dataset, backbone, strategy, augmentation, int(seed), budget=budget)
+        try:
+            return self._by_names[key]
+        except KeyError:
+            raise StudyConfigError(f"run {key} is not part of the study's matrix") from None
+
+    # ---- prescreened blocks (``prescreen``: only the best-scored backbones are trained)
+    def prescreen(self, block: int) -> dict[str, Any] | None:
+        """The ``prescreen`` of matrix block ``block`` (None: every backbone is trained)."""
+        return self.config["matrix"][block].get("prescreen")
+
+    @property
+    def prescreened_blocks(self) -> list[int]:
+        """Indices of the matrix blocks with a ``prescreen``."""
+        return [i for i in range(len(self.config["matrix"])) if self.prescreen(i) is not None]
+
+    @property
+    def unscreened_runs(self) -> list[Run]:
+        """The runs of blocks without a ``prescreen`` (trained whatever any score says)."""
+        return [r for r in self.runs if self.prescreen(r.block) is None]
+
+    def prescreen_pairs(self, block: int) -> list[tuple[str, str]]:
+        """The (dataset, backbone) pairs a prescreened block scores."""
+        return sorted({(r.dataset, r.backbone) for r in self.runs if r.block == block})
+
+    def screened_runs(self, block: int, kept: Mapping[str, Any]) -> list[Run]:
+        """The runs of a prescreened block on its kept backbones (``kept``: dataset ->
+        backbone names, as :func:`tlbench.transferability.kept_backbones` reads them)."""
+        return [r for r in self.runs if r.block == block and r.backbone in kept.get(r.dataset, ())]
+
+    def prescreen_table(self, block: int) -> str:
+        """Stem of the prescreen table of a block (``.csv``, ``.md``, ``.html``)."""
+        return f"{self.results}/tables/prescreen_block{block}"
+
+    def runs_of(self, dataset: str) -> list[Run]:
+        """The runs on one dataset."""
+        return [r for r in self.runs if r.dataset == dataset]
+
+    @property
+    def datasets(self) -> list[str]:
+        """Target datasets (those with runs), in config order."""
+        used = {r.dataset for r in self.runs}
+        return [d for d in self.config["datasets"] if d in used]
+
+    @property
+    def pretrained_backbones(self) -> list[str]:
+        """Backbones used by runs whose weights come from a pretraining run."""
+        used = {r.backbone for r in self.runs}
+        return [
+            b
+            for b, cfg in self.config["backbones"].items()
+            if b in used and pretrain_config(cfg) is not None
+        ]
+
+    def pretrain_dataset(self, backbone: str) -> str | None:
+        """The dataset a backbone is pretrained on, or None."""
+        pretrain = pretrain_config(self.config["backbones"][backbone])
+        return None if pretrain is None else pretrain["dataset"]
+
+    # ---- paths
+    def prepared_path(self, dataset: str) -> str:
+        return f"{self.results}/prepared/{dataset}"
+
+    def pretrained_path(self, backbone: str) -> str:
+        return f"{self.results}/pretrained/{backbone}"
+
+    def features_path(self, dataset: str, backbone: str) -> str:
+        return f"{self.results}/features/{dataset}/{backbone}"
+
+    def run_path(self, run: Run) -> str:
+        return f"{self.results}/runs/{run.relpath}"
+
+    # ---- datasets
+    def dataset_config(self, name: str) -> dict[str, Any]:
+        """The config ``tlbench.datasets.prepare`` takes: loader, loader options, ``source``.
+
+        Loaders of official archives read them from ``<data_mirror>/<loader>``
+        unless the dataset sets ``source``; without either they download.
+        """
+        entry = dict(self.config["datasets"][name])
+        entry.pop("image_size")
+        entry.pop("seed", None)
+        entry.pop("budgets", None)  # an axis of the runs (tlbench.budget), not a loader option
+        mirror = self.config["data_mirror"]
+        if (
+            entry.get("source") is None
+            and mirror is not None
+            and entry["loader"] in MIRRORED_LOADERS
+        ):
+            entry["source"] = f"{mirror.rstrip('/')}/{entry['loader']}"
+        return entry
+
+    def dataset_image_size(self, name: str) -> int:
+        return self.config["datasets"][name]["image_size"]
+
+    def dataset_seed(self, name: str) -> int:
+        return self.config["datasets"][name].get("seed", 0)
+
+    def dataset_budgets(self, name: str) -> list[str]:
+        """The label budgets (labels, config order) of a dataset; ``['all']`` without any."""
+        return list(self.config["datasets"][name].get("budgets", [BUDGET_ALL]))
+
+    @property
+    def has_budgets(self) -> bool:
+        """Whether some run trains on a label budget other than ``all``."""
+        return any(r.budget != BUDGET_ALL for r in self.runs)
+
+    # ---- specs
+    def training(self, run: Run) -> dict[str, Any]:
+        """Training settings of a run: defaults < training < backbone < strategy < block."""
+        strategy = self.config["strategies"][run.strategy]
+        block = self.config["matrix"][run.block]
+        return {
+            **self._backbone_training(run.backbone),
+            **strategy.get("training", {}),
+            **block.get("training", {}),
+        }
+
+    def _backbone_training(self, backbone: str) -> dict[str, Any]:
+        training = dict(self.config["training"])
+        input_size = self.config["backbones"][backbone].get("input_size")
+        if input_size is not None:
+            training["input_size"] = input_size
+        return training
+
+    def backbone_spec(self, backbone: str) -> dict[str, Any]:
+        """The run spec's ``backbone``; pretrained weights point at the pretraining run."""
+        cfg = self.config["backbones"][backbone]
+        weights = cfg.get("weights", "none")
+        if pretrain_config(cfg) is not None:
+            weights = {"run": self.pretrained_path(backbone)}
+        elif isinstance(weights, dict):  # {random: SEED}
+            weights = dict(weights)
+        return {"name": cfg["name"], "weights": weights, "kwargs": dict(cfg.get("kwargs", {}))}
+
+    def uses_features(self, run: Run) -> bool:
+        """Whether a run reads the (dataset, backbone) feature cache.
+
+        True for strategies with a head-only phase, without augmentation, on
+        weights with an identity (pretrained or ``{random: SEED}``; ``none`` is drawn
+        from each run's seed and has no identity to cache under),
+        whose model input (size, interpolation) is the one the cache is
+        computed at.
+        """
+        strategy = self.config["strategies"][run.strategy]["name"]
+        augmentation = self.config["augmentations"][run.augmentation]["name"]
+        if strategy not in HEAD_ONLY_STRATEGIES or augmentation != NO_AUGMENTATION:
+            return False
+        if self.backbone_spec(run.backbone)["weights"] == "none":
+            return False
+        mine, cache = self.training(run), self._backbone_training(run.backbone)
+        return all(mine[k] == cache[k] for k in ("input_size", "interpolation"))
+
+    def feature_pairs(self) -> list[tuple[str, str]]:
+        """(dataset, backbone) pairs whose features some run reads."""
+        return sorted({(r.dataset, r.backbone) for r in self.runs if self.uses_features(r)})
+
+    def run_spec(self, run: Run) -> dict[str, Any]:
+        """The engine's run spec of one run (docs/ARCHITECTURE.md "Run spec")."""
+        strategy = self.config["strategies"][run.strategy]
+        backbone = self.backbone_spec(run.backbone)
+        if strategy["name"] in RANDOM_INIT_STRATEGIES:
+            backbone["weights"] = "none"
+        spec: dict[str, Any] = {
+            "dataset": {"name": run.dataset, "prepared": self.prepared_path(run.dataset)},
+            "backbone": backbone,
+            "strategy": {"name": strategy["name"], "params": dict(strategy.get("params", {}))},
+            "augmentation": self._augmentation_spec(run.augmentation),
+            "seed": run.seed,
+            "training": self.training(run),
+        }
+        if (
+            run.budget != BUDGET_ALL
+        ):  # only then: the specs of budget-less studies stay as they were
+            spec["dataset"]["budget"] = budget_value(run.budget)
+        if "head" in strategy:
+            spec["head"] = dict(strategy["head"])
+        if self.uses_features(run):
+            spec["features_cache"] = self.features_path(run.dataset, run.backbone)
+        if self.pilot:  # only when set: the specs (params) of other studies stay as they were
+            spec["pilot"] = True
+        return spec
+
+    def pretrain_spec(self, backbone: str) -> dict[str, Any]:
+        """Spec of the source run that pretrains ``backbone`` (strategy scratch)."""
+        cfg = self.config["backbones"][backbone]
+        pretrain = pretrain_config(cfg)
+        if pretrain is None:
+            raise StudyConfigError(
+                f"backbones.{backbone}.weights: {cfg.get('weights')!r} is not a pretraining run"
+            )
+        own = {"dataset", "seed", "augmentation", "head"}
+        spec: dict[str, Any] = {
+            "dataset": {
+                "name": pretrain["dataset"],
+                "prepared": self.prepared_path(pretrain["dataset"]),
+            },
+            "backbone": {
+                "name": cfg["name"],
+                "weights": "none",
+                "kwargs": dict(cfg.get("kwargs", {})),
+            },
+            "strategy": {"name": "scratch", "params": {}},
+            "augmentation": self._augmentation_spec(pretrain.get("augmentation")),
+            "seed": pretrain.get("seed", 0),
+            "training": {
+                **self._backbone_training(backbone),
+                **{k: v for k, v in pretrain.items() if k not in own},
+            },
+        }
+        if "head" in pretrain:
+            spec["head"] = dict(pretrain["head"])
+        if self.pilot:
+            spec["pilot"] = True
+        return spec
+
+    def pretrain_names(self, backbone: str) -> dict[str, Any]:
+        """Names of a pretraining run, in the shape of :attr:`Run.names`."""
+        spec = self.pretrain_spec(backbone)
+        pretrain = pretrain_config(self.config["backbones"][backbone]) or {}
+        return {
+            "dataset": spec["dataset"]["name"],
+            "backbone": backbone,
+            "strategy": "scratch",
+            "augmentation": pretrain.get("augmentation", NO_AUGMENTATION),
+            "seed": spec["seed"],
+        }
+
+    def features_spec(self, dataset: str, backbone: str) -> dict[str, Any]:
+        """Spec of the (dataset, backbone) feature cache: the backbone at its model input."""
+        training = self._backbone_training(backbone)
+        return {
+            "dataset": {"name": dataset, "prepared": self.prepared_path(dataset)},
+            "backbone": self.backbone_spec(backbone),
+            "training": {k: training[k] for k in ("batch_size", "input_size", "interpolation")},
+        }
+
+    # ---- tuning (tlbench.tuning)
+    def is_tuned(self, run: Run) -> bool:
+        """Whether a run's strategy has a ``tuning`` section (its values come from a search)."""
+        return "tuning" in self.config["strategies"][run.strategy]
+
+    def tuning_cells(self) -> list[tuple[str, str, str]]:
+        """(dataset, backbone, strategy) of every search: the cells of tuned runs."""
+        return sorted({(r.dataset, r.backbone, r.strategy) for r in self.runs if self.is_tuned(r)})
+
+    def tuning_path(self, dataset: str, backbone: str, strategy: str) -> str:
+        """Folder of a search's results (``best.json``, ``trials.csv``)."""
+        return f"{self.results}/tuning/{dataset}/{backbone}/{strategy}"
+
+    def tuning_workdir(self, dataset: str, backbone: str, strategy: str) -> str:
+        """Folder of a search's keras-tuner state (kept when a job fails: resumable)."""
+        return f"{self.results}/tuning-work/{dataset}/{backbone}/{strategy}"
+
+    def tuning_section(self, strategy: str) -> dict[str, Any]:
+        """The resolved ``tuning`` section of a strategy."""
+        return copy.deepcopy(self.config["strategies"][strategy]["tuning"])
+
+    def tuning_spec(self, dataset: str, backbone: str, strategy: str) -> dict[str, Any]:
+        """Run spec a search starts from: that of the cell's first run (matrix order);
+        its seed is replaced by ``tuning.seed``."""
+        for run in self.runs:
+            if (run.dataset, run.backbone, run.strategy) == (dataset, backbone, strategy):
+                spec = self.run_spec(run)
+                spec["seed"] = self.config["strategies"][strategy]["tuning"]["seed"]
+                return spec
+        raise StudyConfigError(f"no runs of {dataset}/{backbone}/{strategy} in the matrix")
+
+    def _augmentation_spec(self, name: str | None) -> dict[str, Any]:
+        if name is None:
+            return {"name": NO_AUGMENTATION}
+        cfg = self.config["augmentations"][name]
+        spec = {"name": cfg["name"]}
+        if cfg.get("params"):
+            spec["params"] = dict(cfg["params"])
+        return spec

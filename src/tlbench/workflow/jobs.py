@@ -1,0 +1,130 @@
+"""Helpers of the workflow's job scripts: logging, thread limits, the checkpoint
+interval, table stems, the environment page. Re-exported by :mod:`tlbench.study`, where the scripts import them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def environment_page(
+    config: Mapping[str, Any],
+    study_csv: str | os.PathLike,
+    yaml_path: str | os.PathLike,
+    html_path: str | os.PathLike,
+) -> None:
+    """Write the study's environment page: this machine, the runs' environments, the config.
+
+    ``yaml_path`` gets ``{environment, run_environments, config}``; ``html_path``
+    the same as a page of the report (tables plus the config as YAML).
+    """
+    import html
+
+    import pandas as pd
+
+    from tlbench.analysis import tables
+    from tlbench.core import provenance
+    from tlbench.core.atomic import atomic_file
+
+    here = provenance.environment()
+    runs = tables.environment_table(pd.read_csv(study_csv))
+    config_yaml = yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)
+    with atomic_file(yaml_path) as handle:
+        yaml.safe_dump(
+            {
+                "environment": here,
+                "run_environments": runs.to_dict(orient="records"),
+                "config": dict(config),
+            },
+            handle,
+            sort_keys=False,
+            allow_unicode=True,
+        )
+    machine = pd.DataFrame({"field": list(here), "value": [str(v) for v in here.values()]})
+    page = "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html><head><meta charset="utf-8"><title>Environment</title>',
+            "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style></head><body>",
+            "<h2>Environment of the report's aggregation</h2>",
+            tables.render(machine, "html"),
+            "<h2>Environments the runs were trained in</h2>",
+            tables.render(runs, "html"),
+            "<h2>Study config (defaults filled in)</h2>",
+            f"<pre>{html.escape(config_yaml)}</pre>",
+            "</body></html>",
+        ]
+    )
+    with atomic_file(html_path) as handle:
+        handle.write(page + "\n")
+
+
+@contextlib.contextmanager
+def log_to(path: str | os.PathLike) -> Iterator[None]:
+    """Send this process's stdout and stderr (also of C/C++ libraries) to ``path``.
+
+    Used by the workflow's scripts so each job's output, and the traceback of
+    an error, lands in its log file.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_fds = os.dup(1), os.dup(2)
+    saved_streams = sys.stdout, sys.stderr
+    with open(path, "w", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        sys.stdout = sys.stderr = log
+        try:
+            yield
+        except BaseException:
+            traceback.print_exc()  # into the log, then Snakemake reports the failure
+            raise
+        finally:
+            log.flush()
+            sys.stdout, sys.stderr = saved_streams
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            os.close(saved_fds[0])
+            os.close(saved_fds[1])
+
+
+def table_stem(outputs: Mapping[str, Any]) -> Path:
+    """The path stem of a table's outputs ``csv``, ``md``, ``html`` (they must agree)."""
+    stems = {Path(outputs[fmt]).with_suffix("") for fmt in ("csv", "md", "html")}
+    if len(stems) != 1:
+        raise ValueError(
+            f"a table's csv, md and html outputs differ in stem: {sorted(map(str, stems))}"
+        )
+    return stems.pop()
+
+
+def limit_threads(threads: int) -> None:
+    """Cap the numeric libraries' thread pools at ``threads``: through the environment
+    before they are loaded, and, for those already loaded (in a job forked by the job
+    server, :mod:`tlbench.jobserver`, numpy's BLAS), through threadpoolctl."""
+    n = str(max(1, int(threads)))
+    for var in (
+        "OMP_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+    ):
+        os.environ[var] = n
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1" if n == "1" else "2"
+    os.environ.setdefault(
+        "XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}"
+    )
+    if "numpy" in sys.modules:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(n))
