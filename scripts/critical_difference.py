@@ -3,6 +3,7 @@
 
 import _bootstrap  # noqa: F401
 
+from tlbench.report.figures import verdict
 from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):

@@ -3,13 +3,13 @@
 
 import _bootstrap  # noqa: F401
 
+from tlbench.analysis.verdict import pairs
 from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
     import pandas as pd
 
     from tlbench.analysis import ledger, tables
-    from tlbench.analysis.verdict import assess as verdict
     from tlbench.core.atomic import atomic_file, write_json
     from tlbench.report.pages import results
     from tlbench.report.pages import seeds as seed_pages
@@ -21,9 +21,9 @@ with log_to(snakemake.log[0]):
     batchnorm = pairwise = None
     if not tables.is_pilot(df):  # a pilot run has no test predictions to compare
         # one read of the predictions and one bootstrap per dataset serve both tables
-        boots = verdict.dataset_bootstraps(df, reps=settings["reps"], seed=settings["seed"])
-        batchnorm = verdict.batchnorm_table(df, margin=settings["margin"], bootstraps=boots)
-        pairwise = verdict.pairwise_table(df, margin=settings["margin"], bootstraps=boots)
+        boots = pairs.dataset_bootstraps(df, reps=settings["reps"], seed=settings["seed"])
+        batchnorm = pairs.batchnorm_table(df, margin=settings["margin"], bootstraps=boots)
+        pairwise = pairs.pairwise_table(df, margin=settings["margin"], bootstraps=boots)
     blocks, summary = seed_pages.seed_section(
         df,
         study,

@@ -4,6 +4,7 @@
 
 import _bootstrap  # noqa: F401
 
+from tlbench.report.pages import verdict
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):

@@ -13,7 +13,10 @@ import pytest
 from scipy import stats
 
 from tlbench.analysis import tables
+from tlbench.analysis.verdict import across, bootstrap, pairs
 from tlbench.analysis.verdict import assess as verdict
+from tlbench.report.figures import verdict as verdict_figure
+from tlbench.report.pages import verdict as verdict_page
 
 # --------------------------------------------------------------------------- calibration
 
@@ -45,8 +48,8 @@ def difference_contains_zero(accuracies, studies=200, reps=1000, **kwargs) -> fl
     rng = np.random.default_rng(12345)
     hits = 0
     for _ in range(studies):
-        replicates = verdict.bootstrap(simulated_cells(rng, accuracies, **kwargs), reps, rng)
-        low, high = verdict.interval(replicates, 0, 1)
+        replicates = bootstrap.bootstrap(simulated_cells(rng, accuracies, **kwargs), reps, rng)
+        low, high = bootstrap.interval(replicates, 0, 1)
         hits += low <= 0 <= high
     return hits / studies
 
@@ -79,7 +82,7 @@ def test_bootstrap_spread_matches_the_spread_across_studies():
     for _ in range(200):
         cells = simulated_cells(rng, (0.9, 0.9), seed_sd=0.0)
         observed.append(cells[0].mean() - cells[1].mean())
-        values = verdict.bootstrap(cells, 300, rng).values
+        values = bootstrap.bootstrap(cells, 300, rng).values
         spread.append(np.std(values[:, 0] - values[:, 1]))
     assert np.mean(spread) / np.std(observed) == pytest.approx(1.0, abs=0.12)
 
@@ -87,15 +90,15 @@ def test_bootstrap_spread_matches_the_spread_across_studies():
 def test_bootstrap_is_paired_and_reproducible():
     rng = np.random.default_rng(0)
     cells = simulated_cells(rng, (0.8, 0.8), seed_sd=0.0, shared=0.95)
-    first = verdict.bootstrap(cells, 500, 7).values
-    assert np.array_equal(first, verdict.bootstrap(cells, 500, 7).values)
+    first = bootstrap.bootstrap(cells, 500, 7).values
+    assert np.array_equal(first, bootstrap.bootstrap(cells, 500, 7).values)
     # both cells err on the same (hard) images: their replicates move together, and the
     # difference varies far less than it would with independent test sets
     assert np.corrcoef(first[:, 0], first[:, 1])[0, 1] > 0.5
     assert np.var(first[:, 0] - first[:, 1]) < 0.5 * (np.var(first[:, 0]) + np.var(first[:, 1]))
     # two one-seed cells with identical predictions: the same images are drawn for
     # both, so the difference is exactly 0 in every replicate
-    same = verdict.bootstrap([cells[0][:1], cells[0][:1].copy()], 200, 1).values
+    same = bootstrap.bootstrap([cells[0][:1], cells[0][:1].copy()], 200, 1).values
     assert np.array_equal(same[:, 0], same[:, 1])
 
 
@@ -103,23 +106,23 @@ def test_interval_is_widened_for_few_seeds_and_clipped():
     """Two seeds, 0.4 and 0.6: the percentile interval (about 0.5 ± 0.12) is widened by
     t(1 df) / z = 6.5 and clipped to [0, 1]."""
     two = runs_at([0.4, 0.6], images=50)
-    replicates = verdict.bootstrap([two, runs_at([0.9, 0.9, 0.92], images=50)], 400, 0)
+    replicates = bootstrap.bootstrap([two, runs_at([0.9, 0.9, 0.92], images=50)], 400, 0)
     percentile = np.quantile(replicates.values[:, 0], [0.025, 0.975])
     assert 0.25 < percentile[0] and percentile[1] < 0.75
-    assert verdict.interval(replicates, 0) == (0.0, 1.0)
-    d_low, d_high = verdict.interval(replicates, 0, 1)
+    assert bootstrap.interval(replicates, 0) == (0.0, 1.0)
+    d_low, d_high = bootstrap.interval(replicates, 0, 1)
     assert -1.0 <= d_low < -0.5 and 0.05 < d_high <= 1.0  # about -0.42 ± 0.5
     # one seed per cell: no seed level, the percentile interval as it is
-    single = verdict.bootstrap([two[:1]], 400, 0)
+    single = bootstrap.bootstrap([two[:1]], 400, 0)
     expected = np.quantile(single.values[:, 0], [0.025, 0.975])
-    assert verdict.interval(single, 0) == pytest.approx(expected)
+    assert bootstrap.interval(single, 0) == pytest.approx(expected)
 
 
 def test_bootstrap_rejects_mismatched_cells():
     with pytest.raises(ValueError, match=r"cell 1: correctness has shape \(2, 5\), expected"):
-        verdict.bootstrap([np.ones((3, 4), bool), np.ones((2, 5), bool)], 10)
+        bootstrap.bootstrap([np.ones((3, 4), bool), np.ones((2, 5), bool)], 10)
     with pytest.raises(ValueError, match="reps must be >= 1, got 0"):
-        verdict.bootstrap([np.ones((3, 4), bool)], 0)
+        bootstrap.bootstrap([np.ones((3, 4), bool)], 0)
 
 
 # --------------------------------------------------------------------------- small functions
@@ -137,12 +140,12 @@ def test_bootstrap_rejects_mismatched_cells():
     ],
 )
 def test_compare(low, high, expected):
-    assert verdict.compare(low, high, margin=0.01) == expected
+    assert bootstrap.compare(low, high, margin=0.01) == expected
 
 
 def test_compare_rejects_negative_margin():
     with pytest.raises(ValueError, match="margin must be >= 0, got -0.1"):
-        verdict.compare(0, 1, -0.1)
+        bootstrap.compare(0, 1, -0.1)
 
 
 def runs_at(accuracies, images=100):
@@ -155,14 +158,14 @@ def test_seeds_to_resolve_normal_power_calculation():
     a = runs_at([0.90, 0.92, 0.94])
     # identical cells: nothing comes from the test set; s_a² = s_b² = 0.0004
     k = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
-    assert verdict.seeds_to_resolve(a, a.copy(), margin=0.01) == math.ceil(k**2 * 0.0008 / 1e-4)
-    assert verdict.seeds_to_resolve(a, a.copy(), margin=0.01) == 63
+    assert bootstrap.seeds_to_resolve(a, a.copy(), margin=0.01) == math.ceil(k**2 * 0.0008 / 1e-4)
+    assert bootstrap.seeds_to_resolve(a, a.copy(), margin=0.01) == 63
     # twice the margin: a quarter of the seeds
-    assert verdict.seeds_to_resolve(a, a.copy(), margin=0.02) == math.ceil(k**2 * 0.0008 / 4e-4)
+    assert bootstrap.seeds_to_resolve(a, a.copy(), margin=0.02) == math.ceil(k**2 * 0.0008 / 4e-4)
     # the cells err on disjoint halves of a 100-image test set: no number of seeds resolves
     b = ~runs_at([0.5, 0.5, 0.5])
-    assert verdict.seeds_to_resolve(runs_at([0.5, 0.5, 0.5]), b) == math.inf
-    assert math.isnan(verdict.seeds_to_resolve(a[:1], a))  # one seed: no seed variance
+    assert bootstrap.seeds_to_resolve(runs_at([0.5, 0.5, 0.5]), b) == math.inf
+    assert math.isnan(bootstrap.seeds_to_resolve(a[:1], a))  # one seed: no seed variance
 
 
 # --------------------------------------------------------------------------- hand-made study
@@ -233,7 +236,7 @@ def test_cells_ordered_by_validation_with_intervals_and_verdicts(hand_made):
 
 
 def test_pairwise_table_has_every_ordered_pair_with_its_interval(hand_made):
-    table = verdict.pairwise_table(hand_made, margin=0.01, reps=500)
+    table = pairs.pairwise_table(hand_made, margin=0.01, reps=500)
     assert len(table) == 6  # 3 cells, ordered pairs
     pair = table.set_index(["a", "b"])
     worse = pair.loc[("cnn/scratch/none", "mnv2/fine_tune/none")]
@@ -269,7 +272,7 @@ def test_verdict_table(hand_made):
     assert row["gain_low"] > 0.1 and row["gain_verdict"] == "better"
     assert row["cheapest_tied"] == "mnv2/feature_extraction/none"  # 10 s, tied with the best
     assert row["cheapest_seconds"] == 10
-    text = verdict.front_section(table)
+    text = verdict_page.front_section(table)
     assert text.startswith("Verdict\n-------\n")
     assert "``mnv2/fine_tune/none``, test accuracy 0.9033" in text
     assert "The budget answer: ``mnv2/feature_extraction/none``" in text
@@ -285,7 +288,7 @@ def test_a_cell_better_on_test_is_reported_not_chosen(tmp_path):
     row = verdict.verdict_table(tables.collect_runs(paths), reps=500).iloc[0]
     assert row["selected"] == "a/fine_tune/none" and row["tied_with"] == ""
     assert row["better_on_test"] == "a/scratch/none"
-    text = verdict.front_section(pd.DataFrame([row]))
+    text = verdict_page.front_section(pd.DataFrame([row]))
     assert "No other cell is tied with it." in text
     assert "Better on test, though lower on validation: a/scratch/none" in text
 
@@ -326,7 +329,7 @@ def test_friedman_nemenyi_and_cd_diagram(tmp_path):
         for rank, (strategy, values) in enumerate(scores.items(), start=1)
         for i in range(4)
     ]
-    result = verdict.across_datasets(pd.DataFrame(records))
+    result = across.across_datasets(pd.DataFrame(records))
     assert list(result.ranks.index) == ["a", "b", "c"] and list(result.ranks) == [1, 2, 3]
     # perfectly consistent ranks, N = 4, k = 3: chi² = 12N/(k(k+1)) sum R² - 3N(k+1) = 8
     assert result.statistic == pytest.approx(8.0)
@@ -334,13 +337,13 @@ def test_friedman_nemenyi_and_cd_diagram(tmp_path):
     # Demšar (2006) table 5: q_0.05 = 2.343 for k = 3; CD = q sqrt(k(k+1)/(6N))
     assert result.critical_difference == pytest.approx(2.343 * math.sqrt(12 / 24), abs=1e-3)
     assert result.nemenyi.loc["a", "c"] < 0.05 < result.nemenyi.loc["a", "b"]
-    png = verdict.cd_diagram(result, tmp_path / "cd.png")
+    png = verdict_figure.cd_diagram(result, tmp_path / "cd.png")
     from PIL import Image
 
     image = np.asarray(Image.open(png).convert("L"))
     assert image.shape[1] > 300 and image.min() < 100 < image.max()  # drawn, not blank
     with pytest.raises(ValueError, match=r">= 2 datasets and >= 3 strategies.*\['d0'\]"):
-        verdict.across_datasets(pd.DataFrame([r for r in records if r["dataset"] == "d0"]))
+        across.across_datasets(pd.DataFrame([r for r in records if r["dataset"] == "d0"]))
 
 
 def test_verdict_per_label_budget(tmp_path, monkeypatch):
@@ -361,9 +364,9 @@ def test_verdict_per_label_budget(tmp_path, monkeypatch):
         paths += new
     study = tables.collect_runs(paths)
     calls = []
-    original = verdict.bootstrap
+    original = bootstrap.bootstrap
     monkeypatch.setattr(verdict, "bootstrap", lambda *a, **k: calls.append(1) or original(*a, **k))
-    table = verdict.write_verdict(
+    table = verdict_page.write_verdict(
         study, tmp_path / "verdict", tmp_path / "ranking", tmp_path / "front.rst", reps=300
     )
     assert len(calls) == 2  # one per budget (the dataset's only one)
@@ -419,7 +422,7 @@ def test_batchnorm_table_pairs_cells_that_differ_only_in_the_policy(tmp_path, mo
     study = tables.collect_runs(paths)
     study["strategy_name"] = [labels[s][0] for s in study["strategy"]]
     study["batchnorm"] = [labels[s][1] for s in study["strategy"]]
-    table = verdict.batchnorm_table(study, margin=0.01, reps=500)
+    table = pairs.batchnorm_table(study, margin=0.01, reps=500)
     assert len(table) == 1
     row = table.iloc[0]
     assert (row["frozen"], row["train"], row["strategy_name"]) == (
@@ -430,20 +433,20 @@ def test_batchnorm_table_pairs_cells_that_differ_only_in_the_policy(tmp_path, mo
     assert row["frozen_validation"] == pytest.approx(2.71 / 3)
     assert (row["frozen_seconds"], row["train_seconds"]) == (10, 11)
     # given the study's bootstraps, both tables reuse them: the same figures, no new draw
-    boots = verdict.dataset_bootstraps(study, reps=500)
+    boots = pairs.dataset_bootstraps(study, reps=500)
     calls = []
-    original = verdict.bootstrap
-    monkeypatch.setattr(verdict, "bootstrap", lambda *a, **k: calls.append(1) or original(*a, **k))
-    reused = verdict.batchnorm_table(study, margin=0.01, bootstraps=boots)
+    original = bootstrap.bootstrap
+    monkeypatch.setattr(pairs, "bootstrap", lambda *a, **k: calls.append(1) or original(*a, **k))
+    reused = pairs.batchnorm_table(study, margin=0.01, bootstraps=boots)
     pd.testing.assert_frame_equal(reused, table)
-    pairs = verdict.pairwise_table(study, margin=0.01, bootstraps=boots)
+    pair_table = pairs.pairwise_table(study, margin=0.01, bootstraps=boots)
     assert calls == []
-    monkeypatch.setattr(verdict, "bootstrap", original)
-    row = pairs.set_index(["a", "b"]).loc[("mn/fine_tune/none", "mn/fine_tune_bn_train/none")]
+    monkeypatch.setattr(pairs, "bootstrap", original)
+    row = pair_table.set_index(["a", "b"]).loc[("mn/fine_tune/none", "mn/fine_tune_bn_train/none")]
     assert (row["diff_low"], row["diff_high"]) == (
         table.iloc[0]["diff_low"],
         table.iloc[0]["diff_high"],
     )
     # the same study without the trained twin has no pair
     alone = study[study["strategy"] != "fine_tune_bn_train"]
-    assert verdict.batchnorm_table(alone, reps=100).empty
+    assert pairs.batchnorm_table(alone, reps=100).empty

@@ -33,6 +33,7 @@ from typing import Any
 
 import pandas as pd
 
+from tlbench.analysis.verdict import across as verdict_across
 from tlbench.datasets import budget
 from tlbench.report.pages.results import (
     Block,
@@ -244,12 +245,11 @@ def across_blocks(ranking: pd.DataFrame) -> list[Block]:
     """Across two or more datasets (the strategy ranking's cells, tlbench.verdict): each
     strategy's test accuracy per dataset (its validation-best cell), the mean ranks,
     Friedman's test and Nemenyi's critical difference; or why there is no comparison."""
-    from tlbench.analysis.verdict import assess as verdict
 
     cells = ranking
     if "budget" in cells:  # label budgets: datasets are compared on their whole splits
         cells = cells[cells["budget"] == "all"]
-    across, reason = verdict.across_or_none(cells)
+    across, reason = verdict_across.across_or_none(cells)
     blocks: list[Block] = [("h3", "Across datasets")]
     if across is None:
         return blocks + [("p", f"No comparison across datasets: {reason}.")]
