@@ -3,11 +3,11 @@
 
 import _bootstrap  # noqa: F401
 
+from tlbench.analysis.transferability import tau
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     from tlbench.analysis import tables
-    from tlbench.analysis.transferability import scores as transferability
 
-    table = transferability.scores_table(snakemake.input)
+    table = tau.scores_table(snakemake.input)
     tables.write_table(table, table_stem(snakemake.output))

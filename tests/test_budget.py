@@ -162,7 +162,7 @@ def test_apply_budget_cuts_the_train_split_only(tiny_prepared):
 def test_transferability_compares_scores_with_the_whole_split_runs():
     import pandas as pd
 
-    from tlbench.analysis.transferability.scores import measured_accuracy
+    from tlbench.analysis.transferability.tau import measured_accuracy
 
     study = pd.DataFrame(
         {"dataset": "d", "backbone": "m", "strategy": "fe", "augmentation": "none",

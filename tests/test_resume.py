@@ -17,7 +17,7 @@ import pytest
 from engine_helpers import tiny_spec
 
 from tlbench import cli
-from tlbench.core import atomic, errors
+from tlbench.core import errors
 from tlbench.datasets import fingerprint, load_prepared, make_tiny_prepared
 from tlbench.training import callbacks, engine
 from tlbench.training import resume as checkpoint

@@ -46,7 +46,7 @@ def _scores() -> pd.DataFrame:
 
 
 def test_transferability_section_puts_scores_beside_accuracy_with_tau_and_cost():
-    from tlbench.analysis.transferability.scores import tau_table
+    from tlbench.analysis.transferability.tau import tau_table
 
     df, scores = _study(), _scores()
     tau = tau_table(scores, df)
@@ -190,7 +190,7 @@ def test_cells_part_shows_validation_beside_test_and_only_without_other_tables()
     assert columns.index("val accuracy") == columns.index("test accuracy") - 1
     assert table["val accuracy"].iloc[0].startswith("0.800")
     assert table["test accuracy"].iloc[0].startswith("0.910")
-    from tlbench.analysis.transferability.scores import tau_table
+    from tlbench.analysis.transferability.tau import tau_table
 
     scores = _scores()
     with_scores, _ = study_results.study_section(
@@ -200,7 +200,7 @@ def test_cells_part_shows_validation_beside_test_and_only_without_other_tables()
 
 
 def test_no_transferability_part_when_too_few_backbones_are_scored():
-    from tlbench.analysis.transferability.scores import tau_table
+    from tlbench.analysis.transferability.tau import tau_table
 
     df, scores = _study(), _scores()
     two = scores[scores["backbone"].isin(["b1", "b2"])]

@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 from scipy.stats import weightedtau
 
+from tlbench.analysis.transferability import cache, prescreen, tau
 from tlbench.analysis.transferability import scores as T
+from tlbench.report.figures import transferability
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,7 +173,7 @@ def test_hscore_without_shrinkage_refuses_features_of_rank_n_minus_1():
         T.hscore(noise, y)
     good, _ = informative(20, 40, classes=4)
     assert T.hscore(good, y, shrinkage=True) > T.hscore(noise, y, shrinkage=True)
-    record = T.score_features(noise, y, noise, y)
+    record = cache.score_features(noise, y, noise, y)
     assert math.isnan(record["hscore"]) and "rank N - 1" in record["note"]
     assert math.isfinite(record["hscore_shrunk"])
 
@@ -244,9 +246,9 @@ def test_leep_rejects_rows_that_are_not_distributions():
 def test_every_score_ranks_informative_features_above_random_ones():
     f, y = informative(120, 16, classes=4, signal=1.5)
     rng = np.random.default_rng(5)
-    good = T.score_features(f[:80], y[:80], f[80:], y[80:])
+    good = cache.score_features(f[:80], y[:80], f[80:], y[80:])
     noise = rng.normal(size=f.shape)
-    bad = T.score_features(noise[:80], y[:80], noise[80:], y[80:])
+    bad = cache.score_features(noise[:80], y[:80], noise[80:], y[80:])
     for score in T.FEATURE_SCORES:
         assert good[score] > bad[score], score
     # source outputs: a classifier that tracks the target beats one that ignores it
@@ -314,7 +316,7 @@ def test_score_cache_reads_a_feature_cache_with_the_prepared_labels(sealed_prepa
     folder = tmp_path / "features"
     feats = _fake_cache(folder, sealed_prepared, "imagenet")
     names = {"dataset": "tiny", "backbone": "cnn"}
-    record = T.score_cache(folder, sealed_prepared, names)
+    record = cache.score_cache(folder, sealed_prepared, names)
     y_train, y_val = data.split("train")[1], data.split("val")[1]
     assert record["logme"] == pytest.approx(T.logme(feats["train"], y_train))
     assert record["knn_accuracy"] == pytest.approx(
@@ -327,16 +329,16 @@ def test_score_cache_reads_a_feature_cache_with_the_prepared_labels(sealed_prepa
     assert "nce, leep: no source classifier: the project's ImageNet weights" in record["note"]
     assert set(T.SCORES) <= set(record)
     with pytest.raises(ValueError, match="'imagenet' weights, not a pretraining run's"):
-        T.score_cache(folder, sealed_prepared, names, tmp_path / "some_run")
+        cache.score_cache(folder, sealed_prepared, names, tmp_path / "some_run")
     key = json.loads((folder / "key.json").read_text())
     key["fields"]["backbone"]["weights"] = {"random": 0, "keras_backend": "tensorflow"}  # control
     (folder / "key.json").write_text(json.dumps(key))
-    record = T.score_cache(folder, sealed_prepared, names)
+    record = cache.score_cache(folder, sealed_prepared, names)
     assert record["weights"] == "random(seed 0)" and math.isnan(record["nce"])
     assert "nce, leep: no source classifier: 'random(seed 0)' weights" in record["note"]
     np.save(folder / "val.npy", feats["val"][:-1])
     with pytest.raises(ValueError, match="cache is of another dataset"):
-        T.score_cache(folder, sealed_prepared, names)
+        cache.score_cache(folder, sealed_prepared, names)
 
 
 @pytest.fixture(scope="module")
@@ -392,7 +394,7 @@ def test_score_cache_scores_the_pretraining_runs_classifier_on_train(
     }
     folder = features.compute(spec, tmp_path / "features")
     names = {"dataset": "tiny", "backbone": "cnn"}
-    record = T.score_cache(folder, sealed_prepared, names, source_run, batch_size=16)
+    record = cache.score_cache(folder, sealed_prepared, names, source_run, batch_size=16)
     x, y = load_prepared(sealed_prepared, splits=("train", "val")).split("train")
     model = keras.saving.load_model(source_run / "model.keras")
     probs = np.asarray(model.predict(np.asarray(x, np.float32), verbose=0), np.float64)
@@ -404,7 +406,7 @@ def test_score_cache_scores_the_pretraining_runs_classifier_on_train(
         assert np.isfinite(record[name]), name
     assert "nce" not in record["note"] and "leep" not in record["note"]
     with pytest.raises(ValueError, match="need that run's folder"):
-        T.score_cache(folder, sealed_prepared, names)  # a run's cache without the run
+        cache.score_cache(folder, sealed_prepared, names)  # a run's cache without the run
 
 
 def test_score_cache_checks_the_source_run_against_the_cache_key(
@@ -421,7 +423,7 @@ def test_score_cache_checks_the_source_run_against_the_cache_key(
     names = {"dataset": "tiny", "backbone": "cnn"}
     _fake_cache(tmp_path / "stale", sealed_prepared, {"run_model_sha256": "0" * 64})
     with pytest.raises(ValueError, match="is not the model the feature cache .* computed from"):
-        T.score_cache(tmp_path / "stale", sealed_prepared, names, source_run)
+        cache.score_cache(tmp_path / "stale", sealed_prepared, names, source_run)
     other = tmp_path / "big"
     shutil.copytree(sealed_prepared, other)
     for split in ("train", "val"):  # the same labels, 24x24 images
@@ -429,7 +431,7 @@ def test_score_cache_checks_the_source_run_against_the_cache_key(
         np.save(other / f"{split}_x.npy", np.tile(x, (1, 2, 2, 1))[:, :24, :24])
     digest = sha256_file(source_run / "model.keras")
     _fake_cache(tmp_path / "features", other, {"run_model_sha256": digest})
-    record = T.score_cache(tmp_path / "features", other, names, source_run)
+    record = cache.score_cache(tmp_path / "features", other, names, source_run)
     assert np.isfinite(record["logme"]) and record["note"] == ""
     model = keras.saving.load_model(source_run / "model.keras")
     x_train = np.load(other / "train_x.npy").astype("float32")
@@ -443,7 +445,7 @@ def test_scored_pairs_are_the_pretrained_backbones_of_the_matrix():
     from tlbench.study.matrix import load_study_file
 
     study = load_study_file(ROOT / "configs/test/tiny.yaml")
-    assert T.scored_pairs(study) == [("target", "cnn_source")]  # cnn_scratch is random
+    assert cache.scored_pairs(study) == [("target", "cnn_source")]  # cnn_scratch is random
 
 
 def test_scored_pairs_include_seeded_random_backbones():
@@ -460,11 +462,11 @@ def test_scored_pairs_include_seeded_random_backbones():
     }
     config["matrix"][1]["backbones"].append("cnn_random")
     study = load_study(config)
-    assert T.scored_pairs(study) == [("target", "cnn_random"), ("target", "cnn_source")]
+    assert cache.scored_pairs(study) == [("target", "cnn_random"), ("target", "cnn_source")]
     assert study.features_spec("target", "cnn_random")["backbone"]["weights"] == {"random": 0}
     assert ("target", "cnn_random") in study.feature_pairs()
-    assert T.weights_label({"random": 0, "keras_backend": "jax"}) == "random(seed 0)"
-    assert T.weights_label("imagenet") == "imagenet"
+    assert cache.weights_label({"random": 0, "keras_backend": "jax"}) == "random(seed 0)"
+    assert cache.weights_label("imagenet") == "imagenet"
 
 
 def _study_rows(accuracies: dict[str, list[float]], strategy: str = "fine_tune"):
@@ -502,7 +504,7 @@ def test_tau_table_is_the_weighted_tau_over_backbones_of_seed_means():
             "leep": [-1.0, np.nan, -2.0, -3.0],
         }
     )
-    table = T.tau_table(scores, pd.DataFrame(rows)).set_index(["strategy", "score", "accuracy"])
+    table = tau.tau_table(scores, pd.DataFrame(rows)).set_index(["strategy", "score", "accuracy"])
     means = [0.85, 0.6, 0.725, 0.5]
     expected = weightedtau([1.0, 3.0, 2.0, 0.0], means).statistic
     row = table.loc[("fine_tune", "logme", "val_accuracy")]
@@ -515,7 +517,7 @@ def test_tau_table_is_the_weighted_tau_over_backbones_of_seed_means():
     assert "reported only" in table.loc[("fine_tune", "logme", "test_accuracy"), "note"]
     assert "reported only" not in row["note"]
     scores.loc[1, "logme"] = np.nan  # a degenerate score: said so, tau over the rest
-    table = T.tau_table(scores, pd.DataFrame(rows)).set_index(["strategy", "score", "accuracy"])
+    table = tau.tau_table(scores, pd.DataFrame(rows)).set_index(["strategy", "score", "accuracy"])
     row = table.loc[("fine_tune", "logme", "val_accuracy")]
     assert row["backbones"] == 3 and "1 of 4 backbones has no logme" in row["note"]
     kept = [0, 2, 3]
@@ -540,11 +542,13 @@ def test_a_pilot_study_is_checked_against_validation_accuracy_only(tmp_path):
     scores = pd.DataFrame(
         {"dataset": "d", "backbone": ["a", "b", "c"], **{s: [3.0, 1.0, 2.0] for s in T.SCORES}}
     )
-    table = T.tau_table(scores, pd.DataFrame(rows))
+    table = tau.tau_table(scores, pd.DataFrame(rows))
     assert set(table["accuracy"]) == {"val_accuracy"}
     assert table["weighted_tau"].to_numpy() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="accuracy: 'test_accuracy'"):
-        T.tau_scatter(scores, pd.DataFrame(rows), tmp_path / "x.png", accuracy="test_accuracy")
+        transferability.tau_scatter(
+            scores, pd.DataFrame(rows), tmp_path / "x.png", accuracy="test_accuracy"
+        )
 
 
 def test_tau_scatter_writes_a_png(tmp_path):
@@ -556,10 +560,10 @@ def test_tau_scatter_writes_a_png(tmp_path):
         }
     )
     study = pd.DataFrame(_study_rows({"a": [0.5], "b": [0.7]}))
-    path = T.tau_scatter(scores, study, tmp_path / "scatter.png")
+    path = transferability.tau_scatter(scores, study, tmp_path / "scatter.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="accuracy: 'train_accuracy'"):
-        T.tau_scatter(scores, study, tmp_path / "x.png", accuracy="train_accuracy")
+        transferability.tau_scatter(scores, study, tmp_path / "x.png", accuracy="train_accuracy")
 
 
 # --------------------------------------------------------------------------- prescreen
@@ -579,8 +583,8 @@ def prescreen_scores() -> pd.DataFrame:
 
 
 def test_prescreen_keeps_the_top_keep_per_dataset_ties_by_name():
-    table = T.prescreen(prescreen_scores(), "logme", 2)
-    assert list(table.columns) == list(T.PRESCREEN_COLUMNS)
+    table = prescreen.prescreen(prescreen_scores(), "logme", 2)
+    assert list(table.columns) == list(prescreen.PRESCREEN_COLUMNS)
     ants = table[table["dataset"] == "ants"]
     # c (0.7) first; a and b tie at 0.2: a's name sorts first, so a is kept, b pruned
     assert list(ants["backbone"]) == ["c", "a", "b", "d"]
@@ -588,23 +592,25 @@ def test_prescreen_keeps_the_top_keep_per_dataset_ties_by_name():
     assert list(ants["kept"]) == [True, True, False, False]
     pets = table[table["dataset"] == "pets"]
     assert list(pets["backbone"]) == ["a", "b", "c"] and list(pets["kept"]) == [True, True, False]
-    assert T.kept_backbones(table) == {"ants": ["a", "c"], "pets": ["a", "b"]}
+    assert prescreen.kept_backbones(table) == {"ants": ["a", "c"], "pets": ["a", "b"]}
     assert "pruned: logme rank 3 of 4" in ants["reason"].iloc[2]
     # the tie rule does not depend on the table's row order
     shuffled = prescreen_scores().sample(frac=1.0, random_state=3)
-    assert T.kept_backbones(T.prescreen(shuffled, "logme", 2)) == T.kept_backbones(table)
+    assert prescreen.kept_backbones(
+        prescreen.prescreen(shuffled, "logme", 2)
+    ) == prescreen.kept_backbones(table)
     # another score, another choice
-    assert T.kept_backbones(T.prescreen(prescreen_scores(), "knn_accuracy", 1)) == {
+    assert prescreen.kept_backbones(prescreen.prescreen(prescreen_scores(), "knn_accuracy", 1)) == {
         "ants": ["c"],
         "pets": ["a"],
     }
 
 
 def test_kept_backbones_reads_the_csv(tmp_path):
-    table = T.prescreen(prescreen_scores(), "logme", 3)
+    table = prescreen.prescreen(prescreen_scores(), "logme", 3)
     table.to_csv(tmp_path / "p.csv", index=False)
-    assert T.kept_backbones(tmp_path / "p.csv") == T.kept_backbones(table)
-    assert T.kept_backbones(table) == {"ants": ["a", "b", "c"], "pets": ["a", "b", "c"]}
+    assert prescreen.kept_backbones(tmp_path / "p.csv") == prescreen.kept_backbones(table)
+    assert prescreen.kept_backbones(table) == {"ants": ["a", "b", "c"], "pets": ["a", "b", "c"]}
 
 
 @pytest.mark.parametrize(
@@ -618,7 +624,7 @@ def test_kept_backbones_reads_the_csv(tmp_path):
 )
 def test_prescreen_rejects_bad_arguments(score, keep, named):
     with pytest.raises(ValueError) as error:
-        T.prescreen(prescreen_scores(), score, keep)
+        prescreen.prescreen(prescreen_scores(), score, keep)
     assert named in str(error.value)
 
 
@@ -627,4 +633,4 @@ def test_prescreen_refuses_an_undefined_score():
     scores.loc[2, "logme"] = math.nan
     scores.loc[2, "note"] = "hscore: degenerate"
     with pytest.raises(ValueError, match="undefined .NaN. for backbone 'a' on dataset 'ants'"):
-        T.prescreen(scores, "logme", 1)
+        prescreen.prescreen(scores, "logme", 1)

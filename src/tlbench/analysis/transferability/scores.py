@@ -40,22 +40,13 @@ draws them.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import time
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from tlbench.core.errors import InputShapeError
-from tlbench.core.hashing import sha256_file
 from tlbench.models.probe import feature_matrix
-from tlbench.models.weights import random_label, random_seed
 
 #: Neighbours of the k-NN probe (fixed, not tuned: a tuned k would be chosen on
 #: the validation split it is scored on).
@@ -76,13 +67,6 @@ FEATURE_SCORES = ("logme", "hscore", "hscore_shrunk", "knn_accuracy")
 SOURCE_SCORES = ("nce", "leep")
 #: Score columns of the workflow's table, in order (higher = predicts better transfer).
 SCORES = FEATURE_SCORES + SOURCE_SCORES
-#: The measured accuracies the scores are checked against (mean over seeds).
-ACCURACIES = ("val_accuracy", "test_accuracy")
-#: The feature cache key's weight identities (tlbench.features.weights_identity) -> labels
-#: (``{random: SEED}``: :func:`tlbench.weights.random_label`, e.g. ``random(seed 0)``).
-WEIGHTS_LABELS = {"run_model_sha256": "pretraining run", "file_sha256": "weights file"}
-#: Fewest backbones a rank correlation is computed over.
-MIN_BACKBONES = 3
 
 
 class DegenerateScore(ValueError):
@@ -96,7 +80,7 @@ def _features(features: Any, name: str = "features") -> np.ndarray:
     return feature_matrix(features, name, min_rows=2)
 
 
-def _labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
+def label_array(labels: Any, n: int, name: str = "labels") -> np.ndarray:
     y = np.asarray(labels)
     if y.ndim != 1 or len(y) != n:
         raise ValueError(f"{name}: expected {n} labels (one per feature row), got shape {y.shape}")
@@ -245,7 +229,7 @@ def log_evidence(
 def logme(features: Any, labels: Any) -> float:
     """LogME: the maximised log evidence per sample, averaged over the one-hot label columns."""
     f = _features(features)
-    y = _labels(labels, f.shape[0])
+    y = label_array(labels, f.shape[0])
     spec = _spectrum(f)
     values = [
         _evidence(spec, (y == c).astype(np.float64), LOGME_TOL, LOGME_MAX_ITER).log_evidence
@@ -277,7 +261,7 @@ def hscore(features: Any, labels: Any, shrinkage: bool = False) -> float:
     projects onto every centred direction): :class:`DegenerateScore` is raised.
     """
     f = _features(features)
-    y = _labels(labels, f.shape[0])
+    y = label_array(labels, f.shape[0])
     f = f - f.mean(axis=0)
     g = _class_means(f, y)
     n, d = f.shape
@@ -318,7 +302,7 @@ def knn_accuracy(
         raise ValueError(
             f"val_features: {val.shape[1]} dimensions, train_features {train.shape[1]}"
         )
-    y_train = _labels(train_labels, len(train), "train_labels")
+    y_train = label_array(train_labels, len(train), "train_labels")
     y_val = np.asarray(val_labels)
     if y_val.shape != (len(val),):
         raise ValueError(f"val_labels: expected shape ({len(val)},), got {y_val.shape}")
@@ -331,7 +315,7 @@ def knn_accuracy(
 # --------------------------------------------------------------------------- NCE, LEEP
 
 
-def _probabilities(source_probs: Any, n: int) -> np.ndarray:
+def probability_array(source_probs: Any, n: int) -> np.ndarray:
     p = np.asarray(source_probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[0] != n:
         raise ValueError(f"source_probs: expected an N x Z matrix with N = {n}, got {p.shape}")
@@ -347,7 +331,7 @@ def _probabilities(source_probs: Any, n: int) -> np.ndarray:
 def nce(source_labels: Any, target_labels: Any) -> float:
     """NCE ``-H(Y | Z)``: the negative conditional entropy of the target labels given the
     source classifier's predicted labels (its argmax), from their empirical joint."""
-    y = _labels(target_labels, len(np.asarray(target_labels)), "target_labels")
+    y = label_array(target_labels, len(np.asarray(target_labels)), "target_labels")
     z = np.asarray(source_labels)
     if z.shape != y.shape or not np.issubdtype(z.dtype, np.integer) or z.min() < 0:
         raise ValueError(
@@ -366,475 +350,11 @@ def nce(source_labels: Any, target_labels: Any) -> float:
 def leep(source_probs: Any, target_labels: Any) -> float:
     """LEEP: mean log-likelihood of the target labels under the expected empirical predictor
     ``p(y | x) = sum_z P(y | z) theta_z(x)``, ``theta`` the source classifier's probabilities."""
-    y = _labels(target_labels, len(np.asarray(target_labels)), "target_labels")
-    theta = _probabilities(source_probs, len(y))
+    y = label_array(target_labels, len(np.asarray(target_labels)), "target_labels")
+    theta = probability_array(source_probs, len(y))
     onehot = np.eye(y.max() + 1)[y]
     joint = theta.T @ onehot / len(y)  # P(z, y)
     marginal = joint.sum(axis=1, keepdims=True)  # P(z)
     conditional = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)
     likelihood = np.einsum("nz,nz->n", theta, conditional[:, y].T)
     return float(np.mean(np.log(likelihood)))
-
-
-# --------------------------------------------------------------------------- a feature cache
-
-
-def score_features(
-    train: np.ndarray,
-    train_labels: np.ndarray,
-    val: np.ndarray,
-    val_labels: np.ndarray,
-    k: int = KNN_K,
-) -> dict[str, Any]:
-    """Every score of :data:`FEATURE_SCORES` from train/val features, with each one's
-    seconds; a :class:`DegenerateScore` is recorded as NaN with its reason in ``note``."""
-    import sklearn.covariance  # noqa: F401  (imported before the clock starts:
-    import sklearn.neighbors  # noqa: F401  the seconds are the scores' own)
-
-    record: dict[str, Any] = {}
-    jobs = {
-        "logme": lambda: logme(train, train_labels),
-        "hscore": lambda: hscore(train, train_labels),
-        "hscore_shrunk": lambda: hscore(train, train_labels, shrinkage=True),
-        "knn_accuracy": lambda: knn_accuracy(train, train_labels, val, val_labels, k),
-    }
-    notes = []
-    for name in FEATURE_SCORES:
-        start = time.perf_counter()
-        try:
-            record[name] = jobs[name]()
-        except DegenerateScore as error:
-            record[name] = math.nan
-            notes.append(str(error))
-        record[f"{name}_seconds"] = time.perf_counter() - start
-    record["knn_k"] = k
-    record["note"] = "; ".join(notes)
-    return record
-
-
-def score_source_outputs(source_probs: Any, train_labels: Any) -> dict[str, Any]:
-    """Every score of :data:`SOURCE_SCORES` from a source classifier's probabilities on
-    the train images (NCE on their argmax source labels), with each one's seconds."""
-    y = _labels(train_labels, len(np.asarray(train_labels)), "train_labels")
-    probs = _probabilities(source_probs, len(y))
-    jobs = {
-        "nce": lambda: nce(probs.argmax(axis=1), y),
-        "leep": lambda: leep(probs, y),
-    }
-    record: dict[str, Any] = {}
-    for name in SOURCE_SCORES:
-        start = time.perf_counter()
-        record[name] = jobs[name]()
-        record[f"{name}_seconds"] = time.perf_counter() - start
-    return record
-
-
-def source_probabilities(
-    run_dir: str | os.PathLike, backbone: Mapping[str, Any], images: np.ndarray, batch_size: int
-) -> np.ndarray:
-    """Source-class probabilities (N x Z) of a pretraining run's classifier
-    (``run_dir/model.keras``) on ``images`` (uint8 N x H x W x 3), computed as the
-    ``direct`` strategy computes them (:func:`tlbench.backbones.build_source_classifier`,
-    :func:`tlbench.pipeline.predict`). ``backbone``: its ``name`` and ``kwargs``.
-    Images of another height and width are resized to the model's input size first
-    (as the ``direct`` strategy's are); another number of channels raises
-    :class:`tlbench.errors.InputShapeError`."""
-    from tlbench.models.backbones.applications import build_source_classifier
-    from tlbench.models.inputs import predict
-
-    cfg = {
-        "name": backbone["name"],
-        "kwargs": dict(backbone.get("kwargs") or {}),
-        "weights": {"run": str(run_dir)},
-    }
-    model, _ = build_source_classifier(cfg, tuple(int(s) for s in images.shape[1:]))
-    return predict(model, images, batch_size)
-
-
-#: Why a backbone's weights have no source classifier, by the record's ``weights`` label.
-NO_SOURCE_CLASSIFIER = {
-    "imagenet": "the project's ImageNet weights are the backbone without its classifier "
-    "(include_top=False files)",
-    "weights file": "a weights file holds the backbone only",
-}
-
-
-def _undefined_source_scores(reason: str) -> dict[str, Any]:
-    """NaN NCE and LEEP (and seconds), with ``reason`` as the note."""
-    record: dict[str, Any] = {"source_predict_seconds": math.nan}
-    for name in SOURCE_SCORES:
-        record[name] = math.nan
-        record[f"{name}_seconds"] = math.nan
-    record["note"] = f"{', '.join(SOURCE_SCORES)}: {reason}"
-    return record
-
-
-def _source_scores(
-    cache: Path,
-    backbone: Mapping[str, Any],
-    label: str,
-    source_run: str | os.PathLike | None,
-    train: tuple[np.ndarray, np.ndarray],
-    batch_size: int,
-) -> dict[str, Any]:
-    """NCE and LEEP of one feature cache's backbone (see :func:`score_cache`)."""
-    weights = backbone["weights"]
-    if not (isinstance(weights, Mapping) and "run_model_sha256" in weights):
-        if source_run is not None:
-            raise ValueError(
-                f"source_run: {source_run} was given, but the backbone of the feature cache "
-                f"{cache} has {label!r} weights, not a pretraining run's"
-            )
-        why = NO_SOURCE_CLASSIFIER.get(label, f"{label!r} weights carry no source classifier")
-        return _undefined_source_scores(f"no source classifier: {why}")
-    if source_run is None:
-        raise ValueError(
-            f"the backbone of the feature cache {cache} was pretrained by a run "
-            "(run_model_sha256 in its key.json): NCE and LEEP need that run's folder "
-            "(source_run)"
-        )
-    model_file = Path(source_run) / "model.keras"
-    if not model_file.is_file():
-        raise FileNotFoundError(f"source_run: {model_file} does not exist (not a finished run?)")
-    digest = sha256_file(model_file)
-    if digest != weights["run_model_sha256"]:
-        raise ValueError(
-            f"source_run: {model_file} (sha256 {digest}) is not the model the feature "
-            f"cache {cache} was computed from (run_model_sha256 {weights['run_model_sha256']})"
-        )
-    x, y = train
-    start = time.perf_counter()
-    try:
-        probs = source_probabilities(source_run, backbone, x, batch_size)
-    except InputShapeError as error:
-        return _undefined_source_scores(
-            f"the source classifier in {source_run} takes images of shape {error.takes}, "
-            f"the target's prepared images are {error.given} (another number of channels)"
-        )
-    record: dict[str, Any] = {"source_predict_seconds": time.perf_counter() - start}
-    record.update(score_source_outputs(probs, y))
-    record["note"] = ""
-    return record
-
-
-def score_cache(
-    features_dir: str | os.PathLike,
-    prepared_dir: str | os.PathLike,
-    names: Mapping[str, Any],
-    source_run: str | os.PathLike | None = None,
-    *,
-    batch_size: int = 32,
-) -> dict[str, Any]:
-    """Scores of one feature cache folder (``tlbench.features``) with the prepared
-    dataset's train/val labels; ``names`` (dataset, backbone) identify the row.
-
-    NCE and LEEP: when the cache's backbone was pretrained by a run (its key's
-    ``run_model_sha256``), ``source_run`` is that run's folder (an error otherwise,
-    and also when its ``model.keras`` is not the one the features came from); its
-    classifier predicts the TRAIN images (``batch_size`` a batch; the time in
-    ``source_predict_seconds``). For other weights they are NaN and ``note`` says
-    why. The test split is never read.
-    """
-    from tlbench.datasets import load_prepared
-
-    folder = Path(features_dir)
-    key_file = folder / "key.json"
-    if not key_file.is_file():
-        raise FileNotFoundError(f"{folder} is not a feature cache (no key.json)")
-    fields = json.loads(key_file.read_text())["fields"]
-    data = load_prepared(prepared_dir, splits=("train", "val"))  # test: never read
-    feats = {s: np.load(folder / f"{s}.npy") for s in ("train", "val")}
-    labels = {s: data.split(s)[1] for s in ("train", "val")}
-    for split in feats:
-        if len(feats[split]) != len(labels[split]):
-            raise ValueError(
-                f"{folder}/{split}.npy has {len(feats[split])} rows, {prepared_dir}'s "
-                f"{split} split {len(labels[split])} labels: the cache is of another dataset"
-            )
-    backbone = fields["backbone"]
-    weights = backbone["weights"]
-    record = {
-        "dataset": names["dataset"],
-        "backbone": names["backbone"],
-        "backbone_arch": backbone["name"],
-        "weights": weights_label(weights),
-        "input_size": int(fields["input_size"]),
-        "n_train": len(feats["train"]),
-        "n_val": len(feats["val"]),
-        "dim": int(feats["train"].shape[1]),
-        "num_classes": data.num_classes,
-    }
-    record.update(score_features(feats["train"], labels["train"], feats["val"], labels["val"]))
-    source = _source_scores(
-        folder, backbone, record["weights"], source_run, data.split("train"), batch_size
-    )
-    notes = [record.pop("note"), source.pop("note")]
-    record.update(source)
-    record["note"] = "; ".join(n for n in notes if n)
-    return record
-
-
-def weights_label(identity: Any) -> str:
-    """The scores table's ``weights`` of a feature cache key's weights identity
-    (:func:`tlbench.features.weights_identity`): ``imagenet``, ``pretraining run``,
-    ``weights file`` or ``random(seed N)``."""
-    if isinstance(identity, str):
-        return identity
-    seed = random_seed(identity)
-    if seed is not None:
-        return random_label(seed)
-    return WEIGHTS_LABELS[next(iter(identity))]
-
-
-def scored_pairs(study: Any) -> list[tuple[str, str]]:
-    """(dataset, backbone) pairs scored by the workflow: every pair of the study's matrix
-    whose backbone's weights have an identity: pretrained (ImageNet, a file, a
-    pretraining run) or the negative control ``{random: SEED}``. Random ``weights: none``
-    backbones (drawn from each run's seed) have no cacheable features and are not scored."""
-    return sorted(
-        {
-            (r.dataset, r.backbone)
-            for r in study.runs
-            if study.backbone_spec(r.backbone)["weights"] != "none"
-        }
-    )
-
-
-def scores_table(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One row per scored (dataset, backbone) from the per-pair JSON records."""
-    rows = [json.loads(Path(p).read_text()) for p in paths]
-    return pd.DataFrame(rows).sort_values(["dataset", "backbone"]).reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------- the check
-
-
-def measured_accuracy(study: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds of val and test accuracy of finished runs, per
-    (dataset, backbone, strategy, augmentation), with the number of runs. With label
-    budgets (tlbench.budget) only the runs on the whole training split (``all``): the
-    scores are computed on it."""
-    ok = study[study["status"] == "ok"]
-    if "budget" in ok:
-        ok = ok[ok["budget"].fillna("all") == "all"]
-    keys = ["dataset", "backbone", "strategy", "augmentation"]
-    return (
-        ok.groupby(keys, sort=True)
-        .agg(
-            runs=("seed", "size"),
-            val_accuracy=("val_accuracy", "mean"),
-            test_accuracy=("test_accuracy", "mean"),
-        )
-        .reset_index()
-    )
-
-
-def _missing_note(score: str, missing: int, backbones: int) -> str:
-    """The tau table's note on ``missing`` of ``backbones`` without ``score`` (NaN)."""
-    why = "(the score table's note says why)"
-    if missing == backbones:
-        return f"undefined: none of the {backbones} backbone(s) has {score} {why}"
-    verb = "has" if missing == 1 else "have"
-    return f"{missing} of {backbones} backbones {verb} no {score} {why}"
-
-
-def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
-    """Weighted Kendall tau (``scipy.stats.weightedtau``, hyperbolic weights, the ranks
-    of both orders averaged) of each score against each measured accuracy (mean over
-    seeds) across the scored backbones, per dataset and (strategy, augmentation).
-
-    ``weighted_tau`` is empty where it is undefined, and ``note`` says why: no
-    backbone has the score (e.g. NCE, LEEP without source classifiers), fewer than
-    :data:`MIN_BACKBONES` backbones, or a score or accuracy constant over them.
-    Test-accuracy rows are a report of how well a score predicted; nothing is chosen
-    by them (``note`` says so). A pilot study (``tlbench.tables.is_pilot``: its test
-    splits sealed) has validation rows only.
-    """
-    from scipy.stats import weightedtau
-
-    columns = [
-        "dataset",
-        "strategy",
-        "augmentation",
-        "score",
-        "accuracy",
-        "backbones",
-        "weighted_tau",
-        "note",
-    ]
-    from tlbench.analysis.tables import is_pilot
-
-    accuracies = ("val_accuracy",) if is_pilot(study) else ACCURACIES  # pilot: test sealed
-    measured = measured_accuracy(study).merge(scores, on=["dataset", "backbone"])
-    rows = []
-    for (dataset, strategy, augmentation), group in measured.groupby(
-        ["dataset", "strategy", "augmentation"], sort=True
-    ):
-        for score in [s for s in SCORES if s in group]:
-            for accuracy in accuracies:
-                pair = group[[score, accuracy]].dropna()
-                n = len(pair)
-                tau, notes = math.nan, []
-                missing = int(group[score].isna().sum())
-                if missing:
-                    notes.append(_missing_note(score, missing, len(group)))
-                if missing == len(group):
-                    tau = math.nan  # undefined, and the note above says why
-                elif n < MIN_BACKBONES:
-                    notes.append(
-                        f"undefined: {n} scored backbone(s) with this accuracy, "
-                        f"a rank correlation needs >= {MIN_BACKBONES}"
-                    )
-                elif pair[score].nunique() == 1 or pair[accuracy].nunique() == 1:
-                    what = score if pair[score].nunique() == 1 else accuracy
-                    notes.append(f"undefined: {what} is the same for all {n} backbones")
-                else:
-                    tau = float(weightedtau(pair[score], pair[accuracy]).statistic)
-                if accuracy == "test_accuracy":
-                    notes.append("test accuracy: reported only, nothing is chosen by it")
-                rows.append(
-                    [dataset, strategy, augmentation, score, accuracy, n, tau, "; ".join(notes)]
-                )
-    return pd.DataFrame(rows, columns=columns)
-
-
-def tau_scatter(
-    scores: pd.DataFrame,
-    study: pd.DataFrame,
-    path: str | os.PathLike,
-    accuracy: str | None = None,
-) -> Path:
-    """Each score against the measured ``accuracy`` (mean over seeds; default test
-    accuracy, validation accuracy in a pilot study), one panel per (dataset, score),
-    one marker series per (strategy, augmentation) with its tau."""
-    from matplotlib.figure import Figure
-
-    from tlbench.analysis.tables import is_pilot
-    from tlbench.report.figures.runs import _message_figure, _save
-
-    if accuracy is None:
-        accuracy = "val_accuracy" if is_pilot(study) else "test_accuracy"
-    if accuracy not in ACCURACIES or (accuracy == "test_accuracy" and is_pilot(study)):
-        raise ValueError(f"accuracy: {accuracy!r}; valid: {', '.join(ACCURACIES)}")
-    measured = measured_accuracy(study).merge(scores, on=["dataset", "backbone"])
-    if measured.empty:
-        return _message_figure(
-            path,
-            "Transferability scores vs. measured accuracy",
-            ["no finished runs of the scored backbones: nothing to compare"],
-        )
-    taus = tau_table(scores, study).set_index(
-        ["dataset", "strategy", "augmentation", "score", "accuracy"]
-    )["weighted_tau"]
-    datasets = sorted(measured["dataset"].unique())
-    fig = Figure(figsize=(3.6 * len(SCORES), 3.2 * len(datasets)), layout="constrained")
-    axes = fig.subplots(len(datasets), len(SCORES), squeeze=False)
-    for row, dataset in enumerate(datasets):
-        of = measured[measured["dataset"] == dataset]
-        for col, score in enumerate(SCORES):
-            ax = axes[row][col]
-            ax.set_title(f"{dataset}: {score}", fontsize=9)
-            if of[score].isna().all():
-                ax.text(
-                    0.5,
-                    0.5,
-                    f"no {score} for any backbone\n(see the score table's note)",
-                    ha="center",
-                    va="center",
-                    transform=ax.transAxes,
-                    fontsize=8,
-                )
-                ax.set_xticks([])
-                ax.set_yticks([])
-                continue
-            for (strategy, augmentation), group in of.groupby(["strategy", "augmentation"]):
-                tau = taus[(dataset, strategy, augmentation, score, accuracy)]
-                label = f"{strategy}/{augmentation}: " + (
-                    "tau undefined" if math.isnan(tau) else f"tau = {tau:+.2f}"
-                )
-                ax.plot(group[score], group[accuracy], "o", label=label)
-                for _, r in group.iterrows():
-                    ax.annotate(str(r["backbone"]), (r[score], r[accuracy]), fontsize=6)
-            ax.set_xlabel(score)
-            if col == 0:
-                ax.set_ylabel(f"{accuracy.replace('_', ' ')} (mean over seeds)")
-            ax.legend(fontsize=6)
-    return _save(fig, path)
-
-
-# --------------------------------------------------------------------------- prescreen
-
-
-#: Columns of a prescreen table (one row per scored (dataset, backbone) of a block).
-PRESCREEN_COLUMNS = ("dataset", "backbone", "score", "value", "rank", "keep", "kept", "reason")
-
-
-def prescreen(scores: pd.DataFrame, score: str, keep: int) -> pd.DataFrame:
-    """Which backbones a matrix block trains: per dataset, the ``keep`` best by ``score``.
-
-    ``scores`` is the score table (:func:`scores_table`: one row per (dataset,
-    backbone), computed from train and validation features only). Higher is
-    better; **ties go to the backbone whose name sorts first** (a deterministic
-    order that does not depend on the config's). A score that is undefined (NaN,
-    :class:`DegenerateScore`) for any backbone is an error: ranking it last would
-    prune that backbone for want of information rather than on its merits.
-
-    Returns one row per (dataset, backbone) with the score's ``value``, ``rank``
-    (1 = best) within its dataset, ``kept`` (bool) and the ``reason`` in words.
-    """
-    if score not in SCORES:
-        raise ValueError(f"prescreen score: {score!r} is not a score; valid: {', '.join(SCORES)}")
-    if isinstance(keep, bool) or not isinstance(keep, int | np.integer) or keep < 1:
-        raise ValueError(f"prescreen keep: {keep!r} must be a positive integer")
-    missing = [c for c in ("dataset", "backbone", score) if c not in scores.columns]
-    if missing:
-        raise ValueError(f"prescreen: the score table has no column(s) {missing}")
-    if scores.duplicated(["dataset", "backbone"]).any():
-        dupes = scores[scores.duplicated(["dataset", "backbone"], keep=False)]
-        pairs = sorted(set(zip(dupes["dataset"], dupes["backbone"], strict=True)))
-        raise ValueError(f"prescreen: (dataset, backbone) scored more than once: {pairs}")
-    undefined = scores[scores[score].isna()]
-    if len(undefined):
-        first = undefined.iloc[0]
-        note = first.get("note") if "note" in undefined else ""
-        raise ValueError(
-            f"prescreen: {score} is undefined (NaN) for backbone {first['backbone']!r} on "
-            f"dataset {first['dataset']!r}"
-            + (f" ({note})" if isinstance(note, str) and note else "")
-            + "; prescreen by another score"
-        )
-    rows = []
-    for dataset, group in scores.groupby("dataset", sort=True):
-        if keep > len(group):
-            raise ValueError(
-                f"prescreen keep: {keep} is more than the {len(group)} backbone(s) scored on "
-                f"dataset {dataset!r}"
-            )
-        ordered = group.assign(_value=group[score].astype(float)).sort_values(
-            ["_value", "backbone"], ascending=[False, True], kind="mergesort"
-        )
-        for rank, (_, row) in enumerate(ordered.iterrows(), start=1):
-            kept = rank <= keep
-            verdict = "kept" if kept else "pruned"
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "backbone": row["backbone"],
-                    "score": score,
-                    "value": float(row["_value"]),
-                    "rank": rank,
-                    "keep": int(keep),
-                    "kept": kept,
-                    "reason": f"{verdict}: {score} rank {rank} of {len(group)} "
-                    f"(the {keep} best are trained)",
-                }
-            )
-    return pd.DataFrame(rows, columns=list(PRESCREEN_COLUMNS))
-
-
-def kept_backbones(table: pd.DataFrame | str | os.PathLike) -> dict[str, list[str]]:
-    """The kept backbones per dataset of a prescreen table (a DataFrame or its CSV)."""
-    if not isinstance(table, pd.DataFrame):
-        table = pd.read_csv(table)
-    kept = table[table["kept"].astype(bool)]
-    return {d: sorted(g["backbone"]) for d, g in kept.groupby("dataset", sort=True)}

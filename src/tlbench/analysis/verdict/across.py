@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tlbench.analysis.verdict.assess import strategy_scores
 from tlbench.analysis.verdict.bootstrap import (
     ALPHA,
 )
@@ -61,3 +60,20 @@ def across_or_none(cells: pd.DataFrame) -> tuple[AcrossDatasets | None, str]:
         return across_datasets(cells), ""
     except ValueError as error:
         return None, str(error)
+
+
+# --------------------------------------------------------------------------- across datasets
+
+
+def strategy_scores(cells: pd.DataFrame) -> pd.DataFrame:
+    """Test accuracy of each strategy per dataset (rows: datasets, columns: strategies).
+
+    A strategy's score on a dataset is the test accuracy of its
+    validation-best cell there (backbone and augmentation chosen by
+    validation: the first of the strategy's cells in :func:`cell_table`'s
+    order). Only strategies present in every dataset are kept (Friedman's
+    test needs complete blocks).
+    """
+    first = cells.sort_values(["dataset", "rank"]).groupby(["dataset", "strategy"]).head(1)
+    scores = first.pivot(index="dataset", columns="strategy", values="test_accuracy")
+    return scores.dropna(axis=1)

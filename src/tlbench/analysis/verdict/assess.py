@@ -383,20 +383,3 @@ def ranking(cells: pd.DataFrame) -> pd.DataFrame:
     ]
     budget = ["budget"] if "budget" in table else []  # label budgets: a list per budget
     return table[RANKING_COLUMNS[:1] + budget + RANKING_COLUMNS[1:]].reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------- across datasets
-
-
-def strategy_scores(cells: pd.DataFrame) -> pd.DataFrame:
-    """Test accuracy of each strategy per dataset (rows: datasets, columns: strategies).
-
-    A strategy's score on a dataset is the test accuracy of its
-    validation-best cell there (backbone and augmentation chosen by
-    validation: the first of the strategy's cells in :func:`cell_table`'s
-    order). Only strategies present in every dataset are kept (Friedman's
-    test needs complete blocks).
-    """
-    first = cells.sort_values(["dataset", "rank"]).groupby(["dataset", "strategy"]).head(1)
-    scores = first.pivot(index="dataset", columns="strategy", values="test_accuracy")
-    return scores.dropna(axis=1)

@@ -71,7 +71,7 @@ def scores_beside_accuracy(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFra
     """One row per scored (dataset, backbone): its weights and input size, every score,
     and the mean validation / test accuracy of each strategy trained on it (augmentation
     ``none`` only when the study has others: the scores are of unaugmented features)."""
-    from tlbench.analysis.transferability.scores import measured_accuracy
+    from tlbench.analysis.transferability.tau import measured_accuracy
 
     measured = measured_accuracy(df)
     if measured["augmentation"].nunique() > 1 and (measured["augmentation"] == "none").any():
@@ -359,7 +359,7 @@ def scores_rank_backbones(scores: pd.DataFrame | None) -> bool:
     """Whether the study scored enough backbones of a dataset for the scores to rank
     them (:data:`tlbench.transferability.MIN_BACKBONES`): else a study that scores its one
     pretrained backbone gets no transferability part, whose every tau would be undefined."""
-    from tlbench.analysis.transferability.scores import MIN_BACKBONES
+    from tlbench.analysis.transferability.tau import MIN_BACKBONES
 
     if scores is None or scores.empty:
         return False

@@ -1,0 +1,258 @@
+"""Scoring a backbone's feature cache (tlbench.training.feature_cache): the feature scores on its train split and, where the backbone was pretrained by a run, the source scores from that run's classifier (:func:`score_cache`); which (dataset, backbone) pairs a study scores (:func:`scored_pairs`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlbench.analysis.transferability.scores import (
+    FEATURE_SCORES,
+    KNN_K,
+    SOURCE_SCORES,
+    DegenerateScore,
+    hscore,
+    knn_accuracy,
+    label_array,
+    leep,
+    logme,
+    nce,
+    probability_array,
+)
+from tlbench.core.errors import InputShapeError
+from tlbench.core.hashing import sha256_file
+from tlbench.models.weights import random_label, random_seed
+
+#: The feature cache key's weight identities (tlbench.features.weights_identity) -> labels
+#: (``{random: SEED}``: :func:`tlbench.weights.random_label`, e.g. ``random(seed 0)``).
+WEIGHTS_LABELS = {"run_model_sha256": "pretraining run", "file_sha256": "weights file"}
+
+
+# --------------------------------------------------------------------------- a feature cache
+
+
+def score_features(
+    train: np.ndarray,
+    train_labels: np.ndarray,
+    val: np.ndarray,
+    val_labels: np.ndarray,
+    k: int = KNN_K,
+) -> dict[str, Any]:
+    """Every score of :data:`FEATURE_SCORES` from train/val features, with each one's
+    seconds; a :class:`DegenerateScore` is recorded as NaN with its reason in ``note``."""
+    import sklearn.covariance  # noqa: F401  (imported before the clock starts:
+    import sklearn.neighbors  # noqa: F401  the seconds are the scores' own)
+
+    record: dict[str, Any] = {}
+    jobs = {
+        "logme": lambda: logme(train, train_labels),
+        "hscore": lambda: hscore(train, train_labels),
+        "hscore_shrunk": lambda: hscore(train, train_labels, shrinkage=True),
+        "knn_accuracy": lambda: knn_accuracy(train, train_labels, val, val_labels, k),
+    }
+    notes = []
+    for name in FEATURE_SCORES:
+        start = time.perf_counter()
+        try:
+            record[name] = jobs[name]()
+        except DegenerateScore as error:
+            record[name] = math.nan
+            notes.append(str(error))
+        record[f"{name}_seconds"] = time.perf_counter() - start
+    record["knn_k"] = k
+    record["note"] = "; ".join(notes)
+    return record
+
+
+def score_source_outputs(source_probs: Any, train_labels: Any) -> dict[str, Any]:
+    """Every score of :data:`SOURCE_SCORES` from a source classifier's probabilities on
+    the train images (NCE on their argmax source labels), with each one's seconds."""
+    y = label_array(train_labels, len(np.asarray(train_labels)), "train_labels")
+    probs = probability_array(source_probs, len(y))
+    jobs = {
+        "nce": lambda: nce(probs.argmax(axis=1), y),
+        "leep": lambda: leep(probs, y),
+    }
+    record: dict[str, Any] = {}
+    for name in SOURCE_SCORES:
+        start = time.perf_counter()
+        record[name] = jobs[name]()
+        record[f"{name}_seconds"] = time.perf_counter() - start
+    return record
+
+
+def source_probabilities(
+    run_dir: str | os.PathLike, backbone: Mapping[str, Any], images: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """Source-class probabilities (N x Z) of a pretraining run's classifier
+    (``run_dir/model.keras``) on ``images`` (uint8 N x H x W x 3), computed as the
+    ``direct`` strategy computes them (:func:`tlbench.backbones.build_source_classifier`,
+    :func:`tlbench.pipeline.predict`). ``backbone``: its ``name`` and ``kwargs``.
+    Images of another height and width are resized to the model's input size first
+    (as the ``direct`` strategy's are); another number of channels raises
+    :class:`tlbench.errors.InputShapeError`."""
+    from tlbench.models.backbones.applications import build_source_classifier
+    from tlbench.models.inputs import predict
+
+    cfg = {
+        "name": backbone["name"],
+        "kwargs": dict(backbone.get("kwargs") or {}),
+        "weights": {"run": str(run_dir)},
+    }
+    model, _ = build_source_classifier(cfg, tuple(int(s) for s in images.shape[1:]))
+    return predict(model, images, batch_size)
+
+
+#: Why a backbone's weights have no source classifier, by the record's ``weights`` label.
+NO_SOURCE_CLASSIFIER = {
+    "imagenet": "the project's ImageNet weights are the backbone without its classifier "
+    "(include_top=False files)",
+    "weights file": "a weights file holds the backbone only",
+}
+
+
+def _undefined_source_scores(reason: str) -> dict[str, Any]:
+    """NaN NCE and LEEP (and seconds), with ``reason`` as the note."""
+    record: dict[str, Any] = {"source_predict_seconds": math.nan}
+    for name in SOURCE_SCORES:
+        record[name] = math.nan
+        record[f"{name}_seconds"] = math.nan
+    record["note"] = f"{', '.join(SOURCE_SCORES)}: {reason}"
+    return record
+
+
+def _source_scores(
+    cache: Path,
+    backbone: Mapping[str, Any],
+    label: str,
+    source_run: str | os.PathLike | None,
+    train: tuple[np.ndarray, np.ndarray],
+    batch_size: int,
+) -> dict[str, Any]:
+    """NCE and LEEP of one feature cache's backbone (see :func:`score_cache`)."""
+    weights = backbone["weights"]
+    if not (isinstance(weights, Mapping) and "run_model_sha256" in weights):
+        if source_run is not None:
+            raise ValueError(
+                f"source_run: {source_run} was given, but the backbone of the feature cache "
+                f"{cache} has {label!r} weights, not a pretraining run's"
+            )
+        why = NO_SOURCE_CLASSIFIER.get(label, f"{label!r} weights carry no source classifier")
+        return _undefined_source_scores(f"no source classifier: {why}")
+    if source_run is None:
+        raise ValueError(
+            f"the backbone of the feature cache {cache} was pretrained by a run "
+            "(run_model_sha256 in its key.json): NCE and LEEP need that run's folder "
+            "(source_run)"
+        )
+    model_file = Path(source_run) / "model.keras"
+    if not model_file.is_file():
+        raise FileNotFoundError(f"source_run: {model_file} does not exist (not a finished run?)")
+    digest = sha256_file(model_file)
+    if digest != weights["run_model_sha256"]:
+        raise ValueError(
+            f"source_run: {model_file} (sha256 {digest}) is not the model the feature "
+            f"cache {cache} was computed from (run_model_sha256 {weights['run_model_sha256']})"
+        )
+    x, y = train
+    start = time.perf_counter()
+    try:
+        probs = source_probabilities(source_run, backbone, x, batch_size)
+    except InputShapeError as error:
+        return _undefined_source_scores(
+            f"the source classifier in {source_run} takes images of shape {error.takes}, "
+            f"the target's prepared images are {error.given} (another number of channels)"
+        )
+    record: dict[str, Any] = {"source_predict_seconds": time.perf_counter() - start}
+    record.update(score_source_outputs(probs, y))
+    record["note"] = ""
+    return record
+
+
+def score_cache(
+    features_dir: str | os.PathLike,
+    prepared_dir: str | os.PathLike,
+    names: Mapping[str, Any],
+    source_run: str | os.PathLike | None = None,
+    *,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Scores of one feature cache folder (``tlbench.features``) with the prepared
+    dataset's train/val labels; ``names`` (dataset, backbone) identify the row.
+
+    NCE and LEEP: when the cache's backbone was pretrained by a run (its key's
+    ``run_model_sha256``), ``source_run`` is that run's folder (an error otherwise,
+    and also when its ``model.keras`` is not the one the features came from); its
+    classifier predicts the TRAIN images (``batch_size`` a batch; the time in
+    ``source_predict_seconds``). For other weights they are NaN and ``note`` says
+    why. The test split is never read.
+    """
+    from tlbench.datasets import load_prepared
+
+    folder = Path(features_dir)
+    key_file = folder / "key.json"
+    if not key_file.is_file():
+        raise FileNotFoundError(f"{folder} is not a feature cache (no key.json)")
+    fields = json.loads(key_file.read_text())["fields"]
+    data = load_prepared(prepared_dir, splits=("train", "val"))  # test: never read
+    feats = {s: np.load(folder / f"{s}.npy") for s in ("train", "val")}
+    labels = {s: data.split(s)[1] for s in ("train", "val")}
+    for split in feats:
+        if len(feats[split]) != len(labels[split]):
+            raise ValueError(
+                f"{folder}/{split}.npy has {len(feats[split])} rows, {prepared_dir}'s "
+                f"{split} split {len(labels[split])} labels: the cache is of another dataset"
+            )
+    backbone = fields["backbone"]
+    weights = backbone["weights"]
+    record = {
+        "dataset": names["dataset"],
+        "backbone": names["backbone"],
+        "backbone_arch": backbone["name"],
+        "weights": weights_label(weights),
+        "input_size": int(fields["input_size"]),
+        "n_train": len(feats["train"]),
+        "n_val": len(feats["val"]),
+        "dim": int(feats["train"].shape[1]),
+        "num_classes": data.num_classes,
+    }
+    record.update(score_features(feats["train"], labels["train"], feats["val"], labels["val"]))
+    source = _source_scores(
+        folder, backbone, record["weights"], source_run, data.split("train"), batch_size
+    )
+    notes = [record.pop("note"), source.pop("note")]
+    record.update(source)
+    record["note"] = "; ".join(n for n in notes if n)
+    return record
+
+
+def weights_label(identity: Any) -> str:
+    """The scores table's ``weights`` of a feature cache key's weights identity
+    (:func:`tlbench.features.weights_identity`): ``imagenet``, ``pretraining run``,
+    ``weights file`` or ``random(seed N)``."""
+    if isinstance(identity, str):
+        return identity
+    seed = random_seed(identity)
+    if seed is not None:
+        return random_label(seed)
+    return WEIGHTS_LABELS[next(iter(identity))]
+
+
+def scored_pairs(study: Any) -> list[tuple[str, str]]:
+    """(dataset, backbone) pairs scored by the workflow: every pair of the study's matrix
+    whose backbone's weights have an identity: pretrained (ImageNet, a file, a
+    pretraining run) or the negative control ``{random: SEED}``. Random ``weights: none``
+    backbones (drawn from each run's seed) have no cacheable features and are not scored."""
+    return sorted(
+        {
+            (r.dataset, r.backbone)
+            for r in study.runs
+            if study.backbone_spec(r.backbone)["weights"] != "none"
+        }
+    )
