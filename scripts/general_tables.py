@@ -3,6 +3,7 @@
 
 import _bootstrap  # noqa: F401
 
+from tlbench.report import render
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
@@ -12,4 +13,4 @@ with log_to(snakemake.log[0]):
 
     study = pd.read_csv(snakemake.input[0])
     table = tables.general_table(study, snakemake.wildcards.dataset)
-    tables.write_table(table, table_stem(snakemake.output))
+    render.write_table(table, table_stem(snakemake.output))

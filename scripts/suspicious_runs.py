@@ -3,6 +3,7 @@
 
 import _bootstrap  # noqa: F401
 
+from tlbench.report import render
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
@@ -11,4 +12,4 @@ with log_to(snakemake.log[0]):
     from tlbench.analysis import tables
 
     table = tables.flag_suspicious(pd.read_csv(snakemake.input[0]))
-    tables.write_table(table, table_stem(snakemake.output))
+    render.write_table(table, table_stem(snakemake.output))

@@ -5,16 +5,15 @@ and the scatter figure of scores against test accuracy."""
 import _bootstrap  # noqa: F401
 
 from tlbench.analysis.transferability import tau as transferability_tau
+from tlbench.report import render
 from tlbench.report.figures import transferability as figures_transferability
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench.analysis import tables
-
     scores = pd.read_csv(snakemake.input.scores)
     study = pd.read_csv(snakemake.input.study)
     tau = transferability_tau.tau_table(scores, study)
-    tables.write_table(tau, table_stem(snakemake.output))
+    render.write_table(tau, table_stem(snakemake.output))
     figures_transferability.tau_scatter(scores, study, snakemake.output.figure)

@@ -17,6 +17,7 @@ import yaml
 from engine_helpers import SplitRecorder, tiny_spec
 
 from tlbench import cli
+from tlbench.core import run_folder
 from tlbench.core.errors import SpecError
 from tlbench.models import inputs
 from tlbench.models.augment import AUGMENTATIONS
@@ -139,7 +140,7 @@ def test_metrics_and_history_contents(tiny_prepared, tmp_path):
     )
     metrics = engine.run(spec, tmp_path / "out")
     history = read_history(tmp_path / "out")
-    assert list(history[0]) == list(engine.HISTORY_COLUMNS)
+    assert list(history[0]) == list(run_folder.HISTORY_COLUMNS)
     assert [int(r["epoch"]) for r in history] == [1, 2, 3]
     assert [float(r["learning_rate"]) for r in history] == pytest.approx([0.1, 0.05, 0.025])
     assert all(r["val_accuracy"] != "" and float(r["seconds"]) > 0 for r in history)
@@ -187,7 +188,7 @@ def test_test_split_read_once_at_the_end(tiny_prepared, tmp_path, monkeypatch):
         return real_fit(self, model, phase, *args, **kwargs)
 
     monkeypatch.setattr(
-        inputs, "load_prepared", lambda path: SplitRecorder(real_load(path), events)
+        engine, "load_prepared", lambda path: SplitRecorder(real_load(path), events)
     )
     monkeypatch.setattr(trainer.Trainer, "fit", fit)
     spec = tiny_spec(

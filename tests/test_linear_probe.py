@@ -75,7 +75,7 @@ def test_a_run_chooses_C_before_the_test_split_is_read(tiny_prepared, tmp_path, 
     y[: len(y) // 3] = (y[: len(y) // 3] + 1) % 3
     np.save(prepared / "val_y.npy", y)
     monkeypatch.setattr(
-        inputs, "load_prepared", lambda path: SplitRecorder(real_load(path), events)
+        engine, "load_prepared", lambda path: SplitRecorder(real_load(path), events)
     )
     monkeypatch.setattr(LogisticRegression, "fit", fit)
     spec = tiny_spec(prepared, "linear_probe")

@@ -12,7 +12,10 @@ import pytest
 from PIL import Image
 from test_tables import fake_metrics
 
+from tlbench.analysis import runs as analysis_runs
 from tlbench.analysis import tables
+from tlbench.report import render
+from tlbench.report.figures import base, study
 from tlbench.report.figures import runs as plots
 
 
@@ -63,13 +66,13 @@ def study_runs(tmp_path) -> tuple[pd.DataFrame, list[Path]]:
     runs.append(
         make_run(tmp_path / "runs", "failed", fake_metrics(strategy="scratch", status="failed"))
     )
-    df = tables.collect_runs([r / "metrics.json" for r in runs])
+    df = analysis_runs.collect_runs([r / "metrics.json" for r in runs])
     return df, runs
 
 
 def test_phase_boundaries():
-    assert plots.phase_boundaries(["a", "a", "b", "b", "c"]) == [(2.5, "b"), (4.5, "c")]
-    assert plots.phase_boundaries(["a", "a"]) == []
+    assert base.phase_boundaries(["a", "a", "b", "b", "c"]) == [(2.5, "b"), (4.5, "c")]
+    assert base.phase_boundaries(["a", "a"]) == []
 
 
 def test_training_curves(study_runs, tmp_path):
@@ -84,14 +87,14 @@ def test_training_curves(study_runs, tmp_path):
 def test_history_missing_column(tmp_path):
     (tmp_path / "history.csv").write_text("epoch,loss\n0,1.0\n")
     with pytest.raises(ValueError, match="lacks column.*phase"):
-        plots.read_history(tmp_path / "history.csv")
+        analysis_runs.read_history(tmp_path / "history.csv")
 
 
 def test_dataset_curves(study_runs, tmp_path):
     _, runs = study_runs
-    check_png(plots.dataset_curves(runs, tmp_path / "all.png"), 600, 300)
+    check_png(study.dataset_curves(runs, tmp_path / "all.png"), 600, 300)
     with pytest.raises(ValueError, match="at least one run"):
-        plots.dataset_curves([], tmp_path / "none.png")
+        study.dataset_curves([], tmp_path / "none.png")
 
 
 def test_curves_with_autoencoder_stages(tmp_path):
@@ -101,26 +104,26 @@ def test_curves_with_autoencoder_stages(tmp_path):
     history.loc[:3, ["accuracy", "val_accuracy"]] = np.nan  # reconstruction phases: no accuracy
     history.to_csv(run / "history.csv", index=False)
     check_png(plots.training_curves(run, tmp_path / "ae.png"))
-    check_png(plots.dataset_curves([run], tmp_path / "ae_all.png"))
+    check_png(study.dataset_curves([run], tmp_path / "ae_all.png"))
 
 
 def test_accuracy_heatmaps_from_csv(study_runs, tmp_path):
     df, _ = study_runs
-    csv = tables.write_table(df, tmp_path / "study")[0]
-    check_png(plots.accuracy_heatmaps(csv, "ants", tmp_path / "heat.png"))
+    csv = render.write_table(df, tmp_path / "study")[0]
+    check_png(study.accuracy_heatmaps(csv, "ants", tmp_path / "heat.png"))
     with pytest.raises(ValueError, match="datasets in the study: ants"):
-        plots.accuracy_heatmaps(csv, "signs", tmp_path / "x.png")
+        study.accuracy_heatmaps(csv, "signs", tmp_path / "x.png")
 
 
 def test_pareto_mask():
     cost = [1, 2, 3, 4, 2]
     value = [0.5, 0.7, 0.6, 0.9, 0.7]
-    assert plots.pareto_mask(cost, value).tolist() == [True, True, False, True, True]
+    assert study.pareto_mask(cost, value).tolist() == [True, True, False, True, True]
 
 
 def test_pareto_front(study_runs, tmp_path):
     df, _ = study_runs
-    check_png(plots.pareto_front(df, "ants", tmp_path / "pareto.png"))
+    check_png(study.pareto_front(df, "ants", tmp_path / "pareto.png"))
 
 
 def test_best_confusion_matrix(study_runs, tmp_path):
@@ -160,7 +163,7 @@ def test_reconstructions(tmp_path):
     ok = make_run(tmp_path, "ae", fake_metrics(strategy="autoencoder"))
     np.savez(ok / "reconstructions.npz", images=images, stage2=images * 0.5, stage1=images * 0.9,
              stage10=images * 0.1)  # fmt: skip
-    loaded, stages = plots.load_reconstructions(ok / "reconstructions.npz")
+    loaded, stages = analysis_runs.load_reconstructions(ok / "reconstructions.npz")
     assert [name for name, _ in stages] == ["stage1", "stage2", "stage10"]
     failed = make_run(tmp_path, "ae_failed", fake_metrics(strategy="autoencoder", seed=1,
                                                           status="failed"))  # fmt: skip
@@ -179,7 +182,7 @@ def test_reconstructions_bad_file(tmp_path):
         run / "reconstructions.npz", images=np.zeros((2, 8, 8, 3)), recon=np.zeros((2, 8, 8, 3))
     )
     with pytest.raises(ValueError, match="unexpected key.*recon"):
-        plots.load_reconstructions(run / "reconstructions.npz")
+        analysis_runs.load_reconstructions(run / "reconstructions.npz")
 
 
 def test_prediction_grid(study_runs, tmp_path):
@@ -255,12 +258,12 @@ def test_figures_of_a_budget_study_show_one_budget():
             "budget_per_class_mean": [5.0, 80.0, 10.0, 5.0, 10.0],
         }
     )
-    kept, words = plots.whole_budget(df, "a")
+    kept, words = study.whole_budget(df, "a")
     assert list(kept["budget"]) == ["all", "n5", "n10"]  # a's 'all' and b's rows untouched
     assert "label budget 'all'" in words
-    kept, words = plots.whole_budget(df, "b")  # no 'all': the largest budget
+    kept, words = study.whole_budget(df, "b")  # no 'all': the largest budget
     assert list(kept[kept["dataset"] == "b"]["budget"]) == ["n10"] and "'n10'" in words
-    assert plots.whole_budget(df.drop(columns="budget"), "a")[1] == ""
+    assert study.whole_budget(df.drop(columns="budget"), "a")[1] == ""
 
 
 def test_confusion_matrix_of_a_budget_study_is_of_the_whole_split(

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tlbench.analysis import runs as analysis_runs
 from tlbench.analysis import tables
+from tlbench.report import render
 
 
 def fake_metrics(
@@ -85,12 +87,12 @@ def study(tmp_path) -> pd.DataFrame:
         fake_metrics(strategy="scratch", seed=0, test=0.50, train=0.99, loss=2.0, seconds=30,
                      auc=0.5),
     ]  # fmt: skip
-    return tables.collect_runs(write_runs(tmp_path, runs))
+    return analysis_runs.collect_runs(write_runs(tmp_path, runs))
 
 
 def test_collect_runs_one_row_per_run(study):
     assert len(study) == 5
-    assert list(study.columns[:5]) == tables.ID_COLUMNS
+    assert list(study.columns[:5]) == analysis_runs.ID_COLUMNS
     row = study[(study.strategy == "fine_tune") & (study.seed == 1)].iloc[0]
     assert row.test_accuracy == 0.90 and row.val_accuracy == pytest.approx(0.91)
     assert row.train_loss == pytest.approx(0.15)
@@ -110,7 +112,7 @@ def test_weights_column_labels_each_kind(tmp_path):
     runs = [fake_metrics(seed=i) for i in range(3)]
     runs[1]["spec"]["backbone"]["weights"] = {"run": "results/pretrained/cnn"}
     runs[2]["spec"]["backbone"]["weights"] = {"random": 4}
-    table = tables.collect_runs(write_runs(tmp_path, runs))
+    table = analysis_runs.collect_runs(write_runs(tmp_path, runs))
     assert list(table.sort_values("seed").weights) == [
         "imagenet",
         "run:results/pretrained/cnn",
@@ -127,8 +129,8 @@ def test_batchnorm_column(tmp_path):
         runs.append(metrics)
     direct = fake_metrics(strategy="direct")
     direct["spec"]["strategy"]["name"] = "direct"
-    df = tables.collect_runs(write_runs(tmp_path, [*runs, direct]))
-    assert "batchnorm" in tables.SPEC_COLUMNS
+    df = analysis_runs.collect_runs(write_runs(tmp_path, [*runs, direct]))
+    assert "batchnorm" in analysis_runs.SPEC_COLUMNS
     policy = df.set_index("strategy")["batchnorm"]
     assert policy["fine_tune_frozen"] == "frozen" and policy["fine_tune_train"] == "train"
     assert policy["fine_tune_None"] == "train"  # before the parameter: fine_tune trained BN
@@ -150,7 +152,7 @@ def test_exploding_loss_is_flagged(tmp_path):
     # autoencoder stages (an MSE) do not count: the classifier's loss went 0.9 -> 0.5
     write_history(paths[2].parent, [("ae_stage1", 0.001), ("train", 0.9), ("train", 0.5)])
     write_history(paths[3].parent, [("train", 1.0), ("train", 99.0)])
-    df = tables.collect_runs(paths)
+    df = analysis_runs.collect_runs(paths)
     row = df.set_index("strategy").loc["ae"]
     assert (row.history_loss_first, row.history_loss_last) == (0.9, 0.5)
     flagged = tables.flag_suspicious(df)
@@ -163,22 +165,22 @@ def test_exploding_loss_is_flagged(tmp_path):
 def test_run_names_preferred_over_spec(tmp_path):
     with_names = fake_metrics(backbone="mnv2_a035", augmentation="flip_light")
     without = fake_metrics(with_run=False, strategy="two_phase")
-    df = tables.collect_runs(write_runs(tmp_path, [with_names, without]))
+    df = analysis_runs.collect_runs(write_runs(tmp_path, [with_names, without]))
     assert set(df.backbone) == {"mnv2_a035", "MobileNetV2"}
     assert set(df.augmentation) == {"flip_light", "none"}
 
 
 def test_collect_runs_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.json"):
-        tables.collect_runs([tmp_path / "nope.json"])
+        analysis_runs.collect_runs([tmp_path / "nope.json"])
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json is not valid JSON"):
-        tables.collect_runs([bad])
+        analysis_runs.collect_runs([bad])
     anonymous = tmp_path / "anon.json"
     anonymous.write_text(json.dumps({"status": "failed"}))
     with pytest.raises(ValueError, match="cannot tell the run's dataset"):
-        tables.collect_runs([anonymous])
+        analysis_runs.collect_runs([anonymous])
 
 
 def test_mean_sd():
@@ -217,7 +219,7 @@ def test_general_table_unknown_dataset(study):
 
 def test_write_table_marks_best(study, tmp_path):
     table = tables.general_table(study, "ants")
-    paths = tables.write_table(table, tmp_path / "out" / "general")
+    paths = render.write_table(table, tmp_path / "out" / "general")
     assert [p.name for p in paths] == ["general.csv", "general.md", "general.html"]
     back = pd.read_csv(paths[0], dtype=str, keep_default_na=False)
     assert back.loc[1, "Test accuracy"] == "0.8500 ± 0.0707"  # CSV: plain values
@@ -233,7 +235,7 @@ def test_write_table_marks_best(study, tmp_path):
 
 
 def test_write_study_table_formats(study, tmp_path):
-    paths = tables.write_table(study, tmp_path / "study")
+    paths = render.write_table(study, tmp_path / "study")
     back = pd.read_csv(paths[0])
     assert len(back) == 5 and back["test_accuracy"].max() == 0.9
     md = paths[1].read_text()
@@ -247,7 +249,7 @@ def test_strategy_ranking(study, tmp_path):
              fake_metrics(dataset="signs", classes=tuple("abcdef"), strategy="scratch",
                           test=0.7, auc=0.8)]  # fmt: skip
     df = pd.concat(
-        [study, tables.collect_runs(write_runs(tmp_path, extra, "signs"))], ignore_index=True
+        [study, analysis_runs.collect_runs(write_runs(tmp_path, extra, "signs"))], ignore_index=True
     )
     ranking = tables.strategy_ranking(df)
     ants = ranking[ranking.dataset == "ants"].set_index("strategy")
@@ -271,7 +273,7 @@ def test_flag_suspicious(tmp_path):
         fake_metrics(strategy="chance", test=0.03, train=0.04, classes=tuple(f"c{i}" for i in range(43))),
         fake_metrics(strategy="failed", status="failed"),
     ]  # fmt: skip
-    flagged = tables.flag_suspicious(tables.collect_runs(write_runs(tmp_path, runs)))
+    flagged = tables.flag_suspicious(analysis_runs.collect_runs(write_runs(tmp_path, runs)))
     assert sorted(flagged.strategy) == ["chance", "gap"]
     reasons = flagged.set_index("strategy")["reason"]
     assert "by 0.3800 > 0.3" in reasons["gap"]
@@ -288,7 +290,7 @@ def test_best_run_and_environment(study):
 
 
 def test_empty_study_tables():
-    df = tables.collect_runs([])
+    df = analysis_runs.collect_runs([])
     assert df.empty and "test_accuracy" in df.columns
     assert tables.strategy_ranking(df).empty
     assert tables.flag_suspicious(df).empty
@@ -296,12 +298,12 @@ def test_empty_study_tables():
 
 def test_render_rejects_unknown_format():
     with pytest.raises(ValueError, match="valid formats: html, md"):
-        tables.render(pd.DataFrame({"a": [1]}), "latex")
+        render.render(pd.DataFrame({"a": [1]}), "latex")
 
 
 def test_numpy_values_written(tmp_path):
     df = pd.DataFrame({"x": np.array([1.5, np.nan])})
-    csv, md, _ = tables.write_table(df, tmp_path / "t")
+    csv, md, _ = render.write_table(df, tmp_path / "t")
     assert md.read_text().splitlines()[2].strip() == "| 1.5000 |"
     assert csv.read_text().splitlines()[1] == "1.5"
 
@@ -309,6 +311,6 @@ def test_numpy_values_written(tmp_path):
 def test_general_table_puts_no_augmentation_first(tmp_path):
     runs = [fake_metrics(augmentation="flip"), fake_metrics(augmentation="none"),
             fake_metrics(augmentation="crop")]  # fmt: skip
-    table = tables.general_table(tables.collect_runs(write_runs(tmp_path, runs)), "ants")
+    table = tables.general_table(analysis_runs.collect_runs(write_runs(tmp_path, runs)), "ants")
     assert list(table["Model name"]) == [
         "mnv2_fine_tune", "mnv2_fine_tune_crop", "mnv2_fine_tune_flip"]  # fmt: skip

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tlbench.analysis import runs
 from tlbench.core.errors import TuningError
 from tlbench.training.spec import resolve_spec
 from tlbench.tuning import search as tuning
@@ -278,7 +279,7 @@ def test_tables_say_which_values_were_tuned():
                 "augmentation": "none",
                 "seed": seed,
             }
-            rows.append(tables.run_row({**base, "spec": spec, "run": names}))
+            rows.append(runs.run_row({**base, "spec": spec, "run": names}))
     df = pd.DataFrame(rows)
     assert list(df["tuned"]) == ["learning_rate=0.001235, unfreeze=block_13"] * 2 + [""] * 2
     general = tables.general_table(df, "d").set_index("Model name")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from tlbench.analysis import tables
+from tlbench.analysis import runs, tables
 from tlbench.analysis.verdict import across, bootstrap, pairs
 from tlbench.analysis.verdict import assess as verdict
 from tlbench.report.figures import verdict as verdict_figure
@@ -215,7 +215,7 @@ def hand_made(tmp_path) -> pd.DataFrame:
         *write_run(tmp_path, "cnn/scratch/none", accuracy_per_seed=[0.70, 0.72, 0.69],
                    val=[0.70, 0.71, 0.70], seconds=50, pretrained=False),
     ]  # fmt: skip
-    return tables.collect_runs(paths)
+    return runs.collect_runs(paths)
 
 
 def test_cells_ordered_by_validation_with_intervals_and_verdicts(hand_made):
@@ -285,7 +285,7 @@ def test_a_cell_better_on_test_is_reported_not_chosen(tmp_path):
         *write_run(tmp_path, "a/scratch/none", accuracy_per_seed=[0.90, 0.91, 0.90],
                    val=[0.8, 0.8, 0.8], seconds=5, pretrained=False),
     ]  # fmt: skip
-    row = verdict.verdict_table(tables.collect_runs(paths), reps=500).iloc[0]
+    row = verdict.verdict_table(runs.collect_runs(paths), reps=500).iloc[0]
     assert row["selected"] == "a/fine_tune/none" and row["tied_with"] == ""
     assert row["better_on_test"] == "a/scratch/none"
     text = verdict_page.front_section(pd.DataFrame([row]))
@@ -300,7 +300,7 @@ def test_binary_datasets_choose_by_validation_roc_auc(tmp_path):
         *write_run(tmp_path, "a/scratch/none", accuracy_per_seed=[0.8, 0.8], val=[0.8, 0.8],
                    seconds=5, pretrained=False, classes=2, auc=0.95),
     ]  # fmt: skip
-    order = verdict.validation_order(tables.collect_runs(paths))
+    order = verdict.validation_order(runs.collect_runs(paths))
     assert list(order["strategy"]) == ["scratch", "fine_tune"]
     assert set(order["criterion"]) == {"val_roc_auc"}
 
@@ -313,10 +313,10 @@ def test_runs_tested_on_different_images_are_an_error(tmp_path):
                    pretrained=False, images=150),
     ]  # fmt: skip
     with pytest.raises(ValueError, match="tested on different images: .*scratch.* and .*fine"):
-        verdict.cell_table(tables.collect_runs(paths))
+        verdict.cell_table(runs.collect_runs(paths))
     Path(paths[0]).with_name("predictions.npz").unlink()
     with pytest.raises(FileNotFoundError, match="run has no test predictions: .*fine_tune"):
-        verdict.cell_table(tables.collect_runs(paths))
+        verdict.cell_table(runs.collect_runs(paths))
 
 
 # --------------------------------------------------------------------------- across datasets
@@ -362,7 +362,7 @@ def test_verdict_per_label_budget(tmp_path, monkeypatch):
             metrics = json.loads(path.read_text())
             path.write_text(json.dumps({**metrics, "budget": label, "budget_per_class_mean": size}))
         paths += new
-    study = tables.collect_runs(paths)
+    study = runs.collect_runs(paths)
     calls = []
     original = bootstrap.bootstrap
     monkeypatch.setattr(verdict, "bootstrap", lambda *a, **k: calls.append(1) or original(*a, **k))
@@ -419,7 +419,7 @@ def test_batchnorm_table_pairs_cells_that_differ_only_in_the_policy(tmp_path, mo
         paths += write_run(tmp_path, name, accuracy_per_seed=accuracy, val=accuracy,
                            seconds=10 + offset, pretrained=True, offset=offset)  # fmt: skip
         labels[name.split("/")[1]] = (strategy, policy)
-    study = tables.collect_runs(paths)
+    study = runs.collect_runs(paths)
     study["strategy_name"] = [labels[s][0] for s in study["strategy"]]
     study["batchnorm"] = [labels[s][1] for s in study["strategy"]]
     table = pairs.batchnorm_table(study, margin=0.01, reps=500)

@@ -30,6 +30,7 @@ from scipy import stats
 
 from tlbench.core.atomic import atomic_file
 from tlbench.datasets.budget import ALL
+from tlbench.report import render
 
 LEVEL = 0.95
 CURVE_COLUMNS = [
@@ -263,5 +264,5 @@ def write_learning_curves(
     plot(curves, dataset, split, figure)
     with atomic_file(page) as handle:
         handle.write(page_text(curves, dataset, split, val_images))
-    tables.write_table(curves, table_stem)
+    render.write_table(curves, table_stem)
     return curves

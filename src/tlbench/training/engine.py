@@ -48,6 +48,7 @@ import keras
 import numpy as np
 
 from tlbench.core.atomic import atomic_dir, write_json
+from tlbench.core.run_folder import HISTORY_COLUMNS
 from tlbench.datasets.fingerprint import data_fingerprint
 from tlbench.models.assembly import build_model
 from tlbench.models.inputs import (
@@ -62,19 +63,6 @@ from tlbench.training.jit import jit_record
 from tlbench.training.resume import Resume
 from tlbench.training.spec import resolve_spec
 from tlbench.training.trainer import Trainer
-
-#: Names callers import from here (the modules that hold them are named above).
-
-HISTORY_COLUMNS = (
-    "epoch",
-    "phase",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "learning_rate",
-    "seconds",
-)
 
 
 def run(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLike) -> dict[str, Any]:

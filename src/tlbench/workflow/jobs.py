@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from tlbench.report import render
+
 
 def environment_page(
     config: Mapping[str, Any],
@@ -56,9 +58,9 @@ def environment_page(
             "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style></head><body>",
             "<h2>Environment of the report's aggregation</h2>",
-            tables.render(machine, "html"),
+            render.render(machine, "html"),
             "<h2>Environments the runs were trained in</h2>",
-            tables.render(runs, "html"),
+            render.render(runs, "html"),
             "<h2>Study config (defaults filled in)</h2>",
             f"<pre>{html.escape(config_yaml)}</pre>",
             "</body></html>",

@@ -24,7 +24,7 @@ def tau_scatter(
     from matplotlib.figure import Figure
 
     from tlbench.analysis.tables import is_pilot
-    from tlbench.report.figures.runs import _message_figure, _save
+    from tlbench.report.figures.base import message_figure, save_figure
 
     if accuracy is None:
         accuracy = "val_accuracy" if is_pilot(study) else "test_accuracy"
@@ -32,7 +32,7 @@ def tau_scatter(
         raise ValueError(f"accuracy: {accuracy!r}; valid: {', '.join(ACCURACIES)}")
     measured = measured_accuracy(study).merge(scores, on=["dataset", "backbone"])
     if measured.empty:
-        return _message_figure(
+        return message_figure(
             path,
             "Transferability scores vs. measured accuracy",
             ["no finished runs of the scored backbones: nothing to compare"],
@@ -73,4 +73,4 @@ def tau_scatter(
             if col == 0:
                 ax.set_ylabel(f"{accuracy.replace('_', ' ')} (mean over seeds)")
             ax.legend(fontsize=6)
-    return _save(fig, path)
+    return save_figure(fig, path)

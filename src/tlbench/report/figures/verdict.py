@@ -50,6 +50,6 @@ def critical_difference(ranking_csv: str | os.PathLike, path: str | os.PathLike)
         across, reason = across_or_none(cells)
     if across is not None:
         return cd_diagram(across, path)
-    from tlbench.report.figures.runs import _message_figure
+    from tlbench.report.figures.base import message_figure
 
-    return _message_figure(path, "No comparison across datasets", [reason])
+    return message_figure(path, "No comparison across datasets", [reason])

@@ -21,8 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from tlbench.analysis.tables import mean_sd, render
+from tlbench.analysis.tables import mean_sd
 from tlbench.report import seed_reference
+from tlbench.report.render import render
 
 CELL = ["dataset", "backbone", "strategy", "augmentation"]
 

@@ -15,6 +15,7 @@ from tlbench.analysis.verdict.bootstrap import (
     SEED,
 )
 from tlbench.core.atomic import atomic_file
+from tlbench.report import render
 
 # --------------------------------------------------------------------------- front section
 
@@ -109,13 +110,13 @@ def write_verdict(
     from tlbench.analysis import tables
 
     if tables.is_pilot(study):  # no test predictions: nothing to give a verdict on
-        tables.write_table(pd.DataFrame(columns=["dataset", "selected", "note"]), table_stem)
-        tables.write_table(tables.strategy_ranking(study), ranking_stem)
+        render.write_table(pd.DataFrame(columns=["dataset", "selected", "note"]), table_stem)
+        render.write_table(tables.strategy_ranking(study), ranking_stem)
         write_front_section(PILOT_SECTION, front_path)
         return pd.DataFrame()
     result = assess(study, margin, reps, seed)
     across, _ = across_or_none(result.whole())  # budgets: their largest, normally 'all'
-    tables.write_table(result.verdicts, table_stem)
-    tables.write_table(ranking(result.cells), ranking_stem)
+    render.write_table(result.verdicts, table_stem)
+    render.write_table(ranking(result.cells), ranking_stem)
     write_front_section(front_section(result.verdicts, across), front_path)
     return result.verdicts
