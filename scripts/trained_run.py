@@ -20,7 +20,7 @@ with log_to(snakemake.log[0]):
 
     spec = {**snakemake.params.spec, "run": dict(snakemake.params.names)}
     if hasattr(snakemake.input, "tuned"):  # the best values of the cell's search
-        from tlbench.tuning.search import apply_tuned, read_tuned
+        from tlbench.tuning.space import apply_tuned, read_tuned
 
         spec = apply_tuned(spec, read_tuned(snakemake.input.tuned))
     metrics = engine.run(spec, snakemake.output[0])

@@ -3,16 +3,15 @@
 
 import _bootstrap  # noqa: F401
 
+from tlbench.report.figures import tuning as figures_tuning
 from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
     import json
 
-    from tlbench.tuning import search as tuning
-
     best = json.loads(open(snakemake.input.best).read())
     w = snakemake.wildcards
-    tuning.plot_trials(
+    figures_tuning.plot_trials(
         snakemake.input.trials,
         snakemake.output[0],
         title=f"{w.dataset} / {w.backbone} / {w.strategy} ({best['tuner']})",

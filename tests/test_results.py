@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tlbench.analysis import tables
 from tlbench.core.errors import StudyConfigError
 from tlbench.report import seed_reference
-from tlbench.report.pages import results
+from tlbench.report.pages import results, seed_checks
 from tlbench.report.pages import seeds as seed_pages
 from tlbench.study.matrix import load_study
 
@@ -97,12 +98,12 @@ def test_failed_runs_are_not_averaged():
 
 
 def test_wall_time_spans_first_start_to_last_end():
-    wall = results.wall_time(_gtsrb_study())
+    wall = tables.wall_time(_gtsrb_study())
     assert wall["seconds"] == 2 * 60 + 30
     assert wall["runs_seconds"] == 21 * 30
     assert results.format_seconds(3725) == "1 h 02 min 05 s"
     assert results.format_seconds(None) == "not recorded"
-    assert results.wall_time(_gtsrb_study().drop(columns="started_utc"))["seconds"] is None
+    assert tables.wall_time(_gtsrb_study().drop(columns="started_utc"))["seconds"] is None
 
 
 def test_seed000_checks_and_disagreement_with_the_seed():
@@ -153,7 +154,7 @@ def test_seed000_selects_the_cell_by_validation_and_reports_its_test_accuracy(tm
 def test_validation_that_cannot_choose_is_said_beside_the_choice():
     rows = [_run("fine_tune", 0, 0.9, val_accuracy=0.96, val_n=100),
             _run("two_phase", 0, 0.8, val_accuracy=0.95, val_n=100)]  # fmt: skip
-    check = seed_pages.selected_cell_check("test_accuracy", "test accuracy", 0.5)
+    check = seed_checks.selected_cell_check("test_accuracy", "test accuracy", 0.5)
     measured, met, chosen = check.measure(_study(rows), {})
     assert met and chosen.cell[2] == "fine_tune"
     assert "Validation cannot choose" in measured and "n = 100" in measured
@@ -224,7 +225,7 @@ def test_epochs_to_reach_counts_classifier_epochs_against_the_same_seed():
             {"phase": ["ae_stage1", "train", "train"], "val_accuracy": [None, 0.5, 0.6]}
         ),
     }
-    conv = seed_pages.epochs_to_reach(_study(rows), "autoencoder", history=histories.__getitem__)
+    conv = tables.epochs_to_reach(_study(rows), "autoencoder", history=histories.__getitem__)
     by_seed = conv.set_index("seed")
     assert by_seed.loc[0, "baseline epochs to its best"] == 3
     assert by_seed.loc[0, "epochs to reach it"] == 1

@@ -10,7 +10,7 @@ import pytest
 from test_results import _config, _run
 
 from tlbench.core.errors import StudyConfigError
-from tlbench.report.pages import results
+from tlbench.report.pages import results, transferability
 from tlbench.report.pages import studies as study_results
 from tlbench.study.matrix import load_study
 
@@ -57,24 +57,24 @@ def test_transferability_section_puts_scores_beside_accuracy_with_tau_and_cost()
     assert page.startswith("## Transferability")
     assert summary["section"] == "transfer" and summary["runs"] == 12
 
-    beside = study_results.scores_beside_accuracy(scores, df)
+    beside = transferability.scores_beside_accuracy(scores, df)
     row = beside.set_index("backbone").loc["b3"]
     assert row["FE test"] == pytest.approx(0.90) and row["LP test"] == pytest.approx(0.89)
     assert row["LogME"] == pytest.approx(9.0)
 
-    pivot = study_results.tau_pivot(tau).set_index(["strategy", "accuracy"])
+    pivot = transferability.tau_pivot(tau).set_index(["strategy", "accuracy"])
     assert pivot.loc[("feature_extraction", "test"), "LogME"] == pytest.approx(1.0)
     assert pivot.loc[("feature_extraction", "test"), "k-NN val acc"] == pytest.approx(-1.0)
     assert math.isnan(pivot.loc[("feature_extraction", "test"), "H-score"])
 
-    findings = study_results.tau_findings(tau)
+    findings = transferability.tau_findings(tau)
     logme = next(line for line in findings if line.startswith("LogME"))
     assert "against test accuracy mean +1.00 over 2" in logme and "2 of 2 positive" in logme
     knn = next(line for line in findings if line.startswith("k-NN"))
     assert "mean -1.00" in knn and "0 of 2 positive" in knn
     assert any(line.startswith("H-score: undefined") for line in findings)
 
-    cost = study_results.cost_table(scores, df).set_index("score")
+    cost = transferability.cost_table(scores, df).set_index("score")
     assert cost.loc["LogME", "FE / score"] == pytest.approx(10.0 / 0.05)
     assert cost.loc["LogME", "LP / score"] == pytest.approx(0.5 / 0.05)
     assert "H-score" not in cost.index  # undefined everywhere: no cost to report

@@ -17,9 +17,12 @@ import yaml
 
 from tlbench.analysis import runs
 from tlbench.core.errors import TuningError
+from tlbench.report.figures import tuning as figures_tuning
 from tlbench.training.spec import resolve_spec
 from tlbench.tuning import search as tuning
-from tlbench.tuning.search import apply_tuned, resolve_tuning
+from tlbench.tuning import space as tuning_space
+from tlbench.tuning import trials as tuning_trials
+from tlbench.tuning.space import apply_tuned, resolve_tuning
 
 SPACE = {"learning_rate": {"min": 1e-4, "max": 1e-2}}
 
@@ -104,15 +107,17 @@ def test_depth_beyond_backbone_or_unknown_block_is_an_error():
     backbone = build_backbone(
         {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [4, 8]}}, (16, 16, 3)
     )
-    tuning.check_space_against_backbone(
+    tuning_space.check_space_against_backbone(
         {"unfreeze": {"min": 0, "max": 2, "step": 1}}, backbone, "s.space"
     )
     with pytest.raises(TuningError, match=r"s\.space\.unfreeze\.max: 500 exceeds the depth"):
-        tuning.check_space_against_backbone(
+        tuning_space.check_space_against_backbone(
             {"unfreeze": {"min": 0, "max": 500, "step": 1}}, backbone, "s.space"
         )
     with pytest.raises(TuningError, match=r"s\.space\.frozen\.blocks: unknown block 'nope'"):
-        tuning.check_space_against_backbone({"frozen": {"blocks": ["nope"]}}, backbone, "s.space")
+        tuning_space.check_space_against_backbone(
+            {"frozen": {"blocks": ["nope"]}}, backbone, "s.space"
+        )
 
 
 def test_apply_tuned_sets_values_and_records_them(tiny_prepared):
@@ -125,8 +130,8 @@ def test_apply_tuned_sets_values_and_records_them(tiny_prepared):
 
 
 def test_objective_is_roc_auc_for_binary_data():
-    assert tuning.objective_name(2) == "val_roc_auc"
-    assert tuning.objective_name(3) == "val_accuracy"
+    assert tuning_space.objective_name(2) == "val_roc_auc"
+    assert tuning_space.objective_name(3) == "val_accuracy"
 
 
 # --------------------------------------------------------------------------- searches
@@ -173,7 +178,7 @@ def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_pat
     assert set(tuned) == {"learning_rate", "unfreeze"}
     assert 1e-4 <= tuned["learning_rate"] <= 1e-2 and tuned["unfreeze"] in (0, 2, 4)
     assert json.loads((tmp_path / "best.json").read_text())["tuned"] == tuned
-    assert tuning.read_tuned(tmp_path / "best.json") == tuned
+    assert tuning_space.read_tuned(tmp_path / "best.json") == tuned
     rows = list(csv.DictReader((tmp_path / "trials.csv").open()))
     assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]
     # two-phase trials fit twice: both phases' epochs are counted
@@ -327,7 +332,7 @@ def test_hymenoptera_tuning_config_blocks_exist(keras_home):
     size = study.dataset_image_size("hymenoptera")
     backbone = build_backbone(spec["backbone"], (size, size, 3))
     space = study.tuning_section(cell[2])["space"]
-    tuning.check_space_against_backbone(space, backbone, "space")
+    tuning_space.check_space_against_backbone(space, backbone, "space")
     assert backbone.pretrained
 
 
@@ -350,10 +355,10 @@ def test_trials_table_and_plot(tmp_path):
     ]
     trials = tmp_path / "trials.csv"
     pd.DataFrame(rows).to_csv(trials, index=False)
-    table = tuning.trials_table(trials)
+    table = tuning_trials.trials_table(trials)
     assert list(table["trial"][:2]) == ["0004", "0003"] and table["trial"].iloc[-1] == "0005"
     assert table.attrs["best"] == {"score": [0]}
-    png = tuning.plot_trials(
+    png = figures_tuning.plot_trials(
         trials,
         tmp_path / "t.png",
         "t",
@@ -365,7 +370,7 @@ def test_trials_table_and_plot(tmp_path):
 
 
 def test_best_trial_is_chosen_among_the_fully_trained():
-    from tlbench.tuning.search import best_trial
+    from tlbench.tuning.trials import best_trial
 
     rows = [
         {"trial": "0", "score": 0.97, "budget_epochs": 2},  # lucky short trial

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlbench.analysis import runs
 from tlbench.core.run_folder import CURVE_COLUMNS
 from tlbench.models.weights import random_label, random_seed
 
@@ -42,7 +41,7 @@ def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 def run_label(metrics: dict[str, Any]) -> str:
     """``backbone/strategy/augmentation/seedN`` of a run (config-level names when known)."""
-    row = runs.run_row(metrics)
+    row = run_row(metrics)
     return f"{row['backbone']}/{row['strategy']}/{row['augmentation']}/seed{row['seed']}"
 
 

@@ -17,12 +17,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tlbench.analysis.runs import ENV_FIELDS, ID_COLUMNS
+from tlbench.analysis.runs import ENV_FIELDS, ID_COLUMNS, read_history
 
 #: Columns of :func:`general_table` -> (study column, best is "max" or "min", decimals).
 GENERAL_COLUMNS: dict[str, tuple[str, str, int]] = {
@@ -36,11 +38,6 @@ GENERAL_COLUMNS: dict[str, tuple[str, str, int]] = {
 MAX_TRAIN_TEST_GAP = 0.3
 CHANCE_FACTOR = 1.5
 LOSS_EXPLOSION_FACTOR = 100.0
-
-
-def _ok(df: pd.DataFrame) -> pd.DataFrame:
-    """Runs that finished (status ``ok``)."""
-    return df[df["status"] == "ok"]
 
 
 def is_pilot(df: pd.DataFrame) -> bool:
@@ -142,7 +139,7 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
         key=lambda item: (item[0][0], item[0][1], item[0][2] != "none", *item[0][2:]),
     )  # within a backbone and strategy, the run without augmentation first
     for (backbone, strategy, augmentation, *budget), group in groups:
-        ok = _ok(group)
+        ok = ok_runs(group)
         record = {"Model name": model_name(backbone, strategy, augmentation)}
         if budget:  # label budgets (tlbench.budget): one row per cell and budget
             record["Model name"] += f" [budget {budget[0]}]"
@@ -185,7 +182,7 @@ def strategy_ranking(df: pd.DataFrame) -> pd.DataFrame:
     datasets also ``roc_auc_rank`` (NaN elsewhere, where accuracy decides). In a
     pilot study (test split sealed) the columns are ``val_*`` and rank validation.
     """
-    ok = _ok(df)
+    ok = ok_runs(df)
     split = reported_split(df)
     keys = ["dataset", "backbone", "strategy", "augmentation", *budget_keys(df)]
     columns = [
@@ -240,7 +237,7 @@ def flag_suspicious(
     split = reported_split(df)
     label = SPLIT_LABELS[split]
     flagged = []
-    for _, row in _ok(df).iterrows():
+    for _, row in ok_runs(df).iterrows():
         reasons = []
         test, train, classes = row[f"{split}_accuracy"], row["train_accuracy"], row["num_classes"]
         if pd.notna(test) and pd.notna(train) and train - test > max_gap:
@@ -296,3 +293,77 @@ def best_run(df: pd.DataFrame, dataset: str) -> pd.Series:
 
     _check_dataset(df, dataset)
     return select_run(df, dataset).row
+
+
+def epochs_to_reach(
+    df: pd.DataFrame,
+    method: str,
+    baseline: str = "scratch",
+    history: Callable[[str], pd.DataFrame] = read_history,
+) -> pd.DataFrame:
+    """Epochs each ``method`` run needs to reach its seed's ``baseline`` best val accuracy.
+
+    Runs pair up by (dataset, backbone, augmentation, seed). Only classifier
+    epochs count; pretraining epochs (phases ``ae_stage*``) are given apart.
+    """
+    runs = ok_runs(df)
+    rows = []
+    base_runs = runs[runs["strategy_name"] == baseline]
+    for _, run in runs[runs["strategy_name"] == method].iterrows():
+        match = base_runs[
+            (base_runs["dataset"] == run["dataset"])
+            & (base_runs["backbone"] == run["backbone"])
+            & (base_runs["augmentation"] == run["augmentation"])
+            & (base_runs["seed"] == run["seed"])
+        ]
+        if match.empty:
+            continue
+        base = history(match.iloc[0]["path"])
+        target = float(base["val_accuracy"].max())
+        base_epochs = int(np.argmax(base["val_accuracy"].to_numpy() >= target)) + 1
+        hist = history(run["path"])
+        pretraining = hist["phase"].astype(str).str.startswith("ae_stage")
+        classifier = hist[~pretraining]["val_accuracy"].to_numpy()
+        reached = np.nonzero(classifier >= target)[0]
+        rows.append(
+            {
+                "strategy": run["strategy"],
+                "baseline": match.iloc[0]["strategy"],
+                "seed": run["seed"],
+                "baseline best val accuracy": target,
+                "baseline epochs to its best": base_epochs,
+                "epochs to reach it": int(reached[0]) + 1 if len(reached) else None,
+                "classifier epochs run": len(classifier),
+                "pretraining epochs": int(pretraining.sum()),
+                "test accuracy": run["test_accuracy"],
+                "baseline test accuracy": match.iloc[0]["test_accuracy"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def ok_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Finished runs only (failed runs are listed separately on the page)."""
+    return df[df["status"] == "ok"]
+
+
+def wall_time(df: pd.DataFrame) -> dict[str, Any]:
+    """The study's wall time: first run start to last run end (``metrics.json`` times)."""
+    if "started_utc" not in df or df["started_utc"].isna().all():
+        return {"seconds": None, "start": None, "end": None, "runs_seconds": None}
+    start = min(datetime.fromisoformat(t) for t in df["started_utc"].dropna())
+    end = max(datetime.fromisoformat(t) for t in df["finished_utc"].dropna())
+    spans = [
+        (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+        for a, b in zip(df["started_utc"], df["finished_utc"], strict=True)
+        if isinstance(a, str) and isinstance(b, str)
+    ]
+    return {
+        "seconds": (end - start).total_seconds(),
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "runs_seconds": float(sum(spans)),
+    }

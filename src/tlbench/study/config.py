@@ -187,7 +187,7 @@ def check_budgets(config: dict[str, Any]) -> None:
 def check_tuning(config: dict[str, Any]) -> None:
     """Validate and fill every strategy's ``tuning`` section (tlbench.tuning)."""
     from tlbench.core.errors import TuningError
-    from tlbench.tuning.search import resolve_tuning
+    from tlbench.tuning.space import resolve_tuning
 
     problems = []
     for name, strategy in config["strategies"].items():

@@ -15,24 +15,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from tlbench.analysis.tables import mean_sd
+from tlbench.analysis.tables import mean_sd, ok_runs
 from tlbench.report import seed_reference
 from tlbench.report.render import render
 
 CELL = ["dataset", "backbone", "strategy", "augmentation"]
-
-# --------------------------------------------------------------------------- measurements
-
-
-def ok_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """Finished runs only (failed runs are listed separately on the page)."""
-    return df[df["status"] == "ok"]
 
 
 def cell_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -68,25 +60,6 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
         row["epochs"] = mean_sd(group["epochs_run"], 1)
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def wall_time(df: pd.DataFrame) -> dict[str, Any]:
-    """The study's wall time: first run start to last run end (``metrics.json`` times)."""
-    if "started_utc" not in df or df["started_utc"].isna().all():
-        return {"seconds": None, "start": None, "end": None, "runs_seconds": None}
-    start = min(datetime.fromisoformat(t) for t in df["started_utc"].dropna())
-    end = max(datetime.fromisoformat(t) for t in df["finished_utc"].dropna())
-    spans = [
-        (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
-        for a, b in zip(df["started_utc"], df["finished_utc"], strict=True)
-        if isinstance(a, str) and isinstance(b, str)
-    ]
-    return {
-        "seconds": (end - start).total_seconds(),
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "runs_seconds": float(sum(spans)),
-    }
 
 
 def format_seconds(seconds: float | None) -> str:

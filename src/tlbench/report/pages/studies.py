@@ -26,209 +26,24 @@ The section's summary (``<page>.json``) is what ``docs/results.md``'s overview l
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tlbench.analysis.tables import wall_time
 from tlbench.analysis.verdict import across as verdict_across
 from tlbench.datasets import budget
-from tlbench.report.pages.results import (
-    Block,
-    format_seconds,
-    study_header,
-    verdict_blocks,
-    wall_time,
-)
-
-#: Column labels of the scores on the page (tlbench.transferability.SCORES' names).
-SCORE_LABELS = {
-    "logme": "LogME",
-    "hscore": "H-score",
-    "hscore_shrunk": "H-score (shrunk)",
-    "knn_accuracy": "k-NN val acc",
-    "nce": "NCE",
-    "leep": "LEEP",
-}
-#: Strategy names in the page's column labels.
-SHORT = {"feature_extraction": "FE", "linear_probe": "LP"}
-
-
-def _short(strategy: str) -> str:
-    return SHORT.get(strategy, strategy)
-
-
-def _scores_present(scores: pd.DataFrame) -> list[str]:
-    """The scores of :data:`tlbench.transferability.SCORES` in the table, in that order."""
-    from tlbench.analysis.transferability.scores import SCORES
-
-    return [s for s in SCORES if s in scores]
-
-
-def scores_beside_accuracy(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
-    """One row per scored (dataset, backbone): its weights and input size, every score,
-    and the mean validation / test accuracy of each strategy trained on it (augmentation
-    ``none`` only when the study has others: the scores are of unaugmented features)."""
-    from tlbench.analysis.transferability.tau import measured_accuracy
-
-    measured = measured_accuracy(df)
-    if measured["augmentation"].nunique() > 1 and (measured["augmentation"] == "none").any():
-        measured = measured[measured["augmentation"] == "none"]
-    wide = measured.pivot_table(
-        index=["dataset", "backbone"],
-        columns="strategy",
-        values=["val_accuracy", "test_accuracy"],
-    )
-    wide.columns = [
-        f"{_short(strategy)} {'val' if kind == 'val_accuracy' else 'test'}"
-        for kind, strategy in wide.columns
-    ]
-    wide = wide[sorted(wide.columns, key=lambda c: (c.split()[0], c.split()[1] != "val"))]
-    present = _scores_present(scores)
-    table = scores[["dataset", "backbone", "weights", "input_size", *present]].merge(
-        wide.reset_index(), on=["dataset", "backbone"], how="left"
-    )
-    table = table.rename(columns={"input_size": "px", **SCORE_LABELS})
-    return table.round(3)
-
-
-def tau_pivot(tau: pd.DataFrame) -> pd.DataFrame:
-    """Weighted Kendall tau (``tables/transferability_tau.csv``) as rows (dataset,
-    strategy, accuracy) by columns (score); empty where undefined."""
-    table = tau.pivot_table(
-        index=["dataset", "strategy", "accuracy"],
-        columns="score",
-        values="weighted_tau",
-        dropna=False,
-        aggfunc="first",
-    )
-    order = [s for s in SCORE_LABELS if s in table.columns]
-    table = table[order].rename(columns=SCORE_LABELS).reset_index()
-    table["accuracy"] = table["accuracy"].str.replace("_accuracy", "", regex=False)
-    return table.round(2)
-
-
-def tau_findings(tau: pd.DataFrame) -> list[str]:
-    """Per score, in words: its weighted tau against each accuracy over the (dataset,
-    strategy) pairs where it is defined (mean, range, how many positive), and where it
-    is undefined, why."""
-    lines = []
-    for score, label in SCORE_LABELS.items():
-        rows = tau[tau["score"] == score]
-        if rows.empty:
-            continue
-        parts = []
-        for accuracy in ("val_accuracy", "test_accuracy"):
-            values = rows.loc[rows["accuracy"] == accuracy, "weighted_tau"].dropna()
-            if values.empty:
-                continue
-            what = accuracy.replace("_accuracy", "")
-            parts.append(
-                f"against {what} accuracy mean {values.mean():+.2f} over {len(values)} "
-                f"(dataset, strategy) pairs, from {values.min():+.2f} to {values.max():+.2f}, "
-                f"{int((values > 0).sum())} of {len(values)} positive"
-            )
-        if parts:
-            lines.append(f"{label}: weighted tau " + "; ".join(parts) + ".")
-        else:
-            notes = sorted({n.split(";")[0] for n in rows["note"].dropna() if n})
-            lines.append(f"{label}: undefined on every pair ({'; '.join(notes) or 'no values'}).")
-    return lines
-
-
-def cost_table(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
-    """What scoring a backbone cost against training on its features: per score, the
-    median seconds per scored (dataset, backbone), and the median training seconds of
-    each strategy's runs on the same backbones (features cached for both) over it."""
-    ok = df[(df["status"] == "ok") & df["backbone"].isin(set(scores["backbone"]))]
-    training = {
-        strategy: float(rows["train_seconds"].median())
-        for strategy, rows in ok.groupby("strategy", sort=True)
-    }
-    from tlbench.analysis.transferability.scores import SOURCE_SCORES
-
-    rows = []
-    for score in _scores_present(scores):
-        column = f"{score}_seconds"
-        if column not in scores:
-            continue
-        defined = scores[scores[score].notna()]
-        cost = defined[column]
-        if score in SOURCE_SCORES and "source_predict_seconds" in defined:
-            cost = cost + defined["source_predict_seconds"]  # the source model's predictions
-        seconds = float(cost.median())
-        if math.isnan(seconds):
-            continue
-        row: dict[str, Any] = {
-            "score": SCORE_LABELS[score],
-            "backbones": len(defined),
-            "seconds per backbone": seconds,
-        }
-        for strategy, train in training.items():
-            row[f"{_short(strategy)} training s"] = train
-            row[f"{_short(strategy)} / score"] = train / seconds if seconds > 0 else math.inf
-        rows.append(row)
-    return pd.DataFrame(rows).round(4)
-
-
-def transferability_blocks(
-    scores: pd.DataFrame, tau: pd.DataFrame, df: pd.DataFrame
-) -> list[Block]:
-    """The transferability part of a section: scores beside accuracies, tau, cost."""
-    notes = sorted(
-        {part for n in scores.get("note", pd.Series(dtype=str)).dropna() for part in n.split("; ")}
-        - {""}
-    )
-    blocks: list[Block] = [
-        ("h3", "Scores of the frozen features beside the measured accuracy"),
-        (
-            "p",
-            "Each score is computed from the feature cache of the train split (k-NN: "
-            "fitted on train, scored on validation); the test split is not read. FE: "
-            "feature_extraction (a Keras head on the cached features), LP: linear_probe "
-            "(logistic regression, C chosen on validation); accuracies are means over seeds.",
-        ),
-        ("table", scores_beside_accuracy(scores, df)),
-    ]
-    if notes:
-        blocks += [("p", "Undefined scores (NaN above):"), ("ul", notes)]
-    blocks += [
-        ("h3", "Do the scores rank the backbones as training does?"),
-        (
-            "p",
-            "Weighted Kendall tau (scipy.stats.weightedtau) of each score against each "
-            "strategy's mean accuracy across the scored backbones of a dataset: 1 is the "
-            "same order, 0 no relation, -1 the reverse. Test rows are reported only: "
-            "nothing is chosen by them.",
-        ),
-        ("table", tau_pivot(tau)),
-        ("ul", tau_findings(tau)),
-    ]
-    cost = cost_table(scores, df)
-    if not cost.empty:
-        blocks += [
-            ("h3", "What scoring costs"),
-            (
-                "p",
-                "Median seconds to score one backbone on one dataset from its cached "
-                "features (over the backbones where the score is defined; NCE and LEEP "
-                "with the source classifier's predictions on the train images), against the median training seconds (train_seconds) of a run on "
-                "the same cached features: the run's whole strategy step, loading the "
-                "features, fitting, and assembling the model it saves. The cache itself "
-                "is computed once, by its own job, for both, and counted in neither.",
-            ),
-            ("table", cost),
-        ]
-    return blocks
+from tlbench.report.pages.results import Block, format_seconds, study_header, verdict_blocks
+from tlbench.report.pages.transferability import scores_rank_backbones, transferability_blocks
 
 
 def cells_blocks(df: pd.DataFrame) -> list[Block]:
     """Every cell's mean ± sd over seeds (:func:`tlbench.results.cell_table`), with the
     validation accuracy that chose among them beside the test figure."""
-    from tlbench.analysis.tables import mean_sd, reported_split
-    from tlbench.report.pages.results import CELL, cell_table, ok_runs
+    from tlbench.analysis.tables import mean_sd, ok_runs, reported_split
+    from tlbench.report.pages.results import CELL, cell_table
 
     table = cell_table(df)
     if reported_split(df) == "test" and len(table):
@@ -353,17 +168,6 @@ def budget_blocks(df: pd.DataFrame, verdict: pd.DataFrame | None = None) -> list
                     )
                 )
     return blocks
-
-
-def scores_rank_backbones(scores: pd.DataFrame | None) -> bool:
-    """Whether the study scored enough backbones of a dataset for the scores to rank
-    them (:data:`tlbench.transferability.MIN_BACKBONES`): else a study that scores its one
-    pretrained backbone gets no transferability part, whose every tau would be undefined."""
-    from tlbench.analysis.transferability.tau import MIN_BACKBONES
-
-    if scores is None or scores.empty:
-        return False
-    return int(scores.groupby("dataset")["backbone"].nunique().max()) >= MIN_BACKBONES
 
 
 def study_section(
