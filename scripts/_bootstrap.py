@@ -7,7 +7,7 @@ installed (editable) package is used as is.
 
 Then, when the workflow runs a job server (local execution: the Snakefile's
 ``onstart``), the job is run by a process the server forks, with Keras already
-imported, and this process exits with its status (:func:`tlbench.jobserver.delegate`;
+imported, and this process exits with its status (:func:`tlbench.workflow.job_client.delegate`;
 without a server, or one that cannot serve this job, the script goes on here).
 """
 
@@ -18,6 +18,6 @@ from pathlib import Path
 if importlib.util.find_spec("tlbench") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tlbench.workflow.jobserver import delegate  # noqa: E402
+from tlbench.workflow.job_client import delegate  # noqa: E402
 
 delegate()

@@ -11,17 +11,16 @@ import numpy as np
 import pytest
 from conftest import require_shared
 
-import tlbench.models.backbones.applications as bb
 from tlbench.core.errors import MissingWeightsError, UnknownNameError
-from tlbench.models.backbones import base
+from tlbench.models.backbones import base, keras_weights
 from tlbench.models.backbones.applications import (
     build_backbone,
     build_source_classifier,
     family_preprocess_mode,
-    imagenet_classes,
     keras_applications,
 )
 from tlbench.models.backbones.base import BACKBONES, layer_blocks
+from tlbench.models.backbones.keras_weights import imagenet_classes
 from tlbench.models.preprocess import Preprocess
 
 MNV2 = {"name": "MobileNetV2", "weights": "imagenet", "kwargs": {"alpha": 0.35}}
@@ -44,7 +43,7 @@ def _offline(monkeypatch):
     def refuse(fname, origin, file_hash):
         raise OSError(f"offline (test): no download of {origin}")
 
-    monkeypatch.setattr(bb, "_download_weights", refuse)
+    monkeypatch.setattr(keras_weights, "_download_weights", refuse)
 
 
 # --- registry and discovery -------------------------------------------------

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 JOB = textwrap.dedent(
     """
     import json, os, sys
-    from tlbench.workflow.jobserver import delegate
+    from tlbench.workflow.job_client import delegate
     delegate()
     print(json.dumps({
         "pid": os.getpid(),
@@ -226,7 +226,7 @@ RUN = textwrap.dedent(
     """
     import json, sys
     sys.path.insert(0, {tests!r})
-    from tlbench.workflow.jobserver import delegate
+    from tlbench.workflow.job_client import delegate
     delegate()
     from tlbench.workflow.jobs import limit_threads
     limit_threads(1)

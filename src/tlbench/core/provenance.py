@@ -10,6 +10,7 @@ recorded as a string starting with ``"error: "``.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import importlib.metadata
 import os
 import platform
@@ -20,8 +21,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from tlbench.workflow.jobserver import job_process  # how this process started (stdlib only)
 
 #: Seconds allowed for each external command (git, nvidia-smi).
 COMMAND_TIMEOUT = 0.4
@@ -213,3 +212,13 @@ def environment() -> dict[str, Any]:
 def utc_now() -> str:
     """The current UTC time, ISO 8601 to the second (``2026-11-23T16:20:53+00:00``)."""
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+#: Set in a forked job: the server's socket (:func:`job_process` records it).
+FORKED_ENV = "TLBENCH_JOB_FORKED_FROM"
+
+
+def job_process() -> str:
+    """How this process started (``metrics.json``'s ``environment.job_process``):
+    ``forked from the job server`` or ``own process``."""
+    return "forked from the job server" if os.environ.get(FORKED_ENV) else "own process"

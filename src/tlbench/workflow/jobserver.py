@@ -53,10 +53,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tlbench.core.provenance import FORKED_ENV
+
 #: The environment variable that tells a job the server's socket.
 ENV = "TLBENCH_JOB_SERVER"
-#: Set in a forked job: the server's socket (:func:`job_process` records it).
-FORKED_ENV = "TLBENCH_JOB_FORKED_FROM"
 #: What the server imports once for every job: Keras (with its backend) and the
 #: modules of the jobs that train, extract features and draw.
 PRELOAD = (
@@ -126,61 +126,6 @@ def runtime_started() -> str | None:
         if backends:
             return "JAX's runtime started in the job server before the fork"
     return None
-
-
-def job_process() -> str:
-    """How this process started (``metrics.json``'s ``environment.job_process``):
-    ``forked from the job server`` or ``own process``."""
-    return "forked from the job server" if os.environ.get(FORKED_ENV) else "own process"
-
-
-# ---------------------------------------------------------------- the job's side
-
-
-def delegate() -> None:
-    """Run this job in a process forked by the job server, if one serves it, and exit
-    with that process's status; return (the job runs here) when there is no server
-    (:data:`ENV` unset) or it cannot serve this job (the reason on standard error)."""
-    path = os.environ.get(ENV)
-    if not path:
-        return
-    request = {
-        "argv": sys.argv,
-        "cwd": os.getcwd(),
-        "env": dict(os.environ),
-        "key": import_key(os.environ),
-    }
-    try:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        conn.connect(path)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
-    except OSError as error:
-        print(
-            f"tlbench job server at {path}: {error}; the job runs in its own process",
-            file=sys.stderr,
-            flush=True,
-        )
-        return
-    try:
-        reply = conn.recv(4096).decode()
-    except OSError:
-        reply = ""
-    if reply.startswith("exit "):
-        os._exit(int(reply.split()[1]))
-    if not reply:  # the job was handed over, then the server died (and the job with it)
-        print(
-            f"tlbench job server at {path} ended while running this job; the job failed",
-            file=sys.stderr,
-            flush=True,
-        )
-        os._exit(1)
-    print(
-        f"tlbench job server: {reply}; the job runs in its own process",
-        file=sys.stderr,
-        flush=True,
-    )
 
 
 # ---------------------------------------------------------------- the server's side

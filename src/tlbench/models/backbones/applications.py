@@ -32,7 +32,6 @@ import contextlib
 import importlib
 import importlib.util
 import inspect
-import json
 import os
 import random
 import sys
@@ -43,11 +42,14 @@ from typing import Any
 import keras
 import numpy as np
 
-from tlbench.core.errors import InputShapeError, MissingWeightsError
-
-# BACKBONES, Backbone and layer_blocks live in tlbench.backbone_base, the custom CNNs
-# in tlbench.custom_backbones (imported at the end); callers import them from here.
+from tlbench.core.errors import MissingWeightsError
 from tlbench.models.backbones.base import BACKBONES, Backbone, _check_min_size, layer_blocks
+from tlbench.models.backbones.from_run import copy_weights, load_run_backbone, load_run_classifier
+from tlbench.models.backbones.keras_weights import (
+    imagenet_classes,
+    keras_weights_cache,
+    mobilenet_224_no_top,
+)
 from tlbench.models.preprocess import (
     IMAGENET_MEAN_BGR_255,
     IMAGENET_MEAN_RGB,
@@ -80,11 +82,6 @@ _IMAGENET_EXACT_SIZE = {"NASNetMobile": 224, "NASNetLarge": 331}
 # Families whose models rescale inside (mode "none") unless include_preprocessing=False;
 # then the images need what that internal layer did (keras.applications sources).
 _INTERNAL_PREPROCESS = {"ConvNeXt": "torch", "EfficientNetV2": "tf", "MobileNetV3": "tf"}
-# Valid alphas of the MobileNet ImageNet weight files (as in keras.applications).
-_MOBILENET_ALPHAS = {
-    "MobileNet": (0.25, 0.5, 0.75, 1.0),
-    "MobileNetV2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
-}
 
 
 # ---------------------------------------------------------------------------
@@ -113,8 +110,8 @@ def build_backbone(cfg: dict, input_shape: tuple[int, int, int]) -> Backbone:
     if isinstance(weights, dict):
         backbone = builder(name, "none", kwargs, input_shape)
         _check_min_size(name, input_shape, getattr(backbone, "min_size", None) or 1)
-        source = _load_run_backbone(Path(weights["run"]))
-        _copy_weights(source, backbone.model, what=f"{name} from run {weights['run']}")
+        source = load_run_backbone(Path(weights["run"]))
+        copy_weights(source, backbone.model, what=f"{name} from run {weights['run']}")
         backbone.pretrained = True
         return backbone
     backbone = builder(name, weights, kwargs, input_shape)
@@ -159,52 +156,6 @@ def random_init_seed(seed: int) -> Iterator[None]:
             tf.random.set_seed(keras_state[GLOBAL_RANDOM_SEED])
 
 
-def build_source_classifier(
-    cfg: dict, input_shape: tuple[int, int, int]
-) -> tuple[keras.Model, list[str]]:
-    """A whole source-task classifier for the ``direct`` strategy, and its class names.
-
-    The model takes RAW float images (0..255) of ``input_shape`` and returns
-    source-class probabilities. ``weights: imagenet`` gives
-    ``Preprocess + keras.applications.X(include_top=True)`` (images are resized
-    to the model's default ImageNet size first when they differ) with the 1000
-    ImageNet class names; ``{"run": folder}`` gives that run's ``model.keras`` and
-    its classes (resized to its input size first too). Other weights are an error:
-    ``direct`` needs a trained source model; a run's model that takes another number of
-    channels is an :class:`InputShapeError`.
-    """
-    name, weights, kwargs = _parse_config(cfg)
-    input_shape = _check_input_shape(input_shape)
-    if isinstance(weights, dict) and "run" in weights:
-        return _load_run_classifier(Path(weights["run"]), input_shape)
-    if weights != "imagenet":
-        raise ValueError(
-            f"the direct strategy needs a trained source model, but backbone {name!r} has "
-            f"weights {weights!r}; valid weights for it: imagenet, or {{run: <run folder>}}"
-        )
-    fn = keras_applications().get(name)
-    if fn is None:
-        raise ValueError(
-            f"backbone {name!r} has no ImageNet classifier; valid names with weights imagenet: "
-            + ", ".join(sorted(keras_applications()))
-        )
-    _check_app_kwargs(name, fn, kwargs)
-    with _keras_weights_cache(name):
-        try:
-            classifier = fn(include_top=True, weights="imagenet", **kwargs)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"cannot build the ImageNet classifier {name}: {err}") from err
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    size = tuple(classifier.input_shape[1:3])
-    if size != tuple(input_shape[:2]):
-        x = keras.layers.Resizing(*size, name="resize_to_source")(x)
-    x = Preprocess(family_preprocess_mode(name), name="preprocess")(x)
-    outputs = classifier(x)
-    model = keras.Model(inputs, outputs, name="source_classifier")
-    return model, imagenet_classes()
-
-
 def keras_applications() -> dict[str, Callable[..., keras.Model]]:
     """All model constructors of the installed ``keras.applications``, by Keras name."""
     found = {}
@@ -226,53 +177,6 @@ def family_preprocess_mode(name: str) -> str:
         if got.shape == expected.shape and np.allclose(got, expected, atol=1e-3):
             return mode
     raise ValueError(f"cannot tell the preprocessing of {name} ({fn.__module__}.preprocess_input)")
-
-
-def imagenet_classes() -> list[str]:
-    """The 1000 ImageNet class names (index = Keras's class index), from the Keras cache."""
-    from keras.src.applications import imagenet_utils
-
-    path = cached_keras_file(
-        "imagenet_class_index.json",
-        imagenet_utils.CLASS_INDEX_PATH,
-        file_hash="c2c37ea517e94d9795004a39431a14cb",
-    )
-    index = json.loads(Path(path).read_text())
-    return [index[str(i)][1] for i in range(len(index))]
-
-
-def keras_cache_dir() -> Path:
-    """Keras's cache folder as of now: ``$KERAS_HOME`` or ``~/.keras``."""
-    return Path(os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")).expanduser()
-
-
-def cached_keras_file(fname: str, origin: str, *, file_hash: str | None = None) -> Path:
-    """Path of ``fname`` in ``$KERAS_HOME/models``, downloading it from ``origin`` if absent.
-
-    Raises :class:`MissingWeightsError` naming the file and folder when it is absent
-    and cannot be downloaded, or when a cached copy fails the published hash.
-    """
-    folder = keras_cache_dir() / "models"
-    target = folder / fname
-    if target.is_file():
-        if file_hash is not None:
-            from keras.src.utils import file_utils
-
-            if not file_utils.validate_file(str(target), file_hash):
-                raise MissingWeightsError(
-                    f"{target} does not match its published hash {file_hash}; "
-                    "replace it with the original file"
-                )
-        return target
-    try:
-        return Path(_download_weights(fname, origin, file_hash))
-    except Exception as err:
-        raise MissingWeightsError(
-            f"pretrained weights not found: Keras expects the file {fname!r} in {folder} "
-            f"($KERAS_HOME/models; KERAS_HOME={os.environ.get('KERAS_HOME', '<unset>')}), "
-            f"and downloading it from {origin} failed ({err}). Put the file there; tlbench "
-            "never falls back to random weights."
-        ) from err
 
 
 # ---------------------------------------------------------------------------
@@ -364,9 +268,9 @@ def _build_keras_application(
                 f"got {input_shape[0]}x{input_shape[1]}; allowed sizes: {exact}x{exact} "
                 "(or use weights none)"
             )
-        if name in _MOBILENET_ALPHAS and input_shape[:2] != (224, 224):
-            call_weights = str(_mobilenet_224_no_top(name, kwargs))
-    with _keras_weights_cache(name):
+        if name in MOBILENET_ALPHAS and input_shape[:2] != (224, 224):
+            call_weights = str(mobilenet_224_no_top(name, kwargs))
+    with keras_weights_cache(name):
         try:
             model = fn(include_top=False, weights=call_weights, input_shape=input_shape, **kwargs)
         except (ValueError, TypeError) as err:
@@ -397,76 +301,6 @@ def _app_preprocess_mode(name: str, kwargs: dict) -> str:
     return family_preprocess_mode(name)
 
 
-def _mobilenet_224_no_top(name: str, kwargs: dict) -> Path:
-    """The cached 224 no-top ImageNet file of MobileNet/MobileNetV2 (size independent).
-
-    File names follow ``keras.applications.mobilenet`` / ``mobilenet_v2``.
-    """
-    alpha = float(kwargs.get("alpha", 1.0))
-    if alpha not in _MOBILENET_ALPHAS[name]:
-        raise ValueError(
-            f"{name} has ImageNet weights only for alpha in {_MOBILENET_ALPHAS[name]}, got {alpha}"
-        )
-    if name == "MobileNet":
-        from keras.src.applications import mobilenet as module
-
-        if kwargs.get("depth_multiplier", 1) != 1:
-            raise ValueError("MobileNet ImageNet weights need depth_multiplier 1")
-        alpha_text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}[alpha]
-        fname = f"mobilenet_{alpha_text}_224_tf_no_top.h5"
-    else:
-        from keras.src.applications import mobilenet_v2 as module
-
-        fname = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"
-    return cached_keras_file(fname, module.BASE_WEIGHT_PATH + fname)
-
-
-def _download_weights(fname: str, origin: str, file_hash: str | None) -> str:
-    """Download into the Keras cache with Keras's own ``get_file`` (replaced in tests)."""
-    return _KERAS_GET_FILE(
-        fname,
-        origin,
-        cache_subdir="models",
-        cache_dir=str(keras_cache_dir()),
-        file_hash=file_hash,
-    )
-
-
-def _keras_get_file() -> Callable[..., str]:
-    from keras.src.utils import file_utils
-
-    return file_utils.get_file
-
-
-_KERAS_GET_FILE = _keras_get_file()
-
-
-@contextlib.contextmanager
-def _keras_weights_cache(name: str) -> Iterator[None]:
-    """While building ``name``, serve Keras's weight look-ups from :func:`cached_keras_file`.
-
-    ``keras.applications`` calls ``file_utils.get_file(fname, origin,
-    cache_subdir="models", ...)``; Keras reads ``KERAS_HOME`` only once at import
-    and silently swaps a read-only cache for ``/tmp/.keras``, so tlbench resolves
-    the file itself (current ``KERAS_HOME``) and raises a clear
-    :class:`MissingWeightsError` when it is absent and cannot be downloaded.
-    """
-    from keras.src.utils import file_utils
-
-    original = file_utils.get_file
-
-    def get_file(fname=None, origin=None, *args, **kwargs):
-        if args or kwargs.get("cache_subdir") != "models" or not fname or not origin:
-            return original(fname, origin, *args, **kwargs)
-        return str(cached_keras_file(fname, origin, file_hash=kwargs.get("file_hash")))
-
-    file_utils.get_file = get_file
-    try:
-        yield
-    finally:
-        file_utils.get_file = original
-
-
 def _named_backbone(model: keras.Model) -> keras.Model:
     """Return ``model`` as a functional model named ``"backbone"`` (same layers)."""
     if model.name == "backbone":
@@ -488,94 +322,54 @@ def _reference_modes(x: np.ndarray) -> dict[str, np.ndarray]:
 for _name in keras_applications():
     BACKBONES.add(_name, _build_keras_application)
 
+
+def build_source_classifier(
+    cfg: dict, input_shape: tuple[int, int, int]
+) -> tuple[keras.Model, list[str]]:
+    """A whole source-task classifier for the ``direct`` strategy, and its class names.
+
+    The model takes RAW float images (0..255) of ``input_shape`` and returns
+    source-class probabilities. ``weights: imagenet`` gives
+    ``Preprocess + keras.applications.X(include_top=True)`` (images are resized
+    to the model's default ImageNet size first when they differ) with the 1000
+    ImageNet class names; ``{"run": folder}`` gives that run's ``model.keras`` and
+    its classes (resized to its input size first too). Other weights are an error:
+    ``direct`` needs a trained source model; a run's model that takes another number of
+    channels is an :class:`InputShapeError`.
+    """
+    name, weights, kwargs = _parse_config(cfg)
+    input_shape = _check_input_shape(input_shape)
+    if isinstance(weights, dict) and "run" in weights:
+        return load_run_classifier(Path(weights["run"]), input_shape)
+    if weights != "imagenet":
+        raise ValueError(
+            f"the direct strategy needs a trained source model, but backbone {name!r} has "
+            f"weights {weights!r}; valid weights for it: imagenet, or {{run: <run folder>}}"
+        )
+    fn = keras_applications().get(name)
+    if fn is None:
+        raise ValueError(
+            f"backbone {name!r} has no ImageNet classifier; valid names with weights imagenet: "
+            + ", ".join(sorted(keras_applications()))
+        )
+    _check_app_kwargs(name, fn, kwargs)
+    with keras_weights_cache(name):
+        try:
+            classifier = fn(include_top=True, weights="imagenet", **kwargs)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"cannot build the ImageNet classifier {name}: {err}") from err
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    size = tuple(classifier.input_shape[1:3])
+    if size != tuple(input_shape[:2]):
+        x = keras.layers.Resizing(*size, name="resize_to_source")(x)
+    x = Preprocess(family_preprocess_mode(name), name="preprocess")(x)
+    outputs = classifier(x)
+    model = keras.Model(inputs, outputs, name="source_classifier")
+    return model, imagenet_classes()
+
+
 # The custom CNNs register themselves into BACKBONES (after the keras.applications
 # models, as before the split).
 from tlbench.models.backbones import custom  # noqa: E402,F401
-
-# ---------------------------------------------------------------------------
-# Earlier runs as weight sources
-# ---------------------------------------------------------------------------
-
-
-def _load_run_model(run_dir: Path) -> keras.Model:
-    """Load ``run_dir/model.keras`` (custom tlbench layers registered first)."""
-    path = run_dir / "model.keras"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"weights {{run: {str(run_dir)!r}}}: {path} does not exist (not a finished run?)"
-        )
-    # register tlbench's custom layers (augmentation; the strategies' class selector)
-    for module in ("tlbench.models.augment", "tlbench.models.layers"):
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
-    return keras.saving.load_model(path, compile=False)
-
-
-def _load_run_backbone(run_dir: Path) -> keras.Model:
-    """The nested ``"backbone"`` layer of an earlier run's ``model.keras``."""
-    model = _load_run_model(run_dir)
-    try:
-        return model.get_layer("backbone")
-    except ValueError:
-        names = ", ".join(layer.name for layer in model.layers)
-        raise ValueError(
-            f"{run_dir / 'model.keras'} has no nested layer named 'backbone'; its layers: {names}"
-        ) from None
-
-
-def _copy_weights(source: keras.Model, target: keras.Model, what: str) -> None:
-    """Copy all weights of ``source`` into ``target``; shapes must match one by one."""
-    src, dst = source.weights, target.weights
-    if len(src) != len(dst):
-        raise ValueError(
-            f"cannot load {what}: the saved backbone has {len(src)} weight tensors, "
-            f"the configured one {len(dst)} (different architecture or kwargs?)"
-        )
-    for s, d in zip(src, dst, strict=True):
-        if tuple(s.shape) != tuple(d.shape):
-            raise ValueError(
-                f"cannot load {what}: weight {s.path} has shape {tuple(s.shape)} but the "
-                f"configured backbone's {d.path} has {tuple(d.shape)} (different input size "
-                "or kwargs?)"
-            )
-    for s, d in zip(src, dst, strict=True):
-        d.assign(keras.ops.convert_to_numpy(s))
-
-
-def _load_run_classifier(
-    run_dir: Path, input_shape: tuple[int, int, int]
-) -> tuple[keras.Model, list[str]]:
-    """An earlier run's whole classifier and its class names. Images of another height
-    and width are resized to the size it was trained at first (as for the ImageNet
-    classifier); another number of channels is an :class:`InputShapeError`."""
-    model = _load_run_model(run_dir)
-    saved = tuple(model.input_shape[1:])
-    if saved[-1] != input_shape[-1]:
-        raise InputShapeError(
-            f"the source model in {run_dir} takes inputs of shape {saved}, "
-            f"but this run feeds {tuple(input_shape)}: it takes {saved[-1]} channels, "
-            f"not {input_shape[-1]}",
-            saved,
-            tuple(input_shape),
-        )
-    if saved != tuple(input_shape):
-        inputs = keras.Input(shape=input_shape, name="image")
-        resized = keras.layers.Resizing(*saved[:2], name="resize_to_source")(inputs)
-        model = keras.Model(inputs, model(resized), name="source_classifier")
-    return model, _run_classes(run_dir)
-
-
-def _run_classes(run_dir: Path) -> list[str]:
-    """Class names of a run: ``metrics.json`` "classes", else ``classes.json``."""
-    metrics = run_dir / "metrics.json"
-    if metrics.is_file():
-        data = json.loads(metrics.read_text())
-        if isinstance(data, dict) and data.get("classes"):
-            return [str(c) for c in data["classes"]]
-    classes = run_dir / "classes.json"
-    if classes.is_file():
-        return [str(c) for c in json.loads(classes.read_text())]
-    raise FileNotFoundError(
-        f"no class names for the source model in {run_dir}: expected 'classes' in "
-        f"{metrics} or a {classes} file"
-    )
+from tlbench.models.backbones.keras_weights import MOBILENET_ALPHAS
