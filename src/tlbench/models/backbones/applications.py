@@ -46,6 +46,7 @@ from tlbench.core.errors import MissingWeightsError
 from tlbench.models.backbones.base import BACKBONES, Backbone, _check_min_size, layer_blocks
 from tlbench.models.backbones.from_run import copy_weights, load_run_backbone, load_run_classifier
 from tlbench.models.backbones.keras_weights import (
+    MOBILENET_ALPHAS,
     imagenet_classes,
     keras_weights_cache,
     mobilenet_224_no_top,
@@ -372,4 +373,3 @@ def build_source_classifier(
 # The custom CNNs register themselves into BACKBONES (after the keras.applications
 # models, as before the split).
 from tlbench.models.backbones import custom  # noqa: E402,F401
-from tlbench.models.backbones.keras_weights import MOBILENET_ALPHAS

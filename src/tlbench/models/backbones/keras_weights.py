@@ -10,11 +10,6 @@ from pathlib import Path
 
 from tlbench.core.errors import MissingWeightsError
 
-# The custom CNNs register themselves into BACKBONES (after the keras.applications
-# models, as before the split).
-# The custom CNNs register themselves into BACKBONES (after the keras.applications
-# models, as before the split).
-
 
 def imagenet_classes() -> list[str]:
     """The 1000 ImageNet class names (index = Keras's class index), from the Keras cache."""
