@@ -8,7 +8,7 @@ from tlbench.workflow.jobs import log_to, table_stem
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench.analysis.learning_curves import write_learning_curves
+    from tlbench.report.pages.learning_curves import write_learning_curves
 
     write_learning_curves(
         pd.read_csv(snakemake.input.study),

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tlbench.analysis import learning_curves as lc
+from tlbench.report.pages import learning_curves
 
 
 def curve(cell: str, points: list[tuple[str, float, float, float]]) -> pd.DataFrame:
@@ -100,7 +101,7 @@ def test_curve_table_has_t_intervals_over_seeds():
 
 def test_page_and_figure(tmp_path):
     study = study_rows()
-    curves = lc.write_learning_curves(
+    curves = learning_curves.write_learning_curves(
         study, "d", tmp_path / "f.png", tmp_path / "page.rst", tmp_path / "table"
     )
     text = (tmp_path / "page.rst").read_text()

@@ -7,7 +7,8 @@ import pytest
 
 from tlbench.core.errors import SpecError
 from tlbench.models.backbones.applications import build_backbone
-from tlbench.strategies.base import STRATEGIES, backbone_layers, is_batchnorm
+from tlbench.models.batchnorm import is_batchnorm
+from tlbench.strategies.base import STRATEGIES, backbone_layers
 from tlbench.training.spec import resolve_spec
 
 ALL = [

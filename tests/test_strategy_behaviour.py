@@ -22,7 +22,6 @@ import pytest
 
 from tlbench.datasets import load_prepared, make_tiny_prepared
 from tlbench.training import engine, trainer
-from tlbench.training import trainer as training
 
 SIZE = 16
 BACKBONE = {"name": "small_cnn", "kwargs": {"widths": [8, 16]}}

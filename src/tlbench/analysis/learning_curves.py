@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tlbench.core.atomic import atomic_file
 from tlbench.datasets.budget import ALL
-from tlbench.report import render
 
 LEVEL = 0.95
 CURVE_COLUMNS = [
@@ -181,88 +177,3 @@ def crossovers(curves: pd.DataFrame) -> list[str]:
                 points = relations(curves[curves["cell"] == a], curves[curves["cell"] == b])
             out.append(crossover_sentence(names[a], names[b], points))
     return out
-
-
-def page_text(curves: pd.DataFrame, dataset: str, split: str, val_images: int | None) -> str:
-    """The dataset's learning-curve section (reStructuredText, no title): what is plotted,
-    the crossovers in words, what validation size the settings were chosen with."""
-    what = "test accuracy" if split == "test" else "validation accuracy (pilot study)"
-    lines = [
-        f"Learning curves of ``{dataset}``: {what} against labelled training images per "
-        "class (log axis; 'all' at the class mean size), one line per cell, band: "
-        "95 % t-interval over seeds (scipy.stats.t).",
-        "",
-    ]
-    single = sorted(set(curves.loc[curves["seeds"] < 2, "cell"]))
-    if single:
-        lines += [f"Cells with one seed have no interval and are not compared: "
-                  f"{', '.join(single)}.", ""]  # fmt: skip
-    sentences = crossovers(curves)
-    if sentences:
-        lines += ["Crossovers (where one cell's interval stops overlapping another's):", ""]
-        lines += [f"* {s}" for s in sentences]
-    else:
-        lines.append(
-            "No crossovers: at every budget each pair of cells keeps the same relation "
-            "(one interval above the other, or overlapping)."
-        )
-    if val_images is not None:
-        lines += [
-            "",
-            f"Every budget's runs were validated on the same {val_images} validation images "
-            "(early stopping and the best epoch were chosen on them); only the training "
-            "split is cut to the budget.",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def plot(curves: pd.DataFrame, dataset: str, split: str, path: str | os.PathLike) -> Path:
-    """The dataset's learning curves: a line per cell, the interval as a band, log x."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    names = short_names(list(dict.fromkeys(curves["cell"])))
-    for cell, rows in curves.groupby("cell", sort=False):
-        line = ax.plot(rows["per_class"], rows["accuracy"], marker="o", label=names[cell])[0]
-        ax.fill_between(
-            rows["per_class"], rows["low"], rows["high"], color=line.get_color(), alpha=0.2
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("labelled training images per class (log; 'all' at the class mean)")
-    ax.set_ylabel(f"{'test' if split == 'test' else 'validation'} accuracy")
-    ax.set_title(f"{dataset}: learning curves (band: 95 % t-interval over seeds)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_file(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
-    return path
-
-
-def write_learning_curves(
-    study: pd.DataFrame,
-    dataset: str,
-    figure: str | os.PathLike,
-    page: str | os.PathLike,
-    table_stem: str | os.PathLike,
-) -> pd.DataFrame:
-    """The figure, the page (rst) and the table (csv/md/html) of one dataset's curves."""
-    from tlbench.analysis import tables
-
-    split = tables.reported_split(study)
-    rows = study[study["dataset"] == dataset]
-    if rows.empty:
-        raise ValueError(f"the study has no runs of dataset {dataset!r}")
-    curves = curve_table(rows, split)
-    val = rows["val_n"].dropna()
-    val_images = int(val.iloc[0]) if len(val) else None
-    plot(curves, dataset, split, figure)
-    with atomic_file(page) as handle:
-        handle.write(page_text(curves, dataset, split, val_images))
-    render.write_table(curves, table_stem)
-    return curves

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 
+from tlbench.models.batchnorm import is_batchnorm
 from tlbench.models.inputs import input_pipeline, pool_features
-from tlbench.strategies.base import Phase, Strategy, is_batchnorm
+
+if TYPE_CHECKING:  # annotations only: a strategy is handed in, the models layer imports none
+    from tlbench.strategies.base import Phase, Strategy
 
 NO_AUGMENTATION = "none"
 

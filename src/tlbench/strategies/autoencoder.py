@@ -165,7 +165,7 @@ def autoencoder_stages(
     trainer: Any,
 ) -> dict[str, np.ndarray]:
     """Greedy layer-wise autoencoder pretraining of ``backbone``; returns reconstructions."""
-    from tlbench.training.callbacks import derived_seed
+    from tlbench.core.seeds import derived_seed
 
     training, params = spec["training"], strategy.params
     image_size, size = int(x_train.shape[1]), training["input_size"]

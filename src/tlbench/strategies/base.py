@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 from tlbench.core.errors import SpecError
 from tlbench.core.lazy import keras  # imported on first use: the parse-time check needs none
 from tlbench.core.registry import Registry
+from tlbench.models.batchnorm import is_batchnorm
 
 REQUIRED = object()
 #: Values of the ``batchnorm`` strategy parameter (see the module docstring).
@@ -235,11 +236,6 @@ def set_trainable(layer: keras.layers.Layer, value: bool) -> None:
     layer.trainable = value
     for sub in getattr(layer, "layers", None) or []:
         set_trainable(sub, value)
-
-
-def is_batchnorm(layer: keras.layers.Layer) -> bool:
-    """Whether ``layer`` is a BatchNormalization layer."""
-    return isinstance(layer, keras.layers.BatchNormalization)
 
 
 def nested_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:

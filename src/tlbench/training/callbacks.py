@@ -17,6 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tlbench.core.seeds import derived_seed
 from tlbench.training.resume import Resume
 
 
@@ -99,11 +100,6 @@ class NaNGuard(keras.callbacks.Callback):
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def derived_seed(seed: int, *parts: int) -> int:
-    """A 31-bit seed drawn from ``(seed, *parts)`` (numpy's SeedSequence)."""
-    return int(np.random.SeedSequence([int(seed), *map(int, parts)]).generate_state(1)[0] >> 1)
 
 
 def seed_states(model: keras.Model) -> list[Any]:

@@ -19,6 +19,7 @@ from typing import Any
 import keras
 
 from tlbench.core.errors import RunFailed
+from tlbench.core.seeds import derived_seed
 from tlbench.models.inputs import ImageBatches, fit_input
 from tlbench.strategies.base import Phase, TrainContext, TrainResult
 from tlbench.training.callbacks import (
@@ -28,7 +29,6 @@ from tlbench.training.callbacks import (
     HistoryRecorder,
     NaNGuard,
     ResumeCallback,
-    derived_seed,
 )
 from tlbench.training.jit import compile_options
 from tlbench.training.optimizers import EpochSchedule, build_optimizer
