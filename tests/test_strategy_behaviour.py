@@ -166,7 +166,7 @@ def runs(behaviour_dir, target, shuffled_target, pretrained):
     fit = trainer.Trainer.fit
     with pytest.MonkeyPatch.context() as patch:
         for labels, prepared in (("true", target), ("shuffled", shuffled_target)):
-            patch.setattr(training, "USE_FEATURE_CACHE", labels == "shuffled")
+            patch.setattr(trainer, "USE_FEATURE_CACHE", labels == "shuffled")
             for name, params in STRATEGIES.items():
                 weights = "none" if name == "autoencoder" else {"run": str(pretrained)}
                 snapshots = PhaseSnapshots()
