@@ -8,7 +8,7 @@ from pathlib import Path
 
 from snakemake.utils import min_version, update_config
 
-from tlbench.study.matrix import load_study, typed_cli_values
+from tlbench.study.load import load_study, typed_cli_values
 
 
 min_version("9.0")

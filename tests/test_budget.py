@@ -12,7 +12,7 @@ from test_study import base_config, error_of
 from tlbench.core.errors import SpecError
 from tlbench.datasets import budget
 from tlbench.models.inputs import apply_budget, load_prepared
-from tlbench.study.matrix import load_study
+from tlbench.study.load import load_study
 from tlbench.training.spec import resolve_spec
 
 LABELS = np.repeat(np.arange(4), [30, 12, 7, 50])  # unbalanced: class 2 has 7 images

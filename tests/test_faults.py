@@ -18,7 +18,7 @@ from PIL import Image
 
 from tlbench.cli import main
 from tlbench.core.errors import StudyConfigError
-from tlbench.study.matrix import load_study
+from tlbench.study.load import load_study
 
 
 def _images(folder: Path, n: int, ext: str = ".jpg", colour=(200, 30, 30)) -> None:

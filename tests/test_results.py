@@ -14,7 +14,7 @@ from tlbench.core.errors import StudyConfigError
 from tlbench.report import seed_reference
 from tlbench.report.pages import results, seed_checks
 from tlbench.report.pages import seeds as seed_pages
-from tlbench.study.matrix import load_study
+from tlbench.study.load import load_study
 
 
 def _run(strategy, seed, test, train=0.99, *, name=None, backbone="mnv2", aug="none", **extra):

@@ -18,7 +18,7 @@ import yaml
 from tlbench.datasets.base import resolve_options
 from tlbench.models.augment import AUGMENTATIONS
 from tlbench.report import seed_reference as sr
-from tlbench.study.matrix import load_study_file
+from tlbench.study.load import load_study_file
 from tlbench.training.spec import resolve_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from tlbench.core.errors import StudyConfigError
-from tlbench.study.matrix import Run, load_study, load_study_file
+from tlbench.study.load import load_study, load_study_file
+from tlbench.study.runs import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -432,7 +433,7 @@ def test_log_to_captures_output_and_tracebacks(tmp_path):
 
 
 def test_typed_cli_values():
-    from tlbench.study.matrix import typed_cli_values
+    from tlbench.study.load import typed_cli_values
 
     given = {
         "seeds": ["0", "1"],
@@ -452,7 +453,7 @@ def test_typed_cli_values():
 
 def test_pilot_study_marks_every_spec_and_leaves_other_studies_unchanged():
     from tlbench.core.errors import SpecError
-    from tlbench.study.matrix import typed_cli_values
+    from tlbench.study.load import typed_cli_values
     from tlbench.training.spec import resolve_spec
 
     plain = load_study(base_config())

@@ -12,7 +12,7 @@ from test_results import _config, _run
 from tlbench.core.errors import StudyConfigError
 from tlbench.report.pages import results, transferability
 from tlbench.report.pages import studies as study_results
-from tlbench.study.matrix import load_study
+from tlbench.study.load import load_study
 
 #: measured test accuracy of feature_extraction per backbone (linear_probe: 0.01 lower)
 ACCURACY = {"b1": 0.70, "b2": 0.80, "b3": 0.90, "b4": 0.60}

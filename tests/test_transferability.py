@@ -442,7 +442,7 @@ def test_score_cache_checks_the_source_run_against_the_cache_key(
 
 
 def test_scored_pairs_are_the_pretrained_backbones_of_the_matrix():
-    from tlbench.study.matrix import load_study_file
+    from tlbench.study.load import load_study_file
 
     study = load_study_file(ROOT / "configs/test/tiny.yaml")
     assert cache.scored_pairs(study) == [("target", "cnn_source")]  # cnn_scratch is random
@@ -453,7 +453,7 @@ def test_scored_pairs_include_seeded_random_backbones():
     with its seed; `none` is still not."""
     import yaml
 
-    from tlbench.study.matrix import load_study
+    from tlbench.study.load import load_study
 
     config = yaml.safe_load((ROOT / "configs/test/tiny.yaml").read_text())
     config["backbones"]["cnn_random"] = {

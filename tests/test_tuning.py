@@ -294,7 +294,7 @@ def test_tables_say_which_values_were_tuned():
 
 def test_study_tuning_section_cells_and_specs():
     from tlbench.core.errors import StudyConfigError
-    from tlbench.study.matrix import load_study_file
+    from tlbench.study.load import load_study_file
 
     root = Path(__file__).resolve().parents[1]
     study = load_study_file(root / "configs/test/tuning_tiny.yaml")
@@ -313,7 +313,7 @@ def test_study_tuning_section_cells_and_specs():
         "min": 0.1,
         "max": 0.01,
     }
-    from tlbench.study.matrix import load_study
+    from tlbench.study.load import load_study
 
     with pytest.raises(StudyConfigError, match=r"strategies\.two_phase_tuned\.tuning\.space"):
         load_study(config)
@@ -323,7 +323,7 @@ def test_study_tuning_section_cells_and_specs():
 def test_hymenoptera_tuning_config_blocks_exist(keras_home):
     """The shipped acceptance config's unfreeze blocks are MobileNetV2's (real weights)."""
     from tlbench.models.backbones.applications import build_backbone
-    from tlbench.study.matrix import load_study_file
+    from tlbench.study.load import load_study_file
 
     root = Path(__file__).resolve().parents[1]
     study = load_study_file(root / "configs/tuning_hymenoptera.yaml")

@@ -15,35 +15,20 @@ runs. ``Study.run_spec`` turns one run into the engine's run spec
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import itertools
-import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
-
-import yaml
 
 from tlbench.core.errors import StudyConfigError
 from tlbench.datasets.budget import ALL as BUDGET_ALL
 from tlbench.datasets.budget import from_label as budget_value
 from tlbench.datasets.budget import from_suffix
-from tlbench.datasets.budget import path_suffix as budget_suffix
 from tlbench.study.config import (
-    SECTIONS,
-    check_budgets,
-    check_names,
-    check_prescreen,
-    check_sections,
-    check_tuning,
     load_schema,
     pretrain_config,
-    validate_config,
 )
-from tlbench.training.resume import checkpoint_seconds
+from tlbench.study.runs import Run
 
 # Strategies with a head-only phase (backbone frozen): without augmentation, and
 # with weights that have an identity (pretrained, or {random: SEED}; not `none`,
@@ -60,226 +45,6 @@ RANDOM_INIT_STRATEGIES = frozenset({"scratch"})
 NO_AUGMENTATION = "none"
 # Loaders that read official archives: their `source` defaults to <data_mirror>/<loader>.
 MIRRORED_LOADERS = frozenset({"gtsrb", "oxford_iiit_pet", "hymenoptera"})
-
-
-@dataclass(frozen=True, order=True)
-class Run:
-    """One cell of the study matrix; ``block`` is the index of its matrix block."""
-
-    dataset: str
-    backbone: str
-    strategy: str
-    augmentation: str
-    seed: int
-    block: int = 0
-    #: Label budget (tlbench.budget label: ``all``, ``n10``, ``f0.25``).
-    budget: str = BUDGET_ALL
-
-    @property
-    def names(self) -> dict[str, Any]:
-        """The run's wildcards: dataset, backbone, strategy, augmentation, seed (and its
-        label budget, unless ``all``)."""
-        names = {
-            "dataset": self.dataset,
-            "backbone": self.backbone,
-            "strategy": self.strategy,
-            "augmentation": self.augmentation,
-            "seed": self.seed,
-        }
-        if self.budget != BUDGET_ALL:
-            names["budget"] = self.budget
-        return names
-
-    @property
-    def relpath(self) -> str:
-        """Folder of the run below ``<results>/runs`` (budget ``all``: no suffix)."""
-        return (
-            f"{self.dataset}/{self.backbone}/{self.strategy}/{self.augmentation}/seed{self.seed}"
-            + budget_suffix(self.budget)
-        )
-
-    def __str__(self) -> str:
-        return self.relpath
-
-
-def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
-    """Validate a study config, fill its defaults and expand its matrix into runs.
-
-    With ``check_specs`` (the default) every dataset's loader options and every
-    expanded run spec (and pretraining spec) are also validated, by the very
-    functions the jobs use (:func:`tlbench.datasets.resolve_options`,
-    :func:`tlbench.spec.resolve_spec`; this imports Keras for the registries), and so
-    is the jobs' checkpoint interval (``TLBENCH_CHECKPOINT_SECONDS``,
-    :func:`tlbench.jobs.checkpoint_seconds`).
-    Raises :class:`StudyConfigError` naming the key path of every problem.
-    """
-    resolved = validate_config(config)
-    check_names(resolved)
-    check_budgets(resolved)
-    check_tuning(resolved)
-    check_prescreen(resolved)
-    check_sections(resolved)
-    runs = _expand(resolved)
-    study = Study(resolved, runs)
-    if check_specs:
-        _check_specs(study)
-        try:
-            checkpoint_seconds()
-        except ValueError as error:
-            raise StudyConfigError(str(error)) from None
-    return study
-
-
-def load_study_file(path: str | os.PathLike) -> Study:
-    """Read a YAML study config from ``path`` and load it (see :func:`load_study`)."""
-    with open(path) as handle:
-        config = yaml.safe_load(handle)
-    if not isinstance(config, dict):
-        raise StudyConfigError(f"{path}: a study config is a YAML mapping, got {config!r}")
-    return load_study(config)
-
-
-def results_folder(config: Mapping[str, Any]) -> str:
-    """The results folder of a (raw or resolved) study config, as :attr:`Study.results`."""
-    results = config.get("results") or load_schema()["properties"]["results"]["default"]
-    return str(results).rstrip("/") or "."
-
-
-def typed_cli_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """``snakemake --config`` values with their nested strings read as YAML scalars.
-
-    Snakemake parses ``--config seeds=[0,1]`` with YAML's BaseLoader, so every
-    value inside a list or mapping is a string (``['0', '1']``); this reads those
-    strings again as numbers, booleans or null where they read as such
-    (``[0, 1]``). Top-level values (already typed by Snakemake, except booleans:
-    Snakemake types only ``True``/``False``) are kept, but ``true``/``false``
-    become booleans (``--config pilot=true``).
-    """
-
-    def typed(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {k: typed(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [typed(v) for v in value]
-        if isinstance(value, str):
-            for number in (int, float):
-                with contextlib.suppress(ValueError):
-                    return number(value)
-            with contextlib.suppress(yaml.YAMLError):
-                parsed = yaml.safe_load(value)
-                if isinstance(parsed, bool) or parsed is None:
-                    return parsed
-        return value
-
-    booleans = {"true": True, "false": False}
-    return {
-        key: typed(value)
-        if isinstance(value, Mapping | list)
-        else booleans.get(value, value)
-        if isinstance(value, str)
-        else value
-        for key, value in values.items()
-    }
-
-
-_SPEC_PATH = re.compile(r"[A-Za-z_][\w.\[\]]*")
-
-
-def _check_specs(study: Study) -> None:
-    """Validate every dataset's options and every run's spec as the jobs will.
-
-    Errors are re-addressed from the run spec's key (``strategy.params.unfreez``)
-    to the study config's (``strategies.ft.params.unfreez``), naming one run.
-    """
-    from tlbench.core.errors import SpecError
-    from tlbench.datasets.base import OptionError, resolve_options
-    from tlbench.training.spec import resolve_spec
-
-    problems: dict[str, str] = {}
-    for name in study.config["datasets"]:
-        try:
-            resolve_options(study.dataset_config(name))
-        except OptionError as error:
-            where = f"datasets.{name}" + (f".{error.key}" if error.key else "")
-            problems.setdefault(f"{where}: {error}", "")
-        except ValueError as error:
-            problems.setdefault(f"datasets.{name}: {error}", "")
-    specs = [(run, study.run_spec(run)) for run in study.runs]
-    specs += [(backbone, study.pretrain_spec(backbone)) for backbone in study.pretrained_backbones]
-    for owner, spec in specs:
-        try:
-            resolve_spec(spec)
-        except SpecError as error:
-            path, _, rest = str(error).partition(": ")
-            if not rest or not _SPEC_PATH.fullmatch(path):
-                path, rest = "", str(error)
-            if isinstance(owner, Run):
-                where, what = _config_key(study, owner, path), f"run {owner}"
-            else:
-                where = f"backbones.{owner}.weights.pretrain" + (f" ({path})" if path else "")
-                what = f"pretraining run of backbone {owner!r}"
-            problems.setdefault(f"{where}: {rest}", f" (in the {what})")
-    if problems:
-        lines = [problem + context for problem, context in problems.items()]
-        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(lines))
-
-
-def _config_key(study: Study, run: Run, path: str) -> str:
-    """The study config's key path that sets a run spec's key ``path``."""
-    head, _, rest = path.partition(".")
-    tail = f".{rest}" if rest else ""
-    strategy = f"strategies.{run.strategy}"
-    if head == "strategy":
-        return f"{strategy}{tail}"
-    if head == "head":
-        return f"{strategy}.head{tail}"
-    if head == "backbone":
-        return f"backbones.{run.backbone}{tail}"
-    if head == "augmentation":
-        return f"augmentations.{run.augmentation}{tail}"
-    if head == "dataset":
-        return f"datasets.{run.dataset}"
-    if head == "seed":
-        return (
-            f"matrix[{run.block}].seeds"
-            if "seeds" in study.config["matrix"][run.block]
-            else "seeds"
-        )
-    if head == "training" and rest:
-        key = rest.split(".", 1)[0]
-        if key in study.config["matrix"][run.block].get("training", {}):
-            return f"matrix[{run.block}].training.{rest}"
-        if key in study.config["strategies"][run.strategy].get("training", {}):
-            return f"{strategy}.training.{rest}"
-        if key == "input_size" and "input_size" in study.config["backbones"][run.backbone]:
-            return f"backbones.{run.backbone}.input_size"
-        return f"training.{rest}"
-    return path or f"run {run}"
-
-
-def _expand(config: dict[str, Any]) -> list[Run]:
-    """Expand the matrix blocks into runs; a cell listed by two blocks is an error."""
-    seen: dict[Run, int] = {}
-    clashes: list[str] = []
-    runs: list[Run] = []
-    for index, block in enumerate(config["matrix"]):
-        seeds = block.get("seeds", config["seeds"])
-        for *cell, seed in itertools.product(*(block[s] for s in SECTIONS), seeds):
-            budgets = config["datasets"][cell[0]].get("budgets", [BUDGET_ALL])
-            for budget in budgets:
-                run = Run(*cell, seed, block=index, budget=budget)
-                key = Run(*cell, seed, budget=budget)
-                if key in seen:
-                    clashes.append(f"{key} (blocks {seen[key]} and {index})")
-                    continue
-                seen[key] = index
-                runs.append(run)
-    if clashes:
-        raise StudyConfigError(
-            "invalid study config: matrix: runs listed by more than one block: "
-            + "; ".join(clashes)
-        )
-    return runs
 
 
 # --------------------------------------------------------------------------- the study
@@ -613,3 +378,9 @@ class Study:
         if cfg.get("params"):
             spec["params"] = dict(cfg["params"])
         return spec
+
+
+def results_folder(config: Mapping[str, Any]) -> str:
+    """The results folder of a (raw or resolved) study config, as :attr:`Study.results`."""
+    results = config.get("results") or load_schema()["properties"]["results"]["default"]
+    return str(results).rstrip("/") or "."
