@@ -3,7 +3,8 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.workflow.jobs import environment_page, log_to
+from tlbench.report.pages.environment import environment_page
+from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
     environment_page(

@@ -400,7 +400,7 @@ def test_input_config_is_not_modified():
 
 
 def test_environment_page(tmp_path):
-    from tlbench.workflow.jobs import environment_page
+    from tlbench.report.pages.environment import environment_page
 
     study_csv = tmp_path / "study.csv"
     study_csv.write_text(
