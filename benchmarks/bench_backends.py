@@ -131,7 +131,7 @@ def run_modes(
 
     from tlbench.models.inputs import ImageBatches, fit_input
     from tlbench.strategies.base import STRATEGIES
-    from tlbench.training import feature_cache as features
+    from tlbench.training import feature_cache
     from tlbench.training.callbacks import EpochTimer
     from tlbench.training.optimizers import build_optimizer
     from tlbench.training.spec import resolve_spec
@@ -162,14 +162,14 @@ def run_modes(
                 kernel = next(v for v in model.trainable_variables if len(v.shape) == 4)
                 kernel.assign(keras.ops.convert_to_numpy(kernel) * 1.01)
             # the feature cache's forward pass, from the initial weights
-            extractor = features.feature_extractor(
+            extractor = feature_cache.feature_extractor(
                 built.backbone, tuple(x.shape[1:]), spec["training"]["input_size"], "bilinear"
             )
             extractor.jit_compile = jit
             fx = x[:features_n]
-            features.extract(extractor, fx, batch_size)  # warm-up (tracing)
+            feature_cache.extract(extractor, fx, batch_size)  # warm-up (tracing)
             start = time.perf_counter()
-            feats = features.extract(extractor, fx, batch_size)
+            feats = feature_cache.extract(extractor, fx, batch_size)
             forward = len(fx) / (time.perf_counter() - start)
             np.save(workdir / f"features_{name}_{mode}.npy", feats)
             # a training epoch, as the engine compiles it

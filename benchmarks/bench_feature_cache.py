@@ -54,8 +54,7 @@ def main() -> None:
         raise SystemExit(f"needs the MobileNetV2 0.35 ImageNet weights in {weights}")
 
     from tlbench.datasets import prepare
-    from tlbench.training import engine
-    from tlbench.training import trainer as training
+    from tlbench.training import engine, trainer
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-features-"))
     loader = DATASETS[args.dataset]
@@ -71,9 +70,9 @@ def main() -> None:
         "training": {"epochs": args.epochs, "batch_size": args.batch_size, "early_stopping": None},
     }
     results = {}
-    training.USE_FEATURE_CACHE = False
+    trainer.USE_FEATURE_CACHE = False
     results["images"] = engine.run(spec, work / "run-images")
-    training.USE_FEATURE_CACHE = True
+    trainer.USE_FEATURE_CACHE = True
     cache = work / "features"
     results["cache cold"] = engine.run({**spec, "features_cache": str(cache)}, work / "run-cold")
     results["cache warm"] = engine.run({**spec, "features_cache": str(cache)}, work / "run-warm")

@@ -224,7 +224,7 @@ def transferability_scores_batch_size(wildcards):
 
 def transferability_score_files(wildcards):
     """The per (dataset, backbone) score records of every scored pair."""
-    from tlbench.analysis.transferability.scores import scored_pairs
+    from tlbench.analysis.transferability.cache import scored_pairs
 
     return [f"{RESULTS}/transferability/{d}/{b}.json" for d, b in scored_pairs(STUDY)]
 
@@ -267,7 +267,7 @@ def trained_runs():
     prescreened block those on its kept backbones, read from the block's prescreen
     checkpoint (so: call only from input functions, which Snakemake re-evaluates
     once the checkpoint has run)."""
-    from tlbench.analysis.transferability.scores import kept_backbones
+    from tlbench.analysis.transferability.prescreen import kept_backbones
 
     trained = set(STUDY.unscreened_runs)
     for block in STUDY.prescreened_blocks:

@@ -7,6 +7,6 @@ from tlbench.workflow.jobs import limit_threads, log_to
 
 limit_threads(snakemake.threads)
 with log_to(snakemake.log[0]):
-    from tlbench.training import feature_cache as features
+    from tlbench.training import feature_cache
 
-    features.compute(dict(snakemake.params.spec), snakemake.output[0])
+    feature_cache.compute(dict(snakemake.params.spec), snakemake.output[0])

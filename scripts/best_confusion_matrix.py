@@ -6,8 +6,8 @@ import _bootstrap  # noqa: F401
 from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
-    from tlbench.report.figures import runs as plots
+    from tlbench.report.figures import runs
 
-    plots.best_confusion_matrix(
+    runs.best_confusion_matrix(
         snakemake.input.study, snakemake.wildcards.dataset, snakemake.output[0]
     )

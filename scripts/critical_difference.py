@@ -3,10 +3,9 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.report.figures import verdict
 from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
-    from tlbench.analysis.verdict import assess as verdict
+    from tlbench.report.figures import verdict
 
     verdict.critical_difference(snakemake.input[0], snakemake.output[0])

@@ -6,9 +6,9 @@ import _bootstrap  # noqa: F401
 from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
-    from tlbench.report.figures import runs as plots
+    from tlbench.report.figures import runs
 
-    plots.prediction_grid(
+    runs.prediction_grid(
         snakemake.input.study,
         snakemake.input.prepared,
         snakemake.wildcards.dataset,

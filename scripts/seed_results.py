@@ -11,8 +11,7 @@ with log_to(snakemake.log[0]):
 
     from tlbench.analysis import ledger, tables
     from tlbench.core.atomic import atomic_file, write_json
-    from tlbench.report.pages import results
-    from tlbench.report.pages import seeds as seed_pages
+    from tlbench.report.pages import results, seeds
 
     study = dict(snakemake.params.study)
     settings = snakemake.params.verdict
@@ -24,7 +23,7 @@ with log_to(snakemake.log[0]):
         boots = pairs.dataset_bootstraps(df, reps=settings["reps"], seed=settings["seed"])
         batchnorm = pairs.batchnorm_table(df, margin=settings["margin"], bootstraps=boots)
         pairwise = pairs.pairwise_table(df, margin=settings["margin"], bootstraps=boots)
-    blocks, summary = seed_pages.seed_section(
+    blocks, summary = seeds.seed_section(
         df,
         study,
         looks=looks,

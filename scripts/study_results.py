@@ -10,14 +10,13 @@ with log_to(snakemake.log[0]):
 
     from tlbench.analysis import ledger
     from tlbench.core.atomic import atomic_file, write_json
-    from tlbench.report.pages import results
-    from tlbench.report.pages import studies as study_results
+    from tlbench.report.pages import results, studies
 
     study = dict(snakemake.params.study)
     df = pd.read_csv(snakemake.input.csv)
     looks = ledger.looks(ledger.ledger_path(study["results"]), list(dict.fromkeys(df["dataset"])))
     inputs = dict(snakemake.input.items())
-    blocks, summary = study_results.study_section(
+    blocks, summary = studies.study_section(
         df,
         study,
         looks=looks,

@@ -6,6 +6,6 @@ import _bootstrap  # noqa: F401
 from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
-    from tlbench.report.figures import runs as plots
+    from tlbench.report.figures import runs
 
-    plots.training_curves_folder(list(snakemake.input.runs), snakemake.output[0])
+    runs.training_curves_folder(list(snakemake.input.runs), snakemake.output[0])

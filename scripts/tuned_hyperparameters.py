@@ -12,10 +12,10 @@ from tlbench.workflow.jobs import limit_threads, log_to
 
 limit_threads(snakemake.threads)
 with log_to(snakemake.log[0]):
-    from tlbench.tuning import search as tuning
+    from tlbench.tuning import search
 
     names = dict(snakemake.params.names)
-    tuning.search(
+    search.search(
         snakemake.params.spec,
         snakemake.params.tuning,
         snakemake.params.workdir,

@@ -4,13 +4,12 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.report.pages import verdict
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench.analysis.verdict import assess as verdict
+    from tlbench.report.pages import verdict
 
     settings = snakemake.params.verdict
     out = snakemake.output

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 #: What the fork server imports once for every call.
-PRELOAD = ["snakemake.cli", "tlbench.study.matrix"]
+PRELOAD = ["snakemake.cli", "tlbench.study.load"]
 
 _context = None
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from tlbench.core.errors import SpecError
-from tlbench.training import jit as compute
-from tlbench.training import trainer
+from tlbench.training import jit, trainer
 from tlbench.training.spec import resolve_spec
 
 BASE = {
@@ -47,19 +46,19 @@ def test_auto_resolves_per_backend():
         [keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.SeparableConv2D(4, 3)]
     )
     dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    big = compute.XLA_MIN_IMAGE_EPOCHS
-    assert compute.jit_setting("auto", "tensorflow", plain, big) is True
-    assert compute.jit_setting("auto", "tensorflow", plain, big - 1) is False  # a short fit
-    assert compute.jit_setting("auto", "tensorflow", plain) is False  # a forward pass
-    assert compute.jit_setting("auto", "tensorflow", depthwise, 10 * big) is False
-    assert compute.jit_setting("auto", "tensorflow", mixed, 10 * big) is False
-    assert compute.jit_setting("auto", "tensorflow", dense, 10 * big) is False
-    assert compute.jit_setting("auto", "tensorflow") is False  # no model to look at
-    assert compute.jit_setting(True, "tensorflow", depthwise) is True
-    assert compute.jit_setting(False, "tensorflow", plain, big) is False
+    big = jit.XLA_MIN_IMAGE_EPOCHS
+    assert jit.jit_setting("auto", "tensorflow", plain, big) is True
+    assert jit.jit_setting("auto", "tensorflow", plain, big - 1) is False  # a short fit
+    assert jit.jit_setting("auto", "tensorflow", plain) is False  # a forward pass
+    assert jit.jit_setting("auto", "tensorflow", depthwise, 10 * big) is False
+    assert jit.jit_setting("auto", "tensorflow", mixed, 10 * big) is False
+    assert jit.jit_setting("auto", "tensorflow", dense, 10 * big) is False
+    assert jit.jit_setting("auto", "tensorflow") is False  # no model to look at
+    assert jit.jit_setting(True, "tensorflow", depthwise) is True
+    assert jit.jit_setting(False, "tensorflow", plain, big) is False
     for model in (plain, depthwise, dense, None):
-        assert compute.jit_setting("auto", "jax", model) is True
-        assert compute.jit_setting("auto", "torch", model, big) is False
+        assert jit.jit_setting("auto", "jax", model) is True
+        assert jit.jit_setting("auto", "torch", model, big) is False
 
 
 def test_unjittable_layers_error_on_true_and_run_uncompiled_on_auto():
@@ -67,9 +66,9 @@ def test_unjittable_layers_error_on_true_and_run_uncompiled_on_auto():
     x = keras.layers.RandomRotation(0.1, name="rotate")(inputs)
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
     with pytest.raises(ValueError, match="rotate"):
-        compute.model_jit(model, True)
-    assert compute.model_jit(model, "auto") is False
-    assert compute.model_jit(model, False) is False
+        jit.model_jit(model, True)
+    assert jit.model_jit(model, "auto") is False
+    assert jit.model_jit(model, False) is False
 
 
 @pytest.mark.parametrize("setting", [True, False])
@@ -82,7 +81,7 @@ def test_trainer_compiles_with_the_setting(setting):
     x, y = rng.normal(size=(16, 4)).astype("float32"), rng.integers(0, 3, 16)
     trainer.Trainer(spec).fit(model, Phase("train", 1, 0.01), (x, y), (x, y))
     assert model.jit_compile is setting
-    record = compute.jit_record(spec["training"], model)
+    record = jit.jit_record(spec["training"], model)
     assert record == {"setting": setting, "resolved": setting, "model": setting}
 
 
@@ -97,7 +96,7 @@ def test_trainer_passes_the_fits_work_to_auto(monkeypatch):
     x, y = rng.normal(size=(16, 8, 8, 3)).astype("float32"), rng.integers(0, 3, 16)
     modes = []
     for threshold in (32, 33):
-        monkeypatch.setattr(compute, "XLA_MIN_IMAGE_EPOCHS", threshold)
+        monkeypatch.setattr(jit, "XLA_MIN_IMAGE_EPOCHS", threshold)
         model = _conv_model(keras.layers.Conv2D(3, 3, activation="softmax"))
         trainer.Trainer(spec).fit(model, Phase("train", 2, 0.01), (x, y), (x, y))
         modes.append(model.jit_compile)

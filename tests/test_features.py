@@ -10,8 +10,7 @@ from engine_helpers import tiny_spec
 
 from tlbench.core.errors import SpecError
 from tlbench.models import inputs
-from tlbench.training import engine
-from tlbench.training import feature_cache as features
+from tlbench.training import engine, feature_cache
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def features_spec(tiny_prepared, source_run):
 
 
 def test_compute_then_reuse_in_a_run(tiny_prepared, source_run, tmp_path):
-    cache = features.compute(features_spec(tiny_prepared, source_run), tmp_path / "cache")
+    cache = feature_cache.compute(features_spec(tiny_prepared, source_run), tmp_path / "cache")
     key = json.loads((cache / "key.json").read_text())
     train = np.load(cache / "train.npy")
     assert train.dtype == np.float32 and train.shape[1] == 16  # small_cnn widths [8, 16], pooled
@@ -45,7 +44,7 @@ def test_compute_then_reuse_in_a_run(tiny_prepared, source_run, tmp_path):
     assert "run_model_sha256" in key["fields"]["backbone"]["weights"]
     # computing again keeps the matching cache
     mtime = (cache / "train.npy").stat().st_mtime
-    features.compute(features_spec(tiny_prepared, source_run), cache)
+    feature_cache.compute(features_spec(tiny_prepared, source_run), cache)
     assert (cache / "train.npy").stat().st_mtime == mtime
 
     cached = engine.run(fe_spec(tiny_prepared, source_run, cache), tmp_path / "cached")
@@ -108,7 +107,7 @@ def test_a_phase_on_images_predicts_train_val_from_images(tiny_prepared, source_
 
 
 def test_key_mismatch_is_an_error(tiny_prepared, source_run, tmp_path):
-    features.compute(features_spec(tiny_prepared, source_run), tmp_path / "c")
+    feature_cache.compute(features_spec(tiny_prepared, source_run), tmp_path / "c")
     spec = fe_spec(tiny_prepared, source_run, tmp_path / "c", input_size=32)
     with pytest.raises(SpecError, match="holds features with key .* but this run needs key"):
         engine.run(spec, tmp_path / "run")
@@ -116,7 +115,7 @@ def test_key_mismatch_is_an_error(tiny_prepared, source_run, tmp_path):
 
 
 def test_spot_check_catches_wrong_features(tiny_prepared, source_run, tmp_path):
-    cache = features.compute(features_spec(tiny_prepared, source_run), tmp_path / "c")
+    cache = feature_cache.compute(features_spec(tiny_prepared, source_run), tmp_path / "c")
     np.save(cache / "train.npy", np.load(cache / "train.npy") + 1.0)
     with pytest.raises(SpecError, match="disagrees with this run's backbone"):
         engine.run(fe_spec(tiny_prepared, source_run, cache), tmp_path / "run")
@@ -126,7 +125,7 @@ def test_random_weights_are_not_cached(tiny_prepared, source_run, tmp_path):
     spec = features_spec(tiny_prepared, source_run)
     spec["backbone"]["weights"] = "none"
     with pytest.raises(SpecError, match="cannot be cached"):
-        features.compute(spec, tmp_path / "c")
+        feature_cache.compute(spec, tmp_path / "c")
     run_spec = fe_spec(tiny_prepared, source_run, tmp_path / "c2")
     run_spec["backbone"]["weights"] = "none"
     metrics = engine.run(run_spec, tmp_path / "run")
@@ -145,21 +144,21 @@ def test_seeded_random_weights_are_cached(tiny_prepared, source_run, tmp_path):
     assert key["fields"]["backbone"]["weights"]["random"] == 0
     second = engine.run({**spec, "seed": 3}, tmp_path / "r2")  # spot check: same backbone
     assert second["features"]["source"] == "cache" and second["features"]["key"] == key["sha256"]
-    cached = features.compute(
+    cached = feature_cache.compute(
         {**features_spec(tiny_prepared, source_run), "backbone": spec["backbone"]}, tmp_path / "c"
     )
     assert json.loads((cached / "key.json").read_text()) == key
     other = features_spec(tiny_prepared, source_run)
     other["backbone"]["weights"] = {"random": 1}
     with pytest.raises(SpecError, match="holds features with key"):
-        features.compute(other, tmp_path / "c")
+        feature_cache.compute(other, tmp_path / "c")
 
 
 def test_features_spec_unknown_key(tiny_prepared, source_run, tmp_path):
     spec = features_spec(tiny_prepared, source_run)
     spec["training"]["epochs"] = 3
     with pytest.raises(SpecError, match="training.epochs: unknown key"):
-        features.compute(spec, tmp_path / "c")
+        feature_cache.compute(spec, tmp_path / "c")
 
 
 def test_one_cache_serves_every_label_budget(tiny_prepared, source_run, tmp_path, monkeypatch):
@@ -168,13 +167,13 @@ def test_one_cache_serves_every_label_budget(tiny_prepared, source_run, tmp_path
     from tlbench.models.inputs import load_prepared
 
     passes: list[int] = []
-    real_extract = features.extract
+    real_extract = feature_cache.extract
 
     def counting_extract(extractor, x, batch_size):
         passes.append(len(x))
         return real_extract(extractor, x, batch_size)
 
-    monkeypatch.setattr(features, "extract", counting_extract)
+    monkeypatch.setattr(feature_cache, "extract", counting_extract)
     counts = load_prepared(tiny_prepared).counts
     metrics = {}
     for k in (2, 5):

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tlbench.models import inputs as pipeline
+from tlbench.models import inputs as model_inputs
 from tlbench.training import callbacks
 
 pytestmark = pytest.mark.skipif(
@@ -14,11 +14,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _batches(shuffle: bool = True, labels: bool = True) -> pipeline.ImageBatches:
+def _batches(shuffle: bool = True, labels: bool = True) -> model_inputs.ImageBatches:
     rng = np.random.default_rng(3)
     x = rng.integers(0, 256, (23, 4, 4, 3), dtype=np.uint8)
     y = rng.integers(0, 5, 23) if labels else None
-    return pipeline.ImageBatches(x, y, 5, shuffle=shuffle, seed=7)
+    return model_inputs.ImageBatches(x, y, 5, shuffle=shuffle, seed=7)
 
 
 def _as_numpy(ds) -> list[tuple[np.ndarray, ...]]:
@@ -29,7 +29,7 @@ def _as_numpy(ds) -> list[tuple[np.ndarray, ...]]:
 @pytest.mark.parametrize("labels", [True, False])
 def test_pipeline_yields_the_pydatasets_batches_epoch_after_epoch(shuffle, labels):
     reference, batches = _batches(shuffle, labels), _batches(shuffle, labels)
-    ds = pipeline.fit_input(batches)
+    ds = model_inputs.fit_input(batches)
     assert ds is not batches
     for _ in range(3):  # each epoch: a fresh iterator, as model.fit makes one per epoch
         got = _as_numpy(ds)
@@ -48,7 +48,7 @@ def test_pipeline_yields_the_pydatasets_batches_epoch_after_epoch(shuffle, label
 
 def test_resumed_epoch_order_is_read_when_the_epoch_starts():
     batches, reference = _batches(), _batches()
-    ds = pipeline.fit_input(batches)
+    ds = model_inputs.fit_input(batches)
     batches.epoch = reference.epoch = 4  # as Trainer.fit sets it on resume
     batches.order, reference.order = batches._order(), reference._order()
     np.testing.assert_array_equal(
@@ -74,7 +74,7 @@ def test_fit_reads_each_epochs_batches_in_order():
         "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True
     )
     model.fit(
-        pipeline.fit_input(batches),
+        model_inputs.fit_input(batches),
         epochs=3,
         shuffle=False,
         verbose=0,
@@ -92,10 +92,10 @@ def test_fit_reads_each_epochs_batches_in_order():
 
 def test_other_inputs_and_large_splits_pass_through(monkeypatch):
     arrays = (np.zeros((2, 3)), np.zeros(2))
-    assert pipeline.fit_input(arrays) is arrays
+    assert model_inputs.fit_input(arrays) is arrays
     batches = _batches()
-    monkeypatch.setattr(pipeline, "TF_PIPELINE_MAX_BYTES", batches.x.nbytes - 1)
-    assert pipeline.fit_input(batches) is batches
+    monkeypatch.setattr(model_inputs, "TF_PIPELINE_MAX_BYTES", batches.x.nbytes - 1)
+    assert model_inputs.fit_input(batches) is batches
 
 
 def test_fill_input_size_takes_the_image_height_only_when_unset():
@@ -103,8 +103,8 @@ def test_fill_input_size_takes_the_image_height_only_when_unset():
         image_size = (12, 20)
 
     training = {"input_size": None}
-    pipeline.fill_input_size(training, Data())
+    model_inputs.fill_input_size(training, Data())
     assert training == {"input_size": 12}
     training = {"input_size": 32}
-    pipeline.fill_input_size(training, Data())
+    model_inputs.fill_input_size(training, Data())
     assert training == {"input_size": 32}

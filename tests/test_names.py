@@ -30,7 +30,7 @@ def test_parse_time_check_imports_no_keras():
         f"""
         import sys, yaml
         from tlbench.core.errors import StudyConfigError
-        from tlbench.study import matrix as study
+        from tlbench.study import load as study
         config = yaml.safe_load(open({str(ROOT / "config.yaml")!r}))
         loaded = study.load_study(config, check_specs=True)
         assert loaded.runs

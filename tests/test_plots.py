@@ -16,7 +16,7 @@ from tlbench.analysis import runs as analysis_runs
 from tlbench.analysis import tables
 from tlbench.report import render
 from tlbench.report.figures import base, study
-from tlbench.report.figures import runs as plots
+from tlbench.report.figures import runs as run_figures
 
 
 def check_png(path: Path, min_width: int = 200, min_height: int = 150) -> tuple[int, int]:
@@ -77,10 +77,10 @@ def test_phase_boundaries():
 
 def test_training_curves(study_runs, tmp_path):
     _, runs = study_runs
-    out = plots.training_curves(runs[2], tmp_path / "fig" / "curves.png")
+    out = run_figures.training_curves(runs[2], tmp_path / "fig" / "curves.png")
     width, height = check_png(out)
     assert width > height  # two panels side by side
-    failed = plots.training_curves(runs[-1], tmp_path / "failed.png")
+    failed = run_figures.training_curves(runs[-1], tmp_path / "failed.png")
     check_png(failed, 100, 50)
 
 
@@ -103,7 +103,7 @@ def test_curves_with_autoencoder_stages(tmp_path):
     history = pd.read_csv(run / "history.csv")
     history.loc[:3, ["accuracy", "val_accuracy"]] = np.nan  # reconstruction phases: no accuracy
     history.to_csv(run / "history.csv", index=False)
-    check_png(plots.training_curves(run, tmp_path / "ae.png"))
+    check_png(run_figures.training_curves(run, tmp_path / "ae.png"))
     check_png(study.dataset_curves([run], tmp_path / "ae_all.png"))
 
 
@@ -128,12 +128,12 @@ def test_pareto_front(study_runs, tmp_path):
 
 def test_best_confusion_matrix(study_runs, tmp_path):
     df, _ = study_runs
-    check_png(plots.best_confusion_matrix(df, "ants", tmp_path / "cm.png"))
-    many = plots.confusion_figure(np.eye(43, dtype=int) * 5, [f"class {i}" for i in range(43)],
+    check_png(run_figures.best_confusion_matrix(df, "ants", tmp_path / "cm.png"))
+    many = run_figures.confusion_figure(np.eye(43, dtype=int) * 5, [f"class {i}" for i in range(43)],
                                   tmp_path / "cm43.png")  # fmt: skip
     check_png(many, 800, 800)
     with pytest.raises(ValueError, match="expected \\(3, 3\\)"):
-        plots.confusion_figure([[1, 0], [0, 1]], ["a", "b", "c"], tmp_path / "bad.png")
+        run_figures.confusion_figure([[1, 0], [0, 1]], ["a", "b", "c"], tmp_path / "bad.png")
 
 
 def test_confusion_matrix_is_of_the_run_validation_chose(study_runs, tmp_path, monkeypatch):
@@ -148,8 +148,8 @@ def test_confusion_matrix_is_of_the_run_validation_chose(study_runs, tmp_path, m
         shown["title"] = title
         return Path(path)
 
-    monkeypatch.setattr(plots, "confusion_figure", capture)
-    plots.best_confusion_matrix(df, "ants", tmp_path / "cm.png")
+    monkeypatch.setattr(run_figures, "confusion_figure", capture)
+    run_figures.best_confusion_matrix(df, "ants", tmp_path / "cm.png")
     first = df.iloc[0]
     label = f"{first['backbone']}/{first['strategy']}/{first['augmentation']}/seed{first['seed']}"
     assert label in shown["title"]
@@ -167,7 +167,9 @@ def test_reconstructions(tmp_path):
     assert [name for name, _ in stages] == ["stage1", "stage2", "stage10"]
     failed = make_run(tmp_path, "ae_failed", fake_metrics(strategy="autoencoder", seed=1,
                                                           status="failed"))  # fmt: skip
-    width, height = check_png(plots.reconstructions([ok, failed], tmp_path / "rec.png"), 300, 300)
+    width, height = check_png(
+        run_figures.reconstructions([ok, failed], tmp_path / "rec.png"), 300, 300
+    )
     assert height > 300  # 4 rows: original + 3 stages
 
 
@@ -177,7 +179,7 @@ def test_reconstructions_bad_file(tmp_path):
         run / "reconstructions.npz", images=np.zeros((2, 8, 8, 3)), stage1=np.zeros((2, 4, 4, 3))
     )
     with pytest.raises(ValueError, match="'stage1' has shape"):
-        plots.reconstructions([run], tmp_path / "x.png")
+        run_figures.reconstructions([run], tmp_path / "x.png")
     np.savez(
         run / "reconstructions.npz", images=np.zeros((2, 8, 8, 3)), recon=np.zeros((2, 8, 8, 3))
     )
@@ -199,19 +201,19 @@ def test_prediction_grid(study_runs, tmp_path):
     np.save(prepared / "test_x.npy", images)
     np.save(prepared / "test_y.npy", labels)
     (prepared / "classes.json").write_text(json.dumps(["ants", "bees"]))
-    out = plots.prediction_grid(df, prepared, "ants", tmp_path / "pred.png")
+    out = run_figures.prediction_grid(df, prepared, "ants", tmp_path / "pred.png")
     width, height = check_png(out, 600, 600)
     np.save(prepared / "test_y.npy", 1 - labels)
     with pytest.raises(ValueError, match="does not match"):
-        plots.prediction_grid(df, prepared, "ants", tmp_path / "pred2.png")
+        run_figures.prediction_grid(df, prepared, "ants", tmp_path / "pred2.png")
 
 
 def test_prediction_figure_shape_errors(tmp_path):
     with pytest.raises(ValueError, match="same length"):
-        plots.prediction_figure(np.zeros((3, 8, 8, 3)), [0, 1], np.full((2, 2), 0.5), ["a", "b"],
+        run_figures.prediction_figure(np.zeros((3, 8, 8, 3)), [0, 1], np.full((2, 2), 0.5), ["a", "b"],
                                 tmp_path / "x.png")  # fmt: skip
     with pytest.raises(ValueError, match="N x 3"):
-        plots.prediction_figure(np.zeros((2, 8, 8, 3)), [0, 1], np.full((2, 2), 0.5),
+        run_figures.prediction_figure(np.zeros((2, 8, 8, 3)), [0, 1], np.full((2, 2), 0.5),
                                 ["a", "b", "c"], tmp_path / "x.png")  # fmt: skip
 
 
@@ -228,7 +230,7 @@ def test_training_curves_folder_one_job_per_dataset(study_runs, tmp_path):
     def pngs() -> list[str]:
         return sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
 
-    plots.training_curves_folder(nested, out)
+    run_figures.training_curves_folder(nested, out)
     assert pngs() == [f"b{i}/fine_tune/none/seed{i}/curves.png" for i in range(3)]
     for path in out.rglob("*.png"):
         check_png(path, 100, 50)
@@ -237,17 +239,17 @@ def test_training_curves_folder_one_job_per_dataset(study_runs, tmp_path):
     write_history(nested[0], ["head"] * 9, seed=5)
     (nested[1] / "history.csv").write_text("epoch,loss\n0,1.0\n")
     with pytest.raises(ValueError, match="lacks column"):
-        plots.training_curves_folder(nested, out)
+        run_figures.training_curves_folder(nested, out)
     assert (out / pngs()[0]).read_bytes() == first and len(pngs()) == 3
     # the folder is replaced as a whole: a run no longer listed leaves no figure
-    plots.training_curves_folder([nested[0], nested[2]], out)
+    run_figures.training_curves_folder([nested[0], nested[2]], out)
     assert pngs() == ["b0/fine_tune/none/seed0/curves.png", "b2/fine_tune/none/seed2/curves.png"]
     assert (out / pngs()[0]).read_bytes() != first
     assert sorted(p.name for p in out.parent.iterdir()) == ["ants"]  # no temporary left
     other = tmp_path / "results/runs/bees/b0/fine_tune/none/seed0"
     shutil.copytree(nested[0], other)
     with pytest.raises(ValueError, match="more than one dataset"):
-        plots.training_curves_folder([nested[0], other], out)
+        run_figures.training_curves_folder([nested[0], other], out)
 
 
 def test_figures_of_a_budget_study_show_one_budget():
@@ -278,8 +280,8 @@ def test_confusion_matrix_of_a_budget_study_is_of_the_whole_split(
         shown["title"] = title
         return Path(path)
 
-    monkeypatch.setattr(plots, "confusion_figure", capture)
+    monkeypatch.setattr(run_figures, "confusion_figure", capture)
     # the budget-5 runs have the best validation figures, but are not what the figure shows
-    plots.best_confusion_matrix(pd.concat([small, df]), "ants", tmp_path / "cm.png")
+    run_figures.best_confusion_matrix(pd.concat([small, df]), "ants", tmp_path / "cm.png")
     assert "label budget 'all'" in shown["title"]
     assert "chosen by validation ROC AUC 1.0000" not in shown["title"]

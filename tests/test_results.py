@@ -12,8 +12,7 @@ import pytest
 from tlbench.analysis import tables
 from tlbench.core.errors import StudyConfigError
 from tlbench.report import seed_reference
-from tlbench.report.pages import results, seed_checks
-from tlbench.report.pages import seeds as seed_pages
+from tlbench.report.pages import results, seed_checks, seeds
 from tlbench.study.load import load_study
 
 
@@ -107,7 +106,7 @@ def test_wall_time_spans_first_start_to_last_end():
 
 
 def test_seed000_checks_and_disagreement_with_the_seed():
-    blocks, summary = seed_pages.seed_section(
+    blocks, summary = seeds.seed_section(
         _gtsrb_study(), {"reference": "000", "config": "c.yaml", "results": "r"}
     )
     checks = {c["check"]: c for c in summary["checks"]}
@@ -133,7 +132,7 @@ def test_seed000_selects_the_cell_by_validation_and_reports_its_test_accuracy(tm
     df = _gtsrb_study()
     # scratch: the best validation accuracy, a lower test accuracy than discriminative_lr
     df.loc[df["strategy"] == "scratch", "val_accuracy"] = 0.999
-    blocks, summary = seed_pages.seed_section(
+    blocks, summary = seeds.seed_section(
         df, {"reference": "000", "config": "c", "results": "r"}, looks=None
     )
     best = summary["checks"][0]
@@ -167,7 +166,7 @@ def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tmp_path):
     for spec_hash in ("a", "b", "a"):
         ledger.append(path, {"dataset": "gtsrb", "prepared_fingerprint": "f",
                              "spec_hash": spec_hash, "time_utc": "t", "code": {}})  # fmt: skip
-    blocks, summary = seed_pages.seed_section(
+    blocks, summary = seeds.seed_section(
         _gtsrb_study(), {"reference": "000", "config": "c", "results": "r"},
         looks=ledger.looks(path, ["gtsrb"]),
     )  # fmt: skip
@@ -180,9 +179,7 @@ def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tmp_path):
 def test_pilot_seed_study_shows_validation_and_measures_no_test_check():
     df = _gtsrb_study().assign(pilot=True, test_accuracy=float("nan"), test_loss=float("nan"))
     df["val_accuracy"] = 0.95
-    blocks, summary = seed_pages.seed_section(
-        df, {"reference": "000", "config": "c", "results": "r"}
-    )
+    blocks, summary = seeds.seed_section(df, {"reference": "000", "config": "c", "results": "r"})
     text = results.to_markdown(blocks)
     assert "Pilot study: the test split is sealed" in text
     assert "validation accuracy" in results.cell_table(df).columns
@@ -193,14 +190,14 @@ def test_pilot_seed_study_shows_validation_and_measures_no_test_check():
 
 
 def test_every_run_check_fails_on_a_low_run_or_a_missing_strategy():
-    _, summary = seed_pages.seed_section(
+    _, summary = seeds.seed_section(
         _gtsrb_study(low=0.5), {"reference": "000", "config": "c", "results": "r"}
     )
     every = summary["checks"][1]
     assert every["met"] == "NO" and "0.5000 (feature_extraction" in every["measured"]
     df = _gtsrb_study()
     df = df[df["strategy_name"] != "autoencoder"]
-    _, summary = seed_pages.seed_section(df, {"reference": "000", "config": "c", "results": "r"})
+    _, summary = seeds.seed_section(df, {"reference": "000", "config": "c", "results": "r"})
     assert summary["checks"][1]["met"] == "NO"
     assert "not run: autoencoder" in summary["checks"][1]["measured"]
 
@@ -244,7 +241,7 @@ def test_seed002_page_checks_auc_and_the_four_ways():
             ("discriminative_lr", 0.95),
         ]:
             rows.append(_run(strategy, seed, 0.9, num_classes=2, test_roc_auc=auc))
-    blocks, summary = seed_pages.seed_section(
+    blocks, summary = seeds.seed_section(
         _study(rows), {"reference": "002", "config": "c", "results": "r", "substitutions": ["x"]}
     )
     assert [c["met"] for c in summary["checks"]] == ["yes", "yes"]
@@ -279,7 +276,7 @@ def test_seed002_page_shows_the_verdict_and_batchnorm_frozen_against_trained():
         "train_accuracy": 0.9, "difference": 0.0, "diff_low": -0.03, "diff_high": 0.03,
         "verdict": "tied", "frozen_seconds": 100.0, "train_seconds": 101.0, "margin": 0.01,
     }])  # fmt: skip
-    blocks, _ = seed_pages.seed_section(
+    blocks, _ = seeds.seed_section(
         _study(rows), {"reference": "002", "config": "c", "results": "r"},
         verdict=verdict, batchnorm=batchnorm,
     )  # fmt: skip
@@ -293,7 +290,7 @@ def test_seed002_page_shows_the_verdict_and_batchnorm_frozen_against_trained():
 
 
 def test_every_seed_has_a_page():
-    assert set(seed_pages.SEED_PAGES) == set(seed_reference.SEED_IDS)
+    assert set(seeds.SEED_PAGES) == set(seed_reference.SEED_IDS)
 
 
 def test_page_joins_sections_with_an_overview(tmp_path):
@@ -352,7 +349,7 @@ def test_seed001_compares_two_phase_with_the_frozen_model_of_the_same_augmentati
         rows.append(_run("transfer", seed, 0.5, name="feature_extraction", aug="none"))
         rows.append(_run("ft_a", seed, acc + 0.01, name="two_phase", aug="seed001"))
         rows.append(_run("ft_b", seed, acc + 0.01, name="two_phase", aug="seed001"))
-    findings = seed_pages.SEED_PAGES.get("001").findings(_study(rows), {})
+    findings = seeds.SEED_PAGES.get("001").findings(_study(rows), {})
     assert "0.08 points" in findings[0]  # the seed's own gain, from its table
     assert "0.9600 ± 0.0100" in findings[0]  # frozen, seed001 only (not the 'none' cell)
     assert "ft_a 0.9700 ± 0.0100 (+1.00 points)" in findings[0]
@@ -364,7 +361,7 @@ def test_seed001_compares_two_phase_with_the_frozen_model_of_the_same_augmentati
         {"a": "mnv2/transfer/seed001", "b": "mnv2/ft_a/seed001", "difference": -0.01,
          "diff_low": -0.0235, "diff_high": 0.004, "verdict": "tied"},
     ])  # fmt: skip
-    (stated, _) = seed_pages.SEED_PAGES.get("001").findings(_study(rows), {"pairwise": pairwise})
+    (stated, _) = seeds.SEED_PAGES.get("001").findings(_study(rows), {"pairwise": pairwise})
     assert (
         "ft_a 0.9700 ± 0.0100 (+1.00 points [95 % interval of the difference -0.40 to "
         "+2.35 points: tied])" in stated
@@ -378,7 +375,7 @@ def test_seed003_separates_augmentation_from_the_learning_rate():
         rows.append(_run("m3", seed, 0.60, aug="none", name="scratch", learning_rate=1e-3))
         rows.append(_run("m4", seed, 0.55, aug="seed003", name="scratch", learning_rate=1e-3))
         rows.append(_run("m5", seed, 0.65, aug="seed003", name="scratch", learning_rate=3e-4))
-    (text,) = seed_pages.SEED_PAGES.get("003").findings(_study(rows), {})
+    (text,) = seeds.SEED_PAGES.get("003").findings(_study(rows), {})
     assert "0.6678 with augmentation against 0.6031 without (+6.5 points)" in text
     assert (
         "m4 with seed003: 0.5500 ± 0.0000 against m3" in text and "the same learning rate" in text

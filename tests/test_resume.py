@@ -19,8 +19,7 @@ from engine_helpers import tiny_spec
 from tlbench import cli
 from tlbench.core import errors
 from tlbench.datasets import fingerprint, load_prepared, make_tiny_prepared
-from tlbench.training import callbacks, engine
-from tlbench.training import resume as checkpoint
+from tlbench.training import callbacks, engine, resume
 
 
 class Killed(BaseException):
@@ -76,13 +75,13 @@ def test_uninterrupted_run_is_not_resumed_and_leaves_no_work_folder(tiny_prepare
 def _saved_epochs(monkeypatch) -> list[int]:
     """Record the (1-based) epoch of every epoch checkpoint saved from now on."""
     saved: list[int] = []
-    original = checkpoint.Resume.save_epoch
+    original = resume.Resume.save_epoch
 
     def save_epoch(self, fit, epoch, *args):
         saved.append(epoch + 1)
         original(self, fit, epoch, *args)
 
-    monkeypatch.setattr(checkpoint.Resume, "save_epoch", save_epoch)
+    monkeypatch.setattr(resume.Resume, "save_epoch", save_epoch)
     return saved
 
 
@@ -98,9 +97,9 @@ def test_an_epoch_is_checkpointed_when_the_interval_has_passed(
         monkeypatch.setenv("TLBENCH_CHECKPOINT_SECONDS", seconds)
     seen = _saved_epochs(monkeypatch)
     finished = []
-    original = checkpoint.Resume.finish_fit
+    original = resume.Resume.finish_fit
     monkeypatch.setattr(
-        checkpoint.Resume,
+        resume.Resume,
         "finish_fit",
         lambda self, *a: (finished.append(a[0]), original(self, *a)),
     )

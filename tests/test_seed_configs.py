@@ -17,7 +17,7 @@ import yaml
 
 from tlbench.datasets.base import resolve_options
 from tlbench.models.augment import AUGMENTATIONS
-from tlbench.report import seed_reference as sr
+from tlbench.report import seed_reference
 from tlbench.study.load import load_study_file
 from tlbench.training.spec import resolve_spec
 
@@ -58,7 +58,7 @@ def test_config_loads_and_every_run_spec_resolves(path):
 
 @pytest.mark.parametrize("seed", sorted(SEED_CONFIGS))
 def test_seed_configs_use_the_seed_strategies(seed):
-    expected = {strategy for _, strategy in sr.strategy_map(seed)}
+    expected = {strategy for _, strategy in seed_reference.strategy_map(seed)}
     full = load_study_file(ROOT / "configs" / SEED_CONFIGS[seed])
     variant = load_study_file(ROOT / "configs" / "test" / SEED_CONFIGS[seed])
     assert _strategy_names(full) == expected
@@ -76,7 +76,7 @@ def test_seed_configs_use_the_seed_strategies(seed):
 
 def test_seed000_config_hyperparameters():
     study = load_study_file(ROOT / "configs" / SEED_CONFIGS["000"])
-    hp = sr.load("000")["hyperparameters"]
+    hp = seed_reference.load("000")["hyperparameters"]
     sizes = set()
     for run in study.runs:
         spec = resolve_spec(study.run_spec(run))
@@ -97,7 +97,7 @@ def test_seed000_config_hyperparameters():
 
 def test_seed001_config_two_phase_grid():
     study = load_study_file(ROOT / "configs" / SEED_CONFIGS["001"])
-    hp = sr.load("001")["hyperparameters"]
+    hp = seed_reference.load("001")["hyperparameters"]
     grid = set()
     for run in study.runs:
         spec = resolve_spec(study.run_spec(run))
@@ -114,7 +114,7 @@ def test_seed001_config_two_phase_grid():
             grid.add((params["phase2_learning_rate"], params["unfreeze"]))
         else:
             assert training["epochs"] == hp["epochs"]
-    table = sr.table("001", "fine_tuning_grid")
+    table = seed_reference.table("001", "fine_tuning_grid")
     layers = {"-20": 20, "-10": 10, "all": "stem"}  # `stem`: that block and all above = all
     assert grid == {
         (lr, layers[str(n)]) for lr, n in zip(table["lr"], table["layers"], strict=True)
@@ -123,7 +123,7 @@ def test_seed001_config_two_phase_grid():
 
 def test_seed002_to_004_config_hyperparameters():
     study = load_study_file(ROOT / "configs" / SEED_CONFIGS["002"])
-    hp = sr.load("002")["hyperparameters"]
+    hp = seed_reference.load("002")["hyperparameters"]
     for run in study.runs:
         training = study.training(run)
         assert training["optimizer"] == hp["optimizer"]
@@ -143,7 +143,7 @@ def test_seed002_to_004_config_hyperparameters():
         spec = resolve_spec(ae.run_spec(run))
         assert spec["backbone"]["name"] == "seed003_cnn"
         if spec["strategy"]["name"] == "autoencoder":
-            stages = sr.table("004", "autoencoder_results")
+            stages = seed_reference.table("004", "autoencoder_results")
             assert spec["strategy"]["params"]["stages"] == len(stages)
             assert spec["strategy"]["params"]["ae_epochs"] == int(stages["Epochs"].iloc[0])
 
@@ -177,4 +177,4 @@ def test_measured_seed_configs_name_their_seed_and_substitutions(path):
 
 
 def test_every_seed_has_a_measured_config():
-    assert sorted(p.name[4:7] for p in MEASURED) == list(sr.SEED_IDS)
+    assert sorted(p.name[4:7] for p in MEASURED) == list(seed_reference.SEED_IDS)

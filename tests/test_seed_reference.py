@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import require_shared
 
-from tlbench.report import seed_reference as sr
+from tlbench.report import seed_reference
 
 NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?", re.IGNORECASE)
 
@@ -30,12 +30,12 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-@pytest.mark.parametrize("seed", sr.SEED_IDS)
+@pytest.mark.parametrize("seed", seed_reference.SEED_IDS)
 def test_every_seed_loads_and_tables_are_consistent(seed):
-    data = sr.load(seed)
+    data = seed_reference.load(seed)
     assert data["id"] == seed
     assert data["conclusions"] and data["issues"] and data["experiments"]
-    frames = sr.tables(seed)
+    frames = seed_reference.tables(seed)
     assert len(frames) == len(data["tables"]) >= 1
     for frame, entry in zip(frames, data["tables"], strict=True):
         assert isinstance(frame, pd.DataFrame)
@@ -46,15 +46,17 @@ def test_every_seed_loads_and_tables_are_consistent(seed):
         assert entry["heading_ru"] and entry["title"]
 
 
-@pytest.mark.parametrize("seed", sr.SEED_IDS)
+@pytest.mark.parametrize("seed", seed_reference.SEED_IDS)
 def test_experiments_map_to_tlbench_strategies(seed):
-    mapping = sr.strategy_map(seed)
+    mapping = seed_reference.strategy_map(seed)
     assert mapping
-    assert {strategy for _, strategy in mapping} <= sr.STRATEGY_NAMES
+    assert {strategy for _, strategy in mapping} <= seed_reference.STRATEGY_NAMES
 
 
 def test_strategy_mapping_per_seed():
-    used = {seed: {s for _, s in sr.strategy_map(seed)} for seed in sr.SEED_IDS}
+    used = {
+        seed: {s for _, s in seed_reference.strategy_map(seed)} for seed in seed_reference.SEED_IDS
+    }
     assert used["000"] == {"direct", "scratch", "feature_extraction", "fine_tune"}
     assert "two_phase" in used["001"]
     assert used["002"] == {"fine_tune", "feature_extraction", "freeze_bottom", "discriminative_lr"}
@@ -63,22 +65,22 @@ def test_strategy_mapping_per_seed():
 
 
 def test_seed000_headline_numbers():
-    fine = sr.table("000", "fine_tuning").set_index("Model name")
+    fine = seed_reference.table("000", "fine_tuning").set_index("Model name")
     row = fine.loc["NASNetMobile_with_classifier"]
     assert row["Train accuracy"] == 0.9760
     assert row["Test accuracy"] == 0.0279  # printed 0.0279; rounds to the 0.028 quoted in the brief
-    overall = sr.table("000", "overall").set_index("Model name")
+    overall = seed_reference.table("000", "overall").set_index("Model name")
     assert overall.loc["CNN_10_relu", "Test accuracy"] == 0.9481
     assert overall.loc["NASNetMobile_zoom_data", "Train accuracy"] == 0.9963
     # the overall table repeats the four per-strategy tables exactly
     parts = pd.concat(
         [
-            sr.table("000", t)
+            seed_reference.table("000", t)
             for t in ("direct_use", "structure_transfer", "feature_extraction", "fine_tuning")
         ]
     ).set_index("Model name")
     pd.testing.assert_frame_equal(overall.loc[parts.index], parts, check_dtype=False)
-    hp = sr.load(0)["hyperparameters"]
+    hp = seed_reference.load(0)["hyperparameters"]
     assert (hp["optimizer"], hp["learning_rate"], hp["batch_size"], hp["epochs"]) == (
         "adam",
         0.001,
@@ -89,22 +91,26 @@ def test_seed000_headline_numbers():
 
 
 def test_seed001_to_004_headline_numbers():
-    val = sr.table("001", "validation_results")
+    val = seed_reference.table("001", "validation_results")
     assert val["Validation accuracy (%)"].tolist() == [89.22, 89.33]
-    assert sr.load("001")["hyperparameters"]["schedule"] == {
+    assert seed_reference.load("001")["hyperparameters"]["schedule"] == {
         "name": "exponential",
         "initial_lrate": 0.01,
         "k": 0.3,
     }
-    hp2 = sr.load("002")["hyperparameters"]
+    hp2 = seed_reference.load("002")["hyperparameters"]
     assert (hp2["batch_size"], hp2["epochs"], hp2["schedule"]["step_epochs"]) == (4, 25, 7)
-    assert sr.table("002", "class_counts")["total"].tolist() == [244, 153]
-    pets = sr.table("003", "test_results").set_index("Model")
+    assert seed_reference.table("002", "class_counts")["total"].tolist() == [244, 153]
+    pets = seed_reference.table("003", "test_results").set_index("Model")
     assert pets.loc["with data augmentation", "accuracy"] == 0.6678
     assert pets.loc["without data augmentation", "accuracy"] == 0.6031
-    ae = sr.table("004", "test_results")
+    ae = seed_reference.table("004", "test_results")
     assert ae.loc[0, "Accuracy"] == pytest.approx(0.6544850508239974, abs=0)
-    assert sr.table("004", "autoencoder_results")["Loss"].tolist() == [0.0023, 0.0035, 0.0057]
+    assert seed_reference.table("004", "autoencoder_results")["Loss"].tolist() == [
+        0.0023,
+        0.0035,
+        0.0057,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -119,42 +125,44 @@ def test_seed001_to_004_headline_numbers():
     ],
 )
 def test_architecture_tables_sum_to_their_printed_totals(seed, table_id):
-    entry = next(t for t in sr.load(seed)["tables"] if t["id"] == table_id)
+    entry = next(t for t in seed_reference.load(seed)["tables"] if t["id"] == table_id)
     assert sum(row[2] for row in entry["rows"]) == entry["total_params"]
 
 
 def test_unknown_seed_and_table_list_the_valid_ones():
-    with pytest.raises(sr.SeedReferenceError, match="valid seed ids: 000, 001, 002, 003, 004"):
-        sr.load("005")
-    with pytest.raises(sr.SeedReferenceError, match="its tables: .*overall"):
-        sr.table("000", "nope")
-    assert sr.normalize_id(4) == sr.normalize_id("seed004") == "004"
+    with pytest.raises(
+        seed_reference.SeedReferenceError, match="valid seed ids: 000, 001, 002, 003, 004"
+    ):
+        seed_reference.load("005")
+    with pytest.raises(seed_reference.SeedReferenceError, match="its tables: .*overall"):
+        seed_reference.table("000", "nope")
+    assert seed_reference.normalize_id(4) == seed_reference.normalize_id("seed004") == "004"
 
 
 def test_validate_reports_bad_rows_and_strategies():
-    data = sr.load("000")
+    data = seed_reference.load("000")
     data["tables"][2]["rows"][0] = data["tables"][2]["rows"][0][:-1]
     data["experiments"][0]["strategy"] = "transfer"
-    with pytest.raises(sr.SeedReferenceError) as err:
-        sr.validate(data, where="broken")
+    with pytest.raises(seed_reference.SeedReferenceError) as err:
+        seed_reference.validate(data, where="broken")
     message = str(err.value)
     assert "row 0 has 5 cells, the table has 6 columns" in message
     assert "'transfer' is not a tlbench strategy" in message
     del data["issues"]
-    with pytest.raises(sr.SeedReferenceError, match="missing key 'issues'"):
-        sr.validate(data)
+    with pytest.raises(seed_reference.SeedReferenceError, match="missing key 'issues'"):
+        seed_reference.validate(data)
 
 
 def test_load_returns_independent_copies():
-    first = sr.load("000")
+    first = seed_reference.load("000")
     first["tables"].clear()
-    assert sr.load("000")["tables"]
+    assert seed_reference.load("000")["tables"]
 
 
-@pytest.mark.parametrize("seed", sr.SEED_IDS)
+@pytest.mark.parametrize("seed", seed_reference.SEED_IDS)
 def test_every_number_is_printed_in_the_report(seed):
     """Transcription check: each numeric table cell occurs in the original report."""
-    data = sr.load(seed)
+    data = seed_reference.load(seed)
     report = require_shared("seeds", data["source_file"]).read_text(encoding="utf-8")
     printed = _numbers_in(report)
     missing = []
@@ -172,4 +180,4 @@ def test_strategy_names_agree_with_the_registry():
     """seed_reference keeps its own copy (no Keras import to load seed data); it must not drift."""
     from tlbench.strategies.base import STRATEGIES
 
-    assert set(STRATEGIES.names()) == sr.STRATEGY_NAMES
+    assert set(STRATEGIES.names()) == seed_reference.STRATEGY_NAMES

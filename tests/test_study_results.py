@@ -10,8 +10,7 @@ import pytest
 from test_results import _config, _run
 
 from tlbench.core.errors import StudyConfigError
-from tlbench.report.pages import results, transferability
-from tlbench.report.pages import studies as study_results
+from tlbench.report.pages import results, studies, transferability
 from tlbench.study.load import load_study
 
 #: measured test accuracy of feature_extraction per backbone (linear_probe: 0.01 lower)
@@ -52,7 +51,7 @@ def test_transferability_section_puts_scores_beside_accuracy_with_tau_and_cost()
     tau = tau_table(scores, df)
     study = {"title": "Transferability", "page": "docs/results/transfer.md",
              "config": "c.yaml", "results": "results/t"}  # fmt: skip
-    blocks, summary = study_results.study_section(df, study, scores=scores, tau=tau)
+    blocks, summary = studies.study_section(df, study, scores=scores, tau=tau)
     page = results.to_markdown(blocks)
     assert page.startswith("## Transferability")
     assert summary["section"] == "transfer" and summary["runs"] == 12
@@ -93,7 +92,7 @@ def test_verdict_rows_are_in_the_section():
                              "gain_verdict": "better", "cheapest_tied": "b2 / linear_probe / none",
                              "margin": 0.01}])  # fmt: skip
     study = {"title": "T", "page": "docs/results/t.md", "config": "c", "results": "r"}
-    page = results.to_markdown(study_results.study_section(_study(), study, verdict=verdict)[0])
+    page = results.to_markdown(studies.study_section(_study(), study, verdict=verdict)[0])
     assert "0.900 [0.880, 0.920]" in page and "+0.100 [+0.050, +0.150] better" in page
     assert "b2 / linear_probe / none [-0.0200, +0.0010]" in page
 
@@ -143,7 +142,7 @@ def test_budget_section_has_curves_crossovers_and_the_gain_per_budget():
     verdict = pd.DataFrame([
         {"dataset": "gtsrb", "budget": b, "gain_verdict": v} for b, v in
         (("n5", "better"), ("n10", "better"), ("all", "tied"))])  # fmt: skip
-    blocks = study_results.budget_blocks(df, verdict)
+    blocks = studies.budget_blocks(df, verdict)
     page = results.to_markdown(blocks)
     table = next(content for kind, content in blocks if kind == "table")
     assert list(table.columns) == [
@@ -154,7 +153,7 @@ def test_budget_section_has_curves_crossovers_and_the_gain_per_budget():
     assert len(crossover) == 1 and "feature_extraction" in crossover[0]
     assert "better at 5 images per class, 10 images per class; tied at 'all'" in page
     assert "same 60 validation images" in page
-    assert study_results.budget_blocks(_study()) == []  # no budgets: no such part
+    assert studies.budget_blocks(_study()) == []  # no budgets: no such part
 
 
 def test_across_datasets_part_gives_friedman_and_the_mean_ranks():
@@ -172,19 +171,19 @@ def test_across_datasets_part_gives_friedman_and_the_mean_ranks():
         for rank, strategy in enumerate(order, start=1):
             rows.append({"dataset": dataset, "rank": rank, "backbone": "m", "strategy": strategy,
                          "augmentation": "none", "test_accuracy": by_strategy[strategy]})  # fmt: skip
-    blocks = study_results.across_blocks(pd.DataFrame(rows))
+    blocks = studies.across_blocks(pd.DataFrame(rows))
     text = results.to_markdown(blocks)
     expected = friedmanchisquare(*([accuracy[d][s] for d in accuracy] for s in "abc"))
     assert f"p = {expected.pvalue:.3g}" in text
     assert "Mean ranks over 4 datasets: a 1.00, b 2.25, c 2.75" in text
-    one = study_results.across_blocks(pd.DataFrame([r for r in rows if r["dataset"] == "d1"]))
+    one = studies.across_blocks(pd.DataFrame([r for r in rows if r["dataset"] == "d1"]))
     assert "No comparison across datasets" in results.to_markdown(one)
 
 
 def test_cells_part_shows_validation_beside_test_and_only_without_other_tables():
     df = pd.DataFrame([_run("fine_tune", s, 0.9 + 0.01 * s, val_accuracy=0.8) for s in range(3)])
     study = {"title": "T", "page": "docs/results/t.md", "config": "c", "results": "r"}
-    blocks, _ = study_results.study_section(df, study)
+    blocks, _ = studies.study_section(df, study)
     table = next(content for kind, content in blocks if kind == "table")
     columns = list(table.columns)
     assert columns.index("val accuracy") == columns.index("test accuracy") - 1
@@ -193,7 +192,7 @@ def test_cells_part_shows_validation_beside_test_and_only_without_other_tables()
     from tlbench.analysis.transferability.tau import tau_table
 
     scores = _scores()
-    with_scores, _ = study_results.study_section(
+    with_scores, _ = studies.study_section(
         _study(), study, scores=scores, tau=tau_table(scores, _study())
     )
     assert ("h3", "Every cell (mean ± sd over seeds)") not in with_scores
@@ -205,11 +204,11 @@ def test_no_transferability_part_when_too_few_backbones_are_scored():
     df, scores = _study(), _scores()
     two = scores[scores["backbone"].isin(["b1", "b2"])]
     study = {"title": "T", "page": "docs/results/t.md", "config": "c", "results": "r"}
-    blocks, _ = study_results.study_section(df, study, scores=two, tau=tau_table(two, df))
+    blocks, _ = studies.study_section(df, study, scores=two, tau=tau_table(two, df))
     heads = [content for kind, content in blocks if kind == "h3"]
     assert "Do the scores rank the backbones as training does?" not in heads
     assert "Every cell (mean ± sd over seeds)" in heads
-    blocks, _ = study_results.study_section(df, study, scores=scores, tau=tau_table(scores, df))
+    blocks, _ = studies.study_section(df, study, scores=scores, tau=tau_table(scores, df))
     assert "Do the scores rank the backbones as training does?" in [
         c for k, c in blocks if k == "h3"
     ]
@@ -218,10 +217,10 @@ def test_no_transferability_part_when_too_few_backbones_are_scored():
 def test_substitutions_of_a_results_section_are_on_its_page_under_the_header():
     df = pd.DataFrame([_run("fine_tune", s, 0.9, val_accuracy=0.8) for s in range(3)])
     study = {"title": "T", "page": "docs/results/t.md", "config": "c", "results": "r"}
-    plain, _ = study_results.study_section(df, study)
+    plain, _ = studies.study_section(df, study)
     assert "Substitutions" not in results.to_markdown(plain)
     notes = ["budget 'all' not run: seed 000 runs it", "shared the cores at nice 19"]
-    blocks, _ = study_results.study_section(df, {**study, "substitutions": notes})
+    blocks, _ = studies.study_section(df, {**study, "substitutions": notes})
     listed = [("p", "Substitutions forced by this machine:"), ("ul", notes)]
     assert blocks[2:4] == listed
     # after the header, before the rest

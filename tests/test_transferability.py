@@ -381,7 +381,7 @@ def test_score_cache_scores_the_pretraining_runs_classifier_on_train(
     import keras
 
     from tlbench.datasets import load_prepared
-    from tlbench.training import feature_cache as features
+    from tlbench.training import feature_cache
 
     spec = {
         "dataset": {"prepared": str(sealed_prepared)},
@@ -392,7 +392,7 @@ def test_score_cache_scores_the_pretraining_runs_classifier_on_train(
         },
         "training": {"batch_size": 16, "input_size": 16},
     }
-    folder = features.compute(spec, tmp_path / "features")
+    folder = feature_cache.compute(spec, tmp_path / "features")
     names = {"dataset": "tiny", "backbone": "cnn"}
     record = cache.score_cache(folder, sealed_prepared, names, source_run, batch_size=16)
     x, y = load_prepared(sealed_prepared, splits=("train", "val")).split("train")

@@ -19,7 +19,7 @@ from tlbench.analysis import runs
 from tlbench.core.errors import TuningError
 from tlbench.report.figures import tuning as figures_tuning
 from tlbench.training.spec import resolve_spec
-from tlbench.tuning import search as tuning
+from tlbench.tuning import search
 from tlbench.tuning import space as tuning_space
 from tlbench.tuning import trials as tuning_trials
 from tlbench.tuning.space import apply_tuned, resolve_tuning
@@ -139,10 +139,10 @@ def test_objective_is_roc_auc_for_binary_data():
 
 @pytest.mark.slow
 def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_path, monkeypatch):
-    from tlbench.models import inputs as pipeline
+    from tlbench.models import inputs
 
     opened: list[str] = []
-    real = pipeline.load_prepared
+    real = inputs.load_prepared
 
     class Watched:
         def __init__(self, data):
@@ -156,14 +156,14 @@ def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_pat
             return self._data.split(name)
 
     monkeypatch.setattr(
-        pipeline, "load_prepared", lambda path, splits=None: Watched(real(path, splits))
+        inputs, "load_prepared", lambda path, splits=None: Watched(real(path, splits))
     )
     section = {
         "tuner": "random",
         "max_trials": 2,
         "space": {**SPACE, "unfreeze": {"min": 0, "max": 4, "step": 2}},
     }
-    result = tuning.search(
+    result = search.search(
         _spec(tiny_prepared, "two_phase"),
         section,
         tmp_path / "work",
@@ -191,15 +191,15 @@ def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_pat
 def test_changed_search_space_starts_afresh(tiny_prepared, tmp_path):
     args = (tmp_path / "work", tmp_path / "best.json", tmp_path / "trials.csv")
     first = {"tuner": "random", "max_trials": 1, "space": SPACE}
-    tuning.search(_spec(tiny_prepared), first, *args)
+    search.search(_spec(tiny_prepared), first, *args)
     events = _events(tmp_path / "work")
     assert [e["event"] for e in events] == ["start", "end"]
     # the same search again: finished, nothing is redone
-    again = tuning.search(_spec(tiny_prepared), first, *args)
+    again = search.search(_spec(tiny_prepared), first, *args)
     assert _events(tmp_path / "work") == events and again["trials"] == 1
     # another space: a new project, the old state is removed
     changed = {**first, "space": {"learning_rate": {"min": 1e-3, "max": 1e-1}}}
-    result = tuning.search(_spec(tiny_prepared), changed, *args)
+    result = search.search(_spec(tiny_prepared), changed, *args)
     assert result["search_key"] != again["search_key"]
     projects = sorted(p.name for p in (tmp_path / "work").glob("search-*"))
     assert projects == [f"search-{result['search_key']}"]
@@ -248,7 +248,7 @@ def test_sigkill_mid_search_resumes_without_redoing_finished_trials(tiny_prepare
     assert not (tmp_path / "best.json").exists()
 
     # the rerun: the same entry point in this process (no second TensorFlow start)
-    assert tuning.main(command[3:]) == 0
+    assert search.main(command[3:]) == 0
     after = _events(work)
     assert after[: len(before)] == before  # the log was only appended to
     new = after[len(before) :]

@@ -13,8 +13,7 @@ import pytest
 from scipy import stats
 
 from tlbench.analysis import runs, tables
-from tlbench.analysis.verdict import across, bootstrap, pairs
-from tlbench.analysis.verdict import assess as verdict
+from tlbench.analysis.verdict import across, assess, bootstrap, pairs
 from tlbench.report.figures import verdict as verdict_figure
 from tlbench.report.pages import verdict as verdict_page
 
@@ -219,7 +218,7 @@ def hand_made(tmp_path) -> pd.DataFrame:
 
 
 def test_cells_ordered_by_validation_with_intervals_and_verdicts(hand_made):
-    cells = verdict.cell_table(hand_made, margin=0.01, reps=500)
+    cells = assess.cell_table(hand_made, margin=0.01, reps=500)
     assert list(cells["strategy"]) == ["fine_tune", "feature_extraction", "scratch"]
     assert list(cells["rank"]) == [1, 2, 3]
     assert list(cells["verdict"]) == ["selected", "tied", "worse"]
@@ -250,14 +249,14 @@ def test_pairwise_table_has_every_ordered_pair_with_its_interval(hand_made):
     tied = pair.loc[("mnv2/feature_extraction/none", "mnv2/fine_tune/none")]
     assert tied["verdict"] == "tied" and tied["diff_low"] < 0 < tied["diff_high"]
     # the same as the cell table's difference to the selected cell (one bootstrap seed)
-    cells = verdict.cell_table(hand_made, margin=0.01, reps=500).set_index("strategy")
+    cells = assess.cell_table(hand_made, margin=0.01, reps=500).set_index("strategy")
     assert (tied["diff_low"], tied["diff_high"]) == pytest.approx(
         tuple(cells.loc["feature_extraction", ["diff_low", "diff_high"]]), abs=0.01
     )
 
 
 def test_verdict_table(hand_made):
-    table = verdict.verdict_table(hand_made, margin=0.01, reps=500)
+    table = assess.verdict_table(hand_made, margin=0.01, reps=500)
     assert len(table) == 1
     row = table.iloc[0]
     # validation chooses, although feature_extraction has the higher test accuracy
@@ -285,7 +284,7 @@ def test_a_cell_better_on_test_is_reported_not_chosen(tmp_path):
         *write_run(tmp_path, "a/scratch/none", accuracy_per_seed=[0.90, 0.91, 0.90],
                    val=[0.8, 0.8, 0.8], seconds=5, pretrained=False),
     ]  # fmt: skip
-    row = verdict.verdict_table(runs.collect_runs(paths), reps=500).iloc[0]
+    row = assess.verdict_table(runs.collect_runs(paths), reps=500).iloc[0]
     assert row["selected"] == "a/fine_tune/none" and row["tied_with"] == ""
     assert row["better_on_test"] == "a/scratch/none"
     text = verdict_page.front_section(pd.DataFrame([row]))
@@ -300,7 +299,7 @@ def test_binary_datasets_choose_by_validation_roc_auc(tmp_path):
         *write_run(tmp_path, "a/scratch/none", accuracy_per_seed=[0.8, 0.8], val=[0.8, 0.8],
                    seconds=5, pretrained=False, classes=2, auc=0.95),
     ]  # fmt: skip
-    order = verdict.validation_order(runs.collect_runs(paths))
+    order = assess.validation_order(runs.collect_runs(paths))
     assert list(order["strategy"]) == ["scratch", "fine_tune"]
     assert set(order["criterion"]) == {"val_roc_auc"}
 
@@ -313,10 +312,10 @@ def test_runs_tested_on_different_images_are_an_error(tmp_path):
                    pretrained=False, images=150),
     ]  # fmt: skip
     with pytest.raises(ValueError, match="tested on different images: .*scratch.* and .*fine"):
-        verdict.cell_table(runs.collect_runs(paths))
+        assess.cell_table(runs.collect_runs(paths))
     Path(paths[0]).with_name("predictions.npz").unlink()
     with pytest.raises(FileNotFoundError, match="run has no test predictions: .*fine_tune"):
-        verdict.cell_table(runs.collect_runs(paths))
+        assess.cell_table(runs.collect_runs(paths))
 
 
 # --------------------------------------------------------------------------- across datasets
@@ -365,12 +364,12 @@ def test_verdict_per_label_budget(tmp_path, monkeypatch):
     study = runs.collect_runs(paths)
     calls = []
     original = bootstrap.bootstrap
-    monkeypatch.setattr(verdict, "bootstrap", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(assess, "bootstrap", lambda *a, **k: calls.append(1) or original(*a, **k))
     table = verdict_page.write_verdict(
         study, tmp_path / "verdict", tmp_path / "ranking", tmp_path / "front.rst", reps=300
     )
     assert len(calls) == 2  # one per budget (the dataset's only one)
-    monkeypatch.setattr(verdict, "bootstrap", original)
+    monkeypatch.setattr(assess, "bootstrap", original)
     assert table[["budget", "selected", "gain_verdict"]].values.tolist() == [
         ["n5", "cnn/scratch/none", "worse"],
         ["all", "mnv2/fine_tune/none", "better"],
@@ -381,14 +380,14 @@ def test_verdict_per_label_budget(tmp_path, monkeypatch):
     assert "**digits** at label budget n5: chosen by mean validation accuracy over seeds: " in front
     assert "budget" in pd.read_csv(tmp_path / "verdict.csv").columns
     # the ranking and the general table keep the budgets apart too (3 seeds per row)
-    cells = verdict.cell_table(study, reps=300)
+    cells = assess.cell_table(study, reps=300)
     assert cells[["budget", "strategy", "seeds"]].values.tolist() == [
         ["n5", "scratch", 3], ["n5", "fine_tune", 3], ["all", "fine_tune", 3], ["all", "scratch", 3]
     ]  # fmt: skip
-    assert list(verdict.ranking(cells).columns[:2]) == ["dataset", "budget"]
+    assert list(assess.ranking(cells).columns[:2]) == ["dataset", "budget"]
     written = pd.read_csv(tmp_path / "ranking.csv", keep_default_na=False)
     assert written[["budget", "strategy", "verdict"]].values.tolist() == (
-        verdict.ranking(cells)[["budget", "strategy", "verdict"]].values.tolist()
+        assess.ranking(cells)[["budget", "strategy", "verdict"]].values.tolist()
     )
     general = tables.general_table(study, "digits")
     assert (

@@ -23,6 +23,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from tlbench.analysis import ledger
+from tlbench.core.errors import SpecError, UnknownNameError
+from tlbench.training.spec import load_spec_file
 
 EXIT_USAGE = 2
 
@@ -39,6 +46,7 @@ def limit_threads(threads: int | None) -> int | None:
             raise ValueError(f"TLBENCH_THREADS: {env!r} must be an integer >= 1") from None
     if threads < 1:
         raise ValueError(f"--threads: {threads} must be an integer >= 1")
+    # deferred: imports Keras, only when a command that trains sets its threads
     import keras
 
     if keras.backend.backend() == "tensorflow":
@@ -84,9 +92,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    import yaml
 
-    from tlbench.core.errors import SpecError
+    # deferred: each subcommand imports what it runs, so `tlbench --help` starts fast
     from tlbench.datasets import load_prepared, prepare
 
     try:
@@ -107,11 +114,9 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from pathlib import Path
 
-    from tlbench.analysis import ledger
+    # deferred: imports Keras, only for `tlbench run`
     from tlbench.training.engine import run
-    from tlbench.training.spec import load_spec_file
 
     limit_threads(args.threads)
     spec = load_spec_file(args.spec)
@@ -136,6 +141,7 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _features(args: argparse.Namespace) -> None:
+    # deferred: imports Keras, only for `tlbench features`
     from tlbench.training.feature_cache import compute
 
     limit_threads(args.threads)
@@ -145,7 +151,6 @@ def _features(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tlbench`` command; returns the exit status."""
     args = _parser().parse_args(argv)
-    from tlbench.core.errors import SpecError, UnknownNameError
 
     handlers = {"run": _run, "prepare": _prepare, "features": _features}
     try:

@@ -25,7 +25,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import tlbench
 from tlbench.core.hashing import sha256_file
+from tlbench.core.provenance import git_state, utc_now
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,8 +59,6 @@ def prepared_fingerprint(prepared: str | os.PathLike) -> str:
 
 def entry(spec: Mapping[str, Any], time_utc: str | None = None) -> dict[str, Any]:
     """The ledger line of one test evaluation of the run ``spec`` (resolved)."""
-    import tlbench
-    from tlbench.core.provenance import git_state, utc_now
 
     git = git_state()
     return {
@@ -129,6 +129,7 @@ def looks(path: str | os.PathLike, datasets: list[str] | None = None) -> pd.Data
     """Per dataset: distinct run specs evaluated on its test split, evaluations,
     prepared versions (fingerprints) and the first and last look. ``datasets``:
     rows for these too (0 looks when the ledger has none), in this order first."""
+    # deferred: pandas only for the table; the parse-time check imports this module
     import pandas as pd
 
     columns = ["dataset", "distinct run specs", "test evaluations", "prepared versions",

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tlbench.analysis.runs import ENV_FIELDS, ID_COLUMNS, read_history
+from tlbench.analysis.selection import select_run
 
 #: Columns of :func:`general_table` -> (study column, best is "max" or "min", decimals).
 GENERAL_COLUMNS: dict[str, tuple[str, str, int]] = {
@@ -289,7 +290,6 @@ def best_run(df: pd.DataFrame, dataset: str) -> pd.Series:
     """The finished run of ``dataset`` chosen by validation (:func:`tlbench.selection.select_run`:
     validation accuracy, validation ROC AUC on binary datasets; ties: lower validation loss).
     Its test figures are reported, never used to choose."""
-    from tlbench.analysis.selection import select_run
 
     _check_dataset(df, dataset)
     return select_run(df, dataset).row

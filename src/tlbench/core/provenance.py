@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
@@ -21,6 +22,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import tlbench
 
 #: Seconds allowed for each external command (git, nvidia-smi).
 COMMAND_TIMEOUT = 0.4
@@ -64,8 +67,6 @@ def _keras_backend() -> str | None:
     home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     config = home / "keras.json"
     if config.is_file():
-        import json
-
         return str(json.loads(config.read_text()).get("backend", "tensorflow"))
     return "tensorflow" if package_version("keras") else None
 
@@ -181,7 +182,6 @@ def git_state(path: str | os.PathLike | None = None) -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     """Versions, hardware, git commit and UTC time of the current process; never raises."""
-    import tlbench
 
     git = _safe(git_state)
     if not isinstance(git, dict):

@@ -24,6 +24,7 @@ from tlbench.core.errors import number_hint
 from tlbench.core.registry import Registry
 from tlbench.datasets import archives
 from tlbench.datasets.images import Box, Size
+from tlbench.datasets.splits import stratified_split
 
 SPLITS = ("train", "val", "test")
 
@@ -241,7 +242,6 @@ def split_pool(
 
     Returns ``(train, val, test)`` (``test`` is None without ``test_fraction``).
     """
-    from tlbench.datasets.splits import stratified_split
 
     test = None
     if test_fraction is not None:

@@ -35,6 +35,7 @@ from tlbench.datasets.splits import stratified_split, take_per_class
 
 def digits_images() -> tuple[np.ndarray, np.ndarray]:
     """Return scikit-learn's digits as ``(uint8 N x 8 x 8 grey, int64 labels)``."""
+    # deferred: scikit-learn only for this loader
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from tlbench.models.augment import build_augmentation as build
+from tlbench.models.backbones.applications import build_backbone
 from tlbench.models.batchnorm import is_batchnorm
 from tlbench.models.inputs import input_pipeline, pool_features
 
@@ -123,7 +125,6 @@ def build_model(
     The strategy's layer counts and block names are checked against the backbone
     here, before any training. Also the build step of :mod:`tlbench.tuning`'s trials.
     """
-    from tlbench.models.backbones.applications import build_backbone
 
     size = spec["training"]["input_size"]
     backbone = build_backbone(spec["backbone"], (size, size, 3))
@@ -146,6 +147,5 @@ def build_augmentation(
     aug = spec["augmentation"]
     if aug["name"] == NO_AUGMENTATION:
         return None
-    from tlbench.models.augment import build_augmentation as build
 
     return build(aug["name"], aug["params"], image_size)

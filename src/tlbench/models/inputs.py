@@ -18,6 +18,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from tlbench.datasets import load_prepared as _load
+from tlbench.datasets.budget import ALL, subset
 from tlbench.models.preprocess import Preprocess
 
 #: The splits a pilot run (spec ``pilot: true``), a search and a feature cache open.
@@ -27,7 +29,6 @@ TRAIN_VAL_SPLITS = ("train", "val")
 def load_prepared(path: str | os.PathLike, splits: Sequence[str] | None = None) -> Any:
     """Open a prepared dataset (indirection so tests can observe split access);
     ``splits``: the splits whose files must exist (None: all)."""
-    from tlbench.datasets import load_prepared as _load
 
     return _load(path) if splits is None else _load(path, splits)
 
@@ -55,7 +56,6 @@ def apply_budget(data: Any, budget: Any) -> tuple[Any, dict[str, Any]]:
     (None or ``"all"``: unchanged), drawn with the dataset's split seed
     (``manifest["seed"]``), and the budget's record for metrics.json
     (:func:`tlbench.budget.subset`)."""
-    from tlbench.datasets.budget import ALL, subset
 
     labels = data.split("train")[1]
     whole = budget is None or budget == ALL
@@ -151,6 +151,7 @@ def fit_input(batches: ImageBatches) -> Any:
     x = batches.x
     if keras.backend.backend() != "tensorflow" or x.nbytes > TF_PIPELINE_MAX_BYTES:
         return batches
+    # deferred: TensorFlow only on the TensorFlow backend
     import tensorflow as tf
 
     images = tf.constant(np.asarray(x))

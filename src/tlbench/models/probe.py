@@ -178,6 +178,7 @@ def fit_linear_probe(
     splits); every class must occur in the training split. ``seed`` is passed as
     ``random_state``. The fits run with ``blas_threads`` BLAS threads (threadpoolctl).
     """
+    # deferred: scikit-learn on first fit; the parse-time check imports the strategies
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler

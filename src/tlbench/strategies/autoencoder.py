@@ -13,6 +13,7 @@ import numpy as np
 
 from tlbench.core.errors import RunFailed, SpecError
 from tlbench.core.lazy import keras  # imported on first use: the parse-time check needs none
+from tlbench.core.seeds import derived_seed
 from tlbench.strategies.base import (
     Phase,
     Strategy,
@@ -102,6 +103,7 @@ class Autoencoder(Strategy):
 
 def to_pixels(x: np.ndarray, mode: str) -> np.ndarray:
     """Invert :class:`tlbench.preprocess.Preprocess` (for showing reconstructions)."""
+    # deferred: imports Keras; the parse-time check imports the strategies
     from tlbench.models.preprocess import IMAGENET_MEAN_BGR_255, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 
     x = np.asarray(x, dtype=np.float32)
@@ -139,6 +141,7 @@ def build_decoder(feature_shape: Sequence[int], size: int) -> keras.Model:
 
 def preprocessed(spec: Mapping[str, Any], backbone: Any, x: np.ndarray) -> np.ndarray:
     """Images as the backbone sees them (resized and preprocessed), float32."""
+    # deferred: imports Keras; the parse-time check imports the strategies
     from tlbench.models.inputs import ImageBatches, fit_input, input_pipeline
 
     training = spec["training"]
@@ -165,7 +168,6 @@ def autoencoder_stages(
     trainer: Any,
 ) -> dict[str, np.ndarray]:
     """Greedy layer-wise autoencoder pretraining of ``backbone``; returns reconstructions."""
-    from tlbench.core.seeds import derived_seed
 
     training, params = spec["training"], strategy.params
     image_size, size = int(x_train.shape[1]), training["input_size"]

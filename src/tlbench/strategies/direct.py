@@ -50,6 +50,7 @@ class Direct(Strategy):
     def train(self, ctx: TrainContext) -> TrainResult:
         """The source classifier with the target classes mapped by majority vote on
         the TRAIN split; ``direct_mapping`` (target -> source class) in the extras."""
+        # deferred: imports Keras; the parse-time check imports the strategies
         from tlbench.models.backbones.applications import build_source_classifier
         from tlbench.models.inputs import predict
         from tlbench.models.layers import SelectClasses
@@ -90,6 +91,7 @@ def map_classes(counts: np.ndarray, how: str) -> list[int]:
             f"direct: mapping one_to_one needs at least as many source classes "
             f"({num_source}) as target classes ({num_target}); use mapping: majority"
         )
+    # deferred: SciPy on first use; the parse-time check imports the strategies
     from scipy.optimize import linear_sum_assignment
 
     rows, cols = linear_sum_assignment(counts, maximize=True)

@@ -19,10 +19,12 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from tlbench.core.errors import StudyConfigError
+from tlbench.analysis.transferability.scores import SCORES
+from tlbench.core.errors import StudyConfigError, TuningError, number_hint
 from tlbench.datasets.budget import ALL as BUDGET_ALL
 from tlbench.datasets.budget import BudgetError, check_budget
 from tlbench.datasets.budget import label as budget_label
+from tlbench.tuning.space import resolve_tuning
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
 NAME_PATTERN = r"[A-Za-z0-9_]+"
@@ -94,8 +96,6 @@ def _format_error(error: ValidationError, schema: dict[str, Any]) -> str:
         dupes = sorted({str(v) for v in value if value.count(v) > 1})
         return f"{where}: repeated entries: {', '.join(dupes)}"
     if kind == "type":
-        from tlbench.core.errors import number_hint
-
         return f"{where}: {error.message}{number_hint(value)}"
     return f"{where}: {error.message}"
 
@@ -186,8 +186,6 @@ def check_budgets(config: dict[str, Any]) -> None:
 
 def check_tuning(config: dict[str, Any]) -> None:
     """Validate and fill every strategy's ``tuning`` section (tlbench.tuning)."""
-    from tlbench.core.errors import TuningError
-    from tlbench.tuning.space import resolve_tuning
 
     problems = []
     for name, strategy in config["strategies"].items():
@@ -217,7 +215,6 @@ def check_prescreen(config: dict[str, Any]) -> None:
     """Each block's ``prescreen``: a known score, ``keep`` at most the block's backbones,
     and only backbones whose weights have an identity (pretrained, or ``{random: SEED}``;
     ``none`` is drawn from each run's seed and has no features to score)."""
-    from tlbench.analysis.transferability.scores import SCORES
 
     problems = []
     for index, block in enumerate(config["matrix"]):

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from tlbench.core.errors import StudyConfigError
+from tlbench.core.errors import SpecError, StudyConfigError
+from tlbench.datasets.base import OptionError, resolve_options
 from tlbench.study.config import (
     check_budgets,
     check_names,
@@ -22,6 +23,7 @@ from tlbench.study.config import (
 from tlbench.study.matrix import Study
 from tlbench.study.runs import Run, expand_runs
 from tlbench.training.resume import checkpoint_seconds
+from tlbench.training.spec import resolve_spec
 
 
 def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
@@ -107,9 +109,6 @@ def _check_specs(study: Study) -> None:
     Errors are re-addressed from the run spec's key (``strategy.params.unfreez``)
     to the study config's (``strategies.ft.params.unfreez``), naming one run.
     """
-    from tlbench.core.errors import SpecError
-    from tlbench.datasets.base import OptionError, resolve_options
-    from tlbench.training.spec import resolve_spec
 
     problems: dict[str, str] = {}
     for name in study.config["datasets"]:

@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from tlbench.analysis.ledger import ledger_path
 from tlbench.core.errors import StudyConfigError
 from tlbench.datasets.budget import ALL as BUDGET_ALL
 from tlbench.datasets.budget import from_label as budget_value
@@ -67,7 +68,6 @@ class Study:
     @property
     def ledger_path(self) -> str:
         """The test-split ledger of the study (tlbench.ledger)."""
-        from tlbench.analysis.ledger import ledger_path
 
         return str(ledger_path(self.results))
 

@@ -48,6 +48,7 @@ import keras
 import numpy as np
 
 from tlbench.core.atomic import atomic_dir, write_json
+from tlbench.core.provenance import environment, utc_now
 from tlbench.core.run_folder import HISTORY_COLUMNS
 from tlbench.datasets.fingerprint import data_fingerprint
 from tlbench.models.assembly import build_model
@@ -81,7 +82,6 @@ def run(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLike) 
 
 
 def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
-    from tlbench.core.provenance import environment, utc_now
 
     started_utc = utc_now()
     pilot = spec["pilot"]

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from tlbench.models.inputs import predict
+from tlbench.training.metrics import classification_metrics
 
 
 def predict_arrays(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -24,7 +25,6 @@ def count_params(variables: Sequence[Any]) -> int:
 
 
 def split_metrics(y: np.ndarray, prob: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    from tlbench.training.metrics import classification_metrics
 
     return classification_metrics(y, prob, classes)
 

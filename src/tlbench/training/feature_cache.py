@@ -47,6 +47,7 @@ import numpy as np
 from tlbench.core.atomic import atomic_dir, write_json
 from tlbench.core.errors import SpecError
 from tlbench.core.hashing import sha256_file
+from tlbench.models.backbones.applications import build_backbone
 from tlbench.models.inputs import (
     ImageBatches,
     apply_budget,
@@ -58,7 +59,7 @@ from tlbench.models.inputs import (
 )
 from tlbench.models.weights import RANDOM, random_seed
 from tlbench.training.jit import check_jit_setting, set_forward_jit
-from tlbench.training.spec import INTERPOLATIONS, merge_defaults
+from tlbench.training.spec import INTERPOLATIONS, load_spec_file, merge_defaults, resolve_spec
 
 KEY_VERSION = 1
 SPLITS = ("train", "val")
@@ -261,7 +262,6 @@ def _spot_check(
 
 def resolve_features_spec(spec: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
     """A run spec (resolved fully) or a features spec (dataset, backbone, training subset)."""
-    from tlbench.training.spec import load_spec_file, resolve_spec
 
     if not isinstance(spec, Mapping):
         spec = load_spec_file(spec)
@@ -286,7 +286,6 @@ def resolve_features_spec(spec: Mapping[str, Any] | str | os.PathLike) -> dict[s
 
 def compute(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLike) -> Path:
     """Fill the feature cache ``outdir`` for ``spec`` (kept when its key already matches)."""
-    from tlbench.models.backbones.applications import build_backbone
 
     spec = resolve_features_spec(spec)
     if not cacheable(spec["backbone"]["weights"]):

@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tlbench.core.errors import SpecError
+
 #: Valid values of ``training.jit_compile``.
 JIT_SETTINGS = ("auto", True, False)
 
@@ -37,6 +39,7 @@ JIT_SETTINGS = ("auto", True, False)
 def plain_convolutional(model: Any) -> bool:
     """Whether ``model`` has a standard convolution (Conv1D/2D/3D) and no depthwise or
     separable one: the models XLA trains faster on TensorFlow on a CPU."""
+    # deferred: the parse-time check validates the setting without Keras
     import keras
 
     depthwise = (
@@ -77,7 +80,6 @@ AUTO_JIT = {"tensorflow": xla_pays, "jax": True, "torch": False}
 
 def check_jit_setting(value: Any, path: str = "training.jit_compile") -> Any:
     """``value`` if it is a valid ``training.jit_compile`` setting, else a SpecError."""
-    from tlbench.core.errors import SpecError
 
     if isinstance(value, bool) or value == "auto":
         return value
@@ -112,6 +114,7 @@ def unjittable_layers(model: Any) -> list[str]:
 def model_jit(model: Any, setting: Any, work: int | None = None) -> bool:
     """Whether ``model`` runs compiled under ``setting`` on the current backend, fitted
     on ``work`` images x epochs (None: not a fit, e.g. a forward pass)."""
+    # deferred: the parse-time check validates the setting without Keras
     import keras
 
     wanted = jit_setting(setting, keras.backend.backend(), model, work)
@@ -143,6 +146,7 @@ def jit_record(training: Mapping[str, Any], model: Any | None) -> dict[str, Any]
     """``metrics.json``'s ``environment.jit_compile``: the setting, what it resolved to
     for the final model's last fit (without a compiled model: for no model) and what
     that model was compiled with (null when not compiled)."""
+    # deferred: the parse-time check validates the setting without Keras
     import keras
 
     setting = training.get("jit_compile", "auto")

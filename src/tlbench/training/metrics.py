@@ -70,6 +70,7 @@ def _validate(
 
 def _roc_auc(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> tuple[Any, str | None]:
     """ROC AUC (binary: positive class = index 1; else macro one-vs-rest) or ``(None, why)``."""
+    # deferred: scikit-learn only where ROC AUC is computed
     from sklearn.metrics import roc_auc_score
 
     present = np.unique(labels)

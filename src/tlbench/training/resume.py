@@ -32,6 +32,7 @@ import numpy as np
 from tlbench.core.atomic import atomic_file
 from tlbench.core.errors import ResumeWarning
 from tlbench.core.hashing import sha256_file
+from tlbench.core.provenance import utc_now
 
 if TYPE_CHECKING:  # annotations only: the parse-time check imports this module without Keras
     import keras
@@ -76,7 +77,6 @@ class Resume:
     def __init__(
         self, workdir: str | os.PathLike, spec: Mapping[str, Any], data_key: str | None = None
     ):
-        from tlbench.core.provenance import utc_now
 
         self.dir = Path(workdir)
         blob = json.dumps(spec, sort_keys=True, default=str).encode()
@@ -154,7 +154,6 @@ class Resume:
 
     def heartbeat(self, force: bool = False) -> None:
         """Update this attempt's record (every HEARTBEAT_SECONDS unless ``force``)."""
-        from tlbench.core.provenance import utc_now
 
         now = time.perf_counter()
         if not force and now - self._last_beat < HEARTBEAT_SECONDS:
@@ -180,7 +179,6 @@ class Resume:
 
     def finish_attempt(self, setup_seconds: float, train_seconds: float) -> list[dict[str, Any]]:
         """Close this attempt with its measured times; every attempt of the run."""
-        from tlbench.core.provenance import utc_now
 
         self.attempt.update(
             finished_utc=utc_now(),

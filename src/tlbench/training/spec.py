@@ -77,9 +77,12 @@ from typing import Any
 
 import yaml
 
-from tlbench.core.errors import SpecError, number_hint
+from tlbench.core.errors import SpecError, UnknownNameError, number_hint
+from tlbench.datasets.budget import BudgetError, check_budget
 from tlbench.models.weights import RANDOM, check_random_seed
+from tlbench.strategies.base import STRATEGIES
 from tlbench.training.jit import check_jit_setting
+from tlbench.training.names import registry  # names only unless tlbench.backbones is imported
 
 REQUIRED = "<required>"
 
@@ -213,15 +216,12 @@ def _positive(path: str, value: Any, *, integer: bool = False) -> None:
 def _check_values(spec: dict[str, Any], *, weights_given: bool = True) -> None:
     """Validate every value of a merged spec and resolve name-dependent defaults
     (``weights_given``: whether the spec's backbone entry named its weights)."""
-    from tlbench.strategies.base import STRATEGIES
 
     dataset = spec["dataset"]
     if not isinstance(dataset["prepared"], str | os.PathLike) or not str(dataset["prepared"]):
         raise SpecError(f"dataset.prepared: {dataset['prepared']!r} must be a folder path")
     dataset["prepared"] = str(dataset["prepared"])
     if dataset["budget"] is not None:  # a label budget: the train split's subset (tlbench.budget)
-        from tlbench.datasets.budget import BudgetError, check_budget
-
         try:
             dataset["budget"] = check_budget(dataset["budget"], "dataset.budget")
         except BudgetError as error:
@@ -257,7 +257,6 @@ def _check_values(spec: dict[str, Any], *, weights_given: bool = True) -> None:
 
 
 def _registry_get(registry: Any, name: Any, path: str) -> Any:
-    from tlbench.core.errors import UnknownNameError
 
     try:
         return registry.get(name)
@@ -268,7 +267,6 @@ def _registry_get(registry: Any, name: Any, path: str) -> Any:
 
 
 def _check_backbone_name(name: str) -> None:
-    from tlbench.training.names import registry  # names only unless tlbench.backbones is imported
 
     _registry_get(registry("backbone"), name, "backbone.name")
 
@@ -309,7 +307,6 @@ def _check_head(head: dict[str, Any]) -> None:
 
 
 def _check_augmentation(augmentation: dict[str, Any]) -> None:
-    from tlbench.training.names import registry  # names only unless tlbench.augment is imported
 
     _registry_get(registry("augmentation"), augmentation["name"], "augmentation.name")
     augmentation["params"] = dict(augmentation["params"] or {})

@@ -30,6 +30,7 @@ from tlbench.training.callbacks import (
     NaNGuard,
     ResumeCallback,
 )
+from tlbench.training.feature_cache import features_for_run
 from tlbench.training.jit import compile_options
 from tlbench.training.optimizers import EpochSchedule, build_optimizer
 from tlbench.training.resume import Resume
@@ -137,7 +138,6 @@ class Trainer:
         """Pooled features of the frozen ``ctx.built.backbone`` on the train and val
         splits (:func:`tlbench.features.features_for_run`: from the feature cache when
         the spec names one, else computed): ``.train``, ``.val``, ``.info``."""
-        from tlbench.training.feature_cache import features_for_run
 
         (x_train, _), (x_val, _) = ctx.splits["train"], ctx.splits["val"]
         return features_for_run(ctx.spec, ctx.built.backbone, x_train, x_val)

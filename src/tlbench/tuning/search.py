@@ -54,8 +54,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tlbench.core.atomic import write_json
 from tlbench.core.errors import TuningError
+from tlbench.models import inputs
+from tlbench.models.backbones.applications import build_backbone
+from tlbench.models.inputs import fill_input_size
+from tlbench.training.feature_cache import weights_identity
+from tlbench.training.metrics import classification_metrics
+from tlbench.training.spec import resolve_spec
 from tlbench.tuning.space import (
     TUNABLE,
     apply_tuned,
@@ -73,7 +81,6 @@ def search_key(spec: Mapping[str, Any], tuning: Mapping[str, Any], manifest: Map
 
     Paths do not count; weights files and source runs count by content.
     """
-    from tlbench.training.feature_cache import weights_identity
 
     spec = {k: v for k, v in spec.items() if k not in ("run", "features_cache", "tuned")}
     spec = {**spec, "dataset": {"name": spec.get("dataset", {}).get("name")}}
@@ -99,6 +106,7 @@ def hypermodel_class(strategy: str) -> type:
             f"strategy {strategy!r} has nothing to tune; strategies that can be tuned: "
             f"{', '.join(sorted(TUNABLE))}"
         )
+    # deferred: keras-tuner on first search
     from tlbench.tuning import hypermodels
 
     return hypermodels.HYPERMODELS.get(strategy, hypermodels.StrategyHyperModel)
@@ -116,7 +124,6 @@ class _Search:
 
     def score(self, y: Any, prob: Any) -> dict[str, float]:
         """Validation accuracy and, for two classes, ROC AUC."""
-        from tlbench.training.metrics import classification_metrics
 
         metrics = classification_metrics(y, prob, self.classes)
         out = {"val_accuracy": float(metrics["accuracy"])}
@@ -128,7 +135,6 @@ class _Search:
     def trial_spec(self, values: Mapping[str, Any], epochs: int | None) -> dict[str, Any]:
         """The resolved run spec of a trial: the tuned ``values`` applied, and
         ``epochs`` (Hyperband's budget for the trial, None: the spec's) set."""
-        from tlbench.training.spec import resolve_spec
 
         spec = apply_tuned(self.spec, values)
         if epochs is not None:
@@ -144,8 +150,6 @@ class _Search:
 
 def _prepare_spec(spec: Mapping[str, Any], data: Any) -> dict[str, Any]:
     """Resolve the base spec; fill dataset name and model input size from the data."""
-    from tlbench.models.inputs import fill_input_size
-    from tlbench.training.spec import resolve_spec
 
     spec = resolve_spec(spec)
     if spec["dataset"]["name"] is None:
@@ -169,6 +173,7 @@ def _project_folder(workdir: Path, key: str) -> Path:
 
 def _tuner(search: _Search, workdir: Path, project: str) -> Any:
     """The configured keras-tuner tuner over this search's HyperModel (resumes its state)."""
+    # deferred: keras-tuner on first search
     import keras_tuner
 
     tuning = search.tuning
@@ -182,6 +187,7 @@ def _tuner(search: _Search, workdir: Path, project: str) -> Any:
         "overwrite": False,
         "max_consecutive_failed_trials": 1000,
     }
+    # deferred: keras-tuner on first search
     from tlbench.tuning.hypermodels import TUNER_CLASSES
 
     cls = TUNER_CLASSES[tuning["tuner"]]
@@ -211,11 +217,9 @@ def search(
     ``tuning`` its tuning section (validated here), ``names`` the config-level
     names recorded in ``best.json``. Returns the contents of ``best.json``.
     """
-    from tlbench.models import inputs as pipeline
-    from tlbench.models.backbones.applications import build_backbone
 
     tuning = resolve_tuning(spec["strategy"]["name"], tuning, where)
-    data = pipeline.load_prepared(spec["dataset"]["prepared"], pipeline.TRAIN_VAL_SPLITS)
+    data = inputs.load_prepared(spec["dataset"]["prepared"], inputs.TRAIN_VAL_SPLITS)
     base = _prepare_spec({**spec, "seed": tuning["seed"]}, data)
     size = base["training"]["input_size"]
     check_space_against_backbone(
@@ -256,7 +260,6 @@ def search(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tlbench.tuning SPEC.yaml TUNING.yaml WORKDIR BEST.json TRIALS.csv``."""
-    import yaml
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 5:

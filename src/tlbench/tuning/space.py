@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tlbench.core.errors import TuningError
+from tlbench.strategies.base import backbone_layers, block_names
 
 TUNERS = ("hyperband", "bayesian", "random")
 TUNER_KEYS = {
@@ -150,7 +151,6 @@ def check_space_against_backbone(
     space: Mapping[str, Mapping[str, Any]], backbone: Any, where: str
 ) -> None:
     """Depths no larger than the backbone, block names that it declares."""
-    from tlbench.strategies.base import backbone_layers, block_names
 
     depth = len(backbone_layers(backbone.model))
     names = block_names(backbone)

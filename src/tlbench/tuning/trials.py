@@ -8,6 +8,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
+
 from tlbench.core.atomic import atomic_file
 
 TRIAL_COLUMNS = ("trial", "status", "score", "epochs", "seconds")
@@ -62,7 +64,6 @@ def write_trials(rows: list[dict[str, Any]], names: list[str], path: str | os.Pa
 
 def read_trials(trials_csv: str | os.PathLike) -> Any:
     """The trials of a search (``trials.csv``) as a DataFrame."""
-    import pandas as pd
 
     return pd.read_csv(trials_csv, dtype={"trial": str})
 

@@ -71,6 +71,7 @@ def limit_threads(threads: int) -> None:
         "XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}"
     )
     if "numpy" in sys.modules:
+        # deferred: every job script imports this module before it is forked
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(int(n))

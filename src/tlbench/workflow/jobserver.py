@@ -38,9 +38,12 @@ the standard library alone.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
+import importlib.util
 import json
 import os
+import runpy
 import selectors
 import signal
 import socket
@@ -64,8 +67,11 @@ PRELOAD = (
     "tlbench.training.engine",
     "tlbench.training.feature_cache",
     "tlbench.analysis.transferability.scores",
+    "tlbench.analysis.transferability.cache",
     "tlbench.analysis.tables",
+    "tlbench.report.render",
     "tlbench.report.figures.runs",
+    "tlbench.report.figures.study",
     "snakemake.script",
 )
 #: Environment variables read at import time: a job whose values differ from the
@@ -91,7 +97,6 @@ def import_key(env: Mapping[str, str]) -> dict[str, Any]:
 
 def sources_fingerprint(package: str = "tlbench") -> list[tuple[str, int, int]]:
     """(path, mtime_ns, size) of every ``.py`` file of ``package``'s folder (no import)."""
-    import importlib.util
 
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -110,6 +115,7 @@ def runtime_started() -> str | None:
     whether it has cannot be told; None when only imports ran."""
     tf = sys.modules.get("tensorflow")
     if tf is not None:
+        # deferred: only when that runtime is already imported
         from tensorflow.python.eager import context
 
         started = getattr(context.context(), "_initialized", None)
@@ -118,6 +124,7 @@ def runtime_started() -> str | None:
         if started:
             return "TensorFlow's runtime started in the job server before the fork"
     if "jax" in sys.modules:
+        # deferred: only when that runtime is already imported
         from jax._src import xla_bridge
 
         backends = getattr(xla_bridge, "_backends", None)
@@ -135,7 +142,6 @@ def _die_with_parent(server: int) -> None:
     """Have the kernel kill this process when its parent, the server (pid ``server``),
     dies (Linux's PR_SET_PDEATHSIG), so that a job never outlives the server that
     answers for it."""
-    import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
     if os.getppid() != server:  # the server died before the call
@@ -165,7 +171,6 @@ def _child(
         os.environ.clear()
         os.environ.update(env)
         sys.argv = list(request["argv"])
-        import runpy
 
         try:
             runpy.run_path(sys.argv[0], run_name="__main__")

@@ -27,6 +27,7 @@ from tlbench.analysis.transferability.scores import (
 )
 from tlbench.core.errors import InputShapeError
 from tlbench.core.hashing import sha256_file
+from tlbench.datasets import load_prepared
 from tlbench.models.weights import random_label, random_seed
 
 #: The feature cache key's weight identities (tlbench.features.weights_identity) -> labels
@@ -97,6 +98,7 @@ def source_probabilities(
     Images of another height and width are resized to the model's input size first
     (as the ``direct`` strategy's are); another number of channels raises
     :class:`tlbench.errors.InputShapeError`."""
+    # deferred: imports Keras; the workflow's parse-time check imports this module (scored_pairs)
     from tlbench.models.backbones.applications import build_source_classifier
     from tlbench.models.inputs import predict
 
@@ -193,7 +195,6 @@ def score_cache(
     ``source_predict_seconds``). For other weights they are NaN and ``note`` says
     why. The test split is never read.
     """
-    from tlbench.datasets import load_prepared
 
     folder = Path(features_dir)
     key_file = folder / "key.json"

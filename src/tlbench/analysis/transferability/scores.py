@@ -275,6 +275,7 @@ def hscore(features: Any, labels: Any, shrinkage: bool = False) -> float:
         cov_f = f.T @ f / (len(f) - 1)
         cov_g = g.T @ g / (len(f) - 1)
         return float(np.trace(np.linalg.pinv(cov_f, hermitian=True) @ cov_g))
+    # deferred: scikit-learn on first use; the parse-time check imports SCORES from here
     from sklearn.covariance import LedoitWolf
 
     lw = LedoitWolf(assume_centered=True).fit(f)
@@ -293,6 +294,7 @@ def knn_accuracy(
     k: int = KNN_K,
 ) -> float:
     """Accuracy on val of a k-NN classifier fitted on train (cosine: L2-normalised features)."""
+    # deferred: scikit-learn on first use; the parse-time check imports SCORES from here
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.preprocessing import normalize
 

@@ -9,7 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+from scipy.stats import weightedtau
 
+from tlbench.analysis.tables import is_pilot
 from tlbench.analysis.transferability.scores import SCORES
 
 #: The measured accuracies the scores are checked against (mean over seeds).
@@ -68,7 +70,6 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
     by them (``note`` says so). A pilot study (``tlbench.tables.is_pilot``: its test
     splits sealed) has validation rows only.
     """
-    from scipy.stats import weightedtau
 
     columns = [
         "dataset",
@@ -80,7 +81,6 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
         "weighted_tau",
         "note",
     ]
-    from tlbench.analysis.tables import is_pilot
 
     accuracies = ("val_accuracy",) if is_pilot(study) else ACCURACIES  # pilot: test sealed
     measured = measured_accuracy(study).merge(scores, on=["dataset", "backbone"])

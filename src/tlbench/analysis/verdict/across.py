@@ -35,6 +35,7 @@ def across_datasets(cells: pd.DataFrame, alpha: float = ALPHA) -> AcrossDatasets
     (Friedman, studentized range for the critical difference) and
     scikit-posthocs (Nemenyi).
     """
+    # deferred: scikit-posthocs only with two or more datasets
     import scikit_posthocs
 
     scores = strategy_scores(cells)

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tlbench.analysis.selection import criterion
 from tlbench.analysis.verdict.bootstrap import (
     CELL,
     LEVEL,
@@ -78,7 +79,6 @@ def validation_criterion(rows: pd.DataFrame) -> str:
     """The study column that chooses among a dataset's cells: ``val_roc_auc`` when
     every finished run has two classes and a validation ROC AUC, else ``val_accuracy``
     (:func:`tlbench.selection.criterion`: validation, never test)."""
-    from tlbench.analysis.selection import criterion
 
     return criterion(rows)[0]
 

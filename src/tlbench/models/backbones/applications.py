@@ -41,6 +41,9 @@ from typing import Any
 
 import keras
 import numpy as np
+from keras.src.backend.common import global_state
+from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
 
 from tlbench.core.errors import MissingWeightsError
 from tlbench.models.backbones.base import BACKBONES, Backbone, _check_min_size, layer_blocks
@@ -131,9 +134,6 @@ def random_init_seed(seed: int) -> Iterator[None]:
     that ``tlbench.engine`` set, or cleared when none was recorded. Keras draws its
     initialisers' seeds from the Python stream, so the layers built after this (the
     run's head) get what they would have got without it."""
-    from keras.src.backend.common import global_state
-    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
-    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
 
     keras_state = {
         key: global_state.get_global_attribute(key)

@@ -8,12 +8,14 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from keras.src.applications import imagenet_utils, mobilenet, mobilenet_v2
+from keras.src.utils import file_utils
+
 from tlbench.core.errors import MissingWeightsError
 
 
 def imagenet_classes() -> list[str]:
     """The 1000 ImageNet class names (index = Keras's class index), from the Keras cache."""
-    from keras.src.applications import imagenet_utils
 
     path = cached_keras_file(
         "imagenet_class_index.json",
@@ -39,8 +41,6 @@ def cached_keras_file(fname: str, origin: str, *, file_hash: str | None = None) 
     target = folder / fname
     if target.is_file():
         if file_hash is not None:
-            from keras.src.utils import file_utils
-
             if not file_utils.validate_file(str(target), file_hash):
                 raise MissingWeightsError(
                     f"{target} does not match its published hash {file_hash}; "
@@ -69,15 +69,13 @@ def mobilenet_224_no_top(name: str, kwargs: dict) -> Path:
             f"{name} has ImageNet weights only for alpha in {MOBILENET_ALPHAS[name]}, got {alpha}"
         )
     if name == "MobileNet":
-        from keras.src.applications import mobilenet as module
-
+        module = mobilenet
         if kwargs.get("depth_multiplier", 1) != 1:
             raise ValueError("MobileNet ImageNet weights need depth_multiplier 1")
         alpha_text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}[alpha]
         fname = f"mobilenet_{alpha_text}_224_tf_no_top.h5"
     else:
-        from keras.src.applications import mobilenet_v2 as module
-
+        module = mobilenet_v2
         fname = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"
     return cached_keras_file(fname, module.BASE_WEIGHT_PATH + fname)
 
@@ -94,7 +92,6 @@ def _download_weights(fname: str, origin: str, file_hash: str | None) -> str:
 
 
 def _keras_get_file() -> Callable[..., str]:
-    from keras.src.utils import file_utils
 
     return file_utils.get_file
 
@@ -112,7 +109,6 @@ def keras_weights_cache(name: str) -> Iterator[None]:
     the file itself (current ``KERAS_HOME``) and raises a clear
     :class:`MissingWeightsError` when it is absent and cannot be downloaded.
     """
-    from keras.src.utils import file_utils
 
     original = file_utils.get_file
 

@@ -13,9 +13,11 @@ from tlbench.core.atomic import atomic_file
 
 def plot(curves: pd.DataFrame, dataset: str, split: str, path: str | os.PathLike) -> Path:
     """The dataset's learning curves: a line per cell, the interval as a band, log x."""
+    # deferred: the Agg backend is chosen before pyplot is imported
     import matplotlib
 
     matplotlib.use("Agg")
+    # deferred: the Agg backend is chosen before pyplot is imported
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))

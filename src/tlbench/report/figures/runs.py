@@ -41,6 +41,7 @@ from matplotlib.ticker import MaxNLocator
 
 from tlbench.analysis import selection, tables
 from tlbench.analysis.runs import load_reconstructions, read_history, read_metrics, run_label
+from tlbench.core.atomic import atomic_dir
 from tlbench.report.figures.base import message_figure, phase_boundaries, save_figure, short_name
 from tlbench.report.figures.study import study_table, whole_budget
 
@@ -71,7 +72,6 @@ def training_curves_folder(run_dirs: list[str | os.PathLike], outdir: str | os.P
     ``outdir/BACKBONE/STRATEGY/AUGMENTATION/seedN/curves.png`` per run folder
     (``.../runs/DATASET/BACKBONE/STRATEGY/AUGMENTATION/seedN``); ``outdir`` is
     written atomically (all figures, or the previous folder left as it was)."""
-    from tlbench.core.atomic import atomic_dir
 
     tails = [Path(*Path(run).parts[-4:]) for run in run_dirs]
     for run, tail in zip(run_dirs, tails, strict=True):

@@ -7,9 +7,12 @@ import os
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 
+from tlbench.analysis.tables import is_pilot
 from tlbench.analysis.transferability.scores import SCORES
 from tlbench.analysis.transferability.tau import ACCURACIES, measured_accuracy, tau_table
+from tlbench.report.figures.base import message_figure, save_figure
 
 
 def tau_scatter(
@@ -21,10 +24,6 @@ def tau_scatter(
     """Each score against the measured ``accuracy`` (mean over seeds; default test
     accuracy, validation accuracy in a pilot study), one panel per (dataset, score),
     one marker series per (strategy, augmentation) with its tau."""
-    from matplotlib.figure import Figure
-
-    from tlbench.analysis.tables import is_pilot
-    from tlbench.report.figures.base import message_figure, save_figure
 
     if accuracy is None:
         accuracy = "val_accuracy" if is_pilot(study) else "test_accuracy"

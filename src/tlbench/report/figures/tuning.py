@@ -7,6 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, NullFormatter
+
 from tlbench.core.atomic import atomic_file
 from tlbench.tuning.space import LOG_FLOATS
 from tlbench.tuning.trials import TRIAL_COLUMNS, read_trials
@@ -26,9 +30,6 @@ def plot_trials(
     order of appearance); point colour: the trial's epoch budget (Hyperband)
     or epochs.
     """
-    import pandas as pd
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator, NullFormatter
 
     df = read_trials(trials_csv)
     names = [c for c in df.columns if c not in (*TRIAL_COLUMNS, "budget_epochs")]

@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from tlbench.analysis.verdict.across import AcrossDatasets, across_or_none
 from tlbench.core.atomic import atomic_file
+from tlbench.report.figures.base import message_figure
 
 
 def cd_diagram(result: AcrossDatasets, path: str | os.PathLike) -> Path:
@@ -17,8 +19,8 @@ def cd_diagram(result: AcrossDatasets, path: str | os.PathLike) -> Path:
     Strategies are placed at their mean rank; a bar joins those Nemenyi's test
     does not tell apart at ``alpha``. The title gives Friedman's p-value.
     """
+    # deferred: scikit-posthocs only with two or more datasets
     import scikit_posthocs
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(8, 1.2 + 0.35 * len(result.ranks)))
     ax = fig.add_subplot()
@@ -50,6 +52,5 @@ def critical_difference(ranking_csv: str | os.PathLike, path: str | os.PathLike)
         across, reason = across_or_none(cells)
     if across is not None:
         return cd_diagram(across, path)
-    from tlbench.report.figures.base import message_figure
 
     return message_figure(path, "No comparison across datasets", [reason])

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
 import yaml
 
+from tlbench.analysis import tables
+from tlbench.core import provenance
+from tlbench.core.atomic import atomic_file
 from tlbench.report import render
 
 
@@ -22,13 +27,6 @@ def environment_page(
     ``yaml_path`` gets ``{environment, run_environments, config}``; ``html_path``
     the same as a page of the report (tables plus the config as YAML).
     """
-    import html
-
-    import pandas as pd
-
-    from tlbench.analysis import tables
-    from tlbench.core import provenance
-    from tlbench.core.atomic import atomic_file
 
     here = provenance.environment()
     runs = tables.environment_table(pd.read_csv(study_csv))

@@ -6,6 +6,7 @@ import os
 
 import pandas as pd
 
+from tlbench.analysis import tables
 from tlbench.analysis.learning_curves import crossovers, curve_table
 from tlbench.core.atomic import atomic_file
 from tlbench.report import render
@@ -53,7 +54,6 @@ def write_learning_curves(
     table_stem: str | os.PathLike,
 ) -> pd.DataFrame:
     """The figure, the page (rst) and the table (csv/md/html) of one dataset's curves."""
-    from tlbench.analysis import tables
 
     split = tables.reported_split(study)
     rows = study[study["dataset"] == dataset]

@@ -13,6 +13,8 @@ on the page is typed by hand.
 
 from __future__ import annotations
 
+import html
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from tlbench.analysis.tables import mean_sd, ok_runs
+from tlbench.analysis.ledger import looks_sentence
+from tlbench.analysis.tables import SPLIT_LABELS, is_pilot, mean_sd, ok_runs, reported_split
 from tlbench.report import seed_reference
 from tlbench.report.render import render
 
@@ -32,7 +35,6 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
 
     A pilot study (test split sealed) shows validation figures in place of test ones.
     """
-    from tlbench.analysis.tables import SPLIT_LABELS, reported_split
 
     split = reported_split(df)
     shown = SPLIT_LABELS[split]
@@ -91,7 +93,6 @@ def study_header(
     at each dataset's test split (the ledger, :func:`tlbench.ledger.looks`); what this
     machine forced to differ (the study's ``substitutions``). Returns the blocks and the
     looks per dataset (None without a ledger)."""
-    from tlbench.analysis.tables import is_pilot
 
     commits = sorted(set(df["env_git_commit"].dropna().astype(str)))
     dirty = bool(df["env_git_dirty"].fillna(False).astype(bool).any())
@@ -118,8 +119,6 @@ def study_header(
         )
     evaluations = None
     if looks is not None:
-        from tlbench.analysis.ledger import looks_sentence
-
         datasets = [str(d) for d in dict.fromkeys(df["dataset"])]
         evaluations = {str(r["dataset"]): int(r["distinct run specs"]) for _, r in looks.iterrows()}
         blocks.append(
@@ -238,7 +237,6 @@ def to_markdown(blocks: Sequence[Block]) -> str:
 
 def to_html(blocks: Sequence[Block]) -> str:
     """A standalone HTML page of a section's blocks (for the Snakemake report)."""
-    import html
 
     out = ['<html><head><meta charset="utf-8"></head><body>']
     for kind, content in blocks:
@@ -357,7 +355,6 @@ def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]
 def page_from_files(summary_files: Sequence[str | Path]) -> str:
     """``docs/results.md`` from section summaries (``seedNNN.json`` and the other studies'
     ``<name>.json``, each beside its ``.md``)."""
-    import json
 
     summaries, sections = [], []
     for path in sorted(map(Path, summary_files)):

@@ -32,18 +32,24 @@ from typing import Any
 
 import pandas as pd
 
-from tlbench.analysis.tables import wall_time
+from tlbench.analysis import learning_curves, tables
+from tlbench.analysis.tables import mean_sd, ok_runs, reported_split, wall_time
 from tlbench.analysis.verdict import across as verdict_across
 from tlbench.datasets import budget
-from tlbench.report.pages.results import Block, format_seconds, study_header, verdict_blocks
+from tlbench.report.pages.results import (
+    CELL,
+    Block,
+    cell_table,
+    format_seconds,
+    study_header,
+    verdict_blocks,
+)
 from tlbench.report.pages.transferability import scores_rank_backbones, transferability_blocks
 
 
 def cells_blocks(df: pd.DataFrame) -> list[Block]:
     """Every cell's mean ± sd over seeds (:func:`tlbench.results.cell_table`), with the
     validation accuracy that chose among them beside the test figure."""
-    from tlbench.analysis.tables import mean_sd, ok_runs, reported_split
-    from tlbench.report.pages.results import CELL, cell_table
 
     table = cell_table(df)
     if reported_split(df) == "test" and len(table):
@@ -105,7 +111,6 @@ def budget_blocks(df: pd.DataFrame, verdict: pd.DataFrame | None = None) -> list
     accuracy over seeds and 95 % t-interval, a column per budget in increasing size), the
     crossovers in words and, from the verdict per budget, the budgets at which the best
     pretrained cell beat, tied or lost to the best cell without pretrained weights."""
-    from tlbench.analysis import learning_curves, tables
 
     if "budget" not in df:
         return []

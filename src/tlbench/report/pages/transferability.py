@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from tlbench.analysis.transferability.scores import SCORES, SOURCE_SCORES
+from tlbench.analysis.transferability.tau import MIN_BACKBONES, measured_accuracy
 from tlbench.report.pages.results import (
     Block,
 )
@@ -30,7 +32,6 @@ def _short(strategy: str) -> str:
 
 def _scores_present(scores: pd.DataFrame) -> list[str]:
     """The scores of :data:`tlbench.transferability.SCORES` in the table, in that order."""
-    from tlbench.analysis.transferability.scores import SCORES
 
     return [s for s in SCORES if s in scores]
 
@@ -39,7 +40,6 @@ def scores_beside_accuracy(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFra
     """One row per scored (dataset, backbone): its weights and input size, every score,
     and the mean validation / test accuracy of each strategy trained on it (augmentation
     ``none`` only when the study has others: the scores are of unaugmented features)."""
-    from tlbench.analysis.transferability.tau import measured_accuracy
 
     measured = measured_accuracy(df)
     if measured["augmentation"].nunique() > 1 and (measured["augmentation"] == "none").any():
@@ -115,7 +115,6 @@ def cost_table(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
         strategy: float(rows["train_seconds"].median())
         for strategy, rows in ok.groupby("strategy", sort=True)
     }
-    from tlbench.analysis.transferability.scores import SOURCE_SCORES
 
     rows = []
     for score in _scores_present(scores):
@@ -196,7 +195,6 @@ def scores_rank_backbones(scores: pd.DataFrame | None) -> bool:
     """Whether the study scored enough backbones of a dataset for the scores to rank
     them (:data:`tlbench.transferability.MIN_BACKBONES`): else a study that scores its one
     pretrained backbone gets no transferability part, whose every tau would be undefined."""
-    from tlbench.analysis.transferability.tau import MIN_BACKBONES
 
     if scores is None or scores.empty:
         return False

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tlbench.analysis import tables
 from tlbench.analysis.verdict.across import AcrossDatasets, across_or_none
 from tlbench.analysis.verdict.assess import assess, ranking
 from tlbench.analysis.verdict.bootstrap import (
@@ -107,7 +108,6 @@ def write_verdict(
     (``front_path``, reStructuredText) from one :func:`assess`; return the verdicts.
     A pilot study (test split sealed) gets the ranking by validation figures
     (:func:`tlbench.tables.strategy_ranking`) and no verdict."""
-    from tlbench.analysis import tables
 
     if tables.is_pilot(study):  # no test predictions: nothing to give a verdict on
         render.write_table(pd.DataFrame(columns=["dataset", "selected", "note"]), table_stem)

@@ -16,6 +16,7 @@ reading, see docs/seeds.md).
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,6 @@ def load(seed_id: int | str) -> dict[str, Any]:
     dataset, backbones, hyperparameters, augmentation, experiments, tables,
     conclusions, issues``. The file is validated (see :func:`validate`).
     """
-    import copy
 
     return copy.deepcopy(_load_cached(normalize_id(seed_id)))
 
