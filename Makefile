@@ -46,7 +46,7 @@ results: $(VENV)/.installed
 	done
 
 # The quickstart (config.yaml) with a results_section: only the section and the page are
-# new jobs after `make study` (tlbench.study_results).
+# new jobs after `make study` (tlbench.report.pages.studies).
 QUICKSTART_SECTION := results_section={"title": "Offline quickstart: digits with 20 labelled images per class, transfer from a fractal-pretrained CNN", "page": "docs/results/quickstart.md"}
 
 quickstart-page: $(VENV)/.installed
@@ -55,9 +55,11 @@ quickstart-page: $(VENV)/.installed
 test: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -ra -n $(TEST_WORKERS) --maxprocesses $(TEST_MAX_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
+# lint-imports: the layers contract of pyproject.toml ([tool.importlinter]; docs/ARCHITECTURE.md)
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/ruff format --check src tests scripts benchmarks
+	$(BIN)/lint-imports
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint
 
 clean:

@@ -1,6 +1,6 @@
 # tlbench: a benchmark study of transfer learning for image classification.
 # The study (config.yaml or --configfile) is validated against
-# src/tlbench/schemas/config.schema.yaml and expanded into runs by tlbench.study;
+# src/tlbench/study/schemas/config.schema.yaml and expanded into runs by tlbench.study;
 # rules/ holds one file per kind of result, scripts/ the thin entry points.
 import copy
 import os
@@ -48,7 +48,7 @@ include: "rules/environment.smk"
 include: "rules/results.smk"
 
 
-# One process imports Keras for every job of a local run (tlbench.jobserver).
+# One process imports Keras for every job of a local run (tlbench.workflow.jobserver).
 onstart:
     start_job_server()
 

@@ -8,9 +8,9 @@ The same models, the same initial weights and the same data under three modes:
 * ``tf_xla`` — TensorFlow with ``jit_compile=True`` (XLA);
 * ``jax`` — Keras on JAX (CPU), ``jit_compile=True`` (``jax.jit``, Keras-JAX's own default).
 
-Models, both built through the engine (:func:`tlbench.engine.build_model`) from run
-specs, read by the engine's input path (:func:`tlbench.pipeline.fit_input` over
-:class:`~tlbench.pipeline.ImageBatches`), compiled with the engine's optimizer:
+Models, both built through the engine (:func:`tlbench.models.assembly.build_model`) from run
+specs, read by the engine's input path (:func:`tlbench.models.inputs.fit_input` over
+:class:`~tlbench.models.inputs.ImageBatches`), compiled with the engine's optimizer:
 
 * ``small_cnn`` — seed 000's ``small_cnn_scratch`` (``configs/measured/seed000_gtsrb.yaml``:
   widths [32, 64, 128], 2 convs per block), strategy ``scratch``, 32 px;
@@ -23,8 +23,8 @@ Data: ``--images`` random 32x32 RGB uint8 images with random labels of 43 classe
 (seeded; speed and agreement do not depend on what the images show). Training:
 ``--epochs`` epochs (default 2) without shuffling; the first is the warm-up (tracing /
 XLA compilation), the last is timed. Feature cache: the engine's extractor
-(:func:`tlbench.features.feature_extractor`, the backbone in inference mode + global
-average pooling) through :func:`tlbench.features.extract`, a warm-up pass and a timed
+(:func:`tlbench.training.feature_cache.feature_extractor`, the backbone in inference mode + global
+average pooling) through :func:`tlbench.training.feature_cache.extract`, a warm-up pass and a timed
 pass over the same images, from the initial weights.
 
 Agreement (exit status 1 when it fails): each mode's training loss of the first
@@ -74,7 +74,7 @@ NUM_CLASSES = 43
 def model_spec(
     name: str, prepared: str, weights: str, batch_size: int, widths: list[int] | None = None
 ) -> dict[str, Any]:
-    """The run spec of benchmark model ``name`` (resolved by :func:`tlbench.spec.resolve_spec`);
+    """The run spec of benchmark model ``name`` (resolved by :func:`tlbench.training.spec.resolve_spec`);
     ``widths``: small_cnn's (default seed 000's [32, 64, 128]; the test's are narrower)."""
     training = {"batch_size": batch_size, "epochs": 2, "early_stopping": None}
     if name == "small_cnn":

@@ -7,7 +7,7 @@ strategy ``feature_extraction``, 10 epochs, no early stopping. Three runs of
 the same spec and seed:
 
 * ``images``: the images go through the frozen backbone in every epoch
-  (``tlbench.training.USE_FEATURE_CACHE = False``);
+  (``tlbench.training.trainer.USE_FEATURE_CACHE = False``);
 * ``cache cold``: the run computes the cache itself (one pass) and trains the head on it;
 * ``cache warm``: the cache already exists (as in the workflow, where
   ``tlbench features`` fills it once for every run and seed of a dataset/backbone).

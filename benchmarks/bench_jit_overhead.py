@@ -4,7 +4,7 @@ A tiny CNN (two 3x3 convolutions of widths 8 and 16 at 16 px, the size of the te
 runs) is fitted for 2 epochs on 64 random images with validation, then evaluated and
 used to predict, compiled with and without ``jit_compile`` (each twice, alternating).
 The difference is what compiling the train, evaluate and predict steps costs, the
-fixed price that ``tlbench.compute.XLA_MIN_IMAGE_EPOCHS`` weighs against XLA's
+fixed price that ``tlbench.training.jit.XLA_MIN_IMAGE_EPOCHS`` weighs against XLA's
 per-image saving (benchmarks/bench_backends.py).
 
     python benchmarks/bench_jit_overhead.py [--out benchmarks/results]

@@ -2,8 +2,8 @@
 
 One process, the same architecture (``small_cnn`` from scratch on a generated
 32x32 dataset, as for GTSRB), the same batch size: the engine's
-:class:`tlbench.engine.Trainer` reading uint8 memmaps through
-:class:`tlbench.engine.ImageBatches` (per-epoch shuffling, uint8 -> float32 per
+:class:`tlbench.training.trainer.Trainer` reading uint8 memmaps through
+:class:`tlbench.models.inputs.ImageBatches` (per-epoch shuffling, uint8 -> float32 per
 batch, schedule / history / NaN / early-stopping callbacks) against
 ``model.fit(x_float32, y, shuffle=True)`` on in-memory arrays with no callbacks.
 The first epoch (tracing) is left out. Prints images/s of both and their ratio

@@ -1,5 +1,5 @@
 # Helpers of the workflow: wildcard constraints, target lists and input/params
-# functions. STUDY (a tlbench.study.Study) is created in the Snakefile.
+# functions. STUDY (a tlbench.study.matrix.Study) is created in the Snakefile.
 
 
 from tlbench.datasets.budget import SUFFIX_PATTERN as BUDGET_SUFFIX
@@ -309,7 +309,7 @@ def dataset_figure_targets():
 
 
 def learning_curve_targets():
-    """Per dataset with two or more label budgets (tlbench.budget): its learning curves."""
+    """Per dataset with two or more label budgets (tlbench.datasets.budget): its learning curves."""
     return [
         f"{RESULTS}/figures/{dataset}/learning_curves.png"
         for dataset in STUDY.datasets
@@ -412,7 +412,7 @@ def results_targets():
 
 # ---------------------------------------------------------------- the job server
 
-#: The running job server (tlbench.jobserver), started by onstart on local execution.
+#: The running job server (tlbench.workflow.jobserver), started by onstart on local execution.
 JOB_SERVER = {}
 
 

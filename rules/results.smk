@@ -1,6 +1,6 @@
 # Results page (only for a config with a `seed_study` or a `results_section` block,
 # configs/measured/): a seed study's section beside the seed report it reproduces
-# (tlbench.seed_pages), another measured study's own section (tlbench.study_results), and
+# (tlbench.report.pages.seeds), another measured study's own section (tlbench.report.pages.studies), and
 # docs/results.md joining the sections of every measured study.
 
 

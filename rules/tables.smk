@@ -1,5 +1,5 @@
 # Tables: every run's metrics in one CSV, and the report's tables built from it.
-# Each table is written as CSV, Markdown and HTML (tlbench.tables.write_table).
+# Each table is written as CSV, Markdown and HTML (tlbench.report.render.write_table).
 
 
 rule study_csv:

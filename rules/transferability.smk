@@ -1,4 +1,4 @@
-# Transferability scores (tlbench.transferability): every pretrained backbone of the
+# Transferability scores (tlbench.analysis.transferability): every pretrained backbone of the
 # study scored on each dataset from its frozen-feature cache (rules/features.smk) and,
 # for a backbone pretrained by a run (rules/pretrained.smk), from that run's classifier
 # on the train images (NCE, LEEP); the scores checked against the accuracies the

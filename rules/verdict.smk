@@ -1,4 +1,4 @@
-# The verdict: which differences are real (tlbench.verdict). Per dataset the
+# The verdict: which differences are real (tlbench.analysis.verdict). Per dataset the
 # validation-selected cell, its test accuracy with a 95 % interval, the cells
 # tied with it, the transfer gain and the cheapest tied cell; the strategy
 # ranking (every cell of a dataset on one list with its interval and verdict),

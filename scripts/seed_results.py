@@ -1,4 +1,4 @@
-"""Snakemake script: a seed study's section of the results page (tlbench.seed_pages)."""
+"""Snakemake script: a seed study's section of the results page (tlbench.report.pages.seeds)."""
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
 import _bootstrap  # noqa: F401

@@ -1,4 +1,4 @@
-"""Snakemake script: a measured study's own section of the results page (tlbench.study_results)."""
+"""Snakemake script: a measured study's own section of the results page (tlbench.report.pages.studies)."""
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
 import _bootstrap  # noqa: F401

@@ -1,6 +1,6 @@
 """Snakemake script: per dataset, how many distinct run specs were evaluated on its test split.
 
-Read from the study's append-only ledger (params.ledger, tlbench.ledger); every
+Read from the study's append-only ledger (params.ledger, tlbench.analysis.ledger); every
 run folder is an input, so the table follows the last run. A pilot study's
 ledger gets no lines: the table then says 0 for every dataset.
 """

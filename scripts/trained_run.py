@@ -3,9 +3,9 @@
 params.spec: the engine's run spec; params.names: the run's config-level names,
 recorded in metrics.json as ``run``. Threads follow the job's ``threads``.
 input.tuned (tuned cells only): the search's best.json, applied to the spec
-and recorded as ``tuned`` (tlbench.tuning.apply_tuned). A run that evaluated
+and recorded as ``tuned`` (tlbench.tuning.space.apply_tuned). A run that evaluated
 the test split (not a pilot run) appends its line to the study's test-split
-ledger, ``<results>/test_evaluations.jsonl`` (tlbench.ledger; the path comes
+ledger, ``<results>/test_evaluations.jsonl`` (tlbench.analysis.ledger; the path comes
 from the config, not a param, so that adding it reran no finished run).
 """
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)

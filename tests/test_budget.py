@@ -1,4 +1,4 @@
-"""Label budgets (tlbench.budget): nested stratified subsets, parse-time checks, the
+"""Label budgets (tlbench.datasets.budget): nested stratified subsets, parse-time checks, the
 study axis (paths, specs), the pipeline hook, the feature cache shared by budgets."""
 
 from __future__ import annotations

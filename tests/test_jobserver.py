@@ -1,4 +1,4 @@
-"""The job server (tlbench.jobserver): jobs forked from one process that imported
+"""The job server (tlbench.workflow.jobserver): jobs forked from one process that imported
 Keras once, each still its own process with the job's working directory,
 environment, command line, streams and exit status; a run trained there is the
 run trained in a fresh interpreter, bit for bit."""

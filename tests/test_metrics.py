@@ -1,4 +1,4 @@
-"""Tests of tlbench.metrics against scikit-learn and hand-computed values."""
+"""Tests of tlbench.training.metrics against scikit-learn and hand-computed values."""
 
 from __future__ import annotations
 

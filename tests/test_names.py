@@ -1,5 +1,5 @@
 """The parse-time check of a study imports neither Keras nor TensorFlow; its names-only
-lists (tlbench.names) are the registries' names."""
+lists (tlbench.training.names) are the registries' names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pilot mode (the test split sealed) and the test-split ledger (tlbench.ledger)."""
+"""Pilot mode (the test split sealed) and the test-split ledger (tlbench.analysis.ledger)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of tlbench.plots: every figure function writes a PNG from fabricated run folders."""
+"""Tests of tlbench.report.figures: every figure function writes a PNG from fabricated run folders."""
 
 from __future__ import annotations
 

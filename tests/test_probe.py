@@ -1,4 +1,4 @@
-"""The linear probe's maths (tlbench.probe): C chosen on validation only, the folded
+"""The linear probe's maths (tlbench.models.probe): C chosen on validation only, the folded
 weights reproduce the fitted model, bad grids rejected, no test split in reach."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests of tlbench.provenance."""
+"""Tests of tlbench.core.provenance."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The results page (tlbench.results) and the seed studies beside their seed reports
-(tlbench.seed_pages)."""
+"""The results page (tlbench.report.pages.results) and the seed studies beside their seed reports
+(tlbench.report.pages.seeds)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tlbench.study.load import load_study
 
 
 def _run(strategy, seed, test, train=0.99, *, name=None, backbone="mnv2", aug="none", **extra):
-    """One row of a study.csv (the columns tlbench.results reads)."""
+    """One row of a study.csv (the columns tlbench.report.pages.results reads)."""
     row = {
         "dataset": "gtsrb",
         "backbone": backbone,

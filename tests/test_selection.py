@@ -1,4 +1,4 @@
-"""Tests of tlbench.selection: choosing runs and cells by validation, never by test."""
+"""Tests of tlbench.analysis.selection: choosing runs and cells by validation, never by test."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sections of measured studies that are not seed studies (tlbench.study_results)."""
+"""The sections of measured studies that are not seed studies (tlbench.report.pages.studies)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of tlbench.tables with small fabricated metrics.json files (inputs, not results)."""
+"""Tests of tlbench.analysis.tables with small fabricated metrics.json files (inputs, not results)."""
 
 from __future__ import annotations
 

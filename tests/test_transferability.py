@@ -1,4 +1,4 @@
-"""Transferability scores (tlbench.transferability): LogME against a brute-force
+"""Transferability scores (tlbench.analysis.transferability): LogME against a brute-force
 evidence, H-score, k-NN, NCE and LEEP against their definitions, and the check of
 the scores against measured accuracies (weighted Kendall tau)."""
 
@@ -376,7 +376,7 @@ def source_run(tiny_prepared, tmp_path_factory) -> Path:
 def test_score_cache_scores_the_pretraining_runs_classifier_on_train(
     sealed_prepared, source_run, tmp_path
 ):
-    """A backbone pretrained by a run: its cache (tlbench.features) scored as ever, and
+    """A backbone pretrained by a run: its cache (tlbench.training.feature_cache) scored as ever, and
     NCE (argmax source labels) and LEEP of the run's classifier on the TRAIN images."""
     import keras
 

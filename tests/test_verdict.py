@@ -1,4 +1,4 @@
-"""Tests of tlbench.verdict: calibration of the intervals by simulation, and the
+"""Tests of tlbench.analysis.verdict: calibration of the intervals by simulation, and the
 verdict's logic on hand-made predictions (inputs written here, not results)."""
 
 from __future__ import annotations

@@ -498,7 +498,7 @@ def test_new_users_image_folder_runs_from_a_few_line_config(tmp_path):
 
 
 def test_dry_run_of_a_budget_axis_has_one_run_per_cell_budget_and_seed(tmp_path):
-    """Label budgets (tlbench.budget) multiply the runs, not the feature caches."""
+    """Label budgets (tlbench.datasets.budget) multiply the runs, not the feature caches."""
     config = yaml.safe_load((ROOT / "configs/test/tiny.yaml").read_text())
     config["datasets"]["target"]["budgets"] = [2, 0.5, "all"]
     path = tmp_path / "budgets.yaml"

@@ -1,15 +1,15 @@
 """Command line: ``tlbench run | prepare | features``.
 
 * ``tlbench run SPEC.yaml OUTDIR [--threads N] [--pilot] [--ledger PATH]`` — train
-  and evaluate one run (:func:`tlbench.engine.run`); OUTDIR is written atomically.
+  and evaluate one run (:func:`tlbench.training.engine.run`); OUTDIR is written atomically.
   ``--pilot`` sets the spec's ``pilot: true``: train/val only, the test split is
   never opened. A run that evaluates the test split appends one line to the
-  test-split ledger (:mod:`tlbench.ledger`), ``PATH`` or by default
+  test-split ledger (:mod:`tlbench.analysis.ledger`), ``PATH`` or by default
   ``test_evaluations.jsonl`` beside OUTDIR.
 * ``tlbench prepare DATASET_CONFIG.yaml OUTDIR --image-size N --seed S`` —
   prepare a dataset (:func:`tlbench.datasets.prepare`).
 * ``tlbench features SPEC.yaml OUTDIR [--threads N]`` — fill a frozen-backbone
-  feature cache (:func:`tlbench.features.compute`).
+  feature cache (:func:`tlbench.training.feature_cache.compute`).
 
 ``--threads`` (or the environment variable ``TLBENCH_THREADS``) limits
 TensorFlow's intra- and inter-op thread pools when the Keras backend is
@@ -50,7 +50,7 @@ def limit_threads(threads: int | None) -> int | None:
     import keras
 
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: only on the TensorFlow backend
 
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -1,4 +1,4 @@
-"""Learning curves over label budgets (tlbench.budget) and where they cross.
+"""Learning curves over label budgets (tlbench.datasets.budget) and where they cross.
 
 Per dataset, :func:`curve_table` gives every cell's accuracy (test; in a pilot
 study validation) at every label budget: the mean over seeds and a 95 %

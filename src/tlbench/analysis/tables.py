@@ -142,7 +142,7 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     for (backbone, strategy, augmentation, *budget), group in groups:
         ok = ok_runs(group)
         record = {"Model name": model_name(backbone, strategy, augmentation)}
-        if budget:  # label budgets (tlbench.budget): one row per cell and budget
+        if budget:  # label budgets (tlbench.datasets.budget): one row per cell and budget
             record["Model name"] += f" [budget {budget[0]}]"
         policies = group["batchnorm"].dropna() if "batchnorm" in group else []
         record["BatchNorm"] = "/".join(sorted({str(v) for v in policies}))
@@ -170,7 +170,7 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 def budget_keys(df: pd.DataFrame) -> list[str]:
     """``["budget"]`` when the study's runs have two or more label budgets
-    (tlbench.budget; each budget's runs form their own cells), else ``[]``."""
+    (tlbench.datasets.budget; each budget's runs form their own cells), else ``[]``."""
     return ["budget"] if "budget" in df and df["budget"].nunique() > 1 else []
 
 
@@ -287,7 +287,7 @@ def environment_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_run(df: pd.DataFrame, dataset: str) -> pd.Series:
-    """The finished run of ``dataset`` chosen by validation (:func:`tlbench.selection.select_run`:
+    """The finished run of ``dataset`` chosen by validation (:func:`tlbench.analysis.selection.select_run`:
     validation accuracy, validation ROC AUC on binary datasets; ties: lower validation loss).
     Its test figures are reported, never used to choose."""
 

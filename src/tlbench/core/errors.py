@@ -1,7 +1,7 @@
 """The package's errors and warnings (and the number hint of their messages), in one
 module that imports nothing of the package.
 
-Each is re-exported from the module that raises it (``tlbench.spec.SpecError``, ...),
+Each is re-exported from the module that raises it (``tlbench.core.errors.SpecError``, ...),
 so callers may import it from either place; a module that only needs the error
 imports it from here, which keeps the import graph free of cycles.
 """

@@ -1,8 +1,8 @@
 """A module imported on its first attribute access, not when the importer is imported.
 
-``from tlbench.lazy import keras`` in a module that uses Keras only inside its
+``from tlbench.core.lazy import keras`` in a module that uses Keras only inside its
 functions (:mod:`tlbench.strategies`) lets the parse-time check of a study
-(:func:`tlbench.study.load_study`, run by every ``snakemake`` start) import that
+(:func:`tlbench.study.load.load_study`, run by every ``snakemake`` start) import that
 module, and read its classes' names and parameters, without importing Keras and
 TensorFlow (several seconds on a small CPU).
 """

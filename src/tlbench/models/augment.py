@@ -3,7 +3,7 @@
 ``AUGMENTATIONS`` maps a preset name to ``preset(params) -> list[keras.layers.Layer]``;
 :func:`build_augmentation` wraps the layers in a ``keras.Sequential`` named
 ``"augmentation"``. Inputs are float RGB images in 0..255 (before
-:class:`tlbench.preprocess.Preprocess`). Every layer is random only when called
+:class:`tlbench.models.preprocess.Preprocess`). Every layer is random only when called
 with ``training=True`` (as in ``fit``) and the identity at inference, and all of
 them use ``keras.ops`` / Keras layers only, so they run on any Keras backend.
 

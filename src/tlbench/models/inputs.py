@@ -34,7 +34,7 @@ def load_prepared(path: str | os.PathLike, splits: Sequence[str] | None = None) 
 
 
 class BudgetedData:
-    """A prepared dataset whose train split is a label budget's subset (tlbench.budget);
+    """A prepared dataset whose train split is a label budget's subset (tlbench.datasets.budget);
     every other split and attribute is the dataset's own."""
 
     def __init__(self, data: Any, indices: np.ndarray):
@@ -55,7 +55,7 @@ def apply_budget(data: Any, budget: Any) -> tuple[Any, dict[str, Any]]:
     """``(data, record)``: the dataset with its train split cut to label budget ``budget``
     (None or ``"all"``: unchanged), drawn with the dataset's split seed
     (``manifest["seed"]``), and the budget's record for metrics.json
-    (:func:`tlbench.budget.subset`)."""
+    (:func:`tlbench.datasets.budget.subset`)."""
 
     labels = data.split("train")[1]
     whole = budget is None or budget == ALL

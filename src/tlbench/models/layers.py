@@ -1,6 +1,6 @@
 """Custom Keras layers of the models tlbench saves (``model.keras``).
 
-Registered as ``tlbench>Name``; :func:`tlbench.backbones` imports this module
+Registered as ``tlbench>Name``; :func:`tlbench.models.backbones` imports this module
 before loading an earlier run's model. Kept apart from the strategies that use
 them so that loading a model imports no strategy code.
 """

@@ -90,7 +90,7 @@ class ProbeFit:
 
 def feature_matrix(x: Any, name: str, min_rows: int = 1) -> np.ndarray:
     """``x`` as a finite float64 N x D matrix with N >= ``min_rows``; else an error
-    naming ``name`` (also :mod:`tlbench.transferability`'s check of its inputs)."""
+    naming ``name`` (also :mod:`tlbench.analysis.transferability`'s check of its inputs)."""
     f = np.asarray(x, dtype=np.float64)
     if f.ndim != 2 or f.shape[0] < min_rows or f.shape[1] < 1:
         rows = f" with N >= {min_rows}" if min_rows > 1 else ""

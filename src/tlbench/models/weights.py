@@ -3,13 +3,13 @@
 A backbone's ``weights`` is ``imagenet``, ``none`` (random initialisation drawn from
 the run's seed), a weights file, ``{run: <run folder>}`` (the run spec's form of the
 study config's ``{pretrain: {...}}``) or ``{random: SEED}``: random initialisation
-drawn from ``SEED`` alone (:func:`tlbench.backbones.build_backbone`), whatever the
+drawn from ``SEED`` alone (:func:`tlbench.models.backbones.applications.build_backbone`), whatever the
 run's seed. Such a backbone is not pretrained (``pretrained: false``; a negative
 control among the feature extractors), but its weights have an identity, so its
-features are cached (:mod:`tlbench.features`) and scored
-(:mod:`tlbench.transferability`) like those of a pretrained one.
+features are cached (:mod:`tlbench.training.feature_cache`) and scored
+(:mod:`tlbench.analysis.transferability`) like those of a pretrained one.
 
-The spec (:mod:`tlbench.spec`), the study config (:mod:`tlbench.study_config`) and the
+The spec (:mod:`tlbench.training.spec`), the study config (:mod:`tlbench.study.config`) and the
 backbone builder check ``SEED`` with :func:`check_random_seed`.
 """
 

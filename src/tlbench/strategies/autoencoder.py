@@ -102,7 +102,7 @@ class Autoencoder(Strategy):
 
 
 def to_pixels(x: np.ndarray, mode: str) -> np.ndarray:
-    """Invert :class:`tlbench.preprocess.Preprocess` (for showing reconstructions)."""
+    """Invert :class:`tlbench.models.preprocess.Preprocess` (for showing reconstructions)."""
     # deferred: imports Keras; the parse-time check imports the strategies
     from tlbench.models.preprocess import IMAGENET_MEAN_BGR_255, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 

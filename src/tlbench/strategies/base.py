@@ -69,7 +69,7 @@ class Strategy:
 
     name: ClassVar[str] = ""
     trains: ClassVar[bool] = True
-    #: Whether the engine builds backbone and head (:func:`tlbench.assembly.build_model`)
+    #: Whether the engine builds backbone and head (:func:`tlbench.models.assembly.build_model`)
     #: and hands them to :meth:`train` as ``ctx.built``; ``direct`` builds its own model.
     builds_model: ClassVar[bool] = True
     forces_weights: ClassVar[str | None] = None
@@ -147,14 +147,14 @@ class Strategy:
 
     def check_backbone(self, backbone: Any) -> None:
         """Validate the strategy's parameters against ``backbone`` before any training
-        (:func:`tlbench.assembly.build_model`; the phases' layer counts and block names
+        (:func:`tlbench.models.assembly.build_model`; the phases' layer counts and block names
         are checked there through :meth:`configure`); raise :class:`SpecError`."""
 
     def train(self, ctx: TrainContext) -> TrainResult:
         """Train the run: the one entry point of a strategy (see :class:`TrainContext`).
 
         The default fits :meth:`phases` through ``ctx.trainer``
-        (:meth:`tlbench.training.Trainer.fit_phases`).
+        (:meth:`tlbench.training.trainer.Trainer.fit_phases`).
         """
         return ctx.trainer.fit_phases(self, ctx)
 
@@ -164,10 +164,10 @@ class TrainContext:
     """What the engine hands :meth:`Strategy.train`.
 
     ``spec`` is the resolved run spec; ``built`` the untrained
-    :class:`tlbench.assembly.BuiltModel` (None for a strategy whose ``builds_model``
+    :class:`tlbench.models.assembly.BuiltModel` (None for a strategy whose ``builds_model``
     is False); ``splits`` holds the ``train`` and ``val`` splits only (images,
     labels): the test split is not in the context; ``trainer`` is the run's
-    :class:`tlbench.training.Trainer` (``fit`` one phase, ``fit_phases``; history
+    :class:`tlbench.training.trainer.Trainer` (``fit`` one phase, ``fit_phases``; history
     rows, checkpoints and resume go through it).
     """
 

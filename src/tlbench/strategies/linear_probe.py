@@ -1,6 +1,6 @@
 """The ``linear_probe`` strategy: L2-regularised multinomial logistic regression on the
 frozen backbone's pooled features (Kornblith, Shlens & Le, CVPR 2019), fitted by
-:func:`tlbench.probe.fit_linear_probe`.
+:func:`tlbench.models.probe.fit_linear_probe`.
 
 The features of the train and val splits come from the trainer (the feature cache
 when the spec names one); the probe standardises them on TRAIN, fits L-BFGS
@@ -40,7 +40,7 @@ from tlbench.strategies.base import (
 class LinearProbe(Strategy):
     """Logistic regression on frozen features, C chosen on the validation split.
 
-    ``grid``: the C values tried (null: :data:`tlbench.probe.DEFAULT_GRID`);
+    ``grid``: the C values tried (null: :data:`tlbench.models.probe.DEFAULT_GRID`);
     ``max_iter``: L-BFGS iterations per fit. The backbone and its BatchNorm layers
     stay frozen (``batchnorm``: ``frozen`` only); the spec's ``head`` is not used
     (the probe is one Dense layer) and augmentation must be ``none`` (the probe
@@ -68,7 +68,7 @@ class LinearProbe(Strategy):
         return []
 
     def train(self, ctx: TrainContext) -> TrainResult:
-        # imported here: tlbench.assembly imports tlbench.strategies.base, whose package
+        # imported here: tlbench.models.assembly imports tlbench.strategies.base, whose package
         # (this one) imports this module first
         from tlbench.models.assembly import build_classifier
 

@@ -1,6 +1,6 @@
 """Study config validation: the schema, its defaults, and the checks it cannot express.
 
-Split out of :mod:`tlbench.study`, whose :func:`~tlbench.study.load_study` runs
+Split out of :mod:`tlbench.study`, whose :func:`~tlbench.study.load.load_study` runs
 :func:`validate_config` and the ``_check_*`` functions here in turn (no Keras import:
 the parse-time check stays light). Errors are :class:`StudyConfigError`, naming the key
 path of every problem.
@@ -144,7 +144,7 @@ def check_names(config: dict[str, Any]) -> None:
 
 
 def check_budgets(config: dict[str, Any]) -> None:
-    """Every dataset's ``budgets`` (tlbench.budget), replaced by their labels; errors name
+    """Every dataset's ``budgets`` (tlbench.datasets.budget), replaced by their labels; errors name
     the key path. Label budgets and tuned strategies do not mix (a search per budget is
     not implemented): their blocks are an error."""
     problems = []

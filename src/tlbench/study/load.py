@@ -32,9 +32,9 @@ def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
     With ``check_specs`` (the default) every dataset's loader options and every
     expanded run spec (and pretraining spec) are also validated, by the very
     functions the jobs use (:func:`tlbench.datasets.resolve_options`,
-    :func:`tlbench.spec.resolve_spec`; this imports Keras for the registries), and so
+    :func:`tlbench.training.spec.resolve_spec`; this imports Keras for the registries), and so
     is the jobs' checkpoint interval (``TLBENCH_CHECKPOINT_SECONDS``,
-    :func:`tlbench.jobs.checkpoint_seconds`).
+    :func:`tlbench.training.resume.checkpoint_seconds`).
     Raises :class:`StudyConfigError` naming the key path of every problem.
     """
     resolved = validate_config(config)

@@ -67,7 +67,7 @@ class Study:
 
     @property
     def ledger_path(self) -> str:
-        """The test-split ledger of the study (tlbench.ledger)."""
+        """The test-split ledger of the study (tlbench.analysis.ledger)."""
 
         return str(ledger_path(self.results))
 
@@ -129,7 +129,7 @@ class Study:
 
     def screened_runs(self, block: int, kept: Mapping[str, Any]) -> list[Run]:
         """The runs of a prescreened block on its kept backbones (``kept``: dataset ->
-        backbone names, as :func:`tlbench.transferability.kept_backbones` reads them)."""
+        backbone names, as :func:`tlbench.analysis.transferability.prescreen.kept_backbones` reads them)."""
         return [r for r in self.runs if r.block == block and r.backbone in kept.get(r.dataset, ())]
 
     def prescreen_table(self, block: int) -> str:
@@ -184,7 +184,9 @@ class Study:
         entry = dict(self.config["datasets"][name])
         entry.pop("image_size")
         entry.pop("seed", None)
-        entry.pop("budgets", None)  # an axis of the runs (tlbench.budget), not a loader option
+        entry.pop(
+            "budgets", None
+        )  # an axis of the runs (tlbench.datasets.budget), not a loader option
         mirror = self.config["data_mirror"]
         if (
             entry.get("source") is None

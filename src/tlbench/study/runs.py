@@ -24,7 +24,7 @@ class Run:
     augmentation: str
     seed: int
     block: int = 0
-    #: Label budget (tlbench.budget label: ``all``, ``n10``, ``f0.25``).
+    #: Label budget (tlbench.datasets.budget label: ``all``, ``n10``, ``f0.25``).
     budget: str = BUDGET_ALL
 
     @property

@@ -4,8 +4,8 @@
 phases), :class:`NaNGuard` stops at the first non-finite loss, :class:`EpochSeed`
 sets every seed generator from ``(seed, epoch)`` (:func:`derived_seed`) so a resumed
 run draws what the uninterrupted one drew, and :class:`EpochAdvance` moves an
-:class:`tlbench.pipeline.ImageBatches` to its next epoch's order. The checkpointing
-callbacks are in :mod:`tlbench.checkpoint`.
+:class:`tlbench.models.inputs.ImageBatches` to its next epoch's order. The checkpointing
+callbacks are in :mod:`tlbench.training.resume`.
 """
 
 from __future__ import annotations

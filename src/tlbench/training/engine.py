@@ -1,6 +1,6 @@
 """The engine: train and evaluate exactly one cell of the study matrix.
 
-:func:`run` takes a run spec (see :mod:`tlbench.spec`) and an output folder,
+:func:`run` takes a run spec (see :mod:`tlbench.training.spec`) and an output folder,
 and writes, atomically (the folder is complete or absent):
 
 * ``metrics.json`` — status, test/val/train metrics, timings, parameter counts,
@@ -13,10 +13,10 @@ and writes, atomically (the folder is complete or absent):
   ``split``; the val split's in a pilot run);
 * strategy extras (``reconstructions.npz`` for ``autoencoder``).
 
-A run reads: load the data (:mod:`tlbench.pipeline`) -> build the model
-(:func:`tlbench.assembly.build_model`, unless the strategy builds its own) -> the
+A run reads: load the data (:mod:`tlbench.models.inputs`) -> build the model
+(:func:`tlbench.models.assembly.build_model`, unless the strategy builds its own) -> the
 strategy trains it (:meth:`tlbench.strategies.Strategy.train`, through the
-:class:`tlbench.training.Trainer`) -> evaluate (:func:`tlbench.evaluation.evaluate`)
+:class:`tlbench.training.trainer.Trainer`) -> evaluate (:func:`tlbench.training.evaluation.evaluate`)
 -> write the outputs atomically (here).
 
 Data: the val split drives early stopping only; the test split is read once,
@@ -25,11 +25,11 @@ the val split takes its place in the final evaluation and ``test`` is null. A no
 ``status: "failed"`` and the epoch and phase where it happened.
 
 Resume: finished epochs are checkpointed in ``OUTDIR + ".work"`` (one every 60 s of
-training and every fit's end: :class:`tlbench.checkpoint.Resume`), so a killed or
+training and every fit's end: :class:`tlbench.training.resume.Resume`), so a killed or
 requeued job continues from its last checkpointed epoch; ``metrics.json`` then says ``resumed: true``, lists the ``attempts`` and
 reports their summed ``train_seconds``/``setup_seconds``. Each epoch's random
 state (data order, dropout, augmentation) derives from ``(seed, epoch)``
-(:class:`tlbench.pipeline.ImageBatches`, :class:`tlbench.callbacks.EpochSeed`), so the resumed run is the
+(:class:`tlbench.models.inputs.ImageBatches`, :class:`tlbench.training.callbacks.EpochSeed`), so the resumed run is the
 uninterrupted one. The folder is removed once the outputs are written.
 """
 
@@ -69,7 +69,7 @@ from tlbench.training.trainer import Trainer
 def run(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLike) -> dict[str, Any]:
     """Train and evaluate one run; write ``outdir`` atomically; return the metrics dict.
 
-    Spec errors raise :class:`tlbench.spec.SpecError` before anything is written.
+    Spec errors raise :class:`tlbench.core.errors.SpecError` before anything is written.
     """
     spec = resolve_spec(spec)
     previous_policy = keras.config.dtype_policy().name
@@ -90,7 +90,7 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
         data = load_prepared(spec["dataset"]["prepared"], TRAIN_VAL_SPLITS)
     else:
         data = load_prepared(spec["dataset"]["prepared"])
-    data, budget_record = apply_budget(data, spec["dataset"]["budget"])  # tlbench.budget
+    data, budget_record = apply_budget(data, spec["dataset"]["budget"])  # tlbench.datasets.budget
     classes = [str(c) for c in data.classes]
     if spec["dataset"]["name"] is None:
         spec["dataset"]["name"] = data.manifest.get("dataset")
@@ -165,13 +165,13 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
         metrics["params_trainable"] = (
             count_params(model.trainable_weights) if strategy.trains else 0
         )
-    metrics.update(budget_record)  # the label budget (tlbench.budget), every run's
+    metrics.update(budget_record)  # the label budget (tlbench.datasets.budget), every run's
     metrics.update(result.extras)
     metrics["spec"] = spec
     metrics["environment"] = environment()
     metrics["environment"]["slurm_job_id"] = os.environ.get("SLURM_JOB_ID")
     metrics["environment"]["jit_compile"] = jit_record(spec["training"], model)
-    # wall-clock span of the run (a study's wall time is its runs' span, tlbench.results)
+    # wall-clock span of the run (a study's wall time is its runs' span, tlbench.report.pages.results)
     metrics["started_utc"], metrics["finished_utc"] = started_utc, utc_now()
     # 5. write the outputs atomically
     with atomic_dir(outdir) as tmp:

@@ -23,7 +23,7 @@ input size and the interpolation. A run whose spec names ``features_cache``:
 Random (``weights: none``) backbones are drawn from the run's seed and have no
 identity to key on; such runs compute features in memory and say so in
 ``metrics.json["features"]``. ``{random: SEED}`` backbones (drawn from SEED alone,
-:mod:`tlbench.weights`) are cached like pretrained ones.
+:mod:`tlbench.models.weights`) are cached like pretrained ones.
 
 ``tlbench features SPEC.yaml OUTDIR`` (:func:`compute`) fills a cache ahead of
 the runs, from a run spec or a features spec

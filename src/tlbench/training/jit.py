@@ -2,7 +2,7 @@
 
 ``training.jit_compile`` is ``auto`` (the default), ``true`` or ``false``. It is
 passed to ``model.compile(jit_compile=...)`` for every training phase and set on
-the feature cache's extractor before its forward pass (:mod:`tlbench.features`).
+the feature cache's extractor before its forward pass (:mod:`tlbench.training.feature_cache`).
 ``auto`` resolves per Keras backend through :data:`AUTO_JIT`, the mode that
 ``benchmarks/bench_backends.py`` measured fastest among those that agree
 numerically (README, "Compiled steps"): on TensorFlow, XLA for a model with a
@@ -21,7 +21,7 @@ uncompiled under ``auto``; ``true`` for such a model is an error naming the
 layers. :func:`jit_record` is what ``metrics.json`` records
 (``environment.jit_compile``).
 
-No Keras import at module level: :mod:`tlbench.spec` validates the setting at
+No Keras import at module level: :mod:`tlbench.training.spec` validates the setting at
 parse time.
 """
 

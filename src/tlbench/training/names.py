@@ -1,8 +1,8 @@
 """The names the parse-time check needs, without importing Keras or TensorFlow.
 
-:func:`tlbench.spec.resolve_spec` checks backbone and augmentation names against
-their registries (:data:`tlbench.backbones.BACKBONES`,
-:data:`tlbench.augment.AUGMENTATIONS`); importing those builds Keras layers, so
+:func:`tlbench.training.spec.resolve_spec` checks backbone and augmentation names against
+their registries (:data:`tlbench.models.backbones.base.BACKBONES`,
+:data:`tlbench.models.augment.AUGMENTATIONS`); importing those builds Keras layers, so
 it imports Keras and TensorFlow. :func:`registry` gives the real registry when
 its module is already imported (a run, a test), else a names-only one:
 
@@ -25,10 +25,10 @@ from pathlib import Path
 
 from tlbench.core.registry import Registry
 
-#: The custom builders registered in :mod:`tlbench.backbones`.
+#: The custom builders registered in :mod:`tlbench.models.backbones`.
 CUSTOM_BACKBONES = ("alexnet", "seed000_cnn", "seed003_cnn", "small_cnn")
 
-#: The presets registered in :mod:`tlbench.augment`.
+#: The presets registered in :mod:`tlbench.models.augment`.
 AUGMENTATIONS = (
     "brightness",
     "contrast",

@@ -4,10 +4,10 @@
 :func:`data_fingerprint` the prepared data's content hash that a checkpoint is
 tied to; :class:`ResumeCallback` and :class:`Heartbeat` are the Keras callbacks
 through which a fit checkpoints finished epochs and keeps the attempt record current
-(see :class:`tlbench.training.Trainer`).
+(see :class:`tlbench.training.trainer.Trainer`).
 
 An epoch is checkpointed when at least :func:`checkpoint_seconds` (default
-:data:`tlbench.jobs.CHECKPOINT_SECONDS`, environment variable ``TLBENCH_CHECKPOINT_SECONDS``) have
+:data:`tlbench.training.resume.CHECKPOINT_SECONDS`, environment variable ``TLBENCH_CHECKPOINT_SECONDS``) have
 passed since the fit's last checkpoint or its start; every fit's end is. So a
 killed run redoes at most that much training, and a short epoch (the quickstart's
 take a third of a second on 2 cores, where saving the weights took a quarter of

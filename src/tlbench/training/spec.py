@@ -13,14 +13,14 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
     dataset:
       name: null                 # display name (default: the prepared manifest's)
       prepared: PATH             # folder written by `tlbench prepare`
-      budget: null               # label budget of the train split (tlbench.budget):
+      budget: null               # label budget of the train split (tlbench.datasets.budget):
                                  # images per class (int), a fraction in (0, 1) or all
     backbone:
-      name: MobileNetV2          # tlbench.backbones registry name
+      name: MobileNetV2          # tlbench.models.backbones registry name
       weights: imagenet          # imagenet | none | PATH to a weights file | {run: RUN_FOLDER}
                                  # | {random: SEED}: random init drawn from SEED alone (an
                                  # integer 0 .. 2**32-1; not the run's seed), not pretrained,
-                                 # its features cached and scored (tlbench.weights)
+                                 # its features cached and scored (tlbench.models.weights)
                                  # (autoencoder: none unless given here)
       kwargs: {}                 # constructor arguments, e.g. {alpha: 0.35}
     strategy:
@@ -34,7 +34,7 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
       hidden: []                 # mlp default: [512, 256, 128]
       dropout: 0.2               # 0 <= dropout < 1
     augmentation:
-      name: none                 # tlbench.augment registry name
+      name: none                 # tlbench.models.augment registry name
       params: {}
     seed: 0
     training:
@@ -50,12 +50,12 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
       input_size: null           # model input side; null = the prepared size; Resizing if different
       interpolation: bilinear    # bilinear | nearest | bicubic | lanczos3 | lanczos5
       mixed_precision: false
-      jit_compile: auto          # auto | true | false: XLA-compiled steps (tlbench.compute;
+      jit_compile: auto          # auto | true | false: XLA-compiled steps (tlbench.training.jit;
                                  # auto: the mode measured fastest on the Keras backend)
       batchnorm_momentum: 0.9    # BatchNorm layers that train update their moving statistics
                                  # with this momentum (PyTorch's default; Keras applications ship
                                  # 0.99/0.999, too slow for short runs); null: the model's own
-    features_cache: null         # folder of the frozen-backbone feature cache (tlbench.features):
+    features_cache: null         # folder of the frozen-backbone feature cache (tlbench.training.feature_cache):
                                  # reused if its key matches, computed there if absent;
                                  # null: computed in memory for this run only
     run: null                    # optional config-level names {dataset, backbone, ...},
@@ -82,7 +82,9 @@ from tlbench.datasets.budget import BudgetError, check_budget
 from tlbench.models.weights import RANDOM, check_random_seed
 from tlbench.strategies.base import STRATEGIES
 from tlbench.training.jit import check_jit_setting
-from tlbench.training.names import registry  # names only unless tlbench.backbones is imported
+from tlbench.training.names import (
+    registry,  # names only unless tlbench.models.backbones is imported
+)
 
 REQUIRED = "<required>"
 
@@ -221,7 +223,9 @@ def _check_values(spec: dict[str, Any], *, weights_given: bool = True) -> None:
     if not isinstance(dataset["prepared"], str | os.PathLike) or not str(dataset["prepared"]):
         raise SpecError(f"dataset.prepared: {dataset['prepared']!r} must be a folder path")
     dataset["prepared"] = str(dataset["prepared"])
-    if dataset["budget"] is not None:  # a label budget: the train split's subset (tlbench.budget)
+    if (
+        dataset["budget"] is not None
+    ):  # a label budget: the train split's subset (tlbench.datasets.budget)
         try:
             dataset["budget"] = check_budget(dataset["budget"], "dataset.budget")
         except BudgetError as error:
@@ -356,5 +360,5 @@ def _check_schedule(schedule: Any) -> dict[str, Any]:
     return out
 
 
-#: Public name of the merge step (used by tlbench.features for its smaller spec).
+#: Public name of the merge step (used by tlbench.training.feature_cache for its smaller spec).
 merge_defaults = _merge

@@ -3,8 +3,8 @@ strategy's declared phases (:meth:`Trainer.fit_phases`, the default
 :meth:`tlbench.strategies.Strategy.train`).
 
 Every fit gets the history recorder, the NaN guard, the per-epoch seeds
-(:mod:`tlbench.callbacks`), early stopping when the spec asks for it, and, in a
-run with a :class:`tlbench.checkpoint.Resume`, a checkpoint after every epoch.
+(:mod:`tlbench.training.callbacks`), early stopping when the spec asks for it, and, in a
+run with a :class:`tlbench.training.resume.Resume`, a checkpoint after every epoch.
 A non-finite loss raises :class:`RunFailed`.
 """
 
@@ -36,7 +36,7 @@ from tlbench.training.optimizers import EpochSchedule, build_optimizer
 from tlbench.training.resume import Resume
 
 #: Train head-only phases without augmentation on cached backbone features
-#: (tlbench.features). False pushes the images through the frozen backbone in
+#: (tlbench.training.feature_cache). False pushes the images through the frozen backbone in
 #: every epoch instead (same model, same result up to shuffling; for benchmarks).
 USE_FEATURE_CACHE = True
 
@@ -136,7 +136,7 @@ class Trainer:
 
     def features(self, ctx: TrainContext) -> Any:
         """Pooled features of the frozen ``ctx.built.backbone`` on the train and val
-        splits (:func:`tlbench.features.features_for_run`: from the feature cache when
+        splits (:func:`tlbench.training.feature_cache.features_for_run`: from the feature cache when
         the spec names one, else computed): ``.train``, ``.val``, ``.info``."""
 
         (x_train, _), (x_val, _) = ctx.splits["train"], ctx.splits["val"]

@@ -2,10 +2,10 @@
 and the tuners that run them. Imported by :mod:`tlbench.tuning` on first use only
 (it imports keras-tuner).
 
-A trial trains as a run does: :func:`tlbench.assembly.build_model` in
+A trial trains as a run does: :func:`tlbench.models.assembly.build_model` in
 :meth:`StrategyHyperModel.build`, the strategy's
 :meth:`~tlbench.strategies.Strategy.train` in :meth:`StrategyHyperModel.fit`, then a
-score on the val split (the search object, ``tlbench.tuning._Search``, holds only
+score on the val split (the search object, ``tlbench.tuning.search._Search``, holds only
 the train and val splits).
 """
 

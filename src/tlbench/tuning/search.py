@@ -25,7 +25,7 @@ Tuning section (defaults shown)::
 The objective is the validation accuracy (``val_accuracy``), or for two
 classes the validation ROC AUC (``val_roc_auc``); trials read the train and
 val splits only, never the test split. Every trial trains from scratch
-as a run does (:func:`tlbench.assembly.build_model`, then the strategy's
+as a run does (:func:`tlbench.models.assembly.build_model`, then the strategy's
 :meth:`~tlbench.strategies.Strategy.train`, so two-phase training compiles and fits
 twice inside one :meth:`keras_tuner.HyperModel.fit`), from a cleared Keras
 session; under Hyperband a trial's epoch budget is its ``training.epochs``
@@ -100,7 +100,7 @@ def search_key(spec: Mapping[str, Any], tuning: Mapping[str, Any], manifest: Map
 
 def hypermodel_class(strategy: str) -> type:
     """The :class:`keras_tuner.HyperModel` subclass that tunes ``strategy``
-    (:mod:`tlbench.hypermodels`; keras-tuner is imported here, on first use)."""
+    (:mod:`tlbench.tuning.hypermodels`; keras-tuner is imported here, on first use)."""
     if strategy not in TUNABLE:
         raise TuningError(
             f"strategy {strategy!r} has nothing to tune; strategies that can be tuned: "

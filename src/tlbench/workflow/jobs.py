@@ -57,7 +57,7 @@ def table_stem(outputs: Mapping[str, Any]) -> Path:
 def limit_threads(threads: int) -> None:
     """Cap the numeric libraries' thread pools at ``threads``: through the environment
     before they are loaded, and, for those already loaded (in a job forked by the job
-    server, :mod:`tlbench.jobserver`, numpy's BLAS), through threadpoolctl."""
+    server, :mod:`tlbench.workflow.jobserver`, numpy's BLAS), through threadpoolctl."""
     n = str(max(1, int(threads)))
     for var in (
         "OMP_NUM_THREADS",

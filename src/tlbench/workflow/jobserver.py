@@ -77,7 +77,7 @@ PRELOAD = (
 #: Environment variables read at import time: a job whose values differ from the
 #: server's runs in its own process (variables starting with one of these).
 KEY_PREFIXES = ("PYTHON", "KERAS_", "TF_", "XLA_", "JAX_", "CUDA_", "LD_", "MPL")
-#: Set per job by :func:`tlbench.jobs.limit_threads` (after delegation): not compared.
+#: Set per job by :func:`tlbench.workflow.jobs.limit_threads` (after delegation): not compared.
 PER_JOB = frozenset({"TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "XLA_FLAGS"})
 #: Largest request (a job's command line, working directory and environment).
 MAX_MESSAGE = 1 << 20
@@ -390,5 +390,5 @@ def stop(process: subprocess.Popen | None) -> None:
             os.rmdir(os.path.dirname(path))
 
 
-if __name__ == "__main__":  # python -m tlbench.jobserver SOCKET PARENT_PID [MODULE ...]
+if __name__ == "__main__":  # python -m tlbench.workflow.jobserver SOCKET PARENT_PID [MODULE ...]
     serve(sys.argv[1], sys.argv[3:], int(sys.argv[2]))

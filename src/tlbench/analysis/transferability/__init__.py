@@ -1,1 +1,3 @@
-"""analysis/transferability"""
+"""Transferability: scores from frozen features (``scores``), a feature cache scored
+(``cache``), the scores against training (``tau``) and prescreening (``prescreen``).
+"""

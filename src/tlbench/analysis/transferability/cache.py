@@ -30,8 +30,8 @@ from tlbench.core.hashing import sha256_file
 from tlbench.datasets import load_prepared
 from tlbench.models.weights import random_label, random_seed
 
-#: The feature cache key's weight identities (tlbench.features.weights_identity) -> labels
-#: (``{random: SEED}``: :func:`tlbench.weights.random_label`, e.g. ``random(seed 0)``).
+#: The feature cache key's weight identities (tlbench.training.feature_cache.weights_identity) -> labels
+#: (``{random: SEED}``: :func:`tlbench.models.weights.random_label`, e.g. ``random(seed 0)``).
 WEIGHTS_LABELS = {"run_model_sha256": "pretraining run", "file_sha256": "weights file"}
 
 
@@ -93,11 +93,11 @@ def source_probabilities(
 ) -> np.ndarray:
     """Source-class probabilities (N x Z) of a pretraining run's classifier
     (``run_dir/model.keras``) on ``images`` (uint8 N x H x W x 3), computed as the
-    ``direct`` strategy computes them (:func:`tlbench.backbones.build_source_classifier`,
-    :func:`tlbench.pipeline.predict`). ``backbone``: its ``name`` and ``kwargs``.
+    ``direct`` strategy computes them (:func:`tlbench.models.backbones.applications.build_source_classifier`,
+    :func:`tlbench.models.inputs.predict`). ``backbone``: its ``name`` and ``kwargs``.
     Images of another height and width are resized to the model's input size first
     (as the ``direct`` strategy's are); another number of channels raises
-    :class:`tlbench.errors.InputShapeError`."""
+    :class:`tlbench.core.errors.InputShapeError`."""
     # deferred: imports Keras; the workflow's parse-time check imports this module (scored_pairs)
     from tlbench.models.backbones.applications import build_source_classifier
     from tlbench.models.inputs import predict
@@ -185,7 +185,7 @@ def score_cache(
     *,
     batch_size: int = 32,
 ) -> dict[str, Any]:
-    """Scores of one feature cache folder (``tlbench.features``) with the prepared
+    """Scores of one feature cache folder (``tlbench.training.feature_cache``) with the prepared
     dataset's train/val labels; ``names`` (dataset, backbone) identify the row.
 
     NCE and LEEP: when the cache's backbone was pretrained by a run (its key's
@@ -235,7 +235,7 @@ def score_cache(
 
 def weights_label(identity: Any) -> str:
     """The scores table's ``weights`` of a feature cache key's weights identity
-    (:func:`tlbench.features.weights_identity`): ``imagenet``, ``pretraining run``,
+    (:func:`tlbench.training.feature_cache.weights_identity`): ``imagenet``, ``pretraining run``,
     ``weights file`` or ``random(seed N)``."""
     if isinstance(identity, str):
         return identity

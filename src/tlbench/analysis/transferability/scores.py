@@ -1,7 +1,7 @@
 """Transferability scores: rank backbones from their frozen features, without training.
 
 Every score is computed from a backbone's pooled features of the target
-dataset (the feature cache of :mod:`tlbench.features`) and the target labels;
+dataset (the feature cache of :mod:`tlbench.training.feature_cache`) and the target labels;
 a higher score predicts a better transfer.
 
 * :func:`logme` -- LogME (You et al., ICML 2021): the maximised log marginal

@@ -32,7 +32,7 @@ def scores_table(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
 def measured_accuracy(study: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds of val and test accuracy of finished runs, per
     (dataset, backbone, strategy, augmentation), with the number of runs. With label
-    budgets (tlbench.budget) only the runs on the whole training split (``all``): the
+    budgets (tlbench.datasets.budget) only the runs on the whole training split (``all``): the
     scores are computed on it."""
     ok = study[study["status"] == "ok"]
     if "budget" in ok:
@@ -67,7 +67,7 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
     backbone has the score (e.g. NCE, LEEP without source classifiers), fewer than
     :data:`MIN_BACKBONES` backbones, or a score or accuracy constant over them.
     Test-accuracy rows are a report of how well a score predicted; nothing is chosen
-    by them (``note`` says so). A pilot study (``tlbench.tables.is_pilot``: its test
+    by them (``note`` says so). A pilot study (``tlbench.analysis.tables.is_pilot``: its test
     splits sealed) has validation rows only.
     """
 

@@ -3,7 +3,7 @@
 A study's runs of one dataset all see the same test images
 (``predictions.npz`` of every run holds the test labels and probabilities), so
 two cells (backbone × strategy × augmentation) can be compared image by image.
-This module turns the study table (:func:`tlbench.tables.collect_runs`) and
+This module turns the study table (:func:`tlbench.analysis.runs.collect_runs`) and
 those predictions into
 
 * :func:`cell_table` -- every cell of every dataset on one list, ordered by the
@@ -78,7 +78,7 @@ from tlbench.analysis.verdict.bootstrap import (
 def validation_criterion(rows: pd.DataFrame) -> str:
     """The study column that chooses among a dataset's cells: ``val_roc_auc`` when
     every finished run has two classes and a validation ROC AUC, else ``val_accuracy``
-    (:func:`tlbench.selection.criterion`: validation, never test)."""
+    (:func:`tlbench.analysis.selection.criterion`: validation, never test)."""
 
     return criterion(rows)[0]
 
@@ -294,7 +294,7 @@ DatasetBootstraps = list[tuple[str, list[Cell], Replicates]]
 
 
 def budget_groups(study: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
-    """The study split by label budget (tlbench.budget; column ``budget``), budgets in
+    """The study split by label budget (tlbench.datasets.budget; column ``budget``), budgets in
     increasing images per class; ``[(None, study)]`` when it has one budget or none."""
     if "budget" not in study or study["budget"].fillna("all").nunique() <= 1:
         return [(None, study)]

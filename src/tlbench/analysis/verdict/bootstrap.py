@@ -15,7 +15,7 @@ from tlbench.analysis.runs import read_correct
 
 #: Identity of a cell (a run without its seed).
 CELL = ["dataset", "backbone", "strategy", "augmentation"]
-#: Defaults of the study's ``verdict`` section (src/tlbench/schemas/config.schema.yaml).
+#: Defaults of the study's ``verdict`` section (src/tlbench/study/schemas/config.schema.yaml).
 MARGIN = 0.01
 REPS = 2000
 SEED = 0

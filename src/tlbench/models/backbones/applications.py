@@ -6,13 +6,13 @@ input_shape) -> Backbone``:
 * every model of ``keras.applications`` under its Keras name (discovered from
   the installed Keras, not from a hand list), built with ``include_top=False``;
   ``kwargs`` are passed through (e.g. ``alpha``);
-* custom CNNs (:mod:`tlbench.custom_backbones`): ``seed003_cnn`` (seeds 003/004),
+* custom CNNs (:mod:`tlbench.models.backbones.custom`): ``seed003_cnn`` (seeds 003/004),
   ``seed000_cnn`` (seed 000's ``CNN_10_relu``), ``alexnet`` (architecture only) and
   ``small_cnn``.
 
 A backbone ``model`` is named ``"backbone"`` and maps *preprocessed* images to
 features (a 4D map, or a 2D vector for ``seed000_cnn`` and ``pooling=...``);
-``Backbone.preprocess_mode`` says which :class:`tlbench.preprocess.Preprocess`
+``Backbone.preprocess_mode`` says which :class:`tlbench.models.preprocess.Preprocess`
 mode must come first.
 
 Weights (``cfg["weights"]``): ``"imagenet"`` loads the real ImageNet weights
@@ -23,7 +23,7 @@ there is never a fallback to random weights. ``"none"`` is random
 initialisation (drawn from the run's seed), a path loads a weights file,
 ``{"run": folder}`` takes the nested ``"backbone"`` layer of that earlier run's
 ``model.keras``, and ``{"random": SEED}`` is random initialisation drawn from ``SEED``
-alone (:func:`random_init_seed`; :mod:`tlbench.weights`), not pretrained.
+alone (:func:`random_init_seed`; :mod:`tlbench.models.weights`), not pretrained.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
 from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
 
 from tlbench.core.errors import MissingWeightsError
-from tlbench.models.backbones.base import BACKBONES, Backbone, _check_min_size, layer_blocks
+from tlbench.models.backbones.base import BACKBONES, Backbone, check_min_size, layer_blocks
 from tlbench.models.backbones.from_run import copy_weights, load_run_backbone, load_run_classifier
 from tlbench.models.backbones.keras_weights import (
     MOBILENET_ALPHAS,
@@ -109,17 +109,17 @@ def build_backbone(cfg: dict, input_shape: tuple[int, int, int]) -> Backbone:
     if seed is not None:
         with random_init_seed(seed):
             backbone = builder(name, "none", kwargs, input_shape)
-        _check_min_size(name, input_shape, getattr(backbone, "min_size", None) or 1)
+        check_min_size(name, input_shape, getattr(backbone, "min_size", None) or 1)
         return backbone
     if isinstance(weights, dict):
         backbone = builder(name, "none", kwargs, input_shape)
-        _check_min_size(name, input_shape, getattr(backbone, "min_size", None) or 1)
+        check_min_size(name, input_shape, getattr(backbone, "min_size", None) or 1)
         source = load_run_backbone(Path(weights["run"]))
         copy_weights(source, backbone.model, what=f"{name} from run {weights['run']}")
         backbone.pretrained = True
         return backbone
     backbone = builder(name, weights, kwargs, input_shape)
-    _check_min_size(name, input_shape, getattr(backbone, "min_size", None) or 1)
+    check_min_size(name, input_shape, getattr(backbone, "min_size", None) or 1)
     return backbone
 
 
@@ -131,7 +131,7 @@ def random_init_seed(seed: int) -> Iterator[None]:
     caller's random state is back as it was (the Python, NumPy and torch streams where
     they were, Keras's recorded seed and global generator), and TensorFlow's global seed
     (which cannot be read back) is set again to Keras's recorded one, the run's seed
-    that ``tlbench.engine`` set, or cleared when none was recorded. Keras draws its
+    that ``tlbench.training.engine`` set, or cleared when none was recorded. Keras draws its
     initialisers' seeds from the Python stream, so the layers built after this (the
     run's head) get what they would have got without it."""
 
@@ -255,7 +255,7 @@ def _build_keras_application(
     fn = keras_applications()[name]
     _check_app_kwargs(name, fn, kwargs)
     min_size = _MIN_SIZE.get(name, 32)
-    _check_min_size(name, input_shape, min_size)
+    check_min_size(name, input_shape, min_size)
     call_weights: str | None = None if weights == "none" else weights
     if weights == "imagenet":
         if input_shape[2] != 3:

@@ -1,7 +1,7 @@
 """The backbone record, the registry of builders, their argument checks and layer blocks.
 
-Split out of :mod:`tlbench.backbones` (which re-exports every name here) so that the
-custom CNNs (:mod:`tlbench.custom_backbones`) and the ``keras.applications`` builders
+Split out of :mod:`tlbench.models.backbones` (which re-exports every name here) so that the
+custom CNNs (:mod:`tlbench.models.backbones.custom`) and the ``keras.applications`` builders
 share them without importing each other.
 """
 
@@ -30,7 +30,7 @@ class Backbone:
     min_size: int  # smallest input side the architecture accepts
 
 
-def _check_min_size(name: str, input_shape: tuple[int, int, int], min_size: int) -> None:
+def check_min_size(name: str, input_shape: tuple[int, int, int], min_size: int) -> None:
     if min(input_shape[:2]) < min_size:
         raise ValueError(
             f"backbone {name} does not accept input size {input_shape[0]}x{input_shape[1]}: "
@@ -38,7 +38,7 @@ def _check_min_size(name: str, input_shape: tuple[int, int, int], min_size: int)
         )
 
 
-def _check_kwargs(name: str, kwargs: dict, defaults: dict) -> dict:
+def check_kwargs(name: str, kwargs: dict, defaults: dict) -> dict:
     """Merge ``kwargs`` over ``defaults``; unknown keys -> error listing valid ones."""
     unknown = sorted(set(kwargs) - set(defaults))
     if unknown:

@@ -1,9 +1,9 @@
-"""Custom backbones, registered into :data:`tlbench.backbones.BACKBONES` on import.
+"""Custom backbones, registered into :data:`tlbench.models.backbones.base.BACKBONES` on import.
 
 ``seed003_cnn`` (seeds 003/004), ``seed000_cnn`` (seed 000's ``CNN_10_relu``),
-``alexnet`` (architecture only) and ``small_cnn``; :mod:`tlbench.backbones` imports
-this module, so ``import tlbench.backbones`` registers them (their names are
-:data:`tlbench.names.CUSTOM_BACKBONES`).
+``alexnet`` (architecture only) and ``small_cnn``; :mod:`tlbench.models.backbones` imports
+this module, so ``import tlbench.models.backbones`` registers them (their names are
+:data:`tlbench.training.names.CUSTOM_BACKBONES`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import keras
 from tlbench.models.backbones.base import (
     BACKBONES,
     Backbone,
-    _check_kwargs,
-    _check_min_size,
+    check_kwargs,
+    check_min_size,
     layer_blocks,
 )
 from tlbench.models.preprocess import Equalize, Standardize, check_mode
@@ -77,10 +77,10 @@ def seed003_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, i
     pooling + Dense is the head's job). kwargs: ``first_stride`` (2; seed 004's
     autoencoder tables show 224x224 after the first conv, i.e. stride 1).
     """
-    opts = _check_kwargs(name, kwargs, {"first_stride": 2})
+    opts = check_kwargs(name, kwargs, {"first_stride": 2})
     stride = int(opts["first_stride"])
     min_size = 8 * stride
-    _check_min_size(name, input_shape, min_size)
+    check_min_size(name, input_shape, min_size)
     inputs = keras.Input(shape=input_shape, name="image")
     x = _conv_bn_relu(inputs, 64, 7, "block1", 1, strides=stride)
     x = keras.layers.MaxPooling2D(2, name="block1_pool")(x)
@@ -102,8 +102,8 @@ def seed000_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, i
     ``block4`` (one per conv) and ``block5`` (Flatten + Dense). The output is the
     1024-vector; ``dense_units: 0`` stops at the 4D map instead.
     """
-    opts = _check_kwargs(name, kwargs, {"dense_units": 1024})
-    _check_min_size(name, input_shape, 4)
+    opts = check_kwargs(name, kwargs, {"dense_units": 1024})
+    check_min_size(name, input_shape, 4)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for i, filters in enumerate((6, 12, 24, 48), start=1):
@@ -127,9 +127,9 @@ def alexnet(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int, 
     256 - ReLU, MaxPool 3/2 after ``block5``. 2,469,696 parameters; 6x6x256 = 9216
     features at 224x224 as in seed 002. No Keras weights exist (torch preprocessing).
     """
-    _check_kwargs(name, kwargs, {})
+    check_kwargs(name, kwargs, {})
     min_size = 63
-    _check_min_size(name, input_shape, min_size)
+    check_min_size(name, input_shape, min_size)
     inputs = keras.Input(shape=input_shape, name="image")
     x = keras.layers.ZeroPadding2D(2, name="block1_pad")(inputs)
     x = keras.layers.Conv2D(64, 11, strides=4, activation="relu", name="block1_conv")(x)
@@ -152,14 +152,14 @@ def small_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int
     One block per entry of ``widths`` (default ``[32, 64, 128]``): [Conv 3x3 -
     BN - ReLU] x ``convs_per_block`` (default 2) - MaxPool 2, then Dropout
     ``dropout`` (default 0: none). ``standardize: true`` puts a per-image
-    :class:`~tlbench.preprocess.Standardize` layer (``block0_standardize``) first;
+    :class:`~tlbench.models.preprocess.Standardize` layer (``block0_standardize``) first;
     ``equalize: true`` a per-image luma histogram equalisation,
-    :class:`~tlbench.preprocess.Equalize` (``block0_equalize``), before it.
+    :class:`~tlbench.models.preprocess.Equalize` (``block0_equalize``), before it.
     Output: a 4D map of side ``input / 2**len(widths)``, or with ``dense_units: n``
     a last block of Flatten - Dense n - ReLU, which keeps where in the image a
     feature is (global average pooling of the map does not).
     """
-    opts = _check_kwargs(
+    opts = check_kwargs(
         name,
         kwargs,
         {
@@ -184,7 +184,7 @@ def small_cnn(name: str, weights: str, kwargs: dict, input_shape: tuple[int, int
         if not isinstance(opts[flag], bool):
             raise ValueError(f"small_cnn {flag} must be true or false, got {opts[flag]!r}")
     min_size = 2 ** len(widths)
-    _check_min_size(name, input_shape, min_size)
+    check_min_size(name, input_shape, min_size)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if opts["equalize"]:

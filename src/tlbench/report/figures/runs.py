@@ -22,7 +22,7 @@ Workflow entry points (``scripts/*.py``):
 * :func:`prediction_grid` (study table, prepared dataset, dataset) -- test
   images with the best run's top-3 class probabilities.
 
-A "study table" is the DataFrame of :func:`tlbench.tables.collect_runs` or the
+A "study table" is the DataFrame of :func:`tlbench.analysis.runs.collect_runs` or the
 path of its CSV (``results/tables/study.csv``).
 """
 
@@ -164,7 +164,7 @@ def best_confusion_matrix(
     study: pd.DataFrame | str | os.PathLike, dataset: str, path: str | os.PathLike
 ) -> Path:
     """Test confusion matrix of the dataset's run chosen by validation
-    (:func:`tlbench.selection.select_run`), from its metrics.json; the title names the
+    (:func:`tlbench.analysis.selection.select_run`), from its metrics.json; the title names the
     validation figure that chose it, its test accuracy, and warns when validation
     cannot tell it from the runner-up. A pilot run's matrix is its validation one."""
     df, which = whole_budget(study_table(study), dataset)
@@ -319,7 +319,7 @@ def prediction_grid(
 ) -> Path:
     """Test images of a prepared dataset with the best run's top-3 probabilities.
 
-    The best run is the one chosen by validation (:func:`tlbench.selection.select_run`);
+    The best run is the one chosen by validation (:func:`tlbench.analysis.selection.select_run`);
     its ``predictions.npz`` (``y_true``, ``y_prob``) must match the prepared
     ``test_x.npy`` / ``test_y.npy`` and ``classes.json``. A pilot run's predictions
     are of the validation split: its images are ``val_x.npy`` (test stays sealed).

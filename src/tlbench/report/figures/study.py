@@ -29,7 +29,7 @@ def study_table(study: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
 
 def _ok_runs(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Finished runs of ``dataset`` with an accuracy on the reported split (test; val in
-    a pilot study, :func:`tlbench.tables.reported_split`); error listing datasets if unknown."""
+    a pilot study, :func:`tlbench.analysis.tables.reported_split`); error listing datasets if unknown."""
     rows = tables._check_dataset(df, dataset)
     column = f"{tables.reported_split(df)}_accuracy"
     return rows[(rows["status"] == "ok") & rows[column].notna()]
@@ -37,7 +37,7 @@ def _ok_runs(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 def whole_budget(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, str]:
     """The study's rows that the per-dataset figures of ``dataset`` show, and the words
-    for their titles. With label budgets (tlbench.budget) the heatmaps, the Pareto
+    for their titles. With label budgets (tlbench.datasets.budget) the heatmaps, the Pareto
     front, the confusion matrix and the prediction grid show the runs of one budget,
     never a mix: ``all`` (the whole training split), else the largest; the learning
     curves show every budget. Without budgets: ``df`` and ``""``."""

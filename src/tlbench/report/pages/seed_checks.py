@@ -22,7 +22,7 @@ class Check:
     """An acceptance check: what, the target, and a function measuring it.
 
     ``measure`` returns ``(measured text, met)``; a check that chooses a run or a
-    cell returns ``(text, met, selection)`` (a :class:`tlbench.selection.Selection`,
+    cell returns ``(text, met, selection)`` (a :class:`tlbench.analysis.selection.Selection`,
     or None when nothing could be chosen) and has ``selected_by`` set: how it chose
     (``"validation"``) or why it names runs without choosing them.
     """
@@ -79,13 +79,13 @@ def _selected_check(kind: str, column: str, label: str, target: float, strategie
 
 def selected_run_check(column: str, label: str, target: float, strategies=None) -> Check:
     """The ``column`` (a test figure) of the run chosen by validation
-    (:func:`tlbench.selection.select_run`) reaches ``target``."""
+    (:func:`tlbench.analysis.selection.select_run`) reaches ``target``."""
     return _selected_check("run", column, label, target, strategies)
 
 
 def selected_cell_check(column: str, label: str, target: float, strategies=None) -> Check:
     """The mean ``column`` (a test figure) over seeds of the cell chosen by validation
-    (:func:`tlbench.selection.select_cell`) reaches ``target``."""
+    (:func:`tlbench.analysis.selection.select_cell`) reaches ``target``."""
     return _selected_check("cell", column, label, target, strategies)
 
 

@@ -110,7 +110,7 @@ def seed002_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
 
 def pair_text(extra: Mapping[str, Any], a: str, b: str) -> str:
     """`` (difference [low, high]: verdict)`` of cell a against b from the page's
-    pairwise table (:func:`tlbench.verdict.pairwise_table`), in accuracy points; empty
+    pairwise table (:func:`tlbench.analysis.verdict.pairs.pairwise_table`), in accuracy points; empty
     without the table or the pair."""
     table = extra.get("pairwise")
     if table is None or not len(table):

@@ -1,20 +1,20 @@
 """Seed studies beside their seed reports: their sections of ``docs/results.md``.
 
 A study config with a ``seed_study`` block (``configs/measured/seed00N_*.yaml``)
-names the seed report it reproduces (:mod:`tlbench.seed_reference`) and the
+names the seed report it reproduces (:mod:`tlbench.report.seed_reference`) and the
 substitutions this machine forced. From the study's runs (``tables/study.csv``,
 each run's ``history.csv``) and its verdict (``tables/verdict.csv``) the rule
 ``seed_results`` writes one section (:func:`seed_section`):
 
-* the header of every measured study's section (:func:`tlbench.results.study_header`);
+* the header of every measured study's section (:func:`tlbench.report.pages.results.study_header`);
 * the acceptance checks of the seed (:data:`SEED_PAGES`), each with its
   target and what was measured;
-* the verdict (:func:`tlbench.results.verdict_blocks`): the cell chosen by
+* the verdict (:func:`tlbench.report.pages.results.verdict_blocks`): the cell chosen by
   validation, its test accuracy with its interval, the cells tied with it;
 * the seed's own result tables, as printed in the report;
-* ours: one row per cell, mean ± sd over seeds (:func:`tlbench.results.cell_table`);
+* ours: one row per cell, mean ± sd over seeds (:func:`tlbench.report.pages.results.cell_table`);
 * BatchNorm frozen against trained where the study runs both policies for the
-  same cells (:func:`tlbench.results.batchnorm_blocks`);
+  same cells (:func:`tlbench.report.pages.results.batchnorm_blocks`);
 * epochs to converge where the study compares a pretraining strategy with
   ``scratch`` (seed 004): epochs until the scratch run's best validation
   accuracy is reached, per seed;
@@ -144,13 +144,13 @@ def seed_section(
 
     ``study``: ``{"reference": "002", "config": path, "substitutions": [...],
     "results": folder}`` (the config's ``seed_study`` block plus where it ran).
-    ``looks``: the study's test-split ledger counts (:func:`tlbench.ledger.looks`),
+    ``looks``: the study's test-split ledger counts (:func:`tlbench.analysis.ledger.looks`),
     shown per dataset and recorded as the summary's ``test_evaluations``.
     ``verdict``: the study's verdict table (``tables/verdict.csv``,
-    :func:`tlbench.verdict.verdict_table`), shown after the checks; ``batchnorm``:
-    BatchNorm frozen against trained (:func:`tlbench.verdict.batchnorm_table`),
+    :func:`tlbench.analysis.verdict.assess.verdict_table`), shown after the checks; ``batchnorm``:
+    BatchNorm frozen against trained (:func:`tlbench.analysis.verdict.pairs.batchnorm_table`),
     shown after our cells; ``pairwise``: every pair of cells with the interval of
-    their difference (:func:`tlbench.verdict.pairwise_table`), for the findings that
+    their difference (:func:`tlbench.analysis.verdict.pairs.pairwise_table`), for the findings that
     compare two cells (``extra["pairwise"]``).
     """
     seed_id = seed_reference.normalize_id(study["reference"])

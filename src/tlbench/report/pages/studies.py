@@ -5,18 +5,18 @@ A study config with a ``results_section: {page, title}`` block (e.g.
 written by the rule ``study_results`` from the study's outputs, never typed by hand:
 
 * the header every measured study's section opens with
-  (:func:`tlbench.results.study_header`: config, runs, wall time on the CPU that
+  (:func:`tlbench.report.pages.results.study_header`: config, runs, wall time on the CPU that
   ran it, code version, the looks at each test split);
 * the verdict per dataset (and label budget) from ``tables/verdict.csv``
-  (:mod:`tlbench.verdict`: the validation-selected cell, its test accuracy with
+  (:mod:`tlbench.analysis.verdict`: the validation-selected cell, its test accuracy with
   its interval, the ties, the transfer gain, the cheapest tied cell);
 * across two or more datasets: Friedman's test of the strategies' ranks and
-  Nemenyi's critical difference (:func:`tlbench.verdict.across_datasets`);
-* with label budgets (:mod:`tlbench.budget`): per dataset, test accuracy with its
+  Nemenyi's critical difference (:func:`tlbench.analysis.verdict.across.across_datasets`);
+* with label budgets (:mod:`tlbench.datasets.budget`): per dataset, test accuracy with its
   interval per cell and budget, the crossovers in words
-  (:mod:`tlbench.learning_curves`) and at which budgets transfer beat training
+  (:mod:`tlbench.analysis.learning_curves`) and at which budgets transfer beat training
   without pretrained weights (the verdict's transfer gain per budget);
-* when the study scores backbones (:mod:`tlbench.transferability`): every score
+* when the study scores backbones (:mod:`tlbench.analysis.transferability`): every score
   beside the measured accuracy of each strategy, each score's weighted Kendall tau
   against each accuracy, in words how well each score predicted, and what scoring
   cost against the training it stands in for.
@@ -48,7 +48,7 @@ from tlbench.report.pages.transferability import scores_rank_backbones, transfer
 
 
 def cells_blocks(df: pd.DataFrame) -> list[Block]:
-    """Every cell's mean ± sd over seeds (:func:`tlbench.results.cell_table`), with the
+    """Every cell's mean ± sd over seeds (:func:`tlbench.report.pages.results.cell_table`), with the
     validation accuracy that chose among them beside the test figure."""
 
     table = cell_table(df)
@@ -63,7 +63,7 @@ def cells_blocks(df: pd.DataFrame) -> list[Block]:
 
 
 def across_blocks(ranking: pd.DataFrame) -> list[Block]:
-    """Across two or more datasets (the strategy ranking's cells, tlbench.verdict): each
+    """Across two or more datasets (the strategy ranking's cells, tlbench.analysis.verdict): each
     strategy's test accuracy per dataset (its validation-best cell), the mean ranks,
     Friedman's test and Nemenyi's critical difference; or why there is no comparison."""
 
@@ -184,7 +184,7 @@ def study_section(
     tau: pd.DataFrame | None = None,
     ranking: pd.DataFrame | None = None,
 ) -> tuple[list[Block], dict[str, Any]]:
-    """A measured study's section (blocks, :func:`tlbench.results.to_markdown`) and
+    """A measured study's section (blocks, :func:`tlbench.report.pages.results.to_markdown`) and
     its summary. ``study``: the config's ``results_section`` block (``page``,
     ``title``) plus ``config`` and ``results`` (where it ran)."""
     wall = wall_time(df)

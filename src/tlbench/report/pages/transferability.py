@@ -13,7 +13,7 @@ from tlbench.report.pages.results import (
     Block,
 )
 
-#: Column labels of the scores on the page (tlbench.transferability.SCORES' names).
+#: Column labels of the scores on the page (tlbench.analysis.transferability.scores.SCORES' names).
 SCORE_LABELS = {
     "logme": "LogME",
     "hscore": "H-score",
@@ -31,7 +31,7 @@ def _short(strategy: str) -> str:
 
 
 def _scores_present(scores: pd.DataFrame) -> list[str]:
-    """The scores of :data:`tlbench.transferability.SCORES` in the table, in that order."""
+    """The scores of :data:`tlbench.analysis.transferability.scores.SCORES` in the table, in that order."""
 
     return [s for s in SCORES if s in scores]
 
@@ -193,7 +193,7 @@ def transferability_blocks(
 
 def scores_rank_backbones(scores: pd.DataFrame | None) -> bool:
     """Whether the study scored enough backbones of a dataset for the scores to rank
-    them (:data:`tlbench.transferability.MIN_BACKBONES`): else a study that scores its one
+    them (:data:`tlbench.analysis.transferability.tau.MIN_BACKBONES`): else a study that scores its one
     pretrained backbone gets no transferability part, whose every tau would be undefined."""
 
     if scores is None or scores.empty:

@@ -107,7 +107,7 @@ def write_verdict(
     (``<ranking_stem>.*``, :func:`ranking`) and the report's front section
     (``front_path``, reStructuredText) from one :func:`assess`; return the verdicts.
     A pilot study (test split sealed) gets the ranking by validation figures
-    (:func:`tlbench.tables.strategy_ranking`) and no verdict."""
+    (:func:`tlbench.analysis.tables.strategy_ranking`) and no verdict."""
 
     if tables.is_pilot(study):  # no test predictions: nothing to give a verdict on
         render.write_table(pd.DataFrame(columns=["dataset", "selected", "note"]), table_stem)
