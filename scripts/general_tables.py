@@ -3,13 +3,13 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.report import render
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     import pandas as pd
 
     from tlbench.analysis import tables
+    from tlbench.report import render
 
     study = pd.read_csv(snakemake.input[0])
     table = tables.general_table(study, snakemake.wildcards.dataset)

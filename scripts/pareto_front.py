@@ -3,8 +3,9 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.report.figures import study
 from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
+    from tlbench.report.figures import study
+
     study.pareto_front(snakemake.input.study, snakemake.wildcards.dataset, snakemake.output[0])

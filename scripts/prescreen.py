@@ -3,11 +3,12 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.analysis.transferability import prescreen, tau
-from tlbench.report import render
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
+    from tlbench.analysis.transferability import prescreen, tau
+    from tlbench.report import render
+
     screen = snakemake.params.prescreen
     scores = tau.scores_table(snakemake.input)
     table = prescreen.prescreen(scores, screen["score"], screen["keep"])

@@ -3,13 +3,13 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.analysis.verdict import pairs
 from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
     import pandas as pd
 
     from tlbench.analysis import ledger, tables
+    from tlbench.analysis.verdict import pairs
     from tlbench.core.atomic import atomic_file, write_json
     from tlbench.report.pages import results, seeds
 

@@ -3,10 +3,11 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.analysis import runs
-from tlbench.report import render
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
+    from tlbench.analysis import runs
+    from tlbench.report import render
+
     metrics = [f"{run}/metrics.json" for run in snakemake.input]
     render.write_table(runs.collect_runs(metrics), table_stem(snakemake.output))

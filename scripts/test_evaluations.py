@@ -8,11 +8,11 @@ ledger gets no lines: the table then says 0 for every dataset.
 
 import _bootstrap  # noqa: F401
 
-from tlbench.report import render
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     from tlbench.analysis import ledger
+    from tlbench.report import render
 
     table = ledger.looks(snakemake.params.ledger, list(snakemake.params.datasets))
     render.write_table(table, table_stem(snakemake.output))

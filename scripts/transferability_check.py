@@ -4,13 +4,14 @@ and the scatter figure of scores against test accuracy."""
 
 import _bootstrap  # noqa: F401
 
-from tlbench.analysis.transferability import tau as transferability_tau
-from tlbench.report import render
-from tlbench.report.figures import transferability as figures_transferability
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     import pandas as pd
+
+    from tlbench.analysis.transferability import tau as transferability_tau
+    from tlbench.report import render
+    from tlbench.report.figures import transferability as figures_transferability
 
     scores = pd.read_csv(snakemake.input.scores)
     study = pd.read_csv(snakemake.input.study)

@@ -4,11 +4,11 @@ cache and, for a backbone pretrained by a run, that run's classifier."""
 
 import _bootstrap  # noqa: F401
 
-from tlbench.analysis.transferability import cache
 from tlbench.workflow.jobs import limit_threads, log_to
 
 limit_threads(snakemake.threads)
 with log_to(snakemake.log[0]):
+    from tlbench.analysis.transferability import cache
     from tlbench.core.atomic import write_json
 
     record = cache.score_cache(

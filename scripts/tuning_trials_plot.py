@@ -3,11 +3,12 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.report.figures import tuning as figures_tuning
 from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
     import json
+
+    from tlbench.report.figures import tuning as figures_tuning
 
     best = json.loads(open(snakemake.input.best).read())
     w = snakemake.wildcards

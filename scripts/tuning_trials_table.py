@@ -3,9 +3,10 @@
 
 import _bootstrap  # noqa: F401
 
-from tlbench.report import render
-from tlbench.tuning import trials
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
+    from tlbench.report import render
+    from tlbench.tuning import trials
+
     render.write_table(trials.trials_table(snakemake.input[0]), table_stem(snakemake.output))
