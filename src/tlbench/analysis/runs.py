@@ -1,4 +1,6 @@
-"""The one reader of a run folder: its metrics.json, history.csv and predictions.npz, with the columns they hold."""
+"""The one reader of a run folder: its metrics.json, history.csv and predictions.npz, with
+the columns they hold.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Aggregation of a study's runs into tables (pandas + tabulate).
+"""Aggregation of a study's runs into tables (pandas).
 
-* :func:`collect_runs` reads every run's ``metrics.json`` into one DataFrame,
-  one row per run (failed runs included, with their reason and NaN metrics).
+The study table is :func:`tlbench.analysis.runs.collect_runs`: one row per run.
+
 * :func:`general_table` is the per-dataset summary table of the original
   lab report (seed 000): one row per (backbone, strategy, augmentation),
   ``mean ± sd`` over seeds, the best value per column marked.
@@ -11,7 +11,10 @@
   train-test gap, test accuracy near chance, or a training loss that ends far
   above where it started).
 * :func:`environment_table` lists the distinct software/hardware environments.
-* :func:`write_table` writes a table as ``.csv``, ``.md`` and ``.html``.
+* :func:`ok_runs`, :func:`wall_time`, :func:`epochs_to_reach`: the finished runs, a
+  study's wall time, the epochs a run needs to reach a baseline's best.
+
+Tables are rendered and written by :mod:`tlbench.report.render`.
 """
 
 from __future__ import annotations

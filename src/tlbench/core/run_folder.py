@@ -1,4 +1,6 @@
-"""A run folder's format, shared by its writer (tlbench.training.engine) and its one reader (tlbench.analysis.runs): the columns of history.csv."""
+"""A run folder's format, shared by its writer (tlbench.training.engine) and its one reader
+(tlbench.analysis.runs): the columns of history.csv.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Derived seeds: one 31-bit seed from a run's seed and parts (an epoch, a stage), the same in every process (numpy's SeedSequence)."""
+"""Derived seeds: one 31-bit seed from a run's seed and parts (an epoch, a stage), the same
+in every process (numpy's SeedSequence).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""A prepared dataset's content hash (:func:`data_fingerprint`): what a resumed run checks before it continues from a checkpoint."""
+"""A prepared dataset's content hash (:func:`data_fingerprint`): what a resumed run checks
+before it continues from a checkpoint.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Tables rendered: Markdown or HTML from a DataFrame (:func:`render`), and a table written as .csv, .md and .html at once (:func:`write_table`)."""
+"""Tables rendered: Markdown or HTML from a DataFrame (:func:`render`), and a table written
+as .csv, .md and .html at once (:func:`write_table`).
+"""
 
 from __future__ import annotations
 

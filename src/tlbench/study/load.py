@@ -1,4 +1,7 @@
-"""Reading a study: the config checked against its schema and every axis's names, expanded into runs, every run spec resolved before any job starts (:func:`load_study`); the values typed on Snakemake's command line (:func:`typed_cli_values`)."""
+"""Reading a study: the config checked against its schema and every axis's names, expanded
+into runs, every run spec resolved before any job starts (:func:`load_study`); the
+values typed on Snakemake's command line (:func:`typed_cli_values`).
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
-"""Study config: schema validation and matrix expansion into run specs.
+"""The study: a checked config and its runs (:class:`Study`), with the paths and run
+specs the Snakemake workflow uses.
 
 A study config (``config.yaml``, format in ``schemas/config.schema.yaml``)
 names datasets, backbones, strategies and augmentations, and lists matrix
-blocks, each the cross product of some of those names and seeds. ``load_study``
-validates the config (errors name the key path and the allowed values), fills
-the defaults, checks every name used in the matrix, and expands the blocks into
-runs. ``Study.run_spec`` turns one run into the engine's run spec
-(docs/ARCHITECTURE.md), with the paths the Snakemake workflow uses:
+blocks, each the cross product of some of those names and seeds.
+:func:`tlbench.study.load.load_study` checks it and expands the blocks into runs
+(:mod:`tlbench.study.runs`); ``Study.run_spec`` turns one run into the engine's run
+spec (docs/ARCHITECTURE.md), with the paths:
 
 ``<results>/prepared/<dataset>``, ``<results>/pretrained/<backbone>``,
 ``<results>/features/<dataset>/<backbone>`` and

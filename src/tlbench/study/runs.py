@@ -1,4 +1,6 @@
-"""The study's runs: one cell of the matrix (:class:`Run`) and the matrix blocks expanded into them (:func:`expand_runs`)."""
+"""The study's runs: one cell of the matrix (:class:`Run`) and the matrix blocks expanded
+into them (:func:`expand_runs`).
+"""
 
 from __future__ import annotations
 

@@ -3,9 +3,10 @@
 A strategy entry of the study config may carry a ``tuning:`` section; the
 workflow then searches, once per (dataset, backbone, strategy), the values
 listed in ``tuning.space`` and hands the best ones (``best.json``) to the final
-runs of that cell, which record them as ``spec.tuned`` (see :func:`apply_tuned`).
+runs of that cell, which record them as ``spec.tuned``
+(:func:`tlbench.tuning.space.apply_tuned`).
 
-Tuning section (defaults shown)::
+Tuning section (defaults shown; checked by :mod:`tlbench.tuning.space`)::
 
     tuning:
       tuner: hyperband        # hyperband | bayesian | random
@@ -38,8 +39,9 @@ without redoing finished trials, and a changed search starts afresh (folders
 of other keys are removed). ``workdir/search-<key>/trial_log.jsonl`` records
 every trial's start and end (trial id, process id, time).
 
-This module imports keras and keras-tuner lazily: the study config is
-validated (:func:`resolve_tuning`) at every Snakemake start.
+keras-tuner is imported on the first search (:mod:`tlbench.tuning.hypermodels`);
+the study config's tuning sections are checked by :mod:`tlbench.tuning.space` at
+every Snakemake start, without it.
 """
 
 from __future__ import annotations

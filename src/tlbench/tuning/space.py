@@ -1,4 +1,7 @@
-"""A strategy's `tuning:` section: the search space (learning rates, unfreeze depth) and the tuner checked and filled (:func:`resolve_tuning`), checked against a backbone, and the best trial's values applied to a run spec (:func:`apply_tuned`)."""
+"""A strategy's `tuning:` section: the search space (learning rates, unfreeze depth) and
+the tuner checked and filled (:func:`resolve_tuning`), checked against a backbone, and
+the best trial's values applied to a run spec (:func:`apply_tuned`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""A search's trials: one row per trial (its values, status, score, epochs, seconds), written as trials.csv and read back as a table."""
+"""A search's trials: one row per trial (its values, status, score, epochs, seconds),
+written as trials.csv and read back as a table.
+"""
 
 from __future__ import annotations
 

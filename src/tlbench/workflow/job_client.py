@@ -1,4 +1,8 @@
-"""The job's side of the job server (tlbench.workflow.jobserver): a Snakemake job script hands its argv, cwd, environment and streams to the server, which forks it, and exits with its status (:func:`delegate`); where the server cannot take it, the job runs in its own process, saying why."""
+"""The job's side of the job server (tlbench.workflow.jobserver): a Snakemake job script
+hands its argv, cwd, environment and streams to the server, which forks it, and exits
+with its status (:func:`delegate`); where the server cannot take it, the job runs in its
+own process, saying why.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Scoring a backbone's feature cache (tlbench.training.feature_cache): the feature scores on its train split and, where the backbone was pretrained by a run, the source scores from that run's classifier (:func:`score_cache`); which (dataset, backbone) pairs a study scores (:func:`scored_pairs`)."""
+"""Scoring a backbone's feature cache (tlbench.training.feature_cache): the feature scores
+on its train split and, where the backbone was pretrained by a run, the source scores
+from that run's classifier (:func:`score_cache`); which (dataset, backbone) pairs a
+study scores (:func:`scored_pairs`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Prescreening: a block's backbones ranked by a transferability score, the best `keep` trained (:func:`prescreen`, :func:`kept_backbones`)."""
+"""Prescreening: a block's backbones ranked by a transferability score, the best `keep`
+trained (:func:`prescreen`, :func:`kept_backbones`).
+"""
 
 from __future__ import annotations
 

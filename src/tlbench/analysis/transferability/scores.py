@@ -28,14 +28,10 @@ a higher score predicts a better transfer.
   (``include_top=False``), and a weights file holds a backbone only: their
   NCE and LEEP are NaN with the reason in the record's ``note``.
 
-:func:`score_features` scores one feature cache (LogME, H-scores on the train
-split; k-NN fitted on train and scored on val; never the test split, which the
-cache does not hold); :func:`score_source_outputs` scores a source classifier's
-probabilities on the train images (:func:`source_probabilities`);
-:func:`score_cache` does both for one (dataset, backbone). :func:`tau_table`
-checks the scores against the study's own measured accuracies (weighted Kendall
-tau over backbones, per dataset and training configuration); :func:`tau_scatter`
-draws them.
+Scoring a feature cache (:mod:`tlbench.analysis.transferability.cache`), the scores
+against the study's measured accuracies (:mod:`tlbench.analysis.transferability.tau`)
+and prescreening (:mod:`tlbench.analysis.transferability.prescreen`) are beside this
+module; the figure is :mod:`tlbench.report.figures.transferability`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Do the scores rank backbones as training does? Weighted Kendall tau between each score and the measured accuracy, per dataset and strategy (:func:`tau_table`)."""
+"""Do the scores rank backbones as training does? Weighted Kendall tau between each score
+and the measured accuracy, per dataset and strategy (:func:`tau_table`).
+"""
 
 from __future__ import annotations
 

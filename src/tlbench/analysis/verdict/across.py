@@ -1,4 +1,7 @@
-"""Across datasets: Friedman's test over the datasets and Nemenyi's post-hoc test (Demšar, JMLR 2006), with scikit-posthocs; the critical-difference diagram is drawn in :mod:`tlbench.report.figures.verdict`."""
+"""Across datasets: Friedman's test over the datasets and Nemenyi's post-hoc test (Demšar,
+JMLR 2006), with scikit-posthocs; the critical-difference diagram is drawn in
+:mod:`tlbench.report.figures.verdict`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The paired, hierarchical bootstrap of a dataset's cells (:func:`bootstrap`), its intervals (:func:`interval`), the verdict of an interval against the margin (:func:`compare`) and the seeds that would resolve a tie (:func:`seeds_to_resolve`); the method is told in :mod:`tlbench.analysis.verdict.assess`."""
+"""The paired, hierarchical bootstrap of a dataset's cells (:func:`bootstrap`), its
+intervals (:func:`interval`), the verdict of an interval against the margin
+(:func:`compare`) and the seeds that would resolve a tie (:func:`seeds_to_resolve`); the
+method is told in :mod:`tlbench.analysis.verdict.assess`.
+"""
 
 from __future__ import annotations
 

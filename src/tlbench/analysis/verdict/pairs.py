@@ -1,4 +1,7 @@
-"""Two cells side by side: any two cells of a dataset (:func:`pairwise_table`) and BatchNorm frozen against trained (:func:`batchnorm_table`), from one bootstrap per dataset (:func:`dataset_bootstraps`)."""
+"""Two cells side by side: any two cells of a dataset (:func:`pairwise_table`) and
+BatchNorm frozen against trained (:func:`batchnorm_table`), from one bootstrap per
+dataset (:func:`dataset_bootstraps`).
+"""
 
 from __future__ import annotations
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 from pathlib import Path
 
 import keras
 
 from tlbench.core.errors import InputShapeError
+
+# The modules whose layers a saved model.keras may hold register them on import
+# (``tlbench>Name``): augmentation, preprocessing, the strategies' class selector.
+from tlbench.models import augment, layers, preprocess  # noqa: F401
 
 # ---------------------------------------------------------------------------
 # Earlier runs as weight sources
@@ -23,10 +25,6 @@ def load_run_model(run_dir: Path) -> keras.Model:
         raise FileNotFoundError(
             f"weights {{run: {str(run_dir)!r}}}: {path} does not exist (not a finished run?)"
         )
-    # register tlbench's custom layers (augmentation; the strategies' class selector)
-    for module in ("tlbench.models.augment", "tlbench.models.layers"):
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
     return keras.saving.load_model(path, compile=False)
 
 

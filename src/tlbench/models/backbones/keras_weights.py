@@ -1,4 +1,7 @@
-"""Keras's pretrained weights without a network: files looked up in the Keras cache (``KERAS_HOME``) first and downloaded only when missing (:func:`cached_keras_file`), MobileNet's 224-px files for other input sizes, and the ImageNet class names."""
+"""Keras's pretrained weights without a network: files looked up in the Keras cache
+(``KERAS_HOME``) first and downloaded only when missing (:func:`cached_keras_file`),
+MobileNet's 224-px files for other input sizes, and the ImageNet class names.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""What every figure shares: the PNG writer (:func:`save_figure`, atomic), a figure that says why there is nothing to draw (:func:`message_figure`), short axis labels."""
+"""What every figure shares: the PNG writer (:func:`save_figure`, atomic), a figure that
+says why there is nothing to draw (:func:`message_figure`), short axis labels.
+"""
 
 from __future__ import annotations
 

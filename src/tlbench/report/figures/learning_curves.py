@@ -1,4 +1,6 @@
-"""The learning-curve figure: accuracy against the label budget per cell, with its t-intervals over seeds."""
+"""The learning-curve figure: accuracy against the label budget per cell, with its
+t-intervals over seeds.
+"""
 
 from __future__ import annotations
 

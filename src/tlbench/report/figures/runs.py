@@ -1,4 +1,5 @@
-"""Figures of the study (matplotlib, PNG), one function per figure.
+"""Figures of one run, or of a dataset's best run (matplotlib, PNG), one function per
+figure; a study's per-dataset figures are in :mod:`tlbench.report.figures.study`.
 
 Every public figure function writes one PNG atomically and returns its path.
 Figures are built with :class:`matplotlib.figure.Figure` directly (Agg
@@ -9,12 +10,6 @@ Workflow entry points (``scripts/*.py``):
 
 * :func:`training_curves` (one run folder) -- loss and accuracy per epoch,
   train vs validation, phase boundaries of multi-phase runs marked.
-* :func:`dataset_curves` (run folders of a dataset) -- validation accuracy and
-  loss of all runs in one figure ("all in one", seed 001).
-* :func:`accuracy_heatmaps` (study table, dataset) -- mean test accuracy over
-  strategy x backbone, one panel per augmentation.
-* :func:`pareto_front` (study table, dataset) -- test accuracy vs training
-  time, the Pareto-optimal configurations highlighted.
 * :func:`best_confusion_matrix` (study table, dataset) -- test confusion
   matrix of the dataset's best run.
 * :func:`reconstructions` (autoencoder run folders) -- originals and the

@@ -1,4 +1,6 @@
-"""Figures of a study's runs per dataset: learning curves of every run, accuracy heatmaps, the Pareto front of accuracy against cost."""
+"""Figures of a study's runs per dataset: learning curves of every run, accuracy heatmaps,
+the Pareto front of accuracy against cost.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The transferability figure: each score against the accuracy the backbones reached, per dataset and strategy."""
+"""The transferability figure: each score against the accuracy the backbones reached, per
+dataset and strategy.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The verdict's figure: the critical-difference diagram of the strategies across datasets (Demšar, JMLR 2006), from :func:`tlbench.analysis.verdict.across.across_datasets`."""
+"""The verdict's figure: the critical-difference diagram of the strategies across datasets
+(Demšar, JMLR 2006), from :func:`tlbench.analysis.verdict.across.across_datasets`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The study's environment page: this machine, the environments the runs were trained in, and the study config, as YAML and as a page of the report."""
+"""The study's environment page: this machine, the environments the runs were trained in,
+and the study config, as YAML and as a page of the report.
+"""
 
 from __future__ import annotations
 

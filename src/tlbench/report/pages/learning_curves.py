@@ -1,4 +1,6 @@
-"""A dataset's learning-curve page: the curves' table, the figure and the crossovers in words, written together (:func:`write_learning_curves`)."""
+"""A dataset's learning-curve page: the curves' table, the figure and the crossovers in
+words, written together (:func:`write_learning_curves`).
+"""
 
 from __future__ import annotations
 

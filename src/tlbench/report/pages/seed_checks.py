@@ -1,4 +1,7 @@
-"""A seed study's checks: each a claim of its seed report (a target accuracy, every strategy above a floor, enough seeds, a wall time) measured on the study's runs, with what chose the run it measures (`selected_by`)."""
+"""A seed study's checks: each a claim of its seed report (a target accuracy, every
+strategy above a floor, enough seeds, a wall time) measured on the study's runs, with
+what chose the run it measures (`selected_by`).
+"""
 
 from __future__ import annotations
 

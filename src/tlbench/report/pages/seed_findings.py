@@ -1,4 +1,6 @@
-"""A seed study's findings: the sentences its section states beside the seed report's own conclusions, each from the runs and the verdict's intervals."""
+"""A seed study's findings: the sentences its section states beside the seed report's own
+conclusions, each from the runs and the verdict's intervals.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The transferability part of a measured study's section: the scores beside the accuracies, tau per strategy, the cost of scoring against training."""
+"""The transferability part of a measured study's section: the scores beside the
+accuracies, tau per strategy, the cost of scoring against training.
+"""
 
 from __future__ import annotations
 

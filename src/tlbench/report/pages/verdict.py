@@ -1,4 +1,6 @@
-"""The verdict's page: the study's front section (RST, for the Snakemake report) and the verdict's tables written beside it."""
+"""The verdict's page: the study's front section (RST, for the Snakemake report) and the
+verdict's tables written beside it.
+"""
 
 from __future__ import annotations
 
