@@ -158,7 +158,8 @@ def test_scratch_runs_do_not_use_pretrained_weights():
 
 
 def test_strategy_sets_agree_with_the_registry():
-    """study.py's strategy name sets (kept free of keras imports) match tlbench.strategies."""
+    """The strategies that declare a head-only phase (``head_only_phase``) are those whose
+    phases train the head alone; with ``features_only`` they read the feature cache."""
     from tlbench.core.errors import SpecError
     from tlbench.strategies.base import STRATEGIES, Phase
     from tlbench.strategies.phased import FeatureExtraction

@@ -83,6 +83,10 @@ class Strategy:
     #: declaring a head-only phase (``linear_probe``): the workflow then gives its runs
     #: the (dataset, backbone) feature cache, as it does for a head-only phase.
     features_only: ClassVar[bool] = False
+    #: Whether one of its phases trains the head alone on the frozen backbone
+    #: (:attr:`Phase.head_only`): without augmentation such runs read the (dataset,
+    #: backbone) feature cache (tests/test_study.py checks it against the phases).
+    head_only_phase: ClassVar[bool] = False
 
     def __init__(self, params: Mapping[str, Any] | None = None):
         self.params = self.resolve_params(params)

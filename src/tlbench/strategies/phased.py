@@ -43,6 +43,7 @@ class FeatureExtraction(Strategy):
     """
 
     name = "feature_extraction"
+    head_only_phase = True
     defaults: ClassVar[dict[str, Any]] = {"batchnorm": "frozen"}
     batchnorm_values = ("frozen",)
 
@@ -81,6 +82,7 @@ class TwoPhase(Strategy):
     """
 
     name = "two_phase"
+    head_only_phase = True
     defaults = {
         "unfreeze": 20,
         "phase1_epochs": None,

@@ -25,24 +25,28 @@ from tlbench.core.errors import StudyConfigError
 from tlbench.datasets.budget import ALL as BUDGET_ALL
 from tlbench.datasets.budget import from_label as budget_value
 from tlbench.datasets.budget import from_suffix
+from tlbench.strategies.base import STRATEGIES
 from tlbench.study.config import (
     load_schema,
     pretrain_config,
 )
 from tlbench.study.runs import Run
 
-# Strategies with a head-only phase (backbone frozen): without augmentation, and
-# with weights that have an identity (pretrained, or {random: SEED}; not `none`,
-# drawn from each run's seed), their runs read the backbone's features
-# from a cache computed once per (dataset, backbone) by `backbone_features`.
-# (tlbench.strategies is not imported here: it loads keras, and the study is
-# expanded at every Snakemake start; tests/test_study.py checks both sets
-# against the strategy registry.)
-# linear_probe trains on those features alone (its ``features_only``).
-HEAD_ONLY_STRATEGIES = frozenset({"feature_extraction", "two_phase", "linear_probe"})
+# Strategies with a head-only phase (backbone frozen), and linear_probe, which trains on
+# the frozen backbone's features alone (``features_only``): without augmentation, and
+# with weights that have an identity (pretrained, or {random: SEED}; not `none`, drawn
+# from each run's seed), their runs read the backbone's features from a cache computed
+# once per (dataset, backbone) by `backbone_features`.
+HEAD_ONLY_STRATEGIES = frozenset(
+    name
+    for name in STRATEGIES
+    if STRATEGIES.get(name).features_only or STRATEGIES.get(name).head_only_phase
+)
 # Strategies that always start from random weights (``forces_weights: none``):
 # their runs neither get nor wait for the backbone's pretrained weights.
-RANDOM_INIT_STRATEGIES = frozenset({"scratch"})
+RANDOM_INIT_STRATEGIES = frozenset(
+    name for name in STRATEGIES if STRATEGIES.get(name).forces_weights == "none"
+)
 NO_AUGMENTATION = "none"
 # Loaders that read official archives: their `source` defaults to <data_mirror>/<loader>.
 MIRRORED_LOADERS = frozenset({"gtsrb", "oxford_iiit_pet", "hymenoptera"})

@@ -24,22 +24,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from tlbench.strategies.base import STRATEGIES
+
 DATA_DIR = Path(__file__).resolve().parent
 SEED_IDS: tuple[str, ...] = ("000", "001", "002", "003", "004")
 # tlbench strategy names a seed experiment may map to (docs/seeds.md).
-STRATEGY_NAMES: frozenset[str] = frozenset(
-    {
-        "direct",
-        "scratch",
-        "feature_extraction",
-        "fine_tune",
-        "two_phase",
-        "freeze_bottom",
-        "discriminative_lr",
-        "autoencoder",
-        "linear_probe",
-    }
-)
+STRATEGY_NAMES: frozenset[str] = frozenset(STRATEGIES.names())
 TABLE_KINDS: frozenset[str] = frozenset(
     {"results", "from_text", "data", "architecture", "reference", "example"}
 )
