@@ -38,7 +38,18 @@ def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"run folder {run_dir} has no metrics.json ({path})")
-    return json.loads(path.read_text())
+    return _metrics_object(path)
+
+
+def _metrics_object(path: Path) -> dict[str, Any]:
+    """The JSON object of a ``metrics.json`` file (errors name the file)."""
+    try:
+        metrics = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(metrics).__name__}")
+    return metrics
 
 
 def run_label(metrics: dict[str, Any]) -> str:
@@ -323,13 +334,7 @@ def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"metrics file not found: {path}")
-        try:
-            metrics = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
-        if not isinstance(metrics, dict):
-            raise ValueError(f"{path} must hold a JSON object, got {type(metrics).__name__}")
-        row = run_row(metrics, path)
+        row = run_row(_metrics_object(path), path)
         missing = [c for c in ID_COLUMNS if row[c] is None or row[c] is np.nan]
         if missing:
             raise ValueError(

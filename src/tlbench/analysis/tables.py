@@ -75,7 +75,7 @@ def reported_split(df: pd.DataFrame) -> str:
 SPLIT_LABELS = {"test": "test", "val": "validation"}
 
 
-def _check_dataset(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
+def dataset_rows(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Rows of ``dataset``; an unknown name is an error listing the study's datasets."""
     rows = df[df["dataset"] == dataset]
     if rows.empty:
@@ -133,7 +133,7 @@ def general_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     :func:`write_table` renders bold in Markdown and HTML. In a pilot study the
     test columns are validation columns (``Validation accuracy``, ...).
     """
-    rows_of = _check_dataset(df, dataset)
+    rows_of = dataset_rows(df, dataset)
     columns_of = general_columns(reported_split(df))
     keys = ["backbone", "strategy", "augmentation", *budget_keys(rows_of)]
     records = []
@@ -294,7 +294,7 @@ def best_run(df: pd.DataFrame, dataset: str) -> pd.Series:
     validation accuracy, validation ROC AUC on binary datasets; ties: lower validation loss).
     Its test figures are reported, never used to choose."""
 
-    _check_dataset(df, dataset)
+    dataset_rows(df, dataset)
     return select_run(df, dataset).row
 
 

@@ -32,7 +32,7 @@ def study_table(study: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
 def _ok_runs(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Finished runs of ``dataset`` with an accuracy on the reported split (test; val in
     a pilot study, :func:`tlbench.analysis.tables.reported_split`); error listing datasets if unknown."""
-    rows = tables._check_dataset(df, dataset)
+    rows = tables.dataset_rows(df, dataset)
     column = f"{tables.reported_split(df)}_accuracy"
     return rows[(rows["status"] == "ok") & rows[column].notna()]
 
