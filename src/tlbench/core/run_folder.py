@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-#: Names callers import from here (the modules that hold them are named above).
-
+#: The columns of a run's ``history.csv``, one row per epoch of every phase.
 HISTORY_COLUMNS = (
     "epoch",
     "phase",

@@ -11,9 +11,7 @@ from typing import Any
 from tlbench.core.errors import StudyConfigError
 from tlbench.datasets.budget import ALL as BUDGET_ALL
 from tlbench.datasets.budget import path_suffix as budget_suffix
-from tlbench.study.config import (
-    SECTIONS,
-)
+from tlbench.study.config import SECTIONS
 
 
 @dataclass(frozen=True, order=True)

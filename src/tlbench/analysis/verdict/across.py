@@ -12,9 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tlbench.analysis.verdict.bootstrap import (
-    ALPHA,
-)
+from tlbench.analysis.verdict.bootstrap import ALPHA
 
 
 @dataclass

@@ -11,9 +11,7 @@ import pandas as pd
 
 from tlbench.analysis.transferability.scores import SCORES, SOURCE_SCORES
 from tlbench.analysis.transferability.tau import MIN_BACKBONES, measured_accuracy
-from tlbench.report.pages.results import (
-    Block,
-)
+from tlbench.report.pages.results import Block
 
 #: Column labels of the scores on the page (tlbench.analysis.transferability.scores.SCORES' names).
 SCORE_LABELS = {
