@@ -178,3 +178,18 @@ def test_measured_seed_configs_name_their_seed_and_substitutions(path):
 
 def test_every_seed_has_a_measured_config():
     assert sorted(p.name[4:7] for p in MEASURED) == list(seed_reference.SEED_IDS)
+
+
+def test_seed000_scratch_recipe_is_told_as_it_was_chosen():
+    """Issue 36: seed 000's scratch recipe was picked among single-run pilots scored on
+    test accuracy (commits fe7f08e, e87775a, 2495a5b, e26ceb1), before the test split
+    was sealed. Both seed-000 configs and the measured study's substitutions say so, and
+    neither calls that choice a validation one or one "set by CPU time"."""
+    measured = (ROOT / "configs/measured/seed000_gtsrb.yaml").read_text()
+    pilot = (ROOT / "configs/pilots/seed000_gtsrb.yaml").read_text()
+    for text in (measured, pilot):
+        assert "fe7f08e" in text and "TEST accuracy" in text
+    assert "the scratch recipe) are\n# set by CPU time" not in pilot
+    assert "re-chosen by this study's own validation" not in measured
+    substitutions = " ".join(yaml.safe_load(measured)["seed_study"]["substitutions"])
+    assert "scored on test accuracy before the test split was sealed" in substitutions
