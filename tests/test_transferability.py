@@ -14,6 +14,7 @@ import pytest
 from scipy.stats import weightedtau
 
 from tlbench.analysis.transferability import cache, prescreen, tau
+from tlbench.analysis.transferability import logme as L
 from tlbench.analysis.transferability import scores as T
 from tlbench.report.figures import transferability
 
@@ -60,7 +61,7 @@ def test_log_evidence_equals_brute_force_at_the_fixed_point(n, d):
     """Both regimes (N < D and N > D): the SVD/eigenvalue evidence at the found alpha,
     beta equals log N(y; 0, I/beta + F F^T/alpha) computed with slogdet and solve."""
     f, y = regression(n, d, seed=n + d)
-    found = T.log_evidence(f, y)
+    found = L.log_evidence(f, y)
     assert math.isfinite(found.alpha) and math.isfinite(found.beta)
     brute = brute_log_evidence(f, y, found.alpha, found.beta)
     assert found.log_evidence == pytest.approx(brute, rel=1e-8, abs=1e-8)
@@ -71,7 +72,7 @@ def test_fixed_point_conditions_hold_at_convergence(n, d):
     """alpha |m|^2 = gamma and beta |y - Fm|^2 = N - gamma with gamma = D - alpha tr(A^-1),
     and the evidence is stationary in log alpha and log beta (finite differences)."""
     f, y = regression(n, d, seed=7)
-    e = T.log_evidence(f, y)
+    e = L.log_evidence(f, y)
     a = e.alpha * np.eye(d) + e.beta * f.T @ f
     m = e.beta * np.linalg.solve(a, f.T @ y)
     gamma = d - e.alpha * np.trace(np.linalg.inv(a))
@@ -90,7 +91,7 @@ def test_few_shot_case_keeps_the_zero_eigenvalue_terms():
     log-determinant (only the min(N, D) eigenvalues alpha + beta sigma_i, dropping
     (D - N) log alpha) evaluated at the same alpha, beta is far above it."""
     f, y = regression(30, 80, seed=3)
-    e = T.log_evidence(f, y)
+    e = L.log_evidence(f, y)
     n, d = f.shape
     sigma = np.linalg.svd(f, compute_uv=False) ** 2
     a = e.alpha * np.eye(d) + e.beta * f.T @ f
@@ -127,7 +128,7 @@ def test_divergent_iterations_give_the_supremum(n, d, make, seed, limit):
     else:
         f, labels = informative(n, d, seed=seed)
         y = (labels == 0).astype(float)
-    e = T.log_evidence(f, y)
+    e = L.log_evidence(f, y)
     assert math.isinf(getattr(e, limit))
     assert e.log_evidence == pytest.approx(brute_log_evidence(f, y, e.alpha, e.beta), rel=1e-8)
     grid = np.logspace(-4, 8, 25)
@@ -137,8 +138,8 @@ def test_divergent_iterations_give_the_supremum(n, d, make, seed, limit):
 
 def test_logme_is_the_per_sample_evidence_averaged_over_one_hot_columns():
     f, y = informative(90, 20, classes=3, signal=0.7)
-    columns = [T.log_evidence(f, (y == c).astype(float)).log_evidence for c in range(3)]
-    assert T.logme(f, y) == pytest.approx(np.mean(columns) / 90, rel=1e-12)
+    columns = [L.log_evidence(f, (y == c).astype(float)).log_evidence for c in range(3)]
+    assert L.logme(f, y) == pytest.approx(np.mean(columns) / 90, rel=1e-12)
 
 
 # --------------------------------------------------------------------------- H-score
@@ -261,13 +262,13 @@ def test_every_score_ranks_informative_features_above_random_ones():
 def test_bad_inputs_are_named():
     f, y = informative(10, 3)
     with pytest.raises(ValueError, match=r"labels: expected 10 labels .* shape \(9,\)"):
-        T.logme(f, y[:9])
+        L.logme(f, y[:9])
     broken = f.copy()
     broken[2, 1] = np.nan
     with pytest.raises(ValueError, match="features: 1 non-finite"):
         T.hscore(broken, y)
     with pytest.raises(ValueError, match=r"at least 2 classes, got \[0\]"):
-        T.logme(f, np.zeros(10, dtype=int))
+        L.logme(f, np.zeros(10, dtype=int))
 
 
 # --------------------------------------------------------------------------- workflow pieces
@@ -318,7 +319,7 @@ def test_score_cache_reads_a_feature_cache_with_the_prepared_labels(sealed_prepa
     names = {"dataset": "tiny", "backbone": "cnn"}
     record = cache.score_cache(folder, sealed_prepared, names)
     y_train, y_val = data.split("train")[1], data.split("val")[1]
-    assert record["logme"] == pytest.approx(T.logme(feats["train"], y_train))
+    assert record["logme"] == pytest.approx(L.logme(feats["train"], y_train))
     assert record["knn_accuracy"] == pytest.approx(
         T.knn_accuracy(feats["train"], y_train, feats["val"], y_val)
     )

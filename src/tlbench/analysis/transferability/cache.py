@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tlbench.analysis.transferability.logme import NoConvergence, logme
 from tlbench.analysis.transferability.scores import (
     FEATURE_SCORES,
     KNN_K,
@@ -25,7 +26,6 @@ from tlbench.analysis.transferability.scores import (
     knn_accuracy,
     label_array,
     leep,
-    logme,
     nce,
     probability_array,
 )
@@ -50,8 +50,11 @@ def score_features(
     k: int = KNN_K,
 ) -> dict[str, Any]:
     """Every score of :data:`FEATURE_SCORES` from train/val features, with each one's
-    seconds; a :class:`DegenerateScore` is recorded as NaN with its reason in ``note``."""
-    import sklearn.covariance  # noqa: F401  (imported before the clock starts:
+    seconds; a :class:`DegenerateScore` or a LogME that did not converge
+    (:class:`tlbench.analysis.transferability.logme.NoConvergence`) is recorded as NaN
+    with its reason in ``note``: one undefined score never fails the scores job."""
+    import scipy.optimize  # noqa: F401  (imported before the clock starts:
+    import sklearn.covariance  # noqa: F401
     import sklearn.neighbors  # noqa: F401  the seconds are the scores' own)
 
     record: dict[str, Any] = {}
@@ -66,7 +69,7 @@ def score_features(
         start = time.perf_counter()
         try:
             record[name] = jobs[name]()
-        except DegenerateScore as error:
+        except (DegenerateScore, NoConvergence) as error:
             record[name] = math.nan
             notes.append(str(error))
         record[f"{name}_seconds"] = time.perf_counter() - start
