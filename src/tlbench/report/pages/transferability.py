@@ -155,7 +155,7 @@ def transferability_blocks(
             "Each score is computed from the feature cache of the train split (k-NN: "
             "fitted on train, scored on validation); the test split is not read. FE: "
             "feature_extraction (a Keras head on the cached features), LP: linear_probe "
-            "(logistic regression, C chosen on validation); accuracies are means over seeds.",
+            "(logistic regression, C chosen by cross-validation on the train split); accuracies are means over seeds.",
         ),
         ("table", scores_beside_accuracy(scores, df)),
     ]
