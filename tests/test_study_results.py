@@ -62,15 +62,18 @@ def test_transferability_section_puts_scores_beside_accuracy_with_tau_and_cost()
     assert row["LogME"] == pytest.approx(9.0)
 
     pivot = transferability.tau_pivot(tau).set_index(["strategy", "accuracy"])
-    assert pivot.loc[("feature_extraction", "test"), "LogME"] == pytest.approx(1.0)
-    assert pivot.loc[("feature_extraction", "test"), "k-NN val acc"] == pytest.approx(-1.0)
-    assert math.isnan(pivot.loc[("feature_extraction", "test"), "H-score"])
+    assert pivot.loc[("feature_extraction", "test"), "LogME"] == "+1.00 [+1.00, +1.00]"
+    assert pivot.loc[("feature_extraction", "test"), "k-NN val acc"] == "-1.00 [-1.00, -1.00]"
+    assert pivot.loc[("feature_extraction", "test"), "H-score"] == ""
 
     findings = transferability.tau_findings(tau)
     logme = next(line for line in findings if line.startswith("LogME"))
     assert "against test accuracy mean +1.00 over 2" in logme and "2 of 2 positive" in logme
+    # three backbones in a perfect order: the bootstrap interval is [1, 1], the
+    # permutation p-value 1/3 (two-sided, exact): the findings say both
+    assert "2 of 2 with a permutation p-value of 0.05 or more" in logme
     knn = next(line for line in findings if line.startswith("k-NN"))
-    assert "mean -1.00" in knn and "0 of 2 positive" in knn
+    assert "mean -1.00" in knn and "0 of 2 positive and 2 negative" in knn
     assert any(line.startswith("H-score: undefined") for line in findings)
 
     cost = transferability.cost_table(scores, df).set_index("score")

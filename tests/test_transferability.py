@@ -527,12 +527,69 @@ def test_tau_table_is_the_weighted_tau_over_backbones_of_seed_means():
     leep = table.loc[("fine_tune", "leep", "val_accuracy")]
     expected = weightedtau([-1.0, -2.0, -3.0], [means[i] for i in kept]).statistic
     assert leep["weighted_tau"] == pytest.approx(expected) and leep["backbones"] == 3
-    assert leep["note"] == "1 of 4 backbones has no leep (the score table's note says why)"
+    assert leep["note"].startswith("1 of 4 backbones has no leep (the score table's note says why)")
     none = table.loc[("fine_tune", "nce", "val_accuracy")]
     assert math.isnan(none["weighted_tau"]) and none["backbones"] == 0
     assert none["note"] == (
         "undefined: none of the 4 backbone(s) has nce (the score table's note says why)"
     )
+
+
+def test_each_tau_has_a_bootstrap_interval_over_backbones_and_a_permutation_p():
+    """The interval is the percentile bootstrap of weightedtau with backbones resampled in
+    pairs (scipy.stats.bootstrap's seeded draws, percentiles over the defined ones) and
+    contains tau; the p-value is the exact two-sided permutation test over the 5! = 120
+    orders of 5 backbones (enumerated here)."""
+    from itertools import permutations
+
+    from scipy.stats import bootstrap
+
+    accuracies = {"a": [0.9], "b": [0.6], "c": [0.7], "e": [0.5], "f": [0.8]}
+    score = [1.0, 3.0, 2.0, 0.0, 2.5]
+    scores = pd.DataFrame({"dataset": "d", "backbone": list(accuracies), "logme": score})
+    table = tau.tau_table(scores, pd.DataFrame(_study_rows(accuracies)))
+    row = table.set_index(["score", "accuracy"]).loc[("logme", "val_accuracy")]
+    acc = [v[0] for v in accuracies.values()]
+    draws = bootstrap(
+        (np.array(score), np.array(acc)), tau.weighted_tau, paired=True, vectorized=False,
+        n_resamples=tau.TAU_RESAMPLES, method="percentile", random_state=tau.TAU_SEED,
+    ).bootstrap_distribution  # fmt: skip
+    draws = draws[np.isfinite(draws)]
+    assert row["tau_low"] == pytest.approx(np.percentile(draws, 2.5))
+    assert row["tau_high"] == pytest.approx(np.percentile(draws, 97.5))
+    assert row["tau_low"] <= row["weighted_tau"] <= row["tau_high"]
+    observed = row["weighted_tau"]
+    null = np.array([tau.weighted_tau(score, list(p)) for p in permutations(acc)])
+    tails = np.mean(null >= observed - 1e-12), np.mean(null <= observed + 1e-12)
+    assert row["tau_p"] == pytest.approx(min(1.0, 2 * min(tails)))  # scipy's two-sided p
+
+
+def test_findings_call_a_tau_positive_only_when_its_interval_is_above_zero():
+    """Two pairs with tau > 0, one whose interval includes 0: '1 of 2 positive' (the
+    former findings counted every tau > 0 as positive)."""
+    from tlbench.report.pages import transferability as page
+
+    rows = pd.DataFrame(
+        {
+            "dataset": ["d1", "d2"],
+            "strategy": "s",
+            "augmentation": "none",
+            "score": "logme",
+            "accuracy": "val_accuracy",
+            "backbones": 8,
+            "weighted_tau": [0.6, 0.3],
+            "tau_low": [0.2, -0.3],
+            "tau_high": [0.9, 0.8],
+            "tau_p": [0.01, 0.4],
+            "note": "",
+        }
+    )
+    (line,) = page.tau_findings(rows)
+    assert "1 of 2 positive and 0 negative" in line
+    assert "1 with an interval that includes 0" in line
+    assert "1 of 2 with a permutation p-value of 0.05 or more" in line
+    pivot = page.tau_pivot(rows).set_index("dataset")
+    assert pivot.loc["d2", "LogME"] == "+0.30 [-0.30, +0.80]"
 
 
 def test_a_pilot_study_is_checked_against_validation_accuracy_only(tmp_path):

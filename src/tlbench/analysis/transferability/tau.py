@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
-from scipy.stats import weightedtau
+from scipy.stats import DegenerateDataWarning, bootstrap, permutation_test, weightedtau
 
 from tlbench.analysis.tables import is_pilot
 from tlbench.analysis.transferability.scores import SCORES
@@ -20,6 +23,66 @@ from tlbench.analysis.transferability.scores import SCORES
 ACCURACIES = ("val_accuracy", "test_accuracy")
 #: Fewest backbones a rank correlation is computed over.
 MIN_BACKBONES = 3
+#: The interval on each weighted tau: a percentile bootstrap over backbones (score and
+#: accuracy resampled in pairs), its confidence level, resamples and seed.
+TAU_CONFIDENCE = 0.95
+TAU_RESAMPLES = 999
+TAU_SEED = 0
+
+
+def weighted_tau(score: Any, accuracy: Any) -> float:
+    """``scipy.stats.weightedtau`` (hyperbolic weights, both orders' ranks averaged)."""
+    return float(weightedtau(score, accuracy).statistic)
+
+
+def tau_p_value(score: Any, accuracy: Any) -> float:
+    """Two-sided permutation p-value of the weighted tau against no relation
+    (``scipy.stats.permutation_test``, the accuracies permuted across backbones: exact
+    when there are at most :data:`TAU_RESAMPLES` orders, else that many drawn, seeded).
+    A percentile bootstrap of a rank correlation over three or four backbones can be
+    [1, 1]; this p-value says how often so good an order arises by chance."""
+    fixed = np.asarray(score, float)
+    result = permutation_test(
+        (np.asarray(accuracy, float),),  # one sample: its n! orders against the scores
+        lambda permuted: weighted_tau(fixed, permuted),
+        permutation_type="pairings",
+        vectorized=False,
+        n_resamples=TAU_RESAMPLES,
+        alternative="two-sided",
+        random_state=TAU_SEED,
+    )
+    return float(result.pvalue)
+
+
+def tau_interval(score: Any, accuracy: Any) -> tuple[float, float, int]:
+    """The :data:`TAU_CONFIDENCE` percentile bootstrap interval of the weighted tau over
+    the backbones (``scipy.stats.bootstrap``, paired, :data:`TAU_RESAMPLES` resamples,
+    seeded), and how many resamples had an undefined tau (a constant score or accuracy
+    drawn: left out of the percentiles). It says how much the ranking of these backbones
+    pins tau down, not more: over three backbones in a perfect order it is [1, 1], as
+    every resample with two distinct backbones is in that order too; read it with
+    :func:`tau_p_value`."""
+    score, accuracy = np.asarray(score, float), np.asarray(accuracy, float)
+    with warnings.catch_warnings():
+        # resamples of a constant score give NaN, which scipy's own interval warns of;
+        # the percentiles are taken here over the defined draws, their count in the note
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        draws = bootstrap(
+            (score, accuracy),
+            weighted_tau,
+            paired=True,
+            vectorized=False,
+            n_resamples=TAU_RESAMPLES,
+            confidence_level=TAU_CONFIDENCE,
+            method="percentile",
+            random_state=TAU_SEED,
+        ).bootstrap_distribution
+    defined = draws[np.isfinite(draws)]
+    if len(defined) == 0:
+        return math.nan, math.nan, len(draws)
+    tail = 100 * (1 - TAU_CONFIDENCE) / 2
+    low, high = np.percentile(defined, [tail, 100 - tail])
+    return float(low), float(high), int(len(draws) - len(defined))
 
 
 def scores_table(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
@@ -65,6 +128,8 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
     of both orders averaged) of each score against each measured accuracy (mean over
     seeds) across the scored backbones, per dataset and (strategy, augmentation).
 
+    ``tau_low``, ``tau_high``: its :func:`tau_interval` (bootstrap over backbones);
+    ``tau_p``: its permutation p-value (:func:`tau_p_value`).
     ``weighted_tau`` is empty where it is undefined, and ``note`` says why: no
     backbone has the score (e.g. NCE, LEEP without source classifiers), fewer than
     :data:`MIN_BACKBONES` backbones, or a score or accuracy constant over them.
@@ -81,6 +146,9 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
         "accuracy",
         "backbones",
         "weighted_tau",
+        "tau_low",
+        "tau_high",
+        "tau_p",
         "note",
     ]
 
@@ -94,7 +162,7 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
             for accuracy in accuracies:
                 pair = group[[score, accuracy]].dropna()
                 n = len(pair)
-                tau, notes = math.nan, []
+                tau, low, high, p, notes = math.nan, math.nan, math.nan, math.nan, []
                 missing = int(group[score].isna().sum())
                 if missing:
                     notes.append(_missing_note(score, missing, len(group)))
@@ -109,10 +177,29 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
                     what = score if pair[score].nunique() == 1 else accuracy
                     notes.append(f"undefined: {what} is the same for all {n} backbones")
                 else:
-                    tau = float(weightedtau(pair[score], pair[accuracy]).statistic)
+                    tau = weighted_tau(pair[score], pair[accuracy])
+                    low, high, undefined = tau_interval(pair[score], pair[accuracy])
+                    p = tau_p_value(pair[score], pair[accuracy])
+                    if undefined:
+                        notes.append(
+                            f"interval: {undefined} of {TAU_RESAMPLES} resamples drew a "
+                            "constant score or accuracy (left out)"
+                        )
                 if accuracy == "test_accuracy":
                     notes.append("test accuracy: reported only, nothing is chosen by it")
                 rows.append(
-                    [dataset, strategy, augmentation, score, accuracy, n, tau, "; ".join(notes)]
+                    [
+                        dataset,
+                        strategy,
+                        augmentation,
+                        score,
+                        accuracy,
+                        n,
+                        tau,
+                        low,
+                        high,
+                        p,
+                        "; ".join(notes),
+                    ]
                 )
     return pd.DataFrame(rows, columns=columns)

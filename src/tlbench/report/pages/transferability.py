@@ -10,7 +10,12 @@ from typing import Any
 import pandas as pd
 
 from tlbench.analysis.transferability.scores import SCORES, SOURCE_SCORES
-from tlbench.analysis.transferability.tau import MIN_BACKBONES, measured_accuracy
+from tlbench.analysis.transferability.tau import (
+    MIN_BACKBONES,
+    TAU_CONFIDENCE,
+    TAU_RESAMPLES,
+    measured_accuracy,
+)
 from tlbench.report.pages.results import Block
 
 #: Column labels of the scores on the page (tlbench.analysis.transferability.scores.SCORES' names).
@@ -62,26 +67,38 @@ def scores_beside_accuracy(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFra
     return table.round(3)
 
 
+def _tau_cell(row: pd.Series) -> str:
+    """``+0.73 [+0.20, +1.00]``: tau and its bootstrap interval; empty where undefined."""
+    if math.isnan(row["weighted_tau"]):
+        return ""
+    low, high = row.get("tau_low", math.nan), row.get("tau_high", math.nan)
+    interval = "" if math.isnan(low) else f" [{low:+.2f}, {high:+.2f}]"
+    return f"{row['weighted_tau']:+.2f}{interval}"
+
+
 def tau_pivot(tau: pd.DataFrame) -> pd.DataFrame:
-    """Weighted Kendall tau (``tables/transferability_tau.csv``) as rows (dataset,
-    strategy, accuracy) by columns (score); empty where undefined."""
-    table = tau.pivot_table(
+    """Weighted Kendall tau (``tables/transferability_tau.csv``) with its 95 % bootstrap
+    interval over backbones, as rows (dataset, strategy, accuracy) by columns (score);
+    empty where undefined."""
+    cells = tau.assign(cell=tau.apply(_tau_cell, axis=1))
+    table = cells.pivot_table(
         index=["dataset", "strategy", "accuracy"],
         columns="score",
-        values="weighted_tau",
+        values="cell",
         dropna=False,
         aggfunc="first",
     )
     order = [s for s in SCORE_LABELS if s in table.columns]
     table = table[order].rename(columns=SCORE_LABELS).reset_index()
     table["accuracy"] = table["accuracy"].str.replace("_accuracy", "", regex=False)
-    return table.round(2)
+    return table.fillna("")
 
 
 def tau_findings(tau: pd.DataFrame) -> list[str]:
     """Per score, in words: its weighted tau against each accuracy over the (dataset,
-    strategy) pairs where it is defined (mean, range, how many positive), and where it
-    is undefined, why."""
+    strategy) pairs where it is defined (mean, range), and how many are positive or
+    negative by their bootstrap interval (positive: the whole interval above 0); where
+    it is undefined, why."""
     lines = []
     for score, label in SCORE_LABELS.items():
         rows = tau[tau["score"] == score]
@@ -89,14 +106,22 @@ def tau_findings(tau: pd.DataFrame) -> list[str]:
             continue
         parts = []
         for accuracy in ("val_accuracy", "test_accuracy"):
-            values = rows.loc[rows["accuracy"] == accuracy, "weighted_tau"].dropna()
-            if values.empty:
+            defined = rows[(rows["accuracy"] == accuracy) & rows["weighted_tau"].notna()]
+            if defined.empty:
                 continue
+            values = defined["weighted_tau"]
+            positive = int((defined["tau_low"] > 0).sum())
+            negative = int((defined["tau_high"] < 0).sum())
+            chance = int((defined["tau_p"] >= 0.05).sum())
             what = accuracy.replace("_accuracy", "")
             parts.append(
                 f"against {what} accuracy mean {values.mean():+.2f} over {len(values)} "
-                f"(dataset, strategy) pairs, from {values.min():+.2f} to {values.max():+.2f}, "
-                f"{int((values > 0).sum())} of {len(values)} positive"
+                f"(dataset, strategy) pairs, from {values.min():+.2f} to {values.max():+.2f}; "
+                f"{positive} of {len(values)} positive and {negative} negative "
+                f"({TAU_CONFIDENCE:.0%} interval above or below 0), "
+                f"{len(values) - positive - negative} "
+                f"with an interval that includes 0; {chance} of {len(values)} with a "
+                "permutation p-value of 0.05 or more (an order that chance gives as often)"
             )
         if parts:
             lines.append(f"{label}: weighted tau " + "; ".join(parts) + ".")
@@ -167,8 +192,15 @@ def transferability_blocks(
             "p",
             "Weighted Kendall tau (scipy.stats.weightedtau) of each score against each "
             "strategy's mean accuracy across the scored backbones of a dataset: 1 is the "
-            "same order, 0 no relation, -1 the reverse. Test rows are reported only: "
-            "nothing is chosen by them.",
+            "same order, 0 no relation, -1 the reverse. In brackets its "
+            f"{TAU_CONFIDENCE:.0%} percentile bootstrap interval over the backbones "
+            "(scipy.stats.bootstrap, score and accuracy resampled in pairs, "
+            f"{TAU_RESAMPLES} resamples): with a handful of backbones it "
+            "is wide, and a tau is called positive only when the whole interval is above "
+            "0. Over three or four backbones even a perfect order can have an interval of "
+            "[1, 1]: the findings below also give the two-sided permutation p-value "
+            "(scipy.stats.permutation_test), how often chance orders the backbones as "
+            "well. Test rows are reported only: nothing is chosen by them.",
         ),
         ("table", tau_pivot(tau)),
         ("ul", tau_findings(tau)),
