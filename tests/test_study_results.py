@@ -44,6 +44,21 @@ def _scores() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def test_tiny_features_are_shown_with_their_rms_and_explained():
+    """A random-init control's features of RMS 1e-17: the table shows the RMS as text
+    (rounding would make it 0) and the page says what is scale-free and what is not."""
+    df = _study()
+    scores = _scores().assign(feature_rms=[0.4, 2e-17, 0.3, 1.2])
+    beside = transferability.scores_beside_accuracy(scores, df).set_index("backbone")
+    assert list(beside["feature RMS"]) == [f"{v:.1e}" for v in scores["feature_rms"]]
+    (note,) = transferability.tiny_features_note(scores)
+    tiny = scores.loc[scores["feature_rms"] < 1e-6, "backbone"].tolist()
+    assert note.startswith(f"Tiny features: {tiny[0]} (2e-17)")
+    assert "invariant to the features' scale" in note
+    assert transferability.tiny_features_note(scores.assign(feature_rms=1.0)) == []
+    assert transferability.tiny_features_note(_scores()) == []
+
+
 def test_transferability_section_puts_scores_beside_accuracy_with_tau_and_cost():
     from tlbench.analysis.transferability.tau import tau_table
 

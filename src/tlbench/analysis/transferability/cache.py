@@ -50,7 +50,7 @@ def score_features(
     k: int = KNN_K,
 ) -> dict[str, Any]:
     """Every score of :data:`FEATURE_SCORES` from train/val features, with each one's
-    seconds; a :class:`DegenerateScore` or a LogME that did not converge
+    seconds and the train features' root-mean-square entry (``feature_rms``); a :class:`DegenerateScore` or a LogME that did not converge
     (:class:`tlbench.analysis.transferability.logme.NoConvergence`) is recorded as NaN
     with its reason in ``note``: one undefined score never fails the scores job."""
     import scipy.optimize  # noqa: F401  (imported before the clock starts:
@@ -74,6 +74,9 @@ def score_features(
             notes.append(str(error))
         record[f"{name}_seconds"] = time.perf_counter() - start
     record["knn_k"] = k
+    # the features' magnitude (every score here is scale-free; a head trained on the raw
+    # features is not: a deep random-init backbone's are about 1e-11 to 1e-17)
+    record["feature_rms"] = float(np.sqrt(np.mean(np.square(np.asarray(train, np.float64)))))
     record["note"] = "; ".join(notes)
     return record
 

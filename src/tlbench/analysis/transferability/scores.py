@@ -41,6 +41,9 @@ from tlbench.models.probe import feature_matrix
 #: the validation split it is scored on).
 KNN_K = 5
 LIMIT = 1e12
+#: Normalised feature rows that all lie within this of their mean point the same way
+#: (to rounding): the k-NN score is degenerate there.
+DIRECTION_TOL = 1e-12
 #: Scores of a backbone's frozen features (the feature cache).
 FEATURE_SCORES = ("logme", "hscore", "hscore_shrunk", "knn_accuracy")
 #: Scores of a source classifier's outputs on the target's train images.
@@ -128,10 +131,17 @@ def knn_accuracy(
     val_labels: Any,
     k: int = KNN_K,
 ) -> float:
-    """Accuracy on val of a k-NN classifier fitted on train (cosine: L2-normalised features)."""
+    """Accuracy on val of a k-NN classifier fitted on train (cosine: L2-normalised features).
+
+    The rows are normalised here (:func:`unit_rows`), at any scale: scikit-learn's
+    ``normalize`` leaves rows of norm below 10 eps (2e-15) as they are, which turned
+    the cosine k-NN of a deep random-init backbone's features (about 1e-17) into a
+    Euclidean one. Features whose directions all agree to rounding (a random-init
+    MobileNet's on digits: normalised rows within 1e-16 of each other) have no
+    neighbours to speak of: :class:`DegenerateScore`.
+    """
     # deferred: scikit-learn on first use; the parse-time check imports SCORES from here
     from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.preprocessing import normalize
 
     train = _features(train_features, "train_features")
     val = _features(val_features, "val_features")
@@ -145,8 +155,25 @@ def knn_accuracy(
         raise ValueError(f"val_labels: expected shape ({len(val)},), got {y_val.shape}")
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(train):
         raise ValueError(f"k: {k!r} must be an integer in 1..{len(train)} (the train samples)")
-    knn = KNeighborsClassifier(n_neighbors=k).fit(normalize(train), y_train)
-    return float(knn.score(normalize(val), y_val))
+    unit_train, unit_val = unit_rows(train), unit_rows(val)
+    both = np.vstack([unit_train, unit_val])
+    spread = float(np.abs(both - both.mean(axis=0)).max())
+    if spread <= DIRECTION_TOL:
+        raise DegenerateScore(
+            f"knn_accuracy: every feature row points the same way to within {spread:.2g} "
+            "(normalised), below rounding: the neighbours would be chosen by rounding noise"
+        )
+    knn = KNeighborsClassifier(n_neighbors=k).fit(unit_train, y_train)
+    return float(knn.score(unit_val, y_val))
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row divided by its L2 norm, computed after dividing by the row's largest
+    magnitude (no underflow or overflow at any scale); all-zero rows stay zero."""
+    peak = np.abs(x).max(axis=1, keepdims=True)
+    scaled = np.divide(x, peak, out=np.zeros_like(x), where=peak > 0)
+    norm = np.linalg.norm(scaled, axis=1, keepdims=True)
+    return np.divide(scaled, norm, out=np.zeros_like(x), where=norm > 0)
 
 
 # --------------------------------------------------------------------------- NCE, LEEP

@@ -60,11 +60,42 @@ def scores_beside_accuracy(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFra
     ]
     wide = wide[sorted(wide.columns, key=lambda c: (c.split()[0], c.split()[1] != "val"))]
     present = _scores_present(scores)
-    table = scores[["dataset", "backbone", "weights", "input_size", *present]].merge(
+    magnitude = ["feature_rms"] if "feature_rms" in scores else []
+    table = scores[["dataset", "backbone", "weights", "input_size", *magnitude, *present]].merge(
         wide.reset_index(), on=["dataset", "backbone"], how="left"
     )
-    table = table.rename(columns={"input_size": "px", **SCORE_LABELS})
-    return table.round(3)
+    if magnitude:  # as text: 1e-17 would round to 0
+        table["feature_rms"] = table["feature_rms"].map(lambda v: f"{v:.1e}")
+    labels = {"input_size": "px", "feature_rms": "feature RMS", **SCORE_LABELS}
+    return table.rename(columns=labels).round(3)
+
+
+#: Features whose root-mean-square entry is below this are called tiny on the page.
+TINY_FEATURES = 1e-6
+
+
+def tiny_features_note(scores: pd.DataFrame) -> list[str]:
+    """Paragraphs on backbones with tiny features (RMS below :data:`TINY_FEATURES`):
+    what is scale-free and what is not. Empty when there are none (or no RMS recorded)."""
+    if "feature_rms" not in scores:
+        return []
+    tiny = scores[scores["feature_rms"] < TINY_FEATURES]
+    if tiny.empty:
+        return []
+    names = ", ".join(
+        f"{b} ({v:.0e})" for b, v in tiny.groupby("backbone")["feature_rms"].median().items()
+    )
+    return [
+        f"Tiny features: {names} (median RMS of the train features over the datasets). "
+        "Activations shrink through the layers of a deep randomly initialised backbone. "
+        "Every score here is invariant to the features' scale (LogME divides them by their "
+        "RMS, the H-scores are ratios of covariances, k-NN normalises each row), and so is "
+        "the linear probe, which standardises them; a feature_extraction head trains on "
+        "the features as they are, with the study's initialisation and learning rate, and "
+        "can stay at chance on them. (Before issue 35, LogME's divergence test was not "
+        "scale-free and scored such features as the labels-only value, and k-NN fell back "
+        "to Euclidean distances for rows of norm below 2e-15.)"
+    ]
 
 
 def _tau_cell(row: pd.Series) -> str:
@@ -186,6 +217,7 @@ def transferability_blocks(
     ]
     if notes:
         blocks += [("p", "Undefined scores (NaN above):"), ("ul", notes)]
+    blocks += [("p", text) for text in tiny_features_note(scores)]
     blocks += [
         ("h3", "Do the scores rank the backbones as training does?"),
         (
