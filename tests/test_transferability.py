@@ -374,6 +374,55 @@ def source_run(tiny_prepared, tmp_path_factory) -> Path:
     return run
 
 
+def test_score_cache_scores_a_label_budgets_training_images(sealed_prepared, tmp_path):
+    """budget 'n3': the scores of the train rows a run of that budget trains on (the runs'
+    own subset, apply_budget), k-NN on all of val; the record names the budget."""
+    from tlbench.datasets import load_prepared
+    from tlbench.models.inputs import apply_budget
+
+    folder = tmp_path / "features"
+    feats = _fake_cache(folder, sealed_prepared, "imagenet")
+    names = {"dataset": "tiny", "backbone": "cnn"}
+    record = cache.score_cache(folder, sealed_prepared, names, budget="n3")
+    data, _ = apply_budget(load_prepared(sealed_prepared, splits=("train", "val")), 3)
+    rows, y = data.train_indices, data.split("train")[1]
+    assert record["budget"] == "n3" and record["n_train"] == 9 == len(rows)
+    assert record["logme"] == pytest.approx(L.logme(feats["train"][rows], y))
+    y_val = data.split("val")[1]
+    expected = T.knn_accuracy(feats["train"][rows], y, feats["val"], y_val, k=record["knn_k"])
+    assert record["knn_accuracy"] == expected
+    whole = cache.score_cache(folder, sealed_prepared, names)
+    assert whole["budget"] == "all" and whole["n_train"] == len(feats["train"])
+    with pytest.raises(ValueError, match="budget label 'ten'"):
+        cache.score_cache(folder, sealed_prepared, names, budget="ten")
+
+
+def test_tau_is_computed_per_label_budget_from_that_budgets_scores():
+    """Runs at n5 are compared with the scores computed at n5, runs on the whole split with
+    the whole split's (the former check dropped every budget but 'all')."""
+    backbones = ["a", "b", "c", "e"]
+    accuracy = {"all": [0.9, 0.6, 0.7, 0.5], "n5": [0.5, 0.8, 0.6, 0.7]}
+    rows = []
+    for budget, values in accuracy.items():
+        for r in _study_rows({b: [v] for b, v in zip(backbones, values, strict=True)}):
+            rows.append({**r, "budget": budget})
+    scores = pd.DataFrame(
+        {
+            "dataset": "d",
+            "backbone": backbones * 2,
+            "budget": ["all"] * 4 + ["n5"] * 4,
+            "logme": [4.0, 1.0, 3.0, 0.0] + [0.0, 3.0, 1.0, 2.0],
+        }
+    )
+    table = tau.tau_table(scores, pd.DataFrame(rows)).set_index(["budget", "accuracy"])
+    for budget, values in accuracy.items():
+        row = table.loc[(budget, "val_accuracy")]
+        assert row["score"] == "logme" and row["backbones"] == 4
+        expected = weightedtau(scores.loc[scores["budget"] == budget, "logme"], values)
+        assert row["weighted_tau"] == pytest.approx(expected.statistic)
+        assert row["weighted_tau"] == pytest.approx(1.0)  # each budget's own order
+
+
 def test_score_cache_scores_the_pretraining_runs_classifier_on_train(
     sealed_prepared, source_run, tmp_path
 ):
@@ -590,6 +639,32 @@ def test_findings_call_a_tau_positive_only_when_its_interval_is_above_zero():
     assert "1 of 2 with a permutation p-value of 0.05 or more" in line
     pivot = page.tau_pivot(rows).set_index("dataset")
     assert pivot.loc["d2", "LogME"] == "+0.30 [-0.30, +0.80]"
+
+
+def test_the_page_shows_tau_per_label_budget():
+    from tlbench.report.pages import transferability as page
+
+    rows = pd.DataFrame(
+        {
+            "dataset": "d",
+            "budget": ["n10", "n5"],
+            "strategy": "s",
+            "augmentation": "none",
+            "score": "logme",
+            "accuracy": "val_accuracy",
+            "backbones": 8,
+            "weighted_tau": [0.6, 0.3],
+            "tau_low": [0.2, -0.3],
+            "tau_high": [0.9, 0.8],
+            "tau_p": [0.01, 0.4],
+            "note": "",
+        }
+    )
+    pivot = page.tau_pivot(rows).set_index(["budget", "strategy"])
+    assert pivot.loc[("n5", "s"), "LogME"] == "+0.30 [-0.30, +0.80]"
+    n10, n5 = page.tau_findings(rows)
+    assert n10.startswith("At budget n10: LogME: weighted tau") and "1 of 1 positive" in n10
+    assert n5.startswith("At budget n5: LogME:") and "0 of 1 positive" in n5
 
 
 def test_a_pilot_study_is_checked_against_validation_accuracy_only(tmp_path):

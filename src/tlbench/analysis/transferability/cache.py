@@ -32,6 +32,8 @@ from tlbench.analysis.transferability.scores import (
 from tlbench.core.errors import InputShapeError
 from tlbench.core.hashing import sha256_file
 from tlbench.datasets import load_prepared
+from tlbench.datasets.budget import ALL as BUDGET_ALL
+from tlbench.datasets.budget import from_label as budget_value
 from tlbench.models.weights import random_label, random_seed
 
 #: The feature cache key's weight identities (tlbench.training.feature_cache.weights_identity) -> labels
@@ -194,6 +196,7 @@ def score_cache(
     source_run: str | os.PathLike | None = None,
     *,
     batch_size: int = 32,
+    budget: str = BUDGET_ALL,
 ) -> dict[str, Any]:
     """Scores of one feature cache folder (``tlbench.training.feature_cache``) with the prepared
     dataset's train/val labels; ``names`` (dataset, backbone) identify the row.
@@ -204,6 +207,11 @@ def score_cache(
     classifier predicts the TRAIN images (``batch_size`` a batch; the time in
     ``source_predict_seconds``). For other weights they are NaN and ``note`` says
     why. The test split is never read.
+
+    ``budget`` (a label budget's label, tlbench.datasets.budget: ``all``, ``n5``, ...):
+    the scores are computed on that budget's training images only (the rows of the
+    train features and images a run of that budget trains on,
+    :func:`tlbench.models.inputs.apply_budget`); k-NN is still scored on all of val.
     """
 
     folder = Path(features_dir)
@@ -211,21 +219,30 @@ def score_cache(
     if not key_file.is_file():
         raise FileNotFoundError(f"{folder} is not a feature cache (no key.json)")
     fields = json.loads(key_file.read_text())["fields"]
-    data = load_prepared(prepared_dir, splits=("train", "val"))  # test: never read
+    # deferred: imports Keras; the workflow's parse-time check imports this module. The
+    # runs' own subset (apply_budget), so the scores see the images a budget's runs train on
+    from tlbench.models.inputs import apply_budget
+
+    whole = load_prepared(prepared_dir, splits=("train", "val"))  # test: never read
     feats = {s: np.load(folder / f"{s}.npy") for s in ("train", "val")}
-    labels = {s: data.split(s)[1] for s in ("train", "val")}
     for split in feats:
-        if len(feats[split]) != len(labels[split]):
+        rows = len(whole.split(split)[1])
+        if len(feats[split]) != rows:
             raise ValueError(
                 f"{folder}/{split}.npy has {len(feats[split])} rows, {prepared_dir}'s "
-                f"{split} split {len(labels[split])} labels: the cache is of another dataset"
+                f"{split} split {rows} labels: the cache is of another dataset"
             )
+    data, _ = apply_budget(whole, budget_value(budget))
+    if budget != BUDGET_ALL:
+        feats["train"] = feats["train"][data.train_indices]
+    labels = {s: data.split(s)[1] for s in ("train", "val")}
     backbone = fields["backbone"]
     weights = backbone["weights"]
     record = {
         "dataset": names["dataset"],
         "backbone": names["backbone"],
         "backbone_arch": backbone["name"],
+        "budget": budget,
         "weights": weights_label(weights),
         "input_size": int(fields["input_size"]),
         "n_train": len(feats["train"]),

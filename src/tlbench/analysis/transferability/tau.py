@@ -18,6 +18,7 @@ from scipy.stats import DegenerateDataWarning, bootstrap, permutation_test, weig
 
 from tlbench.analysis.tables import is_pilot
 from tlbench.analysis.transferability.scores import SCORES
+from tlbench.datasets.budget import ALL as BUDGET_ALL
 
 #: The measured accuracies the scores are checked against (mean over seeds).
 ACCURACIES = ("val_accuracy", "test_accuracy")
@@ -86,23 +87,33 @@ def tau_interval(score: Any, accuracy: Any) -> tuple[float, float, int]:
 
 
 def scores_table(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One row per scored (dataset, backbone) from the per-pair JSON records."""
+    """One row per scored (dataset, backbone, budget) from the per-pair JSON records
+    (``budget``: the label budget the scores were computed on, ``all`` for records
+    written before budgets were scored)."""
     rows = [json.loads(Path(p).read_text()) for p in paths]
-    return pd.DataFrame(rows).sort_values(["dataset", "backbone"]).reset_index(drop=True)
+    return with_budget(pd.DataFrame(rows)).sort_values(KEYS).reset_index(drop=True)
+
+
+#: What a score record (and a measured accuracy) is per.
+KEYS = ["dataset", "backbone", "budget"]
+
+
+def with_budget(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``budget`` column (label budgets, tlbench.datasets.budget): missing
+    or empty is ``all``, the whole training split."""
+    budget = table["budget"] if "budget" in table else pd.Series(BUDGET_ALL, index=table.index)
+    return table.assign(budget=budget.fillna(BUDGET_ALL).astype(str))
 
 
 # --------------------------------------------------------------------------- the check
 
 
 def measured_accuracy(study: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds of val and test accuracy of finished runs, per
-    (dataset, backbone, strategy, augmentation), with the number of runs. With label
-    budgets (tlbench.datasets.budget) only the runs on the whole training split (``all``): the
-    scores are computed on it."""
-    ok = study[study["status"] == "ok"]
-    if "budget" in ok:
-        ok = ok[ok["budget"].fillna("all") == "all"]
-    keys = ["dataset", "backbone", "strategy", "augmentation"]
+    """Mean over seeds of val and test accuracy of finished runs, per (dataset,
+    backbone, budget, strategy, augmentation), with the number of runs. A budget's
+    accuracies are compared with the scores computed on that budget's training images."""
+    ok = with_budget(study[study["status"] == "ok"])
+    keys = [*KEYS, "strategy", "augmentation"]
     return (
         ok.groupby(keys, sort=True)
         .agg(
@@ -126,7 +137,8 @@ def _missing_note(score: str, missing: int, backbones: int) -> str:
 def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
     """Weighted Kendall tau (``scipy.stats.weightedtau``, hyperbolic weights, the ranks
     of both orders averaged) of each score against each measured accuracy (mean over
-    seeds) across the scored backbones, per dataset and (strategy, augmentation).
+    seeds) across the scored backbones, per dataset, label budget (``budget``: scores
+    and accuracies of the same training images) and (strategy, augmentation).
 
     ``tau_low``, ``tau_high``: its :func:`tau_interval` (bootstrap over backbones);
     ``tau_p``: its permutation p-value (:func:`tau_p_value`).
@@ -140,6 +152,7 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
 
     columns = [
         "dataset",
+        "budget",
         "strategy",
         "augmentation",
         "score",
@@ -153,10 +166,10 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
     ]
 
     accuracies = ("val_accuracy",) if is_pilot(study) else ACCURACIES  # pilot: test sealed
-    measured = measured_accuracy(study).merge(scores, on=["dataset", "backbone"])
+    measured = measured_accuracy(study).merge(with_budget(scores), on=KEYS)
     rows = []
-    for (dataset, strategy, augmentation), group in measured.groupby(
-        ["dataset", "strategy", "augmentation"], sort=True
+    for (dataset, budget, strategy, augmentation), group in measured.groupby(
+        ["dataset", "budget", "strategy", "augmentation"], sort=True
     ):
         for score in [s for s in SCORES if s in group]:
             for accuracy in accuracies:
@@ -190,6 +203,7 @@ def tau_table(scores: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
                 rows.append(
                     [
                         dataset,
+                        budget,
                         strategy,
                         augmentation,
                         score,

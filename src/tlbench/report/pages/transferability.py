@@ -11,11 +11,14 @@ import pandas as pd
 
 from tlbench.analysis.transferability.scores import SCORES, SOURCE_SCORES
 from tlbench.analysis.transferability.tau import (
+    KEYS,
     MIN_BACKBONES,
     TAU_CONFIDENCE,
     TAU_RESAMPLES,
     measured_accuracy,
+    with_budget,
 )
+from tlbench.datasets.budget import ALL as BUDGET_ALL
 from tlbench.report.pages.results import Block
 
 #: Column labels of the scores on the page (tlbench.analysis.transferability.scores.SCORES' names).
@@ -35,6 +38,11 @@ def _short(strategy: str) -> str:
     return SHORT.get(strategy, strategy)
 
 
+def _has_budgets(table: pd.DataFrame) -> bool:
+    """Whether ``table`` has rows of a label budget other than ``all``."""
+    return bool("budget" in table and (table["budget"] != BUDGET_ALL).any())
+
+
 def _scores_present(scores: pd.DataFrame) -> list[str]:
     """The scores of :data:`tlbench.analysis.transferability.scores.SCORES` in the table, in that order."""
 
@@ -49,8 +57,9 @@ def scores_beside_accuracy(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFra
     measured = measured_accuracy(df)
     if measured["augmentation"].nunique() > 1 and (measured["augmentation"] == "none").any():
         measured = measured[measured["augmentation"] == "none"]
+    scores = with_budget(scores)
     wide = measured.pivot_table(
-        index=["dataset", "backbone"],
+        index=KEYS,
         columns="strategy",
         values=["val_accuracy", "test_accuracy"],
     )
@@ -61,9 +70,12 @@ def scores_beside_accuracy(scores: pd.DataFrame, df: pd.DataFrame) -> pd.DataFra
     wide = wide[sorted(wide.columns, key=lambda c: (c.split()[0], c.split()[1] != "val"))]
     present = _scores_present(scores)
     magnitude = ["feature_rms"] if "feature_rms" in scores else []
-    table = scores[["dataset", "backbone", "weights", "input_size", *magnitude, *present]].merge(
-        wide.reset_index(), on=["dataset", "backbone"], how="left"
-    )
+    budget = ["budget"] if _has_budgets(scores) else []
+    columns = ["dataset", "backbone", *budget, "weights", "input_size", *magnitude, *present]
+    wide = wide.reset_index()
+    if not budget:  # every row is of the whole training split: no column for it
+        wide = wide.drop(columns="budget")
+    table = scores[columns].merge(wide, on=["dataset", "backbone", *budget], how="left")
     if magnitude:  # as text: 1e-17 would round to 0
         table["feature_rms"] = table["feature_rms"].map(lambda v: f"{v:.1e}")
     labels = {"input_size": "px", "feature_rms": "feature RMS", **SCORE_LABELS}
@@ -112,8 +124,9 @@ def tau_pivot(tau: pd.DataFrame) -> pd.DataFrame:
     interval over backbones, as rows (dataset, strategy, accuracy) by columns (score);
     empty where undefined."""
     cells = tau.assign(cell=tau.apply(_tau_cell, axis=1))
+    budget = ["budget"] if _has_budgets(tau) else []
     table = cells.pivot_table(
-        index=["dataset", "strategy", "accuracy"],
+        index=["dataset", *budget, "strategy", "accuracy"],
         columns="score",
         values="cell",
         dropna=False,
@@ -126,10 +139,16 @@ def tau_pivot(tau: pd.DataFrame) -> pd.DataFrame:
 
 
 def tau_findings(tau: pd.DataFrame) -> list[str]:
-    """Per score, in words: its weighted tau against each accuracy over the (dataset,
-    strategy) pairs where it is defined (mean, range), and how many are positive or
-    negative by their bootstrap interval (positive: the whole interval above 0); where
-    it is undefined, why."""
+    """Per score (and label budget, when there are several), in words: its weighted tau
+    against each accuracy over the (dataset, strategy) pairs where it is defined (mean,
+    range), and how many are positive or negative by their bootstrap interval
+    (positive: the whole interval above 0); where it is undefined, why."""
+    if _has_budgets(tau):
+        return [
+            f"At budget {budget}: {line}"
+            for budget, rows in tau.groupby("budget", sort=True)
+            for line in tau_findings(rows.assign(budget=BUDGET_ALL))
+        ]
     lines = []
     for score, label in SCORE_LABELS.items():
         rows = tau[tau["score"] == score]
