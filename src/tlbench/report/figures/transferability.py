@@ -32,7 +32,7 @@ def tau_scatter(
 ) -> Path:
     """Each score against the measured ``accuracy`` (mean over seeds; default test
     accuracy, validation accuracy in a pilot study), one panel per (dataset, score),
-    one marker series per (strategy, augmentation) with its tau; one row of panels per
+    one marker series per (strategy, augmentation) with its tau and 95 % interval; one row of panels per
     (dataset, label budget)."""
 
     if accuracy is None:
@@ -48,7 +48,7 @@ def tau_scatter(
         )
     taus = tau_table(scores, study).set_index(
         ["dataset", "budget", "strategy", "augmentation", "score", "accuracy"]
-    )["weighted_tau"]
+    )[["weighted_tau", "tau_low", "tau_high"]]
     datasets = sorted(set(zip(measured["dataset"], measured["budget"], strict=True)))
     fig = Figure(figsize=(3.6 * len(SCORES), 3.2 * len(datasets)), layout="constrained")
     axes = fig.subplots(len(datasets), len(SCORES), squeeze=False)
@@ -72,9 +72,13 @@ def tau_scatter(
                 ax.set_yticks([])
                 continue
             for (strategy, augmentation), group in of.groupby(["strategy", "augmentation"]):
-                tau = taus[(dataset, budget, strategy, augmentation, score, accuracy)]
+                tau, low, high = taus.loc[
+                    (dataset, budget, strategy, augmentation, score, accuracy)
+                ]
                 label = f"{strategy}/{augmentation}: " + (
-                    "tau undefined" if math.isnan(tau) else f"tau = {tau:+.2f}"
+                    "tau undefined"
+                    if math.isnan(tau)
+                    else f"tau = {tau:+.2f} [{low:+.2f}, {high:+.2f}]"
                 )
                 ax.plot(group[score], group[accuracy], "o", label=label)
                 for _, r in group.iterrows():
