@@ -29,11 +29,12 @@ def tau_scatter(
     study: pd.DataFrame,
     path: str | os.PathLike,
     accuracy: str | None = None,
+    tau: pd.DataFrame | None = None,
 ) -> Path:
     """Each score against the measured ``accuracy`` (mean over seeds; default test
     accuracy, validation accuracy in a pilot study), one panel per (dataset, score),
     one marker series per (strategy, augmentation) with its tau and 95 % interval; one row of panels per
-    (dataset, label budget)."""
+    (dataset, label budget). ``tau``: :func:`tau_table` of the same inputs, if computed."""
 
     if accuracy is None:
         accuracy = "val_accuracy" if is_pilot(study) else "test_accuracy"
@@ -46,9 +47,11 @@ def tau_scatter(
             "Transferability scores vs. measured accuracy",
             ["no finished runs of the scored backbones: nothing to compare"],
         )
-    taus = tau_table(scores, study).set_index(
-        ["dataset", "budget", "strategy", "augmentation", "score", "accuracy"]
-    )[["weighted_tau", "tau_low", "tau_high"]]
+    if tau is None:  # the bootstrap and permutation test take a second per row: reuse one
+        tau = tau_table(scores, study)
+    taus = tau.set_index(["dataset", "budget", "strategy", "augmentation", "score", "accuracy"])[
+        ["weighted_tau", "tau_low", "tau_high"]
+    ]
     datasets = sorted(set(zip(measured["dataset"], measured["budget"], strict=True)))
     fig = Figure(figsize=(3.6 * len(SCORES), 3.2 * len(datasets)), layout="constrained")
     axes = fig.subplots(len(datasets), len(SCORES), squeeze=False)
