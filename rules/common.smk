@@ -2,6 +2,7 @@
 # functions. STUDY (a tlbench.study.matrix.Study) is created in the Snakefile.
 
 
+from tlbench.datasets.budget import LABEL_PATTERN
 from tlbench.datasets.budget import SUFFIX_PATTERN as BUDGET_SUFFIX
 
 
@@ -12,6 +13,8 @@ TUNING_PATTERN = "{dataset}/{backbone}/{strategy}"
 AUTOENCODER = "autoencoder"
 #: The report's front section (report/workflow.rst includes it).
 VERDICT_FRONT = f"{RESULTS}/tables/verdict.rst"
+#: Snakemake wildcard constraint of a label budget's label other than ``all`` (n10, f0.25).
+BUDGET_LABEL = LABEL_PATTERN.pattern
 
 
 wildcard_constraints:
@@ -223,10 +226,17 @@ def transferability_scores_batch_size(wildcards):
 
 
 def transferability_score_files(wildcards):
-    """The per (dataset, backbone) score records of every scored pair."""
+    """The score records of every scored pair, one per label budget its runs train on
+    (``{dataset}/{backbone}.json`` for the whole training split, else
+    ``{dataset}/{backbone}/{label}.json``)."""
     from tlbench.analysis.transferability.cache import scored_pairs
 
-    return [f"{RESULTS}/transferability/{d}/{b}.json" for d, b in scored_pairs(STUDY)]
+    files = []
+    for d, b in scored_pairs(STUDY):
+        for label in sorted({r.budget for r in STUDY.runs if (r.dataset, r.backbone) == (d, b)}):
+            name = f"{b}.json" if label == "all" else f"{b}/{label}.json"
+            files.append(f"{RESULTS}/transferability/{d}/{name}")
+    return files
 
 
 def transferability_targets():

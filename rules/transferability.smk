@@ -12,8 +12,33 @@ rule transferability_scores:
         f"{RESULTS}/transferability/{{dataset}}/{{backbone}}.json",
     params:
         batch_size=transferability_scores_batch_size,
+        budget="all",
     log:
         f"{RESULTS}/logs/transferability/{{dataset}}/{{backbone}}.log",
+    threads: STUDY.config["resources"]["threads"]
+    resources:
+        mem_mb=STUDY.config["resources"]["mem_mb"],
+        runtime=STUDY.config["resources"]["runtime"],
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/transferability_scores.py"
+
+
+# The same scores on a label budget's training images (tlbench.datasets.budget), for the
+# tau of that budget's runs.
+rule transferability_scores_budget:
+    input:
+        unpack(transferability_scores_input),
+    output:
+        f"{RESULTS}/transferability/{{dataset}}/{{backbone}}/{{label}}.json",
+    wildcard_constraints:
+        label=BUDGET_LABEL,
+    params:
+        batch_size=transferability_scores_batch_size,
+        budget=lambda wildcards: wildcards.label,
+    log:
+        f"{RESULTS}/logs/transferability/{{dataset}}/{{backbone}}/{{label}}.log",
     threads: STUDY.config["resources"]["threads"]
     resources:
         mem_mb=STUDY.config["resources"]["mem_mb"],

@@ -17,4 +17,4 @@ with log_to(snakemake.log[0]):
     study = pd.read_csv(snakemake.input.study)
     tau = transferability_tau.tau_table(scores, study)
     render.write_table(tau, table_stem(snakemake.output))
-    figures_transferability.tau_scatter(scores, study, snakemake.output.figure)
+    figures_transferability.tau_scatter(scores, study, snakemake.output.figure, tau=tau)

@@ -1,5 +1,6 @@
-"""Snakemake script: transferability scores of one (dataset, backbone): its feature
-cache and, for a backbone pretrained by a run, that run's classifier."""
+"""Snakemake script: transferability scores of one (dataset, backbone) on one label budget's
+training images: its feature cache and, for a backbone pretrained by a run, that run's
+classifier."""
 # ruff: noqa: F821  (``snakemake`` is injected by Snakemake)
 
 import _bootstrap  # noqa: F401
@@ -17,6 +18,7 @@ with log_to(snakemake.log[0]):
         dict(snakemake.wildcards),
         snakemake.input.get("pretrained"),  # the pretraining run, if any: NCE, LEEP
         batch_size=snakemake.params.batch_size,
+        budget=snakemake.params.budget,  # a label budget's training images, or all
     )
     print(record)
     write_json(snakemake.output[0], record)

@@ -1,5 +1,6 @@
-"""The linear_probe strategy: its Keras head is the probe, C is chosen before the test
-split is read, and the saved model scores on val what the probe chose C by."""
+"""The linear_probe strategy: its Keras head is the probe, C is chosen by cross-validation on
+the train split before the test split is read, and the saved model scores on val what the
+probe records."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ def test_bad_parameters_name_the_value(tiny_prepared, params, message):
 
 def test_a_run_chooses_C_before_the_test_split_is_read(tiny_prepared, tmp_path, monkeypatch):
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import StandardScaler
 
     events = []
@@ -82,31 +84,38 @@ def test_a_run_chooses_C_before_the_test_split_is_read(tiny_prepared, tmp_path, 
     spec["strategy"]["params"] = {"grid": [1e-4, 1.0, 1e4]}
     out = tmp_path / "probe"
     metrics = engine.run(spec, out)
-    assert [e for e in events if e[0] == "fit"] == [("fit", 1e-4), ("fit", 1.0), ("fit", 1e4)]
+    fits = [e for e in events if e[0] == "fit"]
+    folds = metrics["probe_cv_folds"]
+    assert folds == 5  # 24 images per class in the tiny training split
+    assert fits == [("fit", c) for c in (1e-4, 1.0, 1e4) for _ in range(folds)] + [
+        ("fit", metrics["chosen_C"])
+    ]  # every fold of every C, then the chosen C on the whole train split
     assert events.count(("split", "test")) == 1 and events[-1] == ("split", "test")
-    accuracies = metrics["probe_val_accuracy"]
-    best = max(accuracies)
-    assert best < 1.0  # the noisy val labels (the precondition of the checks below)
-    assert metrics["chosen_C"] == metrics["probe_grid"][accuracies.index(best)]
     assert metrics["fit_seconds"] == round(metrics["probe_train_seconds"], 4)
     assert 0 < metrics["fit_seconds"] < metrics["train_seconds"]
-    # the saved model takes images, and on val it scores what the probe chose C by
+    # C is the cross-validation choice on TRAIN features (the same folds computed here)
     model = keras.saving.load_model(out / "model.keras")
     x_train, y_train = real_load(prepared).split("train")
     x_val, y_val = real_load(prepared).split("val")
-    # every C's recorded accuracy is its fit on TRAIN features scored on VAL features
     monkeypatch.setattr(LogisticRegression, "fit", real_fit)
     pooled = keras.Model(model.input, model.get_layer("gap").output)
     f_train, f_val = (
         pooled.predict(np.asarray(x, np.float32), verbose=0) for x in (x_train, x_val)
     )
-    scaler = StandardScaler().fit(f_train)
-    for c, recorded in zip(metrics["probe_grid"], accuracies, strict=True):
-        clf = LogisticRegression(
-            C=c, solver="lbfgs", max_iter=metrics["probe_max_iter"], random_state=0
-        ).fit(scaler.transform(f_train), y_train)
-        assert np.mean(clf.predict(scaler.transform(f_val)) == y_val) == pytest.approx(recorded)
+    splits = StratifiedKFold(folds, shuffle=True, random_state=0).split(f_train, y_train)
+    correct = np.zeros(3)
+    for train_rows, held in splits:
+        scaler = StandardScaler().fit(f_train[train_rows])
+        for i, c in enumerate(metrics["probe_grid"]):
+            clf = LogisticRegression(C=c, max_iter=metrics["probe_max_iter"], random_state=0)
+            clf.fit(scaler.transform(f_train[train_rows]), y_train[train_rows])
+            correct[i] += np.sum(clf.predict(scaler.transform(f_train[held])) == y_train[held])
+    np.testing.assert_allclose(metrics["probe_cv_accuracy"], correct / len(y_train))
+    assert metrics["chosen_C"] == metrics["probe_grid"][int(np.argmax(correct))]
+    # the saved model is the probe: on val it scores the recorded validation accuracy
     prob = model.predict(np.asarray(x_val, np.float32), verbose=0)
+    best = metrics["probe_val_accuracy"]
+    assert best < 1.0  # the noisy val labels: not every model is perfect there
     assert np.mean(prob.argmax(axis=1) == y_val) == pytest.approx(best)
     assert metrics["val"]["accuracy"] == pytest.approx(best)
     x_test, _ = real_load(prepared).split("test")

@@ -1,5 +1,6 @@
-"""The linear probe's maths (tlbench.models.probe): C chosen on validation only, the folded
-weights reproduce the fitted model, bad grids rejected, no test split in reach."""
+"""The linear probe's maths (tlbench.models.probe): C chosen by cross-validation on the train
+split (the validation split cannot move it), the folded weights reproduce the fitted model,
+bad grids rejected, no test split in reach."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 from tlbench.models import probe
@@ -33,39 +35,86 @@ def suppressed():
     return (*suppressor(200, True, rng), *suppressor(200, False, rng))
 
 
-def accuracies(xt, yt, xv, yv, grid):
-    """Train and val accuracy of each C, computed independently of the probe."""
-    scaler = StandardScaler().fit(xt)
-    train, val = [], []
-    for c in grid:
-        m = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(xt), yt)
-        train.append(m.score(scaler.transform(xt), yt))
-        val.append(m.score(scaler.transform(xv), yv))
-    return np.array(train), np.array(val)
+def cv_correct(xt, yt, grid, folds, seed=0):
+    """Held-out images right per C over stratified folds of the TRAIN split, computed
+    independently of the probe (scaler fitted on each training fold)."""
+    splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(xt, yt)
+    correct = np.zeros(len(grid))
+    for train_rows, held in splits:
+        scaler = StandardScaler().fit(xt[train_rows])
+        for i, c in enumerate(grid):
+            m = LogisticRegression(C=c, max_iter=5000).fit(
+                scaler.transform(xt[train_rows]), yt[train_rows]
+            )
+            correct[i] += np.sum(m.predict(scaler.transform(xt[held])) == yt[held])
+    return correct
 
 
-def test_c_is_the_validation_argmax_not_the_training_one(suppressed):
+def test_c_is_the_cross_validation_argmax_on_train(suppressed):
     xt, yt, xv, yv = suppressed
     fit = fit_linear_probe(xt, yt, xv, yv)
     grid = np.array(fit.grid)
     assert grid[0] == pytest.approx(1e-6) and grid[-1] == pytest.approx(1e5)
-    train, val = accuracies(xt, yt, xv, yv, fit.grid)
-    np.testing.assert_allclose(fit.val_accuracy, val)
-    # the data are built so that the two splits disagree: val best at a small C,
-    # train best at a large one (the probe must follow val)
-    assert fit.C == grid[np.argmax(val)]
-    assert fit.C == pytest.approx(1e-3)
-    assert grid[np.argmax(train)] >= 1.0
-    assert fit.best_val_accuracy == max(val) > val[np.argmax(train)] + 0.2
+    assert fit.folds == 5
+    correct = cv_correct(xt, yt, fit.grid, 5)
+    np.testing.assert_allclose(fit.cv_accuracy, correct / len(yt))
+    assert fit.C == grid[np.argmax(correct)]
+    assert all(len(a) == 5 for a in fit.cv_fold_accuracy)
+    # the chosen model, refitted on all of train, scored once on val (reported only)
+    scaler = StandardScaler().fit(xt)
+    model = LogisticRegression(C=fit.C, max_iter=5000).fit(scaler.transform(xt), yt)
+    assert fit.val_accuracy == pytest.approx(model.score(scaler.transform(xv), yv))
 
 
-def test_ties_go_to_the_smaller_c(suppressed):
+def test_validation_labels_cannot_move_the_chosen_c(suppressed):
+    """The suppressor data make val prefer a small C (1e-3) and train a large one: the
+    former probe chose C on val and followed any change of its labels. Now the choice,
+    its CV record and the fitted weights are the same whatever the val labels."""
     xt, yt, xv, yv = suppressed
-    # on these data every C >= 1 has the same validation accuracy (see the test above)
-    fit = fit_linear_probe(xt, yt, xv, yv, grid=[100.0, 1.0, 10.0])
-    assert len(set(fit.val_accuracy)) == 1
+    rng = np.random.default_rng(1)
+    base = fit_linear_probe(xt, yt, xv, yv)
+    for labels in (1 - yv, rng.permutation(yv), np.zeros_like(yv)):
+        moved = fit_linear_probe(xt, yt, xv, labels, num_classes=2)
+        assert moved.C == base.C
+        assert moved.cv_accuracy == base.cv_accuracy
+        np.testing.assert_array_equal(moved.W, base.W)
+    assert base.C >= 1.0  # not val's choice (1e-3)
+
+
+def test_ties_go_to_the_smaller_c():
+    """Separable classes: every C of the grid is right on every held-out image."""
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    x = rng.normal(size=(40, 3)) + 10.0 * y[:, None]
+    fit = fit_linear_probe(x, y, x, y, grid=[100.0, 1.0, 10.0])
+    assert fit.cv_accuracy == (1.0, 1.0, 1.0)
     assert fit.C == 1.0
     assert fit.grid == (1.0, 10.0, 100.0)
+
+
+@pytest.mark.parametrize("per_class, folds", [(2, 2), (3, 3), (5, 5), (12, 5)])
+def test_folds_fit_the_smallest_class(per_class, folds):
+    rng = np.random.default_rng(per_class)
+    y = np.r_[np.zeros(per_class, int), np.ones(20, int), np.full(20, 2)]
+    x = rng.normal(size=(len(y), 4)) + y[:, None]
+    fit = fit_linear_probe(x, y, x, y, grid=[0.1, 1.0])
+    assert fit.folds == folds
+    assert all(len(a) == folds for a in fit.cv_fold_accuracy)
+
+
+def test_a_class_with_one_image_needs_a_one_value_grid():
+    """One image of a class cannot be held out and trained on: an error naming the class;
+    with a single C nothing is chosen and the probe fits (no folds, empty CV record)."""
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(6, int), np.ones(6, int), [2]]
+    x = rng.normal(size=(len(y), 4)) + y[:, None]
+    with pytest.raises(
+        ValueError, match=r"y_train: class\(es\) \[2\] have a single training image"
+    ):
+        fit_linear_probe(x, y, x, y, grid=[0.1, 1.0])
+    fit = fit_linear_probe(x, y, x, y, grid=[0.5])
+    assert (fit.C, fit.folds, fit.cv_accuracy, fit.converged) == (0.5, 0, (), ())
+    assert fit.record()["probe_cv_folds"] == 0
 
 
 @pytest.mark.parametrize("classes", [2, 3])
@@ -149,7 +198,7 @@ def test_fits_run_with_the_given_number_of_blas_threads(suppressed, monkeypatch)
 
     monkeypatch.setattr(LogisticRegression, "fit", fit)
     xt, yt, xv, yv = suppressed
-    fit_linear_probe(xt, yt, xv, yv, grid=[1e-3, 1.0])
-    assert seen == [{1}, {1}]
+    fit = fit_linear_probe(xt, yt, xv, yv, grid=[1e-3, 1.0])
+    assert seen == [{1}] * (2 * fit.folds + 1)  # every fold of both C, then the refit
     with pytest.raises(ValueError, match="blas_threads: 0 must be a positive integer"):
         fit_linear_probe(xt, yt, xv, yv, blas_threads=0)

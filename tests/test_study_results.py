@@ -44,6 +44,21 @@ def _scores() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def test_tiny_features_are_shown_with_their_rms_and_explained():
+    """A random-init control's features of RMS 1e-17: the table shows the RMS as text
+    (rounding would make it 0) and the page says what is scale-free and what is not."""
+    df = _study()
+    scores = _scores().assign(feature_rms=[0.4, 2e-17, 0.3, 1.2])
+    beside = transferability.scores_beside_accuracy(scores, df).set_index("backbone")
+    assert list(beside["feature RMS"]) == [f"{v:.1e}" for v in scores["feature_rms"]]
+    (note,) = transferability.tiny_features_note(scores)
+    tiny = scores.loc[scores["feature_rms"] < 1e-6, "backbone"].tolist()
+    assert note.startswith(f"Tiny features: {tiny[0]} (2e-17)")
+    assert "invariant to the features' scale" in note
+    assert transferability.tiny_features_note(scores.assign(feature_rms=1.0)) == []
+    assert transferability.tiny_features_note(_scores()) == []
+
+
 def test_transferability_section_puts_scores_beside_accuracy_with_tau_and_cost():
     from tlbench.analysis.transferability.tau import tau_table
 
@@ -62,15 +77,18 @@ def test_transferability_section_puts_scores_beside_accuracy_with_tau_and_cost()
     assert row["LogME"] == pytest.approx(9.0)
 
     pivot = transferability.tau_pivot(tau).set_index(["strategy", "accuracy"])
-    assert pivot.loc[("feature_extraction", "test"), "LogME"] == pytest.approx(1.0)
-    assert pivot.loc[("feature_extraction", "test"), "k-NN val acc"] == pytest.approx(-1.0)
-    assert math.isnan(pivot.loc[("feature_extraction", "test"), "H-score"])
+    assert pivot.loc[("feature_extraction", "test"), "LogME"] == "+1.00 [+1.00, +1.00]"
+    assert pivot.loc[("feature_extraction", "test"), "k-NN val acc"] == "-1.00 [-1.00, -1.00]"
+    assert pivot.loc[("feature_extraction", "test"), "H-score"] == ""
 
     findings = transferability.tau_findings(tau)
     logme = next(line for line in findings if line.startswith("LogME"))
     assert "against test accuracy mean +1.00 over 2" in logme and "2 of 2 positive" in logme
+    # three backbones in a perfect order: the bootstrap interval is [1, 1], the
+    # permutation p-value 1/3 (two-sided, exact): the findings say both
+    assert "2 of 2 with a permutation p-value of 0.05 or more" in logme
     knn = next(line for line in findings if line.startswith("k-NN"))
-    assert "mean -1.00" in knn and "0 of 2 positive" in knn
+    assert "mean -1.00" in knn and "0 of 2 positive and 2 negative" in knn
     assert any(line.startswith("H-score: undefined") for line in findings)
 
     cost = transferability.cost_table(scores, df).set_index("score")

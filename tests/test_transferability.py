@@ -14,6 +14,7 @@ import pytest
 from scipy.stats import weightedtau
 
 from tlbench.analysis.transferability import cache, prescreen, tau
+from tlbench.analysis.transferability import logme as L
 from tlbench.analysis.transferability import scores as T
 from tlbench.report.figures import transferability
 
@@ -60,7 +61,7 @@ def test_log_evidence_equals_brute_force_at_the_fixed_point(n, d):
     """Both regimes (N < D and N > D): the SVD/eigenvalue evidence at the found alpha,
     beta equals log N(y; 0, I/beta + F F^T/alpha) computed with slogdet and solve."""
     f, y = regression(n, d, seed=n + d)
-    found = T.log_evidence(f, y)
+    found = L.log_evidence(f, y)
     assert math.isfinite(found.alpha) and math.isfinite(found.beta)
     brute = brute_log_evidence(f, y, found.alpha, found.beta)
     assert found.log_evidence == pytest.approx(brute, rel=1e-8, abs=1e-8)
@@ -71,7 +72,7 @@ def test_fixed_point_conditions_hold_at_convergence(n, d):
     """alpha |m|^2 = gamma and beta |y - Fm|^2 = N - gamma with gamma = D - alpha tr(A^-1),
     and the evidence is stationary in log alpha and log beta (finite differences)."""
     f, y = regression(n, d, seed=7)
-    e = T.log_evidence(f, y)
+    e = L.log_evidence(f, y)
     a = e.alpha * np.eye(d) + e.beta * f.T @ f
     m = e.beta * np.linalg.solve(a, f.T @ y)
     gamma = d - e.alpha * np.trace(np.linalg.inv(a))
@@ -90,7 +91,7 @@ def test_few_shot_case_keeps_the_zero_eigenvalue_terms():
     log-determinant (only the min(N, D) eigenvalues alpha + beta sigma_i, dropping
     (D - N) log alpha) evaluated at the same alpha, beta is far above it."""
     f, y = regression(30, 80, seed=3)
-    e = T.log_evidence(f, y)
+    e = L.log_evidence(f, y)
     n, d = f.shape
     sigma = np.linalg.svd(f, compute_uv=False) ** 2
     a = e.alpha * np.eye(d) + e.beta * f.T @ f
@@ -127,7 +128,7 @@ def test_divergent_iterations_give_the_supremum(n, d, make, seed, limit):
     else:
         f, labels = informative(n, d, seed=seed)
         y = (labels == 0).astype(float)
-    e = T.log_evidence(f, y)
+    e = L.log_evidence(f, y)
     assert math.isinf(getattr(e, limit))
     assert e.log_evidence == pytest.approx(brute_log_evidence(f, y, e.alpha, e.beta), rel=1e-8)
     grid = np.logspace(-4, 8, 25)
@@ -137,8 +138,8 @@ def test_divergent_iterations_give_the_supremum(n, d, make, seed, limit):
 
 def test_logme_is_the_per_sample_evidence_averaged_over_one_hot_columns():
     f, y = informative(90, 20, classes=3, signal=0.7)
-    columns = [T.log_evidence(f, (y == c).astype(float)).log_evidence for c in range(3)]
-    assert T.logme(f, y) == pytest.approx(np.mean(columns) / 90, rel=1e-12)
+    columns = [L.log_evidence(f, (y == c).astype(float)).log_evidence for c in range(3)]
+    assert L.logme(f, y) == pytest.approx(np.mean(columns) / 90, rel=1e-12)
 
 
 # --------------------------------------------------------------------------- H-score
@@ -261,13 +262,13 @@ def test_every_score_ranks_informative_features_above_random_ones():
 def test_bad_inputs_are_named():
     f, y = informative(10, 3)
     with pytest.raises(ValueError, match=r"labels: expected 10 labels .* shape \(9,\)"):
-        T.logme(f, y[:9])
+        L.logme(f, y[:9])
     broken = f.copy()
     broken[2, 1] = np.nan
     with pytest.raises(ValueError, match="features: 1 non-finite"):
         T.hscore(broken, y)
     with pytest.raises(ValueError, match=r"at least 2 classes, got \[0\]"):
-        T.logme(f, np.zeros(10, dtype=int))
+        L.logme(f, np.zeros(10, dtype=int))
 
 
 # --------------------------------------------------------------------------- workflow pieces
@@ -318,7 +319,7 @@ def test_score_cache_reads_a_feature_cache_with_the_prepared_labels(sealed_prepa
     names = {"dataset": "tiny", "backbone": "cnn"}
     record = cache.score_cache(folder, sealed_prepared, names)
     y_train, y_val = data.split("train")[1], data.split("val")[1]
-    assert record["logme"] == pytest.approx(T.logme(feats["train"], y_train))
+    assert record["logme"] == pytest.approx(L.logme(feats["train"], y_train))
     assert record["knn_accuracy"] == pytest.approx(
         T.knn_accuracy(feats["train"], y_train, feats["val"], y_val)
     )
@@ -371,6 +372,55 @@ def source_run(tiny_prepared, tmp_path_factory) -> Path:
     classes = ["w", "x", "y", "z"]
     (run / "metrics.json").write_text(json.dumps({"status": "ok", "classes": classes}))
     return run
+
+
+def test_score_cache_scores_a_label_budgets_training_images(sealed_prepared, tmp_path):
+    """budget 'n3': the scores of the train rows a run of that budget trains on (the runs'
+    own subset, apply_budget), k-NN on all of val; the record names the budget."""
+    from tlbench.datasets import load_prepared
+    from tlbench.models.inputs import apply_budget
+
+    folder = tmp_path / "features"
+    feats = _fake_cache(folder, sealed_prepared, "imagenet")
+    names = {"dataset": "tiny", "backbone": "cnn"}
+    record = cache.score_cache(folder, sealed_prepared, names, budget="n3")
+    data, _ = apply_budget(load_prepared(sealed_prepared, splits=("train", "val")), 3)
+    rows, y = data.train_indices, data.split("train")[1]
+    assert record["budget"] == "n3" and record["n_train"] == 9 == len(rows)
+    assert record["logme"] == pytest.approx(L.logme(feats["train"][rows], y))
+    y_val = data.split("val")[1]
+    expected = T.knn_accuracy(feats["train"][rows], y, feats["val"], y_val, k=record["knn_k"])
+    assert record["knn_accuracy"] == expected
+    whole = cache.score_cache(folder, sealed_prepared, names)
+    assert whole["budget"] == "all" and whole["n_train"] == len(feats["train"])
+    with pytest.raises(ValueError, match="budget label 'ten'"):
+        cache.score_cache(folder, sealed_prepared, names, budget="ten")
+
+
+def test_tau_is_computed_per_label_budget_from_that_budgets_scores():
+    """Runs at n5 are compared with the scores computed at n5, runs on the whole split with
+    the whole split's (the former check dropped every budget but 'all')."""
+    backbones = ["a", "b", "c", "e"]
+    accuracy = {"all": [0.9, 0.6, 0.7, 0.5], "n5": [0.5, 0.8, 0.6, 0.7]}
+    rows = []
+    for budget, values in accuracy.items():
+        for r in _study_rows({b: [v] for b, v in zip(backbones, values, strict=True)}):
+            rows.append({**r, "budget": budget})
+    scores = pd.DataFrame(
+        {
+            "dataset": "d",
+            "backbone": backbones * 2,
+            "budget": ["all"] * 4 + ["n5"] * 4,
+            "logme": [4.0, 1.0, 3.0, 0.0] + [0.0, 3.0, 1.0, 2.0],
+        }
+    )
+    table = tau.tau_table(scores, pd.DataFrame(rows)).set_index(["budget", "accuracy"])
+    for budget, values in accuracy.items():
+        row = table.loc[(budget, "val_accuracy")]
+        assert row["score"] == "logme" and row["backbones"] == 4
+        expected = weightedtau(scores.loc[scores["budget"] == budget, "logme"], values)
+        assert row["weighted_tau"] == pytest.approx(expected.statistic)
+        assert row["weighted_tau"] == pytest.approx(1.0)  # each budget's own order
 
 
 def test_score_cache_scores_the_pretraining_runs_classifier_on_train(
@@ -526,12 +576,95 @@ def test_tau_table_is_the_weighted_tau_over_backbones_of_seed_means():
     leep = table.loc[("fine_tune", "leep", "val_accuracy")]
     expected = weightedtau([-1.0, -2.0, -3.0], [means[i] for i in kept]).statistic
     assert leep["weighted_tau"] == pytest.approx(expected) and leep["backbones"] == 3
-    assert leep["note"] == "1 of 4 backbones has no leep (the score table's note says why)"
+    assert leep["note"].startswith("1 of 4 backbones has no leep (the score table's note says why)")
     none = table.loc[("fine_tune", "nce", "val_accuracy")]
     assert math.isnan(none["weighted_tau"]) and none["backbones"] == 0
     assert none["note"] == (
         "undefined: none of the 4 backbone(s) has nce (the score table's note says why)"
     )
+
+
+def test_each_tau_has_a_bootstrap_interval_over_backbones_and_a_permutation_p():
+    """The interval is the percentile bootstrap of weightedtau with backbones resampled in
+    pairs (scipy.stats.bootstrap's seeded draws, percentiles over the defined ones) and
+    contains tau; the p-value is the exact two-sided permutation test over the 5! = 120
+    orders of 5 backbones (enumerated here)."""
+    from itertools import permutations
+
+    from scipy.stats import bootstrap
+
+    accuracies = {"a": [0.9], "b": [0.6], "c": [0.7], "e": [0.5], "f": [0.8]}
+    score = [1.0, 3.0, 2.0, 0.0, 2.5]
+    scores = pd.DataFrame({"dataset": "d", "backbone": list(accuracies), "logme": score})
+    table = tau.tau_table(scores, pd.DataFrame(_study_rows(accuracies)))
+    row = table.set_index(["score", "accuracy"]).loc[("logme", "val_accuracy")]
+    acc = [v[0] for v in accuracies.values()]
+    draws = bootstrap(
+        (np.array(score), np.array(acc)), tau.weighted_tau, paired=True, vectorized=False,
+        n_resamples=tau.TAU_RESAMPLES, method="percentile", random_state=tau.TAU_SEED,
+    ).bootstrap_distribution  # fmt: skip
+    draws = draws[np.isfinite(draws)]
+    assert row["tau_low"] == pytest.approx(np.percentile(draws, 2.5))
+    assert row["tau_high"] == pytest.approx(np.percentile(draws, 97.5))
+    assert row["tau_low"] <= row["weighted_tau"] <= row["tau_high"]
+    observed = row["weighted_tau"]
+    null = np.array([tau.weighted_tau(score, list(p)) for p in permutations(acc)])
+    tails = np.mean(null >= observed - 1e-12), np.mean(null <= observed + 1e-12)
+    assert row["tau_p"] == pytest.approx(min(1.0, 2 * min(tails)))  # scipy's two-sided p
+
+
+def test_findings_call_a_tau_positive_only_when_its_interval_is_above_zero():
+    """Two pairs with tau > 0, one whose interval includes 0: '1 of 2 positive' (the
+    former findings counted every tau > 0 as positive)."""
+    from tlbench.report.pages import transferability as page
+
+    rows = pd.DataFrame(
+        {
+            "dataset": ["d1", "d2"],
+            "strategy": "s",
+            "augmentation": "none",
+            "score": "logme",
+            "accuracy": "val_accuracy",
+            "backbones": 8,
+            "weighted_tau": [0.6, 0.3],
+            "tau_low": [0.2, -0.3],
+            "tau_high": [0.9, 0.8],
+            "tau_p": [0.01, 0.4],
+            "note": "",
+        }
+    )
+    (line,) = page.tau_findings(rows)
+    assert "1 of 2 positive and 0 negative" in line
+    assert "1 with an interval that includes 0" in line
+    assert "1 of 2 with a permutation p-value of 0.05 or more" in line
+    pivot = page.tau_pivot(rows).set_index("dataset")
+    assert pivot.loc["d2", "LogME"] == "+0.30 [-0.30, +0.80]"
+
+
+def test_the_page_shows_tau_per_label_budget():
+    from tlbench.report.pages import transferability as page
+
+    rows = pd.DataFrame(
+        {
+            "dataset": "d",
+            "budget": ["n10", "n5"],
+            "strategy": "s",
+            "augmentation": "none",
+            "score": "logme",
+            "accuracy": "val_accuracy",
+            "backbones": 8,
+            "weighted_tau": [0.6, 0.3],
+            "tau_low": [0.2, -0.3],
+            "tau_high": [0.9, 0.8],
+            "tau_p": [0.01, 0.4],
+            "note": "",
+        }
+    )
+    pivot = page.tau_pivot(rows).set_index(["budget", "strategy"])
+    assert pivot.loc[("n5", "s"), "LogME"] == "+0.30 [-0.30, +0.80]"
+    n10, n5 = page.tau_findings(rows)
+    assert n10.startswith("At budget n10: LogME: weighted tau") and "1 of 1 positive" in n10
+    assert n5.startswith("At budget n5: LogME:") and "0 of 1 positive" in n5
 
 
 def test_a_pilot_study_is_checked_against_validation_accuracy_only(tmp_path):

@@ -9,7 +9,7 @@
 * :mod:`tlbench.strategies.direct` — ``direct`` (class mapping, no training);
 * :mod:`tlbench.strategies.autoencoder` — ``autoencoder`` (greedy stages, then phases);
 * :mod:`tlbench.strategies.linear_probe` — ``linear_probe`` (logistic regression on
-  frozen features, C chosen on validation).
+  frozen features, C chosen by cross-validation on train).
 
 A new strategy is a module here that registers its :class:`Strategy` subclass
 (``@register``), imported below; the engine hands it a :class:`TrainContext` and

@@ -3,12 +3,15 @@ frozen backbone's pooled features (Kornblith, Shlens & Le, CVPR 2019), fitted by
 :func:`tlbench.models.probe.fit_linear_probe`.
 
 The features of the train and val splits come from the trainer (the feature cache
-when the spec names one); the probe standardises them on TRAIN, fits L-BFGS
-``LogisticRegression`` on the train split for every C of ``grid`` (default 12
-values, 1e-6 ... 1e5) and keeps the C of highest VALIDATION accuracy (ties: the
-smaller C). The test split is not part of the training context: the engine reads
+when the spec names one); the probe chooses C of ``grid`` (default 12 values,
+1e-6 ... 1e5) by stratified cross-validation on the TRAIN split (up to 5 folds,
+standardised on each training fold; ties: the smaller C), then fits L-BFGS
+``LogisticRegression`` with it on the whole train split. The validation split
+plays no part in the choice, so its accuracy compares honestly with the other
+strategies'. The test split is not part of the training context: the engine reads
 it once, in the final evaluation. ``metrics.json`` records ``chosen_C`` and the
-probe's record (``probe_grid``, ``probe_val_accuracy``, ``probe_converged``, ...).
+probe's record (``probe_grid``, ``probe_cv_accuracy`` and ``probe_cv_fold_accuracy``
+per C, ``probe_cv_folds``, ``probe_converged``, ``probe_val_accuracy``, ...).
 
 The saved ``model.keras`` takes images like every run's: the frozen backbone
 (inference mode) and pooling, then a head whose Dense layer holds the probe's
@@ -38,7 +41,7 @@ from tlbench.strategies.base import (
 
 @register
 class LinearProbe(Strategy):
-    """Logistic regression on frozen features, C chosen on the validation split.
+    """Logistic regression on frozen features, C chosen by cross-validation on train.
 
     ``grid``: the C values tried (null: :data:`tlbench.models.probe.DEFAULT_GRID`);
     ``max_iter``: L-BFGS iterations per fit. The backbone and its BatchNorm layers

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tlbench.analysis.transferability.logme import NoConvergence, logme
 from tlbench.analysis.transferability.scores import (
     FEATURE_SCORES,
     KNN_K,
@@ -25,13 +26,14 @@ from tlbench.analysis.transferability.scores import (
     knn_accuracy,
     label_array,
     leep,
-    logme,
     nce,
     probability_array,
 )
 from tlbench.core.errors import InputShapeError
 from tlbench.core.hashing import sha256_file
 from tlbench.datasets import load_prepared
+from tlbench.datasets.budget import ALL as BUDGET_ALL
+from tlbench.datasets.budget import from_label as budget_value
 from tlbench.models.weights import random_label, random_seed
 
 #: The feature cache key's weight identities (tlbench.training.feature_cache.weights_identity) -> labels
@@ -50,8 +52,11 @@ def score_features(
     k: int = KNN_K,
 ) -> dict[str, Any]:
     """Every score of :data:`FEATURE_SCORES` from train/val features, with each one's
-    seconds; a :class:`DegenerateScore` is recorded as NaN with its reason in ``note``."""
-    import sklearn.covariance  # noqa: F401  (imported before the clock starts:
+    seconds and the train features' root-mean-square entry (``feature_rms``); a :class:`DegenerateScore` or a LogME that did not converge
+    (:class:`tlbench.analysis.transferability.logme.NoConvergence`) is recorded as NaN
+    with its reason in ``note``: one undefined score never fails the scores job."""
+    import scipy.optimize  # noqa: F401  (imported before the clock starts:
+    import sklearn.covariance  # noqa: F401
     import sklearn.neighbors  # noqa: F401  the seconds are the scores' own)
 
     record: dict[str, Any] = {}
@@ -66,11 +71,14 @@ def score_features(
         start = time.perf_counter()
         try:
             record[name] = jobs[name]()
-        except DegenerateScore as error:
+        except (DegenerateScore, NoConvergence) as error:
             record[name] = math.nan
             notes.append(str(error))
         record[f"{name}_seconds"] = time.perf_counter() - start
     record["knn_k"] = k
+    # the features' magnitude (every score here is scale-free; a head trained on the raw
+    # features is not: a deep random-init backbone's are about 1e-11 to 1e-17)
+    record["feature_rms"] = float(np.sqrt(np.mean(np.square(np.asarray(train, np.float64)))))
     record["note"] = "; ".join(notes)
     return record
 
@@ -188,6 +196,7 @@ def score_cache(
     source_run: str | os.PathLike | None = None,
     *,
     batch_size: int = 32,
+    budget: str = BUDGET_ALL,
 ) -> dict[str, Any]:
     """Scores of one feature cache folder (``tlbench.training.feature_cache``) with the prepared
     dataset's train/val labels; ``names`` (dataset, backbone) identify the row.
@@ -198,6 +207,11 @@ def score_cache(
     classifier predicts the TRAIN images (``batch_size`` a batch; the time in
     ``source_predict_seconds``). For other weights they are NaN and ``note`` says
     why. The test split is never read.
+
+    ``budget`` (a label budget's label, tlbench.datasets.budget: ``all``, ``n5``, ...):
+    the scores are computed on that budget's training images only (the rows of the
+    train features and images a run of that budget trains on,
+    :func:`tlbench.models.inputs.apply_budget`); k-NN is still scored on all of val.
     """
 
     folder = Path(features_dir)
@@ -205,21 +219,30 @@ def score_cache(
     if not key_file.is_file():
         raise FileNotFoundError(f"{folder} is not a feature cache (no key.json)")
     fields = json.loads(key_file.read_text())["fields"]
-    data = load_prepared(prepared_dir, splits=("train", "val"))  # test: never read
+    # deferred: imports Keras; the workflow's parse-time check imports this module. The
+    # runs' own subset (apply_budget), so the scores see the images a budget's runs train on
+    from tlbench.models.inputs import apply_budget
+
+    whole = load_prepared(prepared_dir, splits=("train", "val"))  # test: never read
     feats = {s: np.load(folder / f"{s}.npy") for s in ("train", "val")}
-    labels = {s: data.split(s)[1] for s in ("train", "val")}
     for split in feats:
-        if len(feats[split]) != len(labels[split]):
+        rows = len(whole.split(split)[1])
+        if len(feats[split]) != rows:
             raise ValueError(
                 f"{folder}/{split}.npy has {len(feats[split])} rows, {prepared_dir}'s "
-                f"{split} split {len(labels[split])} labels: the cache is of another dataset"
+                f"{split} split {rows} labels: the cache is of another dataset"
             )
+    data, _ = apply_budget(whole, budget_value(budget))
+    if budget != BUDGET_ALL:
+        feats["train"] = feats["train"][data.train_indices]
+    labels = {s: data.split(s)[1] for s in ("train", "val")}
     backbone = fields["backbone"]
     weights = backbone["weights"]
     record = {
         "dataset": names["dataset"],
         "backbone": names["backbone"],
         "backbone_arch": backbone["name"],
+        "budget": budget,
         "weights": weights_label(weights),
         "input_size": int(fields["input_size"]),
         "n_train": len(feats["train"]),

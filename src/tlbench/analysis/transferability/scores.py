@@ -4,14 +4,9 @@ Every score is computed from a backbone's pooled features of the target
 dataset (the feature cache of :mod:`tlbench.training.feature_cache`) and the target labels;
 a higher score predicts a better transfer.
 
-* :func:`logme` -- LogME (You et al., ICML 2021): the maximised log marginal
-  evidence of a Bayesian linear model from the features to each one-hot label
-  column, per sample, averaged over classes. Computed *exactly*: the
-  log-determinant of the posterior precision ``A = alpha I_D + beta F^T F``
-  keeps its ``D - min(N, D)`` zero-eigenvalue terms ``log alpha``. The official
-  implementation's default path sums ``log(alpha + beta sigma_i)`` over the
-  ``min(N, D)`` nonzero spectrum only and so, with fewer samples than feature
-  dimensions, drops ``(D - N) log alpha``, which inflates its scores.
+* LogME (You et al., ICML 2021), in :mod:`tlbench.analysis.transferability.logme`:
+  the maximised log marginal evidence of a Bayesian linear model from the features
+  to each one-hot label column, per sample, averaged over classes.
 * :func:`hscore` -- H-score (Bao et al., ICIP 2019):
   ``tr(cov(f)^+ cov(E[f | y]))``; with ``shrinkage=True`` the regularised
   H-score of Ibrahim et al. (ICLR 2023), whose feature covariance is the
@@ -36,8 +31,6 @@ module; the figure is :mod:`tlbench.report.figures.transferability`.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,16 +40,10 @@ from tlbench.models.probe import feature_matrix
 #: Neighbours of the k-NN probe (fixed, not tuned: a tuned k would be chosen on
 #: the validation split it is scored on).
 KNN_K = 5
-#: Fixed-point iteration of LogME: relative tolerance on alpha and beta, iteration cap.
-LOGME_TOL = 1e-10
-LOGME_MAX_ITER = 10_000
-#: When one of the two parts of the marginal covariance ``I / beta + F F^T / alpha`` of
-#: y falls below 1/LIMIT of the other along every direction (alpha / beta above LIMIT
-#: times the largest eigenvalue of F^T F, or beta / alpha above LIMIT over the smallest
-#: eigenvalue of a nonsingular F F^T), the iteration is taken to diverge, and the
-#: evidence's supremum is its limit: the noise-only model (alpha = inf, w = 0) or the
-#: noiseless one (beta = inf, y = F w exactly; possible only when N <= D).
 LIMIT = 1e12
+#: Normalised feature rows that all lie within this of their mean point the same way
+#: (to rounding): the k-NN score is degenerate there.
+DIRECTION_TOL = 1e-12
 #: Scores of a backbone's frozen features (the feature cache).
 FEATURE_SCORES = ("logme", "hscore", "hscore_shrunk", "knn_accuracy")
 #: Scores of a source classifier's outputs on the target's train images.
@@ -87,151 +74,6 @@ def label_array(labels: Any, n: int, name: str = "labels") -> np.ndarray:
     if len(np.unique(y)) < 2:
         raise ValueError(f"{name}: a score needs at least 2 classes, got {np.unique(y).tolist()}")
     return y.astype(np.int64)
-
-
-# --------------------------------------------------------------------------- LogME
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """The maximised evidence of ``y = F w + noise``, ``w ~ N(0, I/alpha)``, noise ``N(0, I/beta)``.
-
-    ``log_evidence`` is ``log p(y | F, alpha, beta)`` (a total over the N samples)
-    at the fixed point ``alpha, beta``; ``gamma`` the effective number of
-    parameters ``sum_i beta sigma_i / (alpha + beta sigma_i)``. Where the
-    iteration diverges, one of ``alpha``, ``beta`` is ``inf`` and ``log_evidence``
-    the supremum, the limit model's evidence (see :data:`LIMIT`).
-    """
-
-    log_evidence: float
-    alpha: float
-    beta: float
-    gamma: float
-    iterations: int
-
-
-@dataclass(frozen=True)
-class _Spectrum:
-    """Eigenvalues ``sigma`` of ``F^T F`` (all D of them, or the N of ``F F^T`` when N < D)
-    and the projection of targets onto the matching left singular vectors."""
-
-    n: int
-    d: int
-    sigma: np.ndarray  # r = min(N, D) eigenvalues (>= 0)
-    left: np.ndarray  # N x r: left singular vectors (zero columns where sigma == 0 and N > D)
-
-
-def _spectrum(f: np.ndarray) -> _Spectrum:
-    n, d = f.shape
-    if n < d:
-        # F = U S V^T with U square (N x N): every direction of R^N is a column of U
-        u, s, _ = np.linalg.svd(f, full_matrices=False)
-        return _Spectrum(n, d, s**2, u)
-    # N >= D: the D x D Gram matrix instead of an N x D U (N may be tens of thousands)
-    sigma, v = np.linalg.eigh(f.T @ f)
-    sigma = np.clip(sigma, 0.0, None)
-    tol = sigma.max() * max(n, d) * np.finfo(np.float64).eps
-    keep = sigma > tol
-    left = np.zeros((n, d))
-    left[:, keep] = (f @ v[:, keep]) / np.sqrt(sigma[keep])
-    sigma = np.where(keep, sigma, 0.0)
-    return _Spectrum(n, d, sigma, left)
-
-
-def _evidence(spec: _Spectrum, y: np.ndarray, tol: float, max_iter: int) -> Evidence:
-    """Maximise the evidence of one target column over alpha, beta (MacKay's fixed point)."""
-    n, d, sigma = spec.n, spec.d, spec.sigma
-    z2 = (spec.left.T @ y) ** 2  # squared coordinates of y along the left singular vectors
-    # |y|^2 outside span(F) (zero up to rounding when N < D: U is then a basis of R^N)
-    outside = max(float(y @ y) - float(z2.sum()), 0.0)
-    alpha, beta = 1.0, 1.0
-    top = float(sigma.max())
-    bottom = float(sigma.min()) if n <= d else 0.0  # > 0: F F^T is nonsingular
-    for iteration in range(1, max_iter + 1):
-        if alpha > LIMIT * top * beta:
-            return _noise_only(y, n, iteration)
-        if beta * bottom > LIMIT * alpha:
-            return _noiseless(spec, z2, iteration)
-        denom = alpha + beta * sigma
-        gamma = float(np.sum(beta * sigma / denom))
-        mm = float(np.sum(beta**2 * sigma * z2 / denom**2))  # |m|^2
-        residual = outside + float(np.sum((alpha / denom) ** 2 * z2))  # |y - F m|^2
-        if mm <= 0.0:  # y orthogonal to every feature direction: w = 0 is best
-            return _noise_only(y, n, iteration)
-        if residual <= 0.0 or gamma >= n:
-            raise ValueError(
-                f"LogME: the evidence has no finite maximum (|y - Fm|^2 = {residual:.3g}, "
-                f"gamma = {gamma:.6g}, N = {n}): the features fit the target without noise"
-            )
-        new_alpha, new_beta = gamma / mm, (n - gamma) / residual
-        done = abs(new_alpha - alpha) <= tol * alpha and abs(new_beta - beta) <= tol * beta
-        alpha, beta = new_alpha, new_beta
-        if done:
-            break
-    else:
-        raise ValueError(
-            f"LogME: the fixed-point iteration did not converge in {max_iter} iterations "
-            f"(alpha = {alpha:.6g}, beta = {beta:.6g}, relative tolerance {tol:g})"
-        )
-    denom = alpha + beta * sigma
-    mm = float(np.sum(beta**2 * sigma * z2 / denom**2))
-    residual = outside + float(np.sum((alpha / denom) ** 2 * z2))
-    # log|A|, A = alpha I_D + beta F^T F: r = min(N, D) eigenvalues alpha + beta sigma_i and
-    # D - r eigenvalues alpha (the term the official fixed-point path drops when N < D)
-    logdet = float(np.sum(np.log(denom))) + (d - len(sigma)) * math.log(alpha)
-    log_evidence = (
-        0.5 * d * math.log(alpha)
-        + 0.5 * n * math.log(beta)
-        - 0.5 * n * math.log(2 * math.pi)
-        - 0.5 * beta * residual
-        - 0.5 * alpha * mm
-        - 0.5 * logdet
-    )
-    gamma = float(np.sum(beta * sigma / denom))
-    return Evidence(log_evidence, alpha, beta, gamma, iteration)
-
-
-def _noise_only(y: np.ndarray, n: int, iteration: int) -> Evidence:
-    """The supremum of the evidence when alpha grows without bound (w = 0): the noise-only
-    model ``y ~ N(0, I / beta)`` at its best ``beta = N / |y|^2``."""
-    beta = n / float(y @ y)
-    value = 0.5 * n * (math.log(beta) - math.log(2 * math.pi) - 1.0)
-    return Evidence(value, math.inf, beta, 0.0, iteration)
-
-
-def _noiseless(spec: _Spectrum, z2: np.ndarray, iteration: int) -> Evidence:
-    """The supremum of the evidence when beta grows without bound (N <= D, F F^T
-    nonsingular): ``y ~ N(0, F F^T / alpha)`` at its best ``alpha = N / y^T (F F^T)^-1 y``."""
-    n = spec.n
-    alpha = n / float(np.sum(z2 / spec.sigma))
-    value = 0.5 * n * (math.log(alpha) - math.log(2 * math.pi) - 1.0) - 0.5 * float(
-        np.sum(np.log(spec.sigma))
-    )
-    return Evidence(value, alpha, math.inf, float(n), iteration)
-
-
-def log_evidence(
-    features: Any, y: Any, tol: float = LOGME_TOL, max_iter: int = LOGME_MAX_ITER
-) -> Evidence:
-    """The maximised log evidence of the Bayesian linear model from ``features`` (N x D)
-    to the real target ``y`` (N), with alpha, beta at the fixed point."""
-    f = _features(features)
-    target = np.asarray(y, dtype=np.float64)
-    if target.shape != (f.shape[0],):
-        raise ValueError(f"y: expected shape ({f.shape[0]},), got {target.shape}")
-    return _evidence(_spectrum(f), target, tol, max_iter)
-
-
-def logme(features: Any, labels: Any) -> float:
-    """LogME: the maximised log evidence per sample, averaged over the one-hot label columns."""
-    f = _features(features)
-    y = label_array(labels, f.shape[0])
-    spec = _spectrum(f)
-    values = [
-        _evidence(spec, (y == c).astype(np.float64), LOGME_TOL, LOGME_MAX_ITER).log_evidence
-        for c in np.unique(y)
-    ]
-    return float(np.mean(values) / f.shape[0])
 
 
 # --------------------------------------------------------------------------- H-score
@@ -289,10 +131,17 @@ def knn_accuracy(
     val_labels: Any,
     k: int = KNN_K,
 ) -> float:
-    """Accuracy on val of a k-NN classifier fitted on train (cosine: L2-normalised features)."""
+    """Accuracy on val of a k-NN classifier fitted on train (cosine: L2-normalised features).
+
+    The rows are normalised here (:func:`unit_rows`), at any scale: scikit-learn's
+    ``normalize`` leaves rows of norm below 10 eps (2e-15) as they are, which turned
+    the cosine k-NN of a deep random-init backbone's features (about 1e-17) into a
+    Euclidean one. Features whose directions all agree to rounding (a random-init
+    MobileNet's on digits: normalised rows within 1e-16 of each other) have no
+    neighbours to speak of: :class:`DegenerateScore`.
+    """
     # deferred: scikit-learn on first use; the parse-time check imports SCORES from here
     from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.preprocessing import normalize
 
     train = _features(train_features, "train_features")
     val = _features(val_features, "val_features")
@@ -306,8 +155,25 @@ def knn_accuracy(
         raise ValueError(f"val_labels: expected shape ({len(val)},), got {y_val.shape}")
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(train):
         raise ValueError(f"k: {k!r} must be an integer in 1..{len(train)} (the train samples)")
-    knn = KNeighborsClassifier(n_neighbors=k).fit(normalize(train), y_train)
-    return float(knn.score(normalize(val), y_val))
+    unit_train, unit_val = unit_rows(train), unit_rows(val)
+    both = np.vstack([unit_train, unit_val])
+    spread = float(np.abs(both - both.mean(axis=0)).max())
+    if spread <= DIRECTION_TOL:
+        raise DegenerateScore(
+            f"knn_accuracy: every feature row points the same way to within {spread:.2g} "
+            "(normalised), below rounding: the neighbours would be chosen by rounding noise"
+        )
+    knn = KNeighborsClassifier(n_neighbors=k).fit(unit_train, y_train)
+    return float(knn.score(unit_val, y_val))
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row divided by its L2 norm, computed after dividing by the row's largest
+    magnitude (no underflow or overflow at any scale); all-zero rows stay zero."""
+    peak = np.abs(x).max(axis=1, keepdims=True)
+    scaled = np.divide(x, peak, out=np.zeros_like(x), where=peak > 0)
+    norm = np.linalg.norm(scaled, axis=1, keepdims=True)
+    return np.divide(scaled, norm, out=np.zeros_like(x), where=norm > 0)
 
 
 # --------------------------------------------------------------------------- NCE, LEEP

@@ -13,7 +13,14 @@ from matplotlib.figure import Figure
 
 from tlbench.analysis.tables import is_pilot
 from tlbench.analysis.transferability.scores import SCORES
-from tlbench.analysis.transferability.tau import ACCURACIES, measured_accuracy, tau_table
+from tlbench.analysis.transferability.tau import (
+    ACCURACIES,
+    KEYS,
+    measured_accuracy,
+    tau_table,
+    with_budget,
+)
+from tlbench.datasets.budget import ALL as BUDGET_ALL
 from tlbench.report.figures.base import message_figure, save_figure
 
 
@@ -22,33 +29,38 @@ def tau_scatter(
     study: pd.DataFrame,
     path: str | os.PathLike,
     accuracy: str | None = None,
+    tau: pd.DataFrame | None = None,
 ) -> Path:
     """Each score against the measured ``accuracy`` (mean over seeds; default test
     accuracy, validation accuracy in a pilot study), one panel per (dataset, score),
-    one marker series per (strategy, augmentation) with its tau."""
+    one marker series per (strategy, augmentation) with its tau and 95 % interval; one row of panels per
+    (dataset, label budget). ``tau``: :func:`tau_table` of the same inputs, if computed."""
 
     if accuracy is None:
         accuracy = "val_accuracy" if is_pilot(study) else "test_accuracy"
     if accuracy not in ACCURACIES or (accuracy == "test_accuracy" and is_pilot(study)):
         raise ValueError(f"accuracy: {accuracy!r}; valid: {', '.join(ACCURACIES)}")
-    measured = measured_accuracy(study).merge(scores, on=["dataset", "backbone"])
+    measured = measured_accuracy(study).merge(with_budget(scores), on=KEYS)
     if measured.empty:
         return message_figure(
             path,
             "Transferability scores vs. measured accuracy",
             ["no finished runs of the scored backbones: nothing to compare"],
         )
-    taus = tau_table(scores, study).set_index(
-        ["dataset", "strategy", "augmentation", "score", "accuracy"]
-    )["weighted_tau"]
-    datasets = sorted(measured["dataset"].unique())
+    if tau is None:  # the bootstrap and permutation test take a second per row: reuse one
+        tau = tau_table(scores, study)
+    taus = tau.set_index(["dataset", "budget", "strategy", "augmentation", "score", "accuracy"])[
+        ["weighted_tau", "tau_low", "tau_high"]
+    ]
+    datasets = sorted(set(zip(measured["dataset"], measured["budget"], strict=True)))
     fig = Figure(figsize=(3.6 * len(SCORES), 3.2 * len(datasets)), layout="constrained")
     axes = fig.subplots(len(datasets), len(SCORES), squeeze=False)
-    for row, dataset in enumerate(datasets):
-        of = measured[measured["dataset"] == dataset]
+    for row, (dataset, budget) in enumerate(datasets):
+        of = measured[(measured["dataset"] == dataset) & (measured["budget"] == budget)]
         for col, score in enumerate(SCORES):
             ax = axes[row][col]
-            ax.set_title(f"{dataset}: {score}", fontsize=9)
+            at = "" if budget == BUDGET_ALL else f" ({budget})"
+            ax.set_title(f"{dataset}{at}: {score}", fontsize=9)
             if of[score].isna().all():
                 ax.text(
                     0.5,
@@ -63,9 +75,13 @@ def tau_scatter(
                 ax.set_yticks([])
                 continue
             for (strategy, augmentation), group in of.groupby(["strategy", "augmentation"]):
-                tau = taus[(dataset, strategy, augmentation, score, accuracy)]
+                tau, low, high = taus.loc[
+                    (dataset, budget, strategy, augmentation, score, accuracy)
+                ]
                 label = f"{strategy}/{augmentation}: " + (
-                    "tau undefined" if math.isnan(tau) else f"tau = {tau:+.2f}"
+                    "tau undefined"
+                    if math.isnan(tau)
+                    else f"tau = {tau:+.2f} [{low:+.2f}, {high:+.2f}]"
                 )
                 ax.plot(group[score], group[accuracy], "o", label=label)
                 for _, r in group.iterrows():
