@@ -109,11 +109,13 @@ def test_every_default_backbone_has_a_measured_cost():
     costs = defaults.load_costs()
     for entry in defaults.IMAGENET:
         assert {"forward", "train"} <= set(costs["seconds_per_image"][entry.key]), entry.key
-    assert costs["side"] > 0 and costs["prepare_seconds_per_image"] > 0
+    for key in ("side", "workflow_seconds", "prepare_seconds_per_image", "run_overhead_seconds"):
+        assert costs[key] > 0, key
 
 
 COSTS = {
     "side": 100,
+    "workflow_seconds": 0.0,
     "prepare_seconds_per_image": 0.0,
     "run_overhead_seconds": 0.0,
     "seconds_per_image": {e.key: {"forward": 0.01, "train": 0.1} for e in defaults.IMAGENET},

@@ -149,7 +149,7 @@ def estimate(plan: Plan, data: DataSummary, costs: dict[str, Any] | None = None)
     evaluated = n["val"] + n["test"]
     classes = len(data.per_class)
     trains = [n["train"]] + [min(n["train"], b * classes) for b in plan.budgets]
-    seconds = costs["prepare_seconds_per_image"] * data.images
+    seconds = costs["workflow_seconds"] + costs["prepare_seconds_per_image"] * data.images
     for entry in plan.backbones:  # one feature cache per backbone (prescreen and probes)
         seconds += table[entry.key]["forward"] * scale * data.images
     for entry in plan.trained_backbones:
@@ -299,7 +299,7 @@ def describe(chosen: Plan, data: DataSummary, seconds: float) -> str:
         f"{data.source}: {len(data.per_class)} classes, {data.images} images "
         f"(smallest class {min(data.per_class.values())})",
         f"backbones: {keys}{prescreen}; strategies: linear_probe, feature_extraction, "
-        f"two_phase, fine_tune, and scratch; {len(chosen.seeds)} seeds; {chosen.side} px; "
+        f"two_phase, fine_tune, and scratch; {len(chosen.seeds)} seed{'' if len(chosen.seeds) == 1 else 's'}; {chosen.side} px; "
         f"at most {chosen.epochs} epochs{budgets}",
         f"estimated time: {_duration(seconds)} (an estimate from src/tlbench/study/costs.yaml; "
         "early stopping usually ends runs sooner, a busy machine is slower)",

@@ -39,7 +39,7 @@ def answer_text(ranking: pd.DataFrame, report: str | Path) -> str:
         lines += [
             f"{where}: chosen by validation: {_cell(best)}",
             f"  test accuracy {best['test_accuracy']:.3f} (95 % interval {best['ci_low']:.3f} "
-            f"to {best['ci_high']:.3f}, {int(best['seeds'])} seeds)",
+            f"to {best['ci_high']:.3f}, {int(best['seeds'])} seed{'' if int(best['seeds']) == 1 else 's'})",
             f"  as good as it on test (not separated from it): {names}",
             f"  cheapest of those: {_cell(cheapest)} ({cheapest['train_seconds']:.0f} s of "
             f"training, test accuracy {cheapest['test_accuracy']:.3f})",
