@@ -6,7 +6,7 @@
 #   make results run the five measured seed studies on ../shared (hours on 2 cores)
 #                and regenerate docs/results.md from their outputs
 #   make quickstart-page  after `make study`: the quickstart's generated section of
-#                docs/results.md (docs/results/quickstart.md; the README points to it)
+#                docs/results.md (docs/results/quickstart.md; docs/measured.md points to it)
 # Everything is installed from the package registries into .venv; nothing else is needed.
 
 PYTHON ?= python3
