@@ -103,6 +103,7 @@ UNIT_SECONDS = {
     "tests/test_engine.py": 195,
     "tests/test_resume.py": 154,
     "tests/test_workflow.py::test_hymenoptera_study_with_imagenet_weights": 146,
+    "tests/test_docs.py": 84,
     "tests/test_jax_backend.py": 65,
     "tests/test_backbones.py": 64,
     "tests/test_tuning.py": 59,
