@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--only", action="append", default=None, help="measure these keys")
     args = parser.parse_args()
     import tensorflow as tf  # deferred: after argument parsing
 
@@ -70,6 +71,8 @@ def main() -> None:
 
     seconds = {}
     for entry in IMAGENET:
+        if args.only and entry.key not in args.only:
+            continue
         seconds[entry.key] = measure(entry.name, entry.kwargs, args.side, args.images, args.repeats)
         print(entry.key, seconds[entry.key], flush=True)
     table = {

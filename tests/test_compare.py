@@ -155,6 +155,21 @@ def test_hours_shrink_the_study_in_order_and_say_what_they_dropped():
         compare.plan(data, five, hours=1e-6, costs=COSTS)
 
 
+def test_backbones_are_ordered_by_their_measured_cost():
+    """The cheapest backbone (by the cost table, not by the list's order) gives the scratch
+    baseline's architecture, and the costliest is the first dropped to fit --hours."""
+    a, b, c = defaults.IMAGENET[:3]
+    costs = {**COSTS, "seconds_per_image": dict(COSTS["seconds_per_image"])}
+    costs["seconds_per_image"][a.key] = {"forward": 0.5, "train": 5.0}
+    chosen, seconds = compare.plan(summary(30), [a, b, c], costs=costs)
+    assert [e.key for e in chosen.backbones] == [b.key, c.key, a.key]
+    assert compare.study_config(summary(30), chosen)["matrix"][1]["backbones"] == [
+        f"{b.key}_scratch"
+    ]
+    fitted, _ = compare.plan(summary(30), [a, b, c], hours=0.999 * seconds / 3600, costs=costs)
+    assert fitted.notes[0] == f"backbone {a.key} dropped (the costliest)"
+
+
 def test_small_classes_get_no_label_budgets_and_many_backbones_a_prescreen():
     small, _ = compare.plan(summary(30), list(defaults.IMAGENET[:2]), costs=COSTS)
     assert small.budgets == []

@@ -177,13 +177,16 @@ def plan(
     epochs: int | None = None,
     seeds: int | None = None,
 ) -> tuple[Plan, float]:
-    """The default plan for ``data`` and its estimate in seconds; with ``hours``, shrunk
+    """The default plan for ``data`` and its estimate in seconds (backbones cheapest first by
+    the cost table: the first one's architecture is the scratch baseline, the last is dropped
+    first); with ``hours``, shrunk
     until the estimate fits (``ValueError`` naming the smallest estimate when nothing does).
     ``side``, ``epochs`` and ``seeds`` fix those settings (sizing leaves them)."""
     if not backbones:
         raise ValueError("no ImageNet backbone to compare: see tlbench.study.defaults")
     costs = load_costs() if costs is None else costs
-    current = Plan(list(backbones))
+    table = costs["seconds_per_image"]
+    current = Plan(sorted(backbones, key=lambda entry: table[entry.key]["train"]))  # cheapest first
     if side is not None:
         current.side = side
     if epochs is not None:

@@ -57,7 +57,8 @@ def _notop(key: str, name: str, stem: str) -> ImageNetBackbone:
     return ImageNetBackbone(key, name, f"{stem}_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
 
-#: Every backbone ``tlbench compare`` may pick, cheapest first (by ``costs.yaml``).
+#: Every backbone ``tlbench compare`` may pick (:func:`tlbench.study.compare.plan` orders them
+#: by their measured cost in ``costs.yaml``, cheapest first).
 IMAGENET: tuple[ImageNetBackbone, ...] = (
     _mobilenet(0.25, "25"),
     _mobilenet_v2(0.35),
@@ -80,7 +81,7 @@ def keras_models_dir() -> Path:
 
 def cached_backbones(folder: Path | None = None) -> list[ImageNetBackbone]:
     """The backbones of :data:`IMAGENET` whose weight file is in ``folder``
-    (default :func:`keras_models_dir`), cheapest first."""
+    (default :func:`keras_models_dir`), in the order of :data:`IMAGENET`."""
     folder = keras_models_dir() if folder is None else folder
     return [entry for entry in IMAGENET if (folder / entry.file).is_file()]
 
