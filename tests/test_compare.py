@@ -89,6 +89,25 @@ def test_a_folder_that_is_not_a_dataset_gets_one_clear_error(tmp_path, capsys, m
     assert not (tmp_path / "s.yaml").exists()
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--image-size", "16"], "--image-size 16: must be at least 32"),
+        (["--epochs", "0"], "--epochs 0: must be at least 1"),
+        (["--seeds", "0"], "--seeds 0: must be at least 1"),
+        (["--hours", "0"], "--hours 0: must be more than 0"),
+        (["--backbone", "resnet_51"], "backbone 'resnet_51' is not one tlbench compare knows"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(tmp_path, capsys, option, message):
+    folder = image_folder(tmp_path / "pets")
+    args = ["init", str(folder), "--config", str(tmp_path / "s.yaml"), "--backbone", "vgg16"]
+    assert main([*args, *option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "s.yaml").exists()
+
+
 def test_cached_backbones_are_the_weight_files_in_keras_home(tmp_path, monkeypatch):
     home = keras_home(tmp_path, "resnet50", "mobilenetv2_035")
     monkeypatch.setenv("KERAS_HOME", str(home))

@@ -73,7 +73,8 @@ def limit_threads(threads: int | None) -> int | None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tlbench", description="Transfer-learning benchmark: prepare data, train runs."
+        prog="tlbench",
+        description="Transfer-learning benchmark: compare strategies on a folder, prepare data, train runs.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and evaluate one run spec into OUTDIR")

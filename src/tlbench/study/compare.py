@@ -184,6 +184,12 @@ def plan(
     ``side``, ``epochs`` and ``seeds`` fix those settings (sizing leaves them)."""
     if not backbones:
         raise ValueError("no ImageNet backbone to compare: see tlbench.study.defaults")
+    for name, value, least in (("--image-size", side, 32), ("--epochs", epochs, 1),
+                               ("--seeds", seeds, 1)):  # fmt: skip
+        if value is not None and value < least:
+            raise ValueError(f"{name} {value}: must be at least {least}")
+    if hours is not None and not hours > 0:
+        raise ValueError(f"--hours {hours:g}: must be more than 0")
     costs = load_costs() if costs is None else costs
     table = costs["seconds_per_image"]
     current = Plan(sorted(backbones, key=lambda entry: table[entry.key]["train"]))  # cheapest first
