@@ -258,8 +258,8 @@ def test_the_answer_names_the_chosen_cell_those_as_good_and_the_cheapest():
     assert lines[3].startswith("  cheapest of those: mnv2/feature_extraction/none (20 s")
     assert lines[-1] == "report: /home/me/report.html"
     by_budget = answer_text(ranking(budget=True), "r.html").splitlines()
-    assert by_budget[0].startswith("pets at label budget n10: chosen by validation")
-    assert by_budget[4].startswith("pets at label budget all: chosen by validation")
+    assert by_budget[0].startswith("pets, 10 labelled images per class: chosen by validation")
+    assert by_budget[4].startswith("pets, all training images: chosen by validation")
 
 
 class Terminal(io.StringIO):

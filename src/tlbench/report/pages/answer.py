@@ -21,6 +21,16 @@ def _cell(row: pd.Series) -> str:
     return f"{row['backbone']}/{row['strategy']}/{row['augmentation']}"
 
 
+def _budget(label: str) -> str:
+    """A budget's label (tlbench.datasets.budget.label: ``n10``, ``f0.25``, ``all``) in words."""
+    text = str(label)
+    if text.startswith("n") and text[1:].isdigit():
+        return f"{text[1:]} labelled images per class"
+    if text.startswith("f"):
+        return f"{float(text[1:]):.0%} of the training images"
+    return "all training images" if text == "all" else f"label budget {text}"
+
+
 def answer_text(ranking: pd.DataFrame, report: str | Path) -> str:
     """The answer per dataset (and label budget): chosen cell, its test accuracy with its
     interval, the cells as good as it, the cheapest of those, and the report's path."""
@@ -31,7 +41,8 @@ def answer_text(ranking: pd.DataFrame, report: str | Path) -> str:
     for key, group in ranking.groupby(keys, sort=False):
         group = group.sort_values("rank")
         best = group.iloc[0]
-        where = " at label budget ".join(str(k) for k in key) if isinstance(key, tuple) else key
+        key = key if isinstance(key, tuple) else (key,)  # (dataset,) or (dataset, budget)
+        where = f"{key[0]}, {_budget(key[1])}" if len(key) == 2 else str(key[0])
         same = group[(group["rank"] != 1) & ~group["verdict"].isin(SEPARATED)]
         pool = pd.concat([group.iloc[:1], same])
         cheapest = pool.sort_values("train_seconds", kind="stable").iloc[0]
