@@ -1,10 +1,12 @@
 # tlbench: the two commands a user needs.
 #   make study   set up .venv, run the default (offline) study, write report.html
-#   make test    set up .venv, run the test suite
+#   make test    set up .venv, run the test suite (the docs build and its browser check included)
+#   make docs    build the documentation site (mkdocs-material, --strict) into site/
+#   make config-reference  regenerate docs/config.md from the study config's JSON schema
 #   make results run the five measured seed studies on ../shared (hours on 2 cores)
 #                and regenerate docs/results.md from their outputs
 #   make quickstart-page  after `make study`: the quickstart's generated section of
-#                docs/results.md (docs/results/quickstart.md; the README points to it)
+#                docs/results.md (docs/results/quickstart.md; docs/measured.md points to it)
 # Everything is installed from the package registries into .venv; nothing else is needed.
 
 PYTHON ?= python3
@@ -23,7 +25,7 @@ TEST_MAX_WORKERS ?= 4
 SHARED ?= $(abspath ../shared)
 MEASURED ?= $(sort $(wildcard configs/measured/seed*.yaml))
 
-.PHONY: study test lint venv clean results quickstart-page
+.PHONY: study test lint venv clean results quickstart-page docs config-reference
 
 venv: $(VENV)/.installed
 
@@ -55,6 +57,12 @@ quickstart-page: $(VENV)/.installed
 test: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -ra -n $(TEST_WORKERS) --maxprocesses $(TEST_MAX_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
+docs: $(VENV)/.installed
+	$(BIN)/mkdocs build --strict
+
+config-reference: $(VENV)/.installed
+	PYTHONPATH=src $(BIN)/python -m tlbench.report.pages.config_reference docs/config.md
+
 # lint-imports: the layers contract of pyproject.toml ([tool.importlinter]; docs/ARCHITECTURE.md)
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests scripts benchmarks
@@ -63,4 +71,4 @@ lint: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint
 
 clean:
-	rm -rf results .snakemake report.html report.zip
+	rm -rf results .snakemake report.html report.zip site

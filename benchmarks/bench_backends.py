@@ -257,7 +257,7 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, 
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The report as a generated page (``bench_backends.md``, which the README links):
+    """The report as a generated page (``bench_backends.md``, which docs/development.md names):
     images/s per model and mode with the ratio to :data:`BASELINE`, the agreement checks."""
     load = report["load_average"][0]
     lines = [

@@ -98,10 +98,12 @@ def pytest_xdist_make_scheduler(config, log):
 UNIT_SECONDS = {
     "tests/test_slurm.py": 387,
     "tests/test_workflow.py::test_tiny_study_end_to_end": 232,
+    "tests/test_workflow.py::test_compare_on_a_folder_prints_the_answer_and_writes_the_report": 152,
     "tests/test_strategy_behaviour.py": 201,
     "tests/test_engine.py": 195,
     "tests/test_resume.py": 154,
     "tests/test_workflow.py::test_hymenoptera_study_with_imagenet_weights": 146,
+    "tests/test_docs.py": 84,
     "tests/test_jax_backend.py": 65,
     "tests/test_backbones.py": 64,
     "tests/test_tuning.py": 59,

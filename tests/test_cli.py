@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -22,7 +23,10 @@ def test_run_writes_outputs(tiny_prepared, tmp_path, capsys):
 
     spec = write(tmp_path / "spec.yaml", tiny_spec(tiny_prepared, training={"epochs": 1}))
     assert main(["run", str(spec), str(tmp_path / "out"), "--threads", "2"]) == 0
-    assert "ok: " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok: " in out
+    # a long run's log shows where it is: the phase, then each epoch
+    assert re.search(r"^phase train: epochs 1 to 1\n.* - val_accuracy: ", out, re.M), out
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["epochs_run"] == 1
     assert metrics["pilot"] is False and metrics["test"]["n"] > 0

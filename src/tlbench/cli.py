@@ -1,4 +1,12 @@
-"""Command line: ``tlbench run | prepare | features``.
+"""Command line: ``tlbench compare | init | run | prepare | features``.
+
+* ``tlbench compare PATH [--hours H] [--profile P]`` — for a folder (or zip/tar) of class
+  folders: write the study config ``tlbench-study.yaml`` (:mod:`tlbench.study.compare`),
+  print what it compares and the estimated time, run the workflow (``snakemake``, locally
+  or with ``--profile``), write ``report.html`` and print the answer
+  (:mod:`tlbench.report.pages.answer`) and the measured time.
+* ``tlbench init PATH [--hours H]`` — write that study config only (run it with
+  ``snakemake --configfile tlbench-study.yaml``).
 
 * ``tlbench run SPEC.yaml OUTDIR [--threads N] [--pilot] [--ledger PATH]`` — train
   and evaluate one run (:func:`tlbench.training.engine.run`); OUTDIR is written atomically.
@@ -21,13 +29,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from tlbench.analysis import ledger
+from tlbench.core.atomic import atomic_file
 from tlbench.core.errors import SpecError, UnknownNameError
 from tlbench.training.spec import load_spec_file
 
@@ -62,7 +73,8 @@ def limit_threads(threads: int | None) -> int | None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tlbench", description="Transfer-learning benchmark: prepare data, train runs."
+        prog="tlbench",
+        description="Transfer-learning benchmark: compare strategies on a folder, prepare data, train runs.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and evaluate one run spec into OUTDIR")
@@ -88,7 +100,110 @@ def _parser() -> argparse.ArgumentParser:
     feats.add_argument("spec", help="run spec or features spec (YAML)")
     feats.add_argument("outdir", help="cache folder (written atomically)")
     feats.add_argument("--threads", type=int, default=None, help="TensorFlow thread limit")
+    for name, text in (
+        ("compare", "write a study for a folder of class folders, run it, print the answer"),
+        ("init", "write the study tlbench compare would run, without running it"),
+    ):
+        _compare_options(sub.add_parser(name, help=text), run=name == "compare")
     return parser
+
+
+def _compare_options(parser: argparse.ArgumentParser, run: bool) -> None:
+    parser.add_argument("path", help="folder (or zip/tar) with one subfolder of images per class")
+    parser.add_argument(
+        "--config", default=STUDY_FILE, help=f"study config to write (default {STUDY_FILE})"
+    )
+    parser.add_argument("--hours", type=float, default=None, help="shrink the study to fit")
+    parser.add_argument(
+        "--backbone",
+        action="append",
+        default=None,
+        help="ImageNet backbone to compare (repeatable; default: those in $KERAS_HOME/models)",
+    )
+    parser.add_argument("--image-size", type=int, default=None, help="side of the images (px)")
+    parser.add_argument("--epochs", type=int, default=None, help="most epochs of a run")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
+    parser.add_argument("--results", default="results", help="results folder (default results)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --config")
+    if run:
+        parser.add_argument("--cores", default="all", help="snakemake --cores (default all)")
+        parser.add_argument("--profile", default=None, help="snakemake profile (e.g. a cluster)")
+        parser.add_argument("--report", default="report.html", help="report to write")
+
+
+STUDY_FILE = "tlbench-study.yaml"
+
+
+def _init(args: argparse.Namespace) -> Path:
+    """Write the study config of ``args.path``; print what it compares; return its path."""
+    from tlbench.study import compare, defaults  # deferred: only init/compare survey folders
+
+    data = compare.inspect_folder(args.path)
+    if args.backbone:
+        backbones = [defaults.backbone_by_key(key) for key in args.backbone]
+    else:
+        backbones = defaults.cached_backbones()
+        if not backbones:
+            known = ", ".join(entry.key for entry in defaults.IMAGENET)
+            raise ValueError(
+                f"no ImageNet weight file tlbench knows is in {defaults.keras_models_dir()} "
+                "($KERAS_HOME/models): put one there (e.g. MobileNetV2's) or name backbones "
+                f"with --backbone, which Keras downloads when online (known: {known})"
+            )
+    chosen, seconds = compare.plan(
+        data, backbones, args.hours, side=args.image_size, epochs=args.epochs, seeds=args.seeds
+    )
+    config = Path(args.config)
+    text = yaml.safe_dump(
+        compare.study_config(data, chosen, args.results),
+        sort_keys=False,
+        width=100,
+        default_flow_style=None,
+    )
+    header = (
+        f"# Written by `tlbench {args.command} {args.path}`: an ordinary study config; edit it\n"
+        f"# and rerun with: snakemake --cores all --configfile {config}\n"
+    )
+    if config.exists() and not args.force and config.read_text() != header + text:
+        raise ValueError(f"{config} exists and differs: pass --force to overwrite it")
+    with atomic_file(config) as handle:
+        handle.write(header + text)
+    print(compare.describe(chosen, data, seconds))
+    print(f"study config: {config}")
+    return config
+
+
+def _compare(args: argparse.Namespace) -> None:
+
+    # deferred: reads the ranking table after the workflow has run
+    import pandas as pd
+
+    from tlbench.report.pages.answer import answer_text  # deferred: pandas, as above
+
+    config = _init(args)
+    snakefile = Path(__file__).resolve().parents[2] / "Snakefile"
+    if not snakefile.is_file():
+        raise FileNotFoundError(
+            f"{snakefile} is missing: tlbench compare runs the workflow of a tlbench "
+            "checkout (pip install -e .)"
+        )
+    command = [str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(snakefile)]
+    command += ["--directory", os.getcwd(), "--configfile", str(config), "--cores", args.cores]
+    # the project's default profile (rerun-incomplete, keep-going, ...): Snakemake looks
+    # for profiles/default/ in the working directory, which is the user's here
+    command += ["--profile", args.profile or str(snakefile.parent / "profiles" / "default")]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    started = time.monotonic()
+    for extra in ([], ["--report", args.report]):
+        if subprocess.run([*command, *extra], env=env).returncode != 0:
+            raise StudyFailed(f"snakemake {' '.join([*command[1:], *extra])} failed (above)")
+    ranking = pd.read_csv(Path(args.results) / "tables" / "strategy_ranking.csv")
+    print(answer_text(ranking, Path(args.report).resolve()))
+    print(f"measured time: {(time.monotonic() - started) / 60:.1f} min")
+
+
+class StudyFailed(RuntimeError):
+    """The workflow of ``tlbench compare`` failed (Snakemake has said why)."""
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -152,7 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tlbench`` command; returns the exit status."""
     args = _parser().parse_args(argv)
 
-    handlers = {"run": _run, "prepare": _prepare, "features": _features}
+    handlers = {
+        "run": _run,
+        "prepare": _prepare,
+        "features": _features,
+        "init": _init,
+        "compare": _compare,
+    }
     try:
         handlers[args.command](args)
     except (SpecError, UnknownNameError, ValueError, FileNotFoundError) as error:
@@ -161,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(error).split())
         print(f"tlbench {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except StudyFailed as error:
+        print(f"tlbench {args.command}: {error}", file=sys.stderr)
+        return 1
     except MemoryError as error:
         if os.environ.get("TLBENCH_DEBUG") == "1":
             raise

@@ -36,6 +36,7 @@ import numpy as np
 
 import tlbench
 from tlbench.core.atomic import atomic_dir, write_json
+from tlbench.core.progress import progress
 from tlbench.datasets import images
 from tlbench.datasets.base import DATASETS, SPLITS, RawSplits, SplitData, resolve_options
 
@@ -99,19 +100,21 @@ def _write_refs(
         partial, mode="w+", dtype=np.uint8, shape=(len(refs), size[0], size[1], 3)
     )
     keep: list[int] = []
-    for i, ref in enumerate(refs):
-        try:
-            data_bytes = ref.read()
-        except OSError as exc:  # e.g. a dangling symlink, a file removed meanwhile
-            reason = f"cannot read: {exc.strerror or type(exc).__name__}"
-            budget.add({"file": ref.name, "split": name, "reason": reason})
-            continue
-        try:
-            out[len(keep)] = images.load(data_bytes, size, ref.box, ref.name)
-        except images.ImageDecodeError as exc:
-            budget.add({"file": ref.name, "split": name, "reason": exc.reason})
-            continue
-        keep.append(i)
+    with progress(f"preparing {name}", len(refs)) as shown:
+        for i, ref in enumerate(refs):
+            shown.advance()
+            try:
+                data_bytes = ref.read()
+            except OSError as exc:  # e.g. a dangling symlink, a file removed meanwhile
+                reason = f"cannot read: {exc.strerror or type(exc).__name__}"
+                budget.add({"file": ref.name, "split": name, "reason": reason})
+                continue
+            try:
+                out[len(keep)] = images.load(data_bytes, size, ref.box, ref.name)
+            except images.ImageDecodeError as exc:
+                budget.add({"file": ref.name, "split": name, "reason": exc.reason})
+                continue
+            keep.append(i)
     out.flush()
     if len(keep) == len(refs):
         del out

@@ -5,7 +5,7 @@ passed to ``model.compile(jit_compile=...)`` for every training phase and set on
 the feature cache's extractor before its forward pass (:mod:`tlbench.training.feature_cache`).
 ``auto`` resolves per Keras backend through :data:`AUTO_JIT`, the mode that
 ``benchmarks/bench_backends.py`` measured fastest among those that agree
-numerically (README, "Compiled steps"): on TensorFlow, XLA for a model with a
+numerically (docs/development.md, "Compiled steps"): on TensorFlow, XLA for a model with a
 standard convolution and no depthwise one (seed 000's small CNN: 1.32x) that
 trains on at least :data:`XLA_MIN_IMAGE_EPOCHS` images x epochs in a phase, no
 XLA otherwise (MobileNet, whose depthwise convolutions XLA runs at 0.27x on a
@@ -72,7 +72,7 @@ def xla_pays(model: Any, work: int | None) -> bool:
 
 #: What ``auto`` resolves to per Keras backend: a bool, or a function of the model and
 #: the fit's work in images x epochs (benchmarks/bench_backends.py on a quiet 2-core AMD
-#: EPYC, README "Compiled steps": TensorFlow with XLA 1.32x for the small CNN, 0.27x for
+#: EPYC, docs/development.md "Compiled steps": TensorFlow with XLA 1.32x for the small CNN, 0.27x for
 #: MobileNet; JAX jitted, since eager JAX is no real option; torch eager, not measured:
 #: Keras's own choice).
 AUTO_JIT = {"tensorflow": xla_pays, "jax": True, "torch": False}

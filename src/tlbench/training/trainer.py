@@ -118,6 +118,8 @@ class Trainer:
                 callbacks.append(EpochAdvance(train))
                 fit_kwargs["shuffle"] = False
             val = fit_input(val)
+        # a long run's log says where it is: the phase, then Keras's line per epoch
+        print(f"phase {phase.name}: epochs {initial_epoch + 1} to {phase.epochs}", flush=True)
         model.fit(
             **fit_kwargs,
             validation_data=val,

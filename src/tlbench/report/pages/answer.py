@@ -1,0 +1,59 @@
+"""The answer ``tlbench compare`` prints in the terminal, from the verdict rule's strategy
+ranking (``tables/strategy_ranking.csv``: one row per cell, ``rank`` 1 = chosen by
+validation, ``verdict`` of each other cell against it, ``train_seconds``).
+
+Only structured columns are read: the chosen cell is ``rank`` 1; the cells as good as it are
+those whose verdict is neither ``better`` nor ``worse`` (whatever the word for the rest:
+tied, equivalent or inconclusive: the test data do not separate them from the chosen one);
+the cheapest is the one of least mean training time among the chosen cell and those.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+SEPARATED = ("better", "worse")
+
+
+def _cell(row: pd.Series) -> str:
+    return f"{row['backbone']}/{row['strategy']}/{row['augmentation']}"
+
+
+def _budget(label: str) -> str:
+    """A budget's label (tlbench.datasets.budget.label: ``n10``, ``f0.25``, ``all``) in words."""
+    text = str(label)
+    if text.startswith("n") and text[1:].isdigit():
+        return f"{text[1:]} labelled images per class"
+    if text.startswith("f"):
+        return f"{float(text[1:]):.0%} of the training images"
+    return "all training images" if text == "all" else f"label budget {text}"
+
+
+def answer_text(ranking: pd.DataFrame, report: str | Path) -> str:
+    """The answer per dataset (and label budget): chosen cell, its test accuracy with its
+    interval, the cells as good as it, the cheapest of those, and the report's path."""
+    if "rank" not in ranking or "ci_low" not in ranking:
+        return f"No verdict (a pilot study: the test split is sealed). Report: {report}"
+    keys = ["dataset", "budget"] if "budget" in ranking else ["dataset"]
+    lines = []
+    for key, group in ranking.groupby(keys, sort=False):
+        group = group.sort_values("rank")
+        best = group.iloc[0]
+        key = key if isinstance(key, tuple) else (key,)  # (dataset,) or (dataset, budget)
+        where = f"{key[0]}, {_budget(key[1])}" if len(key) == 2 else str(key[0])
+        same = group[(group["rank"] != 1) & ~group["verdict"].isin(SEPARATED)]
+        pool = pd.concat([group.iloc[:1], same])
+        cheapest = pool.sort_values("train_seconds", kind="stable").iloc[0]
+        names = ", ".join(_cell(row) for _, row in same.iterrows()) or "none"
+        lines += [
+            f"{where}: chosen by validation: {_cell(best)}",
+            f"  test accuracy {best['test_accuracy']:.3f} (95 % interval {best['ci_low']:.3f} "
+            f"to {best['ci_high']:.3f}, {int(best['seeds'])} seed{'' if int(best['seeds']) == 1 else 's'})",
+            f"  as good as it on test (not separated from it): {names}",
+            f"  cheapest of those: {_cell(cheapest)} ({cheapest['train_seconds']:.0f} s of "
+            f"training, test accuracy {cheapest['test_accuracy']:.3f})",
+        ]
+    lines.append(f"report: {report}")
+    return "\n".join(lines)
