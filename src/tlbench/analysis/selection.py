@@ -240,8 +240,7 @@ def select_cell(
     records.sort(key=lambda r: (-r["value"], math.inf if r["loss"] is None else r["loss"]))
     best = records[0]
     others = [
-        {"name": "/".join(str(c) for c in r["cell"][1:]), "value": r["value"]}
-        for r in records[1:]
+        {"name": "/".join(str(c) for c in r["cell"][1:]), "value": r["value"]} for r in records[1:]
     ]
     runner = others[0] if others else None
     selection = Selection(

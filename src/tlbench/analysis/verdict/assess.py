@@ -61,16 +61,26 @@ from tlbench.analysis.verdict.bootstrap import (
     CELL,
     LEVEL,
     MARGIN,
+    POOLED,
     REPS,
     SEED,
     Cell,
     Replicates,
-    bootstrap,
-    compare,
-    interval,
+    bootstrap_cells,
     load_cells,
     seeds_to_resolve,
 )
+from tlbench.analysis.verdict.intervals import (
+    EQUIVALENT,
+    INCONCLUSIVE,
+    interval,
+    intervals,
+    judge,
+    non_inferior,
+)
+
+#: ``verdict`` of the validation-selected cell in the cell table.
+SELECTED = "selected"
 
 # --------------------------------------------------------------------------- selection
 
@@ -134,17 +144,26 @@ def dataset_cells(
     seed: int = SEED,
     level: float = LEVEL,
 ) -> tuple[pd.DataFrame, Replicates]:
-    """One dataset's cells in validation order with intervals and verdicts.
+    """One dataset's cells in validation order with intervals and outcomes.
 
     Returns the table and the bootstrap replicates (cells in the table's
     order). The first row is the validation-selected cell; every other row
-    compares with it (``difference`` = cell - selected).
+    compares with it (``difference`` = cell - selected): ``diff_low``..``diff_high``
+    hold simultaneously over the dataset's family of comparisons with the selected
+    cell (``family``: their number), ``marginal_low``..``marginal_high`` is the
+    difference's interval on its own; ``verdict`` one of the four outcomes
+    (:func:`tlbench.analysis.verdict.intervals.judge`, ``reason`` when forced),
+    ``non_inferior`` whether the lower bound is at least ``-margin``;
+    ``seed_variance``: ``own`` or ``pooled`` (:func:`seed_variances`).
     """
     rows = pd.concat([c.rows for c in cells])
     order = validation_order(rows)
     by_key = {c.key: c for c in cells}
     ordered = [by_key[tuple(map(str, k))] for k in order[CELL].itertuples(index=False)]
-    replicates = bootstrap([c.correct for c in ordered], reps, seed)
+    replicates = bootstrap_cells(ordered, reps, seed)
+    contrasts = [(position, 0) for position in range(1, len(ordered))]
+    family = intervals(replicates, contrasts, level)
+    alone = intervals(replicates, contrasts, level, simultaneous=False)
     records = []
     for position, cell in enumerate(ordered):
         accuracy = float(cell.correct.mean())
@@ -160,21 +179,28 @@ def dataset_cells(
             "ci_high": high,
             "train_seconds": float(cell.rows["train_seconds"].mean()),
             "pretrained": _pretrained(cell.rows),
+            "seed_variance": "pooled" if replicates.source[position] == POOLED else "own",
+            "family": len(contrasts),
         }
         if position == 0:
-            record.update(difference=0.0, diff_low=0.0, diff_high=0.0, verdict="selected")
-            record.update(equivalent=True, seeds_to_resolve=math.nan)
+            record.update(difference=0.0, diff_low=0.0, diff_high=0.0, verdict=SELECTED)
+            record.update(marginal_low=0.0, marginal_high=0.0, reason="")
+            record.update(non_inferior=True, seeds_to_resolve=math.nan)
         else:
-            d_low, d_high = interval(replicates, position, 0, level)
-            verdict, equivalent = compare(d_low, d_high, margin)
+            k = position - 1
+            d_low, d_high = float(family["low"].iloc[k]), float(family["high"].iloc[k])
+            verdict, reason = judge(replicates, position, 0, d_low, d_high, margin)
             record.update(
                 difference=accuracy - float(ordered[0].correct.mean()),
                 diff_low=d_low,
                 diff_high=d_high,
+                marginal_low=float(alone["low"].iloc[k]),
+                marginal_high=float(alone["high"].iloc[k]),
                 verdict=verdict,
-                equivalent=equivalent,
+                reason=reason,
+                non_inferior=non_inferior(d_low, margin) and not reason,
                 seeds_to_resolve=seeds_to_resolve(cell.correct, ordered[0].correct, margin)
-                if verdict == "tied"
+                if verdict == INCONCLUSIVE
                 else math.nan,
             )
         records.append(record)
