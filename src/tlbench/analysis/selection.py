@@ -314,7 +314,7 @@ def _standard_error(selection: Selection, value: float, row: Mapping[str, Any]) 
 def _judge(selection: Selection, row: Mapping[str, Any]) -> Selection:
     """Set the standard errors, the candidates within :data:`SEPARATION` standard
     errors of the difference (:attr:`Selection.close`) and the warning when the
-    runner-up is one of them (or tied)."""
+    runner-up is one of them (or level with it)."""
     if selection.runner_up is None:
         return selection
     for other in selection.others:
