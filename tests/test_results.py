@@ -359,14 +359,16 @@ def test_seed001_compares_two_phase_with_the_frozen_model_of_the_same_augmentati
     # with the page's pairwise table the difference is a stated verdict with its interval
     pairwise = pd.DataFrame([
         {"a": "mnv2/ft_a/seed001", "b": "mnv2/transfer/seed001", "difference": 0.01,
-         "diff_low": -0.004, "diff_high": 0.0235, "verdict": "tied"},
+         "diff_low": -0.004, "diff_high": 0.0235, "verdict": "inconclusive", "reason": "",
+         "family": 6},
         {"a": "mnv2/transfer/seed001", "b": "mnv2/ft_a/seed001", "difference": -0.01,
-         "diff_low": -0.0235, "diff_high": 0.004, "verdict": "tied"},
+         "diff_low": -0.0235, "diff_high": 0.004, "verdict": "inconclusive", "reason": "",
+         "family": 6},
     ])  # fmt: skip
     (stated, _) = seeds.SEED_PAGES.get("001").findings(_study(rows), {"pairwise": pairwise})
     assert (
-        "ft_a 0.9700 ± 0.0100 (+1.00 points [95 % interval of the difference -0.40 to "
-        "+2.35 points: tied])" in stated
+        "ft_a 0.9700 ± 0.0100 (+1.00 points [95 % interval of the difference, simultaneous "
+        "over 6 pairs -0.40 to +2.35 points: inconclusive])" in stated
     )
     assert "ft_b 0.9700 ± 0.0100 (+1.00 points)" in stated  # no pair in the table: no claim
 

@@ -211,7 +211,7 @@ def batchnorm_blocks(table: pd.DataFrame) -> list[Block]:
             "frozen - train [95 %]": (
                 f"{v['difference']:+.4f} [{v['diff_low']:+.4f}, {v['diff_high']:+.4f}]"
             ),
-            "frozen is": v["verdict"],
+            "frozen is": v["verdict"] + (f" ({v['reason']})" if text(v, "reason") else ""),
             "train time (s) frozen / train": (
                 f"{v['frozen_seconds']:.0f} / {v['train_seconds']:.0f}"
             ),
