@@ -31,6 +31,9 @@ POWER = 0.80
 #: A stochastic cell with fewer seeds borrows the seed variance pooled over its dataset's
 #: cells (:func:`seed_variances`).
 POOL_BELOW = 5
+#: Seed variances are pooled only when Bartlett's test does not reject equal variances
+#: across the dataset's cells at this level.
+HOMOGENEITY = 0.10
 #: ``Replicates.source`` of a cell whose seed variance is the pooled one.
 POOLED = -1
 
@@ -134,10 +137,14 @@ def seed_variances(
     ``per_seed``: per cell its runs' accuracies. A stochastic cell with at least
     ``pool_below`` seeds keeps its own sample variance (S - 1 degrees of freedom); one
     with fewer borrows the variance pooled over the stochastic cells with two seeds or
-    more (degrees of freedom summed; ``source`` :data:`POOLED`), unless its own is larger
-    than the pooled one at the 5 % level of an F-test (seed variation differs by cell:
-    such a cell keeps its own). No pooled estimate and one seed: variance 0 with 0
-    degrees of freedom (nothing known). A deterministic cell: 0, known (inf).
+    more (degrees of freedom summed; ``source`` :data:`POOLED`), unless the cells' seed
+    variances differ (Bartlett's test at :data:`HOMOGENEITY`, or some are 0 and others
+    not) or its own is the larger: then it keeps its own (seed variation differs by
+    cell: a scratch cell varies more than a frozen one; borrowing is never allowed to
+    shrink a cell's variance). A one-seed cell borrows the pooled variance when there is one; else
+    variance 0 with 0 degrees of freedom (nothing known: its intervals span the whole
+    range, :func:`tlbench.analysis.verdict.intervals.welch_df`). A deterministic cell:
+    0, known (inf degrees of freedom).
     """
     cells = len(per_seed)
     own = np.array([np.var(v, ddof=1) if len(v) > 1 else 0.0 for v in per_seed])
@@ -145,21 +152,31 @@ def seed_variances(
     random = np.asarray(stochastic, dtype=bool)
     pooled_df = float(dof[random & (dof > 0)].sum())
     pooled = float((own * dof)[random & (dof > 0)].sum() / pooled_df) if pooled_df else 0.0
+    alike = _homogeneous([v for v, r in zip(per_seed, random, strict=True) if r and len(v) > 1])
     variance, df, source = np.zeros(cells), np.zeros(cells), np.arange(cells)
     for c in range(cells):
         if not random[c]:
             df[c] = math.inf
             continue
         keep = dof[c] > 0 and (
-            dof[c] + 1 >= pool_below
-            or pooled_df <= dof[c]
-            or (pooled > 0 and stats.f.sf(own[c] / pooled, dof[c], pooled_df) < ALPHA)
+            not alike or dof[c] + 1 >= pool_below or pooled_df <= dof[c] or own[c] > pooled
         )
         if keep:
             variance[c], df[c] = own[c], dof[c]
         elif pooled_df:
             variance[c], df[c], source[c] = pooled, pooled_df, POOLED
     return variance, df, source
+
+
+def _homogeneous(per_seed: Sequence[np.ndarray]) -> bool:
+    """Whether the cells' seed variances may be pooled: Bartlett's test does not reject
+    equal variances at :data:`HOMOGENEITY` (all zero: alike; some zero: not)."""
+    if len(per_seed) < 2:
+        return True
+    zero = [float(np.var(v)) == 0.0 for v in per_seed]
+    if any(zero):
+        return all(zero)
+    return bool(stats.bartlett(*per_seed).pvalue >= HOMOGENEITY)
 
 
 def bootstrap(

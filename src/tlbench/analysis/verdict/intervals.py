@@ -93,12 +93,18 @@ def welch_df(replicates: Replicates, weights: np.ndarray, variance: float) -> fl
     """Welch-Satterthwaite degrees of freedom of a contrast with total (bootstrap)
     ``variance``: ``V² / sum_s (v_s² / df_s)`` over the sources of seed variance
     (each cell's own estimate, or the pooled one once for all cells that share it);
-    inf when no source is estimated (one seed everywhere, or deterministic cells)."""
+    inf when no source is estimated (deterministic cells); 0 when a stochastic cell
+    of the contrast has no estimate at all (one seed, nothing to pool): its seed
+    variation is unknown, and the interval spans the whole range."""
     parts: dict[int, float] = {}
     dfs: dict[int, float] = {}
     for c, w in enumerate(weights):
         df = float(replicates.seed_df[c])
-        if w == 0 or not 0 < df < math.inf:
+        if w == 0:
+            continue
+        if df == 0 and replicates.stochastic[c]:
+            return 0.0
+        if not 0 < df < math.inf:
             continue
         source = int(replicates.source[c])
         parts[source] = parts.get(source, 0.0) + w * w * float(replicates.seed_var[c])
@@ -138,8 +144,11 @@ def intervals(
     records = []
     for k in range(len(contrasts)):
         df = welch_df(replicates, weights[k], float(sd[k] ** 2))
-        quantile = stats.t.isf(tail / 2, df) if math.isfinite(df) else stats.norm.isf(tail / 2)
-        half = float(quantile * sd[k])
+        if df == 0:  # seed variation unknown: nothing bounds the difference
+            half = math.inf
+        else:
+            quantile = stats.t.isf(tail / 2, df) if math.isfinite(df) else stats.norm.isf(tail / 2)
+            half = float(quantile * sd[k])
         floor = 0.0 if contrasts[k][1] is None else -1.0
         records.append(
             {

@@ -148,8 +148,9 @@ def method_lines(verdicts: pd.DataFrame) -> list[str]:
         ),
         "",
         "*Seeds*: each cell's seed-to-seed variance is its own with "
-        f"{POOL_BELOW} seeds or more, else pooled over the dataset's cells (unless its own "
-        "is significantly larger); the intervals use Student's t with the degrees of "
+        f"{POOL_BELOW} seeds or more, else pooled over the dataset's cells (unless the "
+        "cells' variances differ, or its own is the larger); the intervals use Student's "
+        "t with the degrees of "
         "freedom that estimate has; a cell with one seed of a stochastic strategy is "
         "always inconclusive." + (f" Pooled: {'; '.join(pooled)}." if pooled else ""),
         "",
