@@ -153,7 +153,7 @@ def verdict_blocks(verdict: pd.DataFrame) -> list[Block]:
         row["validation could choose"] = (
             "no: " + (text(v, "val_close") or "runner-up")
             if text(v, "val_warning")
-            else "yes" + (f" ({validation_words(v).strip()})" if validation_words(v) else "")
+            else "yes" + (f": {validation_words(v).strip()[3:]}" if validation_words(v) else "")
         )
         row["equivalent to it"] = text(v, "equivalent")
         row["inconclusive against it"] = text(v, "inconclusive")

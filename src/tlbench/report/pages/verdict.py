@@ -119,16 +119,26 @@ def answer_lines(v: Any) -> list[str]:
     return lines
 
 
+def _where(v: Any) -> str:
+    """``digits`` or ``digits at n5`` (with label budgets)."""
+    budget = v.get("budget") if hasattr(v, "get") else None
+    return f"{v['dataset']} at {budget}" if isinstance(budget, str) else str(v["dataset"])
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 def method_lines(verdicts: pd.DataFrame) -> list[str]:
     """How the intervals were made and what the outcomes mean, one sentence each."""
     margin = float(verdicts["margin"].iloc[0]) if len(verdicts) else MARGIN
     grouped = [
-        f"{v['dataset']} ({v['units']:.0f} groups of {v['images']:.0f} test images)"
+        f"{_where(v)} ({v['units']:.0f} groups of {v['images']:.0f} test images)"
         for _, v in verdicts.iterrows()
         if _number(v, "units") is not None and v["units"] < v["images"]
     ]
     pooled = [
-        f"{v['dataset']} ({len(text(v, 'pooled').split('; '))} cells, "
+        f"{_where(v)} ({_count(len(text(v, 'pooled').split('; ')), 'cell')}, "
         f"{v['pooled_df']:.0f} degrees of freedom)"
         for _, v in verdicts.iterrows()
         if text(v, "pooled")
