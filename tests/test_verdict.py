@@ -201,7 +201,11 @@ def test_seed_variance_is_pooled_for_cells_with_few_seeds():
     # far apart variances (Bartlett p < 0.10): every cell keeps its own
     wild = [*per_seed[:2], np.array([0.2, 0.9, 0.5])]
     assert list(bootstrap.seed_variances(wild, [True] * 3)[2]) == [0, 1, 2]
+    # a cell whose seeds all scored alike (at chance) borrows, and does not feed the pool
+    flat = bootstrap.seed_variances([*per_seed, np.array([0.1, 0.1, 0.1])], [True] * 5)
+    assert flat[2][4] == bootstrap.POOLED and flat[0][4] == pytest.approx(pooled)
     # one seed: the pooled variance; deterministic: none, known exactly
+
     variance, df, source = bootstrap.seed_variances(per_seed[:2] + [np.array([0.5])],
                                                     [True, True, False])  # fmt: skip
     assert variance[2] == 0 and df[2] == math.inf

@@ -138,8 +138,8 @@ def seed_variances(
     ``pool_below`` seeds keeps its own sample variance (S - 1 degrees of freedom); one
     with fewer borrows the variance pooled over the stochastic cells with two seeds or
     more (degrees of freedom summed; ``source`` :data:`POOLED`), unless the cells' seed
-    variances differ (Bartlett's test at :data:`HOMOGENEITY`, or some are 0 and others
-    not) or its own is the larger: then it keeps its own (seed variation differs by
+    variances differ (Bartlett's test at :data:`HOMOGENEITY`, over the cells whose
+    seeds did not all score alike) or its own is the larger: then it keeps its own (seed variation differs by
     cell: a scratch cell varies more than a frozen one; borrowing is never allowed to
     shrink a cell's variance). A one-seed cell borrows the pooled variance when there is one; else
     variance 0 with 0 degrees of freedom (nothing known: its intervals span the whole
@@ -150,9 +150,12 @@ def seed_variances(
     own = np.array([np.var(v, ddof=1) if len(v) > 1 else 0.0 for v in per_seed])
     dof = np.array([len(v) - 1 for v in per_seed], dtype=float)
     random = np.asarray(stochastic, dtype=bool)
-    pooled_df = float(dof[random & (dof > 0)].sum())
-    pooled = float((own * dof)[random & (dof > 0)].sum() / pooled_df) if pooled_df else 0.0
-    alike = _homogeneous([v for v, r in zip(per_seed, random, strict=True) if r and len(v) > 1])
+    # cells whose seeds all scored alike (at chance, or perfect) say nothing about how
+    # much seeds vary elsewhere: they neither feed the pool nor the test of alikeness
+    varied = random & (dof > 0) & (own > 1e-12)  # not float noise of equal values
+    pooled_df = float(dof[varied].sum())
+    pooled = float((own * dof)[varied].sum() / pooled_df) if pooled_df else 0.0
+    alike = _homogeneous([v for v, keep in zip(per_seed, varied, strict=True) if keep])
     variance, df, source = np.zeros(cells), np.zeros(cells), np.arange(cells)
     for c in range(cells):
         if not random[c]:
@@ -169,13 +172,10 @@ def seed_variances(
 
 
 def _homogeneous(per_seed: Sequence[np.ndarray]) -> bool:
-    """Whether the cells' seed variances may be pooled: Bartlett's test does not reject
-    equal variances at :data:`HOMOGENEITY` (all zero: alike; some zero: not)."""
+    """Whether the cells' seed variances (each > 0) may be pooled: Bartlett's test does
+    not reject equal variances at :data:`HOMOGENEITY`."""
     if len(per_seed) < 2:
         return True
-    zero = [float(np.var(v)) == 0.0 for v in per_seed]
-    if any(zero):
-        return all(zero)
     return bool(stats.bartlett(*per_seed).pvalue >= HOMOGENEITY)
 
 
