@@ -162,6 +162,8 @@ rule learning_curves:
         csv=f"{RESULTS}/tables/{{dataset}}/learning_curves.csv",
         md=f"{RESULTS}/tables/{{dataset}}/learning_curves.md",
         html=f"{RESULTS}/tables/{{dataset}}/learning_curves.html",
+    params:
+        verdict=STUDY.config["verdict"],
     log:
         f"{RESULTS}/logs/figures/{{dataset}}/learning_curves.log",
     conda:

@@ -47,6 +47,7 @@ if STUDY.results_section:
             ),
         params:
             study=section_params(),
+            verdict=STUDY.config["verdict"],
         log:
             f"{RESULTS}/logs/results/study_results.log",
         conda:

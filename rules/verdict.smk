@@ -1,6 +1,7 @@
 # The verdict: which differences are real (tlbench.analysis.verdict). Per dataset the
-# validation-selected cell, its test accuracy with a 95 % interval, the cells
-# tied with it, the transfer gain and the cheapest tied cell; the strategy
+# validation-selected cell, its test accuracy with a 95 % interval, each other
+# cell better / worse / equivalent / inconclusive, the transfer gain and the
+# cheapest cell shown to be as good; the strategy
 # ranking (every cell of a dataset on one list with its interval and verdict),
 # from the same bootstrap; across datasets (two or more) the critical-difference
 # diagram of the strategies.

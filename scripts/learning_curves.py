@@ -16,4 +16,5 @@ with log_to(snakemake.log[0]):
         snakemake.output.figure,
         snakemake.output.page,
         table_stem(snakemake.output),
+        settings=dict(snakemake.params.verdict),
     )

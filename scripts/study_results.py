@@ -24,6 +24,7 @@ with log_to(snakemake.log[0]):
         scores=pd.read_csv(inputs["scores"]) if "scores" in inputs else None,
         tau=pd.read_csv(inputs["tau"]) if "tau" in inputs else None,
         ranking=pd.read_csv(inputs["ranking"]) if "ranking" in inputs else None,
+        settings=dict(snakemake.params.verdict),
     )
     with atomic_file(snakemake.output.md) as handle:
         handle.write(results.to_markdown(blocks))

@@ -62,6 +62,36 @@ def test_folder_without_split_folders(tmp_path):
     _check_colours(data)
 
 
+def test_folder_groups_pattern_splits_and_records_groups(tmp_path):
+    """``groups: '^(t\\d+)_'``: frames t<k>_<f>.png of a track stay together when test and
+    validation are carved, and every split records its images' track ids."""
+    root = tmp_path / "ds"
+    for name, colour in COLOURS.items():
+        (root / name).mkdir(parents=True)
+        for track in range(6):
+            for frame in range(3):
+                Image.new("RGB", (10, 8), colour).save(root / name / f"t{name}{track}_{frame}.png")
+    config = {"loader": "folder", "source": str(root), "groups": r"^(t\w+?)_",
+              "test_fraction": 0.34, "val_fraction": 0.25}  # fmt: skip
+    data = load_prepared(prepare(config, tmp_path / "p", image_size=6, seed=0))
+    groups = {split: data.groups(split) for split in ("train", "val", "test")}
+    assert {s: len(g) for s, g in groups.items()} == data.manifest["counts"]
+    assert data.manifest["groups"] == {"train": 9, "val": 3, "test": 6}  # whole tracks
+    assert not set(groups["train"]) & set(groups["val"])
+    assert not set(groups["train"]) & set(groups["test"])
+    _check_colours(data)
+    # without the option: no group files, no manifest entry
+    plain = load_prepared(
+        prepare({"loader": "folder", "source": str(root)}, tmp_path / "q", image_size=6, seed=0)
+    )
+    assert plain.groups("val") is None and "groups" not in plain.manifest
+    (root / "cat" / "stray.png").write_bytes((root / "cat" / "tcat0_0.png").read_bytes())
+    with pytest.raises(ValueError, match=r"stray.png' does not match the groups pattern"):
+        prepare(config, tmp_path / "r", image_size=6, seed=0)
+    with pytest.raises(ValueError, match="groups.*not a regular expression"):
+        prepare({**config, "groups": "("}, tmp_path / "s", image_size=6, seed=0)
+
+
 def test_folder_with_split_folders(tmp_path):
     _write_classes(tmp_path / "ds" / "train", per_class=8)
     _write_classes(tmp_path / "ds" / "test", per_class=3)
@@ -218,6 +248,13 @@ def test_gtsrb_real_subset(tmp_path):
     assert min(m["class_counts"]["val"]) >= 1 and min(m["class_counts"]["train"]) >= 1
     assert "grouped by track" in m["validation"] and len(m["sources"]) == 3
     assert all(len(s["sha256"]) == 64 for s in m["sources"])
+    # the tracks are written with train and validation (validation's standard error
+    # counts them); the official test set publishes none
+    val_tracks = data.groups("val")
+    assert len(val_tracks) == m["counts"]["val"] and m["groups"]["val"] == len(set(val_tracks))
+    assert m["groups"]["val"] < m["counts"]["val"]  # ~30 frames a track
+    assert not set(val_tracks) & set(data.groups("train")) and data.groups("test") is None
+    assert "test" not in m["groups"]
     signs = load_prepared(
         prepare(
             {**config, "roi_crop": True, "class_names": "signs"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,8 +18,10 @@ import yaml
 from engine_helpers import SplitRecorder, tiny_spec
 
 from tlbench import cli
+from tlbench.analysis import runs
 from tlbench.core import run_folder
 from tlbench.core.errors import SpecError
+from tlbench.datasets import load_prepared
 from tlbench.models import inputs
 from tlbench.models.augment import AUGMENTATIONS
 from tlbench.training import engine, trainer
@@ -330,3 +333,22 @@ def test_a_strategy_unit_trains_through_the_context_alone(tiny_prepared, tmp_pat
     ]
     np.testing.assert_array_equal(np.load(out / "extra.npz")["a"], np.arange(3))
     assert metrics["test"]["n"] == len(np.load(tiny_prepared / "test_y.npy"))
+
+
+def test_grouped_images_reach_metrics_and_predictions(tiny_prepared, tmp_path):
+    """A dataset whose validation and test images come in groups: metrics.json counts the
+    validation groups (the study table's val_groups: selection's standard error) and
+    predictions.npz holds the test images' group ids (the verdict resamples them)."""
+    prepared = tmp_path / "grouped"
+    shutil.copytree(tiny_prepared, prepared)
+    data = load_prepared(prepared)
+    for split in ("val", "test"):
+        n = data.counts[split]
+        np.save(prepared / f"{split}_groups.npy", np.array([f"g{i // 4}" for i in range(n)]))
+    metrics = engine.run(tiny_spec(prepared, run={"dataset": "tiny", "seed": 0}), tmp_path / "o")
+    assert metrics["val"]["groups"] == -(-data.counts["val"] // 4)
+    assert "groups" not in metrics["train"]
+    groups = runs.read_groups(tmp_path / "o")
+    assert groups.tolist() == [f"g{i // 4}" for i in range(data.counts["test"])]
+    row = runs.collect_runs([tmp_path / "o" / "metrics.json"]).iloc[0]
+    assert row["val_groups"] == metrics["val"]["groups"]

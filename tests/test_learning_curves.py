@@ -7,65 +7,59 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from verdict_helpers import write_budget_study
 
 from tlbench.analysis import learning_curves as lc
 from tlbench.report.pages import learning_curves
 
 
-def curve(cell: str, points: list[tuple[str, float, float, float]]) -> pd.DataFrame:
-    """A constructed curve: (budget, per_class, low, high) per point."""
-    return pd.DataFrame(
-        [
-            {"dataset": "d", "cell": cell, "budget": b, "per_class": x, "seeds": 3,
-             "accuracy": (lo + hi) / 2, "low": lo, "high": hi}
-            for b, x, lo, hi in points
-        ]
-    )  # fmt: skip
+def crossing_study(root, middle=(0.60, 0.61, 0.60), last_b=(0.90, 0.91, 0.90)):
+    """Cells a and b over three budgets: a far ahead at 5 per class, ``middle`` for b at
+    10 per class (a at 0.60), b at ``last_b`` against a's 0.60 at 'all'. Both cells err
+    on the first images (nested errors: the paired difference is the accuracy gap)."""
+    a = {"n5": (5, [0.80, 0.81, 0.80], 0), "n10": (10, [0.60, 0.60, 0.61], 0),
+         "all": (90, [0.60, 0.61, 0.60], 0)}  # fmt: skip
+    b = {"n5": (5, [0.40, 0.41, 0.40], 0), "n10": (10, list(middle), 0),
+         "all": (90, list(last_b), 0)}  # fmt: skip
+    return write_budget_study(root, {"m/a/none": a, "m/b/none": b})
 
 
-BUDGETS = [("n5", 5), ("n10", 10), ("n100", 100), ("all", 900)]
-
-
-def test_crossover_is_where_the_intervals_start_to_overlap():
-    two_phase = curve("m/two_phase/none", [(b, x, 0.6, 0.7) for b, x in BUDGETS])
-    scratch = curve(
-        "c/scratch/none",
-        [("n5", 5, 0.1, 0.2), ("n10", 10, 0.3, 0.4), ("n100", 100, 0.5, 0.59),
-         ("all", 900, 0.6, 0.68)]  # overlapping, mean below,
-    )  # fmt: skip
-    points = lc.relations(two_phase, scratch)
-    assert [p[2] for p in points] == ["better", "better", "better", "tied"]
-    assert lc.crossover_sentence("two_phase", "scratch", points) == (
-        "two_phase beats scratch up to 100 images per class; from 'all' on they are tied."
-    )
-    sentences = lc.crossovers(pd.concat([scratch, two_phase]))
-    # the winner at small budgets is named first; names lose the parts all cells share
-    assert sentences == [
-        "m/two_phase beats c/scratch up to 100 images per class; from 'all' on they are tied."
+def test_a_crossover_is_a_resolved_difference_that_changes_sign(tmp_path):
+    comparisons = lc.budget_comparisons(crossing_study(tmp_path), reps=500)
+    assert comparisons["budget"].tolist() == ["n5", "n10", "all"]
+    assert comparisons["outcome"].tolist() == ["better", "inconclusive", "worse"]
+    assert set(comparisons["family"]) == {1}
+    assert lc.crossovers(comparisons) == [
+        "a beats b up to 5 images per class; at 10 images per class the data cannot tell "
+        "them apart; from 'all' on b beats a."
     ]
 
 
-def test_three_phases_and_no_crossover():
-    a = curve("x/a/none", [(b, x, 0.5, 0.6) for b, x in BUDGETS])
-    b = curve(
-        "x/b/none",
-        [("n5", 5, 0.7, 0.8), ("n10", 10, 0.55, 0.65), ("n100", 100, 0.55, 0.7),
-         ("all", 900, 0.1, 0.2)],
-    )  # fmt: skip
-    assert lc.crossover_sentence("a", "b", lc.relations(a, b)) == (
-        "b beats a up to 5 images per class; from 10 images per class to 100 images per "
-        "class they are tied; from 'all' on a beats b."
+def test_beats_then_unresolved_then_beats_is_no_crossover(tmp_path):
+    """The issue's case: beats -> not told apart -> beats is no crossover."""
+    study = crossing_study(tmp_path, last_b=(0.30, 0.31, 0.30))
+    comparisons = lc.budget_comparisons(study, reps=500)
+    assert comparisons["outcome"].tolist() == ["better", "inconclusive", "better"]
+    assert lc.crossovers(comparisons) == []
+    points = lc.relations(comparisons, "m/b/none", "m/a/none")  # seen from b: flipped
+    assert [p[2] for p in points] == ["worse", "inconclusive", "worse"]
+    assert lc.crossover_sentence("b", "a", points) == (
+        "a beats b up to 5 images per class; at 10 images per class the data cannot tell "
+        "them apart; from 'all' on a beats b."
     )
-    c = curve("x/c/none", [(b, x, 0.0, 0.1) for b, x in BUDGETS])
-    assert lc.crossovers(pd.concat([a, c])) == []
-    assert lc.crossover_sentence("a", "c", lc.relations(a, c)) == "a beats c at every budget."
 
 
-def test_cells_without_an_interval_are_not_compared():
-    a = curve("x/a/none", [(b, x, 0.5, 0.6) for b, x in BUDGETS])
-    b = curve("x/b/none", [(b, x, 0.0, 0.1) for b, x in BUDGETS])
-    b.loc[b["budget"] == "all", ["low", "high"]] = math.nan
-    assert [p[0] for p in lc.relations(a, b)] == ["n5", "n10", "n100"]
+def test_paired_bootstrap_resolves_what_overlapping_t_intervals_do_not(tmp_path):
+    """0.823 vs 0.733 over three seeds each (the GTSRB budget page's 0.824 vs 0.732):
+    the t-intervals over seeds overlap, the paired difference is told apart."""
+    cells = {"m/a/none": {"n100": (100, [0.80, 0.85, 0.82], 0), "all": (900, [0.9] * 3, 0)},
+             "m/b/none": {"n100": (100, [0.70, 0.76, 0.74], 0), "all": (900, [0.5] * 3, 0)}}  # fmt: skip
+    study = write_budget_study(tmp_path, cells)
+    curves = lc.curve_table(study).set_index(["cell", "budget"])
+    a, b = curves.loc[("m/a/none", "n100")], curves.loc[("m/b/none", "n100")]
+    assert a["low"] < b["high"]  # the bands overlap
+    comparisons = lc.budget_comparisons(study, reps=1000)
+    assert comparisons.set_index("budget").loc["n100", "outcome"] == "better"
 
 
 def study_rows() -> pd.DataFrame:
@@ -100,17 +94,23 @@ def test_curve_table_has_t_intervals_over_seeds():
 
 
 def test_page_and_figure(tmp_path):
-    study = study_rows()
+    study = crossing_study(tmp_path)
     curves = learning_curves.write_learning_curves(
-        study, "d", tmp_path / "f.png", tmp_path / "page.rst", tmp_path / "table"
-    )
+        study, "digits", tmp_path / "f.png", tmp_path / "page.rst", tmp_path / "table",
+        settings={"margin": 0.01, "reps": 300, "seed": 0},
+    )  # fmt: skip
     text = (tmp_path / "page.rst").read_text()
-    assert "* two_phase beats scratch up to 5 images per class; from 'all' on they are tied." in (
-        text
+    assert (
+        "* a beats b up to 5 images per class; at 10 images per class the data cannot tell "
+        "them apart; from 'all' on b beats a." in text
     )
-    assert "same 40 validation images" in text
+    assert "paired bootstrap" in text and "tied" not in text
+    assert "same 50 validation images" in text
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
-    assert len(curves) == 4 and (tmp_path / "table.csv").is_file()
+    assert len(curves) == 6 and (tmp_path / "table.csv").is_file()
+    # a pilot study has no test predictions: no crossover is stated, and it says why
+    pilot = learning_curves.page_text(curves, "digits", "val", 50, None)
+    assert "test split is sealed (pilot study)" in pilot and "beats" not in pilot
 
 
 def test_runs_without_a_recorded_budget_are_named():

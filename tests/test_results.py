@@ -265,16 +265,17 @@ def test_seed002_page_shows_the_verdict_and_batchnorm_frozen_against_trained():
                              batchnorm=policy))  # fmt: skip
     verdict = pd.DataFrame([{
         "dataset": "gtsrb", "selected": "mnv2/feature_extraction/none", "test_accuracy": 0.9,
-        "ci_low": 0.85, "ci_high": 0.95, "tied_with": "mnv2/fine_tune/none [-0.0500, +0.0400]",
+        "ci_low": 0.85, "ci_high": 0.95,
+        "inconclusive": "mnv2/fine_tune/none [-0.0500, +0.0400] (seeds to resolve: 9)",
         "transfer_gain": float("nan"), "gain_low": float("nan"), "gain_high": float("nan"),
-        "gain_verdict": "", "cheapest_tied": "mnv2/feature_extraction/none", "margin": 0.01,
+        "gain_verdict": "", "cheapest_as_good": "", "margin": 0.01,
     }])  # fmt: skip
     batchnorm = pd.DataFrame([{
         "dataset": "gtsrb", "backbone": "mnv2", "strategy_name": "fine_tune",
         "augmentation": "none", "seeds": "3/3", "criterion": "val_roc_auc",
         "frozen_validation": 0.93, "train_validation": 0.5, "frozen_accuracy": 0.9,
         "train_accuracy": 0.9, "difference": 0.0, "diff_low": -0.03, "diff_high": 0.03,
-        "verdict": "tied", "frozen_seconds": 100.0, "train_seconds": 101.0, "margin": 0.01,
+        "verdict": "inconclusive", "frozen_seconds": 100.0, "train_seconds": 101.0, "margin": 0.01,
     }])  # fmt: skip
     blocks, _ = seeds.seed_section(
         _study(rows), {"reference": "002", "config": "c", "results": "r"},
@@ -284,7 +285,8 @@ def test_seed002_page_shows_the_verdict_and_batchnorm_frozen_against_trained():
     assert text.index("### Acceptance") < text.index("### Verdict") < text.index("### The seed")
     assert "| gtsrb     | mnv2/feature_extraction/none | 0.900 [0.850, 0.950]" in text
     assert "### BatchNorm: frozen against trained" in text
-    assert "+0.0000 [-0.0300, +0.0300]" in text and "1 tied." in text
+    assert "+0.0000 [-0.0300, +0.0300]" in text and "1 inconclusive." in text
+    assert "tied" not in text and "none shown as good" in text
     # the ranking of the ways is over the frozen cells: the trained twin's 0.50 is not in it
     assert "mean test ROC AUC feature_extraction 0.9600, fine_tune 0.9300." in text
 
@@ -357,14 +359,16 @@ def test_seed001_compares_two_phase_with_the_frozen_model_of_the_same_augmentati
     # with the page's pairwise table the difference is a stated verdict with its interval
     pairwise = pd.DataFrame([
         {"a": "mnv2/ft_a/seed001", "b": "mnv2/transfer/seed001", "difference": 0.01,
-         "diff_low": -0.004, "diff_high": 0.0235, "verdict": "tied"},
+         "diff_low": -0.004, "diff_high": 0.0235, "verdict": "inconclusive", "reason": "",
+         "family": 6},
         {"a": "mnv2/transfer/seed001", "b": "mnv2/ft_a/seed001", "difference": -0.01,
-         "diff_low": -0.0235, "diff_high": 0.004, "verdict": "tied"},
+         "diff_low": -0.0235, "diff_high": 0.004, "verdict": "inconclusive", "reason": "",
+         "family": 6},
     ])  # fmt: skip
     (stated, _) = seeds.SEED_PAGES.get("001").findings(_study(rows), {"pairwise": pairwise})
     assert (
-        "ft_a 0.9700 ± 0.0100 (+1.00 points [95 % interval of the difference -0.40 to "
-        "+2.35 points: tied])" in stated
+        "ft_a 0.9700 ± 0.0100 (+1.00 points [95 % interval of the difference, simultaneous "
+        "over 6 pairs -0.40 to +2.35 points: inconclusive])" in stated
     )
     assert "ft_b 0.9700 ± 0.0100 (+1.00 points)" in stated  # no pair in the table: no claim
 

@@ -102,3 +102,32 @@ def test_pilot_study_has_no_test_figure_and_errors_name_the_problem():
         selection.select_run(df, "zzz")
     with pytest.raises(ValueError, match="no finished run of dataset 'd' with a validation"):
         selection.select_run(df.assign(status="failed"), "d")
+
+
+def test_grouped_validation_counts_groups_not_images():
+    """GTSRB-like validation: 3990 frames in 133 tracks. The standard error counts the
+    133 tracks: 0.95 vs 0.93 is told apart on 3990 independent images (2 x 0.0054 <
+    0.02) but not on 133 groups (2 x 0.0297)."""
+    rows = [
+        {"strategy": "a", "seed": 0, "val_accuracy": 0.95, "test_accuracy": 0.9},
+        {"strategy": "b", "seed": 0, "val_accuracy": 0.93, "test_accuracy": 0.9},
+    ]
+    images = selection.select_cell(frame(rows, val_n=3990))
+    assert images.warning is None and images.close == []
+    grouped = selection.select_cell(frame(rows, val_n=3990).assign(val_groups=133))
+    se = math.sqrt(0.94 * 0.06 / 133)
+    assert grouped.standard_error == pytest.approx(se)
+    assert grouped.warning is not None and "133 groups (3990 images)" in grouped.warning
+    assert grouped.close == ["b/b/none"]
+    assert "validation 133 groups (3990 images)" in grouped.describe()
+    assert grouped.as_dict()["val_groups"] == 133
+
+
+def test_every_cell_validation_cannot_tell_from_the_chosen_one_is_listed():
+    rows = [
+        {"strategy": s, "seed": 0, "val_accuracy": v, "test_accuracy": 0.9}
+        for s, v in [("a", 0.95), ("b", 0.94), ("c", 0.93), ("d", 0.70)]
+    ]
+    chosen = selection.select_cell(frame(rows, val_n=100))
+    assert chosen.close == ["b/b/none", "b/c/none"]  # d is 25 points below: told apart
+    assert chosen.warning.endswith("; nor from b/c/none")

@@ -8,6 +8,7 @@ import math
 import pandas as pd
 import pytest
 from test_results import _config, _run
+from verdict_helpers import write_budget_study
 
 from tlbench.core.errors import StudyConfigError
 from tlbench.report.pages import results, studies, transferability
@@ -105,14 +106,20 @@ def test_transferability_section_puts_scores_beside_accuracy_with_tau_and_cost()
 def test_verdict_rows_are_in_the_section():
     verdict = pd.DataFrame([{"dataset": "gtsrb", "selected": "b3 / feature_extraction / none",
                              "test_accuracy": 0.9, "ci_low": 0.88, "ci_high": 0.92,
-                             "tied_with": "b2 / linear_probe / none [-0.0200, +0.0010]",
+                             "equivalent": "b2 / linear_probe / none [-0.0050, +0.0010]",
                              "transfer_gain": 0.1, "gain_low": 0.05, "gain_high": 0.15,
-                             "gain_verdict": "better", "cheapest_tied": "b2 / linear_probe / none",
+                             "gain_verdict": "better", "cheapest_as_good": "b2 / linear_probe / none",
+                             "val_n": 400, "val_groups": 20, "val_se": 0.05,
+                             "val_warning": "Validation cannot choose: ...",
+                             "val_close": "b2 / linear_probe / none",
                              "margin": 0.01}])  # fmt: skip
     study = {"title": "T", "page": "docs/results/t.md", "config": "c", "results": "r"}
     page = results.to_markdown(studies.study_section(_study(), study, verdict=verdict)[0])
     assert "0.900 [0.880, 0.920]" in page and "+0.100 [+0.050, +0.150] better" in page
-    assert "b2 / linear_probe / none [-0.0200, +0.0010]" in page
+    assert "b2 / linear_probe / none [-0.0050, +0.0010]" in page
+    assert "no: b2 / linear_probe / none" in page  # validation could not choose
+    assert "- gtsrb: Validation cannot choose: ..." in page
+    assert "tied" not in page
 
 
 def test_page_lists_other_studies_after_the_seeds(tmp_path):
@@ -142,25 +149,25 @@ def test_results_section_block_is_validated_and_excludes_a_seed_study():
         load_study(_config(results_section=block, seed_study={"reference": "003"}))
 
 
-def _budget_study() -> pd.DataFrame:
-    """Transfer (FE) ahead of scratch at 5 and 10 images per class, level at 'all'."""
-    rows = []
-    for budget, per_class, fe, scratch in (("n5", 5, 0.80, 0.40), ("n10", 10, 0.85, 0.60),
-                                            ("all", 80, 0.90, 0.90)):  # fmt: skip
-        for seed in range(3):
-            jitter = 0.01 * (seed - 1)
-            for strategy, acc in (("feature_extraction", fe), ("scratch", scratch)):
-                rows.append(_run(strategy, seed, acc + jitter, budget=budget,
-                                 budget_per_class_mean=float(per_class), val_n=60))  # fmt: skip
-    return pd.DataFrame(rows)
+def _budget_study(root) -> pd.DataFrame:
+    """Transfer (FE) ahead of scratch at 5 and 10 images per class, level at 'all', and
+    (for a crossover) scratch ahead of a linear probe at 'all' only."""
+    cells = {"mnv2/feature_extraction/none": {}, "mnv2/scratch/none": {},
+             "mnv2/linear_probe/none": {}}  # fmt: skip
+    for budget, per_class, fe, scratch, probe in (
+        ("n5", 5, 0.80, 0.40, 0.60), ("n10", 10, 0.85, 0.60, 0.61), ("all", 80, 0.90, 0.90, 0.62)
+    ):  # fmt: skip
+        for name, acc in zip(cells, (fe, scratch, probe), strict=True):
+            cells[name][budget] = (per_class, [acc - 0.005, acc, acc + 0.005], 0)
+    return write_budget_study(root, cells)
 
 
-def test_budget_section_has_curves_crossovers_and_the_gain_per_budget():
-    df = _budget_study()
+def test_budget_section_has_curves_crossovers_and_the_gain_per_budget(tmp_path):
+    df = _budget_study(tmp_path)
     verdict = pd.DataFrame([
-        {"dataset": "gtsrb", "budget": b, "gain_verdict": v} for b, v in
-        (("n5", "better"), ("n10", "better"), ("all", "tied"))])  # fmt: skip
-    blocks = studies.budget_blocks(df, verdict)
+        {"dataset": "digits", "budget": b, "gain_verdict": v} for b, v in
+        (("n5", "better"), ("n10", "better"), ("all", "equivalent"))])  # fmt: skip
+    blocks = studies.budget_blocks(df, verdict, {"margin": 0.01, "reps": 300, "seed": 0})
     page = results.to_markdown(blocks)
     table = next(content for kind, content in blocks if kind == "table")
     assert list(table.columns) == [
@@ -168,9 +175,13 @@ def test_budget_section_has_curves_crossovers_and_the_gain_per_budget():
     fe = table.set_index("cell").loc["mnv2/feature_extraction/none"]
     assert fe["5 images per class"].startswith("0.800 [")
     crossover = next(content for kind, content in blocks if kind == "ul")
-    assert len(crossover) == 1 and "feature_extraction" in crossover[0]
-    assert "better at 5 images per class, 10 images per class; tied at 'all'" in page
-    assert "same 60 validation images" in page
+    assert crossover == [
+        "linear_probe beats scratch up to 5 images per class; at 10 images per class the "
+        "data cannot tell them apart; from 'all' on scratch beats linear_probe."
+    ]
+    assert "paired bootstrap" in page and "tied" not in page
+    assert "better at 5 images per class, 10 images per class; equivalent at 'all'" in page
+    assert "same 50 validation images" in page
     assert studies.budget_blocks(_study()) == []  # no budgets: no such part
 
 

@@ -268,7 +268,7 @@ def test_tiny_study_end_to_end(tmp_path):
     assert list(ranking["rank"]) == [1, 2, 3, 4]
     assert "/".join(ranking.loc[0, ["backbone", "strategy", "augmentation"]]) == "/".join(chosen)
     assert ranking["verdict"][0] == "selected"
-    assert set(ranking["verdict"][1:]) <= {"better", "worse", "tied"}
+    assert set(ranking["verdict"][1:]) <= {"better", "worse", "equivalent", "inconclusive"}
     assert (ranking["validation"].diff().dropna() <= 0).all()
     front = (results / "tables/verdict.rst").read_text()
     assert front.startswith("Verdict\n") and f"``{'/'.join(chosen)}``" in front
@@ -339,7 +339,7 @@ def test_tiny_study_end_to_end(tmp_path):
     text = report.read_text()
     assert 0 <= text.find("The budget answer") < text.find("What the study compares")
     verdict_html = embedded_result(report, f"{study['results']}/tables/verdict.html")
-    assert "<table>" in verdict_html and "cheapest_tied" in verdict_html
+    assert "<table>" in verdict_html and "cheapest_as_good" in verdict_html
 
 
 @pytest.mark.slow
@@ -398,7 +398,7 @@ def test_hymenoptera_study_with_imagenet_weights(tmp_path):
     assert section.startswith("## Seed 002") and "- a small test study" in section
     auc = f"{table.groupby('strategy')['test_roc_auc'].mean().max():.4f}"
     assert auc in section  # the best cell's mean ROC AUC, in the acceptance table
-    assert "### Verdict" in section  # from tables/verdict.csv: chosen by validation, ties
+    assert "### Verdict" in section  # from tables/verdict.csv: chosen by validation, outcomes
     page = (tmp_path / "docs/results.md").read_text()
     assert page.startswith("# Results") and section in page
 

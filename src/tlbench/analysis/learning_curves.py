@@ -3,17 +3,21 @@
 Per dataset, :func:`curve_table` gives every cell's accuracy (test; in a pilot
 study validation) at every label budget: the mean over seeds and a 95 %
 t-interval over seeds (``scipy.stats.t``: mean ± t(0.975, S - 1) · sd / sqrt(S);
-a cell with one seed has none; clipped to [0, 1]). The x position of a budget is the mean number of
-training images per class its runs used (``budget_per_class_mean`` of
-metrics.json), so ``all`` sits at the class mean size.
+a cell with one seed has none; clipped to [0, 1]): the band each curve is drawn
+with. The x position of a budget is the mean number of training images per class
+its runs used (``budget_per_class_mean`` of metrics.json), so ``all`` sits at the
+class mean size.
 
-:func:`relations` compares two cells budget by budget: *better* where the
-first's interval lies wholly above the second's, *worse* where below, *tied*
-where they overlap. :func:`crossover_sentence` puts a change of that relation
-into words ("two_phase beats scratch up to 100 images per class; from 'all' on
-they are tied"); :func:`crossovers` states every pair of cells of a dataset whose
-relation changes with the budget. Nothing here selects a setting: the cells'
-settings were chosen on validation by each run (early stopping, best epoch).
+Two cells are compared at a budget by the paired bootstrap of that budget's runs
+(:func:`budget_comparisons`: the same test images for every cell, the intervals
+simultaneous over the budget's pairs of cells, the four outcomes of
+:mod:`tlbench.analysis.verdict.intervals`), not by whether two bands overlap
+(overlapping t-intervals over three seeds say little about the difference). A
+*crossover* (:func:`crossovers`) is a resolved difference that changes sign:
+one cell is better at some budget and worse at another;
+:func:`crossover_sentence` puts a pair's outcomes along the budgets into words.
+Nothing here selects a setting: the cells' settings were chosen on validation by
+each run (early stopping, best epoch).
 """
 
 from __future__ import annotations
@@ -26,14 +30,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from tlbench.analysis.verdict.bootstrap import MARGIN, REPS, SEED, bootstrap_cells, load_cells
+from tlbench.analysis.verdict.intervals import BETTER, EQUIVALENT, WORSE, intervals, judge
 from tlbench.datasets.budget import ALL
 
 LEVEL = 0.95
 CURVE_COLUMNS = [
     "dataset", "cell", "budget", "per_class", "seeds", "accuracy", "low", "high",
 ]  # fmt: skip
-#: Relations of :func:`relations`.
-BETTER, WORSE, TIED = "better", "worse", "tied"
 
 
 def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
@@ -85,23 +89,61 @@ def curve_table(study: pd.DataFrame, split: str = "test", level: float = LEVEL) 
     return table.sort_values(["dataset", "cell", "per_class"], kind="stable").reset_index(drop=True)
 
 
-def relations(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, float, str]]:
-    """``(budget, per_class, relation)`` of cell ``a`` against cell ``b`` at every budget
-    both have an interval at, in increasing ``per_class``: *better* (a's interval wholly
-    above b's), *worse* (wholly below) or *tied* (they overlap)."""
-    merged = a.merge(b, on="budget", suffixes=("_a", "_b"))
-    merged = merged.dropna(subset=["low_a", "high_a", "low_b", "high_b"])
-    merged = merged.sort_values("per_class_a", kind="stable")
+def budget_comparisons(
+    study: pd.DataFrame,
+    margin: float = MARGIN,
+    reps: int = REPS,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> pd.DataFrame:
+    """Every pair of cells of each dataset at each label budget: ``a``, ``b``,
+    ``difference`` = a - b of test accuracy with ``low``..``high`` from the budget's
+    paired bootstrap (simultaneous over the budget's pairs), ``outcome`` and
+    ``reason`` (:func:`tlbench.analysis.verdict.intervals.judge`); one row per
+    unordered pair (a before b in cell order), budgets in increasing ``per_class``."""
+    ok = study[study["status"] == "ok"].copy()
+    if "budget" not in ok:
+        ok["budget"] = ALL
+    ok["budget"] = ok["budget"].fillna(ALL)
+    records = []
+    for label, rows in ok.groupby("budget", sort=True):
+        for dataset, cells in load_cells(rows).items():
+            replicates = bootstrap_cells(cells, reps, seed)
+            family = list(itertools.combinations(range(len(cells)), 2))
+            bands = intervals(replicates, family, level)
+            per_class = float(rows.loc[rows["dataset"] == dataset, "budget_per_class_mean"].mean())
+            for k, (i, j) in enumerate(family):
+                low, high = float(bands["low"].iloc[k]), float(bands["high"].iloc[k])
+                outcome, reason = judge(replicates, i, j, low, high, margin)
+                records.append(
+                    {"dataset": dataset, "budget": str(label), "per_class": per_class,
+                     "a": cells[i].name, "b": cells[j].name,
+                     "difference": float(bands["point"].iloc[k]), "low": low, "high": high,
+                     "outcome": outcome, "reason": reason, "family": len(family)}
+                )  # fmt: skip
+    columns = ["dataset", "budget", "per_class", "a", "b", "difference", "low", "high",
+               "outcome", "reason", "family"]  # fmt: skip
+    table = pd.DataFrame(records, columns=columns)
+    return table.sort_values(["dataset", "per_class"], kind="stable").reset_index(drop=True)
+
+
+def relations(comparisons: pd.DataFrame, a: str, b: str) -> list[tuple[str, float, str]]:
+    """``(budget, per_class, outcome)`` of cell ``a`` against cell ``b`` at every budget
+    both were run at (:func:`budget_comparisons`), in increasing ``per_class``."""
+    flip = {BETTER: WORSE, WORSE: BETTER}
     out = []
-    for row in merged.itertuples(index=False):
-        if row.low_a > row.high_b:
-            relation = BETTER
-        elif row.high_a < row.low_b:
-            relation = WORSE
-        else:
-            relation = TIED
-        out.append((str(row.budget), float(row.per_class_a), relation))
+    for row in comparisons.sort_values("per_class", kind="stable").itertuples(index=False):
+        if (row.a, row.b) == (a, b):
+            out.append((str(row.budget), float(row.per_class), str(row.outcome)))
+        elif (row.a, row.b) == (b, a):
+            out.append((str(row.budget), float(row.per_class), flip.get(row.outcome, row.outcome)))
     return out
+
+
+def crosses(points: Sequence[tuple[str, float, str]]) -> bool:
+    """Whether a resolved difference changes sign: better at one budget, worse at another."""
+    said = {relation for _, _, relation in points}
+    return BETTER in said and WORSE in said
 
 
 def budget_words(label: str, per_class: float | None = None) -> str:
@@ -135,7 +177,13 @@ def crossover_sentence(name_a: str, name_b: str, points: Sequence[tuple[str, flo
             return f"{name_a} beats {name_b}"
         if relation == WORSE:
             return f"{name_b} beats {name_a}"
-        return f"{name_a} and {name_b} are tied" if first else "they are tied"
+        if relation == EQUIVALENT:
+            return f"{name_a} and {name_b} are equivalent" if first else "they are equivalent"
+        return (
+            f"the data cannot tell {name_a} from {name_b}"
+            if first
+            else "the data cannot tell them apart"
+        )
 
     if len(runs) == 1:
         return f"{verb(runs[0][0], True)} at every budget."
@@ -162,18 +210,20 @@ def short_names(cells: Sequence[str]) -> dict[str, str]:
     return names if len(set(names.values())) == len(names) else {c: c for c in cells}
 
 
-def crossovers(curves: pd.DataFrame) -> list[str]:
-    """Sentences for every pair of one dataset's cells whose relation changes with the
-    budget (a crossover: one's interval starts or stops overlapping the other's)."""
-    cells = list(dict.fromkeys(curves["cell"]))
+def crossovers(comparisons: pd.DataFrame) -> list[str]:
+    """Sentences for every pair of one dataset's cells with a crossover (:func:`crosses`),
+    from :func:`budget_comparisons`; the cell that wins the smallest budget it is told
+    apart at is named first."""
+    cells = list(dict.fromkeys([*comparisons["a"], *comparisons["b"]]))
     names = short_names(cells)
     out = []
     for a, b in itertools.combinations(cells, 2):
-        points = relations(curves[curves["cell"] == a], curves[curves["cell"] == b])
-        if len(phases(points)) > 1:
-            first = phases(points)[0][0]
-            if first == WORSE:  # name the winner of the small budgets first
-                a, b = b, a
-                points = relations(curves[curves["cell"] == a], curves[curves["cell"] == b])
-            out.append(crossover_sentence(names[a], names[b], points))
+        points = relations(comparisons, a, b)
+        if not crosses(points):
+            continue
+        first = next(r for _, _, r in points if r in (BETTER, WORSE))
+        if first == WORSE:  # name the winner of the small budgets first
+            a, b = b, a
+            points = relations(comparisons, a, b)
+        out.append(crossover_sentence(names[a], names[b], points))
     return out

@@ -33,6 +33,17 @@ def read_correct(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return y_true, np.argmax(y_prob, axis=1) == y_true
 
 
+def read_groups(run_dir: str | os.PathLike) -> np.ndarray | None:
+    """The test images' group ids of one run (``groups`` of ``predictions.npz``: images
+    of one group, e.g. frames of one track, are not independent), or None when its
+    dataset declares no groups."""
+    path = Path(run_dir) / "predictions.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"run has no test predictions: {path}")
+    with np.load(path) as data:
+        return np.asarray(data["groups"]) if "groups" in data.files else None
+
+
 def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
     """A run folder's ``metrics.json`` (error naming the file when missing)."""
     path = Path(run_dir) / "metrics.json"

@@ -21,7 +21,12 @@ of the difference of two (independent) accuracies ``sqrt(2) x`` that. For ROC
 AUC the standard error is Hanley & McNeil's (1982) from the validation split's
 positive and negative counts. Seeds of a cell share the validation images, so a
 mean over seeds is given the standard error of one run (not divided by the
-number of seeds): averaging seeds does not add validation images.
+number of seeds): averaging seeds does not add validation images. Where the
+dataset groups its validation images (``val_groups``: e.g. GTSRB's tracks, ~30
+frames of one sign, or a folder dataset's ``groups`` pattern), ``n`` counts the
+groups, not the images: frames of one sign are not independent evidence.
+Every candidate within :data:`SEPARATION` standard errors of the chosen one is
+listed (:attr:`Selection.close`): validation cannot tell it from the chosen one.
 """
 
 from __future__ import annotations
@@ -57,10 +62,13 @@ class Selection:
     seeds: int  #: runs the value is the mean of
     candidates: int  #: runs / cells it was chosen among
     val_n: int | None  #: validation images
+    val_groups: int | None = None  #: validation groups (None: images are independent)
     runner_up: dict[str, Any] | None = None  #: {"name", "value"} of the second best
     standard_error: float | None = None  #: of one candidate's validation figure
     difference_se: float | None = None  #: of the chosen - runner-up difference
     warning: str | None = None  #: set when validation cannot tell the two apart
+    close: list[str] = field(default_factory=list)  #: candidates it cannot tell apart
+    others: list[dict[str, Any]] = field(default_factory=list, repr=False)  #: the rest
     row: pd.Series | None = field(default=None, repr=False)  #: the run's study row (runs)
 
     @property
@@ -83,7 +91,7 @@ class Selection:
             )
         text = (
             f"{self.name}: chosen by {what}{self.label} {self.value:.{decimals}f} "
-            f"(validation n = {_int_text(self.val_n)}, {self.candidates} candidates); {test}"
+            f"(validation {self.evidence}, {self.candidates} candidates); {test}"
         )
         return text + (f". {self.warning}" if self.warning else "")
 
@@ -101,10 +109,20 @@ class Selection:
             "seeds": self.seeds,
             "candidates": self.candidates,
             "val_n": self.val_n,
+            "val_groups": self.val_groups,
             "runner_up": self.runner_up,
             "standard_error": self.standard_error,
             "warning": self.warning,
+            "close": list(self.close),
         }
+
+    @property
+    def evidence(self) -> str:
+        """What the validation standard error counts: ``n = 3990`` images, or
+        ``133 groups (3990 images)``."""
+        if self.val_groups is not None:
+            return f"{self.val_groups} groups ({_int_text(self.val_n)} images)"
+        return f"n = {_int_text(self.val_n)}"
 
 
 def _int_text(value: Any) -> str:
@@ -164,13 +182,14 @@ def select_run(
         ["_value", "_loss"], ascending=[False, True], kind="stable"
     )
     best = order.iloc[0]
-    second = order.iloc[1] if len(order) > 1 else None
-    runner = None
-    if second is not None:
-        runner = {
-            "name": "/".join(str(second[c]) for c in CELL[1:]) + f", seed {int(second['seed'])}",
-            "value": float(second[column]),
+    others = [
+        {
+            "name": "/".join(str(row[c]) for c in CELL[1:]) + f", seed {int(row['seed'])}",
+            "value": float(row[column]),
         }
+        for _, row in order.iloc[1:].iterrows()
+    ]
+    runner = others[0] if others else None
     selection = Selection(
         kind="run",
         cell=tuple(best[c] for c in CELL),
@@ -184,7 +203,9 @@ def select_run(
         seeds=1,
         candidates=len(order),
         val_n=_count(best.get("val_n")),
+        val_groups=_count(best.get("val_groups")),
         runner_up=runner,
+        others=others,
         row=best.drop(labels=["_value", "_loss"]),
     )
     return _judge(selection, best)
@@ -218,10 +239,10 @@ def select_cell(
         )
     records.sort(key=lambda r: (-r["value"], math.inf if r["loss"] is None else r["loss"]))
     best = records[0]
-    runner = None
-    if len(records) > 1:
-        second = records[1]
-        runner = {"name": "/".join(str(c) for c in second["cell"][1:]), "value": second["value"]}
+    others = [
+        {"name": "/".join(str(c) for c in r["cell"][1:]), "value": r["value"]} for r in records[1:]
+    ]
+    runner = others[0] if others else None
     selection = Selection(
         kind="cell",
         cell=tuple(best["cell"]),
@@ -235,7 +256,9 @@ def select_cell(
         seeds=best["seeds"],
         candidates=len(records),
         val_n=_count(best["first"].get("val_n")),
+        val_groups=_count(best["first"].get("val_groups")),
         runner_up=runner,
+        others=others,
     )
     return _judge(selection, best["first"])
 
@@ -272,32 +295,50 @@ def auc_se(auc: float, positives: int, negatives: int) -> float:
     return math.sqrt(max(var, 0.0))
 
 
-def _judge(selection: Selection, row: Mapping[str, Any]) -> Selection:
-    """Set the standard errors, and the warning when the runner-up is within
-    :data:`SEPARATION` standard errors of the difference (or tied)."""
-    n = selection.val_n
-    if selection.runner_up is None or n is None or n <= 0:
-        return selection
-    other = selection.runner_up["value"]
-    pooled = (selection.value + other) / 2
+def _standard_error(selection: Selection, value: float, row: Mapping[str, Any]) -> float | None:
+    """Standard error of one validation figure near ``value`` (module docstring);
+    None when it cannot be claimed (ROC AUC without class counts)."""
+    n = selection.val_n if selection.val_groups is None else selection.val_groups
+    if n is None or n <= 0:
+        return None
     if selection.criterion == "val_roc_auc":
         positives = _count(row.get("val_positives"))
-        if positives is None or not 0 < positives < n:
-            return selection  # no class counts recorded: no standard error claimed
-        se = auc_se(pooled, positives, n - positives)
-        what = f"n = {n}, {positives} positive"
-    else:
-        se = accuracy_se(pooled, n)
-        what = f"n = {n}"
+        if positives is None or not 0 < positives < selection.val_n:
+            return None  # no class counts recorded: no standard error claimed
+        share = n / selection.val_n  # groups: positives and negatives counted in groups
+        return auc_se(value, max(1, round(positives * share)),
+                      max(1, round((selection.val_n - positives) * share)))  # fmt: skip
+    return accuracy_se(value, n)
+
+
+def _judge(selection: Selection, row: Mapping[str, Any]) -> Selection:
+    """Set the standard errors, the candidates within :data:`SEPARATION` standard
+    errors of the difference (:attr:`Selection.close`) and the warning when the
+    runner-up is one of them (or level with it)."""
+    if selection.runner_up is None:
+        return selection
+    for other in selection.others:
+        se = _standard_error(selection, (selection.value + other["value"]) / 2, row)
+        if se is not None and selection.value - other["value"] < SEPARATION * math.sqrt(2) * se:
+            selection.close.append(str(other["name"]))
+    other = selection.runner_up["value"]
+    se = _standard_error(selection, (selection.value + other) / 2, row)
+    if se is None:
+        return selection
+    what = selection.evidence
+    if selection.criterion == "val_roc_auc":
+        what += f", {_count(row.get('val_positives'))} positive"
     diff_se = math.sqrt(2.0) * se
     gap = selection.value - other
     selection.standard_error, selection.difference_se = se, diff_se
     if gap <= 0 or gap < SEPARATION * diff_se:
+        rest = [name for name in selection.close if name != selection.runner_up["name"]]
+        also = f"; nor from {', '.join(rest)}" if rest else ""
         selection.warning = (
             f"Validation cannot choose: the validation split ({what}) is too small to tell "
             f"it from the runner-up {selection.runner_up['name']} ({selection.label} "
             f"{other:.4f}): they differ by {gap:.4f}, less than {SEPARATION:g} standard "
             f"errors of the difference ({SEPARATION:g} x {diff_se:.4f}; standard error of "
-            f"one {selection.label} {se:.4f})"
+            f"one {selection.label} {se:.4f}){also}"
         )
     return selection

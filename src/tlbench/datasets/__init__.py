@@ -7,6 +7,9 @@ writes a *prepared dataset* folder atomically (complete or absent):
 
 * ``{train,val,test}_x.npy``: uint8 ``N x H x W x 3`` (memory-mappable),
 * ``{train,val,test}_y.npy``: int64 labels, indices into ``classes.json``,
+* ``{train,val,test}_groups.npy``: where the loader knows images come in groups
+  (GTSRB's tracks, a folder's ``groups`` pattern), each image's group id (str);
+  the manifest's ``groups`` counts them per split,
 * ``classes.json``: the class names,
 * ``manifest.json``: counts, per-class counts, skipped files with reasons,
   source files/folders not used with reasons (``unused``, also printed),
@@ -93,7 +96,7 @@ class _SkipBudget:
 def _write_refs(
     path: Path, name: str, data: SplitData, size: images.Size, budget: _SkipBudget
 ) -> np.ndarray:
-    """Decode ``data.refs`` into ``path`` (uint8 NHWC .npy); return the kept labels."""
+    """Decode ``data.refs`` into ``path`` (uint8 NHWC .npy); return the kept indices."""
     refs = data.refs or []
     partial = path.with_name(path.name + ".partial")
     out = np.lib.format.open_memmap(
@@ -129,22 +132,25 @@ def _write_refs(
         final.flush()
         del final, out
         partial.unlink()
-    return data.labels[np.asarray(keep, dtype=np.int64)]
+    return np.asarray(keep, dtype=np.int64)
 
 
 def _write_split(
     outdir: Path, name: str, data: SplitData, size: images.Size, budget: _SkipBudget
 ) -> np.ndarray:
-    """Write ``{name}_x.npy`` and ``{name}_y.npy``; return the labels written."""
+    """Write ``{name}_x.npy``, ``{name}_y.npy`` and, when the split has group ids,
+    ``{name}_groups.npy``; return the labels written."""
     x_path = outdir / f"{name}_x.npy"
     if data.images is not None:
         array = images.resize_array(np.asarray(data.images), size)
         np.save(x_path, np.ascontiguousarray(array, dtype=np.uint8))
-        labels = data.labels
+        keep = np.arange(len(data))
     else:
-        labels = _write_refs(x_path, name, data, size, budget)
-    labels = np.asarray(labels, dtype=np.int64)
+        keep = _write_refs(x_path, name, data, size, budget)
+    labels = np.asarray(data.labels[keep], dtype=np.int64)
     np.save(outdir / f"{name}_y.npy", labels)
+    if data.groups is not None:
+        np.save(outdir / f"{name}_groups.npy", data.groups[keep])
     return labels
 
 
@@ -272,6 +278,7 @@ def prepare(
             "sources": raw.sources,
             "validation": raw.validation,
             "test": raw.test_split,
+            **_group_counts(tmp),
             "params": dict(config),
             "options": {k: v for k, v in options.items()},
             "prepare_seconds": round(time.perf_counter() - started, 3),
@@ -280,6 +287,18 @@ def prepare(
         write_json(tmp / "manifest.json", manifest)
     report_unused(manifest)
     return outdir
+
+
+def _group_counts(prepared: Path) -> dict[str, Any]:
+    """``{"groups": {split: number of groups}}`` for the splits written with group ids
+    (``{split}_groups.npy``); nothing when none has them (the manifest, and so the
+    data fingerprint, of an ungrouped dataset is unchanged)."""
+    counts = {
+        s: int(len(np.unique(np.load(prepared / f"{s}_groups.npy"))))
+        for s in SPLITS
+        if (prepared / f"{s}_groups.npy").is_file()
+    }
+    return {"groups": counts} if counts else {}
 
 
 def report_unused(manifest: dict[str, Any], limit: int = 20) -> None:
@@ -317,6 +336,22 @@ class PreparedData:
     @property
     def counts(self) -> dict[str, int]:
         return dict(self.manifest["counts"])
+
+    def groups(self, name: str) -> np.ndarray | None:
+        """The group id of each image of split ``name`` (images of a group are not
+        independent: frames of one track), or None when the split declares none."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; valid splits: {', '.join(SPLITS)}")
+        path = self.path / f"{name}_groups.npy"
+        if not path.is_file():
+            return None
+        groups = np.load(path)
+        if len(groups) != int(self.manifest["counts"][name]):
+            raise ValueError(
+                f"{path}: {len(groups)} group ids for {self.manifest['counts'][name]} "
+                "images; the folder is damaged, prepare it again"
+            )
+        return groups
 
     def split(self, name: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(x, y)`` of split ``name``; ``x`` is memory-mapped read-only by default."""

@@ -161,11 +161,14 @@ class ImageRef:
 
 @dataclass
 class SplitData:
-    """One split: ``labels`` (int64) and either ``refs`` (files) or ``images`` (uint8 NHWC)."""
+    """One split: ``labels`` (int64) and either ``refs`` (files) or ``images`` (uint8 NHWC);
+    optionally ``groups``: a group id (str) per image where images are not independent
+    (frames of one track), written by ``prepare`` and read by the verdict."""
 
     labels: np.ndarray
     refs: list[ImageRef] | None = None
     images: np.ndarray | None = None
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -174,6 +177,10 @@ class SplitData:
         n = len(self.refs) if self.refs is not None else len(self.images)
         if n != len(self.labels):
             raise ValueError(f"split has {n} images but {len(self.labels)} labels")
+        if self.groups is not None:
+            self.groups = np.asarray(self.groups, dtype=str)
+            if self.groups.shape != (n,):
+                raise ValueError(f"split has {n} images but {self.groups.size} group ids")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -181,9 +188,10 @@ class SplitData:
     def subset(self, index: Sequence[int] | np.ndarray) -> SplitData:
         """The items at ``index`` (in that order)."""
         index = np.asarray(index, dtype=np.int64)
+        groups = None if self.groups is None else self.groups[index]
         if self.refs is not None:
-            return SplitData(self.labels[index], refs=[self.refs[i] for i in index])
-        return SplitData(self.labels[index], images=self.images[index])
+            return SplitData(self.labels[index], refs=[self.refs[i] for i in index], groups=groups)
+        return SplitData(self.labels[index], images=self.images[index], groups=groups)
 
 
 @dataclass

@@ -26,6 +26,15 @@ are skipped by ``prepare`` (manifest ``skipped``, counted against
 names; a dataset needs at least two, and every class needs training images.
 Zip archives are read in place, tar archives are extracted (safely) into the
 temporary work folder; member names are checked either way.
+
+Images that are not independent (frames of one video, photos of one patient or
+one object) are declared with the option ``groups``: a regular expression searched
+in each image's file name, whose first capture group (or, without one, the whole
+match) is the image's group id, e.g. ``groups: '^(\\d+)_'`` for ``0042_017.jpg``. An
+image whose name does not match is an error naming it. Carved test and validation
+splits then take whole groups (seeded, per class; a group must hold one class), the
+group ids are written with every split (``{split}_groups.npy``), validation's
+standard error counts groups and the verdict's bootstrap resamples them whole.
 """
 
 from __future__ import annotations
@@ -49,8 +58,8 @@ from tlbench.datasets.base import (
     register,
     split_pool,
 )
+from tlbench.datasets.groups import carve, group_of, valid_regex
 from tlbench.datasets.images import IMAGE_EXTENSIONS, Size, is_image_name
-from tlbench.datasets.splits import stratified_split
 
 SPLIT_DIRS = {
     "train": "train",
@@ -263,12 +272,19 @@ def scan(tree: FileTree) -> tuple[str, dict[str, list[tuple[str, str]]]]:
     return found.root, found.splits
 
 
-def make_split(tree: FileTree, items: list[tuple[str, str]], index: dict[str, int]) -> SplitData:
-    """Turn ``[(file name, class)]`` into a :class:`SplitData` of image references."""
+def make_split(
+    tree: FileTree,
+    items: list[tuple[str, str]],
+    index: dict[str, int],
+    groups: str | None = None,
+) -> SplitData:
+    """Turn ``[(file name, class)]`` into a :class:`SplitData` of image references, with
+    each image's group id when ``groups`` (a regular expression) is given."""
     refs = [
         ImageRef(f"{tree.label}/{name}", functools.partial(tree.read, name)) for name, _ in items
     ]
-    return SplitData([index[cls] for _, cls in items], refs=refs)
+    ids = None if groups is None else [group_of(groups, name) for name, _ in items]
+    return SplitData([index[cls] for _, cls in items], refs=refs, groups=ids)
 
 
 @register(
@@ -277,6 +293,13 @@ def make_split(tree: FileTree, items: list[tuple[str, str]], index: dict[str, in
         0.1, (float,), "validation fraction carved from train if no val/", fraction
     ),
     test_fraction=Option(0.2, (float,), "test fraction carved from train if no test/", fraction),
+    groups=Option(
+        None,
+        (str,),
+        "regex on each image's file name whose first group names its group (images of a "
+        "group are split and resampled together); none: images are independent",
+        valid_regex,
+    ),
 )
 def load_folder(options: dict[str, Any], workdir: Path, seed: int, size: Size) -> RawSplits:
     """Load a folder/zip/tar of class subfolders (see module docstring)."""
@@ -313,24 +336,26 @@ def _load_tree(
     if missing:
         raise ValueError(f"{tree.label}/{root}: class(es) {missing} have no training images")
     index = class_index(classes)
-    pool = make_split(tree, found[pool_key], index)
+    groups = options["groups"]
+    pool = make_split(tree, found[pool_key], index, groups)
+    how = "stratified random" if groups is None else "whole groups,"
     test_split = "the test/ folder"
     if "test" in found:
-        test = make_split(tree, found["test"], index)
+        test = make_split(tree, found["test"], index, groups)
     else:
-        keep, carved = stratified_split(
-            pool.labels, options["test_fraction"], seed, what="test", class_names=classes
-        )
-        test, pool = pool.subset(carved), pool.subset(keep)
-        test_split = f"stratified random {options['test_fraction']:.0%} of each class"
+        pool, test = carve(pool, options["test_fraction"], seed, "test", classes)
+        test_split = f"{how} {options['test_fraction']:.0%} of each class"
     validation = "the val/ folder"
     if "val" in found:
-        train, val = pool, make_split(tree, found["val"], index)
-    else:
+        train, val = pool, make_split(tree, found["val"], index, groups)
+    elif groups is None:
         train, val, _ = split_pool(
             pool, seed, val_fraction=options["val_fraction"], classes=classes
         )
-        validation = f"stratified random {options['val_fraction']:.0%} of each class"
+        validation = f"{how} {options['val_fraction']:.0%} of each class"
+    else:
+        train, val = carve(pool, options["val_fraction"], seed + 1, "validation", classes)
+        validation = f"{how} {options['val_fraction']:.0%} of each class"
     record: dict[str, Any] = {"path": str(source), "sha256": None}
     if source.is_file():
         record["sha256"] = hashing.sha256_file(source)

@@ -10,8 +10,11 @@ folder). The zips are read in place (every member name is safety-checked).
   ClassId). File names are ``TTTTT_FFFFF.ppm``: track and frame, where a track
   is ~30 frames of one physical sign.
 * Validation: **grouped by track**: ``val_fraction`` of the tracks of each class
-  (seeded), so no physical sign straddles train and validation.
-* Test: the official test set, ``GTSRB/Final_Test/Images/*.ppm`` with labels
+  (seeded), so no physical sign straddles train and validation; the track ids
+  are written with the train and validation splits (``{split}_groups.npy``),
+  so validation's standard error counts tracks, not frames.
+* Test: the official test set (its track ids are not published: its images are
+  resampled one by one), ``GTSRB/Final_Test/Images/*.ppm`` with labels
   from ``GT-final_test.csv`` in the GT zip.
 
 Options: ``roi_crop: true`` crops each image to its ROI box; the box is scaled
@@ -235,9 +238,11 @@ def load_gtsrb(options: dict[str, Any], workdir: Path, seed: int, size: Size) ->
 
     pool = split_of(train_rows, train_reader, "train")
     present = [r for r in train_rows if r["member"] in train_reader]
+    # each image's track: validation is carved by track and its standard error counts them
+    pool = SplitData(pool.labels, refs=pool.refs, groups=[r["group"] for r in present])
     keep, carved = grouped_split(
         pool.labels,
-        [r["group"] for r in present],
+        pool.groups,
         options["val_fraction"],
         seed,
         class_names=classes,

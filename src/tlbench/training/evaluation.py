@@ -50,6 +50,11 @@ def evaluate(
     ``pilot``: the test split is not opened; the validation split takes its place
     as the final evaluation (through the saved classifier, timed; its per-class
     accuracy, confusion matrix and ``predictions.npz``) and ``test`` is None.
+
+    Where the dataset's images come in groups (``data.groups(split)``: GTSRB's
+    tracks, a folder's ``groups`` pattern), each split's metrics get ``groups`` (how
+    many) and ``predictions.npz`` the final split's group ids, ``groups``: the
+    verdict resamples them whole and validation's standard error counts them.
     """
     final = "val" if pilot else "test"
     out: dict[str, Any] = {}
@@ -72,6 +77,10 @@ def evaluate(
     seconds = time.perf_counter() - start
     test = split_metrics(np.asarray(y_test), prob, classes)
     out[final] = test
+    grouped = {name: data.groups(name) for name in ("val", final)}
+    for name, ids in grouped.items():
+        if ids is not None:
+            out[name]["groups"] = int(len(np.unique(ids)))
     if pilot:
         out["test"] = None
     out["per_class_accuracy"] = test["per_class_accuracy"]
@@ -83,4 +92,6 @@ def evaluate(
         "classes": np.asarray(classes),
         "split": np.asarray(final),
     }
+    if grouped[final] is not None:
+        predictions["groups"] = np.asarray(grouped[final])
     return out, predictions

@@ -1,4 +1,4 @@
-"""Which differences are real: intervals, ties and a verdict per dataset.
+"""Which differences are real: intervals, the four outcomes and a verdict per dataset.
 
 A study's runs of one dataset all see the same test images
 (``predictions.npz`` of every run holds the test labels and probabilities), so
@@ -9,68 +9,69 @@ those predictions into
 * :func:`cell_table` -- every cell of every dataset on one list, ordered by the
   validation rule (:func:`validation_order`), with its test accuracy, a 95 %
   interval, the difference to the validation-selected cell with its interval,
-  the verdict *better* / *worse* / *tied* and, beside each tie, the seeds that
-  would resolve a difference of the margin (:func:`seeds_to_resolve`);
-* :func:`verdict_table` -- one row per dataset: the selected cell, the cells
-  tied with it, the transfer gain and the cheapest tied cell ("the budget
-  answer");
-* :func:`across_datasets` / :func:`cd_diagram` -- with two or more datasets,
-  Friedman's test over the datasets, Nemenyi's post-hoc test and the
-  critical-difference diagram of Demšar (JMLR 2006), with scikit-posthocs.
+  the outcome *better* / *worse* / *equivalent* / *inconclusive*
+  (:mod:`tlbench.analysis.verdict.intervals`) and, beside each inconclusive one,
+  the seeds that would resolve a difference of the margin (:func:`seeds_to_resolve`);
+* :func:`verdict_table` -- one row per dataset (:mod:`tlbench.analysis.verdict.answer`):
+  the selected cell, whether validation could choose it, the cells equivalent to
+  it or not told from it, the transfer gain and the cheapest cell shown to be as
+  good ("the budget answer").
 
 The interval: a paired, hierarchical bootstrap (:func:`bootstrap`). Each
 replicate resamples the test images once for all cells of the dataset (the
 pairing: an image that is hard for one cell is hard for the others, and this
-common part cancels in a difference) and, independently per cell, the cell's
-seeds. Resampling both levels of such crossed data with replacement counts
-the run-by-image noise twice and the seed variance (S - 1) / S times, so the
-two levels get the corrections of the two-stage bootstrap (Davison & Hinkley,
-*Bootstrap Methods and their Application*, 1997, sec. 2.4 and 3.8): the image
-effects (each cell's per-image accuracy over its seeds, minus its mean) are
-transformed so that their covariance over images loses ``v_run / S`` on each
-cell's variance (``v_run``: the mean over images of the cell's variance across
-seeds; the noise of independent runs, already in the seed level) and keeps the
-covariances between cells (the pairing); a cell's seed deviations are scaled
-by ``sqrt(S / (S - 1))``. The percentile interval of the replicates is
-widened by a small-sample factor ``t(df) / z`` (Welch-Satterthwaite degrees of
-freedom of the seed level, :func:`interval`): with three seeds the seed
-variance is estimated from three values. tests/test_verdict.py measures the
-coverage by simulation (95-97 % for equal cells whether the test set or the
-seeds dominate the noise). A cell with one seed has no estimate of seed
-variation: its interval reflects the test set only.
-
-Verdict of cell A against cell B with margin m (``verdict.margin``):
-*better* when the interval of A - B lies above 0 and is not inside [-m, m],
-*worse* when it lies below 0 and is not inside [-m, m], *tied* otherwise,
-i.e. when the interval contains 0 (not resolved) or lies inside [-m, m]
-(practically equivalent; ``equivalent`` is then true).
+common part cancels in a difference) -- whole groups of images where the dataset
+declares them (frames of one track), since images of a group are not independent
+-- and adds, independently per cell, a draw of the cell's seed level: normal, with
+the variance across its seeds of one run's accuracy divided by the seeds, pooled
+over the dataset's cells when the cell has fewer than ``POOL_BELOW`` seeds
+(:func:`seed_variances`). Resampling the images of such crossed data counts
+the run-by-image noise in the image level as well, so the image effects (each
+cell's per-image accuracy over its seeds, minus its mean, summed per group) are
+transformed so that their covariance loses ``v_run / S`` on each cell's variance
+(``v_run``: the mean over images of the cell's variance across seeds; the noise of
+independent runs, already in the seed level; Davison & Hinkley, *Bootstrap Methods
+and their Application*, 1997, sec. 2.4 and 3.8) and keeps the covariances between
+cells (the pairing). The intervals of a family of differences hold together
+(a simultaneous band, :func:`tlbench.analysis.verdict.intervals.intervals`) and are
+widened to Student's t with the Welch-Satterthwaite degrees of freedom of the
+seed level. tests/test_verdict.py measures the coverage by simulation. A cell with
+one seed of a stochastic strategy is never equivalent, better or worse.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tlbench.analysis.selection import criterion
+from tlbench.analysis.verdict.answer import answer, seeds_text
 from tlbench.analysis.verdict.bootstrap import (
     CELL,
     LEVEL,
     MARGIN,
+    POOLED,
     REPS,
     SEED,
     Cell,
     Replicates,
-    bootstrap,
-    compare,
-    interval,
+    bootstrap_cells,
     load_cells,
     seeds_to_resolve,
 )
+from tlbench.analysis.verdict.intervals import (
+    INCONCLUSIVE,
+    interval,
+    intervals,
+    judge,
+    non_inferior,
+)
+
+#: ``verdict`` of the validation-selected cell in the cell table.
+SELECTED = "selected"
 
 # --------------------------------------------------------------------------- selection
 
@@ -134,17 +135,26 @@ def dataset_cells(
     seed: int = SEED,
     level: float = LEVEL,
 ) -> tuple[pd.DataFrame, Replicates]:
-    """One dataset's cells in validation order with intervals and verdicts.
+    """One dataset's cells in validation order with intervals and outcomes.
 
     Returns the table and the bootstrap replicates (cells in the table's
     order). The first row is the validation-selected cell; every other row
-    compares with it (``difference`` = cell - selected).
+    compares with it (``difference`` = cell - selected): ``diff_low``..``diff_high``
+    hold simultaneously over the dataset's family of comparisons with the selected
+    cell (``family``: their number), ``marginal_low``..``marginal_high`` is the
+    difference's interval on its own; ``verdict`` one of the four outcomes
+    (:func:`tlbench.analysis.verdict.intervals.judge`, ``reason`` when forced),
+    ``non_inferior`` whether the lower bound is at least ``-margin``;
+    ``seed_variance``: ``own`` or ``pooled`` (:func:`seed_variances`).
     """
     rows = pd.concat([c.rows for c in cells])
     order = validation_order(rows)
     by_key = {c.key: c for c in cells}
     ordered = [by_key[tuple(map(str, k))] for k in order[CELL].itertuples(index=False)]
-    replicates = bootstrap([c.correct for c in ordered], reps, seed)
+    replicates = bootstrap_cells(ordered, reps, seed)
+    contrasts = [(position, 0) for position in range(1, len(ordered))]
+    family = intervals(replicates, contrasts, level)
+    alone = intervals(replicates, contrasts, level, simultaneous=False)
     records = []
     for position, cell in enumerate(ordered):
         accuracy = float(cell.correct.mean())
@@ -160,21 +170,28 @@ def dataset_cells(
             "ci_high": high,
             "train_seconds": float(cell.rows["train_seconds"].mean()),
             "pretrained": _pretrained(cell.rows),
+            "seed_variance": "pooled" if replicates.source[position] == POOLED else "own",
+            "family": len(contrasts),
         }
         if position == 0:
-            record.update(difference=0.0, diff_low=0.0, diff_high=0.0, verdict="selected")
-            record.update(equivalent=True, seeds_to_resolve=math.nan)
+            record.update(difference=0.0, diff_low=0.0, diff_high=0.0, verdict=SELECTED)
+            record.update(marginal_low=0.0, marginal_high=0.0, reason="")
+            record.update(non_inferior=True, seeds_to_resolve=math.nan)
         else:
-            d_low, d_high = interval(replicates, position, 0, level)
-            verdict, equivalent = compare(d_low, d_high, margin)
+            k = position - 1
+            d_low, d_high = float(family["low"].iloc[k]), float(family["high"].iloc[k])
+            verdict, reason = judge(replicates, position, 0, d_low, d_high, margin)
             record.update(
                 difference=accuracy - float(ordered[0].correct.mean()),
                 diff_low=d_low,
                 diff_high=d_high,
+                marginal_low=float(alone["low"].iloc[k]),
+                marginal_high=float(alone["high"].iloc[k]),
                 verdict=verdict,
-                equivalent=equivalent,
+                reason=reason,
+                non_inferior=non_inferior(d_low, margin) and not reason,
                 seeds_to_resolve=seeds_to_resolve(cell.correct, ordered[0].correct, margin)
-                if verdict == "tied"
+                if verdict == INCONCLUSIVE
                 else math.nan,
             )
         records.append(record)
@@ -193,19 +210,6 @@ def cell_table(
     return assess(study, margin, reps, seed, level).cells
 
 
-def _name(row: Mapping[str, Any]) -> str:
-    return f"{row['backbone']}/{row['strategy']}/{row['augmentation']}"
-
-
-def _seeds_text(value: float) -> str:
-    """Seeds to resolve as text: a number, or why there is none."""
-    if math.isnan(value):
-        return "n/a (a cell has one seed)"
-    if math.isinf(value):
-        return "none suffice (test set too small for the margin)"
-    return str(int(value))
-
-
 def verdict_table(
     study: pd.DataFrame,
     margin: float = MARGIN,
@@ -213,80 +217,13 @@ def verdict_table(
     seed: int = SEED,
     level: float = LEVEL,
 ) -> pd.DataFrame:
-    """The verdict, one row per dataset.
-
-    * ``selected``: the validation-selected cell, ``test_accuracy`` and its
-      interval ``ci_low``..``ci_high``;
-    * ``tied_with``: the cells tied with it (``name [low, high]`` of the
-      difference, ``seeds to resolve: n`` beside unresolved ties);
-      ``better_on_test``: cells whose test accuracy is better although their
-      validation figure is lower (reported, never chosen);
-    * transfer gain: ``best_pretrained`` minus ``best_scratch`` (each the
-      validation-best cell with / without pretrained weights), ``transfer_gain``
-      with ``gain_low``..``gain_high`` and ``gain_verdict``; empty when one side
-      is missing;
-    * ``cheapest_tied``: among the selected cell and the cells tied with it,
-      the one with the lowest mean training time (``cheapest_seconds``).
-    """
+    """The verdict, one row per dataset (:func:`tlbench.analysis.verdict.answer.answer`)."""
     records = []
     for dataset, cells in load_cells(study).items():
         table, replicates = dataset_cells(cells, margin, reps, seed, level)
-        records.append(_verdict_row(dataset, table, replicates, margin, level))
+        rows = pd.concat([c.rows for c in cells])
+        records.append(answer(dataset, table, replicates, rows, margin, level))
     return pd.DataFrame(records)
-
-
-def _verdict_row(
-    dataset: str, table: pd.DataFrame, replicates: Replicates, margin: float, level: float
-) -> dict[str, Any]:
-    """One dataset's verdict (:func:`verdict_table`) from its :func:`dataset_cells`."""
-    best = table.iloc[0]
-    tied = table[table["verdict"] == "tied"]
-    tied_text = []
-    for _, row in tied.iterrows():
-        text = f"{_name(row)} [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}]"
-        if row["equivalent"]:
-            text += " (equivalent within the margin)"
-        else:
-            text += f" (seeds to resolve: {_seeds_text(row['seeds_to_resolve'])})"
-        tied_text.append(text)
-    better = [_name(row) for _, row in table[table["verdict"] == "better"].iterrows()]
-    pool = pd.concat([table.iloc[:1], tied])
-    cheapest = pool.sort_values("train_seconds", kind="stable").iloc[0]
-    record = {
-        "dataset": dataset,
-        "criterion": best["criterion"],
-        "selected": _name(best),
-        "seeds": int(best["seeds"]),
-        "test_accuracy": best["test_accuracy"],
-        "ci_low": best["ci_low"],
-        "ci_high": best["ci_high"],
-        "tied_with": "; ".join(tied_text),
-        "better_on_test": "; ".join(better),
-        "best_pretrained": "",
-        "best_scratch": "",
-        "transfer_gain": math.nan,
-        "gain_low": math.nan,
-        "gain_high": math.nan,
-        "gain_verdict": "",
-        "cheapest_tied": _name(cheapest),
-        "cheapest_seconds": cheapest["train_seconds"],
-        "cheapest_accuracy": cheapest["test_accuracy"],
-        "margin": margin,
-    }
-    with_weights = np.flatnonzero(table["pretrained"].to_numpy() == True)  # noqa: E712
-    without = np.flatnonzero(table["pretrained"].to_numpy() == False)  # noqa: E712
-    if len(with_weights) and len(without):
-        p, s = int(with_weights[0]), int(without[0])  # validation order: first is best
-        low, high = interval(replicates, p, s, level)
-        record.update(
-            best_pretrained=_name(table.iloc[p]),
-            best_scratch=_name(table.iloc[s]),
-            transfer_gain=table["test_accuracy"].iloc[p] - table["test_accuracy"].iloc[s],
-            gain_low=low,
-            gain_high=high,
-            gain_verdict=compare(low, high, margin)[0],
-        )
-    return record
 
 
 #: Each dataset's cells (in :func:`load_cells`' order) and their bootstrap replicates.
@@ -340,7 +277,7 @@ def assess(
     seed: int = SEED,
     level: float = LEVEL,
 ) -> Assessment:
-    """Every cell (:func:`dataset_cells`) and every verdict (:func:`_verdict_row`) of
+    """Every cell (:func:`dataset_cells`) and every verdict (:func:`answer`) of
     the study, per label budget (:func:`budget_groups`; a ``budget`` column after
     ``dataset``) and dataset, datasets in name order: one bootstrap for each dataset
     and budget serves its cells' intervals and its verdict's transfer gain."""
@@ -349,7 +286,8 @@ def assess(
     for label, rows in groups:
         for dataset, cells in load_cells(rows).items():
             table, replicates = dataset_cells(cells, margin, reps, seed, level)
-            row = _verdict_row(dataset, table, replicates, margin, level)
+            runs = pd.concat([c.rows for c in cells])
+            row = answer(dataset, table, replicates, runs, margin, level)
             if label is not None:
                 table.insert(1, "budget", label)
                 row = {"dataset": row.pop("dataset"), "budget": label, **row}
@@ -367,7 +305,7 @@ def assess(
 RANKING_COLUMNS = [
     "dataset", "rank", "backbone", "strategy", "augmentation", "seeds", "criterion",
     "validation", "test_accuracy", "ci_low", "ci_high", "difference", "diff_low", "diff_high",
-    "verdict", "seeds_to_resolve", "train_seconds",
+    "verdict", "reason", "family", "seed_variance", "seeds_to_resolve", "train_seconds",
 ]  # fmt: skip
 
 
@@ -375,10 +313,11 @@ def ranking(cells: pd.DataFrame) -> pd.DataFrame:
     """The strategy ranking: :func:`cell_table`'s cells, one list per dataset in
     validation order (``rank`` 1 = the validation-selected cell), with the test
     accuracy's interval, the difference to the selected cell with its interval,
-    the verdict and, for ties, the seeds to resolve as text."""
+    the outcome (with why it was forced to inconclusive) and, for inconclusive
+    differences, the seeds to resolve as text."""
     table = cells.copy()
     table["seeds_to_resolve"] = [
-        _seeds_text(n) if v == "tied" else ""
+        seeds_text(n) if v == INCONCLUSIVE and not math.isnan(n) else ""
         for n, v in zip(table["seeds_to_resolve"], table["verdict"], strict=True)
     ]
     budget = ["budget"] if "budget" in table else []  # label budgets: a list per budget

@@ -1,7 +1,8 @@
-"""The paired, hierarchical bootstrap of a dataset's cells (:func:`bootstrap`), its
-intervals (:func:`interval`), the verdict of an interval against the margin
-(:func:`compare`) and the seeds that would resolve a tie (:func:`seeds_to_resolve`); the
-method is told in :mod:`tlbench.analysis.verdict.assess`.
+"""The paired, hierarchical bootstrap of a dataset's cells (:func:`bootstrap`) with its
+seed variances, own or pooled (:func:`seed_variances`), and the seeds that would resolve
+a difference (:func:`seeds_to_resolve`); its intervals and outcomes are
+:mod:`tlbench.analysis.verdict.intervals`, the method is told in
+:mod:`tlbench.analysis.verdict.assess`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tlbench.analysis.runs import read_correct
+from tlbench.analysis.runs import read_correct, read_groups
 
 #: Identity of a cell (a run without its seed).
 CELL = ["dataset", "backbone", "strategy", "augmentation"]
@@ -27,6 +28,14 @@ LEVEL = 0.95
 #: Power calculation of :func:`seeds_to_resolve`: two-sided 5 % test, 80 % power.
 ALPHA = 0.05
 POWER = 0.80
+#: A stochastic cell with fewer seeds borrows the seed variance pooled over its dataset's
+#: cells (:func:`seed_variances`).
+POOL_BELOW = 5
+#: Seed variances are pooled only when Bartlett's test does not reject equal variances
+#: across the dataset's cells at this level.
+HOMOGENEITY = 0.10
+#: ``Replicates.source`` of a cell whose seed variance is the pooled one.
+POOLED = -1
 
 
 # --------------------------------------------------------------------------- reading runs
@@ -39,6 +48,7 @@ class Cell:
     key: tuple[str, str, str, str]  #: (dataset, backbone, strategy, augmentation)
     correct: np.ndarray  #: (seeds, test images) bool: run s classified image i correctly
     rows: pd.DataFrame  #: the cell's finished runs (study table rows)
+    groups: np.ndarray | None = None  #: the test images' group ids (None: independent)
 
     @property
     def name(self) -> str:
@@ -50,29 +60,45 @@ def load_cells(study: pd.DataFrame) -> dict[str, list[Cell]]:
     """The finished runs of the study table grouped into cells, per dataset.
 
     Every run of a dataset must have been evaluated on the same test images
-    (same ``y_true``); otherwise a ``ValueError`` names the two runs.
+    (same ``y_true``, and the same test groups where its dataset declares them,
+    :func:`tlbench.analysis.runs.read_groups`); otherwise a ``ValueError`` names
+    the two runs.
     """
     ok = study[study["status"] == "ok"]
     cells: dict[str, list[Cell]] = {}
     for dataset, runs in ok.groupby("dataset", sort=True):
-        reference: tuple[Any, np.ndarray] | None = None
+        reference: tuple[Any, np.ndarray, np.ndarray | None] | None = None
         for key, rows in runs.groupby(CELL[1:], sort=True):
             rows = rows.sort_values("seed")
             correct = []
             for path in rows["path"]:
                 y_true, right = read_correct(path)
+                groups = read_groups(path)
                 if reference is None:
-                    reference = (path, y_true)
+                    reference = (path, y_true, groups)
                 elif not np.array_equal(y_true, reference[1]):
                     raise ValueError(
                         f"runs of dataset {dataset!r} were tested on different images: "
                         f"{path} and {reference[0]} have different y_true"
                     )
+                elif (groups is None) != (reference[2] is None) or (
+                    groups is not None and not np.array_equal(groups, reference[2])
+                ):
+                    raise ValueError(
+                        f"runs of dataset {dataset!r} have different test groups: "
+                        f"{path} and {reference[0]} (prepared from different data?)"
+                    )
                 correct.append(right)
             cells.setdefault(str(dataset), []).append(
-                Cell((str(dataset), *map(str, key)), np.vstack(correct), rows)
+                Cell((str(dataset), *map(str, key)), np.vstack(correct), rows, reference[2])
             )
     return cells
+
+
+def bootstrap_cells(cells: Sequence[Cell], reps: int = REPS, seed: int = SEED) -> Replicates:
+    """:func:`bootstrap` of one dataset's cells, resampling their test groups when
+    the dataset declares them."""
+    return bootstrap([c.correct for c in cells], reps, seed, groups=cells[0].groups)
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -84,23 +110,95 @@ class Replicates:
 
     values: np.ndarray  #: (reps, cells)
     point: np.ndarray  #: (cells,) the observed accuracies (mean over seeds and images)
-    seed_var: np.ndarray  #: (cells,) variance across seeds / seeds (0 with one seed)
+    seed_var: np.ndarray  #: (cells,) variance of the cell's mean from its seeds (s² / S)
+    seed_df: np.ndarray  #: (cells,) degrees of freedom of ``seed_var`` (inf: known, 0: none)
+    source: np.ndarray  #: (cells,) whose seed variance: the cell's own (its index) or POOLED
     seeds: np.ndarray  #: (cells,)
+    stochastic: np.ndarray  #: (cells,) bool: another seed would give another run
+    units: int  #: what the image level resamples: groups of images, or images
+    images: int  #: test images
 
     def __getitem__(self, index: Any) -> np.ndarray:
         return self.values[index]
 
+    @property
+    def grouped(self) -> bool:
+        """Whether the image level resamples groups (fewer units than images)."""
+        return self.units < self.images
+
+
+def seed_variances(
+    per_seed: Sequence[np.ndarray],
+    stochastic: Sequence[bool] | np.ndarray,
+    pool_below: int = POOL_BELOW,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(variance, df, source)`` per cell of the seed-to-seed variance of one run's accuracy.
+
+    ``per_seed``: per cell its runs' accuracies. A stochastic cell with at least
+    ``pool_below`` seeds keeps its own sample variance (S - 1 degrees of freedom); one
+    with fewer borrows the variance pooled over the stochastic cells with two seeds or
+    more (degrees of freedom summed; ``source`` :data:`POOLED`), unless the cells' seed
+    variances differ (Bartlett's test at :data:`HOMOGENEITY`, over the cells whose
+    seeds did not all score alike) or its own is the larger: then it keeps its own (seed variation differs by
+    cell: a scratch cell varies more than a frozen one; borrowing is never allowed to
+    shrink a cell's variance). A one-seed cell borrows the pooled variance when there is one; else
+    variance 0 with 0 degrees of freedom (nothing known: its intervals span the whole
+    range, :func:`tlbench.analysis.verdict.intervals.welch_df`). A deterministic cell:
+    0, known (inf degrees of freedom).
+    """
+    cells = len(per_seed)
+    own = np.array([np.var(v, ddof=1) if len(v) > 1 else 0.0 for v in per_seed])
+    dof = np.array([len(v) - 1 for v in per_seed], dtype=float)
+    random = np.asarray(stochastic, dtype=bool)
+    # cells whose seeds all scored alike (at chance, or perfect) say nothing about how
+    # much seeds vary elsewhere: they neither feed the pool nor the test of alikeness
+    varied = random & (dof > 0) & (own > 1e-12)  # not float noise of equal values
+    pooled_df = float(dof[varied].sum())
+    pooled = float((own * dof)[varied].sum() / pooled_df) if pooled_df else 0.0
+    alike = _homogeneous([v for v, keep in zip(per_seed, varied, strict=True) if keep])
+    variance, df, source = np.zeros(cells), np.zeros(cells), np.arange(cells)
+    for c in range(cells):
+        if not random[c]:
+            df[c] = math.inf
+            continue
+        keep = dof[c] > 0 and (
+            not alike or dof[c] + 1 >= pool_below or pooled_df <= dof[c] or own[c] > pooled
+        )
+        if keep:
+            variance[c], df[c] = own[c], dof[c]
+        elif pooled_df:
+            variance[c], df[c], source[c] = pooled, pooled_df, POOLED
+    return variance, df, source
+
+
+def _homogeneous(per_seed: Sequence[np.ndarray]) -> bool:
+    """Whether the cells' seed variances (each > 0) may be pooled: Bartlett's test does
+    not reject equal variances at :data:`HOMOGENEITY`."""
+    if len(per_seed) < 2:
+        return True
+    return bool(stats.bartlett(*per_seed).pvalue >= HOMOGENEITY)
+
 
 def bootstrap(
-    correct: Sequence[np.ndarray], reps: int = REPS, rng: np.random.Generator | int = SEED
+    correct: Sequence[np.ndarray],
+    reps: int = REPS,
+    rng: np.random.Generator | int = SEED,
+    *,
+    groups: np.ndarray | Sequence[Any] | None = None,
+    stochastic: Sequence[bool] | np.ndarray | None = None,
+    pool_below: int = POOL_BELOW,
 ) -> Replicates:
     """Replicates of the test accuracy of each cell (``values``: ``(reps, cells)``).
 
     ``correct``: per cell a ``(seeds, images)`` bool array over the same test
-    images. Each replicate draws the images once for all cells (paired) and
-    the seeds per cell, with the corrections described in the module
-    docstring. Vectorised: the image draws are multinomial counts of the
-    distinct per-image patterns, then one matrix product per cell.
+    images (run s classified image i correctly). ``groups``: optional group id per
+    image (e.g. the track of a traffic sign): the image level then resamples whole
+    groups. ``stochastic``: per cell whether another seed gives another run (default
+    all True). Each replicate draws the images (or groups) once for all cells
+    (paired) and, per cell, a normal deviate of its seed level with the variance of
+    :func:`seed_variances`; the image level is corrected as the module
+    :mod:`tlbench.analysis.verdict.assess` describes. Vectorised: the draws are
+    multinomial counts of the distinct per-unit patterns, then one matrix product.
     """
     if not correct:
         raise ValueError("bootstrap needs at least one cell")
@@ -115,34 +213,53 @@ def bootstrap(
             )
     if n < 1:
         raise ValueError("bootstrap needs at least one test image")
-    # Images with the same number of correct seeds in every cell are interchangeable:
-    # resampling n images is drawing how often each such pattern comes up
-    # (multinomial), which costs reps x patterns draws instead of reps x images.
-    hits = np.column_stack([m.sum(axis=0) for m in correct])  # (images, cells)
-    patterns, sizes = np.unique(hits, axis=0, return_counts=True)
-    counts = rng.multinomial(n, sizes / sizes.sum(), size=reps).astype(np.float64)
+    random = np.ones(len(correct), bool) if stochastic is None else np.asarray(stochastic, bool)
+    if random.shape != (len(correct),):
+        raise ValueError(f"stochastic has {random.size} flags for {len(correct)} cells")
+    if groups is None:
+        unit = np.arange(n)
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != (n,):
+            raise ValueError(f"groups has shape {groups.shape}, expected ({n},): one per image")
+        unit = np.unique(groups, return_inverse=True)[1].reshape(-1)
+    units = int(unit.max()) + 1
     seeds = np.array([m.shape[0] for m in correct])
     per_seed = [m.mean(axis=1, dtype=np.float64) for m in correct]
     means = np.array([p.mean() for p in per_seed])
-    effects = patterns / seeds - means  # image effects of each pattern, (patterns, cells)
+    hits = np.column_stack([m.sum(axis=0) for m in correct])  # (images, cells)
+    # a unit's effect: the sum over its images of each cell's accuracy over seeds minus
+    # the cell's mean; units with equal effects are interchangeable, so resampling the
+    # units is drawing how often each distinct pattern comes up (multinomial)
+    effects = np.zeros((units, len(correct)))
+    np.add.at(effects, unit, hits / seeds - means)
+    patterns, sizes = np.unique(effects, axis=0, return_counts=True)
+    counts = rng.multinomial(units, sizes / units, size=reps).astype(np.float64)
     run_noise = np.array(
         [m.var(axis=0, ddof=1, dtype=np.float64).mean() / s if s > 1 else 0.0
          for m, s in zip(correct, seeds, strict=True)]
     )  # fmt: skip
-    image_part = counts @ (effects @ _denoise(effects, sizes / n, run_noise)) / n
-    out = np.empty((reps, len(correct)))
-    for c, (values, s) in enumerate(zip(per_seed, seeds, strict=True)):
-        picks = rng.integers(0, s, size=(reps, s))
-        scale = math.sqrt(s / (s - 1)) if s > 1 else 0.0
-        out[:, c] = means[c] + scale * (values[picks].mean(axis=1) - means[c]) + image_part[:, c]
-    seed_var = np.array([v.var(ddof=1) / len(v) if len(v) > 1 else 0.0 for v in per_seed])
-    return Replicates(out, means, seed_var, seeds)
+    denoise = _denoise(patterns, sizes / units, run_noise * n / units)
+    image_part = counts @ (patterns @ denoise) / n
+    variance, df, source = seed_variances(per_seed, random, pool_below)
+    seed_part = rng.standard_normal((reps, len(correct))) * np.sqrt(variance / seeds)
+    return Replicates(
+        means + seed_part + image_part,
+        means,
+        variance / seeds,
+        df,
+        source,
+        seeds,
+        random,
+        units,
+        n,
+    )
 
 
 def _denoise(effects: np.ndarray, weights: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """The matrix M that gives the image effects ``effects @ M`` the covariance
-    ``C - diag(noise)`` (C: their covariance over images, ``weights`` the share of
-    images of each row; negative eigenvalues clipped to 0): the run-by-image
+    """The matrix M that gives the unit effects ``effects @ M`` the covariance
+    ``C - diag(noise)`` (C: their covariance over units, ``weights`` the share of
+    units of each row; negative eigenvalues clipped to 0): the run-by-image
     noise that the seed level already carries is taken out of the image level,
     for every cell and every pair of cells (their covariance is left as it is).
     """
@@ -154,59 +271,6 @@ def _denoise(effects: np.ndarray, weights: np.ndarray, noise: np.ndarray) -> np.
     target, basis = np.linalg.eigh(cov - np.diag(noise))
     sqrt = (basis * np.sqrt(np.clip(target, 0, None))) @ basis.T
     return inv_sqrt @ sqrt
-
-
-def interval(
-    replicates: Replicates, a: int, b: int | None = None, level: float = LEVEL
-) -> tuple[float, float]:
-    """The ``level`` interval of cell ``a``'s accuracy, or of ``a - b``.
-
-    The percentile interval of the replicates, widened about the observed value
-    by ``t(df) / z`` (Welch-Satterthwaite): the seed level of a cell with S
-    seeds estimates its variance from S values (S - 1 degrees of freedom), which
-    a percentile interval alone ignores (with three seeds it would cover 85-90 %
-    instead of 95 % when seed-to-seed variation dominates). ``df`` =
-    ``V² / sum(v_c² / (S_c - 1))``, ``V`` the replicates' variance, ``v_c`` the
-    seed-level variance of each cell (``Replicates.seed_var``); no widening
-    when no cell has two seeds. With two seeds (1 degree of freedom) the factor
-    is 6.5: two runs say little about seed-to-seed variation. The interval is
-    clipped to [0, 1] for an accuracy, [-1, 1] for a difference.
-    """
-    if not 0 < level < 1:
-        raise ValueError(f"interval level must be in (0, 1), got {level}")
-    weights = np.zeros(len(replicates.point))
-    weights[a] += 1.0
-    if b is not None:
-        weights[b] -= 1.0
-    values = replicates.values @ weights
-    point = float(replicates.point @ weights)
-    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
-    parts = (weights**2 * replicates.seed_var)[replicates.seeds > 1]
-    dof = replicates.seeds[replicates.seeds > 1] - 1
-    spread = float(np.sum(parts**2 / dof)) if len(parts) else 0.0
-    df = float(values.var()) ** 2 / spread if spread > 0 else math.inf
-    q = (1 + level) / 2
-    factor = float(stats.t.ppf(q, df) / stats.norm.ppf(q)) if math.isfinite(df) else 1.0
-    bound = 1.0  # an accuracy lies in [0, 1], a difference of two in [-1, 1]
-    low, high = point - factor * (point - float(low)), point + factor * (float(high) - point)
-    return max(low, 0.0 if b is None else -bound), min(high, bound)
-
-
-def compare(low: float, high: float, margin: float = MARGIN) -> tuple[str, bool]:
-    """``(verdict, equivalent)`` of A against B from the interval [low, high] of A - B.
-
-    ``equivalent``: the interval lies inside [-margin, margin]. Verdict
-    ``better`` (above 0, not equivalent), ``worse`` (below 0, not equivalent)
-    or ``tied``.
-    """
-    if margin < 0:
-        raise ValueError(f"verdict margin must be >= 0, got {margin}")
-    equivalent = -margin <= low and high <= margin
-    if low > 0 and not equivalent:
-        return "better", False
-    if high < 0 and not equivalent:
-        return "worse", False
-    return "tied", equivalent
 
 
 def seeds_to_resolve(

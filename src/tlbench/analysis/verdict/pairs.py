@@ -1,6 +1,9 @@
 """Two cells side by side: any two cells of a dataset (:func:`pairwise_table`) and
 BatchNorm frozen against trained (:func:`batchnorm_table`), from one bootstrap per
-dataset (:func:`dataset_bootstraps`).
+dataset (:func:`dataset_bootstraps`). Each table's intervals hold together over its
+family of comparisons in a dataset (every pair of cells; every BatchNorm pair): a
+simultaneous band (:func:`tlbench.analysis.verdict.intervals.intervals`), its size in
+the ``family`` column.
 """
 
 from __future__ import annotations
@@ -13,11 +16,10 @@ from tlbench.analysis.verdict.bootstrap import (
     MARGIN,
     REPS,
     SEED,
-    bootstrap,
-    compare,
-    interval,
+    bootstrap_cells,
     load_cells,
 )
+from tlbench.analysis.verdict.intervals import intervals, judge
 
 
 def dataset_bootstraps(
@@ -27,7 +29,7 @@ def dataset_bootstraps(
     :func:`load_cells`' order: what :func:`pairwise_table` and :func:`batchnorm_table`
     read, computed once when a page needs both."""
     return [
-        (dataset, cells, bootstrap([c.correct for c in cells], reps, seed))
+        (dataset, cells, bootstrap_cells(cells, reps, seed))
         for dataset, cells in load_cells(study).items()
     ]
 
@@ -42,18 +44,25 @@ def pairwise_table(
 ) -> pd.DataFrame:
     """Every ordered pair of cells of each dataset: ``a`` and ``b``
     (``backbone/strategy/augmentation``), ``difference`` = a - b of mean test
-    accuracy with its interval from the dataset's paired bootstrap and the verdict
-    of a against b (:func:`compare`). For comparisons a page names (e.g. seed 001's
+    accuracy with its interval from the dataset's paired bootstrap (simultaneous over
+    the dataset's unordered pairs, ``family``) and the outcome of a against b
+    (:func:`tlbench.analysis.verdict.intervals.judge`; ``reason`` when forced). For comparisons a page names (e.g. seed 001's
     second phases against the frozen model), not for choosing: the choice is
     :func:`validation_order`'s. ``bootstraps``: :func:`dataset_bootstraps` of the
     study, when already computed."""
     records = []
     for dataset, cells, replicates in bootstraps or dataset_bootstraps(study, reps, seed):
+        family = [(i, j) for i in range(len(cells)) for j in range(i + 1, len(cells))]
+        bands = intervals(replicates, family, level)
+        band = {
+            pair: (bands["low"].iloc[k], bands["high"].iloc[k]) for k, pair in enumerate(family)
+        }
         for i, a in enumerate(cells):
             for j, b in enumerate(cells):
                 if i == j:
                     continue
-                low, high = interval(replicates, i, j, level)
+                low, high = band[(i, j)] if i < j else (-band[(j, i)][1], -band[(j, i)][0])
+                verdict, reason = judge(replicates, i, j, low, high, margin)
                 records.append(
                     {
                         "dataset": dataset,
@@ -62,7 +71,9 @@ def pairwise_table(
                         "difference": float(a.correct.mean() - b.correct.mean()),
                         "diff_low": low,
                         "diff_high": high,
-                        "verdict": compare(low, high, margin)[0],
+                        "verdict": verdict,
+                        "reason": reason,
+                        "family": len(family),
                         "margin": margin,
                     }
                 )
@@ -85,8 +96,10 @@ def batchnorm_table(
     no other cell of that group has either policy (an ambiguous group is left out).
     Per pair: both cells' mean test accuracy and mean validation figure (the
     dataset's criterion), ``difference`` = frozen - train with its interval from
-    the dataset's paired bootstrap (:func:`bootstrap`), the verdict of frozen
-    against train (:func:`compare`) and both cells' mean training time. Empty (no
+    the dataset's paired bootstrap (simultaneous over the dataset's pairs,
+    ``family``), the outcome of frozen against train
+    (:func:`tlbench.analysis.verdict.intervals.judge`) and both cells' mean training
+    time. Empty (no
     rows) when the study has no such pair. ``bootstraps``: :func:`dataset_bootstraps`
     of the study, when already computed.
     """
@@ -110,8 +123,10 @@ def batchnorm_table(
         if not pairs:
             continue
         column = validation_criterion(pd.concat([c.rows for c in cells]))
-        for (backbone, strategy, augmentation), f, t in pairs:
-            low, high = interval(replicates, f, t, level)
+        bands = intervals(replicates, [(f, t) for _, f, t in pairs], level)
+        for k, ((backbone, strategy, augmentation), f, t) in enumerate(pairs):
+            low, high = float(bands["low"].iloc[k]), float(bands["high"].iloc[k])
+            verdict, reason = judge(replicates, f, t, low, high, margin)
             frozen, trained = cells[f], cells[t]
             records.append(
                 {
@@ -130,7 +145,9 @@ def batchnorm_table(
                     "difference": float(frozen.correct.mean() - trained.correct.mean()),
                     "diff_low": low,
                     "diff_high": high,
-                    "verdict": compare(low, high, margin)[0],
+                    "verdict": verdict,
+                    "reason": reason,
+                    "family": len(pairs),
                     "frozen_seconds": float(frozen.rows["train_seconds"].mean()),
                     "train_seconds": float(trained.rows["train_seconds"].mean()),
                     "margin": margin,

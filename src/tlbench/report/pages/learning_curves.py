@@ -1,43 +1,74 @@
 """A dataset's learning-curve page: the curves' table, the figure and the crossovers in
-words, written together (:func:`write_learning_curves`).
+words (from the paired bootstrap of each budget), written together
+(:func:`write_learning_curves`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
 from tlbench.analysis import tables
-from tlbench.analysis.learning_curves import crossovers, curve_table
+from tlbench.analysis.learning_curves import budget_comparisons, crossovers, curve_table
+from tlbench.analysis.verdict.bootstrap import MARGIN, REPS, SEED
 from tlbench.core.atomic import atomic_file
 from tlbench.report import render
 from tlbench.report.figures.learning_curves import plot
 
 
-def page_text(curves: pd.DataFrame, dataset: str, split: str, val_images: int | None) -> str:
+def crossover_lines(comparisons: pd.DataFrame | None) -> list[str]:
+    """The crossovers in words (:func:`tlbench.analysis.learning_curves.crossovers`), or
+    why there are none; ``comparisons`` None: the test split is sealed (pilot)."""
+    if comparisons is None:
+        return [
+            "No crossovers are stated: they come from the paired bootstrap of the test "
+            "predictions, and the test split is sealed (pilot study)."
+        ]
+    margin = float(comparisons["margin"].iloc[0]) if "margin" in comparisons else None
+    how = (
+        "Two cells are compared at each budget by the paired bootstrap of that budget's "
+        "runs over seeds and test images, the intervals holding together over the "
+        "budget's pairs of cells (better / worse: the interval of the difference lies "
+        "above / below 0; equivalent: inside the margin"
+        + (f" ±{margin:g}" if margin is not None else "")
+        + "; inconclusive: anything else; one seed of a stochastic strategy: "
+        "inconclusive); a crossover is a difference told apart at one budget whose sign "
+        "is reversed at another."
+    )
+    sentences = crossovers(comparisons)
+    if sentences:
+        return [how, "", "Crossovers:", "", *[f"* {s}" for s in sentences]]
+    return [
+        how,
+        "",
+        "No crossovers: no pair of cells is better at one budget and worse at another.",
+    ]
+
+
+def page_text(
+    curves: pd.DataFrame,
+    dataset: str,
+    split: str,
+    val_images: int | None,
+    comparisons: pd.DataFrame | None = None,
+) -> str:
     """The dataset's learning-curve section (reStructuredText, no title): what is plotted,
     the crossovers in words, what validation size the settings were chosen with."""
     what = "test accuracy" if split == "test" else "validation accuracy (pilot study)"
     lines = [
         f"Learning curves of ``{dataset}``: {what} against labelled training images per "
         "class (log axis; 'all' at the class mean size), one line per cell, band: "
-        "95 % t-interval over seeds (scipy.stats.t).",
+        "95 % t-interval over seeds (scipy.stats.t), that cell's alone.",
         "",
     ]
     single = sorted(set(curves.loc[curves["seeds"] < 2, "cell"]))
     if single:
-        lines += [f"Cells with one seed have no interval and are not compared: "
-                  f"{', '.join(single)}.", ""]  # fmt: skip
-    sentences = crossovers(curves)
-    if sentences:
-        lines += ["Crossovers (where one cell's interval stops overlapping another's):", ""]
-        lines += [f"* {s}" for s in sentences]
-    else:
-        lines.append(
-            "No crossovers: at every budget each pair of cells keeps the same relation "
-            "(one interval above the other, or overlapping)."
-        )
+        lines += [f"Cells with one seed have no band and are never told apart from "
+                  f"another: {', '.join(single)}.", ""]  # fmt: skip
+    lines += crossover_lines(comparisons)
     if val_images is not None:
         lines += [
             "",
@@ -54,8 +85,11 @@ def write_learning_curves(
     figure: str | os.PathLike,
     page: str | os.PathLike,
     table_stem: str | os.PathLike,
+    settings: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """The figure, the page (rst) and the table (csv/md/html) of one dataset's curves."""
+    """The figure, the page (rst) and the table (csv/md/html) of one dataset's curves;
+    ``settings``: the study's ``verdict`` section (margin, reps, seed) for the
+    crossovers' paired bootstrap."""
 
     split = tables.reported_split(study)
     rows = study[study["dataset"] == dataset]
@@ -64,8 +98,25 @@ def write_learning_curves(
     curves = curve_table(rows, split)
     val = rows["val_n"].dropna()
     val_images = int(val.iloc[0]) if len(val) else None
+    comparisons = paired_comparisons(rows, split, settings)
     plot(curves, dataset, split, figure)
     with atomic_file(page) as handle:
-        handle.write(page_text(curves, dataset, split, val_images))
+        handle.write(page_text(curves, dataset, split, val_images, comparisons))
     render.write_table(curves, table_stem)
     return curves
+
+
+def paired_comparisons(
+    rows: pd.DataFrame, split: str, settings: Mapping[str, Any] | None = None
+) -> pd.DataFrame | None:
+    """:func:`tlbench.analysis.learning_curves.budget_comparisons` of a dataset's runs
+    with the study's ``verdict`` settings and a ``margin`` column; None in a pilot
+    study (no test predictions)."""
+    if split != "test":
+        return None
+    settings = dict(settings or {})
+    margin = float(settings.get("margin", MARGIN))
+    comparisons = budget_comparisons(
+        rows, margin, int(settings.get("reps", REPS)), int(settings.get("seed", SEED))
+    )
+    return comparisons.assign(margin=margin)

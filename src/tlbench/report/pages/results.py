@@ -24,7 +24,9 @@ import pandas as pd
 
 from tlbench.analysis.ledger import looks_sentence
 from tlbench.analysis.tables import SPLIT_LABELS, is_pilot, mean_sd, ok_runs, reported_split
+from tlbench.analysis.verdict.intervals import OUTCOMES
 from tlbench.report import seed_reference
+from tlbench.report.pages.verdict import method_lines, text, validation_words
 from tlbench.report.render import render
 
 CELL = ["dataset", "backbone", "strategy", "augmentation"]
@@ -148,27 +150,44 @@ def verdict_blocks(verdict: pd.DataFrame) -> list[Block]:
         row["test accuracy [95 %]"] = (
             f"{v['test_accuracy']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
         )
-        row["tied with it"] = v["tied_with"] if isinstance(v["tied_with"], str) else ""
+        row["validation could choose"] = (
+            "no: " + (text(v, "val_close") or "runner-up")
+            if text(v, "val_warning")
+            else "yes" + (f": {validation_words(v).strip()[3:]}" if validation_words(v) else "")
+        )
+        row["equivalent to it"] = text(v, "equivalent")
+        row["inconclusive against it"] = text(v, "inconclusive")
         gain = v.get("transfer_gain")
+        why = f" ({text(v, 'gain_reason')})" if text(v, "gain_reason") else ""
         row["transfer gain [95 %]"] = (
-            f"{gain:+.3f} [{v['gain_low']:+.3f}, {v['gain_high']:+.3f}] {v['gain_verdict']}"
+            f"{gain:+.3f} [{v['gain_low']:+.3f}, {v['gain_high']:+.3f}] {v['gain_verdict']}{why}"
             if isinstance(gain, float) and not math.isnan(gain)
             else ""
         )
-        row["cheapest tied"] = v["cheapest_tied"]
+        row["cheapest as good"] = text(v, "cheapest_as_good") or "none shown as good"
         rows.append(row)
-    margin = float(verdict["margin"].iloc[0]) if len(verdict) else float("nan")
-    return [
+    blocks: list[Block] = [
         ("h3", "Verdict"),
         (
             "p",
-            "Per dataset the cell chosen by mean validation figure over seeds, its test "
+            "Per dataset the cell chosen by mean validation figure over seeds, whether "
+            "validation could tell it from the others (the cells it cannot tell apart, "
+            "within 2 standard errors; grouped images counted as groups), its test "
             "accuracy with the 95 % interval of a paired hierarchical bootstrap over seeds "
-            f"and test images, the cells tied with it (margin ±{margin:g}), the transfer "
-            "gain and the cheapest tied cell (tlbench.analysis.verdict).",
+            "and test images, the cells equivalent to it and those the data cannot tell "
+            "from it, the transfer gain and the cheapest cell shown to be as good "
+            "(equivalent or non-inferior; tlbench.analysis.verdict).",
         ),
         ("table", pd.DataFrame(rows)),
     ]
+    warnings = [
+        f"{v['dataset']}: {text(v, 'val_warning')}" for _, v in verdict.iterrows()
+        if text(v, "val_warning")
+    ]  # fmt: skip
+    if warnings:
+        blocks.append(("ul", warnings))
+    notes = [line for line in method_lines(verdict) if line]
+    return blocks + [("p", note.replace("*", "")) for note in notes]
 
 
 def batchnorm_blocks(table: pd.DataFrame) -> list[Block]:
@@ -192,7 +211,7 @@ def batchnorm_blocks(table: pd.DataFrame) -> list[Block]:
             "frozen - train [95 %]": (
                 f"{v['difference']:+.4f} [{v['diff_low']:+.4f}, {v['diff_high']:+.4f}]"
             ),
-            "frozen is": v["verdict"],
+            "frozen is": v["verdict"] + (f" ({v['reason']})" if text(v, "reason") else ""),
             "train time (s) frozen / train": (
                 f"{v['frozen_seconds']:.0f} / {v['train_seconds']:.0f}"
             ),
@@ -200,7 +219,7 @@ def batchnorm_blocks(table: pd.DataFrame) -> list[Block]:
         for _, v in table.iterrows()
     ]
     words = table["verdict"].value_counts()
-    summary = ", ".join(f"{words[w]} {w}" for w in ("better", "tied", "worse") if w in words)
+    summary = ", ".join(f"{words[w]} {w}" for w in OUTCOMES if w in words)
     return [
         ("h3", "BatchNorm: frozen against trained"),
         (
@@ -209,8 +228,11 @@ def batchnorm_blocks(table: pd.DataFrame) -> list[Block]:
             "(`batchnorm: frozen`, the default) and trained on batch statistics "
             "(`batchnorm: train`). The difference of mean test accuracy, frozen minus "
             "trained, with the 95 % interval of the paired hierarchical bootstrap over "
-            "seeds and test images, and the verdict of frozen against trained (margin "
-            f"±{float(table['margin'].iloc[0]):g}; tlbench.analysis.verdict): {summary}.",
+            "seeds and test images (simultaneous over the dataset's pairs), and the outcome "
+            "of frozen against trained (better / worse: the interval lies above / below 0; "
+            "equivalent: inside the margin "
+            f"±{float(table['margin'].iloc[0]):g}; inconclusive: anything else; "
+            f"tlbench.analysis.verdict): {summary}.",
         ),
         ("table", pd.DataFrame(rows)),
     ]

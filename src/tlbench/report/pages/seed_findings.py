@@ -111,9 +111,10 @@ def seed002_findings(df: pd.DataFrame, extra: Mapping[str, Any]) -> list[str]:
 
 
 def pair_text(extra: Mapping[str, Any], a: str, b: str) -> str:
-    """`` (difference [low, high]: verdict)`` of cell a against b from the page's
-    pairwise table (:func:`tlbench.analysis.verdict.pairs.pairwise_table`), in accuracy points; empty
-    without the table or the pair."""
+    """`` (difference [low, high]: outcome)`` of cell a against b from the page's
+    pairwise table (:func:`tlbench.analysis.verdict.pairs.pairwise_table`: better / worse /
+    equivalent / inconclusive, the interval simultaneous over the dataset's pairs), in
+    accuracy points, with why an outcome was forced; empty without the table or the pair."""
     table = extra.get("pairwise")
     if table is None or not len(table):
         return ""
@@ -121,9 +122,13 @@ def pair_text(extra: Mapping[str, Any], a: str, b: str) -> str:
     if row.empty:
         return ""
     r = row.iloc[0]
+    reason = r.get("reason")
+    why = f", {reason}" if isinstance(reason, str) and reason else ""
+    family = r.get("family")
+    over = f", simultaneous over {int(family)} pairs" if family and family > 1 else ""
     return (
-        f" [95 % interval of the difference {100 * r['diff_low']:+.2f} to "
-        f"{100 * r['diff_high']:+.2f} points: {r['verdict']}]"
+        f" [95 % interval of the difference{over} {100 * r['diff_low']:+.2f} to "
+        f"{100 * r['diff_high']:+.2f} points: {r['verdict']}{why}]"
     )
 
 

@@ -10,7 +10,7 @@ each run's ``history.csv``) and its verdict (``tables/verdict.csv``) the rule
 * the acceptance checks of the seed (:data:`SEED_PAGES`), each with its
   target and what was measured;
 * the verdict (:func:`tlbench.report.pages.results.verdict_blocks`): the cell chosen by
-  validation, its test accuracy with its interval, the cells tied with it;
+  validation, its test accuracy with its interval, each other cell's outcome against it;
 * the seed's own result tables, as printed in the report;
 * ours: one row per cell, mean ± sd over seeds (:func:`tlbench.report.pages.results.cell_table`);
 * BatchNorm frozen against trained where the study runs both policies for the

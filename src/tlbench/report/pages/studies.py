@@ -9,7 +9,8 @@ written by the rule ``study_results`` from the study's outputs, never typed by h
   ran it, code version, the looks at each test split);
 * the verdict per dataset (and label budget) from ``tables/verdict.csv``
   (:mod:`tlbench.analysis.verdict`: the validation-selected cell, its test accuracy with
-  its interval, the ties, the transfer gain, the cheapest tied cell);
+  its interval, the cells equivalent to it and those the data cannot tell from it, the
+  transfer gain, the cheapest cell shown to be as good);
 * across two or more datasets: Friedman's test of the strategies' ranks and
   Nemenyi's critical difference (:func:`tlbench.analysis.verdict.across.across_datasets`);
 * with label budgets (:mod:`tlbench.datasets.budget`): per dataset, test accuracy with its
@@ -35,7 +36,9 @@ import pandas as pd
 from tlbench.analysis import learning_curves, tables
 from tlbench.analysis.tables import mean_sd, ok_runs, reported_split, wall_time
 from tlbench.analysis.verdict import across as verdict_across
+from tlbench.analysis.verdict.intervals import OUTCOMES
 from tlbench.datasets import budget
+from tlbench.report.pages.learning_curves import crossover_lines, paired_comparisons
 from tlbench.report.pages.results import (
     CELL,
     Block,
@@ -106,11 +109,16 @@ def across_blocks(ranking: pd.DataFrame) -> list[Block]:
     ]
 
 
-def budget_blocks(df: pd.DataFrame, verdict: pd.DataFrame | None = None) -> list[Block]:
+def budget_blocks(
+    df: pd.DataFrame,
+    verdict: pd.DataFrame | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> list[Block]:
     """Per dataset with two or more label budgets: its learning curves as a table (mean
     accuracy over seeds and 95 % t-interval, a column per budget in increasing size), the
-    crossovers in words and, from the verdict per budget, the budgets at which the best
-    pretrained cell beat, tied or lost to the best cell without pretrained weights."""
+    crossovers in words (paired bootstrap per budget, ``settings``: the study's
+    ``verdict`` section) and, from the verdict per budget, the outcome of the best
+    pretrained cell against the best cell without pretrained weights at each budget."""
 
     if "budget" not in df:
         return []
@@ -148,12 +156,10 @@ def budget_blocks(df: pd.DataFrame, verdict: pd.DataFrame | None = None) -> list
             ),
             ("table", table),
         ]
-        sentences = learning_curves.crossovers(curves)
-        blocks.append(
-            ("ul", sentences)
-            if sentences
-            else ("p", "No crossovers: each pair of cells keeps its relation at every budget.")
-        )
+        lines = crossover_lines(paired_comparisons(rows, split, settings))
+        bullets = [line[2:] for line in lines if line.startswith("* ")]
+        blocks += [("p", line) for line in lines if line and not line.startswith("* ")]
+        blocks += [("ul", bullets)] if bullets else []
         if verdict is not None and "budget" in verdict:
             gains = verdict[(verdict["dataset"] == dataset) & verdict["gain_verdict"].notna()]
             gains = gains[gains["gain_verdict"].astype(str) != ""]
@@ -161,7 +167,7 @@ def budget_blocks(df: pd.DataFrame, verdict: pd.DataFrame | None = None) -> list
                 said = {
                     word: [names.get(str(b), str(b)) for b in gains.loc[
                         gains["gain_verdict"] == word, "budget"]]
-                    for word in ("better", "tied", "worse")
+                    for word in OUTCOMES
                 }  # fmt: skip
                 parts = [f"{word} at {', '.join(b)}" for word, b in said.items() if b]
                 blocks.append(
@@ -183,6 +189,7 @@ def study_section(
     scores: pd.DataFrame | None = None,
     tau: pd.DataFrame | None = None,
     ranking: pd.DataFrame | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> tuple[list[Block], dict[str, Any]]:
     """A measured study's section (blocks, :func:`tlbench.report.pages.results.to_markdown`) and
     its summary. ``study``: the config's ``results_section`` block (``page``,
@@ -195,7 +202,7 @@ def study_section(
         blocks += verdict_blocks(verdict)
     if ranking is not None:
         blocks += across_blocks(ranking)
-    budgets = budget_blocks(df, verdict)
+    budgets = budget_blocks(df, verdict, settings)
     blocks += budgets
     ranked = scores_rank_backbones(scores)
     if not budgets and not ranked:  # the budget and score tables show the cells

@@ -4,70 +4,180 @@ verdict's tables written beside it.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from tlbench.analysis import tables
 from tlbench.analysis.verdict.across import AcrossDatasets, across_or_none
 from tlbench.analysis.verdict.assess import assess, ranking
-from tlbench.analysis.verdict.bootstrap import (
-    MARGIN,
-    REPS,
-    SEED,
-)
+from tlbench.analysis.verdict.bootstrap import MARGIN, POOL_BELOW, REPS, SEED
 from tlbench.core.atomic import atomic_file
 from tlbench.report import render
 
 # --------------------------------------------------------------------------- front section
 
 
+def text(row: Any, key: str) -> str:
+    """A text column of a verdict row, read back from CSV or not ("" for an empty one)."""
+    value = row.get(key) if hasattr(row, "get") else None
+    return value if isinstance(value, str) else ""
+
+
+def _number(row: Any, key: str) -> float | None:
+    value = row.get(key) if hasattr(row, "get") else None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def validation_words(v: Any) -> str:
+    """What validation measured, for the sentence naming the chosen cell:
+    ``on 133 groups of validation images (3990 images; standard error 0.0206)``."""
+    n, groups, se = _number(v, "val_n"), _number(v, "val_groups"), _number(v, "val_se")
+    if n is None:
+        return ""
+    what = (
+        f"{groups:.0f} groups of validation images ({n:.0f} images, counted as groups)"
+        if groups is not None
+        else f"{n:.0f} validation images"
+    )
+    return f" on {what}" + (f" (standard error {se:.4f})" if se is not None else "")
+
+
+def answer_lines(v: Any) -> list[str]:
+    """One dataset's verdict in sentences (reStructuredText bullets after a sentence)."""
+    criterion = "validation ROC AUC" if v["criterion"] == "val_roc_auc" else "validation accuracy"
+    at = f" at label budget {v['budget']}" if isinstance(v.get("budget"), str) else ""
+    close, warning = text(v, "val_close"), text(v, "val_warning")
+    choose = f" {warning}." if warning else ""
+    if close and not warning:
+        choose = (
+            f" Validation cannot tell it from {', '.join(f'``{c}``' for c in close.split('; '))}"
+            " (within 2 standard errors of the difference)."
+        )
+    lines = [
+        f"**{v['dataset']}**{at}: chosen by mean {criterion} over seeds"
+        f"{validation_words(v)}: ``{v['selected']}``, test accuracy "
+        f"{v['test_accuracy']:.4f} (95 % interval {v['ci_low']:.4f} to {v['ci_high']:.4f}, "
+        f"{v['seeds']} seed{'s' if v['seeds'] != 1 else ''}).{choose}",
+        "",
+    ]
+    equivalent, inconclusive = text(v, "equivalent"), text(v, "inconclusive")
+    lines += [
+        f"* Equivalent to it (difference and interval inside ±{v['margin']:g}): {equivalent}."
+        if equivalent
+        else "* No other cell is shown equivalent to it.",
+        "",
+    ]
+    if inconclusive:
+        lines += [f"* Inconclusive (the data cannot tell): {inconclusive}.", ""]
+    if text(v, "better_on_test"):
+        lines += [
+            f"* Better on test, though lower on validation: {text(v, 'better_on_test')} "
+            "(validation chose; a test figure does not).",
+            "",
+        ]
+    worse = _number(v, "worse")
+    if worse:
+        lines += [f"* Worse than it: {worse:.0f} cell{'s' if worse != 1 else ''}.", ""]
+    if text(v, "best_pretrained"):
+        why = f" ({text(v, 'gain_reason')})" if text(v, "gain_reason") else ""
+        lines += [
+            f"* Transfer gain: ``{v['best_pretrained']}`` (pretrained) minus "
+            f"``{v['best_scratch']}`` (no pretrained weights) = {v['transfer_gain']:+.4f} "
+            f"[{v['gain_low']:+.4f}, {v['gain_high']:+.4f}]: {v['gain_verdict']}{why}.",
+            "",
+        ]
+    cheapest = text(v, "cheapest_as_good")
+    if not cheapest:
+        lines += [
+            "* The budget answer: no other cell is shown to be as good as the chosen one "
+            f"(equivalent, or non-inferior: its interval's lower bound at or above "
+            f"-{v['margin']:g}), so the data support no cheaper answer.",
+            "",
+        ]
+    elif cheapest == v["selected"]:
+        lines += [
+            f"* The budget answer: the chosen cell is itself the cheapest of the cells shown "
+            f"to be as good ({text(v, 'as_good')}).",
+            "",
+        ]
+    else:
+        lines += [
+            f"* The budget answer: ``{cheapest}`` is the cheapest cell shown to be as good as "
+            f"the chosen one (equivalent, or non-inferior: lower bound at or above "
+            f"-{v['margin']:g}; {v['cheapest_seconds']:.1f} s of training, test accuracy "
+            f"{v['cheapest_accuracy']:.4f}).",
+            "",
+        ]
+    return lines
+
+
+def _where(v: Any) -> str:
+    """``digits`` or ``digits at n5`` (with label budgets)."""
+    budget = v.get("budget") if hasattr(v, "get") else None
+    return f"{v['dataset']} at {budget}" if isinstance(budget, str) else str(v["dataset"])
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def method_lines(verdicts: pd.DataFrame) -> list[str]:
+    """How the intervals were made and what the outcomes mean, one sentence each."""
+    margin = float(verdicts["margin"].iloc[0]) if len(verdicts) else MARGIN
+    grouped = [
+        f"{_where(v)} ({v['units']:.0f} groups of {v['images']:.0f} test images)"
+        for _, v in verdicts.iterrows()
+        if _number(v, "units") is not None and v["units"] < v["images"]
+    ]
+    pooled = [
+        f"{_where(v)} ({_count(len(text(v, 'pooled').split('; ')), 'cell')}, "
+        f"{v['pooled_df']:.0f} degrees of freedom)"
+        for _, v in verdicts.iterrows()
+        if text(v, "pooled")
+    ]
+    family = max((int(f) for f in verdicts.get("family", []) if f == f), default=0)
+    return [
+        "*Outcomes*: **better** / **worse**: the 95 % interval of the difference lies above "
+        f"/ below 0; **equivalent**: it lies inside ±{margin:g} (the practical-equivalence "
+        "margin, ``verdict.margin``); **inconclusive**: anything else, the data cannot tell.",
+        "",
+        "*Test images*: the paired bootstrap resamples the test images once for all cells"
+        + (
+            f", whole groups where the dataset declares them, since images of a group "
+            f"are not independent: {'; '.join(grouped)}."
+            if grouped
+            else "; no dataset here declares groups of images, so images are resampled one by one."
+        ),
+        "",
+        "*Seeds*: each cell's seed-to-seed variance is its own with "
+        f"{POOL_BELOW} seeds or more, else pooled over the dataset's cells (unless the "
+        "cells' variances differ, or its own is the larger); the intervals use Student's "
+        "t with the degrees of "
+        "freedom that estimate has; a cell with one seed of a stochastic strategy is "
+        "always inconclusive." + (f" Pooled: {'; '.join(pooled)}." if pooled else ""),
+        "",
+        f"*Many comparisons*: the intervals of a dataset's comparisons with its chosen cell "
+        f"(up to {family} here) hold together (a simultaneous 95 % band from the joint "
+        "bootstrap replicates), so the chance that any one is wrongly called better or "
+        "worse is at most 5 %.",
+        "",
+    ]
+
+
 def front_section(verdicts: pd.DataFrame, across: AcrossDatasets | None = None) -> str:
     """The report's front section (reStructuredText): the verdict in sentences."""
     lines = ["Verdict", "-------", ""]
     for _, v in verdicts.iterrows():
-        criterion = (
-            "validation ROC AUC" if v["criterion"] == "val_roc_auc" else "validation accuracy"
-        )
-        at = f" at label budget {v['budget']}" if isinstance(v.get("budget"), str) else ""
-        lines += [
-            f"**{v['dataset']}**{at}: chosen by mean {criterion} over seeds: ``{v['selected']}``, "
-            f"test accuracy {v['test_accuracy']:.4f} (95 % interval {v['ci_low']:.4f} to "
-            f"{v['ci_high']:.4f}, {v['seeds']} seed{'s' if v['seeds'] != 1 else ''}).",
-            "",
-        ]
-        if v["tied_with"]:
-            lines += [f"* Tied with it (difference and interval): {v['tied_with']}.", ""]
-        else:
-            lines += ["* No other cell is tied with it.", ""]
-        if v["better_on_test"]:
-            lines += [
-                f"* Better on test, though lower on validation: {v['better_on_test']} "
-                "(validation chose; a test figure does not).",
-                "",
-            ]
-        if v["best_pretrained"]:
-            lines += [
-                f"* Transfer gain: ``{v['best_pretrained']}`` (pretrained) minus "
-                f"``{v['best_scratch']}`` (no pretrained weights) = {v['transfer_gain']:+.4f} "
-                f"[{v['gain_low']:+.4f}, {v['gain_high']:+.4f}]: {v['gain_verdict']}.",
-                "",
-            ]
-        lines += [
-            f"* The budget answer: ``{v['cheapest_tied']}`` is the cheapest cell tied with the "
-            f"chosen one ({v['cheapest_seconds']:.1f} s of training, test accuracy "
-            f"{v['cheapest_accuracy']:.4f}).",
-            "",
-        ]
-    margin = float(verdicts["margin"].iloc[0]) if len(verdicts) else MARGIN
-    lines += [
-        f"*Tied*: the 95 % interval of the difference contains 0 or lies within ±{margin:g} "
-        "(the practical-equivalence margin, ``verdict.margin``). Intervals: paired hierarchical "
-        "bootstrap over seeds and test images. Seeds to resolve: seeds per cell that would "
-        "detect a difference of the margin with 80 % power (two-sided 5 %).",
-        "",
-    ]
+        lines += answer_lines(v)
+    lines += method_lines(verdicts)
     if across is not None:
         ranks = ", ".join(f"``{k}`` {r:.2f}" for k, r in across.ranks.items())
         lines += [
@@ -91,8 +201,8 @@ def write_front_section(text: str, path: str | os.PathLike) -> Path:
 PILOT_SECTION = (
     "Verdict\n-------\n\nPilot study: the test split is sealed, so there is no verdict "
     "on test accuracy. Run the study with ``pilot: false`` for the verdict: the cell "
-    "chosen by validation, its test accuracy with a 95 % interval and the cells tied "
-    "with it.\n"
+    "chosen by validation, its test accuracy with a 95 % interval and each other cell's "
+    "outcome against it.\n"
 )
 
 
