@@ -81,7 +81,7 @@ def test_prepare_writes_contract_files(tmp_path):
     out = prepare(config, tmp_path / "syn", image_size=(12, 10), seed=3)
     assert out == tmp_path / "syn"
     names = {p.name for p in out.iterdir()}
-    assert names == {"classes.json", "manifest.json"} | {
+    assert names == {".tlbench-output", "classes.json", "manifest.json"} | {
         f"{s}_{a}.npy" for s in ("train", "val", "test") for a in "xy"
     }
     data = load_prepared(out)

@@ -36,6 +36,7 @@ import numpy as np
 
 import tlbench
 from tlbench.core.atomic import atomic_dir, write_json
+from tlbench.core.paths import check_apart
 from tlbench.datasets import images
 from tlbench.datasets.base import DATASETS, SPLITS, RawSplits, SplitData, resolve_options
 
@@ -52,6 +53,10 @@ from tlbench.datasets import (  # noqa: E402,F401  isort: skip
 
 
 _CHUNK = 1024
+
+#: The files of a prepared dataset written before outputs were marked
+#: (:data:`tlbench.core.atomic.MARKER`): such a folder is taken as a prepared dataset.
+PREPARED_LAYOUT = ("manifest.json", "classes.json", "*_x.npy", "*_y.npy")
 
 
 class TooManySkippedError(ValueError):
@@ -234,8 +239,10 @@ def prepare(
     seed = _check_seed(seed)
     name, options = resolve_options(_drop_study_keys(config, size, seed))
     outdir = Path(outdir)
+    if options["source"] is not None:
+        check_apart(outdir, "output folder", options["source"], "the dataset's source")
     started = time.perf_counter()
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "prepared", PREPARED_LAYOUT) as tmp:
         # inside the temporary output: a killed prepare leaves one leftover, removed on retry
         with tempfile.TemporaryDirectory(prefix=".work-", dir=tmp) as work:
             check_room(size, 1, tmp)

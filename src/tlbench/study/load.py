@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from tlbench.core.errors import SpecError, StudyConfigError
+from tlbench.core.paths import relation
 from tlbench.datasets.base import OptionError, resolve_options
 from tlbench.study.config import (
     check_budgets,
@@ -48,6 +49,7 @@ def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
     check_sections(resolved)
     runs = expand_runs(resolved)
     study = Study(resolved, runs)
+    check_results_folder(study)
     if check_specs:
         _check_specs(study)
         try:
@@ -55,6 +57,29 @@ def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
         except ValueError as error:
             raise StudyConfigError(str(error)) from None
     return study
+
+
+def check_results_folder(study: Study) -> None:
+    """The results folder must stay apart from every dataset's source (a re-prepare would
+    replace or read it) and must not be ``/`` or hold the project folder (the working
+    directory); :class:`StudyConfigError` names both paths."""
+    results, problems = study.results, []
+    found = relation(results, os.getcwd())
+    if found in ("equal to", "containing"):
+        problems.append(
+            f"results: {results!r} is {found} the project folder {os.getcwd()}; "
+            "give a folder of its own (default: results)"
+        )
+    for name in study.config["datasets"]:
+        source = study.dataset_config(name).get("source")
+        found = relation(results, source) if source is not None else None
+        if found is not None:
+            problems.append(
+                f"results: {results!r} is {found} datasets.{name}.source {source!r}; "
+                "the study's outputs would replace or mix with the data"
+            )
+    if problems:
+        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
 
 
 def load_study_file(path: str | os.PathLike) -> Study:
