@@ -138,12 +138,12 @@ def test_exception_mid_prepare_leaves_no_outdir(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 5:
-            raise RuntimeError("disk on fire")
+            raise MemoryError("disk on fire")  # any other error of one file is a skip
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(images, "load", boom)
     target = tmp_path / "out" / "prepared"
-    with pytest.raises(RuntimeError, match="disk on fire"):
+    with pytest.raises(MemoryError, match="disk on fire"):
         prepare({"loader": "folder", "source": str(source)}, target, image_size=8, seed=0)
     assert not target.exists()
     assert list((tmp_path / "out").iterdir()) == []  # no temporary leftovers either
@@ -153,7 +153,7 @@ def test_exception_mid_prepare_leaves_no_outdir(tmp_path, monkeypatch):
     before = (target / "manifest.json").read_text()
     calls["n"] = 0
     monkeypatch.setattr(images, "load", boom)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(MemoryError):
         prepare({"loader": "folder", "source": str(source)}, target, image_size=16, seed=0)
     assert (target / "manifest.json").read_text() == before
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["prepared"]

@@ -129,3 +129,140 @@ def test_results_holding_a_source_fails_the_dry_run_naming_both(tmp_path, result
     assert f"datasets.mine.source '{photos}'" in output
     assert "Job stats" not in output and "rule " not in output
     assert _listing(tmp_path / "data") == before
+
+
+# ---------------------------------------------------------------- one bad file, one skip
+
+
+def _zip_of(photos: Path, target: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(photos.rglob("*.png")):
+            zf.write(path, path.relative_to(photos.parent).as_posix())
+    return target
+
+
+def _prepare_folder(tmp_path: Path, source: Path, capsys, **options) -> tuple[int, str, Path]:
+    config = _ds_yaml(tmp_path, source, **options)
+    out = tmp_path / "prepared"
+    status = main(["prepare", str(config), str(out), "--image-size", "8"])
+    return status, capsys.readouterr().err, out
+
+
+def _skipped(out: Path) -> list[dict]:
+    return json.loads((out / "manifest.json").read_text())["skipped"]
+
+
+def test_a_broken_exif_block_is_one_counted_skip(tmp_path, capsys):
+    """A PNG whose EXIF header is cut short raised struct.error out of prepare."""
+    photos = _photos(tmp_path / "photos")
+    Image.new("RGB", (10, 8)).save(photos / "cat" / "bad_exif.png", exif=b"MM\x00*\x00\x00")
+    status, err, out = _prepare_folder(tmp_path, photos, capsys, max_skipped_fraction=0.1)
+    assert status == 0, err
+    (skip,) = _skipped(out)
+    assert skip["file"].endswith("cat/bad_exif.png")
+    assert "bad_exif.png: skipped, struct.error: unpack requires a buffer of 4 bytes" in err
+
+
+def test_a_zip_member_with_a_bad_crc_is_one_counted_skip(tmp_path, capsys):
+    archive = _zip_of(_photos(tmp_path / "photos"), tmp_path / "photos.zip")
+    data = bytearray(archive.read_bytes())
+    header = data.find(b"photos/cat/0.png")  # the first local header's name
+    start = header + len("photos/cat/0.png")  # its data follows (no extra field)
+    data[start + 40] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    status, err, out = _prepare_folder(tmp_path, archive, capsys, max_skipped_fraction=0.1)
+    assert status == 0, err
+    (skip,) = _skipped(out)
+    assert skip["file"] == "photos.zip/photos/cat/0.png"
+    # the deflate stream breaks first here (zlib.error); a stored member: BadZipFile, bad CRC
+    assert skip["reason"].startswith(("zipfile.BadZipFile: ", "zlib.error: ")), skip
+
+
+def test_an_encrypted_zip_member_is_one_counted_skip(tmp_path, capsys):
+    archive = _zip_of(_photos(tmp_path / "photos"), tmp_path / "photos.zip")
+    data = bytearray(archive.read_bytes())
+    # set the 'encrypted' flag of the member's local and central headers
+    name = b"photos/dog/3.png"
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(name)
+        while at != -1:
+            head = data.rfind(signature, 0, at)
+            if head != -1 and at - head in (30, 46):
+                data[head + offset] |= 0x01
+            at = data.find(name, at + 1)
+    archive.write_bytes(bytes(data))
+    status, err, out = _prepare_folder(tmp_path, archive, capsys, max_skipped_fraction=0.1)
+    assert status == 0, err
+    (skip,) = _skipped(out)
+    assert skip["file"] == "photos.zip/photos/dog/3.png"
+    assert "RuntimeError" in skip["reason"] and "encrypted" in skip["reason"]
+
+
+def test_a_fifo_in_a_class_folder_is_skipped_not_waited_on(tmp_path):
+    """A FIFO named like an image blocked prepare for ever; through the `tlbench` command."""
+    import os
+    import subprocess
+    import sys
+
+    photos = _photos(tmp_path / "photos")
+    os.mkfifo(photos / "cat" / "pipe.png")
+    config = _ds_yaml(tmp_path, photos, max_skipped_fraction=0.1)
+    command = [sys.executable, "-m", "tlbench.cli", "prepare", str(config)]
+    result = subprocess.run(
+        [*command, str(tmp_path / "out"), "--image-size", "8"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    (skip,) = _skipped(tmp_path / "out")
+    assert skip["file"].endswith("cat/pipe.png")
+    assert skip["reason"] == "not a regular file (FIFO): only regular files are read"
+
+
+def test_a_file_over_max_file_mb_is_skipped_naming_the_option(tmp_path, capsys):
+    photos = _photos(tmp_path / "photos")
+    Image.effect_noise((200, 200), 60).convert("RGB").save(photos / "dog" / "big.png")
+    status, err, out = _prepare_folder(
+        tmp_path, photos, capsys, max_file_mb=0.01, max_skipped_fraction=0.1
+    )
+    assert status == 0, err
+    (skip,) = _skipped(out)
+    assert skip["file"].endswith("dog/big.png")
+    assert "is above max_file_mb=0.01" in skip["reason"]
+
+
+def test_a_zip_bomb_is_refused_naming_the_option(tmp_path, capsys):
+    import zipfile
+
+    archive = _zip_of(_photos(tmp_path / "photos"), tmp_path / "photos.zip")
+    with zipfile.ZipFile(archive, "a", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("photos/cat/bomb.png", bytes(30_000_000))
+    status, err, out = _prepare_folder(tmp_path, archive, capsys)
+    assert status == 2 and not out.exists()
+    assert "photos.zip expands" in err and "above max_compression_ratio=100" in err
+    status, err, out = _prepare_folder(tmp_path, archive, capsys, max_archive_mb=10)
+    assert status == 2 and "above max_archive_mb=10" in err
+
+
+@pytest.mark.parametrize("links", [("cat", "dog"), ("val", "test")])
+def test_two_links_to_one_folder_are_an_error_naming_both(tmp_path, capsys, links):
+    """Sibling links to one folder gave its images two labels; `val -> test` read as empty."""
+    import os
+
+    src = tmp_path / "src"
+    if links == ("cat", "dog"):
+        _photos(tmp_path / "real")
+        _photos(src / "bird")
+        os.symlink(tmp_path / "real" / "cat", src / "cat")
+        os.symlink(tmp_path / "real" / "cat", src / "dog")
+    else:
+        _photos(src / "train")
+        _photos(src / "test")
+        os.symlink(src / "test", src / "val")
+    status, err, out = _prepare_folder(tmp_path, src, capsys)
+    assert status == 2 and not out.exists()
+    first, second = links if links[0] < links[1] else links[::-1]
+    assert f"{first} and {second} are the same folder" in err, err

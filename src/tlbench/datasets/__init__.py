@@ -13,7 +13,9 @@ writes a *prepared dataset* folder atomically (complete or absent):
   sources with sha256, how validation and test were made, the config as
   given plus the resolved options, and the tlbench version.
 
-Files that cannot be decoded or read (a dangling symlink) are skipped and listed; if more than
+A file that cannot be read or decoded, whatever the error (a dangling symlink, a FIFO or
+device, a file above ``max_file_mb``, a broken EXIF block, a zip member with a bad CRC or
+encrypted), is one skipped file, listed with its reason; if more than
 ``max_skipped_fraction`` (default 0.01) of all images are skipped, ``prepare``
 fails naming the count and the fraction. ``load_prepared(path)`` opens such a
 folder as :class:`PreparedData`.
@@ -38,6 +40,7 @@ import tlbench
 from tlbench.core.atomic import atomic_dir, write_json
 from tlbench.core.paths import check_apart
 from tlbench.datasets import images
+from tlbench.datasets.archives import UnreadableFileError
 from tlbench.datasets.base import DATASETS, SPLITS, RawSplits, SplitData, resolve_options
 
 # Importing the loader modules registers them.
@@ -94,6 +97,23 @@ class _SkipBudget:
             )
 
 
+def skip_reason(exc: Exception) -> str:
+    """Why a file was skipped: a decode error's or a guard's own reason, ``cannot read: ...``
+    for an OS error (a dangling symlink), else the exception's type and message (an EXIF
+    ``struct.error``, a zip member's bad CRC, an encrypted member's ``RuntimeError``)."""
+    if isinstance(exc, images.ImageDecodeError | UnreadableFileError):
+        return exc.reason
+    if isinstance(exc, OSError):
+        return f"cannot read: {exc.strerror or type(exc).__name__}"
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    return f"{name}: {exc}"
+
+
 def _write_refs(
     path: Path, name: str, data: SplitData, size: images.Size, budget: _SkipBudget
 ) -> np.ndarray:
@@ -106,15 +126,11 @@ def _write_refs(
     keep: list[int] = []
     for i, ref in enumerate(refs):
         try:
-            data_bytes = ref.read()
-        except OSError as exc:  # e.g. a dangling symlink, a file removed meanwhile
-            reason = f"cannot read: {exc.strerror or type(exc).__name__}"
-            budget.add({"file": ref.name, "split": name, "reason": reason})
-            continue
-        try:
-            out[len(keep)] = images.load(data_bytes, size, ref.box, ref.name)
-        except images.ImageDecodeError as exc:
-            budget.add({"file": ref.name, "split": name, "reason": exc.reason})
+            out[len(keep)] = images.load(ref.read(), size, ref.box, ref.name)
+        except MemoryError:
+            raise
+        except Exception as exc:  # one bad file is one counted skip, whatever the error
+            budget.add({"file": ref.name, "split": name, "reason": skip_reason(exc)})
             continue
         keep.append(i)
     out.flush()
