@@ -266,3 +266,66 @@ def test_two_links_to_one_folder_are_an_error_naming_both(tmp_path, capsys, link
     assert status == 2 and not out.exists()
     first, second = links if links[0] < links[1] else links[::-1]
     assert f"{first} and {second} are the same folder" in err, err
+
+
+# ---------------------------------------------------------------- class names
+
+
+def _pngs(folder: Path, n: int, shade: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.new("RGB", (10, 8), (shade, i * 9, 40)).save(folder / f"{i}.png")
+
+
+def test_class_names_are_nfc_normalised_across_split_folders(tmp_path, capsys):
+    """train/café in NFD (macOS) and val/, test/café in NFC: one class, not two."""
+    import unicodedata
+
+    nfd, nfc = unicodedata.normalize("NFD", "café"), unicodedata.normalize("NFC", "café")
+    assert nfd != nfc
+    src = tmp_path / "src"
+    _pngs(src / "train" / nfd, 10)
+    _pngs(src / "train" / "thé", 10, 200)
+    for split in ("val", "test"):
+        _pngs(src / split / nfc, 3)
+        _pngs(src / split / "thé", 3, 200)
+    status, err, out = _prepare_folder(tmp_path, src, capsys)
+    assert status == 0, err
+    assert json.loads((out / "classes.json").read_text()) == [nfc, "thé"]
+
+
+@pytest.mark.parametrize("other", ["Cat", "cat "])
+def test_class_names_equal_but_for_case_or_spaces_are_an_error(tmp_path, capsys, other):
+    src = tmp_path / "src"
+    _pngs(src / "cat", 10)
+    _pngs(src / other, 10, 100)
+    _pngs(src / "dog", 10, 200)
+    status, err, out = _prepare_folder(tmp_path, src, capsys)
+    assert status == 2 and not out.exists()
+    first, second = sorted([other, "cat"])
+    assert f"class folders {first!r} and {second!r} name one class" in err, err
+
+
+def test_a_class_missing_from_validation_or_test_is_a_warning_naming_it(tmp_path, capsys):
+    src = tmp_path / "src"
+    for name, shade in (("cat", 0), ("dog", 100), ("owl", 200)):
+        _pngs(src / "train" / name, 10, shade)
+    for name, shade in (("cat", 0), ("dog", 100)):
+        _pngs(src / "val" / name, 3, shade)
+        _pngs(src / "test" / name, 3, shade)
+    status, err, out = _prepare_folder(tmp_path, src, capsys)
+    assert status == 0, err
+    assert "class 'owl' has training images but none in val, test" in err
+    warnings = json.loads((out / "manifest.json").read_text())["warnings"]
+    assert any("'owl'" in w for w in warnings)
+
+
+def test_images_directly_in_a_split_folder_are_an_error_naming_it(tmp_path, capsys):
+    """train/*.png with no class folders ended in KeyError: 'all'."""
+    src = tmp_path / "src"
+    _pngs(src / "train", 10)
+    _pngs(src / "test" / "cat", 3)
+    _pngs(src / "test" / "dog", 3)
+    status, err, out = _prepare_folder(tmp_path, src, capsys)
+    assert status == 2, err
+    assert f"{src}/train/ holds 10 image(s) directly, not in class folders" in err

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -40,8 +39,8 @@ import tlbench
 from tlbench.core.atomic import atomic_dir, write_json
 from tlbench.core.paths import check_apart
 from tlbench.datasets import images
-from tlbench.datasets.archives import UnreadableFileError
 from tlbench.datasets.base import DATASETS, SPLITS, RawSplits, SplitData, resolve_options
+from tlbench.datasets.guards import SkipBudget, check_room, skip_reason
 
 # Importing the loader modules registers them.
 from tlbench.datasets import (  # noqa: E402,F401  isort: skip
@@ -62,60 +61,14 @@ _CHUNK = 1024
 PREPARED_LAYOUT = ("manifest.json", "classes.json", "*_x.npy", "*_y.npy")
 
 
-class TooManySkippedError(ValueError):
-    """More undecodable images than ``max_skipped_fraction`` allows."""
-
-
 def _check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return int(seed)
 
 
-class _SkipBudget:
-    """Counts skipped images and fails as soon as the allowed fraction is exceeded."""
-
-    def __init__(self, total: int, max_fraction: float, skipped: list[dict[str, str]]):
-        if not 0.0 <= float(max_fraction) <= 1.0:
-            raise ValueError(f"max_skipped_fraction must be in [0, 1], got {max_fraction!r}")
-        self.total = max(total, 1)
-        self.max_fraction = float(max_fraction)
-        self.skipped = skipped
-
-    def add(self, record: dict[str, str]) -> None:
-        self.skipped.append(record)
-        self.check()
-
-    def check(self) -> None:
-        count = len(self.skipped)
-        fraction = count / self.total
-        if fraction > self.max_fraction:
-            examples = "; ".join(f"{r['file']}: {r['reason']}" for r in self.skipped[:3])
-            raise TooManySkippedError(
-                f"{count} of {self.total} images ({fraction:.2%}) could not be used, above "
-                f"max_skipped_fraction={self.max_fraction}; first: {examples}"
-            )
-
-
-def skip_reason(exc: Exception) -> str:
-    """Why a file was skipped: a decode error's or a guard's own reason, ``cannot read: ...``
-    for an OS error (a dangling symlink), else the exception's type and message (an EXIF
-    ``struct.error``, a zip member's bad CRC, an encrypted member's ``RuntimeError``)."""
-    if isinstance(exc, images.ImageDecodeError | UnreadableFileError):
-        return exc.reason
-    if isinstance(exc, OSError):
-        return f"cannot read: {exc.strerror or type(exc).__name__}"
-    kind = type(exc)
-    name = (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-    )
-    return f"{name}: {exc}"
-
-
 def _write_refs(
-    path: Path, name: str, data: SplitData, size: images.Size, budget: _SkipBudget
+    path: Path, name: str, data: SplitData, size: images.Size, budget: SkipBudget
 ) -> np.ndarray:
     """Decode ``data.refs`` into ``path`` (uint8 NHWC .npy); return the kept labels."""
     refs = data.refs or []
@@ -151,7 +104,7 @@ def _write_refs(
 
 
 def _write_split(
-    outdir: Path, name: str, data: SplitData, size: images.Size, budget: _SkipBudget
+    outdir: Path, name: str, data: SplitData, size: images.Size, budget: SkipBudget
 ) -> np.ndarray:
     """Write ``{name}_x.npy`` and ``{name}_y.npy``; return the labels written."""
     x_path = outdir / f"{name}_x.npy"
@@ -173,46 +126,6 @@ def _check_labels(raw: RawSplits) -> None:
         labels = raw.split(name).labels
         if len(labels) and (labels.min() < 0 or labels.max() >= len(raw.classes)):
             raise ValueError(f"{name} labels outside 0..{len(raw.classes) - 1}")
-
-
-def _available_memory() -> int | None:
-    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo), None if unknown."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _gb(nbytes: float) -> str:
-    return f"{nbytes / 1e9:.3g} GB"
-
-
-#: Decoding holds about this many copies of one image (decoded, converted, resized).
-_DECODE_COPIES = 4
-
-
-def check_room(size: images.Size, count: int, where: Path) -> None:
-    """Fail early, naming ``image_size``, when ``count`` images of ``size`` cannot fit:
-    one image's decoding in the available memory, or the arrays on ``where``'s disk."""
-    per_image = size[0] * size[1] * 3
-    what = f"image_size {size[0]}x{size[1]}"
-    memory = _available_memory()
-    if memory is not None and _DECODE_COPIES * per_image > memory:
-        raise ValueError(
-            f"{what}: decoding one image at this size needs about "
-            f"{_gb(_DECODE_COPIES * per_image)} of memory, {_gb(memory)} is available; "
-            "choose a smaller --image-size"
-        )
-    free = shutil.disk_usage(where).free
-    if per_image * count > free:
-        raise ValueError(
-            f"{what}: the prepared arrays of {count} image(s) need {_gb(per_image * count)}, "
-            f"{_gb(free)} is free on {where}; choose a smaller --image-size or free disk space"
-        )
 
 
 def _drop_study_keys(config: dict[str, Any], size: images.Size, seed: int) -> dict[str, Any]:
@@ -268,7 +181,7 @@ def prepare(
                 skipped = list(raw.skipped)
                 total = sum(len(raw.split(s)) for s in SPLITS) + len(skipped)
                 check_room(size, total, tmp)
-                budget = _SkipBudget(total, options["max_skipped_fraction"], skipped)
+                budget = SkipBudget(total, options["max_skipped_fraction"], skipped)
                 budget.check()
                 written = {s: _write_split(tmp, s, raw.split(s), size, budget) for s in SPLITS}
             finally:
@@ -279,6 +192,11 @@ def prepare(
         missing = [raw.classes[c] for c, k in enumerate(class_counts["train"]) if k == 0]
         if missing:
             raise ValueError(f"no training images left for class(es) {missing}")
+        warnings = [
+            f"class {raw.classes[c]!r} has training images but none in {', '.join(splits)}"
+            for c in range(n)
+            if (splits := [s for s in ("val", "test") if class_counts[s][c] == 0])
+        ]
         write_json(tmp / "classes.json", list(raw.classes))
         manifest = {
             "dataset": name,
@@ -289,6 +207,7 @@ def prepare(
             "class_counts": class_counts,
             "skipped": skipped,
             "unused": list(raw.unused),
+            "warnings": warnings,
             "sources": raw.sources,
             "validation": raw.validation,
             "test": raw.test_split,
@@ -303,7 +222,10 @@ def prepare(
 
 
 def report_unused(manifest: dict[str, Any], limit: int = 20) -> None:
-    """Print the source files and folders a prepare did not use, with reasons, to stderr."""
+    """Print the manifest's warnings and the source files and folders a prepare did not use,
+    with reasons, to stderr."""
+    for warning in manifest.get("warnings", []):
+        print(f"tlbench prepare: warning: {warning}", file=sys.stderr)
     lines = [f"{u['path']}: {u['reason']}" for u in manifest.get("unused", [])]
     lines += [f"{r['file']}: skipped, {r['reason']}" for r in manifest.get("skipped", [])]
     if not lines:

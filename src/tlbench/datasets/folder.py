@@ -23,7 +23,11 @@ holds nothing to mislabel; a class folder that holds files but no image file
 images would otherwise vanish and the labels change. Files that do not decode
 are skipped by ``prepare`` (manifest ``skipped``, counted against
 ``max_skipped_fraction``). Classes are the sorted union of the class folder
-names; a dataset needs at least two, and every class needs training images.
+names, NFC-normalised (``café`` typed on macOS and on Linux is one class); two
+names equal but for case or surrounding spaces (``Cat``, ``cat``, ``cat ``) are an
+error naming both, and so are images directly in a split folder (``train/*.png``,
+no class folders). A dataset needs at least two classes, and every class needs
+training images.
 Zip archives are read in place, tar archives are extracted (safely) into the
 temporary work folder; member names are checked either way.
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import os
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,8 +239,29 @@ def survey(tree: FileTree) -> Survey:
             for name in members:
                 if not is_image_name(name):
                     unused.append({"path": name, "reason": f"unknown extension {_extension(name)}"})
-            splits.setdefault(split, []).extend((name, cls) for name in images_)
+            label = unicodedata.normalize("NFC", cls)
+            splits.setdefault(split, []).extend((name, label) for name in images_)
+        direct = [n for n in level if "/" not in n[len(parent) :] and is_image_name(n)]
+        if parent != root and direct and split not in splits:
+            raise ValueError(
+                f"{tree.label}/{parent} holds {len(direct)} image(s) directly, not in class "
+                f"folders; put each class's images in {parent}<class>/"
+            )
+    _check_class_names(sorted({cls for items in splits.values() for _, cls in items}))
     return Survey(root, splits, unused)
+
+
+def _check_class_names(classes: list[str]) -> None:
+    """Class names (NFC) that are equal but for case or surrounding spaces are an error."""
+    seen: dict[str, str] = {}
+    for name in classes:
+        key = name.casefold().strip()
+        if key in seen:
+            raise ValueError(
+                f"class folders {seen[key]!r} and {name!r} name one class (equal but for case "
+                "or spaces); rename one, or merge them"
+            )
+        seen[key] = name
 
 
 def _folders_with_files(root: str, files: list[str]) -> list[str]:
