@@ -157,8 +157,7 @@ def open_tree(
         include=lambda n: not _is_hidden(n),
         limits=limits,
     )
-    tree = _dir_tree(extracted, source.name, limits)
-    return tree
+    return _dir_tree(extracted, source.name, limits)
 
 
 def _extension(name: str) -> str:
