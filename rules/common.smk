@@ -3,6 +3,7 @@
 
 
 from tlbench.datasets.budget import SUFFIX_PATTERN as BUDGET_SUFFIX
+from tlbench.datasets.fingerprint import source_fingerprint
 
 
 RESULTS = STUDY.results
@@ -127,6 +128,11 @@ def trained_run_names(wildcards):
 def prepared_dataset_config(wildcards):
     """Loader config of a dataset (loader, source, options)."""
     return STUDY.dataset_config(wildcards.dataset)
+
+
+def prepared_dataset_source(wildcards):
+    """A fingerprint of the dataset's source (a param: a changed source prepares it again)."""
+    return source_fingerprint(STUDY.dataset_config(wildcards.dataset).get("source"))
 
 
 def prepared_dataset_image_size(wildcards):

@@ -329,3 +329,60 @@ def test_images_directly_in_a_split_folder_are_an_error_naming_it(tmp_path, caps
     status, err, out = _prepare_folder(tmp_path, src, capsys)
     assert status == 2, err
     assert f"{src}/train/ holds 10 image(s) directly, not in class folders" in err
+
+
+# ---------------------------------------------------------------- a changed source reaches the study
+
+
+def test_an_image_added_to_a_finished_study_prepares_and_reruns(tmp_path):
+    """Adding an image said "Nothing to be done"; now `snakemake -n` schedules the dataset's
+    prepared_dataset and its runs (a real run of a one-run study, then dry runs)."""
+    from test_workflow import _dry_counts, _run_study
+
+    photos = _photos(tmp_path / "photos")
+    study = {
+        "results": "results",
+        "datasets": {"mine": {"loader": "folder", "source": str(photos), "image_size": 16}},
+        "backbones": {"cnn": {"name": "small_cnn", "kwargs": {"widths": [4]}, "weights": "none"}},
+        "strategies": {"scratch": {"name": "scratch"}},
+        "augmentations": {"none": {"name": "none"}},
+        "training": {"epochs": 1, "batch_size": 8, "early_stopping": None},
+        "seeds": [0],
+        "resources": {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 0},
+        "matrix": [
+            {
+                "datasets": ["mine"],
+                "backbones": ["cnn"],
+                "strategies": ["scratch"],
+                "augmentations": ["none"],
+            }
+        ],
+    }
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(study))
+    run = "results/runs/mine/cnn/scratch/none/seed0"
+    _run_study(tmp_path, config, [run])
+    assert _dry_counts(tmp_path, config, [run]) == {}  # finished: nothing to be done
+    Image.new("RGB", (10, 8), (9, 9, 9)).save(photos / "dog" / "new.png")
+    assert _dry_counts(tmp_path, config, [run]) == {"prepared_dataset": 1, "trained_run": 1}
+
+
+def test_the_source_fingerprint_follows_what_prepare_reads(tmp_path):
+    import os
+
+    from tlbench.datasets.fingerprint import source_fingerprint
+
+    photos = _photos(tmp_path / "photos")
+    seen = {source_fingerprint(photos)}
+    (photos / ".DS_Store").write_bytes(b"hidden: not data")
+    assert source_fingerprint(photos) in seen
+    (photos / "cat" / "0.png").rename(photos / "dog" / "moved.png")  # moved
+    seen.add(source_fingerprint(photos))
+    path = photos / "cat" / "1.png"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # edited
+    seen.add(source_fingerprint(photos))
+    assert len(seen) == 3
+    archive = _zip_of(photos, tmp_path / "photos.zip")
+    before = source_fingerprint(archive)
+    assert before.startswith("sha256:") and source_fingerprint(archive) == before
+    assert source_fingerprint(None) == "" and source_fingerprint(tmp_path / "no") == "missing"
