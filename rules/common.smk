@@ -28,6 +28,7 @@ localrules:
     all,
     study_csv,
     general_tables,
+    duplicates_table,
     suspicious_runs,
     test_evaluations,
     verdict,
@@ -328,6 +329,7 @@ def table_targets():
     return [
         f"{RESULTS}/tables/study.csv",
         *(f"{RESULTS}/tables/{dataset}/general.html" for dataset in STUDY.datasets),
+        *(f"{RESULTS}/tables/{dataset}/duplicates.html" for dataset in STUDY.datasets),
         f"{RESULTS}/tables/strategy_ranking.html",
         f"{RESULTS}/tables/suspicious_runs.html",
         f"{RESULTS}/tables/test_evaluations.html",

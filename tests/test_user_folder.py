@@ -360,11 +360,16 @@ def test_an_image_added_to_a_finished_study_prepares_and_reruns(tmp_path):
     }
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump(study))
-    run = "results/runs/mine/cnn/scratch/none/seed0"
-    _run_study(tmp_path, config, [run])
-    assert _dry_counts(tmp_path, config, [run]) == {}  # finished: nothing to be done
+    run, table = "results/runs/mine/cnn/scratch/none/seed0", "results/tables/mine/duplicates.md"
+    _run_study(tmp_path, config, [run, table])
+    assert "| train-train | 0 |" in " ".join((tmp_path / table).read_text().split())
+    assert _dry_counts(tmp_path, config, [run, table]) == {}  # finished: nothing to be done
     Image.new("RGB", (10, 8), (9, 9, 9)).save(photos / "dog" / "new.png")
-    assert _dry_counts(tmp_path, config, [run]) == {"prepared_dataset": 1, "trained_run": 1}
+    assert _dry_counts(tmp_path, config, [run, table]) == {
+        "prepared_dataset": 1,
+        "trained_run": 1,
+        "duplicates_table": 1,
+    }
 
 
 def test_the_source_fingerprint_follows_what_prepare_reads(tmp_path):
@@ -386,3 +391,80 @@ def test_the_source_fingerprint_follows_what_prepare_reads(tmp_path):
     before = source_fingerprint(archive)
     assert before.startswith("sha256:") and source_fingerprint(archive) == before
     assert source_fingerprint(None) == "" and source_fingerprint(tmp_path / "no") == "missing"
+
+
+# ---------------------------------------------------------------- duplicates before training
+
+
+def _distinct(folder: Path, n: int, seed: int) -> None:
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        pixels = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8).repeat(2, 0).repeat(2, 1)
+        Image.fromarray(pixels).save(folder / f"{seed}_{i}.png")
+
+
+def _leaky(src: Path) -> Path:
+    """train/{cat,dog} 10 images each; test/ holds copies of 4 of them per class (and 4
+    new ones); val/ new images; one training cat also filed under dog."""
+    import shutil
+
+    for c, seed in (("cat", 1), ("dog", 2)):
+        _distinct(src / "train" / c, 10, seed)
+        _distinct(src / "val" / c, 3, seed + 10)
+        _distinct(src / "test" / c, 4, seed + 20)
+        for path in sorted((src / "train" / c).iterdir())[:4]:
+            shutil.copy(path, src / "test" / c / f"copy_{path.name}")
+    shutil.copy(src / "train" / "cat" / "1_9.png", src / "train" / "dog" / "also_a_dog.png")
+    return src
+
+
+def test_a_test_split_copied_from_train_is_reported_at_prepare(tmp_path, capsys):
+    status, err, out = _prepare_folder(tmp_path, _leaky(tmp_path / "src"), capsys)
+    assert status == 0, err
+    record = json.loads((out / "manifest.json").read_text())["duplicates"]
+    pairs = {r["splits"]: (r["exact"], r["near"]) for r in record["pairs"]}
+    assert pairs["train-test"] == (8, 8) and pairs["train-val"] == (0, 0)
+    assert pairs["train-train"] == (2, 2)  # the cat filed under dog, and itself
+    assert record["across_classes"] == {"exact": 1, "near": 1}
+    assert sorted(e["class"] for e in record["two_labels"][0]) == ["cat", "dog"]
+    assert "train-test exact 8, near 8" in err
+    assert "e.g. src/train/cat/1_0.png (train) = src/test/cat/copy_1_0.png (test)" in err.replace(
+        str(tmp_path) + "/", ""
+    )
+    assert "1 exact / 1 near group(s) of copies carry two labels" in err
+
+
+def test_duplicates_error_fails_prepare_naming_them(tmp_path, capsys):
+    status, err, out = _prepare_folder(
+        tmp_path, _leaky(tmp_path / "src"), capsys, duplicates="error"
+    )
+    assert status == 2 and not out.exists()
+    assert "duplicates: error: copies across splits or classes (train-test: 8, " in err
+    assert "groups under two labels: 1)" in err and "copy_1_0.png" in err
+
+
+def test_duplicates_drop_removes_the_copies_from_test(tmp_path, capsys):
+    status, err, out = _prepare_folder(
+        tmp_path, _leaky(tmp_path / "src"), capsys, duplicates="drop"
+    )
+    assert status == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": 21, "val": 6, "test": 8}  # 16 before the drop
+    dropped = manifest["duplicates"]["dropped"]
+    assert len(dropped) == 8 and all("copy_" in d["file"] for d in dropped)
+    import numpy as np
+
+    assert np.load(out / "test_x.npy").shape[0] == np.load(out / "test_y.npy").shape[0] == 8
+
+
+def test_the_duplicates_table_of_the_report(tmp_path, capsys):
+    from tlbench.analysis.duplicates import duplicate_table
+    from tlbench.report.render import render
+
+    status, err, out = _prepare_folder(tmp_path, _leaky(tmp_path / "src"), capsys)
+    assert status == 0, err
+    table = " ".join(render(duplicate_table(out), "md").split())
+    assert "| train-test | 8 | 8 |" in table and "| groups under two labels | 1 | 1 |" in table

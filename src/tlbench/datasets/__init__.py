@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 import tlbench
 from tlbench.core.atomic import atomic_dir, write_json
 from tlbench.core.paths import check_apart
-from tlbench.datasets import images
+from tlbench.datasets import duplicates, images
 from tlbench.datasets.base import DATASETS, SPLITS, RawSplits, SplitData, resolve_options
 from tlbench.datasets.guards import SkipBudget, check_room, skip_reason
 
@@ -68,7 +69,12 @@ def _check_seed(seed: Any) -> int:
 
 
 def _write_refs(
-    path: Path, name: str, data: SplitData, size: images.Size, budget: SkipBudget
+    path: Path,
+    name: str,
+    data: SplitData,
+    size: images.Size,
+    budget: SkipBudget,
+    hashes: duplicates.Hashes,
 ) -> np.ndarray:
     """Decode ``data.refs`` into ``path`` (uint8 NHWC .npy); return the kept labels."""
     refs = data.refs or []
@@ -79,7 +85,10 @@ def _write_refs(
     keep: list[int] = []
     for i, ref in enumerate(refs):
         try:
-            out[len(keep)] = images.load(ref.read(), size, ref.box, ref.name)
+            data_bytes = ref.read()
+            picture = images.decode(data_bytes, ref.name)
+            out[len(keep)] = images.resize(picture, size, ref.box, ref.name)
+            hashes.add(ref.name, picture, data_bytes)  # on the decoded image, once
         except MemoryError:
             raise
         except Exception as exc:  # one bad file is one counted skip, whatever the error
@@ -104,16 +113,24 @@ def _write_refs(
 
 
 def _write_split(
-    outdir: Path, name: str, data: SplitData, size: images.Size, budget: SkipBudget
+    outdir: Path,
+    name: str,
+    data: SplitData,
+    size: images.Size,
+    budget: SkipBudget,
+    hashes: duplicates.Hashes,
 ) -> np.ndarray:
-    """Write ``{name}_x.npy`` and ``{name}_y.npy``; return the labels written."""
+    """Write ``{name}_x.npy`` and ``{name}_y.npy`` (hashing each image into ``hashes``);
+    return the labels written."""
     x_path = outdir / f"{name}_x.npy"
     if data.images is not None:
         array = images.resize_array(np.asarray(data.images), size)
         np.save(x_path, np.ascontiguousarray(array, dtype=np.uint8))
+        for i, image in enumerate(array):
+            hashes.add(f"{name}[{i}]", Image.fromarray(image, "RGB"))
         labels = data.labels
     else:
-        labels = _write_refs(x_path, name, data, size, budget)
+        labels = _write_refs(x_path, name, data, size, budget, hashes)
     labels = np.asarray(labels, dtype=np.int64)
     np.save(outdir / f"{name}_y.npy", labels)
     return labels
@@ -126,6 +143,29 @@ def _check_labels(raw: RawSplits) -> None:
         labels = raw.split(name).labels
         if len(labels) and (labels.min() < 0 or labels.max() >= len(raw.classes)):
             raise ValueError(f"{name} labels outside 0..{len(raw.classes) - 1}")
+
+
+def _duplicates(
+    outdir: Path,
+    options: dict[str, Any],
+    hashes: dict[str, duplicates.Hashes],
+    labels: dict[str, np.ndarray],
+    classes: list[str],
+) -> dict[str, Any]:
+    """Find the duplicates; act on them as the option ``duplicates`` says (see
+    :mod:`tlbench.datasets.duplicates`); return the manifest's record."""
+    found = duplicates.find(hashes, labels, classes, options["near_distance"])
+    if options["duplicates"] == "error" and (bad := duplicates.across(found)):
+        counts = ", ".join(f"{k}: {v}" for k, v in bad.items())
+        raise ValueError(
+            f"duplicates: error: copies across splits or classes ({counts}); "
+            + " ".join(duplicates.summary(found))
+        )
+    found["action"] = options["duplicates"]
+    if options["duplicates"] == "drop":
+        found["dropped"] = duplicates.drop(outdir, found, labels, hashes)
+    del found["train_copies"]
+    return found
 
 
 def _drop_study_keys(config: dict[str, Any], size: images.Size, seed: int) -> dict[str, Any]:
@@ -183,10 +223,14 @@ def prepare(
                 check_room(size, total, tmp)
                 budget = SkipBudget(total, options["max_skipped_fraction"], skipped)
                 budget.check()
-                written = {s: _write_split(tmp, s, raw.split(s), size, budget) for s in SPLITS}
+                hashes = {s: duplicates.Hashes() for s in SPLITS}
+                written = {
+                    s: _write_split(tmp, s, raw.split(s), size, budget, hashes[s]) for s in SPLITS
+                }
             finally:
                 for close in raw.cleanup:
                     close()
+        copies = _duplicates(tmp, options, hashes, written, list(raw.classes))
         n = len(raw.classes)
         class_counts = {s: np.bincount(y, minlength=n).tolist() for s, y in written.items()}
         missing = [raw.classes[c] for c, k in enumerate(class_counts["train"]) if k == 0]
@@ -208,6 +252,7 @@ def prepare(
             "skipped": skipped,
             "unused": list(raw.unused),
             "warnings": warnings,
+            "duplicates": copies,
             "sources": raw.sources,
             "validation": raw.validation,
             "test": raw.test_split,
@@ -224,7 +269,8 @@ def prepare(
 def report_unused(manifest: dict[str, Any], limit: int = 20) -> None:
     """Print the manifest's warnings and the source files and folders a prepare did not use,
     with reasons, to stderr."""
-    for warning in manifest.get("warnings", []):
+    copies = manifest.get("duplicates")
+    for warning in manifest.get("warnings", []) + (duplicates.summary(copies) if copies else []):
         print(f"tlbench prepare: warning: {warning}", file=sys.stderr)
     lines = [f"{u['path']}: {u['reason']}" for u in manifest.get("unused", [])]
     lines += [f"{r['file']}: skipped, {r['reason']}" for r in manifest.get("skipped", [])]

@@ -110,6 +110,18 @@ COMMON_OPTIONS: dict[str, Option] = {
         "an archive expanding to more than this many times its size is refused (zip bomb)",
         lambda v: _above_zero(v),
     ),
+    "duplicates": Option(
+        "warn",
+        (str,),
+        "copies across splits/classes: warn | error | drop (drop val/test copies of train)",
+        lambda v: None if v in ("warn", "error", "drop") else "must be warn, error or drop",
+    ),
+    "near_distance": Option(
+        0,
+        (int,),
+        "near-duplicates: perceptual hashes at most this many bits apart",
+        lambda v: None if 0 <= v <= 64 else "must be in 0..64",
+    ),
 }
 
 
