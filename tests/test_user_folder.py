@@ -468,3 +468,72 @@ def test_the_duplicates_table_of_the_report(tmp_path, capsys):
     assert status == 0, err
     table = " ".join(render(duplicate_table(out), "md").split())
     assert "| train-test | 8 | 8 |" in table and "| groups under two labels | 1 | 1 |" in table
+
+
+# ---------------------------------------------------------------- config hygiene
+
+
+def test_a_yaml_alias_in_a_dataset_config_is_refused(tmp_path, capsys):
+    photos = _photos(tmp_path / "photos")
+    config = tmp_path / "ds.yaml"
+    config.write_text(f"loader: folder\nsource: &where {photos}\ncache_dir: *where\n")
+    status = main(["prepare", str(config), str(tmp_path / "out"), "--image-size", "8"])
+    err = capsys.readouterr().err
+    assert status == 2 and not (tmp_path / "out").exists()
+    assert f"{config}: line 3: YAML alias *where refused" in err
+
+
+def test_a_yaml_alias_in_a_study_config_fails_the_dry_run(tmp_path):
+    from test_faults import _tiny_study
+    from test_workflow import snakemake
+
+    text = yaml.safe_dump(_tiny_study()).replace(
+        "training:\n", "x_defaults: &train {epochs: 1}\ntraining:\n  <<: *train\n", 1
+    )
+    config = tmp_path / "study.yaml"
+    config.write_text(text)
+    result = snakemake("-n", "--configfile", str(config))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "YAML alias *train refused" in output and str(config) in output
+    assert "Job stats" not in output
+
+
+@pytest.mark.parametrize("results", ["/", ".", "./"])
+def test_results_at_the_root_or_the_project_folder_is_refused(results):
+    from test_faults import _tiny_study
+
+    from tlbench.core.errors import StudyConfigError
+    from tlbench.study.load import load_study
+
+    config = _tiny_study()
+    config["results"] = results
+    with pytest.raises(StudyConfigError) as info:
+        load_study(config, check_specs=False)
+    assert " the project folder " in str(info.value) and "results: '" in str(info.value)
+
+
+def test_results_with_a_tilde_is_expanded():
+    from test_faults import _tiny_study
+
+    from tlbench.study.load import load_study
+
+    config = _tiny_study()
+    config["results"] = "~/tlbench-results"
+    study = load_study(config, check_specs=False)
+    assert study.results == str(Path.home() / "tlbench-results")
+    assert study.prepared_path("mine") == str(Path.home() / "tlbench-results/prepared/mine")
+
+
+@pytest.mark.parametrize("section", ["seed_study", "results_section"])
+def test_every_page_path_a_config_writes_is_constrained(section):
+    from test_faults import _tiny_study
+
+    from tlbench.core.errors import StudyConfigError
+    from tlbench.study.load import load_study
+
+    config = _tiny_study()
+    entry = {"reference": "002"} if section == "seed_study" else {"title": "Mine"}
+    config[section] = {**entry, "page": "../../outside.md"}
+    with pytest.raises(StudyConfigError, match=rf"{section}.page: '../../outside.md' does not"):
+        load_study(config, check_specs=False)

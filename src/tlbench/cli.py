@@ -32,6 +32,7 @@ from tlbench.analysis import ledger
 from tlbench.core.atomic import check_replaceable
 from tlbench.core.errors import SpecError, UnknownNameError
 from tlbench.core.run_folder import RUN_LAYOUT
+from tlbench.core.yaml_files import load_yaml
 from tlbench.training.spec import load_spec_file
 
 EXIT_USAGE = 2
@@ -100,8 +101,7 @@ def _prepare(args: argparse.Namespace) -> None:
     from tlbench.datasets import load_prepared, prepare
 
     try:
-        with open(args.config) as handle:
-            config = yaml.safe_load(handle)
+        config = load_yaml(args.config)
     except FileNotFoundError:
         raise SpecError(f"dataset config {args.config} does not exist") from None
     except yaml.YAMLError as error:
