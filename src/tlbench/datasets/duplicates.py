@@ -49,7 +49,8 @@ class Hashes:
         raw = data if data is not None else np.asarray(picture).tobytes()
         self.names.append(name)
         self.exact.append(hashlib.sha256(raw).hexdigest())
-        self.near.append(int(str(imagehash.phash(picture)), 16))
+        bits = imagehash.phash(picture).hash  # 8 x 8 booleans
+        self.near.append(int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big"))
 
 
 def _groups(keys: list[Any]) -> list[list[int]]:
