@@ -537,3 +537,14 @@ def test_every_page_path_a_config_writes_is_constrained(section):
     config[section] = {**entry, "page": "../../outside.md"}
     with pytest.raises(StudyConfigError, match=rf"{section}.page: '../../outside.md' does not"):
         load_study(config, check_specs=False)
+
+
+def test_near_duplicates_within_a_distance_are_joined_transitively():
+    import numpy as np
+
+    from tlbench.datasets.duplicates import near_groups
+
+    hashes = np.array([0b0, 0b1, 0b11, 0xFF00, 0xFF00], dtype=np.uint64)
+    assert near_groups(hashes, 0) == [[3, 4]]
+    assert sorted(near_groups(hashes, 1)) == [[0, 1, 2], [3, 4]]  # 0-1 and 1-2: one bit
+    assert len(near_groups(hashes, 64)) == 1

@@ -61,7 +61,7 @@ def _groups(keys: list[Any]) -> list[list[int]]:
     return [g for g in found.values() if len(g) > 1]
 
 
-def _near_groups(near: np.ndarray, distance: int) -> list[list[int]]:
+def near_groups(near: np.ndarray, distance: int) -> list[list[int]]:
     """Indices whose hashes are within ``distance`` bits, joined transitively."""
     if distance == 0:
         return _groups(near.tolist())
@@ -100,7 +100,7 @@ def find(
         "pairs": [],
         "examples": {},
     }
-    groups = {"exact": _groups(exact), "near": _near_groups(near, near_distance)}
+    groups = {"exact": _groups(exact), "near": near_groups(near, near_distance)}
     for a_pos, a in enumerate(SPLIT_ORDER):
         for b in SPLIT_ORDER[a_pos:]:
             pair = f"{a}-{b}"
