@@ -8,7 +8,7 @@ from pathlib import Path
 
 from snakemake.utils import min_version, update_config
 
-from tlbench.study.load import load_study, typed_cli_values
+from tlbench.study.load import check_config_files, load_study, typed_cli_values
 
 
 min_version("9.0")
@@ -28,6 +28,7 @@ update_config(config, typed_cli_values(workflow.config_settings.config))
 # Validation (errors name the key path and the allowed values) + matrix expansion;
 # the main process also validates every dataset's options and every run spec
 # (jobs started by it, e.g. on SLURM, skip that: it imports Keras).
+check_config_files(workflow.configfiles)  # no YAML aliases (tlbench.core.yaml_files)
 STUDY = load_study(config, check_specs=workflow.is_main_process)
 
 

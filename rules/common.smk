@@ -4,6 +4,7 @@
 
 from tlbench.datasets.budget import LABEL_PATTERN
 from tlbench.datasets.budget import SUFFIX_PATTERN as BUDGET_SUFFIX
+from tlbench.datasets.fingerprint import source_fingerprint
 
 
 RESULTS = STUDY.results
@@ -30,6 +31,7 @@ localrules:
     all,
     study_csv,
     general_tables,
+    duplicates_table,
     suspicious_runs,
     test_evaluations,
     verdict,
@@ -130,6 +132,11 @@ def trained_run_names(wildcards):
 def prepared_dataset_config(wildcards):
     """Loader config of a dataset (loader, source, options)."""
     return STUDY.dataset_config(wildcards.dataset)
+
+
+def prepared_dataset_source(wildcards):
+    """A fingerprint of the dataset's source (a param: a changed source prepares it again)."""
+    return source_fingerprint(STUDY.dataset_config(wildcards.dataset).get("source"))
 
 
 def prepared_dataset_image_size(wildcards):
@@ -332,6 +339,7 @@ def table_targets():
     return [
         f"{RESULTS}/tables/study.csv",
         *(f"{RESULTS}/tables/{dataset}/general.html" for dataset in STUDY.datasets),
+        *(f"{RESULTS}/tables/{dataset}/duplicates.html" for dataset in STUDY.datasets),
         f"{RESULTS}/tables/strategy_ranking.html",
         f"{RESULTS}/tables/suspicious_runs.html",
         f"{RESULTS}/tables/test_evaluations.html",

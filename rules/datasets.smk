@@ -6,6 +6,9 @@ rule prepared_dataset:
         directory(f"{RESULTS}/prepared/{{dataset}}"),
     params:
         config=prepared_dataset_config,
+        # a fingerprint of the source (files' paths, sizes, mtimes; an archive's sha256):
+        # adding, moving or editing an image prepares the dataset again
+        source=prepared_dataset_source,
         image_size=prepared_dataset_image_size,
         seed=prepared_dataset_seed,
     log:

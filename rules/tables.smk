@@ -87,3 +87,24 @@ rule test_evaluations:
         "../envs/tlbench.yaml"
     script:
         "../scripts/test_evaluations.py"
+
+
+rule duplicates_table:
+    input:
+        f"{RESULTS}/prepared/{{dataset}}",
+    output:
+        csv=f"{RESULTS}/tables/{{dataset}}/duplicates.csv",
+        md=f"{RESULTS}/tables/{{dataset}}/duplicates.md",
+        html=report(
+            f"{RESULTS}/tables/{{dataset}}/duplicates.html",
+            caption="../report/duplicates_table.rst",
+            category="Per dataset",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "duplicates"},
+        ),
+    log:
+        f"{RESULTS}/logs/tables/{{dataset}}/duplicates_table.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/duplicates_table.py"

@@ -81,7 +81,7 @@ def test_prepare_writes_contract_files(tmp_path):
     out = prepare(config, tmp_path / "syn", image_size=(12, 10), seed=3)
     assert out == tmp_path / "syn"
     names = {p.name for p in out.iterdir()}
-    assert names == {"classes.json", "manifest.json"} | {
+    assert names == {".tlbench-output", "classes.json", "manifest.json"} | {
         f"{s}_{a}.npy" for s in ("train", "val", "test") for a in "xy"
     }
     data = load_prepared(out)
@@ -133,27 +133,27 @@ def test_synthetic_classes_are_separable(tiny_prepared):
 def test_exception_mid_prepare_leaves_no_outdir(tmp_path, monkeypatch):
     source = _image_folder(tmp_path / "src")
     calls = {"n": 0}
-    real_load = images.load
+    real_decode = images.decode
 
     def boom(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 5:
-            raise RuntimeError("disk on fire")
-        return real_load(*args, **kwargs)
+            raise MemoryError("disk on fire")  # any other error of one file is a skip
+        return real_decode(*args, **kwargs)
 
-    monkeypatch.setattr(images, "load", boom)
+    monkeypatch.setattr(images, "decode", boom)
     target = tmp_path / "out" / "prepared"
-    with pytest.raises(RuntimeError, match="disk on fire"):
+    with pytest.raises(MemoryError, match="disk on fire"):
         prepare({"loader": "folder", "source": str(source)}, target, image_size=8, seed=0)
     assert not target.exists()
     assert list((tmp_path / "out").iterdir()) == []  # no temporary leftovers either
     # an existing complete folder survives a failed re-prepare unchanged
-    monkeypatch.setattr(images, "load", real_load)
+    monkeypatch.setattr(images, "decode", real_decode)
     prepare({"loader": "folder", "source": str(source)}, target, image_size=8, seed=0)
     before = (target / "manifest.json").read_text()
     calls["n"] = 0
-    monkeypatch.setattr(images, "load", boom)
-    with pytest.raises(RuntimeError):
+    monkeypatch.setattr(images, "decode", boom)
+    with pytest.raises(MemoryError):
         prepare({"loader": "folder", "source": str(source)}, target, image_size=16, seed=0)
     assert (target / "manifest.json").read_text() == before
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["prepared"]

@@ -156,7 +156,7 @@ def test_run_killed_while_writing_outputs_keeps_its_training_cost(
     out = tmp_path / "run"
     spec = tiny_spec(tiny_prepared)
 
-    def killed(target):
+    def killed(*args):
         raise Killed()
 
     with monkeypatch.context() as m:

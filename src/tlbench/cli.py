@@ -13,7 +13,8 @@
   ``--pilot`` sets the spec's ``pilot: true``: train/val only, the test split is
   never opened. A run that evaluates the test split appends one line to the
   test-split ledger (:mod:`tlbench.analysis.ledger`), ``PATH`` or by default
-  ``test_evaluations.jsonl`` beside OUTDIR.
+  ``test_evaluations.jsonl`` beside OUTDIR. An existing OUTDIR is replaced only when it is
+  empty or a run folder tlbench wrote (:func:`tlbench.core.atomic.check_replaceable`).
 * ``tlbench prepare DATASET_CONFIG.yaml OUTDIR --image-size N --seed S`` —
   prepare a dataset (:func:`tlbench.datasets.prepare`).
 * ``tlbench features SPEC.yaml OUTDIR [--threads N]`` — fill a frozen-backbone
@@ -38,8 +39,10 @@ from pathlib import Path
 import yaml
 
 from tlbench.analysis import ledger
-from tlbench.core.atomic import atomic_file
+from tlbench.core.atomic import atomic_file, check_replaceable
 from tlbench.core.errors import SpecError, UnknownNameError
+from tlbench.core.run_folder import RUN_LAYOUT
+from tlbench.core.yaml_files import load_yaml
 from tlbench.training.spec import load_spec_file
 
 EXIT_USAGE = 2
@@ -212,8 +215,7 @@ def _prepare(args: argparse.Namespace) -> None:
     from tlbench.datasets import load_prepared, prepare
 
     try:
-        with open(args.config) as handle:
-            config = yaml.safe_load(handle)
+        config = load_yaml(args.config)
     except FileNotFoundError:
         raise SpecError(f"dataset config {args.config} does not exist") from None
     except yaml.YAMLError as error:
@@ -233,6 +235,8 @@ def _run(args: argparse.Namespace) -> None:
     # deferred: imports Keras, only for `tlbench run`
     from tlbench.training.engine import run
 
+    # before training: OUTDIR must be absent, empty or a run folder (checked again at the end)
+    check_replaceable(args.outdir, "run", RUN_LAYOUT)
     limit_threads(args.threads)
     spec = load_spec_file(args.spec)
     if args.pilot:

@@ -10,38 +10,111 @@ leftover (and ``.<name>.old-*`` folders of an interrupted replace) except those
 of a process still running on this host. Outputs get the permissions of a
 normally created file or folder (``0o666`` / ``0o777`` less the umask), not the
 private ``0o600`` / ``0o700`` of :mod:`tempfile`.
+
+**Never delete what tlbench did not write.** Every folder :func:`atomic_dir`
+writes holds a marker file, ``.tlbench-output``, whose one line is the kind of
+output (``prepared``, ``run``, ``features``, ``figures``). An existing folder at
+the target is replaced only when it is empty or holds that marker with the same
+kind; anything else (a user's folder, a results folder of many runs, a file, an
+output of another kind) is refused with :class:`OutputClashError` naming the
+path and what is there, before anything is written or deleted. Migration: a
+folder written before the marker existed is taken as ours only when every file
+in it (at any depth) matches the ``legacy`` name patterns its writer gives (e.g.
+a prepared dataset: ``manifest.json``, ``classes.json``, ``*_x.npy``,
+``*_y.npy``) and the first pattern's file is there; one other file and it is
+refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import glob
 import json
 import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+#: The file that marks a folder as an output of tlbench; its one line is the kind.
+MARKER = ".tlbench-output"
+
+
+class OutputClashError(ValueError):
+    """An output folder's target holds something tlbench did not write (or another kind)."""
+
+
+def check_replaceable(target: str | os.PathLike, kind: str, legacy: Sequence[str] = ()) -> None:
+    """Raise :class:`OutputClashError` unless ``target`` is absent, an empty folder, or an
+    output of ``kind`` that tlbench wrote (its marker, or the ``legacy`` layout)."""
+    target = Path(target)
+    if not os.path.lexists(target):
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise OutputClashError(
+            f"output folder {target} exists and is not a folder tlbench wrote "
+            f"({'a symbolic link' if target.is_symlink() else 'a file'}); "
+            "nothing was deleted: choose another output folder or move it away"
+        )
+    marker = target / MARKER
+    if marker.is_file():
+        found = marker.read_text().strip()
+        if found == kind:
+            return
+        raise OutputClashError(
+            f"output folder {target} holds a tlbench output of kind {found!r}, "
+            f"not {kind!r}; nothing was deleted: choose another output folder"
+        )
+    files = [
+        Path(root, name).relative_to(target).as_posix()
+        for root, _, names in os.walk(target)
+        for name in names
+    ]
+    if not files and not any(target.iterdir()):
+        return
+    if files and legacy and _legacy_layout(files, legacy):
+        return
+    shown = ", ".join(sorted(files)[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+    raise OutputClashError(
+        f"output folder {target} exists and holds files tlbench did not write "
+        f"({shown or 'empty folders'}; no {MARKER} marker of a {kind!r} output); "
+        "nothing was deleted: choose another output folder or move it away"
+    )
+
+
+def _legacy_layout(files: list[str], patterns: Sequence[str]) -> bool:
+    """Whether ``files`` are an output of an older tlbench: a file matches the first
+    pattern and every file matches one of ``patterns``."""
+    return any(fnmatch.fnmatchcase(name, patterns[0]) for name in files) and all(
+        any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns) for name in files
+    )
+
 
 @contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(target: str | os.PathLike, kind: str, legacy: Sequence[str] = ()) -> Iterator[Path]:
     """Yield a fresh temporary folder that becomes ``target`` when the block succeeds.
 
     On an exception the temporary folder is removed and ``target`` is left as it
-    was. An existing ``target`` is replaced only once the new one is complete.
+    was. An existing ``target`` is replaced only once the new one is complete, and
+    only when :func:`check_replaceable` allows it (checked before the block and
+    again before the replace): else :class:`OutputClashError`, nothing deleted.
+    The new folder holds the :data:`MARKER` of ``kind``.
     """
     target = Path(target)
+    check_replaceable(target, kind, legacy)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
+        (tmp / MARKER).write_text(kind + "\n")
+        check_replaceable(target, kind, legacy)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

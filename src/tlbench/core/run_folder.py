@@ -1,5 +1,5 @@
 """A run folder's format, shared by its writer (tlbench.training.engine) and its one reader
-(tlbench.analysis.runs): the columns of history.csv.
+(tlbench.analysis.runs): the columns of history.csv, the files a run folder holds.
 """
 
 from __future__ import annotations
@@ -18,3 +18,7 @@ HISTORY_COLUMNS = (
 
 #: The columns a learning curve needs: the first six of :data:`HISTORY_COLUMNS`.
 CURVE_COLUMNS = HISTORY_COLUMNS[:6]
+
+#: The files of a run folder written before outputs were marked
+#: (:data:`tlbench.core.atomic.MARKER`): such a folder is taken as a run's.
+RUN_LAYOUT = ("metrics.json", "history.csv", "classes.json", "model.keras", "*.npz")

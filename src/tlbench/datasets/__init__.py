@@ -16,7 +16,9 @@ writes a *prepared dataset* folder atomically (complete or absent):
   sources with sha256, how validation and test were made, the config as
   given plus the resolved options, and the tlbench version.
 
-Files that cannot be decoded or read (a dangling symlink) are skipped and listed; if more than
+A file that cannot be read or decoded, whatever the error (a dangling symlink, a FIFO or
+device, a file above ``max_file_mb``, a broken EXIF block, a zip member with a bad CRC or
+encrypted), is one skipped file, listed with its reason; if more than
 ``max_skipped_fraction`` (default 0.01) of all images are skipped, ``prepare``
 fails naming the count and the fraction. ``load_prepared(path)`` opens such a
 folder as :class:`PreparedData`.
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -36,12 +37,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 import tlbench
 from tlbench.core.atomic import atomic_dir, write_json
+from tlbench.core.paths import check_apart
 from tlbench.core.progress import progress
-from tlbench.datasets import images
+from tlbench.datasets import duplicates, images
 from tlbench.datasets.base import DATASETS, SPLITS, RawSplits, SplitData, resolve_options
+from tlbench.datasets.guards import SkipBudget, check_room, skip_reason
 
 # Importing the loader modules registers them.
 from tlbench.datasets import (  # noqa: E402,F401  isort: skip
@@ -57,9 +61,9 @@ from tlbench.datasets import (  # noqa: E402,F401  isort: skip
 
 _CHUNK = 1024
 
-
-class TooManySkippedError(ValueError):
-    """More undecodable images than ``max_skipped_fraction`` allows."""
+#: The files of a prepared dataset written before outputs were marked
+#: (:data:`tlbench.core.atomic.MARKER`): such a folder is taken as a prepared dataset.
+PREPARED_LAYOUT = ("manifest.json", "classes.json", "*_x.npy", "*_y.npy")
 
 
 def _check_seed(seed: Any) -> int:
@@ -68,33 +72,13 @@ def _check_seed(seed: Any) -> int:
     return int(seed)
 
 
-class _SkipBudget:
-    """Counts skipped images and fails as soon as the allowed fraction is exceeded."""
-
-    def __init__(self, total: int, max_fraction: float, skipped: list[dict[str, str]]):
-        if not 0.0 <= float(max_fraction) <= 1.0:
-            raise ValueError(f"max_skipped_fraction must be in [0, 1], got {max_fraction!r}")
-        self.total = max(total, 1)
-        self.max_fraction = float(max_fraction)
-        self.skipped = skipped
-
-    def add(self, record: dict[str, str]) -> None:
-        self.skipped.append(record)
-        self.check()
-
-    def check(self) -> None:
-        count = len(self.skipped)
-        fraction = count / self.total
-        if fraction > self.max_fraction:
-            examples = "; ".join(f"{r['file']}: {r['reason']}" for r in self.skipped[:3])
-            raise TooManySkippedError(
-                f"{count} of {self.total} images ({fraction:.2%}) could not be used, above "
-                f"max_skipped_fraction={self.max_fraction}; first: {examples}"
-            )
-
-
 def _write_refs(
-    path: Path, name: str, data: SplitData, size: images.Size, budget: _SkipBudget
+    path: Path,
+    name: str,
+    data: SplitData,
+    size: images.Size,
+    budget: SkipBudget,
+    hashes: duplicates.Hashes,
 ) -> np.ndarray:
     """Decode ``data.refs`` into ``path`` (uint8 NHWC .npy); return the kept indices."""
     refs = data.refs or []
@@ -108,14 +92,13 @@ def _write_refs(
             shown.advance()
             try:
                 data_bytes = ref.read()
-            except OSError as exc:  # e.g. a dangling symlink, a file removed meanwhile
-                reason = f"cannot read: {exc.strerror or type(exc).__name__}"
-                budget.add({"file": ref.name, "split": name, "reason": reason})
-                continue
-            try:
-                out[len(keep)] = images.load(data_bytes, size, ref.box, ref.name)
-            except images.ImageDecodeError as exc:
-                budget.add({"file": ref.name, "split": name, "reason": exc.reason})
+                picture = images.decode(data_bytes, ref.name)
+                out[len(keep)] = images.resize(picture, size, ref.box, ref.name)
+                hashes.add(ref.name, picture, data_bytes)  # on the decoded image, once
+            except MemoryError:
+                raise
+            except Exception as exc:  # one bad file is one counted skip, whatever the error
+                budget.add({"file": ref.name, "split": name, "reason": skip_reason(exc)})
                 continue
             keep.append(i)
     out.flush()
@@ -136,17 +119,25 @@ def _write_refs(
 
 
 def _write_split(
-    outdir: Path, name: str, data: SplitData, size: images.Size, budget: _SkipBudget
+    outdir: Path,
+    name: str,
+    data: SplitData,
+    size: images.Size,
+    budget: SkipBudget,
+    hashes: duplicates.Hashes,
 ) -> np.ndarray:
     """Write ``{name}_x.npy``, ``{name}_y.npy`` and, when the split has group ids,
-    ``{name}_groups.npy``; return the labels written."""
+    ``{name}_groups.npy`` (hashing each image into ``hashes``); return the labels
+    written."""
     x_path = outdir / f"{name}_x.npy"
     if data.images is not None:
         array = images.resize_array(np.asarray(data.images), size)
         np.save(x_path, np.ascontiguousarray(array, dtype=np.uint8))
+        for i, image in enumerate(array):
+            hashes.add(f"{name}[{i}]", Image.fromarray(image, "RGB"))
         keep = np.arange(len(data))
     else:
-        keep = _write_refs(x_path, name, data, size, budget)
+        keep = _write_refs(x_path, name, data, size, budget, hashes)
     labels = np.asarray(data.labels[keep], dtype=np.int64)
     np.save(outdir / f"{name}_y.npy", labels)
     if data.groups is not None:
@@ -163,44 +154,27 @@ def _check_labels(raw: RawSplits) -> None:
             raise ValueError(f"{name} labels outside 0..{len(raw.classes) - 1}")
 
 
-def _available_memory() -> int | None:
-    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo), None if unknown."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _gb(nbytes: float) -> str:
-    return f"{nbytes / 1e9:.3g} GB"
-
-
-#: Decoding holds about this many copies of one image (decoded, converted, resized).
-_DECODE_COPIES = 4
-
-
-def check_room(size: images.Size, count: int, where: Path) -> None:
-    """Fail early, naming ``image_size``, when ``count`` images of ``size`` cannot fit:
-    one image's decoding in the available memory, or the arrays on ``where``'s disk."""
-    per_image = size[0] * size[1] * 3
-    what = f"image_size {size[0]}x{size[1]}"
-    memory = _available_memory()
-    if memory is not None and _DECODE_COPIES * per_image > memory:
+def _duplicates(
+    outdir: Path,
+    options: dict[str, Any],
+    hashes: dict[str, duplicates.Hashes],
+    labels: dict[str, np.ndarray],
+    classes: list[str],
+) -> dict[str, Any]:
+    """Find the duplicates; act on them as the option ``duplicates`` says (see
+    :mod:`tlbench.datasets.duplicates`); return the manifest's record."""
+    found = duplicates.find(hashes, labels, classes, options["near_distance"])
+    if options["duplicates"] == "error" and (bad := duplicates.across(found)):
+        counts = ", ".join(f"{k}: {v}" for k, v in bad.items())
         raise ValueError(
-            f"{what}: decoding one image at this size needs about "
-            f"{_gb(_DECODE_COPIES * per_image)} of memory, {_gb(memory)} is available; "
-            "choose a smaller --image-size"
+            f"duplicates: error: copies across splits or classes ({counts}); "
+            + " ".join(duplicates.summary(found))
         )
-    free = shutil.disk_usage(where).free
-    if per_image * count > free:
-        raise ValueError(
-            f"{what}: the prepared arrays of {count} image(s) need {_gb(per_image * count)}, "
-            f"{_gb(free)} is free on {where}; choose a smaller --image-size or free disk space"
-        )
+    found["action"] = options["duplicates"]
+    if options["duplicates"] == "drop":
+        found["dropped"] = duplicates.drop(outdir, found, labels, hashes)
+    del found["train_copies"]
+    return found
 
 
 def _drop_study_keys(config: dict[str, Any], size: images.Size, seed: int) -> dict[str, Any]:
@@ -243,8 +217,10 @@ def prepare(
     seed = _check_seed(seed)
     name, options = resolve_options(_drop_study_keys(config, size, seed))
     outdir = Path(outdir)
+    if options["source"] is not None:
+        check_apart(outdir, "output folder", options["source"], "the dataset's source")
     started = time.perf_counter()
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "prepared", PREPARED_LAYOUT) as tmp:
         # inside the temporary output: a killed prepare leaves one leftover, removed on retry
         with tempfile.TemporaryDirectory(prefix=".work-", dir=tmp) as work:
             check_room(size, 1, tmp)
@@ -254,17 +230,26 @@ def prepare(
                 skipped = list(raw.skipped)
                 total = sum(len(raw.split(s)) for s in SPLITS) + len(skipped)
                 check_room(size, total, tmp)
-                budget = _SkipBudget(total, options["max_skipped_fraction"], skipped)
+                budget = SkipBudget(total, options["max_skipped_fraction"], skipped)
                 budget.check()
-                written = {s: _write_split(tmp, s, raw.split(s), size, budget) for s in SPLITS}
+                hashes = {s: duplicates.Hashes() for s in SPLITS}
+                written = {
+                    s: _write_split(tmp, s, raw.split(s), size, budget, hashes[s]) for s in SPLITS
+                }
             finally:
                 for close in raw.cleanup:
                     close()
+        copies = _duplicates(tmp, options, hashes, written, list(raw.classes))
         n = len(raw.classes)
         class_counts = {s: np.bincount(y, minlength=n).tolist() for s, y in written.items()}
         missing = [raw.classes[c] for c, k in enumerate(class_counts["train"]) if k == 0]
         if missing:
             raise ValueError(f"no training images left for class(es) {missing}")
+        warnings = [
+            f"class {raw.classes[c]!r} has training images but none in {', '.join(splits)}"
+            for c in range(n)
+            if (splits := [s for s in ("val", "test") if class_counts[s][c] == 0])
+        ]
         write_json(tmp / "classes.json", list(raw.classes))
         manifest = {
             "dataset": name,
@@ -275,6 +260,8 @@ def prepare(
             "class_counts": class_counts,
             "skipped": skipped,
             "unused": list(raw.unused),
+            "warnings": warnings,
+            "duplicates": copies,
             "sources": raw.sources,
             "validation": raw.validation,
             "test": raw.test_split,
@@ -302,7 +289,11 @@ def _group_counts(prepared: Path) -> dict[str, Any]:
 
 
 def report_unused(manifest: dict[str, Any], limit: int = 20) -> None:
-    """Print the source files and folders a prepare did not use, with reasons, to stderr."""
+    """Print the manifest's warnings and the source files and folders a prepare did not use,
+    with reasons, to stderr."""
+    copies = manifest.get("duplicates")
+    for warning in manifest.get("warnings", []) + (duplicates.summary(copies) if copies else []):
+        print(f"tlbench prepare: warning: {warning}", file=sys.stderr)
     lines = [f"{u['path']}: {u['reason']}" for u in manifest.get("unused", [])]
     lines += [f"{r['file']}: skipped, {r['reason']}" for r in manifest.get("skipped", [])]
     if not lines:

@@ -9,6 +9,15 @@ an :class:`UnsafeArchiveError` naming the archive and the member.
 :func:`fetch` gets a source file either from a local mirror folder (the file of
 that name, used in place) or by downloading the official URL into a cache
 folder (atomically, so a killed download never looks complete).
+
+Guards (a loader's options ``max_file_mb``, ``max_archive_mb``,
+``max_compression_ratio``; :class:`Limits`): only regular files are read (a FIFO
+or a device is an :class:`UnreadableFileError`, never opened for a blocking
+read), and an image file or member larger than ``max_file_mb`` is one too (the
+file is skipped by ``prepare``). An archive whose members add up to more than
+``max_archive_mb``, or (once it expands above 10 MB) to more than
+``max_compression_ratio`` times the archive's size, is refused before anything
+is read or extracted, naming the option.
 """
 
 from __future__ import annotations
@@ -21,7 +30,8 @@ import tarfile
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tlbench.core.atomic import atomic_file
@@ -29,6 +39,76 @@ from tlbench.core.hashing import sha256_file
 
 #: Default download cache (override with ``TLBENCH_CACHE`` or ``cache_dir=``).
 DEFAULT_CACHE = Path(os.environ.get("TLBENCH_CACHE", Path.home() / ".cache" / "tlbench"))
+
+
+#: The compression-ratio guard applies once an archive expands above this many bytes.
+RATIO_FLOOR = 10_000_000
+
+_MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The file-size cap and the zip-bomb guard (dataset options of the same names)."""
+
+    max_file_mb: float = 100
+    max_archive_mb: float = 50_000
+    max_compression_ratio: float = 100
+
+    def check_file(self, size: int) -> None:
+        """Raise :class:`UnreadableFileError` for a file of ``size`` bytes above the cap."""
+        if size > self.max_file_mb * _MB:
+            raise UnreadableFileError(
+                f"file of {size / _MB:.3g} MB is above max_file_mb={self.max_file_mb}"
+            )
+
+    def check_archive(self, archive: str | os.PathLike, sizes: Iterable[int]) -> None:
+        """Refuse an archive whose members (``sizes``, uncompressed) expand too far."""
+        total, packed = sum(sizes), max(os.path.getsize(archive), 1)
+        if total > self.max_archive_mb * _MB:
+            raise UnsafeArchiveError(
+                f"{archive} expands to {total / _MB:.4g} MB, above "
+                f"max_archive_mb={self.max_archive_mb}; raise that dataset option if it is genuine"
+            )
+        if total > RATIO_FLOOR and total / packed > self.max_compression_ratio:
+            raise UnsafeArchiveError(
+                f"{archive} expands {total / packed:.0f} times its size ({total / _MB:.4g} MB "
+                f"from {packed / _MB:.3g} MB), above max_compression_ratio="
+                f"{self.max_compression_ratio} (a zip bomb?); raise that dataset option if it "
+                "is genuine"
+            )
+
+
+class UnreadableFileError(ValueError):
+    """A file ``prepare`` skips before reading it; ``.reason`` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_regular(path: str | os.PathLike, limits: Limits) -> bytes:
+    """The bytes of ``path`` if it is a regular file (links followed) within the size cap.
+
+    Opened without blocking (a FIFO never waits for a writer), checked with
+    ``fstat`` on the open file: anything else is an :class:`UnreadableFileError`.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = (
+                "FIFO"
+                if stat.S_ISFIFO(mode)
+                else "device"
+                if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "socket"
+                if stat.S_ISSOCK(mode)
+                else "not a file"
+            )
+            raise UnreadableFileError(f"not a regular file ({kind}): only regular files are read")
+        limits.check_file(os.fstat(fd).st_size)
+        return handle.read()
 
 
 class UnsafeArchiveError(ValueError):
@@ -100,12 +180,15 @@ def safe_extract(
     archive: str | os.PathLike,
     dest: str | os.PathLike,
     include: Callable[[str], bool] | None = None,
+    limits: Limits | None = None,
 ) -> Path:
     """Extract a zip or tar(.gz/.bz2/.xz) archive into ``dest`` after checking every member.
 
     All members are checked first (nothing is written if any is unsafe);
-    ``include(name)`` optionally selects which members to write.
+    ``include(name)`` optionally selects which members to write; ``limits`` (default
+    :class:`Limits`) refuses a zip bomb before anything is written.
     """
+    limits = limits or Limits()
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     if archive_kind(archive) == "zip":
@@ -113,6 +196,7 @@ def safe_extract(
             infos = [(info, _check_zip_member(archive, info)) for info in zf.infolist()]
             for info, _ in infos:
                 _check_inside(archive, info.filename, dest)
+            limits.check_archive(archive, (info.file_size for info in zf.infolist()))
             for info, name in infos:
                 if not name or (include is not None and not include(name)):
                     continue
@@ -129,6 +213,7 @@ def safe_extract(
         checked = [(m, _check_tar_member(archive, m)) for m in members]
         for member, _ in checked:
             _check_inside(archive, member.name, dest)
+        limits.check_archive(archive, (member.size for member in members))
         for member, name in checked:
             if not name or (include is not None and not include(name)):
                 continue
@@ -149,12 +234,19 @@ class ZipReader:
     """Read members of a zip in place; every member name is safety-checked on open.
 
     ``names`` lists the regular files (normalised names). Use as a context manager
-    or call :meth:`close`.
+    or call :meth:`close`. ``limits`` (default :class:`Limits`) refuses a zip bomb on
+    open and a member above ``max_file_mb`` on read.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, limits: Limits | None = None):
         self.path = Path(path)
+        self.limits = limits or Limits()
         self._zip = zipfile.ZipFile(self.path)
+        try:
+            self.limits.check_archive(self.path, (i.file_size for i in self._zip.infolist()))
+        except UnsafeArchiveError:
+            self._zip.close()
+            raise
         self._infos: dict[str, zipfile.ZipInfo] = {}
         self._dirs: list[str] = []
         for info in self._zip.infolist():
@@ -182,6 +274,7 @@ class ZipReader:
             info = self._infos[name]
         except KeyError:
             raise FileNotFoundError(f"{self.path.name} has no member {name!r}") from None
+        self.limits.check_file(info.file_size)
         return self._zip.read(info)
 
     def close(self) -> None:

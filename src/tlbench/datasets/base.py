@@ -95,7 +95,47 @@ COMMON_OPTIONS: dict[str, Option] = {
     ),
     "cache_dir": Option(None, (str, os.PathLike), "download cache (default ~/.cache/tlbench)"),
     "sha256": Option(None, (dict,), "expected sha256 per source file name"),
+    "max_file_mb": Option(
+        100, (float, int), "larger image files are skipped (MB)", lambda v: _above_zero(v)
+    ),
+    "max_archive_mb": Option(
+        50_000,
+        (float, int),
+        "an archive expanding to more is refused (MB)",
+        lambda v: _above_zero(v),
+    ),
+    "max_compression_ratio": Option(
+        100,
+        (float, int),
+        "an archive expanding to more than this many times its size is refused (zip bomb)",
+        lambda v: _above_zero(v),
+    ),
+    "duplicates": Option(
+        "warn",
+        (str,),
+        "copies across splits/classes: warn | error | drop (drop val/test copies of train)",
+        lambda v: None if v in ("warn", "error", "drop") else "must be warn, error or drop",
+    ),
+    "near_distance": Option(
+        0,
+        (int,),
+        "near-duplicates: perceptual hashes at most this many bits apart",
+        lambda v: None if 0 <= v <= 64 else "must be in 0..64",
+    ),
 }
+
+
+def _above_zero(value: Any) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def archive_limits(options: dict[str, Any]) -> archives.Limits:
+    """The file-size cap and the zip-bomb guard of a loader's ``options``."""
+    return archives.Limits(
+        max_file_mb=options["max_file_mb"],
+        max_archive_mb=options["max_archive_mb"],
+        max_compression_ratio=options["max_compression_ratio"],
+    )
 
 
 def register(name: str, **options: Option) -> Callable[[LoaderFn], LoaderFn]:

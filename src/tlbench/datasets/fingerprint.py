@@ -1,14 +1,20 @@
 """A prepared dataset's content hash (:func:`data_fingerprint`): what a resumed run checks
-before it continues from a checkpoint.
+before it continues from a checkpoint; a dataset source's fingerprint
+(:func:`source_fingerprint`): what the workflow prepares a dataset again on.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tlbench.core.hashing import sha256_file
 
 
 def data_fingerprint(data: Any) -> str:
@@ -32,3 +38,44 @@ def data_fingerprint(data: Any) -> str:
             picks = np.unique(np.linspace(0, len(x) - 1, num=min(64, len(x))).astype(np.int64))
             digest.update(np.ascontiguousarray(x[picks]).tobytes())
     return digest.hexdigest()
+
+
+def source_fingerprint(source: str | os.PathLike | None) -> str:
+    """A fingerprint of a dataset's ``source`` that changes when its content does.
+
+    A folder: sha256 over every non-hidden file's relative path, size and
+    modification time (symlinked folders followed, each real folder once), so
+    adding, moving, editing or removing an image changes it; a file (an
+    archive): its sha256 (computed once per file, size and modification time in a
+    process); no source (downloads): ``""``; a missing one: ``"missing"``.
+    The workflow's ``prepared_dataset`` takes it as a param, so a changed source
+    prepares the dataset again and reruns what depends on it.
+    """
+    if source is None:
+        return ""
+    path = Path(source).expanduser()
+    if path.is_file():
+        stat = path.stat()
+        return "sha256:" + _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if not path.is_dir():
+        return "missing"
+    digest = hashlib.sha256()
+    seen = {os.path.realpath(path)}
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
+        real = {d: os.path.realpath(os.path.join(dirpath, d)) for d in dirnames}
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and real[d] not in seen)
+        seen.update(real[d] for d in dirnames)
+        rel = Path(dirpath).relative_to(path).as_posix()
+        for name in sorted(f for f in filenames if not f.startswith(".")):
+            full = os.path.join(dirpath, name)
+            try:
+                stat = os.stat(full)
+            except OSError:  # a dangling link: its own entry
+                stat = os.lstat(full)
+            digest.update(f"{rel}/{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return "files:" + digest.hexdigest()
+
+
+@functools.cache
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)

@@ -23,7 +23,11 @@ holds nothing to mislabel; a class folder that holds files but no image file
 images would otherwise vanish and the labels change. Files that do not decode
 are skipped by ``prepare`` (manifest ``skipped``, counted against
 ``max_skipped_fraction``). Classes are the sorted union of the class folder
-names; a dataset needs at least two, and every class needs training images.
+names, NFC-normalised (``café`` typed on macOS and on Linux is one class); two
+names equal but for case or surrounding spaces (``Cat``, ``cat``, ``cat ``) are an
+error naming both, and so are images directly in a split folder (``train/*.png``,
+no class folders). A dataset needs at least two classes, and every class needs
+training images.
 Zip archives are read in place, tar archives are extracted (safely) into the
 temporary work folder; member names are checked either way.
 
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import os
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +58,7 @@ from tlbench.datasets.base import (
     Option,
     RawSplits,
     SplitData,
+    archive_limits,
     class_index,
     fraction,
     register,
@@ -100,41 +106,67 @@ def _is_hidden(relname: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in relname.split("/"))
 
 
-def _read_file(root: Path, name: str) -> bytes:
-    return (root / name).read_bytes()
+def _read_file(root: Path, limits: archives.Limits, name: str) -> bytes:
+    return archives.read_regular(root / name, limits)
 
 
-def _dir_tree(root: Path, label: str) -> FileTree:
-    """Walk ``root``, following symlinked folders (each real folder once: no loops)."""
+def _dir_tree(root: Path, label: str, limits: archives.Limits) -> FileTree:
+    """Walk ``root``, following symlinked folders: a link back to a folder above it (a
+    loop) is not walked again; two folders that are one real folder (sibling links to
+    one folder, ``val -> test``) are an error naming both. Hidden folders are not walked."""
     names, dirs = [], []
-    seen = {os.path.realpath(root)}
+    first = {os.path.realpath(root): "."}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = {name: os.path.realpath(os.path.join(dirpath, name)) for name in dirnames}
-        dirnames[:] = sorted(name for name in dirnames if real[name] not in seen)
-        seen.update(real[name] for name in dirnames)
+        here = Path(os.path.realpath(dirpath))
         rel = Path(dirpath).relative_to(root).as_posix()
-        dirs.extend(name if rel == "." else f"{rel}/{name}" for name in dirnames)
+        keep = []
+        for name in sorted(dirnames):
+            if _is_hidden(name):
+                continue
+            real = os.path.realpath(os.path.join(dirpath, name))
+            relname = name if rel == "." else f"{rel}/{name}"
+            if here == Path(real) or Path(real) in here.parents:
+                continue  # a loop: that folder is being walked already
+            if real in first:
+                raise ValueError(
+                    f"{label}: {first[real]} and {relname} are the same folder ({real}); its "
+                    "images would be read twice (two labels, or one split as another): "
+                    "remove one of the links"
+                )
+            first[real] = relname
+            keep.append(name)
+        dirnames[:] = keep
+        dirs.extend(name if rel == "." else f"{rel}/{name}" for name in keep)
         for filename in sorted(filenames):
             names.append(filename if rel == "." else f"{rel}/{filename}")
-    return FileTree(label, names, functools.partial(_read_file, root), dirs)
+    return FileTree(label, names, functools.partial(_read_file, root, limits), dirs)
 
 
-def open_tree(source: Path, workdir: Path, cleanup: list[Callable[[], None]]) -> FileTree:
-    """Open a folder, zip or tar as a :class:`FileTree` (closers are added to ``cleanup``)."""
+def open_tree(
+    source: Path,
+    workdir: Path,
+    cleanup: list[Callable[[], None]],
+    limits: archives.Limits | None = None,
+) -> FileTree:
+    """Open a folder, zip or tar as a :class:`FileTree` (closers are added to ``cleanup``);
+    ``limits``: the file-size cap and zip-bomb guard (default :class:`archives.Limits`)."""
+    limits = limits or archives.Limits()
     source = Path(source).expanduser()
     if source.is_dir():
-        return _dir_tree(source, str(source))
+        return _dir_tree(source, str(source), limits)
     if not source.is_file():
         raise FileNotFoundError(f"dataset source {source} does not exist")
     if archives.archive_kind(source) == "zip":
-        reader = archives.ZipReader(source)
+        reader = archives.ZipReader(source, limits)
         cleanup.append(reader.close)
         return FileTree(source.name, reader.names, reader.read, reader.dirs)
     extracted = archives.safe_extract(
-        source, workdir / f"extract-{source.name}", include=lambda n: not _is_hidden(n)
+        source,
+        workdir / f"extract-{source.name}",
+        include=lambda n: not _is_hidden(n),
+        limits=limits,
     )
-    tree = _dir_tree(extracted, source.name)
-    return tree
+    return _dir_tree(extracted, source.name, limits)
 
 
 def _extension(name: str) -> str:
@@ -215,8 +247,29 @@ def survey(tree: FileTree) -> Survey:
             for name in members:
                 if not is_image_name(name):
                     unused.append({"path": name, "reason": f"unknown extension {_extension(name)}"})
-            splits.setdefault(split, []).extend((name, cls) for name in images_)
+            label = unicodedata.normalize("NFC", cls)
+            splits.setdefault(split, []).extend((name, label) for name in images_)
+        direct = [n for n in level if "/" not in n[len(parent) :] and is_image_name(n)]
+        if parent != root and direct and split not in splits:
+            raise ValueError(
+                f"{tree.label}/{parent} holds {len(direct)} image(s) directly, not in class "
+                f"folders; put each class's images in {parent}<class>/"
+            )
+    _check_class_names(sorted({cls for items in splits.values() for _, cls in items}))
     return Survey(root, splits, unused)
+
+
+def _check_class_names(classes: list[str]) -> None:
+    """Class names (NFC) that are equal but for case or surrounding spaces are an error."""
+    seen: dict[str, str] = {}
+    for name in classes:
+        key = name.casefold().strip()
+        if key in seen:
+            raise ValueError(
+                f"class folders {seen[key]!r} and {name!r} name one class (equal but for case "
+                "or spaces); rename one, or merge them"
+            )
+        seen[key] = name
 
 
 def _folders_with_files(root: str, files: list[str]) -> list[str]:
@@ -307,7 +360,7 @@ def load_folder(options: dict[str, Any], workdir: Path, seed: int, size: Size) -
         raise ValueError("the folder loader needs 'source': a folder, zip or tar of class folders")
     source = Path(options["source"])
     cleanup: list[Callable[[], None]] = []
-    tree = open_tree(source, workdir, cleanup)
+    tree = open_tree(source, workdir, cleanup, archive_limits(options))
     try:
         return _load_tree(tree, source, options, seed, cleanup)
     except BaseException:

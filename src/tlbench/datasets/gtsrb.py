@@ -45,6 +45,7 @@ from tlbench.datasets.base import (
     Option,
     RawSplits,
     SplitData,
+    archive_limits,
     fetch_source,
     fraction,
     positive,
@@ -203,7 +204,8 @@ def load_gtsrb(options: dict[str, Any], workdir: Path, seed: int, size: Size) ->
     train_zip, train_record = fetch_source(options, f"{BASE_URL}/{TRAIN_ZIP}")
     test_zip, test_record = fetch_source(options, f"{BASE_URL}/{TEST_ZIP}")
     gt_zip, gt_record = fetch_source(options, f"{BASE_URL}/{TEST_GT_ZIP}")
-    train_reader, test_reader = ZipReader(train_zip), ZipReader(test_zip)
+    limits = archive_limits(options)
+    train_reader, test_reader = ZipReader(train_zip, limits), ZipReader(test_zip, limits)
     with ZipReader(gt_zip) as gt_reader:
         if "GT-final_test.csv" not in gt_reader:
             raise ValueError(f"{gt_zip.name} has no GT-final_test.csv")

@@ -17,6 +17,7 @@ from typing import Any
 from tlbench.datasets.base import (
     Option,
     RawSplits,
+    archive_limits,
     class_index,
     fetch_source,
     fraction,
@@ -37,7 +38,7 @@ def load_hymenoptera(options: dict[str, Any], workdir: Path, seed: int, size: Si
     """Load hymenoptera: train/ -> train + val, val/ -> test."""
     path, record = fetch_source(options, URL)
     cleanup: list[Callable[[], None]] = []
-    tree = open_tree(path, workdir, cleanup)
+    tree = open_tree(path, workdir, cleanup, archive_limits(options))
     try:
         root, found = scan(tree)
         if set(found) != {"train", "val"}:

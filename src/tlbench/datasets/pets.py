@@ -22,12 +22,13 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from tlbench.datasets.archives import iter_tar_files, safe_extract
+from tlbench.datasets.archives import Limits, iter_tar_files, read_regular, safe_extract
 from tlbench.datasets.base import (
     ImageRef,
     Option,
     RawSplits,
     SplitData,
+    archive_limits,
     fetch_source,
     fraction,
     register,
@@ -53,8 +54,8 @@ def parse_list(text: str, source: str) -> list[tuple[str, int, str]]:
     return entries
 
 
-def _read_bytes(path: Path) -> bytes:
-    return path.read_bytes()
+def _read_bytes(limits: Limits, path: Path) -> bytes:
+    return read_regular(path, limits)
 
 
 @register(
@@ -64,6 +65,7 @@ def _read_bytes(path: Path) -> bytes:
 )
 def load_pets(options: dict[str, Any], workdir: Path, seed: int, size: Size) -> RawSplits:
     """Load Oxford-IIIT Pet (see module docstring)."""
+    limits = archive_limits(options)
     images_tar, images_record = fetch_source(options, f"{BASE_URL}/images.tar.gz")
     annotations_tar, annotations_record = fetch_source(options, f"{BASE_URL}/annotations.tar.gz")
     texts = {n: b.decode() for n, b in iter_tar_files(annotations_tar) if n in LISTS}
@@ -75,6 +77,7 @@ def load_pets(options: dict[str, Any], workdir: Path, seed: int, size: Size) -> 
         images_tar,
         workdir / "pets",
         include=lambda n: n.startswith("images/") and n.lower().endswith(".jpg"),
+        limits=limits,
     )
     present = {p.stem: p for p in (extracted / "images").glob("*.jpg")}
     class_ids = {breed: cid for entries in lists.values() for _, cid, breed in entries}
@@ -112,7 +115,9 @@ def load_pets(options: dict[str, Any], workdir: Path, seed: int, size: Size) -> 
                 )
                 continue
             refs.append(
-                ImageRef(f"images/{name}.jpg", functools.partial(_read_bytes, present[name]))
+                ImageRef(
+                    f"images/{name}.jpg", functools.partial(_read_bytes, limits, present[name])
+                )
             )
             labels.append(index[breed])
         splits[key] = SplitData(labels, refs=refs)

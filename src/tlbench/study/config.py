@@ -90,6 +90,8 @@ def _format_error(error: ValidationError, schema: dict[str, Any]) -> str:
         missing = [k for k in rule if k not in value]
         prefix = f"{where}." if error.absolute_path else ""
         return "; ".join(f"{prefix}{k}: missing (required)" for k in missing)
+    if kind == "pattern" and rule.startswith("^docs/"):
+        return f"{where}: {value!r} does not match {rule} (a page of its own under docs/results/)"
     if kind == "pattern":
         return f"{where}: {value!r} is not a valid name (use letters, digits and _ only)"
     if kind == "uniqueItems":

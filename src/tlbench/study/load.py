@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 
 from tlbench.core.errors import SpecError, StudyConfigError
+from tlbench.core.paths import relation
+from tlbench.core.yaml_files import YAMLAliasError, load_yaml
 from tlbench.datasets.base import OptionError, resolve_options
 from tlbench.study.config import (
     check_budgets,
@@ -48,6 +50,7 @@ def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
     check_sections(resolved)
     runs = expand_runs(resolved)
     study = Study(resolved, runs)
+    check_results_folder(study)
     if check_specs:
         _check_specs(study)
         try:
@@ -57,10 +60,45 @@ def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
     return study
 
 
+def check_config_files(paths: list[str | os.PathLike]) -> None:
+    """The study's config files (Snakemake's ``workflow.configfiles``) hold no YAML alias
+    (:mod:`tlbench.core.yaml_files`); else :class:`StudyConfigError` naming file and line."""
+    for path in paths:
+        try:
+            load_yaml(path)
+        except YAMLAliasError as error:
+            raise StudyConfigError(f"invalid study config: {error}") from None
+
+
+def check_results_folder(study: Study) -> None:
+    """The results folder must stay apart from every dataset's source (a re-prepare would
+    replace or read it) and must not be ``/`` or hold the project folder (the working
+    directory); :class:`StudyConfigError` names both paths."""
+    results, problems = study.results, []
+    found = relation(results, os.getcwd())
+    if found in ("equal to", "containing"):
+        problems.append(
+            f"results: {results!r} is {found} the project folder {os.getcwd()}; "
+            "give a folder of its own (default: results)"
+        )
+    for name in study.config["datasets"]:
+        source = study.dataset_config(name).get("source")
+        found = relation(results, source) if source is not None else None
+        if found is not None:
+            problems.append(
+                f"results: {results!r} is {found} datasets.{name}.source {source!r}; "
+                "the study's outputs would replace or mix with the data"
+            )
+    if problems:
+        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
+
+
 def load_study_file(path: str | os.PathLike) -> Study:
     """Read a YAML study config from ``path`` and load it (see :func:`load_study`)."""
-    with open(path) as handle:
-        config = yaml.safe_load(handle)
+    try:
+        config = load_yaml(path)
+    except YAMLAliasError as error:
+        raise StudyConfigError(str(error)) from None
     if not isinstance(config, dict):
         raise StudyConfigError(f"{path}: a study config is a YAML mapping, got {config!r}")
     return load_study(config)

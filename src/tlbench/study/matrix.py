@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -387,6 +388,7 @@ class Study:
 
 
 def results_folder(config: Mapping[str, Any]) -> str:
-    """The results folder of a (raw or resolved) study config, as :attr:`Study.results`."""
+    """The results folder of a (raw or resolved) study config, as :attr:`Study.results`
+    (``~`` expanded; ``/`` stays ``/``, refused by the study's check)."""
     results = config.get("results") or load_schema()["properties"]["results"]["default"]
-    return str(results).rstrip("/") or "."
+    return os.path.expanduser(str(results)).rstrip("/") or "/"

@@ -49,7 +49,7 @@ import numpy as np
 
 from tlbench.core.atomic import atomic_dir, write_json
 from tlbench.core.provenance import environment, utc_now
-from tlbench.core.run_folder import HISTORY_COLUMNS
+from tlbench.core.run_folder import HISTORY_COLUMNS, RUN_LAYOUT
 from tlbench.datasets.fingerprint import data_fingerprint
 from tlbench.models.assembly import build_model
 from tlbench.models.inputs import (
@@ -174,7 +174,7 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     # wall-clock span of the run (a study's wall time is its runs' span, tlbench.report.pages.results)
     metrics["started_utc"], metrics["finished_utc"] = started_utc, utc_now()
     # 5. write the outputs atomically
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "run", RUN_LAYOUT) as tmp:
         write_json(tmp / "metrics.json", metrics)
         (tmp / "history.csv").write_text(_history_csv(result.history))
         write_json(tmp / "classes.json", classes)

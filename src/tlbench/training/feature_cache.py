@@ -156,7 +156,7 @@ def extract(extractor: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarra
 
 
 def _write_cache(folder: Path, key: dict[str, Any], feats: dict[str, np.ndarray]) -> None:
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, "features", ("key.json", "*.npy")) as tmp:
         for split, array in feats.items():
             np.save(tmp / f"{split}.npy", array)
         write_json(tmp / "key.json", key)

@@ -77,7 +77,7 @@ def training_curves_folder(run_dirs: list[str | os.PathLike], outdir: str | os.P
     datasets = sorted({Path(run).parts[-5] for run in run_dirs})
     if len(datasets) > 1:
         raise ValueError(f"run folders of more than one dataset ({', '.join(datasets)})")
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "figures", ("*/curves.png",)) as tmp:
         for run, tail in zip(run_dirs, tails, strict=True):
             training_curves(run, tmp / tail / "curves.png")
     return Path(outdir)
