@@ -64,18 +64,16 @@ from tlbench.datasets.base import (
     register,
     split_pool,
 )
+from tlbench.datasets.folder_layout import (
+    SPLIT_DIRS,
+    check_class_names,
+    folders_with_files,
+    is_wrapper,
+    record_outside,
+    unused_note,
+)
 from tlbench.datasets.groups import carve, group_of, valid_regex
 from tlbench.datasets.images import IMAGE_EXTENSIONS, Size, is_image_name
-
-SPLIT_DIRS = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "test": "test",
-    "testing": "test",
-}
 
 
 @dataclass
@@ -193,17 +191,17 @@ def survey(tree: FileTree) -> Survey:
     unused: list[dict[str, str]] = []
     root = ""
     while True:
-        with_files = _folders_with_files(root, files)
-        if len(with_files) == 1 and _is_wrapper(root + with_files[0] + "/", files):
-            _outside(root, files, folders, with_files, unused)
+        with_files = folders_with_files(root, files)
+        if len(with_files) == 1 and is_wrapper(root + with_files[0] + "/", files):
+            record_outside(root, files, folders, with_files, unused)
             root += with_files[0] + "/"
             continue
         break
     split_dirs = [d for d in with_files if d.lower() in SPLIT_DIRS]
-    _outside(root, files, folders if split_dirs else set(), with_files, unused)
+    record_outside(root, files, folders if split_dirs else set(), with_files, unused)
     if not with_files:
         raise ValueError(
-            f"{tree.label}/{root}: no class folders with images found" + _unused_note(unused)
+            f"{tree.label}/{root}: no class folders with images found" + unused_note(unused)
         )
     if split_dirs:
         others = [d for d in with_files if d.lower() not in SPLIT_DIRS]
@@ -255,68 +253,8 @@ def survey(tree: FileTree) -> Survey:
                 f"{tree.label}/{parent} holds {len(direct)} image(s) directly, not in class "
                 f"folders; put each class's images in {parent}<class>/"
             )
-    _check_class_names(sorted({cls for items in splits.values() for _, cls in items}))
+    check_class_names(sorted({cls for items in splits.values() for _, cls in items}))
     return Survey(root, splits, unused)
-
-
-def _check_class_names(classes: list[str]) -> None:
-    """Class names (NFC) that are equal but for case or surrounding spaces are an error."""
-    seen: dict[str, str] = {}
-    for name in classes:
-        key = name.casefold().strip()
-        if key in seen:
-            raise ValueError(
-                f"class folders {seen[key]!r} and {name!r} name one class (equal but for case "
-                "or spaces); rename one, or merge them"
-            )
-        seen[key] = name
-
-
-def _folders_with_files(root: str, files: list[str]) -> list[str]:
-    """The folders directly in ``root`` that hold a (non-hidden) file at any depth."""
-    return sorted(
-        {
-            n[len(root) :].split("/", 1)[0]
-            for n in files
-            if "/" in n[len(root) :] and n.startswith(root)
-        }
-    )
-
-
-def _is_wrapper(folder: str, files: list[str]) -> bool:
-    """Whether a folder that is alone at its level is a wrapper to descend into:
-    not a split folder, no image directly in it (then it is a class folder), and
-    some subfolder holding files."""
-    name = folder.rstrip("/").rsplit("/", 1)[-1]
-    direct = [n for n in files if n.startswith(folder) and "/" not in n[len(folder) :]]
-    return (
-        name.lower() not in SPLIT_DIRS
-        and not any(is_image_name(n) for n in direct)
-        and bool(_folders_with_files(folder, files))
-    )
-
-
-def _unused_note(unused: list[dict[str, str]]) -> str:
-    """`` (not used: path: reason; ...)`` for an error message, or ``""``."""
-    if not unused:
-        return ""
-    shown = "; ".join(f"{u['path']}: {u['reason']}" for u in unused[:5])
-    more = f"; and {len(unused) - 5} more" if len(unused) > 5 else ""
-    return f" (not used: {shown}{more})"
-
-
-def _outside(
-    root: str, files: list[str], folders: set[str], keep: list[str], unused: list[dict[str, str]]
-) -> None:
-    """Record the files directly in ``root`` and its empty folders other than ``keep``."""
-    for name in files:
-        rest = name[len(root) :]
-        if name.startswith(root) and "/" not in rest:
-            unused.append({"path": name, "reason": "outside any class folder"})
-    for folder in sorted(folders):
-        rest = folder[len(root) :]
-        if folder.startswith(root) and rest and "/" not in rest and rest not in keep:
-            unused.append({"path": folder, "reason": "empty folder"})
 
 
 def scan(tree: FileTree) -> tuple[str, dict[str, list[tuple[str, str]]]]:
@@ -382,7 +320,7 @@ def _load_tree(
     if len(classes) == 1:
         raise ValueError(
             f"{tree.label}/{root}: only one class folder with images, {classes[0]!r}; "
-            "a dataset needs at least 2 classes" + _unused_note(surveyed.unused)
+            "a dataset needs at least 2 classes" + unused_note(surveyed.unused)
         )
     pool_key = "train" if "train" in found else "all"
     missing = sorted(set(classes) - {cls for _, cls in found[pool_key]})
