@@ -3,8 +3,8 @@
 # cell better / worse / equivalent / inconclusive, the transfer gain and the
 # cheapest cell shown to be as good; the strategy
 # ranking (every cell of a dataset on one list with its interval and verdict),
-# from the same bootstrap; across datasets (two or more) the critical-difference
-# diagram of the strategies.
+# from the same bootstrap; across datasets (two or more) the strategies compared pair
+# by pair (baycomp's Bayesian signed-rank test; figures/critical_difference.png).
 
 
 rule verdict:
@@ -22,6 +22,12 @@ rule verdict:
             labels={"table": "verdict (one row per dataset)"},
         ),
         front=VERDICT_FRONT,
+        answer=report(
+            f"{RESULTS}/figures/verdict.png",
+            caption="../report/verdict_figure.rst",
+            category="Verdict",
+            labels={"figure": "the answer per dataset"},
+        ),
         ranking_csv=f"{RESULTS}/tables/strategy_ranking.csv",
         ranking_md=f"{RESULTS}/tables/strategy_ranking.md",
         ranking_html=report(
@@ -49,8 +55,10 @@ rule critical_difference:
             f"{RESULTS}/figures/critical_difference.png",
             caption="../report/critical_difference.rst",
             category="Across datasets",
-            labels={"figure": "critical-difference diagram"},
+            labels={"figure": "strategies across datasets"},
         ),
+    params:
+        verdict=STUDY.config["verdict"],
     log:
         f"{RESULTS}/logs/figures/critical_difference.log",
     conda:

@@ -9,6 +9,7 @@ with log_to(snakemake.log[0]):
     import pandas as pd
 
     from tlbench.analysis import ledger, tables
+    from tlbench.analysis.set_aside import set_aside
     from tlbench.analysis.verdict import pairs
     from tlbench.core.atomic import atomic_file, write_json
     from tlbench.report.pages import results, seeds
@@ -20,9 +21,11 @@ with log_to(snakemake.log[0]):
     batchnorm = pairwise = None
     if not tables.is_pilot(df):  # a pilot run has no test predictions to compare
         # one read of the predictions and one bootstrap per dataset serve both tables
-        boots = pairs.dataset_bootstraps(df, reps=settings["reps"], seed=settings["seed"])
-        batchnorm = pairs.batchnorm_table(df, margin=settings["margin"], bootstraps=boots)
-        pairwise = pairs.pairwise_table(df, margin=settings["margin"], bootstraps=boots)
+        # runs that did not learn are compared with nothing (shown in the verdict table)
+        kept = set_aside(df).kept
+        boots = pairs.dataset_bootstraps(kept, reps=settings["reps"], seed=settings["seed"])
+        batchnorm = pairs.batchnorm_table(kept, margin=settings["margin"], bootstraps=boots)
+        pairwise = pairs.pairwise_table(kept, margin=settings["margin"], bootstraps=boots)
     blocks, summary = seeds.seed_section(
         df,
         study,

@@ -21,4 +21,5 @@ with log_to(snakemake.log[0]):
         margin=settings["margin"],
         reps=settings["reps"],
         seed=settings["seed"],
+        figure_path=out.answer,
     )

@@ -13,7 +13,7 @@ from tlbench.core.errors import SpecError
 from tlbench.datasets import budget
 from tlbench.models.inputs import apply_budget, load_prepared
 from tlbench.study.load import load_study
-from tlbench.training.spec import resolve_spec
+from tlbench.training.spec import budget_seed, resolve_spec
 
 LABELS = np.repeat(np.arange(4), [30, 12, 7, 50])  # unbalanced: class 2 has 7 images
 np.random.default_rng(1).shuffle(LABELS)
@@ -102,8 +102,12 @@ def test_budgets_are_an_axis_of_the_runs():
     spec = study.run_spec(run)
     assert spec["dataset"]["budget"] == 5
     assert resolve_spec(spec)["dataset"]["budget"] == 5
+    # the subset's seed is the run's, named in the spec (a job param: runs drawn with the
+    # split seed before are redone)
+    assert spec["dataset"]["budget_seed"] == 1 and budget_seed(resolve_spec(spec)) == 1
     every = study.run("digits", "cnn_scratch", "scratch", "none", 1, "")
     assert "budget" not in study.run_spec(every)["dataset"] and "budget" not in every.names
+    assert "budget_seed" not in study.run_spec(every)["dataset"]
     # the loader does not see the axis; the feature cache is one per (dataset, backbone)
     assert "budgets" not in study.dataset_config("digits")
     assert plain.feature_pairs() == study.feature_pairs()
@@ -137,6 +141,13 @@ def test_bad_budget_in_a_run_spec_is_a_spec_error(tiny_prepared):
     spec["dataset"]["budget"] = 1.0000001
     with pytest.raises(SpecError, match=r"dataset.budget: 1.0000001 is neither"):
         resolve_spec(spec)
+    spec["dataset"].update(budget=5, budget_seed=-1)
+    with pytest.raises(SpecError, match=r"dataset.budget_seed: -1 must be null or an integer"):
+        resolve_spec(spec)
+    spec["dataset"]["budget_seed"] = 7
+    assert budget_seed(resolve_spec({**spec, "seed": 2})) == 7
+    spec["dataset"]["budget_seed"] = None
+    assert budget_seed(resolve_spec({**spec, "seed": 2})) == 2
 
 
 # --------------------------------------------------------------------------- the pipeline hook
@@ -144,17 +155,17 @@ def test_bad_budget_in_a_run_spec_is_a_spec_error(tiny_prepared):
 
 def test_apply_budget_cuts_the_train_split_only(tiny_prepared):
     data = load_prepared(tiny_prepared)
-    cut, record = apply_budget(data, 3)
+    cut, record = apply_budget(data, 3, seed=4)
     x, y = cut.split("train")
     full_x, full_y = data.split("train")
-    idx = budget.subset_indices(full_y, 3, data.manifest["seed"])
+    idx = budget.subset_indices(full_y, 3, 4)
     assert np.bincount(y).tolist() == [3, 3, 3]
     np.testing.assert_array_equal(x, full_x[idx])
     for name in ("val", "test"):
         for a, b in zip(cut.split(name), data.split(name), strict=True):
             np.testing.assert_array_equal(a, b)
     assert record["budget_per_class_used"] == dict.fromkeys(data.classes, 3)
-    whole, record = apply_budget(data, None)
+    whole, record = apply_budget(data, None, seed=4)
     assert whole is data and record["budget"] == "all"
     assert record["budget_per_class_mean"] == len(full_y) / 3
 
@@ -172,3 +183,20 @@ def test_transferability_compares_scores_with_the_whole_split_runs():
     row = measured_accuracy(study).iloc[0]
     assert row["runs"] == 2
     assert (row["val_accuracy"], row["test_accuracy"]) == pytest.approx((0.85, 0.8))
+
+
+def test_each_run_seed_draws_its_own_images_nested_within_the_seed(tiny_prepared):
+    """Budget subsets come from the run's seed, not the dataset's split seed: the seeds
+    of a cell train on different images (so a budget curve carries which images were
+    labelled), and within one seed 2 per class are among its 3 per class."""
+    data = load_prepared(tiny_prepared)
+    draws = {
+        (k, seed): apply_budget(data, k, seed)[0].train_indices for k in (2, 3) for seed in (0, 1)
+    }
+    assert not np.array_equal(draws[3, 0], draws[3, 1])
+    for seed in (0, 1):
+        assert set(draws[2, seed]) < set(draws[3, seed])
+    assert apply_budget(data, 3, seed=1)[1]["budget_seed"] == 1
+    # the split seed no longer decides: the same draw for every split seed of the manifest
+    assert data.manifest["seed"] == 0
+    np.testing.assert_array_equal(draws[3, 1], budget.subset_indices(data.split("train")[1], 3, 1))

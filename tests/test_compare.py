@@ -230,16 +230,17 @@ def test_init_writes_a_config_that_snakemake_accepts(tmp_path, monkeypatch, caps
 
 def ranking(budget: bool = False) -> pd.DataFrame:
     rows = [
-        ("mnv2", "two_phase", 1, 0.91, 0.88, 0.94, "selected", 300.0),
-        ("mnv2", "fine_tune", 2, 0.90, 0.86, 0.93, "tied", 400.0),
-        ("mnv2", "feature_extraction", 3, 0.89, 0.85, 0.92, "inconclusive", 20.0),
-        ("mnv2_scratch", "scratch", 4, 0.60, 0.55, 0.65, "worse", 5.0),
-        ("mnv2", "linear_probe", 5, 0.95, 0.93, 0.97, "better", 2.0),
+        ("mnv2", "two_phase", 1, 0.91, 0.88, 0.94, "selected", 300.0, True),
+        ("mnv2", "fine_tune", 2, 0.90, 0.86, 0.93, "equivalent", 400.0, True),
+        ("mnv2", "feature_extraction", 3, 0.89, 0.85, 0.92, "inconclusive", 20.0, False),
+        ("mnv2", "freeze_bottom", 4, 0.90, 0.85, 0.93, "inconclusive", 100.0, True),
+        ("mnv2_scratch", "scratch", 5, 0.60, 0.55, 0.65, "worse", 5.0, False),
+        ("mnv2", "linear_probe", 6, 0.95, 0.93, 0.97, "better", 2.0, False),
     ]
     table = pd.DataFrame(
         rows,
         columns=["backbone", "strategy", "rank", "test_accuracy", "ci_low", "ci_high",
-                 "verdict", "train_seconds"],
+                 "verdict", "train_seconds", "non_inferior"],
     )  # fmt: skip
     table.insert(0, "dataset", "pets")
     table["augmentation"], table["seeds"] = "none", 3
@@ -253,13 +254,17 @@ def test_the_answer_names_the_chosen_cell_those_as_good_and_the_cheapest():
     lines = text.splitlines()
     assert lines[0] == "pets: chosen by validation: mnv2/two_phase/none"
     assert lines[1] == "  test accuracy 0.910 (95 % interval 0.880 to 0.940, 3 seeds)"
-    # not separated from it: tied / inconclusive; neither worse (scratch) nor better
-    assert lines[2].endswith("mnv2/fine_tune/none, mnv2/feature_extraction/none")
-    assert lines[3].startswith("  cheapest of those: mnv2/feature_extraction/none (20 s")
+    # shown as good: equivalent, or inconclusive but non-inferior; an inconclusive cell
+    # that may be worse is never counted as good, nor picked as the cheapest (issue 34)
+    assert lines[2].endswith(
+        "(equivalent or non-inferior): mnv2/fine_tune/none, mnv2/freeze_bottom/none"
+    )
+    assert lines[3].endswith("mnv2/feature_extraction/none")
+    assert lines[4].startswith("  cheapest of those: mnv2/freeze_bottom/none (100 s")
     assert lines[-1] == "report: /home/me/report.html"
     by_budget = answer_text(ranking(budget=True), "r.html").splitlines()
     assert by_budget[0].startswith("pets, 10 labelled images per class: chosen by validation")
-    assert by_budget[4].startswith("pets, all training images: chosen by validation")
+    assert by_budget[5].startswith("pets, all training images: chosen by validation")
 
 
 class Terminal(io.StringIO):

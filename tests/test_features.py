@@ -161,6 +161,21 @@ def test_features_spec_unknown_key(tiny_prepared, source_run, tmp_path):
         feature_cache.compute(spec, tmp_path / "c")
 
 
+def test_the_cache_serves_each_seeds_own_budget_subset(tiny_prepared, source_run, tmp_path):
+    """Budget subsets are drawn from the run's seed: two seeds at 2 per class read
+    different rows of one cache (its key names neither budget nor seed), each its own
+    subset (the spot check of the cached rows against the run's images passes), and
+    each run records the seed its subset was drawn from."""
+    metrics = {}
+    for seed in (0, 1):
+        spec = fe_spec(tiny_prepared, source_run, tmp_path / "cache")
+        spec["dataset"]["budget"] = 2
+        spec["seed"] = seed
+        metrics[seed] = engine.run(spec, tmp_path / f"seed{seed}")
+    assert [metrics[s]["features"]["source"] for s in (0, 1)] == ["computed", "cache"]
+    assert [metrics[s]["budget_seed"] for s in (0, 1)] == [0, 1]
+
+
 def test_one_cache_serves_every_label_budget(tiny_prepared, source_run, tmp_path, monkeypatch):
     """Two budgets' runs on one (dataset, backbone) cache: the backbone sees every train
     and val image once (in the first run), and each run's head trains on its budget's rows."""

@@ -185,30 +185,6 @@ def test_budget_section_has_curves_crossovers_and_the_gain_per_budget(tmp_path):
     assert studies.budget_blocks(_study()) == []  # no budgets: no such part
 
 
-def test_across_datasets_part_gives_friedman_and_the_mean_ranks():
-    from scipy.stats import friedmanchisquare
-
-    accuracy = {  # strategy a best on every dataset, c worst on three of four
-        "d1": {"a": 0.9, "b": 0.8, "c": 0.7},
-        "d2": {"a": 0.9, "b": 0.7, "c": 0.8},
-        "d3": {"a": 0.95, "b": 0.85, "c": 0.75},
-        "d4": {"a": 0.9, "b": 0.88, "c": 0.6},
-    }
-    rows = []
-    for dataset, by_strategy in accuracy.items():
-        order = sorted(by_strategy, key=by_strategy.get, reverse=True)  # validation order
-        for rank, strategy in enumerate(order, start=1):
-            rows.append({"dataset": dataset, "rank": rank, "backbone": "m", "strategy": strategy,
-                         "augmentation": "none", "test_accuracy": by_strategy[strategy]})  # fmt: skip
-    blocks = studies.across_blocks(pd.DataFrame(rows))
-    text = results.to_markdown(blocks)
-    expected = friedmanchisquare(*([accuracy[d][s] for d in accuracy] for s in "abc"))
-    assert f"p = {expected.pvalue:.3g}" in text
-    assert "Mean ranks over 4 datasets: a 1.00, b 2.25, c 2.75" in text
-    one = studies.across_blocks(pd.DataFrame([r for r in rows if r["dataset"] == "d1"]))
-    assert "No comparison across datasets" in results.to_markdown(one)
-
-
 def test_cells_part_shows_validation_beside_test_and_only_without_other_tables():
     df = pd.DataFrame([_run("fine_tune", s, 0.9 + 0.01 * s, val_accuracy=0.8) for s in range(3)])
     study = {"title": "T", "page": "docs/results/t.md", "config": "c", "results": "r"}

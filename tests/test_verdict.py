@@ -14,8 +14,7 @@ from scipy import stats
 from verdict_helpers import write_run
 
 from tlbench.analysis import runs, tables
-from tlbench.analysis.verdict import across, assess, bootstrap, intervals, pairs
-from tlbench.report.figures import verdict as verdict_figure
+from tlbench.analysis.verdict import assess, bootstrap, intervals, pairs
 from tlbench.report.pages import verdict as verdict_page
 
 # --------------------------------------------------------------------------- calibration
@@ -275,20 +274,6 @@ def runs_at(accuracies, images=100):
     return np.array([np.arange(images) < round(a * images) for a in accuracies])
 
 
-def test_seeds_to_resolve_normal_power_calculation():
-    a = runs_at([0.90, 0.92, 0.94])
-    # identical cells: nothing comes from the test set; s_a² = s_b² = 0.0004
-    k = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
-    assert bootstrap.seeds_to_resolve(a, a.copy(), margin=0.01) == math.ceil(k**2 * 0.0008 / 1e-4)
-    assert bootstrap.seeds_to_resolve(a, a.copy(), margin=0.01) == 63
-    # twice the margin: a quarter of the seeds
-    assert bootstrap.seeds_to_resolve(a, a.copy(), margin=0.02) == math.ceil(k**2 * 0.0008 / 4e-4)
-    # the cells err on disjoint halves of a 100-image test set: no number of seeds resolves
-    b = ~runs_at([0.5, 0.5, 0.5])
-    assert bootstrap.seeds_to_resolve(runs_at([0.5, 0.5, 0.5]), b) == math.inf
-    assert math.isnan(bootstrap.seeds_to_resolve(a[:1], a))  # one seed: no seed variance
-
-
 # --------------------------------------------------------------------------- hand-made study
 
 
@@ -446,30 +431,6 @@ def test_runs_tested_on_different_images_are_an_error(tmp_path):
 
 
 # --------------------------------------------------------------------------- across datasets
-
-
-def test_friedman_nemenyi_and_cd_diagram(tmp_path):
-    scores = {"a": [0.9, 0.8, 0.95, 0.7], "b": [0.85, 0.75, 0.9, 0.65], "c": [0.5, 0.6, 0.7, 0.6]}
-    records = [
-        {"dataset": f"d{i}", "rank": rank, "strategy": strategy, "test_accuracy": values[i]}
-        for rank, (strategy, values) in enumerate(scores.items(), start=1)
-        for i in range(4)
-    ]
-    result = across.across_datasets(pd.DataFrame(records))
-    assert list(result.ranks.index) == ["a", "b", "c"] and list(result.ranks) == [1, 2, 3]
-    # perfectly consistent ranks, N = 4, k = 3: chi² = 12N/(k(k+1)) sum R² - 3N(k+1) = 8
-    assert result.statistic == pytest.approx(8.0)
-    assert result.p_value == pytest.approx(stats.chi2.sf(8.0, 2))
-    # Demšar (2006) table 5: q_0.05 = 2.343 for k = 3; CD = q sqrt(k(k+1)/(6N))
-    assert result.critical_difference == pytest.approx(2.343 * math.sqrt(12 / 24), abs=1e-3)
-    assert result.nemenyi.loc["a", "c"] < 0.05 < result.nemenyi.loc["a", "b"]
-    png = verdict_figure.cd_diagram(result, tmp_path / "cd.png")
-    from PIL import Image
-
-    image = np.asarray(Image.open(png).convert("L"))
-    assert image.shape[1] > 300 and image.min() < 100 < image.max()  # drawn, not blank
-    with pytest.raises(ValueError, match=r">= 2 datasets and >= 3 strategies.*\['d0'\]"):
-        across.across_datasets(pd.DataFrame([r for r in records if r["dataset"] == "d0"]))
 
 
 def test_verdict_per_label_budget(tmp_path, monkeypatch):

@@ -338,6 +338,8 @@ def test_tiny_study_end_to_end(tmp_path):
     # the report opens on the verdict: its front section comes before the study description
     text = report.read_text()
     assert 0 <= text.find("The budget answer") < text.find("What the study compares")
+    # the answer's figure opens it (tests/test_answer_figure.py: on the first screen)
+    assert 0 <= text.find("tlbench-verdict-figure") < text.find("The budget answer")
     verdict_html = embedded_result(report, f"{study['results']}/tables/verdict.html")
     assert "<table>" in verdict_html and "cheapest_as_good" in verdict_html
 
@@ -521,9 +523,10 @@ def test_compare_on_a_folder_prints_the_answer_and_writes_the_report(tmp_path):
     answer = out[out.index("photos: chosen by validation") :].splitlines()
     assert answer[0] == f"photos: chosen by validation: {chosen}", out
     assert answer[1].startswith(f"  test accuracy {best['test_accuracy']:.3f} (95 % interval")
-    assert answer[2].startswith("  as good as it on test") and "cheapest" in answer[3]
-    assert answer[4] == f"report: {tmp_path / 'report.html'}"
-    assert answer[5].startswith("measured time: ")
+    assert answer[2].startswith("  shown as good as it on test") and "cheapest" in answer[4]
+    assert answer[3].startswith("  not told apart from it (inconclusive")
+    assert answer[5] == f"report: {tmp_path / 'report.html'}"
+    assert answer[6].startswith("measured time: ")
     assert (tmp_path / "report.html").stat().st_size > 0
     if not CHROMIUM.exists():
         if os.environ.get("CI"):

@@ -319,6 +319,11 @@ def run_row(metrics: Mapping[str, Any], path: str | os.PathLike | None = None) -
         matrix = values.get("confusion_matrix")
         if isinstance(matrix, list) and len(matrix) == 2:  # binary: for ROC AUC's standard error
             row[f"{split}_positives"] = int(sum(matrix[1]))
+        if isinstance(matrix, list) and matrix:  # a constant guess's accuracy; classes predicted
+            counts = np.asarray(matrix, dtype=np.float64)
+            total = counts.sum()
+            row[f"{split}_majority_share"] = counts.sum(axis=1).max() / total if total else np.nan
+            row[f"{split}_classes_predicted"] = int(np.count_nonzero(counts.sum(axis=0)))
     environment = metrics.get("environment") or {}
     for key in ENV_FIELDS:
         row[f"env_{key}"] = _scalar(environment.get(key))

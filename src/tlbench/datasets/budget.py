@@ -6,10 +6,12 @@ Each budget is an axis of the study like a seed: its runs train on a subset of
 the prepared training split and see the same validation and test splits.
 
 :func:`subset_indices` draws the subset: per class one permutation of the
-class's training images, drawn from ``(split seed, class)`` and independent of
-the budget, of which the budget takes the first ``k`` -- so the subsets are
-nested by construction (the 5 images of a class are among its 10) and
-stratified. A budget larger than a class takes the whole class, with a warning;
+class's training images, drawn from ``(run seed, class)`` and independent of
+the budget, of which the budget takes the first ``k`` -- so the subsets of one
+seed are nested by construction (the 5 images of a class are among its 10 for
+that seed) and stratified, and the seeds of a cell train on different draws of
+images, so budget curves carry the variation of which images were labelled.
+The seed is recorded (``budget_seed``). A budget larger than a class takes the whole class, with a warning;
 the counts used are recorded (:func:`subset`).
 
 Budgets have a *label* used in run paths and tables: ``all``, ``n10`` (10 per
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 
 ALL = "all"
-#: Part of the subset's random stream (apart from the split's own use of the seed).
+#: Part of the subset's random stream (apart from the run's other uses of its seed).
 STREAM = 20
 LABEL_PATTERN = re.compile(r"n[1-9]\d*|f0\.\d*[1-9]")
 #: Snakemake wildcard constraint of a run path's budget suffix ('' for ``all``).
@@ -139,7 +141,7 @@ def subset(
     classes: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """``(indices, record)``: the kept indices (sorted) and what to record in metrics.json:
-    ``budget`` (label), ``budget_seed``, ``budget_per_class_used`` (class name -> images),
+    ``budget`` (label), ``budget_seed`` (the run's seed it was drawn from), ``budget_per_class_used`` (class name -> images),
     ``budget_per_class_min``/``_max``/``_mean`` and ``budget_capped`` (classes with fewer
     images than the budget; they were taken whole, and a warning says so)."""
     budget = check_budget(budget)

@@ -51,17 +51,15 @@ class BudgetedData:
         return np.asarray(x[self.train_indices]), np.asarray(y[self.train_indices])
 
 
-def apply_budget(data: Any, budget: Any) -> tuple[Any, dict[str, Any]]:
+def apply_budget(data: Any, budget: Any, seed: int) -> tuple[Any, dict[str, Any]]:
     """``(data, record)``: the dataset with its train split cut to label budget ``budget``
-    (None or ``"all"``: unchanged), drawn with the dataset's split seed
-    (``manifest["seed"]``), and the budget's record for metrics.json
-    (:func:`tlbench.datasets.budget.subset`)."""
+    (None or ``"all"``: unchanged), drawn with the run's ``seed`` (so the seeds of a
+    cell train on different draws of images, each nested across budgets), and the
+    budget's record for metrics.json (:func:`tlbench.datasets.budget.subset`)."""
 
     labels = data.split("train")[1]
     whole = budget is None or budget == ALL
-    indices, record = subset(
-        labels, ALL if whole else budget, int(data.manifest.get("seed", 0)), data.classes
-    )
+    indices, record = subset(labels, ALL if whole else budget, seed, data.classes)
     return (data if whole else BudgetedData(data, indices)), record
 
 

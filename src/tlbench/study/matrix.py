@@ -284,6 +284,9 @@ class Study:
             run.budget != BUDGET_ALL
         ):  # only then: the specs of budget-less studies stay as they were
             spec["dataset"]["budget"] = budget_value(run.budget)
+            # the subset is drawn from the run's seed; named in the spec (a param of the
+            # job), so runs drawn the earlier way (the split seed) are redone
+            spec["dataset"]["budget_seed"] = run.seed
         if "head" in strategy:
             spec["head"] = dict(strategy["head"])
         if self.uses_features(run):

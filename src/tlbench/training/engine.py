@@ -62,7 +62,7 @@ from tlbench.strategies.base import STRATEGIES, TrainContext
 from tlbench.training.evaluation import count_params, evaluate
 from tlbench.training.jit import jit_record
 from tlbench.training.resume import Resume
-from tlbench.training.spec import resolve_spec
+from tlbench.training.spec import budget_seed, resolve_spec
 from tlbench.training.trainer import Trainer
 
 
@@ -90,7 +90,8 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
         data = load_prepared(spec["dataset"]["prepared"], TRAIN_VAL_SPLITS)
     else:
         data = load_prepared(spec["dataset"]["prepared"])
-    data, budget_record = apply_budget(data, spec["dataset"]["budget"])  # tlbench.datasets.budget
+    # the label budget's subset (tlbench.datasets.budget), drawn from the run's seed
+    data, budget_record = apply_budget(data, spec["dataset"]["budget"], budget_seed(spec))
     classes = [str(c) for c in data.classes]
     if spec["dataset"]["name"] is None:
         spec["dataset"]["name"] = data.manifest.get("dataset")

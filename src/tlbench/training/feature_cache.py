@@ -59,7 +59,13 @@ from tlbench.models.inputs import (
 )
 from tlbench.models.weights import RANDOM, random_seed
 from tlbench.training.jit import check_jit_setting, set_forward_jit
-from tlbench.training.spec import INTERPOLATIONS, load_spec_file, merge_defaults, resolve_spec
+from tlbench.training.spec import (
+    INTERPOLATIONS,
+    budget_seed,
+    load_spec_file,
+    merge_defaults,
+    resolve_spec,
+)
 
 KEY_VERSION = 1
 SPLITS = ("train", "val")
@@ -204,9 +210,12 @@ def features_for_run(
     whole = load_prepared(spec["dataset"]["prepared"], SPLITS)
     key = feature_key(spec, whole)
     info = {"path": str(folder), "key": key["sha256"]}
-    # The cache holds every train image; a label budget's run takes its subset's rows.
+    # The cache holds every train image (its key names neither budget nor seed); a label
+    # budget's run takes the rows of its subset, drawn from the run's seed.
     budget = spec["dataset"].get("budget")
-    rows = None if budget is None else apply_budget(whole, budget)[0].train_indices
+    rows = (
+        None if budget is None else apply_budget(whole, budget, budget_seed(spec))[0].train_indices
+    )
     if folder.exists():
         feats = _read_cache(folder, key)
         info["source"] = "cache"

@@ -15,6 +15,8 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
       prepared: PATH             # folder written by `tlbench prepare`
       budget: null               # label budget of the train split (tlbench.datasets.budget):
                                  # images per class (int), a fraction in (0, 1) or all
+      budget_seed: null          # the seed the budget's subset is drawn from (null: the
+                                 # run's seed; nested within a seed across budgets)
     backbone:
       name: MobileNetV2          # tlbench.models.backbones registry name
       weights: imagenet          # imagenet | none | PATH to a weights file | {run: RUN_FOLDER}
@@ -99,7 +101,7 @@ SCHEDULE_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 DEFAULTS: dict[str, Any] = {
-    "dataset": {"name": None, "prepared": REQUIRED, "budget": None},
+    "dataset": {"name": None, "prepared": REQUIRED, "budget": None, "budget_seed": None},
     "backbone": {"name": REQUIRED, "weights": "imagenet", "kwargs": {}},
     "strategy": {"name": REQUIRED, "params": {}},
     "head": {"type": "gap_dense", "hidden": None, "dropout": 0.2},
@@ -230,6 +232,9 @@ def _check_values(spec: dict[str, Any], *, weights_given: bool = True) -> None:
             dataset["budget"] = check_budget(dataset["budget"], "dataset.budget")
         except BudgetError as error:
             raise SpecError(str(error)) from None
+    seed = dataset["budget_seed"]
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise SpecError(f"dataset.budget_seed: {seed!r} must be null or an integer >= 0")
 
     backbone = spec["backbone"]
     if not isinstance(backbone["name"], str) or not backbone["name"]:
@@ -362,3 +367,10 @@ def _check_schedule(schedule: Any) -> dict[str, Any]:
 
 #: Public name of the merge step (used by tlbench.training.feature_cache for its smaller spec).
 merge_defaults = _merge
+
+
+def budget_seed(spec: Mapping[str, Any]) -> int:
+    """The seed a resolved spec's label-budget subset is drawn from: ``dataset.budget_seed``,
+    else the run's ``seed`` (tlbench.datasets.budget)."""
+    seed = spec["dataset"].get("budget_seed")
+    return int(spec["seed"] if seed is None else seed)

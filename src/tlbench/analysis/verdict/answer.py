@@ -30,15 +30,6 @@ def name(row: Mapping[str, Any]) -> str:
     return f"{row['backbone']}/{row['strategy']}/{row['augmentation']}"
 
 
-def seeds_text(value: float) -> str:
-    """Seeds to resolve as text: a number, or why there is none."""
-    if math.isnan(value):
-        return "n/a (a cell has one seed)"
-    if math.isinf(value):
-        return "none suffice (test set too small for the margin)"
-    return str(int(value))
-
-
 def _listed(rows: pd.DataFrame, why: bool = False) -> str:
     """``name [low, high]`` of each row's difference to the chosen cell, ``; ``-joined;
     ``why``: with the reason it is inconclusive, or the seeds to resolve."""
@@ -49,7 +40,7 @@ def _listed(rows: pd.DataFrame, why: bool = False) -> str:
             text += (
                 f" ({row['reason']})"
                 if row["reason"]
-                else f" (seeds to resolve: {seeds_text(row['seeds_to_resolve'])})"
+                else f" (seeds to resolve: {row['seeds_text']})"
             )
         texts.append(text)
     return "; ".join(texts)

@@ -11,11 +11,15 @@ those predictions into
   interval, the difference to the validation-selected cell with its interval,
   the outcome *better* / *worse* / *equivalent* / *inconclusive*
   (:mod:`tlbench.analysis.verdict.intervals`) and, beside each inconclusive one,
-  the seeds that would resolve a difference of the margin (:func:`seeds_to_resolve`);
+  the seeds that would resolve a difference of the margin
+  (:func:`tlbench.analysis.verdict.power.seeds_to_resolve`, in words);
 * :func:`verdict_table` -- one row per dataset (:mod:`tlbench.analysis.verdict.answer`):
   the selected cell, whether validation could choose it, the cells equivalent to
   it or not told from it, the transfer gain and the cheapest cell shown to be as
   good ("the budget answer").
+* :func:`tlbench.analysis.verdict.across.across_datasets` -- with two or more
+  datasets, each pair of strategies compared by baycomp's Bayesian signed-rank test
+  (region of practical equivalence: the margin), no outcome with too few datasets.
 
 The interval: a paired, hierarchical bootstrap (:func:`bootstrap`). Each
 replicate resamples the test images once for all cells of the dataset (the
@@ -48,7 +52,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from tlbench.analysis.selection import criterion
-from tlbench.analysis.verdict.answer import answer, seeds_text
+from tlbench.analysis.verdict import power
+from tlbench.analysis.verdict.answer import answer
 from tlbench.analysis.verdict.bootstrap import (
     CELL,
     LEVEL,
@@ -60,7 +65,6 @@ from tlbench.analysis.verdict.bootstrap import (
     Replicates,
     bootstrap_cells,
     load_cells,
-    seeds_to_resolve,
 )
 from tlbench.analysis.verdict.intervals import (
     INCONCLUSIVE,
@@ -176,11 +180,16 @@ def dataset_cells(
         if position == 0:
             record.update(difference=0.0, diff_low=0.0, diff_high=0.0, verdict=SELECTED)
             record.update(marginal_low=0.0, marginal_high=0.0, reason="")
-            record.update(non_inferior=True, seeds_to_resolve=math.nan)
+            record.update(non_inferior=True, seeds_to_resolve=math.nan, seeds_text="")
         else:
             k = position - 1
             d_low, d_high = float(family["low"].iloc[k]), float(family["high"].iloc[k])
             verdict, reason = judge(replicates, position, 0, d_low, d_high, margin)
+            needed = (
+                power.seeds_to_resolve([c.correct for c in ordered], position, 0, margin)
+                if verdict == INCONCLUSIVE
+                else None
+            )
             record.update(
                 difference=accuracy - float(ordered[0].correct.mean()),
                 diff_low=d_low,
@@ -190,9 +199,8 @@ def dataset_cells(
                 verdict=verdict,
                 reason=reason,
                 non_inferior=non_inferior(d_low, margin) and not reason,
-                seeds_to_resolve=seeds_to_resolve(cell.correct, ordered[0].correct, margin)
-                if verdict == INCONCLUSIVE
-                else math.nan,
+                seeds_to_resolve=needed.n if needed else math.nan,
+                seeds_text=power.seeds_text(needed) if needed else "",
             )
         records.append(record)
     return pd.DataFrame(records), replicates
@@ -305,7 +313,7 @@ def assess(
 RANKING_COLUMNS = [
     "dataset", "rank", "backbone", "strategy", "augmentation", "seeds", "criterion",
     "validation", "test_accuracy", "ci_low", "ci_high", "difference", "diff_low", "diff_high",
-    "verdict", "reason", "family", "seed_variance", "seeds_to_resolve", "train_seconds",
+    "verdict", "non_inferior", "reason", "family", "seed_variance", "seeds_to_resolve", "train_seconds",
 ]  # fmt: skip
 
 
@@ -317,8 +325,8 @@ def ranking(cells: pd.DataFrame) -> pd.DataFrame:
     differences, the seeds to resolve as text."""
     table = cells.copy()
     table["seeds_to_resolve"] = [
-        seeds_text(n) if v == INCONCLUSIVE and not math.isnan(n) else ""
-        for n, v in zip(table["seeds_to_resolve"], table["verdict"], strict=True)
+        text if v == INCONCLUSIVE else ""
+        for text, v in zip(table["seeds_text"], table["verdict"], strict=True)
     ]
     budget = ["budget"] if "budget" in table else []  # label budgets: a list per budget
     return table[RANKING_COLUMNS[:1] + budget + RANKING_COLUMNS[1:]].reset_index(drop=True)

@@ -1,6 +1,6 @@
 """The paired, hierarchical bootstrap of a dataset's cells (:func:`bootstrap`) with its
-seed variances, own or pooled (:func:`seed_variances`), and the seeds that would resolve
-a difference (:func:`seeds_to_resolve`); its intervals and outcomes are
+seed variances, own or pooled (:func:`seed_variances`); the seeds that would resolve a
+difference are :mod:`tlbench.analysis.verdict.power`, its intervals and outcomes are
 :mod:`tlbench.analysis.verdict.intervals`, the method is told in
 :mod:`tlbench.analysis.verdict.assess`.
 """
@@ -25,9 +25,6 @@ MARGIN = 0.01
 REPS = 2000
 SEED = 0
 LEVEL = 0.95
-#: Power calculation of :func:`seeds_to_resolve`: two-sided 5 % test, 80 % power.
-ALPHA = 0.05
-POWER = 0.80
 #: A stochastic cell with fewer seeds borrows the seed variance pooled over its dataset's
 #: cells (:func:`seed_variances`).
 POOL_BELOW = 5
@@ -271,45 +268,3 @@ def _denoise(effects: np.ndarray, weights: np.ndarray, noise: np.ndarray) -> np.
     target, basis = np.linalg.eigh(cov - np.diag(noise))
     sqrt = (basis * np.sqrt(np.clip(target, 0, None))) @ basis.T
     return inv_sqrt @ sqrt
-
-
-def seeds_to_resolve(
-    a: np.ndarray,
-    b: np.ndarray,
-    margin: float = MARGIN,
-    alpha: float = ALPHA,
-    power: float = POWER,
-) -> float:
-    """Seeds per cell that would resolve a true difference of ``margin`` between two cells.
-
-    A normal power calculation, two-sided level ``alpha``, power ``power``:
-    with ``k = z(1 - alpha/2) + z(power)`` (2.80 by default), the difference of
-    two cells with n seeds each has variance ``(s_a² + s_b²) / n + v_test``,
-    where ``s²`` is a cell's variance of test accuracy across seeds and
-    ``v_test`` the part that more seeds cannot reduce, because it comes from
-    the finite test set: the variance over images of the paired per-image
-    difference (each cell's per-image accuracy over its seeds), less the
-    run-by-image noise ``v_run / S`` of each cell, divided by the number of
-    images. Resolving needs ``k² ((s_a² + s_b²) / n + v_test) <= margin²``, so
-    ``n = ceil(k² (s_a² + s_b²) / (margin² - k² v_test))``.
-
-    Returns ``inf`` when no number of seeds suffices (the test set is too small
-    for the margin) and ``nan`` when a cell has fewer than two seeds (no
-    estimate of seed variation).
-    """
-    if margin <= 0:
-        raise ValueError(f"seeds_to_resolve needs a margin > 0, got {margin}")
-    if a.shape[0] < 2 or b.shape[0] < 2:
-        return math.nan
-    k = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    seed_var = a.mean(axis=1).var(ddof=1) + b.mean(axis=1).var(ddof=1)
-    per_image = a.mean(axis=0) - b.mean(axis=0)
-    run_noise = (
-        a.var(axis=0, ddof=1).mean() / a.shape[0] + b.var(axis=0, ddof=1).mean() / b.shape[0]
-    )
-    test_var = max(0.0, per_image.var(ddof=1) - run_noise) / a.shape[1]
-    room = margin**2 - k**2 * test_var
-    if room <= 0:
-        return math.inf
-    return float(max(2, math.ceil(k**2 * seed_var / room)))

@@ -2,10 +2,11 @@
 ranking (``tables/strategy_ranking.csv``: one row per cell, ``rank`` 1 = chosen by
 validation, ``verdict`` of each other cell against it, ``train_seconds``).
 
-Only structured columns are read: the chosen cell is ``rank`` 1; the cells as good as it are
-those whose verdict is neither ``better`` nor ``worse`` (whatever the word for the rest:
-tied, equivalent or inconclusive: the test data do not separate them from the chosen one);
-the cheapest is the one of least mean training time among the chosen cell and those.
+Only structured columns are read: the chosen cell is ``rank`` 1; the cells shown as good as
+it are those ``equivalent`` to it or non-inferior (``non_inferior``: the interval's lower
+bound at or above -margin); the cells the data cannot tell from it (``inconclusive``) are
+named apart and never counted as good; the cheapest is the one of least mean training time
+among the chosen cell and those shown as good (:mod:`tlbench.analysis.verdict`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SEPARATED = ("better", "worse")
+EQUIVALENT, INCONCLUSIVE = "equivalent", "inconclusive"
 
 
 def _cell(row: pd.Series) -> str:
@@ -43,15 +44,22 @@ def answer_text(ranking: pd.DataFrame, report: str | Path) -> str:
         best = group.iloc[0]
         key = key if isinstance(key, tuple) else (key,)  # (dataset,) or (dataset, budget)
         where = f"{key[0]}, {_budget(key[1])}" if len(key) == 2 else str(key[0])
-        same = group[(group["rank"] != 1) & ~group["verdict"].isin(SEPARATED)]
+        others = group[group["rank"] != 1]
+        shown = others["verdict"] == EQUIVALENT
+        if "non_inferior" in others:
+            shown |= others["non_inferior"].astype(str).str.lower() == "true"
+        same = others[shown]
+        unknown = others[(others["verdict"] == INCONCLUSIVE) & ~shown]
         pool = pd.concat([group.iloc[:1], same])
         cheapest = pool.sort_values("train_seconds", kind="stable").iloc[0]
         names = ", ".join(_cell(row) for _, row in same.iterrows()) or "none"
+        undecided = ", ".join(_cell(row) for _, row in unknown.iterrows()) or "none"
         lines += [
             f"{where}: chosen by validation: {_cell(best)}",
             f"  test accuracy {best['test_accuracy']:.3f} (95 % interval {best['ci_low']:.3f} "
             f"to {best['ci_high']:.3f}, {int(best['seeds'])} seed{'' if int(best['seeds']) == 1 else 's'})",
-            f"  as good as it on test (not separated from it): {names}",
+            f"  shown as good as it on test (equivalent or non-inferior): {names}",
+            f"  not told apart from it (inconclusive: more seeds or test images): {undecided}",
             f"  cheapest of those: {_cell(cheapest)} ({cheapest['train_seconds']:.0f} s of "
             f"training, test accuracy {cheapest['test_accuracy']:.3f})",
         ]

@@ -165,6 +165,14 @@ def verdict_blocks(verdict: pd.DataFrame) -> list[Block]:
             else ""
         )
         row["cheapest as good"] = text(v, "cheapest_as_good") or "none shown as good"
+        note = v.get("gain_note")
+        if isinstance(note, str) and note and not row["transfer gain [95 %]"]:
+            row["transfer gain [95 %]"] = note
+        if "set_aside" in verdict:  # cells that did not learn (tlbench.analysis.set_aside)
+            left = v["set_aside"]
+            row["set aside (did not learn)"] = left if isinstance(left, str) else ""
+        if not isinstance(v["selected"], str) or not v["selected"]:  # every cell set aside
+            row["chosen by validation"] = row["test accuracy [95 %]"] = ""
         rows.append(row)
     blocks: list[Block] = [
         ("h3", "Verdict"),
@@ -176,7 +184,10 @@ def verdict_blocks(verdict: pd.DataFrame) -> list[Block]:
             "accuracy with the 95 % interval of a paired hierarchical bootstrap over seeds "
             "and test images, the cells equivalent to it and those the data cannot tell "
             "from it, the transfer gain and the cheapest cell shown to be as good "
-            "(equivalent or non-inferior; tlbench.analysis.verdict).",
+            "(equivalent or non-inferior; tlbench.analysis.verdict). Cells with a run "
+            "that did not learn (training and validation accuracy at chance, one class "
+            "predicted, or a diverged loss: tlbench.analysis.set_aside) are set aside and "
+            "named; no verdict or transfer gain rests on them.",
         ),
         ("table", pd.DataFrame(rows)),
     ]

@@ -11,8 +11,9 @@ written by the rule ``study_results`` from the study's outputs, never typed by h
   (:mod:`tlbench.analysis.verdict`: the validation-selected cell, its test accuracy with
   its interval, the cells equivalent to it and those the data cannot tell from it, the
   transfer gain, the cheapest cell shown to be as good);
-* across two or more datasets: Friedman's test of the strategies' ranks and
-  Nemenyi's critical difference (:func:`tlbench.analysis.verdict.across.across_datasets`);
+* across two or more datasets: each pair of strategies by baycomp's Bayesian
+  signed-rank test, a warning and no outcome with too few datasets
+  (:func:`tlbench.analysis.verdict.across.across_datasets`);
 * with label budgets (:mod:`tlbench.datasets.budget`): per dataset, test accuracy with its
   interval per cell and budget, the crossovers in words
   (:mod:`tlbench.analysis.learning_curves`) and at which budgets transfer beat training
@@ -34,8 +35,10 @@ from typing import Any
 import pandas as pd
 
 from tlbench.analysis import learning_curves, tables
+from tlbench.analysis.set_aside import set_aside
 from tlbench.analysis.tables import mean_sd, ok_runs, reported_split, wall_time
 from tlbench.analysis.verdict import across as verdict_across
+from tlbench.analysis.verdict.bootstrap import MARGIN
 from tlbench.analysis.verdict.intervals import OUTCOMES
 from tlbench.datasets import budget
 from tlbench.report.pages.learning_curves import crossover_lines, paired_comparisons
@@ -65,48 +68,64 @@ def cells_blocks(df: pd.DataFrame) -> list[Block]:
     return [("h3", "Every cell (mean ± sd over seeds)"), ("table", table)]
 
 
-def across_blocks(ranking: pd.DataFrame) -> list[Block]:
-    """Across two or more datasets (the strategy ranking's cells, tlbench.analysis.verdict): each
-    strategy's test accuracy per dataset (its validation-best cell), the mean ranks,
-    Friedman's test and Nemenyi's critical difference; or why there is no comparison."""
+def across_blocks(ranking: pd.DataFrame, margin: float = MARGIN) -> list[Block]:
+    """Across two or more datasets (the strategy ranking's cells, tlbench.analysis.verdict):
+    each strategy's test accuracy per dataset (its validation-best cell), the mean ranks
+    (a description), and each pair of strategies compared by baycomp's Bayesian
+    signed-rank test with ±``margin`` as the region of practical equivalence; with too
+    few datasets a plain warning and no outcome; or why there is no comparison."""
 
     cells = ranking
     if "budget" in cells:  # label budgets: datasets are compared on their whole splits
         cells = cells[cells["budget"] == "all"]
-    across, reason = verdict_across.across_or_none(cells)
+    across, reason = verdict_across.across_or_none(cells, margin)
     blocks: list[Block] = [("h3", "Across datasets")]
     if across is None:
         return blocks + [("p", f"No comparison across datasets: {reason}.")]
     scores = across.scores.round(3).reset_index()
     ranks = ", ".join(f"{name} {rank:.2f}" for name, rank in across.ranks.items())
-    apart = [
-        f"{a} and {b} (Nemenyi p = {across.nemenyi.loc[a, b]:.3g})"
-        for i, a in enumerate(across.nemenyi.columns)
-        for b in across.nemenyi.columns[i + 1 :]
-        if across.nemenyi.loc[a, b] < across.alpha
-    ]
-    return blocks + [
+    pairs = across.pairs.assign(
+        **{c: across.pairs[c].round(3) for c in ("p_a_better", "p_equivalent", "p_b_better")}
+    ).rename(
+        columns={
+            "a": "A",
+            "b": "B",
+            "p_a_better": "P(A better)",
+            "p_equivalent": f"P(within ±{margin:g})",
+            "p_b_better": "P(B better)",
+            "outcome": "A is",
+        }  # fmt: skip
+    )
+    blocks += [
         (
             "p",
-            "Test accuracy of each strategy's validation-chosen cell per dataset; the "
-            "strategies ranked within each dataset (1 = best) and the ranks compared "
-            "across datasets (Demšar 2006: Friedman's test, then Nemenyi's; "
+            "Test accuracy of each strategy's validation-chosen cell per dataset, and each "
+            "pair of strategies compared across the datasets with baycomp's Bayesian "
+            f"signed-rank test (region of practical equivalence ±{margin:g}; an outcome when "
+            f"a posterior probability reaches {verdict_across.DECIDE:g}, else inconclusive; "
             "figures/critical_difference.png in the report).",
         ),
         ("table", scores),
+    ]
+    if across.left_out:
+        blocks.append(
+            (
+                "p",
+                "Left out (not run, or set aside as not learning, on every dataset): "
+                f"{', '.join(across.left_out)}.",
+            )
+        )
+    if across.warning:  # no posterior probabilities the method cannot stand behind
+        blocks.append(("p", f"Warning: {across.warning}."))
+    else:
+        blocks.append(("table", pairs))
+    blocks += [
         (
             "p",
-            f"Mean ranks over {len(across.scores)} datasets: {ranks}. Friedman chi-square "
-            f"{across.statistic:.2f}, p = {across.p_value:.3g}; Nemenyi critical difference "
-            f"{across.critical_difference:.2f} at alpha {across.alpha:g}. "
-            + (
-                "Told apart by Nemenyi's test: " + "; ".join(apart) + "."
-                if apart
-                else "No pair of strategies is told apart by Nemenyi's test at this alpha "
-                f"with {len(across.scores)} datasets."
-            ),
-        ),
+            f"Mean ranks over {len(across.scores)} datasets (a description, not a test): {ranks}.",
+        ),  # fmt: skip
     ]
+    return blocks
 
 
 def budget_blocks(
@@ -149,14 +168,26 @@ def budget_blocks(
             (
                 "p",
                 f"Mean {split} accuracy over seeds with its 95 % t-interval, per cell and "
-                "label budget (labelled training images per class; nested, stratified "
-                "subsets of the training split). Every budget was validated on the same "
+                "label budget (labelled training images per class; stratified subsets of "
+                "the training split drawn from each run's seed, nested within a seed, so the "
+                "interval covers which images were labelled). Every budget was validated on "
+                "the same "
                 f"{int(val.iloc[0]) if len(val) else '?'} validation images and tested on the "
                 "same test images.",
             ),
             ("table", table),
         ]
-        lines = crossover_lines(paired_comparisons(rows, split, settings))
+        aside = set_aside(rows)  # no crossover rests on a cell that did not learn
+        left = sorted({"/".join(map(str, c)) for c in aside.cells[CELL[1:]].itertuples(False)})
+        if left:
+            blocks.append(
+                (
+                    "p",
+                    "Set aside from the crossovers (a run did not learn at some budget: "
+                    f"tlbench.analysis.set_aside): {', '.join(left)}.",
+                )
+            )
+        lines = crossover_lines(paired_comparisons(aside.kept if left else rows, split, settings))
         bullets = [line[2:] for line in lines if line.startswith("* ")]
         blocks += [("p", line) for line in lines if line and not line.startswith("* ")]
         blocks += [("ul", bullets)] if bullets else []
@@ -201,7 +232,8 @@ def study_section(
     if verdict is not None and len(verdict):
         blocks += verdict_blocks(verdict)
     if ranking is not None:
-        blocks += across_blocks(ranking)
+        margins = verdict["margin"].dropna() if verdict is not None and "margin" in verdict else []
+        blocks += across_blocks(ranking, float(margins.iloc[0]) if len(margins) else MARGIN)
     budgets = budget_blocks(df, verdict, settings)
     blocks += budgets
     ranked = scores_rank_backbones(scores)

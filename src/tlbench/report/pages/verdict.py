@@ -4,6 +4,7 @@ verdict's tables written beside it.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 from pathlib import Path
@@ -12,11 +13,14 @@ from typing import Any
 import pandas as pd
 
 from tlbench.analysis import tables
+from tlbench.analysis.set_aside import set_aside, with_set_aside
 from tlbench.analysis.verdict.across import AcrossDatasets, across_or_none
 from tlbench.analysis.verdict.assess import assess, ranking
 from tlbench.analysis.verdict.bootstrap import MARGIN, POOL_BELOW, REPS, SEED
 from tlbench.core.atomic import atomic_file
 from tlbench.report import render
+from tlbench.report.figures.answer import answer_figure
+from tlbench.report.figures.base import message_figure
 
 # --------------------------------------------------------------------------- front section
 
@@ -86,6 +90,13 @@ def answer_lines(v: Any) -> list[str]:
     worse = _number(v, "worse")
     if worse:
         lines += [f"* Worse than it: {worse:.0f} cell{'s' if worse != 1 else ''}.", ""]
+    if text(v, "set_aside"):  # cells that did not learn (tlbench.analysis.set_aside)
+        lines += [
+            f"* Set aside (did not learn; no verdict rests on them): {text(v, 'set_aside')}.",
+            "",
+        ]
+    if text(v, "gain_note") and not text(v, "best_pretrained"):
+        lines += [f"* Transfer gain: none; {text(v, 'gain_note')}.", ""]
     if text(v, "best_pretrained"):
         why = f" ({text(v, 'gain_reason')})" if text(v, "gain_reason") else ""
         lines += [
@@ -164,6 +175,11 @@ def method_lines(verdicts: pd.DataFrame) -> list[str]:
         "freedom that estimate has; a cell with one seed of a stochastic strategy is "
         "always inconclusive." + (f" Pooled: {'; '.join(pooled)}." if pooled else ""),
         "",
+        "*Seeds to resolve* (beside an inconclusive cell): seeds per cell at which a "
+        "two-sided 5 % t-test detects a difference of the margin with 80 % power "
+        "(statsmodels), on the seed variance pooled over the dataset's cells; rounded to "
+        "one significant figure, with the range over that variance's 80 % interval.",
+        "",
         f"*Many comparisons*: the intervals of a dataset's comparisons with its chosen cell "
         f"(up to {family} here) hold together (a simultaneous 95 % band from the joint "
         "bootstrap replicates), so the chance that any one is wrongly called better or "
@@ -172,18 +188,49 @@ def method_lines(verdicts: pd.DataFrame) -> list[str]:
     ]
 
 
-def front_section(verdicts: pd.DataFrame, across: AcrossDatasets | None = None) -> str:
-    """The report's front section (reStructuredText): the verdict in sentences."""
+def figure_lines(png: str | os.PathLike) -> list[str]:
+    """reStructuredText of the answer's figure (:mod:`tlbench.report.figures.answer`),
+    embedded as a data URI so the report's first page carries it."""
+    data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+    # docutils joins a URI's lines (its whitespace removed) and limits a line's length
+    chunks = [data[i : i + 76] for i in range(0, len(data), 76)]
+    return [
+        ".. image:: data:image/png;base64,",
+        *(f"   {chunk}" for chunk in chunks),
+        "   :alt: the verdict per dataset: each cell's difference from the chosen cell, "
+        "its interval, the margin band, its outcome and its training seconds",
+        "   :class: tlbench-verdict-figure",
+        "   :width: 100%",
+        "",
+    ]
+
+
+def front_section(
+    verdicts: pd.DataFrame,
+    across: AcrossDatasets | None = None,
+    figure: str | os.PathLike | None = None,
+) -> str:
+    """The report's front section (reStructuredText): the answer's figure (``figure``, a
+    PNG) when given, then the verdict in sentences."""
     lines = ["Verdict", "-------", ""]
+    if figure is not None:
+        lines += figure_lines(figure)
     for _, v in verdicts.iterrows():
+        if not text(v, "selected"):  # every cell set aside (tlbench.analysis.set_aside)
+            lines += [f"**{v['dataset']}**: {text(v, 'gain_note')}: {text(v, 'set_aside')}.", ""]
+            continue
         lines += answer_lines(v)
     lines += method_lines(verdicts)
-    if across is not None:
-        ranks = ", ".join(f"``{k}`` {r:.2f}" for k, r in across.ranks.items())
+    if across is not None and across.warning:  # too few datasets: a warning, no headline
+        lines += [f"**Across {len(across.scores)} datasets**: {across.warning}.", ""]
+    elif across is not None:
+        said = [
+            f"``{a}`` vs ``{b}``: {outcome}"
+            for a, b, outcome in across.pairs[["a", "b", "outcome"]].itertuples(index=False)
+        ]
         lines += [
-            f"**Across {len(across.scores)} datasets**: Friedman p = {across.p_value:.3g}; mean "
-            f"ranks (1 = best) {ranks}; Nemenyi critical difference "
-            f"{across.critical_difference:.2f} (see the critical-difference diagram).",
+            f"**Across {len(across.scores)} datasets** (baycomp's Bayesian signed-rank test, "
+            f"±{across.margin:g}): {'; '.join(said)}.",
             "",
         ]
     return "\n".join(lines) + "\n"
@@ -214,21 +261,40 @@ def write_verdict(
     margin: float = MARGIN,
     reps: int = REPS,
     seed: int = SEED,
+    figure_path: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Write the verdict table (``<table_stem>.csv/.md/.html``), the strategy ranking
-    (``<ranking_stem>.*``, :func:`ranking`) and the report's front section
-    (``front_path``, reStructuredText) from one :func:`assess`; return the verdicts.
-    A pilot study (test split sealed) gets the ranking by validation figures
-    (:func:`tlbench.analysis.tables.strategy_ranking`) and no verdict."""
+    (``<ranking_stem>.*``, :func:`ranking`), the answer's figure (``figure_path``, when
+    given: :func:`tlbench.report.figures.answer.answer_figure`) and the report's front
+    section (``front_path``, reStructuredText, the figure first) from one
+    :func:`assess`; return the verdicts. A pilot study (test split sealed) gets the
+    ranking by validation figures (:func:`tlbench.analysis.tables.strategy_ranking`)
+    and no verdict (its figure says so)."""
+
+    def no_figure(reason: str) -> None:
+        if figure_path is not None:
+            message_figure(figure_path, "No verdict", [reason])
 
     if tables.is_pilot(study):  # no test predictions: nothing to give a verdict on
         render.write_table(pd.DataFrame(columns=["dataset", "selected", "note"]), table_stem)
         render.write_table(tables.strategy_ranking(study), ranking_stem)
         write_front_section(PILOT_SECTION, front_path)
+        no_figure("pilot study: the test split is sealed")
         return pd.DataFrame()
-    result = assess(study, margin, reps, seed)
-    across, _ = across_or_none(result.whole())  # budgets: their largest, normally 'all'
-    render.write_table(result.verdicts, table_stem)
+    aside = set_aside(study)  # runs that did not learn: shown, never compared
+    if aside.kept.empty and len(aside.cells):  # every finished run set aside: no comparison
+        verdicts = with_set_aside(pd.DataFrame(columns=["dataset", "selected"]), aside)
+        render.write_table(verdicts, table_stem)
+        render.write_table(pd.DataFrame(columns=["dataset", "rank", "verdict"]), ranking_stem)
+        write_front_section(front_section(verdicts), front_path)
+        no_figure("every run was set aside: none learned")
+        return verdicts
+    result = assess(aside.kept, margin, reps, seed)
+    verdicts = with_set_aside(result.verdicts, aside)
+    across, _ = across_or_none(result.whole(), margin)  # budgets: the largest, normally 'all'
+    render.write_table(verdicts, table_stem)
     render.write_table(ranking(result.cells), ranking_stem)
-    write_front_section(front_section(result.verdicts, across), front_path)
-    return result.verdicts
+    if figure_path is not None:
+        answer_figure(result.whole(), margin, figure_path)
+    write_front_section(front_section(verdicts, across, figure_path), front_path)
+    return verdicts
