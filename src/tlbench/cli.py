@@ -122,11 +122,12 @@ def _run(args: argparse.Namespace) -> None:
     spec = load_spec_file(args.spec)
     if args.pilot:
         spec["pilot"] = True
-    metrics = run(spec, args.outdir)
+    path = args.ledger or Path(args.outdir).resolve().parent / ledger.NAME
+    lines = []  # the ledger's line is written before the run folder is committed
+    metrics = run(spec, args.outdir, before_commit=lambda m: lines.append(ledger.record(path, m)))
     test = metrics.get("test") or {}
     val = metrics.get("val") or {}
-    path = args.ledger or Path(args.outdir).resolve().parent / ledger.NAME
-    line = ledger.record(path, metrics)
+    line = lines[0] if lines else None
     print(
         f"{metrics['status']}: {args.outdir}"
         + (f" test accuracy {test['accuracy']:.4f}" if "accuracy" in test else "")

@@ -40,7 +40,7 @@ import io
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,22 +66,32 @@ from tlbench.training.spec import resolve_spec
 from tlbench.training.trainer import Trainer
 
 
-def run(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLike) -> dict[str, Any]:
+def run(
+    spec: Mapping[str, Any] | str | os.PathLike,
+    outdir: str | os.PathLike,
+    before_commit: Callable[[dict[str, Any]], Any] | None = None,
+) -> dict[str, Any]:
     """Train and evaluate one run; write ``outdir`` atomically; return the metrics dict.
 
     Spec errors raise :class:`tlbench.core.errors.SpecError` before anything is written.
+    ``before_commit(metrics)`` runs once every output is written, before the run
+    folder is renamed into place (the test-split ledger's line,
+    :func:`tlbench.analysis.ledger.record`): when it raises, the run fails with no
+    run folder and its work folder kept, so a retry resumes and calls it again.
     """
     spec = resolve_spec(spec)
     previous_policy = keras.config.dtype_policy().name
     try:
         if spec["training"]["mixed_precision"]:
             keras.config.set_dtype_policy("mixed_float16")
-        return _run(spec, Path(outdir))
+        return _run(spec, Path(outdir), before_commit)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
 
-def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
+def _run(
+    spec: dict[str, Any], outdir: Path, before_commit: Callable[[dict[str, Any]], Any] | None
+) -> dict[str, Any]:
 
     started_utc = utc_now()
     pilot = spec["pilot"]
@@ -124,6 +134,9 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     if not strategy.trains:
         train_seconds = setup_seconds
     # A resumed run costs all its attempts (killed ones up to their last heartbeat).
+    # this attempt on record in the work folder before the test split is read: a retry
+    # (say, of a failed commit) is the same evaluation (tlbench.analysis.ledger.evaluation_id)
+    resume.heartbeat(force=True)
     attempts = resume.finish_attempt(setup_seconds, train_seconds)
     train_seconds = sum(a["train_seconds"] for a in attempts)
     setup_seconds = sum(a["setup_seconds"] for a in attempts)
@@ -182,6 +195,8 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
             model.save(tmp / "model.keras")
         for name, content in arrays.items():
             np.savez_compressed(tmp / name, **content)
+        if before_commit is not None:
+            before_commit(metrics)
     shutil.rmtree(workdir, ignore_errors=True)
     return metrics
 

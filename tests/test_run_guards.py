@@ -1,0 +1,140 @@
+"""A run's guards through ``tlbench run`` (issue 31): the test-split ledger's line is
+written before the run folder is committed, survives a torn last line and a file
+system without ``flock``, and fingerprints the prepared data by content only."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+
+import pytest
+import yaml
+from engine_helpers import tiny_spec
+
+from tlbench.analysis import ledger
+from tlbench.cli import main
+from tlbench.core.errors import LedgerWarning
+
+
+def _spec(tmp_path, prepared, **training):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(tiny_spec(prepared, training={"epochs": 1, **training})))
+    return path
+
+
+def test_a_failing_ledger_write_leaves_no_run_folder(tiny_prepared, tmp_path, capsys):
+    """Reproduced: the ledger's line was written after the rename, so a failing write
+    failed the job with the run folder in place (Snakemake then deletes it, and the
+    retrain fails the same way). Now the write fails the run before its commit."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the ledger's folder should be")
+    out = tmp_path / "runs" / "r"
+    with pytest.raises(OSError, match="not_a_folder"):
+        main(["run", str(_spec(tmp_path, tiny_prepared)), str(out),
+              "--ledger", str(blocker / ledger.NAME)])  # fmt: skip
+    assert not out.exists()
+    assert (tmp_path / "runs" / "r.work").is_dir()  # the retry resumes from the checkpoint
+
+
+def test_a_commit_that_fails_after_the_ledger_line_counts_one_look(
+    tiny_prepared, tmp_path, monkeypatch
+):
+    """The line is written, then the rename fails; the retry (resumed from the work
+    folder) writes a second line of the same evaluation: one run spec, one evaluation."""
+    out = tmp_path / "runs" / "r"
+    spec = _spec(tmp_path, tiny_prepared)
+    replace = os.replace
+
+    def failing(src, dst, *args, **kwargs):
+        if os.fspath(dst) == os.fspath(out):
+            raise OSError(errno.EIO, "simulated failure of the commit", os.fspath(dst))
+        return replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="simulated failure of the commit"):
+        main(["run", str(spec), str(out)])
+    monkeypatch.setattr(os, "replace", replace)
+    assert not out.exists() and len(ledger.read(tmp_path / "runs" / ledger.NAME)) == 1
+    assert main(["run", str(spec), str(out)]) == 0
+    lines = ledger.read(tmp_path / "runs" / ledger.NAME)
+    assert len(lines) == 2 and lines[0]["evaluation"] == lines[1]["evaluation"]
+    table = ledger.looks(tmp_path / "runs" / ledger.NAME).set_index("dataset")
+    assert table.loc["tiny", "distinct run specs"] == 1
+    assert table.loc["tiny", "test evaluations"] == 1
+    # a deliberate rerun of the finished run is another evaluation of the same spec
+    shutil.rmtree(out)
+    assert main(["run", str(spec), str(out)]) == 0
+    table = ledger.looks(tmp_path / "runs" / ledger.NAME).set_index("dataset")
+    assert table.loc["tiny", "distinct run specs"] == 1
+    assert table.loc["tiny", "test evaluations"] == 2
+
+
+def test_a_torn_last_line_is_repaired_with_a_warning(tiny_prepared, tmp_path, capsys):
+    """Reproduced as written: ``printf '{"dataset":"dig' >> test_evaluations.jsonl``
+    made every later table job fail with "not a JSON ledger line", and the next
+    run's line was glued onto the fragment."""
+    spec = _spec(tmp_path, tiny_prepared)
+    path = tmp_path / "runs" / ledger.NAME
+    assert main(["run", str(spec), str(tmp_path / "runs" / "a")]) == 0
+    with open(path, "a") as handle:
+        handle.write('{"dataset":"dig')
+    with pytest.warns(LedgerWarning, match=r'torn last line .*\{"dataset":"dig'):
+        table = ledger.looks(path).set_index("dataset")  # the table job reads on
+    assert table.loc["tiny", "test evaluations"] == 1
+    with pytest.warns(LedgerWarning, match="torn last line .* removed"):
+        assert main(["run", str(spec), str(tmp_path / "runs" / "b")]) == 0
+    assert path.read_text().count("\n") == 2 and path.read_text().endswith("}\n")
+    assert len(ledger.read(path)) == 2
+    # damage that is not a torn line is still an error naming the line
+    path.write_text("not a ledger line\n" + path.read_text())
+    with pytest.raises(ValueError, match=f"{ledger.NAME}:1: not a JSON ledger line"):
+        ledger.read(path)
+
+
+def test_a_partial_write_is_undone(tmp_path, monkeypatch):
+    """A write cut short (a full disk) leaves no torn line behind."""
+    path = tmp_path / ledger.NAME
+    record = {"dataset": "d", "prepared_fingerprint": "f", "spec_hash": "s", "time_utc": "t",
+              "code": {}}  # fmt: skip
+    ledger.append(path, record)
+    before = path.read_bytes()
+    write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: write(fd, data[:10]))
+    with pytest.raises(OSError, match="wrote 10 of"):
+        ledger.append(path, record)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.EOPNOTSUPP])
+def test_without_flock_the_line_is_appended_with_a_warning(
+    tiny_prepared, tmp_path, monkeypatch, code
+):
+    """Reproduced: a file system without ``flock`` (Lustre mounted without it) made
+    the ledger write raise after the run was committed."""
+
+    def no_flock(fd, operation):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    out = tmp_path / "runs" / "r"
+    with pytest.warns(LedgerWarning, match="flock.*O_APPEND"):
+        assert main(["run", str(_spec(tmp_path, tiny_prepared)), str(out)]) == 0
+    assert (out / "metrics.json").is_file()
+    assert len(ledger.read(tmp_path / "runs" / ledger.NAME)) == 1
+
+
+def test_the_data_fingerprint_is_content_only(tiny_prepared, tmp_path):
+    """Reproduced: the fingerprint was the sha256 of manifest.json, whose
+    ``prepare_seconds`` differs every time the same data is prepared again."""
+    again = tmp_path / "again"
+    shutil.copytree(tiny_prepared, again)
+    manifest = json.loads((again / "manifest.json").read_text())
+    manifest["prepare_seconds"] = manifest["prepare_seconds"] + 1.5
+    (again / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    assert ledger.prepared_fingerprint(again) == ledger.prepared_fingerprint(tiny_prepared)
+    manifest["seed"] = manifest["seed"] + 1  # content: another split
+    (again / "manifest.json").write_text(json.dumps(manifest))
+    assert ledger.prepared_fingerprint(again) != ledger.prepared_fingerprint(tiny_prepared)
