@@ -9,6 +9,11 @@ import fcntl
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,7 +21,9 @@ from engine_helpers import tiny_spec
 
 from tlbench.analysis import ledger
 from tlbench.cli import main
-from tlbench.core.errors import LedgerWarning
+from tlbench.core.errors import LedgerWarning, RunLockedError
+from tlbench.training import engine
+from tlbench.training.resume import Resume
 
 
 def _spec(tmp_path, prepared, **training):
@@ -138,3 +145,88 @@ def test_the_data_fingerprint_is_content_only(tiny_prepared, tmp_path):
     manifest["seed"] = manifest["seed"] + 1  # content: another split
     (again / "manifest.json").write_text(json.dumps(manifest))
     assert ledger.prepared_fingerprint(again) != ledger.prepared_fingerprint(tiny_prepared)
+
+
+def test_a_second_writer_of_one_run_fails_at_once_naming_the_holder(tiny_prepared, tmp_path):
+    """Reproduced: two processes training one run at once (two studies sharing
+    ``results:``, or ``--nolock``) both ran; the second discarded the first's
+    checkpoints (another spec) or deleted its temporaries, and each committed over
+    the other. Now the second fails at once, naming the first's host and pid."""
+    spec = tiny_spec(tiny_prepared, training={"epochs": 500})
+    first_spec, second_spec = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first_spec.write_text(yaml.safe_dump(spec))
+    spec["training"]["epochs"] = 1
+    second_spec.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "runs" / "r"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tlbench.cli", "run", str(first_spec), str(out), "--threads", "1"],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TLBENCH_CHECKPOINT_SECONDS": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    work = tmp_path / "runs" / "r.work"
+    try:
+        deadline = time.time() + 120
+        while not (work / "progress.json").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        progress = (work / "progress.json").read_text()
+        started = time.perf_counter()
+        with pytest.raises(RunLockedError) as raised:
+            engine.run(yaml.safe_load(second_spec.read_text()), out)
+        assert time.perf_counter() - started < 10  # at once, not after training
+        message = str(raised.value)
+        assert f"pid {first.pid}" in message and socket.gethostname() in message
+        assert str(out) in message
+        assert first.poll() is None and not out.exists()
+        # the first writer's checkpoints are untouched
+        assert (
+            json.loads(progress)["spec"] == json.loads((work / "progress.json").read_text())["spec"]
+        )
+    finally:
+        first.kill()
+        first.wait()
+    # the holder gone (its lock released by the kernel), the run is written
+    assert main(["run", str(second_spec), str(out)]) == 0
+    assert (out / "metrics.json").is_file() and not work.exists()
+
+
+class _Weights:
+    """A model's ``save_weights`` stand-in: records the temporary it is given."""
+
+    def __init__(self):
+        self.paths = []
+
+    def save_weights(self, path):
+        self.paths.append(Path(path))
+        Path(path).write_bytes(b"weights")
+
+
+def test_checkpoint_temporaries_are_per_writer_and_a_live_ones_are_kept(tmp_path):
+    """Reproduced: the checkpoint code wrote every file through one fixed temporary
+    name (``.tmp-<name>``) and, on opening a work folder, deleted every temporary in
+    it, a live writer's too."""
+    work = tmp_path / "run.work"
+    work.mkdir()
+    host = socket.gethostname()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = work / f".fit0-final.weights.h5.tmp-{host}-{sleeper.pid}-abc.weights.h5"
+        dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                                  capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        dead = work / f".fit0-final.weights.h5.tmp-{host}-{dead_pid}-abc.weights.h5"
+        live.write_bytes(b"being written")
+        dead.write_bytes(b"left by a killed writer")
+        resume = Resume(work, {"spec": 1})
+        assert live.exists() and not dead.exists()
+        model = _Weights()
+        resume.finish_fit(0, model, [], None)
+        resume.finish_fit(1, model, [], None)
+        first, second = model.paths
+        assert first.name.startswith(f".fit0-final.weights.h5.tmp-{host}-{os.getpid()}-")
+        assert first.name.endswith(".weights.h5") and first.name != live.name
+        assert second.name.startswith(f".fit1-final.weights.h5.tmp-{host}-{os.getpid()}-")
+        assert (work / "fit0-final.weights.h5").read_bytes() == b"weights"
+        assert live.exists()  # the other writer's temporary survives this one's writes
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from tlbench.analysis import ledger
-from tlbench.core.errors import SpecError, UnknownNameError
+from tlbench.core.errors import RunLockedError, SpecError, UnknownNameError
 from tlbench.training.spec import load_spec_file
 
 EXIT_USAGE = 2
@@ -162,6 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(error).split())
         print(f"tlbench {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except RunLockedError as error:  # another process writes this run
+        if os.environ.get("TLBENCH_DEBUG") == "1":
+            raise
+        print(f"tlbench {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except MemoryError as error:
         if os.environ.get("TLBENCH_DEBUG") == "1":
             raise

@@ -30,7 +30,9 @@ requeued job continues from its last checkpointed epoch; ``metrics.json`` then s
 reports their summed ``train_seconds``/``setup_seconds``. Each epoch's random
 state (data order, dropout, augmentation) derives from ``(seed, epoch)``
 (:class:`tlbench.models.inputs.ImageBatches`, :class:`tlbench.training.callbacks.EpochSeed`), so the resumed run is the
-uninterrupted one. The folder is removed once the outputs are written.
+uninterrupted one. The folder is removed once the outputs are written. It is locked
+for the whole run (:class:`tlbench.training.run_lock.RunLock`): a second process
+writing the same run fails at once, naming the holder (host, pid).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -62,6 +63,7 @@ from tlbench.strategies.base import STRATEGIES, TrainContext
 from tlbench.training.evaluation import count_params, evaluate
 from tlbench.training.jit import jit_record
 from tlbench.training.resume import Resume
+from tlbench.training.run_lock import RunLock
 from tlbench.training.spec import resolve_spec
 from tlbench.training.trainer import Trainer
 
@@ -81,16 +83,21 @@ def run(
     """
     spec = resolve_spec(spec)
     previous_policy = keras.config.dtype_policy().name
-    try:
-        if spec["training"]["mixed_precision"]:
-            keras.config.set_dtype_policy("mixed_float16")
-        return _run(spec, Path(outdir), before_commit)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    # one writer per run, for the whole run (a second fails here, naming this one)
+    with RunLock(f"{outdir}.work", outdir) as lock:
+        try:
+            if spec["training"]["mixed_precision"]:
+                keras.config.set_dtype_policy("mixed_float16")
+            return _run(spec, Path(outdir), before_commit, lock)
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
 
 
 def _run(
-    spec: dict[str, Any], outdir: Path, before_commit: Callable[[dict[str, Any]], Any] | None
+    spec: dict[str, Any],
+    outdir: Path,
+    before_commit: Callable[[dict[str, Any]], Any] | None,
+    lock: RunLock,
 ) -> dict[str, Any]:
 
     started_utc = utc_now()
@@ -111,8 +118,7 @@ def _run(
     image_shape = tuple(int(s) for s in splits["train"][0].shape[1:])
     batch = spec["training"]["batch_size"]
 
-    workdir = Path(f"{outdir}.work")
-    resume = Resume(workdir, spec, data_fingerprint(data))
+    resume = Resume(lock.dir, spec, data_fingerprint(data))
     trainer = Trainer(spec, resume=resume)
     metrics: dict[str, Any] = {"status": "ok", "pilot": pilot}
     if pilot:
@@ -197,7 +203,7 @@ def _run(
             np.savez_compressed(tmp / name, **content)
         if before_commit is not None:
             before_commit(metrics)
-    shutil.rmtree(workdir, ignore_errors=True)
+    lock.remove_folder()
     return metrics
 
 
