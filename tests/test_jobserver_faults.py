@@ -259,3 +259,19 @@ def test_a_long_tmpdir_is_one_warning_and_the_workflow_runs(tmp_path):
     assert output.count("job server did not start") == 1, output[-5000:]
     assert "a Unix socket's at most 107" in output
     assert (tmp_path / "results/prepared/tiny/manifest.json").is_file()
+
+
+def test_a_preload_that_fails_is_one_warning(faults, tmp_path, monkeypatch, capfd):
+    """Reproduced: the socket was there before the imports ran, so a server that then
+    failed to import (a broken environment) left every job to say "Connection
+    refused". Now the socket appears once the imports are done: one warning."""
+    monkeypatch.setenv("FAULT", "")
+    process = jobserver.start(preload=("tlbench_no_such_module",))
+    err = capfd.readouterr().err
+    try:
+        assert process is None and jobserver.ENV not in os.environ
+        assert err.count("job server did not start") == 1 and "tlbench_no_such_module" in err
+        code, seen, job_err = _job(tmp_path, "ok")
+        assert code == 0 and seen[0]["forked_from"] is None and job_err == ""
+    finally:
+        jobserver.stop(process)

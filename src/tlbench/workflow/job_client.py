@@ -11,7 +11,8 @@ import os
 import socket
 import sys
 
-from tlbench.workflow.jobserver import ENV, import_key, peer_uid
+from tlbench.workflow.job_fork import peer_uid
+from tlbench.workflow.jobserver import ENV, import_key
 
 # ---------------------------------------------------------------- the job's side
 

@@ -1,6 +1,8 @@
 """The job server's forks (tlbench.workflow.jobserver): whether this system lets the
-server watch a forked job (:func:`check_fork_support`), and the forked process itself,
-which waits for the server's go before it becomes the job (:func:`run_child`).
+server watch a forked job (:func:`check_fork_support`), the forked process itself,
+which waits for the server's go before it becomes the job (:func:`run_child`), and
+the checks around a fork: the peer's user (:func:`peer_uid`), a started backend
+runtime (:func:`runtime_started`), changed sources (:func:`sources_fingerprint`).
 
 The child runs nothing of the job until the server has set up its watch on it (a
 pidfd): if that fails (``os.pidfd_open`` refused by seccomp, say), the server closes
@@ -16,6 +18,8 @@ import importlib.util
 import os
 import runpy
 import signal
+import socket
+import struct
 import sys
 import time
 import traceback
@@ -27,6 +31,12 @@ from typing import Any
 GO = b"go"
 #: Seconds a killed job's child gets between SIGTERM and SIGKILL.
 KILL_GRACE = 5.0
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
+    ucred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", ucred)[1]
 
 
 def check_fork_support() -> None:

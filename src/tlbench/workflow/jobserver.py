@@ -49,7 +49,6 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -65,6 +64,7 @@ from tlbench.workflow.job_fork import (
     KILL_GRACE,
     check_fork_support,
     kill_jobs,
+    peer_uid,
     run_child,
     runtime_started,
     sources_fingerprint,
@@ -93,14 +93,10 @@ KEY_PREFIXES = ("PYTHON", "KERAS_", "TF_", "XLA_", "JAX_", "CUDA_", "LD_", "MPL"
 PER_JOB = frozenset({"TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "XLA_FLAGS"})
 #: Largest request (a job's command line, working directory and environment).
 MAX_MESSAGE = 1 << 20
+#: Seconds :func:`start` waits for the server's imports (Keras: ~7 s on 2 idle cores).
+START_SECONDS = 300.0
 #: Bytes of a Unix socket's path, its final NUL included (Linux's ``sun_path``).
 SOCKET_PATH_MAX = 108
-
-
-def peer_uid(conn: socket.socket) -> int:
-    """The uid of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
-    ucred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", ucred)[1]
 
 
 def import_key(env: Mapping[str, str]) -> dict[str, Any]:
@@ -128,10 +124,9 @@ class Server:
         self.key = import_key(os.environ)
         self.sources = sources_fingerprint()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        bound = os.path.join(os.path.dirname(path), ".bind")  # listening before it is seen
-        self.listener.bind(bound)
+        self.bound = os.path.join(os.path.dirname(path), ".bind")  # path once ready: publish
+        self.listener.bind(self.bound)
         self.listener.listen(64)
-        os.replace(bound, path)
         self.selector = selectors.EpollSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, ("accept", None))
         self.children: dict[int, tuple[socket.socket, int]] = {}  # pid -> (conn, pidfd)
@@ -299,10 +294,15 @@ class Server:
         finally:
             self.close()
 
+    def publish(self) -> None:
+        """Make the socket visible at its path (start() waits for it): the server is ready."""
+        os.replace(self.bound, self.path)
+
     def close(self) -> None:
         self.listener.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        for name in (self.bound, self.path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
         children = list(self.children)
         kill_jobs(children)
         for pid in children:
@@ -311,12 +311,14 @@ class Server:
 
 
 def serve(path: str, preload: Iterable[str] = PRELOAD, parent: int | None = None) -> None:
-    """Bind ``path``, import ``preload``, then serve jobs until stopped (see the module
-    docstring). Jobs that connect while the imports run wait for them."""
+    """Listen, import ``preload``, then publish the socket at ``path`` and serve jobs
+    until stopped (see the module docstring); an import that fails ends the server
+    before its socket is seen (:func:`start` says so once)."""
     server = Server(path, parent)
     for module in preload:
         importlib.import_module(module)
     server.unsafe = runtime_started()
+    server.publish()
     server.serve_forever()
 
 
@@ -348,13 +350,13 @@ def start(preload: Iterable[str] = PRELOAD) -> subprocess.Popen | None:
                 stderr=stderr,
                 start_new_session=True,  # Ctrl-C reaches Snakemake, which stops it
             )
-        deadline = time.monotonic() + 60
-        while not os.path.exists(path):
+        deadline = time.monotonic() + START_SECONDS
+        while not os.path.exists(path):  # published once the imports are done
             if process.poll() is not None:
                 said = Path(log).read_text().strip().splitlines()
                 raise RuntimeError(said[-1] if said else f"it exited with {process.returncode}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no socket at {path} after 60 s")
+                raise RuntimeError(f"no socket at {path} after {START_SECONDS:.0f} s")
             time.sleep(0.02)
     except Exception as error:
         _stop(process, path)
