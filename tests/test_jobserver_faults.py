@@ -275,3 +275,23 @@ def test_a_preload_that_fails_is_one_warning(faults, tmp_path, monkeypatch, capf
         assert code == 0 and seen[0]["forked_from"] is None and job_err == ""
     finally:
         jobserver.stop(process)
+
+
+def test_a_snakemake_jobs_runtime_is_what_the_server_is_sent(tmp_path):
+    """Through Snakemake: a job's ``resources.runtime`` (minutes) is read from the job
+    script's ``snakemake`` object; a rule without one is not bounded."""
+    (tmp_path / "Snakefile").write_text(
+        'rule bounded:\n    output: "bounded.txt"\n    resources: runtime=5\n    script: "job.py"\n'
+        'rule unbounded:\n    output: "unbounded.txt"\n    script: "job.py"\n'
+    )
+    (tmp_path / "job.py").write_text(
+        "from tlbench.workflow.job_client import snakemake_runtime\n"
+        "open(snakemake.output[0], 'w').write(repr(snakemake_runtime()))\n"
+    )
+    snakemake = Path(sys.executable).with_name("snakemake")
+    subprocess.run(
+        [str(snakemake), "--cores", "1", "bounded.txt", "unbounded.txt"],
+        cwd=tmp_path, check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert (tmp_path / "bounded.txt").read_text() == "5.0"
+    assert (tmp_path / "unbounded.txt").read_text() == "None"
