@@ -25,6 +25,8 @@ from tlbench.core.errors import LedgerWarning, RunLockedError
 from tlbench.training import engine
 from tlbench.training.resume import Resume
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _spec(tmp_path, prepared, **training):
     path = tmp_path / "spec.yaml"
@@ -230,3 +232,39 @@ def test_checkpoint_temporaries_are_per_writer_and_a_live_ones_are_kept(tmp_path
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_through_snakemake_a_failing_ledger_write_keeps_the_training(tmp_path):
+    """Reproduced through the workflow: the ledger's line failed after the commit, so
+    Snakemake deleted the finished run and its checkpoints were gone: the retry trained
+    from scratch. Now the job fails before the commit with the work folder kept, and
+    the retry resumes from it."""
+    config = tmp_path / "study.yaml"
+    config.write_text(
+        "datasets:\n  tiny: {loader: synthetic, num_classes: 2, per_class: 6, image_size: 8}\n"
+        "backbones:\n  cnn: {name: small_cnn, weights: none, kwargs: {widths: [4, 8]}}\n"
+        "strategies:\n  scratch: {name: scratch, training: {epochs: 2}}\n"
+        "augmentations:\n  none: {name: none}\n"
+        "seeds: [0]\n"
+        "matrix:\n  - {datasets: [tiny], backbones: [cnn], strategies: [scratch], augmentations: [none]}\n"
+    )
+    blocker = tmp_path / "results" / ledger.NAME
+    blocker.mkdir(parents=True)  # the ledger cannot be opened for appending
+    run = "results/runs/tiny/cnn/scratch/none/seed0"
+    snakemake = Path(sys.executable).with_name("snakemake")
+    command = [str(snakemake), "--snakefile", str(ROOT / "Snakefile"), "--directory",
+               str(tmp_path), "--configfile", str(config), "--cores", "1", run]  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TLBENCH_CHECKPOINT_SECONDS": "0",
+           "PATH": f"{snakemake.parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert failed.returncode != 0
+    log = (tmp_path / "results/logs/runs/tiny/cnn/scratch/none/seed0.log").read_text()
+    assert ledger.NAME in log
+    assert not (tmp_path / run).exists() and (tmp_path / f"{run}.work").is_dir()
+    blocker.rmdir()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / run / "metrics.json").read_text())
+    assert metrics["resumed"] is True and len(metrics["attempts"]) == 2
+    lines = ledger.read(blocker)
+    assert len(lines) == 1 and ledger.looks(blocker).loc[0, "test evaluations"] == 1
