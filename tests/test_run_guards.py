@@ -149,7 +149,9 @@ def test_the_data_fingerprint_is_content_only(tiny_prepared, tmp_path):
     assert ledger.prepared_fingerprint(again) != ledger.prepared_fingerprint(tiny_prepared)
 
 
-def test_a_second_writer_of_one_run_fails_at_once_naming_the_holder(tiny_prepared, tmp_path):
+def test_a_second_writer_of_one_run_fails_at_once_naming_the_holder(
+    tiny_prepared, tmp_path, capsys
+):
     """Reproduced: two processes training one run at once (two studies sharing
     ``results:``, or ``--nolock``) both ran; the second discarded the first's
     checkpoints (another spec) or deleted its temporaries, and each committed over
@@ -173,10 +175,13 @@ def test_a_second_writer_of_one_run_fails_at_once_naming_the_holder(tiny_prepare
             time.sleep(0.2)
         progress = (work / "progress.json").read_text()
         started = time.perf_counter()
-        with pytest.raises(RunLockedError) as raised:
+        with pytest.raises(RunLockedError):  # the engine's error, as the workflow's job sees it
             engine.run(yaml.safe_load(second_spec.read_text()), out)
         assert time.perf_counter() - started < 10  # at once, not after training
-        message = str(raised.value)
+        capsys.readouterr()
+        assert main(["run", str(second_spec), str(out)]) == 1  # `tlbench run`: one line
+        message = capsys.readouterr().err
+        assert message.startswith("tlbench run: error: ") and message.count("\n") == 1
         assert f"pid {first.pid}" in message and socket.gethostname() in message
         assert str(out) in message
         assert first.poll() is None and not out.exists()
