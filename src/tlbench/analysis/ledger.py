@@ -177,14 +177,16 @@ def append(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        if _lock(fd, path):
+        locked = _lock(fd, path)
+        if locked:
             _cut_torn_tail(fd, path)
         elif _torn(fd):  # unlocked, a torn tail may be a write in progress: not cut,
             line = b"\n" + line  # ended instead (read() skips it, with a warning)
         size = os.fstat(fd).st_size
         written = os.write(fd, line)
         if written != len(line):
-            os.ftruncate(fd, size)  # no torn line left behind
+            if locked:  # no torn line left behind (unlocked, another line may follow it)
+                os.ftruncate(fd, size)
             raise OSError(f"{path}: wrote {written} of {len(line)} bytes of a ledger line")
         os.fsync(fd)
     finally:
