@@ -40,7 +40,7 @@ import yaml
 
 from tlbench.analysis import ledger
 from tlbench.core.atomic import atomic_file, check_replaceable
-from tlbench.core.errors import SpecError, UnknownNameError
+from tlbench.core.errors import RunLockedError, SpecError, UnknownNameError
 from tlbench.core.run_folder import RUN_LAYOUT
 from tlbench.core.yaml_files import load_yaml
 from tlbench.training.spec import load_spec_file
@@ -241,11 +241,12 @@ def _run(args: argparse.Namespace) -> None:
     spec = load_spec_file(args.spec)
     if args.pilot:
         spec["pilot"] = True
-    metrics = run(spec, args.outdir)
+    path = args.ledger or Path(args.outdir).resolve().parent / ledger.NAME
+    lines = []  # the ledger's line is written before the run folder is committed
+    metrics = run(spec, args.outdir, before_commit=lambda m: lines.append(ledger.record(path, m)))
     test = metrics.get("test") or {}
     val = metrics.get("val") or {}
-    path = args.ledger or Path(args.outdir).resolve().parent / ledger.NAME
-    line = ledger.record(path, metrics)
+    line = lines[0] if lines else None
     print(
         f"{metrics['status']}: {args.outdir}"
         + (f" test accuracy {test['accuracy']:.4f}" if "accuracy" in test else "")
@@ -288,6 +289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except StudyFailed as error:
         print(f"tlbench {args.command}: {error}", file=sys.stderr)
+        return 1
+    except RunLockedError as error:  # another process writes this run
+        if os.environ.get("TLBENCH_DEBUG") == "1":
+            raise
+        print(f"tlbench {args.command}: error: {error}", file=sys.stderr)
         return 1
     except MemoryError as error:
         if os.environ.get("TLBENCH_DEBUG") == "1":

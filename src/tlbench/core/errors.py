@@ -51,6 +51,18 @@ class RunFailed(Exception):
     """Training diverged (non-finite loss); the message says where."""
 
 
+class LedgerWarning(UserWarning):
+    """The test-split ledger was repaired (a torn last line) or written without ``flock``."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process (host, pid named) is writing the same run."""
+
+
+class RunLockWarning(UserWarning):
+    """A run's work folder cannot be locked here (no ``flock``): one writer is not enforced."""
+
+
 def number_hint(value: Any) -> str:
     """A hint for a number YAML read as a string (``1e-3``: PyYAML wants ``1.0e-3``)."""
     if isinstance(value, str):

@@ -30,7 +30,9 @@ requeued job continues from its last checkpointed epoch; ``metrics.json`` then s
 reports their summed ``train_seconds``/``setup_seconds``. Each epoch's random
 state (data order, dropout, augmentation) derives from ``(seed, epoch)``
 (:class:`tlbench.models.inputs.ImageBatches`, :class:`tlbench.training.callbacks.EpochSeed`), so the resumed run is the
-uninterrupted one. The folder is removed once the outputs are written.
+uninterrupted one. The folder is removed once the outputs are written. It is locked
+for the whole run (:class:`tlbench.training.run_lock.RunLock`): a second process
+writing the same run fails at once, naming the holder (host, pid).
 """
 
 from __future__ import annotations
@@ -38,9 +40,8 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,26 +63,42 @@ from tlbench.strategies.base import STRATEGIES, TrainContext
 from tlbench.training.evaluation import count_params, evaluate
 from tlbench.training.jit import jit_record
 from tlbench.training.resume import Resume
+from tlbench.training.run_lock import RunLock
 from tlbench.training.spec import budget_seed, resolve_spec
 from tlbench.training.trainer import Trainer
 
 
-def run(spec: Mapping[str, Any] | str | os.PathLike, outdir: str | os.PathLike) -> dict[str, Any]:
+def run(
+    spec: Mapping[str, Any] | str | os.PathLike,
+    outdir: str | os.PathLike,
+    before_commit: Callable[[dict[str, Any]], Any] | None = None,
+) -> dict[str, Any]:
     """Train and evaluate one run; write ``outdir`` atomically; return the metrics dict.
 
     Spec errors raise :class:`tlbench.core.errors.SpecError` before anything is written.
+    ``before_commit(metrics)`` runs once every output is written, before the run
+    folder is renamed into place (the test-split ledger's line,
+    :func:`tlbench.analysis.ledger.record`): when it raises, the run fails with no
+    run folder and its work folder kept, so a retry resumes and calls it again.
     """
     spec = resolve_spec(spec)
     previous_policy = keras.config.dtype_policy().name
-    try:
-        if spec["training"]["mixed_precision"]:
-            keras.config.set_dtype_policy("mixed_float16")
-        return _run(spec, Path(outdir))
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    # one writer per run, for the whole run (a second fails here, naming this one)
+    with RunLock(f"{outdir}.work", outdir) as lock:
+        try:
+            if spec["training"]["mixed_precision"]:
+                keras.config.set_dtype_policy("mixed_float16")
+            return _run(spec, Path(outdir), before_commit, lock)
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
 
 
-def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
+def _run(
+    spec: dict[str, Any],
+    outdir: Path,
+    before_commit: Callable[[dict[str, Any]], Any] | None,
+    lock: RunLock,
+) -> dict[str, Any]:
 
     started_utc = utc_now()
     pilot = spec["pilot"]
@@ -102,8 +119,7 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     image_shape = tuple(int(s) for s in splits["train"][0].shape[1:])
     batch = spec["training"]["batch_size"]
 
-    workdir = Path(f"{outdir}.work")
-    resume = Resume(workdir, spec, data_fingerprint(data))
+    resume = Resume(lock.dir, spec, data_fingerprint(data))
     trainer = Trainer(spec, resume=resume)
     metrics: dict[str, Any] = {"status": "ok", "pilot": pilot}
     if pilot:
@@ -125,6 +141,9 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
     if not strategy.trains:
         train_seconds = setup_seconds
     # A resumed run costs all its attempts (killed ones up to their last heartbeat).
+    # this attempt on record in the work folder before the test split is read: a retry
+    # (say, of a failed commit) is the same evaluation (tlbench.analysis.ledger.evaluation_id)
+    resume.heartbeat(force=True)
     attempts = resume.finish_attempt(setup_seconds, train_seconds)
     train_seconds = sum(a["train_seconds"] for a in attempts)
     setup_seconds = sum(a["setup_seconds"] for a in attempts)
@@ -183,7 +202,9 @@ def _run(spec: dict[str, Any], outdir: Path) -> dict[str, Any]:
             model.save(tmp / "model.keras")
         for name, content in arrays.items():
             np.savez_compressed(tmp / name, **content)
-    shutil.rmtree(workdir, ignore_errors=True)
+        if before_commit is not None:
+            before_commit(metrics)
+    lock.remove_folder()
     return metrics
 
 

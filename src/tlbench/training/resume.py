@@ -20,7 +20,9 @@ import hashlib
 import json
 import math
 import os
-import shutil
+import re
+import socket
+import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -29,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlbench.core.atomic import atomic_file
+from tlbench.core.atomic import atomic_file, remove_stale
 from tlbench.core.errors import ResumeWarning
 from tlbench.core.hashing import sha256_file
 from tlbench.core.provenance import utc_now
+from tlbench.training.run_lock import clear_folder
 
 if TYPE_CHECKING:  # annotations only: the parse-time check imports this module without Keras
     import keras
@@ -40,6 +43,8 @@ if TYPE_CHECKING:  # annotations only: the parse-time check imports this module 
 #: Seconds between two updates of the attempt record while a fit runs (a killed
 #: attempt's time is counted up to its last update).
 HEARTBEAT_SECONDS = 10.0
+#: A checkpoint file's temporary: ``.<name>.tmp-<host>-<pid>-<random><suffix>``.
+TEMPORARY = re.compile(r"^\.(.+?)\.tmp-")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -115,9 +120,10 @@ class Resume:
 
     def _open(self) -> None:
         """Read the work folder left by earlier attempts (see the class docstring)."""
-        for path in self.dir.iterdir():  # temporaries of a killed write
-            if path.name.startswith(".") and ".tmp-" in path.name:
-                path.unlink()
+        for path in self.dir.iterdir():  # temporaries of a killed write (not a live one's)
+            stale = TEMPORARY.match(path.name)
+            if stale:
+                remove_stale(self.dir / stale.group(1))
         keys = {"spec": self.key, "data": self.data_key}
         state, same_run = None, True
         progress = self.dir / "progress.json"
@@ -145,7 +151,7 @@ class Resume:
         if same_run and isinstance(saved, dict) and saved.get("keys") == keys:
             self.previous_attempts = list(saved["attempts"])
         if state is None:
-            shutil.rmtree(self.dir)
+            clear_folder(self.dir, keep_hidden=True)  # its lock and live temporaries stay
             return
         state.setdefault("previous", None)
         self.state = state
@@ -260,7 +266,13 @@ class Resume:
     def _save(self, name: str, write: Any) -> str:
         """Write file ``name`` through ``write(path)`` durably; its sha256."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".tmp-{name}"
+        # a temporary of this process (host, pid: remove_stale keeps a live writer's);
+        # it ends as ``name`` does, as Keras's save_weights and np.savez require
+        suffix = ".weights.h5" if name.endswith(".weights.h5") else Path(name).suffix
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{name}.tmp-{socket.gethostname()}-{os.getpid()}-", suffix=suffix, dir=self.dir
+        )
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())

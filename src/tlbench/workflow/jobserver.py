@@ -23,8 +23,11 @@ A job runs in its own process instead, with a line on its standard error saying
 why, when the server cannot serve it faithfully: the server is gone, the job's
 interpreter or import-time environment (:data:`KEY_PREFIXES`: ``PYTHONPATH``,
 ``KERAS_BACKEND``, ``KERAS_HOME``, ...) differs from the server's, tlbench's
-sources changed since the server imported them, or a preloaded module started a
-backend's runtime (:func:`runtime_started`: a fork could then hang). A job killed
+sources changed since the server imported them, a preloaded module started a
+backend's runtime (:func:`~tlbench.workflow.job_fork.runtime_started`), the two run as
+different users (``SO_PEERCRED``, checked by both), or taking the job failed (a fork,
+its pidfd: that job only). A server that cannot start is one warning (:func:`start`);
+a forked job past its Snakemake ``runtime`` is killed, saying so. A job killed
 by Snakemake closes its socket, and the server kills the job's child (its whole
 process group); a server that dies (killed, out of memory) takes its jobs' children
 with it, and those jobs fail (rerun by Snakemake as any failed job). The
@@ -38,12 +41,11 @@ the standard library alone.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import gc
 import importlib
 import importlib.util
 import json
 import os
-import runpy
 import selectors
 import signal
 import socket
@@ -57,6 +59,16 @@ from pathlib import Path
 from typing import Any
 
 from tlbench.core.provenance import FORKED_ENV
+from tlbench.workflow.job_fork import (
+    GO,
+    KILL_GRACE,
+    check_fork_support,
+    kill_jobs,
+    peer_uid,
+    run_child,
+    runtime_started,
+    sources_fingerprint,
+)
 
 #: The environment variable that tells a job the server's socket.
 ENV = "TLBENCH_JOB_SERVER"
@@ -81,8 +93,10 @@ KEY_PREFIXES = ("PYTHON", "KERAS_", "TF_", "XLA_", "JAX_", "CUDA_", "LD_", "MPL"
 PER_JOB = frozenset({"TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "XLA_FLAGS"})
 #: Largest request (a job's command line, working directory and environment).
 MAX_MESSAGE = 1 << 20
-#: Seconds a killed job's child gets between SIGTERM and SIGKILL.
-KILL_GRACE = 5.0
+#: Seconds :func:`start` waits for the server's imports (Keras: ~7 s on 2 idle cores).
+START_SECONDS = 300.0
+#: Bytes of a Unix socket's path, its final NUL included (Linux's ``sun_path``).
+SOCKET_PATH_MAX = 108
 
 
 def import_key(env: Mapping[str, str]) -> dict[str, Any]:
@@ -95,100 +109,7 @@ def import_key(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def sources_fingerprint(package: str = "tlbench") -> list[tuple[str, int, int]]:
-    """(path, mtime_ns, size) of every ``.py`` file of ``package``'s folder (no import)."""
-
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    out = []
-    for folder in spec.submodule_search_locations:
-        for path in sorted(Path(folder).rglob("*.py")):
-            stat = path.stat()
-            out.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return out
-
-
-def runtime_started() -> str | None:
-    """Why this process must not fork jobs: a Keras backend's runtime has started in it
-    (its thread pools would be copied half-held into the child, which can hang), or
-    whether it has cannot be told; None when only imports ran."""
-    tf = sys.modules.get("tensorflow")
-    if tf is not None:
-        # deferred: only when that runtime is already imported
-        from tensorflow.python.eager import context
-
-        started = getattr(context.context(), "_initialized", None)
-        if started is None:
-            return "cannot tell whether TensorFlow's runtime started in the job server"
-        if started:
-            return "TensorFlow's runtime started in the job server before the fork"
-    if "jax" in sys.modules:
-        # deferred: only when that runtime is already imported
-        from jax._src import xla_bridge
-
-        backends = getattr(xla_bridge, "_backends", None)
-        if backends is None:
-            return "cannot tell whether JAX's runtime started in the job server"
-        if backends:
-            return "JAX's runtime started in the job server before the fork"
-    return None
-
-
 # ---------------------------------------------------------------- the server's side
-
-
-def _die_with_parent(server: int) -> None:
-    """Have the kernel kill this process when its parent, the server (pid ``server``),
-    dies (Linux's PR_SET_PDEATHSIG), so that a job never outlives the server that
-    answers for it."""
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != server:  # the server died before the call
-        os._exit(1)
-
-
-def _child(
-    request: dict[str, Any], fds: list[int], server_fds: Iterable[int], path: str, server: int
-):
-    """In the forked process of server ``server``: become the job and run its script;
-    never returns."""
-    code = 1
-    try:
-        os.setsid()  # its own process group: killed as a whole with the job
-        _die_with_parent(server)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        for fd in server_fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-            os.close(fd)
-        os.chdir(request["cwd"])
-        env = {k: v for k, v in request["env"].items() if k != ENV}
-        env[FORKED_ENV] = path
-        os.environ.clear()
-        os.environ.update(env)
-        sys.argv = list(request["argv"])
-
-        try:
-            runpy.run_path(sys.argv[0], run_name="__main__")
-            code = 0
-        except SystemExit as done:  # as the interpreter treats sys.exit(code)
-            if done.code is None or isinstance(done.code, int):
-                code = done.code or 0
-            else:
-                print(done.code, file=sys.stderr)
-                code = 1
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
 
 
 class Server:
@@ -197,16 +118,20 @@ class Server:
     a lock held by another thread."""
 
     def __init__(self, path: str, parent: int | None = None):
+        check_fork_support()  # a server that could not watch its forks does not start
         self.path = path
         self.parent = os.getppid() if parent is None else parent
         self.key = import_key(os.environ)
         self.sources = sources_fingerprint()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.listener.bind(path)
+        self.bound = os.path.join(os.path.dirname(path), ".bind")  # path once ready: publish
+        self.listener.bind(self.bound)
         self.listener.listen(64)
         self.selector = selectors.EpollSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, ("accept", None))
         self.children: dict[int, tuple[socket.socket, int]] = {}  # pid -> (conn, pidfd)
+        self.deadlines: dict[int, tuple[float, float]] = {}  # pid -> (deadline, runtime min)
+        self.timed_out: dict[int, float] = {}  # pid -> its runtime (min), once killed
         self.stopping = False
         self.unsafe: str | None = None  # why no job may be forked (runtime_started)
 
@@ -215,6 +140,9 @@ class Server:
             return self.unsafe
         if not isinstance(request, dict) or not {"argv", "cwd", "env", "key"} <= set(request):
             return "a malformed request"
+        runtime = request.get("runtime_minutes")
+        if runtime is not None and (not isinstance(runtime, int | float) or not runtime > 0):
+            return f"a malformed request (runtime_minutes {runtime!r})"
         if request["key"] != self.key:
             theirs, ours = request["key"], self.key
             differs = sorted(
@@ -234,14 +162,36 @@ class Server:
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
-        self.selector.register(conn, selectors.EVENT_READ, ("request", None))
+        uid = peer_uid(conn)
+        refusal = None
+        if uid != os.getuid():  # SO_PEERCRED: the server serves its own user only
+            refusal = (
+                f"the job server runs as uid {os.getuid()} and serves that user only; "
+                f"this job runs as uid {uid}"
+            )
+        self.selector.register(conn, selectors.EVENT_READ, ("request", refusal))
 
-    def _request(self, conn: socket.socket) -> None:
+    def _request(self, conn: socket.socket, refusal: str | None) -> None:
+        """Fork the job that ``conn`` asks for, or refuse it (it then runs in its own
+        process): an error while taking one job refuses that job only."""
         try:
             data, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 3)
         except OSError:
             data, fds = b"", []
         self.selector.unregister(conn)
+        try:
+            refusal = refusal or self._take(conn, data, fds)
+        except Exception as error:
+            refusal = f"the job server could not take this job ({type(error).__name__}: {error})"
+        if refusal is not None:
+            for fd in fds:  # those not yet handed over
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            with contextlib.suppress(OSError):
+                conn.send(refusal.encode())
+            conn.close()
+
+    def _take(self, conn: socket.socket, data: bytes, fds: list[int]) -> str | None:
         try:
             request = json.loads(data) if data else None
         except ValueError:
@@ -250,58 +200,72 @@ class Server:
         if refusal is None and len(fds) != 3:
             refusal = "the job's standard streams did not arrive"
         if refusal is not None:
-            for fd in fds:
-                os.close(fd)
-            with contextlib.suppress(OSError):
-                conn.send(refusal.encode())
-            conn.close()
-            return
+            return refusal
         sys.stdout.flush()
         sys.stderr.flush()
         server_fds = [self.listener.fileno(), self.selector.fileno(), conn.fileno()]
         for other, pidfd in self.children.values():
             server_fds += [other.fileno(), pidfd]
+        env = {k: v for k, v in request["env"].items() if k != ENV}
+        env[FORKED_ENV] = self.path
         server = os.getpid()
-        pid = os.fork()
+        gc.freeze()  # the server's objects: never scanned (nor their pages copied) by a job's gc
+        go_read, go_write = os.pipe()
+        try:
+            pid = os.fork()
+        except BaseException:
+            os.close(go_read)
+            os.close(go_write)
+            raise
         if pid == 0:
-            _child(request, fds, server_fds, self.path, server)
-        for fd in fds:
-            os.close(fd)
-        pidfd = os.pidfd_open(pid)
+            os.close(go_write)
+            run_child(request, env, fds, server_fds, server, go_read)
+        os.close(go_read)
+        while fds:
+            os.close(fds.pop())
+        try:
+            pidfd = os.pidfd_open(pid)
+        except Exception as error:
+            os.close(go_write)  # no go: the child exits having run nothing
+            os.waitpid(pid, 0)
+            return f"cannot watch the forked job ({type(error).__name__}: {error})"
+        os.write(go_write, GO)
+        os.close(go_write)
         self.children[pid] = (conn, pidfd)
         self.selector.register(conn, selectors.EVENT_READ, ("gone", pid))
         self.selector.register(pidfd, selectors.EVENT_READ, ("exited", pid))
+        runtime = request.get("runtime_minutes")
+        if runtime is not None:
+            self.deadlines[pid] = (time.monotonic() + 60 * runtime, runtime)
+        return None
+
+    def _expire(self) -> None:
+        """Kill the forked jobs that ran past their runtime (the job is told so)."""
+        late = [pid for pid, (end, _) in self.deadlines.items() if time.monotonic() > end]
+        for pid in late:
+            self.timed_out[pid] = self.deadlines.pop(pid)[1]
+        kill_jobs(late)
 
     def _exited(self, pid: int) -> None:
         conn, pidfd = self.children.pop(pid)
+        self.deadlines.pop(pid, None)
         _, status = os.waitpid(pid, 0)
         with contextlib.suppress(KeyError):  # already unregistered when the job was killed
             self.selector.unregister(conn)
         self.selector.unregister(pidfd)
         os.close(pidfd)
+        reply = f"exit {os.waitstatus_to_exitcode(status) % 256}"
+        if pid in self.timed_out:
+            reply = f"timeout {self.timed_out.pop(pid)}"
         with contextlib.suppress(OSError):
-            conn.send(f"exit {os.waitstatus_to_exitcode(status) % 256}".encode())
+            conn.send(reply.encode())
         conn.close()
 
     def _gone(self, pid: int) -> None:
         """The job's connection closed before its child exited: the job was killed."""
         conn, _ = self.children[pid]
         self.selector.unregister(conn)
-        self._kill([pid])
-
-    def _kill(self, pids: list[int]) -> None:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + KILL_GRACE
-        for pid in pids:
-            while time.monotonic() < deadline:
-                if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
-                    break
-                time.sleep(0.05)
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
+        kill_jobs([pid])
 
     def serve_forever(self) -> None:
         def stop(signum, frame):
@@ -312,82 +276,122 @@ class Server:
         try:
             while not self.stopping:
                 for item, _ in self.selector.select(timeout=1.0):
-                    what, pid = item.data
-                    if what == "accept":
-                        self._accept()
-                    elif what == "request":
-                        self._request(item.fileobj)
-                    elif what == "exited":
-                        self._exited(pid)
-                    elif what == "gone" and pid in self.children:
-                        self._gone(pid)
+                    what, arg = item.data  # a child's pid; a request's refusal (another user)
+                    try:
+                        if what == "accept":
+                            self._accept()
+                        elif what == "request":
+                            self._request(item.fileobj, arg)
+                        elif what == "exited":
+                            self._exited(arg)
+                        elif what == "gone" and arg in self.children:
+                            self._gone(arg)
+                    except Exception:  # one event's failure ends neither the server nor others
+                        traceback.print_exc()
+                self._expire()
                 if os.getppid() != self.parent:  # the workflow's process is gone
                     break
         finally:
             self.close()
 
+    def publish(self) -> None:
+        """Make the socket visible at its path (start() waits for it): the server is ready."""
+        os.replace(self.bound, self.path)
+
     def close(self) -> None:
         self.listener.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        for name in (self.bound, self.path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
         children = list(self.children)
-        self._kill(children)
+        kill_jobs(children)
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
 
 
 def serve(path: str, preload: Iterable[str] = PRELOAD, parent: int | None = None) -> None:
-    """Bind ``path``, import ``preload``, then serve jobs until stopped (see the module
-    docstring). Jobs that connect while the imports run wait for them."""
+    """Listen, import ``preload``, then publish the socket at ``path`` and serve jobs
+    until stopped (see the module docstring); an import that fails ends the server
+    before its socket is seen (:func:`start` says so once)."""
     server = Server(path, parent)
     for module in preload:
         importlib.import_module(module)
     server.unsafe = runtime_started()
+    server.publish()
     server.serve_forever()
 
 
 # ---------------------------------------------------------------- the workflow's side
 
 
-def start(preload: Iterable[str] = PRELOAD) -> subprocess.Popen:
-    """Start a job server for this process's jobs and export its socket (:data:`ENV`)."""
+def start(preload: Iterable[str] = PRELOAD) -> subprocess.Popen | None:
+    """Start a job server for this process's jobs and export its socket (:data:`ENV`).
+    Fails open: where it cannot start (a socket path over :data:`SOCKET_PATH_MAX`
+    bytes under a long ``TMPDIR``, no usable ``os.pidfd_open``, a bind that fails),
+    one warning on standard error, None, and every job runs in its own process."""
     folder = tempfile.mkdtemp(prefix="tlbench-jobs-")
     path = os.path.join(folder, "socket")
-    env = {k: v for k, v in os.environ.items() if k != ENV}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tlbench.workflow.jobserver", path, str(os.getpid()), *preload],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C reaches Snakemake, which stops it
-    )
-    deadline = time.monotonic() + 60
-    while not os.path.exists(path):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            raise RuntimeError(f"the tlbench job server did not start (socket {path})")
-        time.sleep(0.02)
+    log = os.path.join(folder, "server.log")  # the server's own messages
+    process = None
+    try:
+        if (size := len(os.fsencode(path))) >= SOCKET_PATH_MAX:
+            raise RuntimeError(
+                f"its socket path {path} is {size} bytes, a Unix socket's "
+                f"at most {SOCKET_PATH_MAX - 1} (a shorter TMPDIR avoids this)"
+            )
+        env = {k: v for k, v in os.environ.items() if k != ENV}
+        command = [sys.executable, "-m", "tlbench.workflow.jobserver", path, str(os.getpid())]
+        with open(log, "w") as stderr:
+            process = subprocess.Popen(
+                [*command, *preload],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,  # Ctrl-C reaches Snakemake, which stops it
+            )
+        deadline = time.monotonic() + START_SECONDS
+        while not os.path.exists(path):  # published once the imports are done
+            if process.poll() is not None:
+                said = Path(log).read_text().strip().splitlines()
+                raise RuntimeError(said[-1] if said else f"it exited with {process.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no socket at {path} after {START_SECONDS:.0f} s")
+            time.sleep(0.02)
+    except Exception as error:
+        _stop(process, path)
+        os.environ.pop(ENV, None)  # no stale server for the jobs either
+        print(
+            f"tlbench: warning: the job server did not start: {error}; every job runs in "
+            "its own process (Keras imported per job)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
     os.environ[ENV] = path
     return process
 
 
 def stop(process: subprocess.Popen | None) -> None:
     """Stop the job server started by :func:`start` (its jobs' children too)."""
-    path = os.environ.pop(ENV, None)
-    if process is None:
-        return
-    if process.poll() is None:
+    _stop(process, os.environ.pop(ENV, None))
+
+
+def _stop(process: subprocess.Popen | None, path: str | None) -> None:
+    if process is not None and process.poll() is None:
         process.terminate()
         try:
-            process.wait(KILL_GRACE * 2)
+            process.wait(2 * KILL_GRACE)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
     if path:
+        folder = os.path.dirname(path)
+        for name in (path, os.path.join(folder, "server.log")):
+            with contextlib.suppress(OSError):
+                os.unlink(name)
         with contextlib.suppress(OSError):
-            os.unlink(path)
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(path))
+            os.rmdir(folder)
 
 
 if __name__ == "__main__":  # python -m tlbench.workflow.jobserver SOCKET PARENT_PID [MODULE ...]
