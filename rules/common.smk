@@ -5,6 +5,7 @@
 from tlbench.datasets.budget import LABEL_PATTERN
 from tlbench.datasets.budget import SUFFIX_PATTERN as BUDGET_SUFFIX
 from tlbench.datasets.fingerprint import source_fingerprint
+from tlbench.study.packing import CHEAP_SCORES, run_group, trains_no_backbone
 
 
 RESULTS = STUDY.results
@@ -124,6 +125,20 @@ def trained_run_spec(wildcards):
 def trained_run_names(wildcards):
     """The run's names, recorded in its metrics.json."""
     return run_of(wildcards).names
+
+
+def trained_run_group(wildcards):
+    """The run's job group: `cheap_runs` for a run that trains no backbone (packed into
+    shared SLURM jobs by the profile's group-components), none for the others."""
+    return run_group(STUDY, run_of(wildcards))
+
+
+def trained_run_runtime(wildcards):
+    """Time limit (minutes) of a run's job: `resources.packed_runtime` for a run that
+    trains no backbone (Snakemake sums it over the runs of a packed job),
+    `resources.runtime` for the others."""
+    cheap = trains_no_backbone(STUDY, run_of(wildcards))
+    return STUDY.config["resources"]["packed_runtime" if cheap else "runtime"]
 
 
 # ---------------------------------------------------------------- datasets

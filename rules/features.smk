@@ -11,6 +11,9 @@ rule backbone_features:
         spec=backbone_features_spec,
     log:
         f"{RESULTS}/logs/features/{{dataset}}/{{backbone}}.log",
+    # first among the jobs ready at once: every run reading the cache (on SLURM, the
+    # packed cheap runs; docs/slurm.md) waits for it
+    priority: 1
     threads: STUDY.config["resources"]["threads"]
     resources:
         mem_mb=STUDY.config["resources"]["mem_mb"],

@@ -2,7 +2,8 @@
 # study scored on each dataset from its frozen-feature cache (rules/features.smk) and,
 # for a backbone pretrained by a run (rules/pretrained.smk), from that run's classifier
 # on the train images (NCE, LEEP); the scores checked against the accuracies the
-# study's runs measured.
+# study's runs measured. A score job is cheap: on SLURM the profile packs score jobs
+# into shared jobs (group `cheap_scores`, docs/slurm.md "Packed jobs").
 
 
 rule transferability_scores:
@@ -15,10 +16,13 @@ rule transferability_scores:
         budget="all",
     log:
         f"{RESULTS}/logs/transferability/{{dataset}}/{{backbone}}.log",
+    group:
+        CHEAP_SCORES
     threads: STUDY.config["resources"]["threads"]
     resources:
         mem_mb=STUDY.config["resources"]["mem_mb"],
-        runtime=STUDY.config["resources"]["runtime"],
+        runtime=STUDY.config["resources"]["packed_runtime"],
+        pack_slot=1,
     conda:
         "../envs/tlbench.yaml"
     script:

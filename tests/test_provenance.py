@@ -85,3 +85,17 @@ def test_cpu_simd_names_the_widest_extension(monkeypatch, tmp_path):
     assert provenance._cpu_simd() == "avx512f"
     cpuinfo.write_text("flags\t: fpu\n")
     assert provenance._cpu_simd() is None
+
+
+def test_slurm_job_recorded_inside_a_job_only(monkeypatch):
+    """A run records the SLURM job (and step) it ran in; outside SLURM, null."""
+    for variable in provenance.SLURM_VARIABLES.values():
+        monkeypatch.delenv(variable, raising=False)
+    assert provenance.environment()["slurm"] is None
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_STEP_ID", "3")
+    monkeypatch.setenv("SLURMD_NODENAME", "gpu07")
+    slurm = provenance.environment()["slurm"]
+    assert slurm["job_id"] == "4242" and slurm["step_id"] == "3" and slurm["node"] == "gpu07"
+    assert slurm["partition"] is None  # a variable SLURM did not set
+    json.dumps(slurm)

@@ -13,6 +13,7 @@ in CI (``CI=true`` or ``TLBENCH_REQUIRE_SHARED=1``) their absence is a failure.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -32,6 +33,7 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TINY = ROOT / "configs/test/tiny.yaml"
 TUNING_TINY = ROOT / "configs/test/tuning_tiny.yaml"  # has the tuning rule
 SLURM_STUDY = ROOT / "configs/test/slurm.yaml"
+PACKED_STUDY = ROOT / "configs/test/slurm_packed.yaml"  # 24 cheap runs, 2 expensive
 TRAINING_RULES = (
     "trained_run",
     "pretrained_backbone",
@@ -192,6 +194,30 @@ def test_profile_site_settings_reach_every_slurm_rule(tmp_path):
         elif match.group(1) == "prepared_dataset":
             assert "slurm_partition=cpu" in resources and "slurm_account=my_project" in resources
     assert {*TRAINING_RULES, "prepared_dataset"} <= checked
+
+
+def test_profile_packs_cheap_runs_dry_run(tmp_path):
+    """With `--profile slurm` the 24 runs that train no backbone form 3 group jobs of 8
+    (the profile's `group-components`) and the score one of its own; the 2 scratch runs
+    and the feature cache stay jobs of their own."""
+    result = snakemake("-n", *study_args(tmp_path, PACKED_STUDY), "--profile", "slurm")
+    assert result.returncode == 0, output_of(result)[-3000:]
+    # Jobs start at an unindented "[time]" line (members of a group are indented).
+    jobs = re.split(r"\n(?=\[[^\]\n]*\](?: Group job \w+[^\n]*)?\n)", result.stdout)
+    groups, single = {}, []
+    for job in jobs:
+        group = re.match(r"\[[^\]]*\] Group job (\w+)", job)
+        rules = re.findall(r"^ *rule (\w+):", job, flags=re.MULTILINE)
+        strategies = re.findall(r"wildcards: .*strategy=(\w+)", job)
+        if group:
+            groups.setdefault(group.group(1), []).append((rules, set(strategies)))
+        elif rules == ["trained_run"]:
+            single += strategies
+    assert [len(rules) for rules, _ in groups["cheap_runs"]] == [8, 8, 8], groups
+    assert all(s <= {"feature_extraction", "linear_probe"} for _, s in groups["cheap_runs"])
+    assert [rules for rules, _ in groups["cheap_scores"]] == [["transferability_scores"]]
+    assert sorted(single) == ["scratch", "scratch"], single
+    assert re.search(r"^rule backbone_features:", result.stdout, flags=re.MULTILINE)
 
 
 def test_workstation_profile_dry_run(tmp_path):
@@ -356,3 +382,135 @@ def test_failing_job_reports_reason_and_others_finish(cluster, tmp_path):
     assert any((tmp_path / log).exists() or Path(log).exists() for log in logs), logs
     assert (results / "runs/target/cnn/scratch/none/seed0/metrics.json").exists()
     assert not (results / "runs/target/cnn/broken/none/seed0").exists()
+
+
+# --------------------------------------------------------------------------- packed jobs
+
+
+def _job_record(cluster: SlurmCluster, job_id: str) -> dict[str, str]:
+    """`scontrol show job` of one job as a dict (Comment, TimeLimit, MinMemoryNode, ...)."""
+    record = cluster.command("scontrol", "show", "job", "-o", job_id)
+    return dict(field.split("=", 1) for field in record.split() if "=" in field)
+
+
+def _finished_runs(workdir: Path, runs: list[str]) -> dict[str, tuple[int, str]]:
+    """Finished runs: (metrics.json mtime in ns, SLURM job id) by run folder."""
+    finished = {}
+    for run in runs:
+        metrics = workdir / run / "metrics.json"
+        if metrics.exists():
+            job = json.loads(metrics.read_text())["environment"]["slurm"]["job_id"]
+            finished[run] = (metrics.stat().st_mtime_ns, job)
+    return finished
+
+
+@pytest.mark.slow
+def test_cheap_runs_share_packed_jobs_and_a_cancelled_pack_redoes_only_its_rest(cluster, tmp_path):
+    """The profile packs the runs that train no backbone (docs/slurm.md "Packed jobs"):
+    24 of them take at most 6 SLURM jobs (the profile's 8 a job: 3, plus the resubmitted
+    rest of the cancelled one), each asking for the sum of its runs' time and one run's
+    memory, while the 2 scratch runs stay one job each. A packed job cancelled after its
+    first run leaves that run in place; on the rerun only its unfinished runs are redone,
+    and every run keeps its own log and records the SLURM job it ran in."""
+    study = yaml.safe_load(PACKED_STUDY.read_text())
+    results = tmp_path / study["results"]
+    cheap, expensive = [], []
+    for block in study["matrix"]:
+        for strategy in block["strategies"]:
+            for seed in block["seeds"]:
+                run = f"{study['results']}/runs/target/cnn/{strategy}/none/seed{seed}"
+                (expensive if strategy == "scratch" else cheap).append(run)
+    assert len(cheap) >= 24 and len(expensive) == 2
+    earlier = {job["id"] for job in cluster.jobs()}  # the module's cluster ran other tests
+    env = {**cluster.env, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["PATH"] = f"{SNAKEMAKE.parent}{os.pathsep}{env['PATH']}"
+    args = [str(SNAKEMAKE), *slurm_args(tmp_path, PACKED_STUDY), *expensive, *cheap]
+    first_log = tmp_path / "first_run.log"
+    start = time.monotonic()
+    with open(first_log, "w") as log:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # Cancel the first packed job that has finished a run while others wait in it.
+        deadline = time.monotonic() + 480
+        victim = None
+        while victim is None:
+            assert proc.poll() is None, first_log.read_text()[-5000:]
+            assert time.monotonic() < deadline, "no packed run finished"
+            running = {j["id"] for j in cluster.jobs() if j["state"] == "RUNNING"}
+            for _, job in _finished_runs(tmp_path, cheap).values():
+                if job in running:
+                    victim = job
+                    break
+            time.sleep(0.2)
+        cluster.command("scancel", victim)
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    first_seconds = time.monotonic() - start
+    out = first_log.read_text()
+    assert proc.returncode != 0, out[-5000:]
+    assert "Error in group cheap_runs" in out, out[-5000:]
+    assert re.search(rf"JOB {victim} ON \S+ CANCELLED", out), out[-5000:]  # its SLURM log
+    kept = _finished_runs(tmp_path, cheap)
+    done_in_victim = [run for run, (_, job) in kept.items() if job == victim]
+    assert done_in_victim, "the cancelled job's finished runs were removed"
+    unfinished = [run for run in cheap if run not in kept]
+    assert unfinished, "the cancelled job had finished all its runs"
+    assert all(not (tmp_path / run).exists() for run in unfinished)
+
+    rerun_start = time.monotonic()
+    rerun = snakemake(
+        *slurm_args(tmp_path, PACKED_STUDY), *expensive, *cheap, env=cluster.env, fresh=True
+    )
+    rerun_seconds = time.monotonic() - rerun_start
+    assert rerun.returncode == 0, output_of(rerun)[-5000:]
+    after = _finished_runs(tmp_path, cheap)
+    assert set(after) == set(cheap)
+    for run, (mtime, job) in kept.items():  # finished runs were not redone
+        assert after[run] == (mtime, job), run
+    resubmitted = {after[run][1] for run in unfinished}
+    assert len(resubmitted) == 1 and resubmitted.isdisjoint({victim}), resubmitted
+
+    # SLURM jobs: the cheap runs' jobs are the packed ones, at most 6 of them.
+    jobs = {
+        job["id"]: _job_record(cluster, job["id"])
+        for job in cluster.jobs()
+        if job["id"] not in earlier
+    }
+    packed = {i for i, r in jobs.items() if r["Comment"].startswith("rule_cheap_runs")}
+    ran_in = {job for _, job in after.values()}
+    assert ran_in <= packed and len(packed) <= 6, (packed, ran_in)
+    assert len(ran_in) < len(cheap)  # fails with `--group-components cheap_runs=1`
+    runtime, per_run = study["resources"]["packed_runtime"], 8  # the profile's pack size
+    for job_id in packed - resubmitted:  # whole packs: the summed time, one run's memory
+        assert jobs[job_id]["TimeLimit"] == f"00:{per_run * runtime:02d}:00", jobs[job_id]
+        assert jobs[job_id]["MinMemoryNode"] == f"{study['resources']['mem_mb']}M"
+    expensive_jobs = [
+        json.loads((tmp_path / run / "metrics.json").read_text())["environment"]
+        for run in expensive
+    ]
+    assert all(
+        jobs[e["slurm_job_id"]]["Comment"].startswith("rule_trained_run") for e in expensive_jobs
+    )
+    for run in cheap:  # each run its own log, its own SLURM step
+        log = results / "logs" / Path(run).relative_to(study["results"]).with_suffix(".log")
+        assert log.exists(), log
+        slurm = json.loads((tmp_path / run / "metrics.json").read_text())["environment"]["slurm"]
+        assert slurm["step_id"] is not None
+    # A changed spec reruns its own runs, not their packs: linear_probe's max_iter.
+    changed = copy.deepcopy(study)
+    changed["strategies"]["linear_probe"]["params"] = {"max_iter": 50}
+    changed_config = tmp_path / "changed.yaml"
+    changed_config.write_text(yaml.safe_dump(changed))
+    dry = snakemake("-n", *slurm_args(tmp_path, changed_config), *expensive, *cheap)
+    assert dry.returncode == 0, output_of(dry)[-3000:]
+    due = re.findall(r"wildcards: .*strategy=(\w+), augmentation=none, seed=(\d+)", dry.stdout)
+    probes = [run for run in cheap if "/linear_probe/" in run]
+    assert sorted(f"/{strategy}/none/seed{seed}" for strategy, seed in due) == sorted(
+        run[run.index("/linear_probe/") :] for run in probes
+    ), due
+    print(
+        f"packed study: {len(packed)} SLURM jobs for {len(cheap)} cheap runs; "
+        f"first call {first_seconds:.0f} s (one pack cancelled), rerun {rerun_seconds:.0f} s"
+    )

@@ -203,6 +203,7 @@ def environment() -> dict[str, Any]:
         "gpu": _safe(_gpus),
         "hostname": _safe(socket.gethostname),
         "job_process": _safe(job_process),
+        "slurm": _safe(slurm_job),
         "git_commit": git.get("commit"),
         "git_dirty": git.get("dirty"),
         "time_utc": utc_now(),
@@ -222,3 +223,26 @@ def job_process() -> str:
     """How this process started (``metrics.json``'s ``environment.job_process``):
     ``forked from the job server`` or ``own process``."""
     return "forked from the job server" if os.environ.get(FORKED_ENV) else "own process"
+
+
+#: The SLURM variables :func:`slurm_job` records, by the name it records them under.
+SLURM_VARIABLES = {
+    "job_id": "SLURM_JOB_ID",
+    "step_id": "SLURM_STEP_ID",
+    "job_name": "SLURM_JOB_NAME",
+    "partition": "SLURM_JOB_PARTITION",
+    "node": "SLURMD_NODENAME",
+    "cpus_per_task": "SLURM_CPUS_PER_TASK",
+    "gpus": "SLURM_GPUS",
+    "restart_count": "SLURM_RESTART_COUNT",
+}
+
+
+def slurm_job() -> dict[str, str | None] | None:
+    """The SLURM job this process runs in (``environment.slurm`` of ``metrics.json``):
+    job and step id, job name, partition, node, CPUs per task, GPUs, restarts (a
+    requeued job's count); ``None`` outside SLURM. The runs of a packed job
+    (docs/slurm.md) share its ``job_id``, each in its own step."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return None
+    return {name: os.environ.get(variable) for name, variable in SLURM_VARIABLES.items()}
