@@ -32,6 +32,7 @@ were made with the same settings and runs only the others.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import subprocess
@@ -174,7 +175,7 @@ def summarise(scenario: verdict_sim.Scenario, part: dict[str, Any]) -> dict[str,
 
 SUBSET_TEXT = {
     "dataset": "one subset of the training images per dataset and budget, shared by every "
-    "seed (af49858: pipeline.py:60-64, budget.py:126)",
+    "seed (drawn from the split seed: pipeline.py:60-64, budget.py:126 at af49858)",
     "seed": "one subset per run, drawn from the run's seed",
 }
 
@@ -219,7 +220,10 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     for name, v in versions.items():
-        lines.append(f"- **{name}**: {v['describe']} (its process: {v['seconds']:.0f} s).")
+        lines.append(
+            f"- **{name}**: {v['describe']} (its process: {v['seconds']:.0f} s wall clock). "
+            f"Adapter: {v['adapter']}"
+        )
     lines += [
         "",
         "Before issue 34 the verdict said better / worse / tied; its *tied* is read as it "
@@ -389,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         v: [*common, "--subsets", subsets[v], str(Path(sources[v]).resolve())] for v in versions
     }
     pending = [v for v in versions if not (args.reuse and (tmp / f"{v}.json").exists())]
+    described = {v: describe(v, Path(sources[v])) for v in versions}  # before it can change
     for v in set(versions) - set(pending):  # an earlier run's figures: the same settings?
         kept = json.loads((tmp / f"{v}.json").read_text()).get("settings")
         if kept != settings[v]:
@@ -425,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "versions": {
             v: {
-                "describe": describe(v, Path(sources[v])),
+                "describe": described[v],
+                "adapter": " ".join(inspect.getdoc(verdict_adapters.ADAPTERS[v]).split()),
                 "seconds": raw[v]["seconds"],
                 "subsets": subsets[v],
             }
