@@ -135,7 +135,7 @@ def test_script_runs_end_to_end_and_the_page_is_the_json(bench, tmp_path):
         pytest.skip(f"this checkout's git history lacks {commit} (the code before issue 34)")
     argv = ["--studies", "3", "--reps", "30", "--versions", "before"]
     argv += ["--scenarios", "small-3,tracks-3", "--out", str(tmp_path)]
-    assert bench.main(argv) == 0
+    assert bench.main([*argv, "--reuse", str(tmp_path / "work")]) == 0  # a new work folder
     report = json.loads((tmp_path / "verdict_calibration.json").read_text())
     page = (tmp_path / "verdict_calibration.md").read_text()
     assert page == bench.markdown(report)
@@ -192,7 +192,7 @@ def test_after_column_runs_and_says_only_the_four_outcomes(bench, tmp_path):
         pytest.skip(f"{src} has not the verdict of issue 34 (analysis/verdict/intervals.py)")
     argv = ["--studies", "3", "--reps", "30", "--versions", "after", "--after-src", str(src)]
     argv += ["--scenarios", "independent-1,tracks-3", "--out", str(tmp_path)]
-    assert bench.main(argv) == 0
+    assert bench.main([*argv, "--reuse", str(tmp_path / "work")]) == 0
     report = json.loads((tmp_path / "verdict_calibration.json").read_text())
     assert (tmp_path / "verdict_calibration.md").read_text() == bench.markdown(report)
     for entry in report["scenarios"]:
