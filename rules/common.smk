@@ -261,6 +261,17 @@ def transferability_score_files(wildcards):
     return files
 
 
+def transferability_budget_seeds(wildcards):
+    """The seeds of a (dataset, backbone, label budget)'s runs: each drew its own subset."""
+    return sorted(
+        {
+            r.seed
+            for r in STUDY.runs
+            if (r.dataset, r.backbone, r.budget) == (wildcards.dataset, wildcards.backbone, wildcards.label)
+        }
+    )
+
+
 def transferability_targets():
     """Score table, tau table and scatter figure (none when no backbone is pretrained)."""
     if not transferability_score_files(None):

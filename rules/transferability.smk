@@ -41,6 +41,7 @@ rule transferability_scores_budget:
     params:
         batch_size=transferability_scores_batch_size,
         budget=lambda wildcards: wildcards.label,
+        seeds=transferability_budget_seeds,
     log:
         f"{RESULTS}/logs/transferability/{{dataset}}/{{backbone}}/{{label}}.log",
     threads: STUDY.config["resources"]["threads"]

@@ -19,6 +19,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.get("pretrained"),  # the pretraining run, if any: NCE, LEEP
         batch_size=snakemake.params.batch_size,
         budget=snakemake.params.budget,  # a label budget's training images, or all
+        seeds=snakemake.params.get("seeds", (0,)),  # a budget: its runs' seeds, one subset each
     )
     print(record)
     write_json(snakemake.output[0], record)

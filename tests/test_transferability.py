@@ -375,22 +375,32 @@ def source_run(tiny_prepared, tmp_path_factory) -> Path:
 
 
 def test_score_cache_scores_a_label_budgets_training_images(sealed_prepared, tmp_path):
-    """budget 'n3': the scores of the train rows a run of that budget trains on (the runs'
-    own subset, apply_budget), k-NN on all of val; the record names the budget."""
+    """budget 'n3': the scores of the train rows a run of that budget trains on (each run
+    draws its subset with its seed, apply_budget), averaged over the runs' seeds, each
+    seed's figures kept; k-NN on all of val; the record names the budget and seeds."""
     from tlbench.datasets import load_prepared
     from tlbench.models.inputs import apply_budget
 
     folder = tmp_path / "features"
     feats = _fake_cache(folder, sealed_prepared, "imagenet")
     names = {"dataset": "tiny", "backbone": "cnn"}
-    record = cache.score_cache(folder, sealed_prepared, names, budget="n3")
-    data, _ = apply_budget(load_prepared(sealed_prepared, splits=("train", "val")), 3)
-    rows, y = data.train_indices, data.split("train")[1]
-    assert record["budget"] == "n3" and record["n_train"] == 9 == len(rows)
-    assert record["logme"] == pytest.approx(L.logme(feats["train"][rows], y))
-    y_val = data.split("val")[1]
-    expected = T.knn_accuracy(feats["train"][rows], y, feats["val"], y_val, k=record["knn_k"])
-    assert record["knn_accuracy"] == expected
+    record = cache.score_cache(folder, sealed_prepared, names, budget="n3", seeds=[0, 1])
+    whole_data = load_prepared(sealed_prepared, splits=("train", "val"))
+    logmes, knns = [], []
+    for seed in (0, 1):
+        data, _ = apply_budget(whole_data, 3, seed)
+        rows, y = data.train_indices, data.split("train")[1]
+        assert len(rows) == 9
+        logmes.append(L.logme(feats["train"][rows], y))
+        y_val = data.split("val")[1]
+        knns.append(T.knn_accuracy(feats["train"][rows], y, feats["val"], y_val, k=record["knn_k"]))
+    assert record["budget"] == "n3" and record["n_train"] == 9
+    assert record["budget_seeds"] == [0, 1]
+    assert record["per_seed"]["logme"] == pytest.approx(logmes)
+    assert record["logme"] == pytest.approx(np.mean(logmes))
+    assert record["knn_accuracy"] == pytest.approx(np.mean(knns))
+    one = cache.score_cache(folder, sealed_prepared, names, budget="n3", seeds=[1])
+    assert one["logme"] == pytest.approx(logmes[1])  # seed 1's own subset, not seed 0's
     whole = cache.score_cache(folder, sealed_prepared, names)
     assert whole["budget"] == "all" and whole["n_train"] == len(feats["train"])
     with pytest.raises(ValueError, match="budget label 'ten'"):

@@ -10,7 +10,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +197,7 @@ def score_cache(
     *,
     batch_size: int = 32,
     budget: str = BUDGET_ALL,
+    seeds: Sequence[int] = (0,),
 ) -> dict[str, Any]:
     """Scores of one feature cache folder (``tlbench.training.feature_cache``) with the prepared
     dataset's train/val labels; ``names`` (dataset, backbone) identify the row.
@@ -212,6 +213,10 @@ def score_cache(
     the scores are computed on that budget's training images only (the rows of the
     train features and images a run of that budget trains on,
     :func:`tlbench.models.inputs.apply_budget`); k-NN is still scored on all of val.
+    A run's subset is drawn with its seed, so with a budget each of ``seeds`` (the
+    seeds of the budget's runs) is scored on its own subset and the record holds the
+    mean of each score over them (``budget_seeds``; each seed's figures in
+    ``per_seed``).
     """
 
     folder = Path(features_dir)
@@ -232,9 +237,31 @@ def score_cache(
                 f"{folder}/{split}.npy has {len(feats[split])} rows, {prepared_dir}'s "
                 f"{split} split {rows} labels: the cache is of another dataset"
             )
-    data, _ = apply_budget(whole, budget_value(budget))
-    if budget != BUDGET_ALL:
-        feats["train"] = feats["train"][data.train_indices]
+    if budget == BUDGET_ALL:
+        return _score_subset(folder, fields, names, whole, feats, source_run, batch_size, budget)
+    if not seeds:
+        raise ValueError(f"score_cache: budget {budget!r} needs the seeds of its runs")
+    records = []
+    for seed in seeds:  # each seed's runs train on their own draw of images
+        data, _ = apply_budget(whole, budget_value(budget), int(seed))
+        train = {**feats, "train": feats["train"][data.train_indices]}
+        records.append(
+            _score_subset(folder, fields, names, data, train, source_run, batch_size, budget)
+        )
+    return _mean_over_seeds(records, [int(seed) for seed in seeds])
+
+
+def _score_subset(
+    folder: Path,
+    fields: Mapping[str, Any],
+    names: Mapping[str, Any],
+    data: Any,
+    feats: Mapping[str, np.ndarray],
+    source_run: str | os.PathLike | None,
+    batch_size: int,
+    budget: str,
+) -> dict[str, Any]:
+    """The score record of one set of training images (``data``, ``feats``)."""
     labels = {s: data.split(s)[1] for s in ("train", "val")}
     backbone = fields["backbone"]
     weights = backbone["weights"]
@@ -258,6 +285,28 @@ def score_cache(
     record.update(source)
     record["note"] = "; ".join(n for n in notes if n)
     return record
+
+
+def _mean_over_seeds(records: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+    """One record from each seed's: numbers averaged (NaN when a seed's is NaN, so a
+    failed score is never hidden by the others; one that is the same for every seed kept
+    as it is), text fields from the first seed, notes joined; each seed's numbers under
+    ``per_seed``."""
+    first = records[0]
+    merged: dict[str, Any] = {}
+    per_seed: dict[str, list[float]] = {}
+    for key, value in first.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            merged[key] = value
+            continue
+        values = [float(r[key]) for r in records]
+        per_seed[key] = values
+        same = all(v == values[0] for v in values)  # e.g. k, dim: kept as they are
+        merged[key] = value if same else float(np.mean(values))
+    merged["note"] = "; ".join(dict.fromkeys(r["note"] for r in records if r["note"]))
+    merged["budget_seeds"] = seeds
+    merged["per_seed"] = per_seed
+    return merged
 
 
 def weights_label(identity: Any) -> str:

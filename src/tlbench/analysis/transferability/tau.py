@@ -91,6 +91,10 @@ def scores_table(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     (``budget``: the label budget the scores were computed on, ``all`` for records
     written before budgets were scored)."""
     rows = [json.loads(Path(p).read_text()) for p in paths]
+    for row in rows:  # a budget's record: the mean over its seeds' subsets (cache.score_cache)
+        row.pop("per_seed", None)  # each seed's figures stay in the record's file
+        if "budget_seeds" in row:
+            row["budget_seeds"] = " ".join(str(s) for s in row["budget_seeds"])
     return with_budget(pd.DataFrame(rows)).sort_values(KEYS).reset_index(drop=True)
 
 
