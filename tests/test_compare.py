@@ -262,6 +262,16 @@ def test_the_answer_names_the_chosen_cell_those_as_good_and_the_cheapest():
     assert lines[3].endswith("mnv2/feature_extraction/none")
     assert lines[4].startswith("  cheapest of those: mnv2/freeze_bottom/none (100 s")
     assert lines[-1] == "report: /home/me/report.html"
+    verdict = pd.DataFrame(
+        {"dataset": ["pets"], "val_close": ["mnv2/fine_tune/none; mnv2/freeze_bottom/none"],
+         "val_n": [153], "val_se": [0.0271], "val_groups": [float("nan")]}
+    )  # fmt: skip
+    said = answer_text(ranking(), "r.html", verdict).splitlines()
+    assert said[1] == (
+        "  validation cannot tell it from (n = 153, standard error 0.027): "
+        "mnv2/fine_tune/none, mnv2/freeze_bottom/none"
+    )
+    assert said[2:] == lines[1:-1] + ["report: r.html"]
     by_budget = answer_text(ranking(budget=True), "r.html").splitlines()
     assert by_budget[0].startswith("pets, 10 labelled images per class: chosen by validation")
     assert by_budget[5].startswith("pets, all training images: chosen by validation")

@@ -200,8 +200,10 @@ def _compare(args: argparse.Namespace) -> None:
     for extra in ([], ["--report", args.report]):
         if subprocess.run([*command, *extra], env=env).returncode != 0:
             raise StudyFailed(f"snakemake {' '.join([*command[1:], *extra])} failed (above)")
-    ranking = pd.read_csv(Path(args.results) / "tables" / "strategy_ranking.csv")
-    print(answer_text(ranking, Path(args.report).resolve()))
+    tables = Path(args.results) / "tables"
+    ranking = pd.read_csv(tables / "strategy_ranking.csv")
+    verdict = pd.read_csv(tables / "verdict.csv") if (tables / "verdict.csv").is_file() else None
+    print(answer_text(ranking, Path(args.report).resolve(), verdict))
     print(f"measured time: {(time.monotonic() - started) / 60:.1f} min")
 
 

@@ -32,8 +32,31 @@ def _budget(label: str) -> str:
     return "all training images" if text == "all" else f"label budget {text}"
 
 
-def answer_text(ranking: pd.DataFrame, report: str | Path) -> str:
-    """The answer per dataset (and label budget): chosen cell, its test accuracy with its
+def _validation_line(verdict: pd.DataFrame | None, key: tuple) -> list[str]:
+    """What validation could not tell, from the verdict table's row of ``key`` (dataset,
+    or dataset and budget): the cells within 2 standard errors of the chosen one."""
+    if verdict is None or "val_close" not in verdict:
+        return []
+    rows = verdict[verdict["dataset"].astype(str) == str(key[0])]
+    if len(key) == 2 and "budget" in rows:
+        rows = rows[rows["budget"].astype(str) == str(key[1])]
+    close = rows["val_close"].iloc[0] if len(rows) else None
+    if not isinstance(close, str) or not close:
+        return []
+    n, se = rows["val_n"].iloc[0], rows["val_se"].iloc[0]
+    groups = rows["val_groups"].iloc[0] if "val_groups" in rows else None
+    size = f"{groups:.0f} groups" if isinstance(groups, float) and groups == groups else f"{n:.0f}"
+    return [
+        f"  validation cannot tell it from (n = {size}, standard error {se:.3f}): "
+        + ", ".join(close.split("; "))
+    ]
+
+
+def answer_text(
+    ranking: pd.DataFrame, report: str | Path, verdict: pd.DataFrame | None = None
+) -> str:
+    """The answer per dataset (and label budget): chosen cell, what validation could not
+    tell (from ``verdict``, the verdict table, when given), its test accuracy with its
     interval, the cells as good as it, the cheapest of those, and the report's path."""
     if "rank" not in ranking or "ci_low" not in ranking:
         return f"No verdict (a pilot study: the test split is sealed). Report: {report}"
@@ -56,6 +79,7 @@ def answer_text(ranking: pd.DataFrame, report: str | Path) -> str:
         undecided = ", ".join(_cell(row) for _, row in unknown.iterrows()) or "none"
         lines += [
             f"{where}: chosen by validation: {_cell(best)}",
+            *_validation_line(verdict, key),
             f"  test accuracy {best['test_accuracy']:.3f} (95 % interval {best['ci_low']:.3f} "
             f"to {best['ci_high']:.3f}, {int(best['seeds'])} seed{'' if int(best['seeds']) == 1 else 's'})",
             f"  shown as good as it on test (equivalent or non-inferior): {names}",
