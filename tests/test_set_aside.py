@@ -167,3 +167,18 @@ def test_budget_crossovers_leave_out_a_cell_that_did_not_learn(tmp_path):
                for t in texts)  # fmt: skip
     # at chance at 5 per class, better at 20: no crossover is said from a failed cell
     assert not any("then" in str(t) or "from 20" in str(t) for t in texts), texts
+
+
+def test_a_study_whose_every_cell_did_not_learn_gets_a_front_page_naming_them(tmp_path):
+    """Reproduction (CI, a new user's two-epoch study at chance): with every cell set
+    aside the verdict table has no ``margin`` column, and the front section failed with
+    KeyError 'margin'. It names the cells and states no method for comparisons it did
+    not make."""
+    study = runs.collect_runs(
+        write_cell(tmp_path, "cnn/scratch/none", [0.1, 0.1, 0.1], pretrained=False)
+    )
+    aside = set_aside(study)
+    assert aside.kept.empty and len(aside.cells) == 1
+    verdicts = with_set_aside(pd.DataFrame(columns=["dataset", "selected"]), aside)
+    text = verdict_page.front_section(verdicts)
+    assert "cnn/scratch/none" in text and "*Outcomes*" not in text

@@ -142,7 +142,8 @@ def _count(n: int, what: str) -> str:
 
 def method_lines(verdicts: pd.DataFrame) -> list[str]:
     """How the intervals were made and what the outcomes mean, one sentence each."""
-    margin = float(verdicts["margin"].iloc[0]) if len(verdicts) else MARGIN
+    margins = verdicts["margin"].dropna() if "margin" in verdicts else pd.Series(dtype=float)
+    margin = float(margins.iloc[0]) if len(margins) else MARGIN
     grouped = [
         f"{_where(v)} ({v['units']:.0f} groups of {v['images']:.0f} test images)"
         for _, v in verdicts.iterrows()
@@ -220,7 +221,8 @@ def front_section(
             lines += [f"**{v['dataset']}**: {text(v, 'gain_note')}: {text(v, 'set_aside')}.", ""]
             continue
         lines += answer_lines(v)
-    lines += method_lines(verdicts)
+    if any(text(v, "selected") for _, v in verdicts.iterrows()):  # some cell compared
+        lines += method_lines(verdicts)
     if across is not None and across.warning:  # too few datasets: a warning, no headline
         lines += [f"**Across {len(across.scores)} datasets**: {across.warning}.", ""]
     elif across is not None:
