@@ -74,6 +74,11 @@ def check_outputs(outdir, metrics):
     preds = np.load(outdir / "predictions.npz")
     assert preds["y_prob"].shape == (metrics["test"]["n"], len(metrics["classes"]))
     np.testing.assert_allclose(preds["y_prob"].sum(axis=1), 1.0, atol=1e-4)
+    # the validation labels it predicted (the evidence of a measured study): their
+    # accuracy is the validation accuracy the run reports
+    val_true, val_pred = preds["val_y_true"], preds["val_y_pred"]
+    assert val_pred.shape == (metrics["val"]["n"],)
+    assert np.mean(val_true == val_pred) == pytest.approx(metrics["val"]["accuracy"])
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
     assert metrics["inference_images_per_second"] > 0
 

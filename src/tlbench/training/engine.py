@@ -10,7 +10,9 @@ and writes, atomically (the folder is complete or absent):
 * ``model.keras`` — the whole classifier (raw 0..255 images at the prepared
   size -> class probabilities) with its backbone nested as ``"backbone"``;
 * ``classes.json``, ``predictions.npz`` (test ``y_true``, ``y_prob``, ``classes``,
-  ``split``; the val split's in a pilot run);
+  ``split``, ``groups`` where the data is grouped; the val split's in a pilot run; outside
+  a pilot also the val split's ``val_y_true``, ``val_y_pred``, ``val_p_pos`` for two classes
+  and ``val_groups``: the committed evidence of a measured study);
 * strategy extras (``reconstructions.npz`` for ``autoencoder``).
 
 A run reads: load the data (:mod:`tlbench.models.inputs`) -> build the model

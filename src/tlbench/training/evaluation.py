@@ -61,6 +61,7 @@ def evaluate(
     cached = head_features
     if cached is not None and head is None:
         raise ValueError("evaluate: head_features without the head trained on them")
+    val_labels: dict[str, np.ndarray] = {}
     for name in ("val", "train"):
         if name == final:
             continue
@@ -70,6 +71,13 @@ def evaluate(
         else:
             prob = predict(model, x, batch)
         out[name] = split_metrics(np.asarray(y), prob, classes)
+        if name == "val":  # the validation labels it predicted: the committed evidence
+            val_labels = {
+                "val_y_true": np.asarray(y, np.int64),
+                "val_y_pred": np.argmax(prob, axis=1).astype(np.int64),
+            }
+            if prob.shape[1] == 2:
+                val_labels["val_p_pos"] = prob[:, 1].astype(np.float32)
     out["train_val_predicted_from"] = "cached features" if cached is not None else "images"
     x_test, y_test = splits["val"] if pilot else data.split("test")
     start = time.perf_counter()
@@ -91,7 +99,10 @@ def evaluate(
         "y_prob": prob.astype(np.float32),
         "classes": np.asarray(classes),
         "split": np.asarray(final),
+        **val_labels,
     }
     if grouped[final] is not None:
         predictions["groups"] = np.asarray(grouped[final])
+    if val_labels and grouped["val"] is not None:
+        predictions["val_groups"] = np.asarray(grouped["val"])
     return out, predictions
