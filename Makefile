@@ -5,6 +5,8 @@
 #   make config-reference  regenerate docs/config.md from the study config's JSON schema
 #   make results run the five measured seed studies on ../shared (hours on 2 cores)
 #                and regenerate docs/results.md from their outputs
+#   make results-pages  rebuild docs/results.md and each section from its committed evidence
+#                (docs/results/<name>.evidence.zip): no training, a minute or two
 #   make quickstart-page  after `make study`: the quickstart's generated section of
 #                docs/results.md (docs/results/quickstart.md; docs/measured.md points to it)
 # Everything is installed from the package registries into .venv; nothing else is needed.
@@ -25,7 +27,7 @@ TEST_MAX_WORKERS ?= 4
 SHARED ?= $(abspath ../shared)
 MEASURED ?= $(sort $(wildcard configs/measured/seed*.yaml))
 
-.PHONY: study test lint venv clean results quickstart-page docs config-reference
+.PHONY: study test lint venv clean results results-pages quickstart-page docs config-reference
 
 venv: $(VENV)/.installed
 
@@ -46,6 +48,10 @@ results: $(VENV)/.installed
 	  KERAS_HOME=$(SHARED)/keras PATH="$(abspath $(BIN)):$$PATH" \
 	    $(BIN)/snakemake --cores $(CORES) --configfile $$config || exit 1; \
 	done
+
+# Every section that has committed evidence, and the page, rebuilt from the evidence alone.
+results-pages: $(VENV)/.installed
+	PYTHONPATH=src $(BIN)/python -m tlbench.report.pages.results_pages
 
 # The quickstart (config.yaml) with a results_section: only the section and the page are
 # new jobs after `make study` (tlbench.report.pages.studies).

@@ -416,12 +416,16 @@ def section_page(suffix):
     return str(Path(section_block()["page"]).with_suffix(suffix))
 
 
+def config_files():
+    """The study's config file(s), relative to the project folder."""
+    given = workflow.overwrite_configfiles or workflow.configfiles  # --configfile replaces config.yaml
+    return [os.path.relpath(path) for path in given] or ["config.yaml"]
+
+
 def section_params():
     """The section's block (`seed_study` or `results_section`), the config file(s) and
     the results folder, for the page."""
-    given = workflow.overwrite_configfiles or workflow.configfiles  # --configfile replaces config.yaml
-    configs = [os.path.relpath(path) for path in given] or ["config.yaml"]
-    return {**section_block(), "config": ", ".join(configs), "results": RESULTS}
+    return {**section_block(), "config": ", ".join(config_files()), "results": RESULTS}
 
 
 def results_page_sections(wildcards):
@@ -431,20 +435,25 @@ def results_page_sections(wildcards):
     return sorted({str(p) for p in folder.glob("*.json")} | {section_page(".json")})
 
 
-def study_results_inputs(wildcards):
-    """What a `results_section` study's section is made of: the study CSV, the verdict,
-    the transferability tables when the study scores backbones, the strategy ranking
-    when it compares strategies across datasets."""
-    inputs = {
-        "csv": f"{RESULTS}/tables/study.csv",
-        "verdict": f"{RESULTS}/tables/verdict.csv",
-    }
+def section_evidence_inputs(wildcards):
+    """What a study's evidence is made of: the study CSV, its runs' folders, and the
+    transferability tables when the study scores backbones."""
+    inputs = {"csv": f"{RESULTS}/tables/study.csv", "runs": all_run_dirs(wildcards)}
     if transferability_score_files(None):
-        inputs["scores"] = f"{RESULTS}/tables/transferability.csv"
-        inputs["tau"] = f"{RESULTS}/tables/transferability_tau.csv"
-    if across_dataset_targets():
-        inputs["ranking"] = f"{RESULTS}/tables/strategy_ranking.csv"
+        inputs["transferability"] = f"{RESULTS}/tables/transferability.csv"
+        inputs["transferability_tau"] = f"{RESULTS}/tables/transferability_tau.csv"
     return inputs
+
+
+def evidence_meta():
+    """What a section is generated from, kept in its evidence: the config files and
+    `--config` values (a rebuild reads the section's settings from them again) and
+    whether it ranks strategies across datasets."""
+    return {
+        "configs": config_files(),
+        "cli_config": dict(workflow.config_settings.config),
+        "ranking": bool(across_dataset_targets()),
+    }
 
 
 def results_targets():

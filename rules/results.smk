@@ -1,16 +1,34 @@
 # Results page (only for a config with a `seed_study` or a `results_section` block,
-# configs/measured/): a seed study's section beside the seed report it reproduces
-# (tlbench.report.pages.seeds), another measured study's own section (tlbench.report.pages.studies), and
-# docs/results.md joining the sections of every measured study.
+# configs/measured/): the study's evidence (tlbench.analysis.evidence, committed beside its
+# section), a seed study's section beside the seed report it reproduces
+# (tlbench.report.pages.seeds), another measured study's own section (tlbench.report.pages.studies),
+# both from the evidence alone (tlbench.report.pages.sections; `make results-pages` rebuilds
+# them from committed evidence), and docs/results.md joining the sections of every measured study.
+
+
+if section_block():
+
+    rule section_evidence:
+        input:
+            unpack(section_evidence_inputs),
+        output:
+            section_page(".evidence.zip"),
+        params:
+            results=RESULTS,
+            meta=evidence_meta(),
+        log:
+            f"{RESULTS}/logs/results/section_evidence.log",
+        conda:
+            "../envs/tlbench.yaml"
+        script:
+            "../scripts/section_evidence.py"
 
 
 if STUDY.seed_study:
 
     rule seed_results:
         input:
-            csv=f"{RESULTS}/tables/study.csv",
-            verdict=f"{RESULTS}/tables/verdict.csv",
-            runs=all_run_dirs,
+            evidence=section_page(".evidence.zip"),
         output:
             md=section_page(".md"),
             json=section_page(".json"),
@@ -28,14 +46,14 @@ if STUDY.seed_study:
         conda:
             "../envs/tlbench.yaml"
         script:
-            "../scripts/seed_results.py"
+            "../scripts/results_section.py"
 
 
 if STUDY.results_section:
 
     rule study_results:
         input:
-            unpack(study_results_inputs),
+            evidence=section_page(".evidence.zip"),
         output:
             md=section_page(".md"),
             json=section_page(".json"),
@@ -53,7 +71,7 @@ if STUDY.results_section:
         conda:
             "../envs/tlbench.yaml"
         script:
-            "../scripts/study_results.py"
+            "../scripts/results_section.py"
 
 
 if section_block():

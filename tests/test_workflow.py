@@ -20,6 +20,8 @@ import snakemake_fork
 import yaml
 from conftest import require_shared
 
+from tlbench.report.pages import results_pages
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 CONFIGS = [
@@ -375,7 +377,7 @@ def test_pilot_study_seals_the_test_split(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.shared
-def test_hymenoptera_study_with_imagenet_weights(tmp_path):
+def test_hymenoptera_study_with_imagenet_weights(tmp_path, monkeypatch):
     """configs/test/hymenoptera.yaml (MobileNetV2 ImageNet, real images) and its rendered report."""
     datasets = require_shared("datasets", "hymenoptera")
     keras_home = require_shared("keras", "models").parent
@@ -403,6 +405,18 @@ def test_hymenoptera_study_with_imagenet_weights(tmp_path):
     assert "### Verdict" in section  # from tables/verdict.csv: chosen by validation, outcomes
     page = (tmp_path / "docs/results.md").read_text()
     assert page.startswith("# Results") and section in page
+    # written from its evidence alone: `make results-pages` rebuilds the same section and
+    # page with the results folder gone (tlbench.report.pages.results_pages)
+    assert (tmp_path / "docs/results/seed002.evidence.zip").is_file()
+    assert "[seed002.evidence.zip](results/seed002.evidence.zip)" in page
+    moved = results.rename(tmp_path / "results_moved")
+    rebuilt = tmp_path / "rebuilt"
+    shutil.copytree(tmp_path / "docs/results", rebuilt)
+    monkeypatch.chdir(tmp_path)  # where the config the evidence names lies
+    results_pages.rebuild(rebuilt, tmp_path / "rebuilt.md")
+    assert (rebuilt / "seed002.md").read_text() == section
+    assert (tmp_path / "rebuilt.md").read_text() == page
+    moved.rename(results)
 
     report = tmp_path / "report.html"
     _run_study(tmp_path, config, [*mirror, "--report", str(report)], env=env)

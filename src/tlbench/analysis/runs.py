@@ -20,12 +20,20 @@ from tlbench.models.weights import random_label, random_seed
 
 def read_correct(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true, correct)`` of one run: its test labels and whether the most
-    probable class (``argmax`` of ``y_prob``) is the label, from ``predictions.npz``."""
+    probable class (``argmax`` of ``y_prob``) is the label, from ``predictions.npz``
+    (a run's own, or one unpacked from a study's evidence: ``y_pred``, the labels it
+    predicted, in place of ``y_prob``; :mod:`tlbench.analysis.evidence`)."""
     path = Path(run_dir) / "predictions.npz"
     if not path.is_file():
         raise FileNotFoundError(f"run has no test predictions: {path}")
     with np.load(path) as data:
-        y_true, y_prob = np.asarray(data["y_true"]), np.asarray(data["y_prob"])
+        y_true = np.asarray(data["y_true"])
+        if "y_prob" not in data.files and "y_pred" in data.files:
+            y_pred = np.asarray(data["y_pred"])
+            if y_pred.shape != y_true.shape:
+                raise ValueError(f"{path}: y_pred has shape {y_pred.shape}, y_true {y_true.shape}")
+            return y_true, y_pred == y_true
+        y_prob = np.asarray(data["y_prob"])
     if y_prob.ndim != 2 or len(y_prob) != len(y_true):
         raise ValueError(
             f"{path}: y_prob has shape {y_prob.shape}, expected ({len(y_true)}, classes)"
