@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from tlbench.analysis.runs import ID_COLUMNS
-from tlbench.analysis.tables import LOSS_EXPLOSION_FACTOR, ok_runs
+from tlbench.analysis.tables import loss_exploded, ok_runs
 
 #: One-sided level of the binomial test of "no better than a constant guess".
 CHANCE_ALPHA = 0.01
@@ -114,7 +114,7 @@ def did_not_learn(row: pd.Series, alpha: float = CHANCE_ALPHA) -> list[str]:
         where = "validation image" if math.isnan(on_train) else "training and validation image"
         reasons.append(f"predicts one class for every {where} ({int(classes)} classes)")
     first, last = _number(row.get("history_loss_first")), _number(row.get("history_loss_last"))
-    if first > 0 and last >= LOSS_EXPLOSION_FACTOR * first:
+    if loss_exploded(first, last):
         reasons.append(
             f"training loss diverged: {last:.4g} in the last epoch, "
             f"{last / first:.0f}x the first epoch's {first:.4g}"

@@ -218,6 +218,14 @@ def strategy_ranking(df: pd.DataFrame) -> pd.DataFrame:
     return table[columns].reset_index(drop=True)
 
 
+def loss_exploded(first: Any, last: Any, factor: float = LOSS_EXPLOSION_FACTOR) -> bool:
+    """Whether a run's training loss ended at least ``factor`` times where it started
+    (``history_loss_first`` / ``_last``; False when either is missing)."""
+    if first is None or last is None or pd.isna(first) or pd.isna(last):
+        return False
+    return bool(first > 0 and last >= factor * first)
+
+
 def flag_suspicious(
     df: pd.DataFrame,
     *,
@@ -257,7 +265,7 @@ def flag_suspicious(
                     f"(1/{int(classes)} = {chance:.4f})"
                 )
         first, last = row.get("history_loss_first"), row.get("history_loss_last")
-        if pd.notna(first) and pd.notna(last) and first > 0 and last >= loss_factor * first:
+        if loss_exploded(first, last, loss_factor):
             reasons.append(
                 f"training loss exploded: {last:.4g} in the last epoch, "
                 f"{last / first:.0f}x the first epoch's {first:.4g} (>= {loss_factor:g}x)"
