@@ -505,7 +505,7 @@ def looks_sentence(counted: Mapping[str, Any], earlier: Mapping[str, Any] | None
         unmatched = (
             " (its prepared folder holds no test split: looks by other studies cannot be "
             "matched to it)"
-            if d["test_fingerprint"] is None
+            if d["test_fingerprint"] is None and counted["machine_ledger"] is not None
             else ""
         )
         if d["evaluations"] == 0:
