@@ -182,6 +182,10 @@ def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tiny_prepare
     before = {k: v for k, v in summary.items() if k != "test_looks"} | {"seed": "001"}
     page = results.results_page([summary, before], ["section", "old"])
     assert "for 1 section(s) generated before that ledger, by the study alone" in page
+    # as is one whose evidence held its study's ledger only (ledger.study_only_looks)
+    study_only = {**summary["test_looks"], "machine_ledger": None}
+    page = results.results_page([summary, {**before, "test_looks": study_only}], ["a", "b"])
+    assert "for 1 section(s) generated before that ledger, by the study alone" in page
 
 
 def test_pilot_seed_study_shows_validation_and_measures_no_test_check():

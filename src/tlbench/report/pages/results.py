@@ -354,7 +354,7 @@ def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]
     recorded = any("test_evaluations" in s for s in summaries)
     # sections counted on the machine's ledger carry its counts (test_looks): said so then
     counted = [s for s in summaries if "test_evaluations" in s]
-    machine = sum("test_looks" in s for s in counted)
+    machine = sum((s.get("test_looks") or {}).get("machine_ledger") is not None for s in counted)
     overview = pd.DataFrame(rows)
     if not recorded:
         overview = overview.drop(columns="test looks")
