@@ -10,6 +10,7 @@ with log_to(snakemake.log[0]):
 
     from tlbench.analysis import ledger
     from tlbench.analysis.evidence import write_evidence
+    from tlbench.study.matrix import prepared_folder
 
     inputs = dict(snakemake.input.items())
     df = pd.read_csv(inputs["csv"])
@@ -22,6 +23,10 @@ with log_to(snakemake.log[0]):
             for name in ("transferability", "transferability_tau")
             if name in inputs
         },  # fmt: skip
-        looks=ledger.looks(ledger.ledger_path(snakemake.params.results), datasets),
+        # the looks at each dataset's test split by every study on this machine
+        looks=ledger.looks(
+            ledger.ledger_path(snakemake.params.results),
+            {d: prepared_folder(snakemake.params.results, d) for d in datasets},
+        ),
         meta=dict(snakemake.params.meta),
     )

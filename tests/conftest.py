@@ -9,6 +9,7 @@ passes by skipping them.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # The default interval is tested in tests/test_resume.py.
 os.environ.setdefault("TLBENCH_CHECKPOINT_SECONDS", "0")
 SHARED = Path(os.environ.get("TLBENCH_SHARED", ROOT.parent / "shared")).resolve()
+# The machine's test-split ledger (tlbench.analysis.ledger.machine_ledger_path) goes to a
+# folder of this session, never the user's data folder (also in the Snakemake processes
+# the tests start); each test gets one of its own (``machine_ledger`` below).
+os.environ["TLBENCH_DATA_DIR"] = tempfile.mkdtemp(prefix="tlbench-data-")
 
 
 def require_shared(*relative: str) -> Path:
@@ -34,6 +39,14 @@ def require_shared(*relative: str) -> Path:
             pytest.fail(reason + " but TLBENCH_REQUIRE_SHARED=1", pytrace=False)
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(autouse=True)
+def machine_ledger(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's own machine ledger (``$TLBENCH_DATA_DIR``): counts never mix tests."""
+    folder = tmp_path_factory.mktemp("tlbench_data")
+    monkeypatch.setenv("TLBENCH_DATA_DIR", str(folder))
+    return folder / "test_evaluations.jsonl"
 
 
 @pytest.fixture

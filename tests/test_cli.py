@@ -18,8 +18,9 @@ def write(path, data):
     return path
 
 
-def test_run_writes_outputs(tiny_prepared, tmp_path, capsys):
+def test_run_writes_outputs(tiny_prepared, tmp_path, capsys, machine_ledger):
     from tlbench.analysis import ledger
+    from tlbench.datasets.fingerprint import split_fingerprint
 
     spec = write(tmp_path / "spec.yaml", tiny_spec(tiny_prepared, training={"epochs": 1}))
     assert main(["run", str(spec), str(tmp_path / "out"), "--threads", "2"]) == 0
@@ -36,6 +37,10 @@ def test_run_writes_outputs(tiny_prepared, tmp_path, capsys):
     assert lines[0]["spec_hash"] == ledger.spec_hash(metrics["spec"])
     assert lines[0]["prepared_fingerprint"] == ledger.prepared_fingerprint(tiny_prepared)
     assert lines[0]["dataset"] == "tiny" and lines[0]["code"]["tlbench"]
+    # and in the machine's ledger, naming the study ledger it was written beside
+    (copy,) = ledger.read(machine_ledger)
+    assert copy == {**lines[0], "ledger": str((tmp_path / ledger.NAME).resolve())}
+    assert copy["test_fingerprint"] == split_fingerprint(tiny_prepared, "test")
     import shutil
 
     shutil.rmtree(tmp_path / "out")  # deleting the run keeps the record of its look

@@ -51,7 +51,9 @@ def test_evidence_keeps_what_the_pages_read_and_is_the_same_bytes_each_time(tmp_
             "path": [*paths, str(tmp_path / "results" / "failed")],
         }  # fmt: skip
     )
-    looks = pd.DataFrame({"dataset": ["d"], "distinct run specs": [3]})
+    looks = {"machine_ledger": "~/.local/share/tlbench/test_evaluations.jsonl",
+             "study_ledger": "results/test_evaluations.jsonl",
+             "datasets": [{"dataset": "d", "run_specs": 3, "evaluations": 4}]}  # fmt: skip
     one, two = tmp_path / f"one{SUFFIX}", tmp_path / f"two{SUFFIX}"
     for target in (one, two):
         write_evidence(target, study, looks=looks, meta={"configs": ["c.yaml"]})
@@ -60,7 +62,7 @@ def test_evidence_keeps_what_the_pages_read_and_is_the_same_bytes_each_time(tmp_
 
     evidence = read_evidence(one, tmp_path / "unpacked")
     assert evidence.meta["configs"] == ["c.yaml"]
-    pd.testing.assert_frame_equal(evidence.looks, looks)
+    assert evidence.looks == looks  # the counts the section was generated with
     assert list(evidence.study["seed"]) == [0, 1, 2, 3]
     for original, unpacked in zip(paths, evidence.study["path"], strict=False):
         y_true, correct = runs.read_correct(original)
@@ -100,3 +102,30 @@ def test_the_committed_results_page_is_what_the_committed_evidence_gives(tmp_pat
     assert len(rebuilt) == 2 * len(list(committed.glob(f"*{SUFFIX}")))
     for path in rebuilt:
         assert path.read_text() == (committed / path.name).read_text(), path.name
+
+
+def test_evidence_written_before_the_machine_ledger_reads_its_study_s_looks(tmp_path):
+    """A looks.csv (the study ledger's table, before the machine's ledger) is read as the
+    study's own looks, and its section says so."""
+    from tlbench.analysis.ledger import looks_sentence
+
+    target = tmp_path / f"old{SUFFIX}"
+    write_evidence(target, pd.DataFrame({"dataset": ["d"], "seed": [0]}))
+    old = pd.DataFrame({"dataset": ["d"], "distinct run specs": [2], "test evaluations": [3],
+                        "prepared versions": [1], "first": ["t0"], "last": ["t1"]})  # fmt: skip
+    with zipfile.ZipFile(target, "a") as archive:
+        archive.writestr("looks.csv", old.to_csv(index=False))
+    looks = read_evidence(target, tmp_path / "unpacked").looks
+    assert looks["machine_ledger"] is None
+    assert looks["datasets"][0]["run_specs"] == 2 and looks["datasets"][0]["last"] == "t1"
+    assert looks_sentence(looks) == "d: 2 distinct run specs (3 evaluations)"
+    from test_results import _run
+
+    from tlbench.analysis.tables import wall_time
+    from tlbench.report.pages import results as pages
+
+    df = pd.DataFrame([_run("scratch", 0, 0.9)]).assign(dataset="d")
+    blocks, counts = pages.study_header(df, {"config": "c", "results": "r"}, wall_time(df), looks)
+    text = pages.to_markdown(blocks)
+    assert "counted before the machine's ledger, so looks by other studies are not in it" in text
+    assert counts == {"d": 2}

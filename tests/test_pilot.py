@@ -69,18 +69,21 @@ def test_concurrent_appends_keep_every_line_whole(tmp_path):
     assert len(lines) == 200 and len({line["spec_hash"] for line in lines}) == 200
 
 
-def test_looks_count_distinct_specs_per_dataset(tmp_path):
+def test_looks_count_distinct_specs_per_dataset(tiny_prepared, tmp_path):
     path = tmp_path / ledger.NAME
     for dataset, spec_hash, fingerprint in [("a", "1", "f"), ("a", "1", "f"), ("a", "2", "g"),
                                             ("b", "3", "f")]:  # fmt: skip
         ledger.append(path, {"dataset": dataset, "prepared_fingerprint": fingerprint,
                              "spec_hash": spec_hash, "time_utc": "t", "code": {}})  # fmt: skip
-    table = ledger.looks(path, ["c", "a", "b"]).set_index("dataset")
+    prepared = {name: tiny_prepared for name in ("c", "a", "b")}
+    counted = ledger.looks(path, prepared)
+    json.dumps(counted)  # the committed evidence stores it as it is
+    table = ledger.looks_table(counted).set_index("dataset")
     assert table.loc["a", "distinct run specs"] == 2 and table.loc["a", "test evaluations"] == 3
     assert table.loc["a", "prepared versions"] == 2 and table.loc["b", "distinct run specs"] == 1
     assert table.loc["c", "distinct run specs"] == 0
     assert list(table.index) == ["c", "a", "b"]
-    assert ledger.looks(tmp_path / "none.jsonl").empty
+    assert ledger.looks_table(ledger.looks(tmp_path / "none.jsonl", {})).empty
     (tmp_path / "bad.jsonl").write_text('{"dataset": "a"}\n')
     with pytest.raises(ValueError, match="bad.jsonl:1: ledger line lacks prepared_fingerprint"):
         ledger.read(tmp_path / "bad.jsonl")

@@ -159,7 +159,7 @@ def test_validation_that_cannot_choose_is_said_beside_the_choice():
     assert "Validation cannot choose" in measured and "n = 100" in measured
 
 
-def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tmp_path):
+def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tiny_prepared, tmp_path):
     from tlbench.analysis import ledger
 
     path = tmp_path / "test_evaluations.jsonl"
@@ -168,12 +168,24 @@ def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tmp_path):
                              "spec_hash": spec_hash, "time_utc": "t", "code": {}})  # fmt: skip
     blocks, summary = seeds.seed_section(
         _gtsrb_study(), {"reference": "000", "config": "c", "results": "r"},
-        looks=ledger.looks(path, ["gtsrb"]),
+        looks=ledger.looks(path, {"gtsrb": tiny_prepared}),
     )  # fmt: skip
     assert summary["test_evaluations"] == {"gtsrb": 2}
-    assert "gtsrb: 2 distinct run specs (3 evaluations)" in results.to_markdown(blocks)
+    json.dumps(summary)  # the section's summary, test_looks included, is JSON
+    assert summary["test_looks"]["datasets"][0]["run_specs"] == 2
+    text = results.to_markdown(blocks)
+    assert "gtsrb: 2 distinct run specs (3 evaluations; 2 of the run specs by this study" in text
+    assert ledger.machine_ledger_path().parent.name in text and "this machine only" in text
     page = results.results_page([summary], ["section"])
-    assert "test looks" in page and "gtsrb: 2" in page
+    assert "test looks" in page and "gtsrb: 2" in page and "machine-wide ledger" in page
+    # a section generated before the machine's ledger is said to count its study only
+    before = {k: v for k, v in summary.items() if k != "test_looks"} | {"seed": "001"}
+    page = results.results_page([summary, before], ["section", "old"])
+    assert "for 1 section(s) generated before that ledger, by the study alone" in page
+    # as is one whose evidence held its study's ledger only (ledger.study_only_looks)
+    study_only = {**summary["test_looks"], "machine_ledger": None}
+    page = results.results_page([summary, {**before, "test_looks": study_only}], ["a", "b"])
+    assert "for 1 section(s) generated before that ledger, by the study alone" in page
 
 
 def test_pilot_seed_study_shows_validation_and_measures_no_test_check():

@@ -48,6 +48,11 @@ def test_a_failing_ledger_write_leaves_no_run_folder(tiny_prepared, tmp_path, ca
     assert (tmp_path / "runs" / "r.work").is_dir()  # the retry resumes from the checkpoint
 
 
+def _looks(path, prepared):
+    """The looks table of a study ledger whose one dataset, tiny, is ``prepared``."""
+    return ledger.looks_table(ledger.looks(path, {"tiny": prepared})).set_index("dataset")
+
+
 def test_a_commit_that_fails_after_the_ledger_line_counts_one_look(
     tiny_prepared, tmp_path, monkeypatch
 ):
@@ -70,13 +75,13 @@ def test_a_commit_that_fails_after_the_ledger_line_counts_one_look(
     assert main(["run", str(spec), str(out)]) == 0
     lines = ledger.read(tmp_path / "runs" / ledger.NAME)
     assert len(lines) == 2 and lines[0]["evaluation"] == lines[1]["evaluation"]
-    table = ledger.looks(tmp_path / "runs" / ledger.NAME).set_index("dataset")
+    table = _looks(tmp_path / "runs" / ledger.NAME, tiny_prepared)
     assert table.loc["tiny", "distinct run specs"] == 1
     assert table.loc["tiny", "test evaluations"] == 1
     # a deliberate rerun of the finished run is another evaluation of the same spec
     shutil.rmtree(out)
     assert main(["run", str(spec), str(out)]) == 0
-    table = ledger.looks(tmp_path / "runs" / ledger.NAME).set_index("dataset")
+    table = _looks(tmp_path / "runs" / ledger.NAME, tiny_prepared)
     assert table.loc["tiny", "distinct run specs"] == 1
     assert table.loc["tiny", "test evaluations"] == 2
 
@@ -91,7 +96,7 @@ def test_a_torn_last_line_is_repaired_with_a_warning(tiny_prepared, tmp_path, ca
     with open(path, "a") as handle:
         handle.write('{"dataset":"dig')
     with pytest.warns(LedgerWarning, match=r'torn last line .*\{"dataset":"dig'):
-        table = ledger.looks(path).set_index("dataset")  # the table job reads on
+        table = _looks(path, tiny_prepared)  # the table job reads on
     assert table.loc["tiny", "test evaluations"] == 1
     with pytest.warns(LedgerWarning, match="torn last line .* removed"):
         assert main(["run", str(spec), str(tmp_path / "runs" / "b")]) == 0
@@ -272,4 +277,5 @@ def test_through_snakemake_a_failing_ledger_write_keeps_the_training(tmp_path):
     metrics = json.loads((tmp_path / run / "metrics.json").read_text())
     assert metrics["resumed"] is True and len(metrics["attempts"]) == 2
     lines = ledger.read(blocker)
-    assert len(lines) == 1 and ledger.looks(blocker).loc[0, "test evaluations"] == 1
+    prepared = tmp_path / "results" / "prepared" / "tiny"
+    assert len(lines) == 1 and _looks(blocker, prepared).loc["tiny", "test evaluations"] == 1

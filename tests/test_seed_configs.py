@@ -191,5 +191,46 @@ def test_seed000_scratch_recipe_is_told_as_it_was_chosen():
         assert "fe7f08e" in text and "TEST accuracy" in text
     assert "the scratch recipe) are\n# set by CPU time" not in pilot
     assert "re-chosen by this study's own validation" not in measured
-    substitutions = " ".join(yaml.safe_load(measured)["seed_study"]["substitutions"])
+    block = yaml.safe_load(measured)["seed_study"]
+    substitutions = " ".join(block["substitutions"])
     assert "scored on test accuracy before the test split was sealed" in substitutions
+    # the figures that made the choice, in both configs and on the page's substitutions
+    for text in (measured, pilot, substitutions):
+        for figure in ("fe7f08e", "0.981 test", "0.9801", "0.9812", "0.9846"):
+            assert figure in text, (figure, text[:200])
+    assert "picked on TEST accuracy, not on validation" in substitutions
+    assert "validation figures, where recorded" not in measured
+    # and in the section's count of looks at GTSRB's test split: the twelve pilots of
+    # the recipe at least, named by their commits
+    earlier = block["earlier_test_looks"]["gtsrb"]
+    assert earlier["count"] >= 12
+    for commit in ("fe7f08e", "e87775a", "2495a5b", "e26ceb1"):
+        assert commit in earlier["note"]
+
+
+def test_seed000_page_shows_the_test_scored_recipe_in_substitutions_and_looks(
+    tmp_path, tiny_prepared
+):
+    """Issue 36 (a): the seed-000 section, made from the measured config's seed_study
+    block, says under its substitutions that the recipe was picked on test, and its count
+    of looks at GTSRB's test split adds the earlier, test-scored pilots and names them."""
+    from test_results import _gtsrb_study
+
+    from tlbench.analysis import ledger
+    from tlbench.report.pages import results, seeds
+
+    block = yaml.safe_load((ROOT / "configs/measured/seed000_gtsrb.yaml").read_text())
+    study = {**block["seed_study"], "config": "c", "results": str(tmp_path)}
+    earlier = study["earlier_test_looks"]["gtsrb"]["count"]
+    for seed in range(7):  # the measured study's own seven looks
+        ledger.append(ledger.ledger_path(tmp_path), {
+            "dataset": "gtsrb", "prepared_fingerprint": "f", "spec_hash": str(seed),
+            "time_utc": "t", "code": {}})  # fmt: skip
+    looks = ledger.looks(ledger.ledger_path(tmp_path), {"gtsrb": tiny_prepared})
+    blocks, summary = seeds.seed_section(_gtsrb_study(), study, looks=looks)
+    text = results.to_markdown(blocks)
+    assert "gtsrb: 7 distinct run specs (7 evaluations; 7 of the run specs by this study" in text
+    assert f"plus {earlier} earlier looks that no ledger holds (single-run pilots" in text
+    assert f"{7 + earlier} in all" in text and "fe7f08e" in text.split("Substitutions")[0]
+    assert "picked on TEST accuracy" in text.split("Substitutions")[1]
+    assert summary["test_evaluations"] == {"gtsrb": 7 + earlier}

@@ -230,3 +230,16 @@ def test_substitutions_of_a_results_section_are_on_its_page_under_the_header():
     assert blocks[2:4] == listed
     # after the header, before the rest
     assert results.to_markdown(blocks) == results.to_markdown(plain[:2] + listed + plain[2:])
+
+
+def test_earlier_test_looks_are_validated_at_parse_time():
+    looks = {"d": {"count": 9, "note": "nine pilots scored on test (commit abc)"}}
+    block = {"title": "T", "page": "docs/results/t.md", "earlier_test_looks": looks}
+    assert load_study(_config(results_section=block)).results_section["earlier_test_looks"] == looks
+    seed = {"reference": "003", "earlier_test_looks": looks}
+    assert load_study(_config(seed_study=seed)).seed_study["earlier_test_looks"] == looks
+    with pytest.raises(StudyConfigError, match="earlier_test_looks: gtsrb is not a dataset"):
+        load_study(_config(seed_study={**seed, "earlier_test_looks": {"gtsrb": looks["d"]}}))
+    for bad in ({"count": 0, "note": "x"}, {"count": 9}, {"count": 9, "note": ""}):
+        with pytest.raises(StudyConfigError, match="earlier_test_looks"):
+            load_study(_config(results_section={**block, "earlier_test_looks": {"d": bad}}))

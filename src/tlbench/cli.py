@@ -13,7 +13,8 @@
   ``--pilot`` sets the spec's ``pilot: true``: train/val only, the test split is
   never opened. A run that evaluates the test split appends one line to the
   test-split ledger (:mod:`tlbench.analysis.ledger`), ``PATH`` or by default
-  ``test_evaluations.jsonl`` beside OUTDIR. An existing OUTDIR is replaced only when it is
+  ``test_evaluations.jsonl`` beside OUTDIR, and to the machine's (in the user's data folder
+  for tlbench, or ``$TLBENCH_DATA_DIR``). An existing OUTDIR is replaced only when it is
   empty or a run folder tlbench wrote (:func:`tlbench.core.atomic.check_replaceable`).
 * ``tlbench prepare DATASET_CONFIG.yaml OUTDIR --image-size N --seed S`` —
   prepare a dataset (:func:`tlbench.datasets.prepare`).
@@ -92,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--ledger",
         default=None,
-        help="test-split ledger to append to (default: test_evaluations.jsonl beside OUTDIR)",
+        help="test-split ledger to append to (default: test_evaluations.jsonl beside OUTDIR; "
+        "the line also goes to the machine's ledger)",
     )
     prep = sub.add_parser("prepare", help="prepare a dataset into OUTDIR")
     prep.add_argument("config", help="dataset config (YAML): {loader: ..., source: ..., ...}")

@@ -17,8 +17,10 @@ One zip file (deflated; fixed member times, so the same evidence gives the same 
 * ``runs/NNNN/history.csv``: its per-epoch history (convergence checks);
 * ``tables/<name>.csv``: tables computed from more than the runs' predictions
   (transferability scores of the backbones' features);
-* ``looks.csv``: the looks at each test split counted when the evidence was written
-  (:func:`tlbench.analysis.ledger.looks`);
+* ``looks.json``: the looks at each test split counted when the evidence was written
+  (:func:`tlbench.analysis.ledger.looks`: by every study on the machine, from its
+  ledger); evidence written before that has ``looks.csv``, the study's own ledger's
+  table, read as :func:`tlbench.analysis.ledger.study_only_looks` gives it;
 * ``meta.json``: the format and what the section was generated from (config files and
   ``--config`` values: the section's settings are read from them again on a rebuild).
 
@@ -40,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tlbench.analysis.ledger import study_only_looks
 from tlbench.core.atomic import atomic_file
 
 #: The evidence file's format; a reader refuses any other.
@@ -58,7 +61,7 @@ class Evidence:
 
     study: pd.DataFrame
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    looks: pd.DataFrame | None = None
+    looks: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -117,7 +120,7 @@ def write_evidence(
     study: pd.DataFrame,
     *,
     tables: Mapping[str, pd.DataFrame] | None = None,
-    looks: pd.DataFrame | None = None,
+    looks: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the evidence of a study table's runs (atomically): each run folder's
@@ -128,7 +131,7 @@ def write_evidence(
                                                  indent=1, sort_keys=True).encode())  # fmt: skip
         _member(archive, "study.csv", _csv(study))
         if looks is not None:
-            _member(archive, "looks.csv", _csv(looks))
+            _member(archive, "looks.json", json.dumps(looks, indent=1, sort_keys=True).encode())
         for name, table in sorted((tables or {}).items()):
             _member(archive, f"tables/{name}.csv", _csv(table))
         for index, run in enumerate(study["path"] if "path" in study else []):
@@ -172,7 +175,11 @@ def read_evidence(path: str | os.PathLike, into: str | os.PathLike) -> Evidence:
         if "study.csv" not in names:
             raise ValueError(f"{path} is not a tlbench evidence file: it has no study.csv")
         study = pd.read_csv(io.BytesIO(archive.read("study.csv")))
-        looks = pd.read_csv(io.BytesIO(archive.read("looks.csv"))) if "looks.csv" in names else None
+        looks = None
+        if "looks.json" in names:
+            looks = json.loads(archive.read("looks.json"))
+        elif "looks.csv" in names:  # written before the machine's ledger: the study's own
+            looks = study_only_looks(pd.read_csv(io.BytesIO(archive.read("looks.csv"))))
         tables = {
             Path(name).stem: pd.read_csv(io.BytesIO(archive.read(name)))
             for name in sorted(names)

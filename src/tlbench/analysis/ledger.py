@@ -1,17 +1,25 @@
-"""The test-split ledger: one line per look at a dataset's test split.
+"""The test-split ledgers: one line per look at a dataset's test split.
 
 Every run that evaluates the test split (every run that is not a pilot run)
-appends one JSON line to ``<results>/test_evaluations.jsonl`` (:data:`NAME`):
-the dataset, the fingerprint of its prepared data (:func:`prepared_fingerprint`:
-content only, no timing field), the hash of the run spec (:func:`spec_hash`), the
-evaluation it records (:func:`evaluation_id`), the UTC time and the code version.
-The file lives beside, not inside, the run folders, so deleting or rerunning a
-run does not remove the record of its earlier look. :func:`looks` counts, per
-dataset, how many distinct run specs have been evaluated on its test split:
-final numbers that follow many looks are chosen on test however carefully each
-look was made.
+appends one JSON line to its study's ledger, ``<results>/test_evaluations.jsonl``
+(:data:`NAME`), and the same line to the machine's ledger
+(:func:`machine_ledger_path`: ``test_evaluations.jsonl`` in the user's data folder for
+tlbench, ``platformdirs.user_data_dir("tlbench")``, or ``$TLBENCH_DATA_DIR``), which
+every study and every ``tlbench run`` on this machine shares. A line holds the dataset,
+the fingerprint of its prepared data (:func:`prepared_fingerprint`: the manifest, no
+timing field), the fingerprint of its test split (``test_fingerprint``:
+:func:`tlbench.datasets.fingerprint.split_fingerprint`, the images and labels
+themselves), the hash of the run spec (:func:`spec_hash`), the evaluation it records
+(:func:`evaluation_id`), the UTC time and the code version; the machine's line also
+names the study ledger it was written beside (``ledger``). The files live beside, not
+inside, the run folders, so deleting or rerunning a run does not remove the record of
+its earlier look. :func:`looks` counts, per dataset, how many distinct run specs have
+been evaluated on the study's test split by any study on this machine: final numbers
+that follow many looks are chosen on test however carefully each look was made. Lines
+a study ledger got before the machine's ledger existed are folded into it (:func:`fold`,
+once each, by their evaluation) when the study's looks are counted.
 
-The engine writes the line *before* it commits the run folder
+The engine writes the lines *before* it commits the run folder
 (:func:`tlbench.training.engine.run`'s ``before_commit``): a write that fails
 fails the run with no run folder (a retry resumes from its checkpoints), never a
 finished run that Snakemake then deletes. A commit that fails after the line
@@ -19,9 +27,9 @@ was written leaves a line whose retry writes a second one of the same
 evaluation (the same run spec and first attempt): counted once.
 
 Appending is safe from concurrent jobs on one machine and on NFS-like shared
-folders that honour ``flock``: each entry is one ``os.write`` of one line to a
+folders that honour ``flock``: each append is one ``os.write`` of whole lines to a
 file opened with ``O_APPEND``, under an exclusive lock. Where ``flock`` is not
-supported (``ENOLCK``, ``EOPNOTSUPP``: Lustre mounted without it) the line is
+supported (``ENOLCK``, ``EOPNOTSUPP``: Lustre mounted without it) the lines are
 appended with ``O_APPEND`` alone, with a :class:`LedgerWarning`. A torn last
 line (a writer killed mid-write, a full disk) is cut off by the next append and
 skipped by :func:`read`, each with a warning; a write cut short is undone.
@@ -35,25 +43,41 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tlbench
 from tlbench.core.errors import LedgerWarning
 from tlbench.core.provenance import git_state, utc_now
+from tlbench.datasets.fingerprint import split_fingerprint
 
 if TYPE_CHECKING:
     import pandas as pd
 
-#: File name of the ledger in a study's results folder.
+#: File name of the ledger in a study's results folder (and in the machine's data folder).
 NAME = "test_evaluations.jsonl"
 FIELDS = ("dataset", "prepared_fingerprint", "spec_hash", "time_utc", "code")
+#: The environment variable that moves the machine's ledger (tests, CI: a tmp folder).
+DATA_DIR_ENV = "TLBENCH_DATA_DIR"
 
 
 def ledger_path(results: str | os.PathLike) -> Path:
     """The ledger of a study's results folder."""
     return Path(results) / NAME
+
+
+def machine_ledger_path() -> Path:
+    """The machine's ledger: ``$TLBENCH_DATA_DIR/test_evaluations.jsonl``, or in the
+    user's data folder for tlbench (``platformdirs.user_data_dir("tlbench")``)."""
+    folder = os.environ.get(DATA_DIR_ENV)
+    if folder is not None and not folder.strip():
+        raise ValueError(f"{DATA_DIR_ENV} is set but empty: unset it or name a folder")
+    if folder is None:
+        import platformdirs  # deferred: only where a line is written or counted
+
+        folder = platformdirs.user_data_dir("tlbench")
+    return Path(folder).expanduser() / NAME
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
@@ -105,10 +129,12 @@ def entry(
     """The ledger line of one test evaluation of the run ``spec`` (resolved)."""
 
     git = git_state()
+    prepared = spec["dataset"]["prepared"]
     return {
         "dataset": spec["dataset"]["name"],
-        "prepared": str(spec["dataset"]["prepared"]),
-        "prepared_fingerprint": prepared_fingerprint(spec["dataset"]["prepared"]),
+        "prepared": str(prepared),
+        "prepared_fingerprint": prepared_fingerprint(prepared),
+        "test_fingerprint": split_fingerprint(prepared, "test"),
         "spec_hash": spec_hash(spec),
         "run": spec.get("run"),
         "evaluation": evaluation,
@@ -170,9 +196,15 @@ def _cut_torn_tail(fd: int, path: Path) -> None:
 def append(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
     """Append ``record`` as one line: one write, ``O_APPEND``, under ``flock`` (see the
     module docstring for a file system without it and for a torn last line)."""
-    line = (json.dumps(dict(record), sort_keys=True, default=str) + "\n").encode()
-    if line.count(b"\n") != 1:
-        raise ValueError("a ledger record must serialise to one line")
+    _append(path, lambda _: [record])
+
+
+def _append(
+    path: str | os.PathLike,
+    records: Callable[[Path], list[Mapping[str, Any]]],
+) -> list[Mapping[str, Any]]:
+    """Append the lines ``records(path)`` gives, called once the file is locked (it may
+    read the file to leave out what is there already), in one write. Returns them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -180,30 +212,100 @@ def append(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
         locked = _lock(fd, path)
         if locked:
             _cut_torn_tail(fd, path)
-        elif _torn(fd):  # unlocked, a torn tail may be a write in progress: not cut,
-            line = b"\n" + line  # ended instead (read() skips it, with a warning)
+        chosen = records(path)
+        lines = [(json.dumps(dict(r), sort_keys=True, default=str) + "\n").encode() for r in chosen]
+        if any(line.count(b"\n") != 1 for line in lines):
+            raise ValueError("a ledger record must serialise to one line")
+        if not lines:
+            return []
+        data = b"".join(lines)
+        if not locked and _torn(fd):  # unlocked, a torn tail may be a write in progress:
+            data = b"\n" + data  # not cut, ended instead (read() skips it, with a warning)
         size = os.fstat(fd).st_size
-        written = os.write(fd, line)
-        if written != len(line):
+        written = os.write(fd, data)
+        if written != len(data):
             if locked:  # no torn line left behind (unlocked, another line may follow it)
                 os.ftruncate(fd, size)
-            raise OSError(f"{path}: wrote {written} of {len(line)} bytes of a ledger line")
+            raise OSError(f"{path}: wrote {written} of {len(data)} bytes of ledger lines")
         os.fsync(fd)
+        return chosen
     finally:
         os.close(fd)  # also releases the lock
 
 
-def record(path: str | os.PathLike, metrics: Mapping[str, Any]) -> dict[str, Any] | None:
+def record(
+    path: str | os.PathLike, metrics: Mapping[str, Any], machine: str | os.PathLike | None = None
+) -> dict[str, Any] | None:
     """Append the ledger line of a finished run's ``metrics`` when it evaluated the
-    test split; a pilot run (or a failed run, never evaluated) appends nothing.
-    Returns the line written, or None."""
+    test split, to the study's ledger ``path`` and to the machine's (``machine``, by
+    default :func:`machine_ledger_path`); a pilot run (or a failed run, never evaluated)
+    appends nothing and opens no test file. Returns the study's line, or None."""
     if metrics.get("pilot") or not metrics.get("test"):
         return None
     attempts = metrics.get("attempts") or [{}]
     evaluation = evaluation_id(metrics["spec"], attempts[0].get("started_utc"))
     line = entry(metrics["spec"], metrics.get("finished_utc"), evaluation)
     append(path, line)
+    append(machine or machine_ledger_path(), {**line, "ledger": str(Path(path).resolve())})
     return line
+
+
+def evaluation_keys(lines: list[Mapping[str, Any]], source: str | None = None) -> list[str]:
+    """What each evaluation of ``lines`` is known by in both ledgers: its ``evaluation``
+    id, or for a line written before evaluations were recorded its study ledger
+    (``source``, or the machine line's ``ledger``), a hash of the line (without what the
+    machine's copy adds) and how many identical lines came before it there: each such
+    line is one evaluation, as it was counted in its study."""
+    keys, seen = [], {}
+    for line in lines:
+        if line.get("evaluation"):
+            keys.append(str(line["evaluation"]))
+            continue
+        content = {k: v for k, v in line.items() if k not in ("ledger", "test_fingerprint")}
+        blob = json.dumps([source or line.get("ledger"), content], sort_keys=True, default=str)
+        base = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        seen[base] = seen.get(base, -1) + 1
+        keys.append(f"line:{base}:{seen[base]}")
+    return keys
+
+
+def fold(
+    path: str | os.PathLike,
+    prepared: Mapping[str, str | os.PathLike],
+    machine: str | os.PathLike | None = None,
+) -> int:
+    """Copy the study ledger ``path``'s lines that the machine's ledger lacks (by
+    :func:`evaluation_keys`) into it, so that looks recorded before it existed are
+    counted: idempotent, under the machine ledger's lock. A line without a
+    ``test_fingerprint`` (written before it was recorded) gets that of ``prepared[its
+    dataset]`` when that folder still holds the data it was evaluated on (the same
+    :func:`prepared_fingerprint`); otherwise none (it is counted for its study only).
+    Returns how many lines were added."""
+    lines = read(path)
+    if not lines:
+        return 0
+    source = str(Path(path).resolve())
+    current = {
+        name: (prepared_fingerprint(folder), _test_fingerprint(folder))
+        for name, folder in prepared.items()
+        if any(line["dataset"] == name and not line.get("test_fingerprint") for line in lines)
+    }
+
+    def missing(machine_path: Path) -> list[dict[str, Any]]:
+        known = set(evaluation_keys(read(machine_path)))
+        added = []
+        for line, key in zip(lines, evaluation_keys(lines, source), strict=True):
+            if key in known:
+                continue
+            known.add(key)
+            fingerprint = line.get("test_fingerprint")
+            if not fingerprint and line["dataset"] in current:
+                manifest, test = current[line["dataset"]]
+                fingerprint = test if line["prepared_fingerprint"] == manifest else None
+            added.append({**line, "test_fingerprint": fingerprint, "ledger": source})
+        return added
+
+    return len(_append(machine or machine_ledger_path(), missing))
 
 
 def read(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -239,68 +341,204 @@ def read(path: str | os.PathLike) -> list[dict[str, Any]]:
     return lines
 
 
-def looks(path: str | os.PathLike, datasets: list[str] | None = None) -> pd.DataFrame:
-    """Per dataset: distinct run specs evaluated on its test split, evaluations,
-    prepared versions (fingerprints) and the first and last look. ``datasets``:
-    rows for these too (0 looks when the ledger has none), in this order first."""
-    # deferred: pandas only for the table; the parse-time check imports this module
-    import pandas as pd
+def _test_fingerprint(folder: str | os.PathLike) -> str | None:
+    """The test split's fingerprint of a prepared folder (hashed, never scored), or None
+    where the folder holds no test split (copied without it, sealed); a folder that is
+    not a prepared dataset is an error."""
+    folder = Path(folder)
+    if not (folder / "manifest.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a prepared dataset (no manifest.json)")
+    if not any((folder / f"test_{part}.npy").exists() for part in ("x", "y")):
+        return None
+    return split_fingerprint(folder, "test")
 
-    columns = ["dataset", "distinct run specs", "test evaluations", "prepared versions",
-               "first", "last"]  # fmt: skip
-    lines = read(path)
-    df = pd.DataFrame(lines, columns=[*FIELDS, "evaluation"])
-    # retries of one evaluation (a commit that failed after its line) count once;
-    # lines written before evaluations were recorded count one each
-    df["evaluation"] = df["evaluation"].where(df["evaluation"].notna(), df.index.astype(str))
-    table = (
-        df.groupby("dataset", sort=True)
-        .agg(
-            **{
-                "distinct run specs": ("spec_hash", "nunique"),
-                "test evaluations": ("evaluation", "nunique"),
-                "prepared versions": ("prepared_fingerprint", "nunique"),
-                "first": ("time_utc", "min"),
-                "last": ("time_utc", "max"),
+
+def _shown(path: str | os.PathLike) -> str:
+    """A path as a page shows it: relative to the working folder when inside it, the
+    home folder as ``~``."""
+    path = Path(path).resolve()
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        if path.is_relative_to(base):
+            return prefix + path.relative_to(base).as_posix()
+    return str(path)
+
+
+def looks(
+    path: str | os.PathLike,
+    prepared: Mapping[str, str | os.PathLike],
+    machine: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """The looks at the test split of each dataset of a study, across this machine.
+
+    ``path``: the study's ledger; ``prepared``: its datasets' prepared folders, in the
+    order the answer lists them; ``machine``: the machine's ledger (default
+    :func:`machine_ledger_path`). The study's lines are first folded into the machine's
+    ledger (:func:`fold`). A dataset's looks are the evaluations, in any study on this
+    machine, of a test split with the same content (``test_fingerprint``) as the study's
+    prepared folder holds, with every line of the study's own ledger for that dataset
+    (an earlier preparation too). Evaluations are counted once (:func:`evaluation_keys`).
+
+    Returns (JSON-serialisable)::
+
+        {"machine_ledger": "~/.local/share/tlbench/test_evaluations.jsonl",
+         "study_ledger": "results/x/test_evaluations.jsonl",
+         "datasets": [{"dataset": "gtsrb", "test_fingerprint": "<sha256>",
+                       "run_specs": 12, "evaluations": 14, "prepared_versions": 1,
+                       "ledgers": ["results/x/test_evaluations.jsonl", ...],
+                       "first": "<utc>" | None, "last": "<utc>" | None,
+                       "this_study": {"run_specs": 7, "evaluations": 7}}, ...]}
+
+    ``run_specs``: distinct run specs evaluated on that test split (the count a page
+    shows); ``ledgers``: the study ledgers the looks were written beside.
+    """
+    machine = Path(machine) if machine is not None else machine_ledger_path()
+    fold(path, prepared, machine)
+    study_lines = read(path)
+    study_keys = evaluation_keys(study_lines, str(Path(path).resolve()))
+    machine_lines = read(machine)
+    machine_keys = evaluation_keys(machine_lines)
+    own = _shown(path)
+    datasets = []
+    for name, folder in prepared.items():
+        fingerprint = _test_fingerprint(folder)
+        mine = {
+            key: {**x, "ledger": own}
+            for key, x in zip(study_keys, study_lines, strict=True)
+            if x["dataset"] == name
+        }
+        found = {
+            key: {**x, "ledger": _shown(x["ledger"]) if x.get("ledger") else None}
+            for key, x in zip(machine_keys, machine_lines, strict=True)
+            if fingerprint is not None and x.get("test_fingerprint") == fingerprint
+        }
+        lines = {**found, **mine}
+        times = sorted(str(x["time_utc"]) for x in lines.values())
+        datasets.append(
+            {
+                "dataset": name,
+                "test_fingerprint": fingerprint,
+                "run_specs": len({x["spec_hash"] for x in lines.values()}),
+                "evaluations": len(lines),
+                "prepared_versions": len({x["prepared_fingerprint"] for x in lines.values()}),
+                "ledgers": sorted({x["ledger"] for x in lines.values() if x["ledger"]}),
+                "first": times[0] if times else None,
+                "last": times[-1] if times else None,
+                "this_study": {
+                    "run_specs": len({x["spec_hash"] for x in mine.values()}),
+                    "evaluations": len(mine),
+                },
             }
         )
-        .reset_index()
-    )
-    table = table[columns]
-    if datasets is not None:
-        known = set(table["dataset"].astype(str))
-        missing = [
-            {"dataset": d, "distinct run specs": 0, "test evaluations": 0, "prepared versions": 0}
-            for d in datasets
-            if d not in known
-        ]
-        if missing:
-            table = pd.concat([table, pd.DataFrame(missing, columns=columns)], ignore_index=True)
-        order = {d: i for i, d in enumerate(datasets)}
-        table = table.sort_values(
-            "dataset", key=lambda s: s.map(lambda d: order.get(d, len(order))), kind="stable"
-        ).reset_index(drop=True)
-    return table
+    return {"machine_ledger": _shown(machine), "study_ledger": own, "datasets": datasets}
 
 
-def looks_sentence(table: pd.DataFrame, datasets: list[str] | None = None) -> str:
-    """``gtsrb: 24 distinct run specs evaluated on its test split (30 evaluations)``; ..."""
-    rows = {str(r["dataset"]): r for _, r in table.iterrows()}
-    names = datasets if datasets is not None else sorted(rows)
-    parts = []
-    for name in names:
-        row = rows.get(name)
-        if row is None or int(row["test evaluations"]) == 0:
-            parts.append(f"{name}: none (test split not evaluated)")
-            continue
-        parts.append(
-            f"{name}: {int(row['distinct run specs'])} distinct run specs "
-            f"({int(row['test evaluations'])} evaluations"
-            + (
-                f", {int(row['prepared versions'])} versions of the prepared data"
-                if int(row["prepared versions"]) > 1
-                else ""
-            )
-            + ")"
+def study_only_looks(table: pd.DataFrame) -> dict[str, Any]:
+    """:func:`looks`'s answer from the table of a study's own ledger that sections wrote
+    before the machine's ledger (columns ``dataset``, ``distinct run specs``, ``test
+    evaluations``, ``prepared versions``, ``first``, ``last``): ``machine_ledger`` None,
+    every look this study's."""
+    import pandas as pd  # deferred: pandas only for the tables
+
+    def value(row: Any, column: str) -> Any:
+        return None if column not in row or pd.isna(row[column]) else row[column]
+
+    datasets = []
+    for _, row in table.iterrows():
+        specs, evaluations = int(row["distinct run specs"]), int(row["test evaluations"])
+        datasets.append(
+            {
+                "dataset": str(row["dataset"]),
+                "test_fingerprint": None,
+                "run_specs": specs,
+                "evaluations": evaluations,
+                "prepared_versions": int(value(row, "prepared versions") or 0),
+                "ledgers": [],
+                "first": None if value(row, "first") is None else str(row["first"]),
+                "last": None if value(row, "last") is None else str(row["last"]),
+                "this_study": {"run_specs": specs, "evaluations": evaluations},
+            }
         )
+    return {"machine_ledger": None, "study_ledger": None, "datasets": datasets}
+
+
+def looks_table(counted: Mapping[str, Any]) -> pd.DataFrame:
+    """:func:`looks`'s datasets as a table (one row each)."""
+    rows = [
+        {
+            "dataset": d["dataset"],
+            "distinct run specs": d["run_specs"],
+            "test evaluations": d["evaluations"],
+            "this study's run specs": d["this_study"]["run_specs"],
+            "results folders": len(d["ledgers"]),
+            "prepared versions": d["prepared_versions"],
+            "first": d["first"],
+            "last": d["last"],
+        }
+        for d in counted["datasets"]
+    ]
+    import pandas as pd  # deferred: pandas only for the tables
+
+    return pd.DataFrame(rows, columns=["dataset", "distinct run specs", "test evaluations",
+                                       "this study's run specs", "results folders",
+                                       "prepared versions", "first", "last"])  # fmt: skip
+
+
+def total_looks(counted: Mapping[str, Any], earlier: Mapping[str, Any] | None = None) -> dict:
+    """Per dataset, the distinct run specs evaluated on its test split on this machine
+    (:func:`looks`) plus the ``earlier`` looks a config names (``earlier_test_looks``:
+    ``{dataset: {count, note}}``, made before any ledger)."""
+    earlier = earlier or {}
+    return {
+        d["dataset"]: d["run_specs"] + int(earlier.get(d["dataset"], {}).get("count", 0))
+        for d in counted["datasets"]
+    }
+
+
+def looks_sentence(counted: Mapping[str, Any], earlier: Mapping[str, Any] | None = None) -> str:
+    """``gtsrb: 24 distinct run specs (30 evaluations; 7 of the run specs by this study,
+    the others beside results/b/test_evaluations.jsonl), plus 9 earlier looks that no
+    ledger holds (...): 33 in all``; ..."""
+    earlier = earlier or {}
+    parts = []
+    for d in counted["datasets"]:
+        before = earlier.get(d["dataset"])
+        unmatched = (
+            " (its prepared folder holds no test split: looks by other studies cannot be "
+            "matched to it)"
+            if d["test_fingerprint"] is None and counted["machine_ledger"] is not None
+            else ""
+        )
+        if d["evaluations"] == 0:
+            text = f"{d['dataset']}: none in the ledgers (test split not evaluated){unmatched}"
+        else:
+            others = [x for x in d["ledgers"] if x != counted["study_ledger"]]
+            mine = d["this_study"]
+            text = (
+                f"{d['dataset']}: {d['run_specs']} distinct run specs ({d['evaluations']} "
+                "evaluations"
+                + (
+                    ""  # counted on the study's own ledger (study_only_looks)
+                    if counted["machine_ledger"] is None
+                    else f"; {mine['run_specs']} of the run specs by this study"
+                    + (
+                        f", the others beside {', '.join(others)}"
+                        if others
+                        else ", none by another study"
+                    )
+                )
+                + (
+                    f"; {d['prepared_versions']} versions of the prepared data"
+                    if d["prepared_versions"] > 1
+                    else ""
+                )
+                + ")"
+                + unmatched
+            )
+        if before:
+            text += (
+                f", plus {int(before['count'])} earlier looks that no ledger holds "
+                f"({before['note'].rstrip('.')}): {total_looks(counted, earlier)[d['dataset']]} "
+                "in all"
+            )
+        parts.append(text)
     return "; ".join(parts) if parts else "no test evaluations recorded"

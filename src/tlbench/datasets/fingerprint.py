@@ -1,6 +1,7 @@
 """A prepared dataset's content hash (:func:`data_fingerprint`): what a resumed run checks
-before it continues from a checkpoint; a dataset source's fingerprint
-(:func:`source_fingerprint`): what the workflow prepares a dataset again on.
+before it continues from a checkpoint; one split's content hash (:func:`split_fingerprint`):
+what the machine's test-split ledger counts looks at a test split by; a dataset source's
+fingerprint (:func:`source_fingerprint`): what the workflow prepares a dataset again on.
 """
 
 from __future__ import annotations
@@ -32,11 +33,58 @@ def data_fingerprint(data: Any) -> str:
     digest.update(json.dumps(list(data.classes)).encode())
     for name in ("train", "val"):
         x, y = data.split(name)
-        digest.update(f"{name} {x.shape} {x.dtype} {y.dtype}".encode())
-        digest.update(np.ascontiguousarray(y).tobytes())
+        _update_labels(digest, name, x, y)
         if len(x):
             picks = np.unique(np.linspace(0, len(x) - 1, num=min(64, len(x))).astype(np.int64))
             digest.update(np.ascontiguousarray(x[picks]).tobytes())
+    return digest.hexdigest()
+
+
+def _update_labels(digest: Any, name: str, x: np.ndarray, y: np.ndarray) -> None:
+    """A split's name, images' shape and dtype, and every label, into ``digest``."""
+    digest.update(f"{name} {x.shape} {x.dtype} {y.dtype}".encode())
+    digest.update(np.ascontiguousarray(y).tobytes())
+
+
+#: Images hashed per step by :func:`split_fingerprint` (bounded memory on large splits).
+_ROWS = 1024
+
+
+def split_fingerprint(prepared: str | os.PathLike, split: str = "test") -> str:
+    """sha256 of one split of a prepared dataset folder: its class names, every label and
+    every image (shape, dtype, bytes): the data itself, nothing of the manifest (no
+    preparation time, options, source locations or tlbench version).
+
+    Preparing the same images again gives the same fingerprint, wherever and whenever it
+    is done; another image size, another split seed or other classes give another. The
+    machine's test-split ledger (:mod:`tlbench.analysis.ledger`) counts the looks at a
+    test split by it. Computed once per folder content in a process (the split file's
+    path, size and modification time).
+    """
+    folder = Path(prepared)
+    files = [folder / "classes.json", folder / f"{split}_x.npy", folder / f"{split}_y.npy"]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"prepared dataset {folder} has no {', '.join(missing)}: its {split} split "
+            "cannot be fingerprinted"
+        )
+    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return _split_sha256(split, tuple(stats))
+
+
+@functools.cache
+def _split_sha256(split: str, files: tuple[tuple[str, int, int], ...]) -> str:
+    classes, x_path, y_path = (Path(f[0]) for f in files)
+    x = np.load(x_path, mmap_mode="r")
+    y = np.load(y_path, mmap_mode="r")
+    if len(x) != len(y):
+        raise ValueError(f"{x_path}: {len(x)} images but {len(y)} labels in {y_path.name}")
+    digest = hashlib.sha256()
+    digest.update(json.dumps(json.loads(classes.read_text())).encode())
+    _update_labels(digest, split, x, y)
+    for start in range(0, len(x), _ROWS):
+        digest.update(np.ascontiguousarray(x[start : start + _ROWS]).tobytes())
     return digest.hexdigest()
 
 

@@ -204,13 +204,21 @@ def check_tuning(config: dict[str, Any]) -> None:
 
 def check_sections(config: dict[str, Any]) -> None:
     """A study has at most one section of the results page: a seed study's (``seed_study``)
-    or its own (``results_section``)."""
+    or its own (``results_section``); its ``earlier_test_looks`` name datasets of the config."""
     if "seed_study" in config and "results_section" in config:
         raise StudyConfigError(
             "invalid study config:\n  results_section: a seed study (seed_study: "
             f"{config['seed_study'].get('reference')!r}) has its section already; give one of "
             "seed_study and results_section"
         )
+    for block in ("seed_study", "results_section"):
+        earlier = (config.get(block) or {}).get("earlier_test_looks") or {}
+        unknown = [name for name in earlier if name not in config["datasets"]]
+        if unknown:
+            raise StudyConfigError(
+                f"invalid study config:\n  {block}.earlier_test_looks: {', '.join(unknown)} "
+                f"is not a dataset of this config; valid: {', '.join(config['datasets'])}"
+            )
 
 
 def check_prescreen(config: dict[str, Any]) -> None:

@@ -168,7 +168,7 @@ class Study:
 
     # ---- paths
     def prepared_path(self, dataset: str) -> str:
-        return f"{self.results}/prepared/{dataset}"
+        return prepared_folder(self.results, dataset)
 
     def pretrained_path(self, backbone: str) -> str:
         return f"{self.results}/pretrained/{backbone}"
@@ -388,6 +388,11 @@ class Study:
         if cfg.get("params"):
             spec["params"] = dict(cfg["params"])
         return spec
+
+
+def prepared_folder(results: str, dataset: str) -> str:
+    """Where a study with results folder ``results`` prepares ``dataset``."""
+    return f"{results}/prepared/{dataset}"
 
 
 def results_folder(config: Mapping[str, Any]) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from tlbench.analysis.evidence import evidence_path
-from tlbench.analysis.ledger import looks_sentence
+from tlbench.analysis.ledger import looks_sentence, total_looks
 from tlbench.analysis.tables import SPLIT_LABELS, is_pilot, mean_sd, ok_runs, reported_split
 from tlbench.analysis.verdict.intervals import OUTCOMES
 from tlbench.report import seed_reference
@@ -89,13 +89,15 @@ def study_header(
     df: pd.DataFrame,
     study: Mapping[str, Any],
     wall: Mapping[str, Any],
-    looks: pd.DataFrame | None,
+    looks: Mapping[str, Any] | None,
 ) -> tuple[list[Block], dict[str, int] | None]:
     """The paragraphs that open a measured study's section: config, runs, wall time on
     the CPU that ran it, code version and library versions; the pilot notice; the looks
-    at each dataset's test split (the ledger, :func:`tlbench.analysis.ledger.looks`); what this
-    machine forced to differ (the study's ``substitutions``). Returns the blocks and the
-    looks per dataset (None without a ledger)."""
+    at each dataset's test split by every study on this machine (the machine's ledger,
+    :func:`tlbench.analysis.ledger.looks`) plus the earlier looks the config names
+    (``earlier_test_looks``); what this machine forced to differ (the study's
+    ``substitutions``). Returns the blocks and the looks per dataset, the earlier ones
+    included (None without a ledger)."""
 
     commits = sorted(set(df["env_git_commit"].dropna().astype(str)))
     dirty = bool(df["env_git_dirty"].fillna(False).astype(bool).any())
@@ -122,16 +124,20 @@ def study_header(
         )
     evaluations = None
     if looks is not None:
-        datasets = [str(d) for d in dict.fromkeys(df["dataset"])]
-        evaluations = {str(r["dataset"]): int(r["distinct run specs"]) for _, r in looks.iterrows()}
-        blocks.append(
-            (
-                "p",
-                "Looks at the test split (the study's ledger, "
-                f"{study['results']}/test_evaluations.jsonl: distinct run specs ever "
-                f"evaluated on each dataset's test split): {looks_sentence(looks, datasets)}.",
-            )
+        earlier = study.get("earlier_test_looks") or {}
+        evaluations = total_looks(looks, earlier)
+        where = (
+            "Looks at the test split: distinct run specs ever evaluated on each dataset's "
+            "test split (the same images and labels) by any study or run on this machine, "
+            f"from the machine's ledger {looks['machine_ledger']} (this machine only: looks "
+            f"made elsewhere are not in it), with this study's ledger {looks['study_ledger']} "
+            "folded in"
+            if looks["machine_ledger"] is not None
+            else "Looks at the test split: distinct run specs ever evaluated on each "
+            "dataset's test split by this study (its ledger, test_evaluations.jsonl: "
+            "counted before the machine's ledger, so looks by other studies are not in it)"
         )
+        blocks.append(("p", f"{where}: {looks_sentence(looks, earlier)}."))
     if study.get("substitutions"):
         blocks += [
             ("p", "Substitutions forced by this machine:"),
@@ -346,6 +352,9 @@ def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]
         )
     # sections written before the ledger existed have no test_evaluations: no column then
     recorded = any("test_evaluations" in s for s in summaries)
+    # sections counted on the machine's ledger carry its counts (test_looks): said so then
+    counted = [s for s in summaries if "test_evaluations" in s]
+    machine = sum((s.get("test_looks") or {}).get("machine_ledger") is not None for s in counted)
     overview = pd.DataFrame(rows)
     if not recorded:
         overview = overview.drop(columns="test looks")
@@ -361,7 +370,19 @@ def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]
         + (
             " Checks that name a run or a cell chose it by validation (`selected_by`); its "
             "test figure is reported. *test looks*: per dataset, the distinct run specs ever "
-            "evaluated on its test split (the study's ledger, `test_evaluations.jsonl`)."
+            + (
+                "evaluated on its test split by any study on the machine that measured it "
+                "(its machine-wide ledger, `test_evaluations.jsonl` in tlbench's user data "
+                "folder), plus the earlier looks its config names (`earlier_test_looks`)"
+                + (
+                    f"; for {len(counted) - machine} section(s) generated before that ledger, "
+                    "by the study alone (its ledger, `test_evaluations.jsonl`)."
+                    if machine < len(counted)
+                    else "."
+                )
+                if machine
+                else "evaluated on its test split (the study's ledger, `test_evaluations.jsonl`)."
+            )
             if recorded
             else ""
         )

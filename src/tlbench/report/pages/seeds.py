@@ -135,7 +135,7 @@ def seed_section(
     df: pd.DataFrame,
     study: Mapping[str, Any],
     history: Callable[[str], pd.DataFrame] = read_history,
-    looks: pd.DataFrame | None = None,
+    looks: Mapping[str, Any] | None = None,
     verdict: pd.DataFrame | None = None,
     batchnorm: pd.DataFrame | None = None,
     pairwise: pd.DataFrame | None = None,
@@ -144,8 +144,10 @@ def seed_section(
 
     ``study``: ``{"reference": "002", "config": path, "substitutions": [...],
     "results": folder}`` (the config's ``seed_study`` block plus where it ran).
-    ``looks``: the study's test-split ledger counts (:func:`tlbench.analysis.ledger.looks`),
-    shown per dataset and recorded as the summary's ``test_evaluations``.
+    ``looks``: the looks at each dataset's test split on this machine
+    (:func:`tlbench.analysis.ledger.looks`), shown per dataset with the block's
+    ``earlier_test_looks``; their totals are the summary's ``test_evaluations``, the counts
+    themselves its ``test_looks``.
     ``verdict``: the study's verdict table (``tables/verdict.csv``,
     :func:`tlbench.analysis.verdict.assess.verdict_table`), shown after the checks; ``batchnorm``:
     BatchNorm frozen against trained (:func:`tlbench.analysis.verdict.pairs.batchnorm_table`),
@@ -205,4 +207,8 @@ def seed_section(
     }
     if evaluations is not None:
         summary["test_evaluations"] = evaluations
+        summary["test_looks"] = {
+            **looks,
+            "earlier_test_looks": dict(study.get("earlier_test_looks") or {}),
+        }
     return blocks, summary

@@ -215,7 +215,7 @@ def budget_blocks(
 def study_section(
     df: pd.DataFrame,
     study: Mapping[str, Any],
-    looks: pd.DataFrame | None = None,
+    looks: Mapping[str, Any] | None = None,
     verdict: pd.DataFrame | None = None,
     scores: pd.DataFrame | None = None,
     tau: pd.DataFrame | None = None,
@@ -252,4 +252,8 @@ def study_section(
     }
     if evaluations is not None:
         summary["test_evaluations"] = evaluations
+        summary["test_looks"] = {
+            **looks,
+            "earlier_test_looks": dict(study.get("earlier_test_looks") or {}),
+        }
     return blocks, summary
