@@ -62,6 +62,7 @@ from tlbench.models.inputs import (
     load_prepared,
 )
 from tlbench.strategies.base import STRATEGIES, TrainContext
+from tlbench.training.cost import RunMeter, forward_flops, images_seen, training_record
 from tlbench.training.evaluation import count_params, evaluate
 from tlbench.training.jit import jit_record
 from tlbench.training.resume import Resume
@@ -103,6 +104,7 @@ def _run(
 ) -> dict[str, Any]:
 
     started_utc = utc_now()
+    meter = RunMeter.start()
     pilot = spec["pilot"]
     # 1. load the data
     if pilot:  # the test split stays sealed: its files are neither required nor opened
@@ -187,6 +189,18 @@ def _run(
         metrics["params_trainable"] = (
             count_params(model.trainable_weights) if strategy.trains else 0
         )
+    # the cost (tlbench.training.cost): the process's wall, CPU and memory up to here, then
+    # the forward FLOPs per image by XLA's cost analysis and the training images seen
+    metrics.update(meter.finish())
+    flops = (
+        forward_flops(model, image_shape)
+        if model is not None
+        else {"forward_flops": None, "flops_method": None, "flops_note": "no trained model"}
+    )
+    seen = images_seen(
+        len(splits["train"][1]), len(result.history), result.head_features is not None
+    )
+    metrics.update({**flops, **seen, **training_record(seen, train_seconds, flops)})
     metrics.update(budget_record)  # the label budget (tlbench.datasets.budget), every run's
     metrics.update(result.extras)
     metrics["spec"] = spec
