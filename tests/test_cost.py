@@ -43,13 +43,23 @@ def test_dense_flops_are_xlas_two_per_multiply_add():
     assert "multiply-add" in record["flops_convention"]
 
 
-def test_conv_flops_are_xlas_two_per_multiply_add():
-    """A 3x3 Conv2D, 3 -> 4 channels, on an 8x8 image, 'valid', no bias: 6 x 6 outputs x 4
-    filters x 27 multiply-adds, 2 FLOPs each."""
+@pytest.mark.parametrize(
+    ("padding", "taps"),
+    [
+        # 'valid': 6 x 6 outputs, each all 3 x 3 taps
+        ("valid", 6 * 6 * 9),
+        # 'same': 8 x 8 outputs; XLA counts only the taps that fall on the image, not on
+        # the zero padding: per axis 8 positions x 3 taps - 2 at the borders = 22
+        ("same", 22 * 22),
+    ],
+)
+def test_conv_flops_are_xlas_two_per_multiply_add(padding, taps):
+    """A 3x3 Conv2D, 3 -> 4 channels, on an 8x8 image, no bias: each tap of each output
+    position is 3 input channels x 4 filters multiply-adds, 2 FLOPs each."""
     model = keras.Sequential(
-        [keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="valid", use_bias=False)]
+        [keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding=padding, use_bias=False)]
     )
-    assert cost.forward_flops(model, (8, 8, 3))["forward_flops"] == 2 * 6 * 6 * 4 * 27
+    assert cost.forward_flops(model, (8, 8, 3))["forward_flops"] == 2 * taps * 3 * 4
 
 
 def test_no_count_is_null_with_the_reason(monkeypatch):

@@ -14,7 +14,7 @@ per-layer formula:
 Both count the HLO before XLA's optimisation passes (the model's arithmetic, not this
 machine's fusion choices). XLA's convention (:data:`FLOPS_CONVENTION`): a dot or a
 convolution counts 2 per multiply-add (a Dense 10 -> 5 layer: 2 x 10 x 5 = 100, plus 5
-for its bias), an elementwise operation 1 per output element, a transcendental one
+for its bias; a ``same`` convolution's taps on the zero padding are not counted), an elementwise operation 1 per output element, a transcendental one
 (exp, tanh) counts in XLA's separate ``transcendentals`` and not here. A backend or a
 model XLA cannot lower gives ``forward_flops: null`` with ``flops_note`` saying why,
 never an estimate.
@@ -42,9 +42,10 @@ from typing import Any
 #: How :func:`forward_flops` counts (recorded as ``flops_convention``).
 FLOPS_CONVENTION = (
     "XLA HloCostAnalysis of the forward pass on one image in inference mode: 2 per "
-    "multiply-add of a dot or convolution, 1 per output element of an elementwise op; "
-    "transcendentals not counted"
+    "multiply-add of a dot or convolution (a convolution's taps on its zero padding not "
+    "counted), 1 per output element of an elementwise op; transcendentals not counted"
 )
+#: Memory is in MB of 2**20 bytes.
 MB = 1024.0 * 1024.0
 
 

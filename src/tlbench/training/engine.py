@@ -3,8 +3,10 @@
 :func:`run` takes a run spec (see :mod:`tlbench.training.spec`) and an output folder,
 and writes, atomically (the folder is complete or absent):
 
-* ``metrics.json`` — status, test/val/train metrics, timings, parameter counts,
-  the resolved spec and the environment (docs/ARCHITECTURE.md "Run outputs");
+* ``metrics.json`` — status, test/val/train metrics, timings, parameter counts, the
+  cost (:mod:`tlbench.training.cost`: forward FLOPs by XLA, images seen, images/s,
+  wall and CPU seconds, peak memory), the resolved spec and the environment
+  (docs/ARCHITECTURE.md "Run outputs");
 * ``history.csv`` — one row per epoch: epoch, phase, loss, accuracy, val_loss,
   val_accuracy, learning_rate, seconds;
 * ``model.keras`` — the whole classifier (raw 0..255 images at the prepared
