@@ -19,6 +19,7 @@ from tlbench.analysis.verdict.answer import COSTS, answer
 from tlbench.core.errors import StudyConfigError
 from tlbench.core.yaml_files import load_yaml
 from tlbench.report.figures.cost import cost_figure
+from tlbench.report.pages import results
 from tlbench.report.pages.answer import answer_text
 from tlbench.report.pages.costs import cost_words
 from tlbench.study.config import load_schema, validate_config
@@ -106,9 +107,14 @@ def test_tiny_run_metrics_carry_every_cost_field(tiny_prepared, tmp_path):
     assert saved["cpu_seconds"] > 0
     assert saved["peak_rss_mb"] >= saved["peak_rss_mb_at_start"] > 0
     assert saved["device_peak_memory_mb"] is None and saved["device_memory_note"] == "no GPU"
-    # the study table has them as columns
-    row = runs.collect_runs([out / "metrics.json"]).iloc[0]
+    # the study table has them as columns, the results page's cells table shows them
+    study = runs.collect_runs([out / "metrics.json"])
+    row = study.iloc[0]
     assert row["flops_seen"] == saved["flops_seen"] and row["peak_rss_mb"] > 0
+    shown = results.cell_table(study).iloc[0]
+    assert shown["GFLOPs / image"] == f"{saved['forward_flops'] / 1e9:.3f}"
+    assert shown["peak RSS (MB)"] == f"{saved['peak_rss_mb']:.0f}"
+    assert shown["params (M)"] == f"{saved['params_total'] / 1e6:.3f}"
     assert metrics["forward_flops"] == saved["forward_flops"]
 
 
