@@ -1,6 +1,6 @@
 """Accuracy against cost, one figure per dataset: each cell's test accuracy (with its 95 %
-interval) against its parameters, forward FLOPs per image, training seconds and peak
-memory (:mod:`tlbench.training.cost`), each point coloured by its verdict outcome.
+interval) against its parameters, forward FLOPs per image, FLOPs x training images seen
+(the verdict's default cost), training seconds and peak memory (:mod:`tlbench.training.cost`), each point coloured by its verdict outcome.
 
 Drawn from the strategy ranking (:func:`tlbench.analysis.verdict.assess.ranking`,
 ``tables/strategy_ranking.csv``): one row per cell with ``verdict``, ``test_accuracy``,
@@ -24,6 +24,7 @@ from tlbench.report.figures.base import message_figure, save_figure
 COST_AXES = {
     "params_total": "parameters",
     "forward_flops": "forward FLOPs per image (XLA)",
+    "flops_seen": "FLOPs x training images seen",
     "train_seconds": "training seconds (this machine)",
     "peak_rss_mb": "peak process memory (MB)",
 }
@@ -55,8 +56,9 @@ def cost_figure(ranking: pd.DataFrame, dataset: str, path: str | os.PathLike) ->
         for name, colour in OUTCOME_COLOURS.items()
         if name in set(rows["verdict"])
     ]
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"{dataset}: test accuracy against cost, by verdict outcome", y=1.02)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles),
+               fontsize=8, frameon=False)  # fmt: skip
+    fig.suptitle(f"{dataset}: test accuracy against cost, by verdict outcome")
     return save_figure(fig, path)
 
 
