@@ -42,6 +42,7 @@ localrules:
     learning_curves,
     accuracy_heatmaps,
     pareto_front,
+    cost_figure,
     best_confusion_matrix,
     reconstructions,
     prediction_grid,
@@ -344,7 +345,7 @@ def dataset_figure_targets():
     """Per dataset figures; reconstructions only where autoencoder runs exist."""
     targets = []
     for dataset in STUDY.datasets:
-        names = ["curves", "heatmaps", "pareto", "confusion_matrix", "predictions"]
+        names = ["curves", "heatmaps", "pareto", "cost", "confusion_matrix", "predictions"]
         if any(is_autoencoder(r) for r in STUDY.runs_of(dataset)):
             names.append("reconstructions")
         targets += [f"{RESULTS}/figures/{dataset}/{name}.png" for name in names]

@@ -87,6 +87,27 @@ rule pareto_front:
         "../scripts/pareto_front.py"
 
 
+rule cost_figure:
+    # each cell's test accuracy against its parameters, FLOPs, training seconds and
+    # peak memory, coloured by its verdict outcome (tlbench.report.figures.cost)
+    input:
+        ranking=f"{RESULTS}/tables/strategy_ranking.csv",
+    output:
+        report(
+            f"{RESULTS}/figures/{{dataset}}/cost.png",
+            caption="../report/cost.rst",
+            category="Per dataset",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "accuracy against cost, by verdict"},
+        ),
+    log:
+        f"{RESULTS}/logs/figures/{{dataset}}/cost.log",
+    conda:
+        "../envs/tlbench.yaml"
+    script:
+        "../scripts/cost_figure.py"
+
+
 rule best_confusion_matrix:
     input:
         study=f"{RESULTS}/tables/study.csv",

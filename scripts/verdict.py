@@ -22,4 +22,5 @@ with log_to(snakemake.log[0]):
         reps=settings["reps"],
         seed=settings["seed"],
         figure_path=out.answer,
+        cost=settings["cost"],
     )

@@ -88,6 +88,14 @@ def optimizer_ratio(optimizer: str, momentum: float) -> dict:
     return {"backend": keras.backend.backend(), "ratio": (db / da).tolist()}
 
 
+def forward_flops() -> dict:
+    """XLA's count of a Dense 10 -> 5 layer's forward pass on one input."""
+    from tlbench.training.cost import forward_flops as count
+
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(5)])
+    return count(model, (10,))
+
+
 def engine_run(spec: str, out: str) -> int:
     """``tlbench run SPEC OUT``: its exit status."""
     from tlbench.cli import main
@@ -103,6 +111,7 @@ def main(argv: list[str]) -> None:
         "backbones": backbones,
         "preprocess_modes": preprocess_modes,
         "optimizer_sgd": lambda: optimizer_ratio("sgd", 0.0),
+        "forward_flops": forward_flops,
     }
     if run:
         checks["engine_run"] = lambda: engine_run(*run)

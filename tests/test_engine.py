@@ -51,6 +51,13 @@ METRIC_KEYS = {
     "params_trainable",
     "spec",
     "environment",
+    # the cost (tlbench.training.cost; every field: tests/test_cost.py)
+    "forward_flops",
+    "flops_seen",
+    "train_images_per_second",
+    "wall_seconds",
+    "cpu_seconds",
+    "peak_rss_mb",
 }
 
 
@@ -69,6 +76,7 @@ def read_history(outdir):
 
 def check_outputs(outdir, metrics):
     assert METRIC_KEYS <= set(metrics)
+    assert metrics["forward_flops"] > 0, metrics.get("flops_note")  # every strategy's model
     assert json.loads((outdir / "metrics.json").read_text())["status"] == "ok"
     assert json.loads((outdir / "classes.json").read_text()) == metrics["classes"]
     preds = np.load(outdir / "predictions.npz")

@@ -73,9 +73,18 @@ def test_multiplier_scales_sgd_updates_on_jax(jax_results):
     np.testing.assert_allclose(result["ratio"], 0.1, rtol=0.01)
 
 
+def test_forward_flops_on_jax(jax_results):
+    """XLA's cost analysis through jax.jit(...).lower(...): the same 2 x 10 x 5 + 5 FLOPs
+    of a Dense 10 -> 5 layer as on TensorFlow (tests/test_cost.py)."""
+    record = _value(jax_results, "forward_flops")
+    assert record["forward_flops"] == 2 * 10 * 5 + 5
+    assert record["flops_method"] == "xla_cost_analysis/jax"
+
+
 def test_jax_backend_run(jax_results):
     """(was tests/test_engine.py) a discriminative_lr run through ``tlbench run``."""
     assert _value(jax_results, "engine_run") == 0
     metrics = json.loads((jax_results["run_dir"] / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["environment"]["backend"] == "jax"
     assert 0 <= metrics["test"]["accuracy"] <= 1
+    assert metrics["flops_method"] == "xla_cost_analysis/jax" and metrics["forward_flops"] > 0

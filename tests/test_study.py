@@ -216,14 +216,18 @@ def test_defaults_are_filled():
     assert study.config["seeds"] == [0]
     assert study.config["training"]["epochs"] == 10
     assert study.config["resources"]["threads"] >= 1
-    assert study.config["verdict"] == {"margin": 0.01, "reps": 2000, "seed": 0}
+    assert study.config["verdict"] == {
+        "margin": 0.01, "reps": 2000, "seed": 0, "cost": "flops_seen"
+    }  # fmt: skip
     assert base_config()["training"] == {"epochs": 5}  # the input is not modified
 
 
 def test_verdict_section_is_checked_and_merged():
     config = base_config()
     config["verdict"] = {"margin": 0.02}
-    assert load_study(config).config["verdict"] == {"margin": 0.02, "reps": 2000, "seed": 0}
+    assert load_study(config).config["verdict"] == {
+        "margin": 0.02, "reps": 2000, "seed": 0, "cost": "flops_seen"
+    }  # fmt: skip
     config["verdict"] = {"margin": -0.5}
     assert "verdict.margin" in error_of(config)
     config["verdict"] = {"margins": 0.01}

@@ -382,11 +382,17 @@ def test_the_budget_answer_comes_from_cells_shown_as_good(tmp_path):
     assert cells.loc["feature_extraction", "diff_low"] >= -0.02
     assert cells.loc["linear_probe", "verdict"] == "inconclusive"
     assert not cells.loc["linear_probe", "non_inferior"]
-    row = assess.verdict_table(study, margin=0.02, reps=1000).iloc[0]
+    row = assess.verdict_table(study, margin=0.02, reps=1000, cost="train_seconds").iloc[0]
     assert row["cheapest_as_good"] == "m/feature_extraction/none"  # not the 5 s probe
     assert row["cheapest_seconds"] == 20
     text = verdict_page.front_section(pd.DataFrame([row]))
     assert "The budget answer: ``m/feature_extraction/none`` is the cheapest cell shown" in text
+    assert "20 s of training, test accuracy" in text
+    # by the default cost, FLOPs seen, which these hand-made runs did not record: none named
+    row = assess.verdict_table(study, margin=0.02, reps=1000).iloc[0]
+    assert row["cheapest_as_good"] == "" and row["cost_note"].startswith("no flops_seen recorded")
+    text = verdict_page.front_section(pd.DataFrame([row]))
+    assert "no flops_seen recorded for m/fine_tune/none" in text
 
 
 def test_a_cell_better_on_test_is_reported_not_chosen(tmp_path):

@@ -275,7 +275,7 @@ def test_tiny_study_end_to_end(tmp_path):
     front = (results / "tables/verdict.rst").read_text()
     assert front.startswith("Verdict\n") and f"``{'/'.join(chosen)}``" in front
     assert not (results / "figures/critical_difference.png").exists()  # one dataset
-    for name in ("curves", "heatmaps", "pareto", "confusion_matrix", "predictions"):
+    for name in ("curves", "heatmaps", "pareto", "cost", "confusion_matrix", "predictions"):
         png = results / f"figures/target/{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     assert (results / "figures/runs/target/cnn_source/fine_tune/none/seed0/curves.png").exists()

@@ -167,7 +167,12 @@ RUN_SCALARS = (
     "params_total",
     "params_trainable",
     "pilot",
-)
+    # the cost (tlbench.training.cost)
+    "forward_flops", "flops_method", "flops_note", "train_images", "train_passes",
+    "train_images_seen", "flops_seen", "train_images_per_second", "wall_seconds",
+    "cpu_seconds", "peak_rss_mb", "peak_rss_mb_at_start", "device_peak_memory_mb",
+    "device_memory_note",
+)  # fmt: skip
 #: Training loss (history.csv, classifier phases) of the first and the last epoch.
 HISTORY_LOSS_COLUMNS = ("history_loss_first", "history_loss_last")
 #: Environment fields copied into ``env_<field>`` columns.

@@ -3,8 +3,10 @@
 :func:`run` takes a run spec (see :mod:`tlbench.training.spec`) and an output folder,
 and writes, atomically (the folder is complete or absent):
 
-* ``metrics.json`` — status, test/val/train metrics, timings, parameter counts,
-  the resolved spec and the environment (docs/ARCHITECTURE.md "Run outputs");
+* ``metrics.json`` — status, test/val/train metrics, timings, parameter counts, the
+  cost (:mod:`tlbench.training.cost`: forward FLOPs by XLA, images seen, images/s,
+  wall and CPU seconds, peak memory), the resolved spec and the environment
+  (docs/ARCHITECTURE.md "Run outputs");
 * ``history.csv`` — one row per epoch: epoch, phase, loss, accuracy, val_loss,
   val_accuracy, learning_rate, seconds;
 * ``model.keras`` — the whole classifier (raw 0..255 images at the prepared
@@ -62,6 +64,7 @@ from tlbench.models.inputs import (
     load_prepared,
 )
 from tlbench.strategies.base import STRATEGIES, TrainContext
+from tlbench.training.cost import RunMeter, forward_flops, images_seen, training_record
 from tlbench.training.evaluation import count_params, evaluate
 from tlbench.training.jit import jit_record
 from tlbench.training.resume import Resume
@@ -103,6 +106,7 @@ def _run(
 ) -> dict[str, Any]:
 
     started_utc = utc_now()
+    meter = RunMeter.start()
     pilot = spec["pilot"]
     # 1. load the data
     if pilot:  # the test split stays sealed: its files are neither required nor opened
@@ -187,6 +191,18 @@ def _run(
         metrics["params_trainable"] = (
             count_params(model.trainable_weights) if strategy.trains else 0
         )
+    # the cost (tlbench.training.cost): the process's wall, CPU and memory up to here, then
+    # the forward FLOPs per image by XLA's cost analysis and the training images seen
+    metrics.update(meter.finish())
+    flops = (
+        forward_flops(model, image_shape)
+        if model is not None
+        else {"forward_flops": None, "flops_method": None, "flops_note": "no trained model"}
+    )
+    seen = images_seen(
+        len(splits["train"][1]), len(result.history), result.head_features is not None
+    )
+    metrics.update({**flops, **seen, **training_record(seen, train_seconds, flops)})
     metrics.update(budget_record)  # the label budget (tlbench.datasets.budget), every run's
     metrics.update(result.extras)
     metrics["spec"] = spec

@@ -24,6 +24,48 @@ from tlbench.analysis.verdict.intervals import (
     judge,
 )
 
+#: ``verdict.cost``: what "cheapest" means -> (the cell table's column, its unit in words).
+#: The default, ``flops_seen``, is forward FLOPs per image x training images seen
+#: (:mod:`tlbench.training.cost`): a property of the cell, not of the machine that ran it.
+COSTS = {
+    "flops_seen": ("flops_seen", "FLOPs (forward FLOPs per image x training images seen)"),
+    "train_seconds": ("train_seconds", "s of training"),
+    "flops": ("forward_flops", "forward FLOPs per image"),
+    "params": ("params_total", "parameters"),
+}
+DEFAULT_COST = "flops_seen"
+#: The study table's cost columns a cell's mean is taken of (:func:`cell_costs`).
+COST_COLUMNS = ("train_seconds", "forward_flops", "params_total", "flops_seen", "peak_rss_mb")
+
+
+def cost_column(cost: str) -> str:
+    """The cell table's column of ``verdict.cost`` value ``cost`` (an error names it)."""
+    if cost not in COSTS:
+        raise ValueError(f"verdict.cost: {cost!r} is not a cost; valid: {', '.join(COSTS)}")
+    return COSTS[cost][0]
+
+
+def cell_costs(rows: pd.DataFrame) -> dict[str, float]:
+    """A cell's mean of each cost column over its runs (NaN where its runs did not record
+    it: runs from before the cost fields)."""
+    return {
+        column: float(pd.to_numeric(rows[column], errors="coerce").mean())
+        if column in rows
+        else math.nan
+        for column in COST_COLUMNS
+    }
+
+
+def _cheapest(pool: pd.DataFrame, cost: str) -> tuple[pd.Series | None, str]:
+    """The cell of least ``cost`` in ``pool`` (the chosen cell first, ties to it), or
+    None and why when a cell of the pool has no such cost recorded."""
+    column = cost_column(cost)
+    unknown = pool[pd.to_numeric(pool[column], errors="coerce").isna()]
+    if len(unknown):
+        cells = ", ".join(name(r) for _, r in unknown.iterrows())
+        return None, f"no {cost} recorded for {cells}: no cheapest named"
+    return pool.sort_values(column, kind="stable").iloc[0], ""
+
 
 def name(row: Mapping[str, Any]) -> str:
     """``backbone/strategy/augmentation`` of a cell table's row."""
@@ -72,6 +114,7 @@ def answer(
     rows: pd.DataFrame,
     margin: float,
     level: float,
+    cost: str = DEFAULT_COST,
 ) -> dict[str, Any]:
     """One dataset's verdict from its cell table (:func:`assess.dataset_cells`, the
     chosen cell first), their replicates and the dataset's finished runs ``rows``.
@@ -87,18 +130,19 @@ def answer(
       validation-best cell with / without pretrained weights), ``transfer_gain``
       with ``gain_low``..``gain_high``, ``gain_verdict`` and ``gain_reason``; empty
       when one side is missing;
-    * ``cheapest_as_good``: the cell with the least mean training time among the
-      chosen one and the cells shown to be as good (equivalent, or non-inferior:
-      lower bound >= -margin); ``as_good`` lists those cells, empty when none is
-      (then there is no cheaper answer);
+    * ``cheapest_as_good``: the cell of least mean ``cost`` (:data:`COSTS`; ``cost``,
+      ``cost_unit``, ``cheapest_cost``) among the chosen one and the cells shown to be
+      as good (equivalent, or non-inferior: lower bound >= -margin); ``as_good`` lists
+      those cells, empty when none is (then there is no cheaper answer); none named,
+      with ``cost_note`` saying why, when one of them has no such cost recorded;
     * how the intervals were made: ``units`` resampled out of ``images`` (groups
       when fewer), ``pooled``: the cells with the pooled seed variance.
     """
     best = table.iloc[0]
     others = table.iloc[1:]
     as_good = others[(others["verdict"] == EQUIVALENT) | others["non_inferior"].astype(bool)]
-    cheapest = pd.concat([table.iloc[:1], as_good]).sort_values("train_seconds", kind="stable")
-    cheapest = cheapest.iloc[0]
+    cheapest, cost_note = _cheapest(pd.concat([table.iloc[:1], as_good]), cost)
+    named = cheapest is not None and len(as_good) > 0
     pooled = [name(r) for _, r in table.iterrows() if r["seed_variance"] == "pooled"]
     record: dict[str, Any] = {
         "dataset": dataset,
@@ -125,9 +169,13 @@ def answer(
         "gain_verdict": "",
         "gain_reason": "",
         "as_good": "; ".join(name(r) for _, r in as_good.iterrows()),
-        "cheapest_as_good": name(cheapest) if len(as_good) else "",
-        "cheapest_seconds": cheapest["train_seconds"] if len(as_good) else math.nan,
-        "cheapest_accuracy": cheapest["test_accuracy"] if len(as_good) else math.nan,
+        "cost": cost,
+        "cost_unit": COSTS[cost][1],
+        "cheapest_as_good": name(cheapest) if named else "",
+        "cheapest_cost": cheapest[cost_column(cost)] if named else math.nan,
+        "cheapest_seconds": cheapest["train_seconds"] if named else math.nan,
+        "cheapest_accuracy": cheapest["test_accuracy"] if named else math.nan,
+        "cost_note": cost_note if len(as_good) else "",
         "units": replicates.units,
         "images": replicates.images,
         "pooled": "; ".join(pooled),

@@ -53,7 +53,7 @@ import pandas as pd
 
 from tlbench.analysis.selection import criterion
 from tlbench.analysis.verdict import power
-from tlbench.analysis.verdict.answer import answer
+from tlbench.analysis.verdict.answer import DEFAULT_COST, answer, cell_costs
 from tlbench.analysis.verdict.bootstrap import (
     CELL,
     LEVEL,
@@ -172,7 +172,7 @@ def dataset_cells(
             "test_accuracy": accuracy,
             "ci_low": low,
             "ci_high": high,
-            "train_seconds": float(cell.rows["train_seconds"].mean()),
+            **cell_costs(cell.rows),  # answer.COST_COLUMNS
             "pretrained": _pretrained(cell.rows),
             "seed_variance": "pooled" if replicates.source[position] == POOLED else "own",
             "family": len(contrasts),
@@ -224,13 +224,14 @@ def verdict_table(
     reps: int = REPS,
     seed: int = SEED,
     level: float = LEVEL,
+    cost: str = DEFAULT_COST,
 ) -> pd.DataFrame:
     """The verdict, one row per dataset (:func:`tlbench.analysis.verdict.answer.answer`)."""
     records = []
     for dataset, cells in load_cells(study).items():
         table, replicates = dataset_cells(cells, margin, reps, seed, level)
         rows = pd.concat([c.rows for c in cells])
-        records.append(answer(dataset, table, replicates, rows, margin, level))
+        records.append(answer(dataset, table, replicates, rows, margin, level, cost))
     return pd.DataFrame(records)
 
 
@@ -255,11 +256,12 @@ def verdict_by_budget(
     reps: int = REPS,
     seed: int = SEED,
     level: float = LEVEL,
+    cost: str = DEFAULT_COST,
 ) -> pd.DataFrame:
     """:func:`verdict_table` per label budget (a ``budget`` column after ``dataset``):
     the validation-selected cell and the transfer gain of every budget, each from that
     budget's runs only. A study without budgets gets :func:`verdict_table` itself."""
-    return assess(study, margin, reps, seed, level).verdicts
+    return assess(study, margin, reps, seed, level, cost).verdicts
 
 
 @dataclass
@@ -284,18 +286,21 @@ def assess(
     reps: int = REPS,
     seed: int = SEED,
     level: float = LEVEL,
+    cost: str = DEFAULT_COST,
 ) -> Assessment:
     """Every cell (:func:`dataset_cells`) and every verdict (:func:`answer`) of
     the study, per label budget (:func:`budget_groups`; a ``budget`` column after
     ``dataset``) and dataset, datasets in name order: one bootstrap for each dataset
-    and budget serves its cells' intervals and its verdict's transfer gain."""
+    and budget serves its cells' intervals and its verdict's transfer gain; the verdict's
+    cheapest cell is the one of least ``cost`` (``verdict.cost``,
+    :data:`tlbench.analysis.verdict.answer.COSTS`)."""
     cell_tables, verdicts = [], []
     groups = budget_groups(study)
     for label, rows in groups:
         for dataset, cells in load_cells(rows).items():
             table, replicates = dataset_cells(cells, margin, reps, seed, level)
             runs = pd.concat([c.rows for c in cells])
-            row = answer(dataset, table, replicates, runs, margin, level)
+            row = answer(dataset, table, replicates, runs, margin, level, cost)
             if label is not None:
                 table.insert(1, "budget", label)
                 row = {"dataset": row.pop("dataset"), "budget": label, **row}
@@ -314,6 +319,7 @@ RANKING_COLUMNS = [
     "dataset", "rank", "backbone", "strategy", "augmentation", "seeds", "criterion",
     "validation", "test_accuracy", "ci_low", "ci_high", "difference", "diff_low", "diff_high",
     "verdict", "non_inferior", "reason", "family", "seed_variance", "seeds_to_resolve", "train_seconds",
+    "forward_flops", "params_total", "flops_seen", "peak_rss_mb",
 ]  # fmt: skip
 
 

@@ -5,8 +5,9 @@ validation, ``verdict`` of each other cell against it, ``train_seconds``).
 Only structured columns are read: the chosen cell is ``rank`` 1; the cells shown as good as
 it are those ``equivalent`` to it or non-inferior (``non_inferior``: the interval's lower
 bound at or above -margin); the cells the data cannot tell from it (``inconclusive``) are
-named apart and never counted as good; the cheapest is the one of least mean training time
-among the chosen cell and those shown as good (:mod:`tlbench.analysis.verdict`).
+named apart and never counted as good; the cheapest is the one of least mean cost among the
+chosen cell and those shown as good, by the verdict's ``cost`` (``verdict.cost``; training
+seconds in a verdict table from before the option; :mod:`tlbench.analysis.verdict`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+
+from tlbench.analysis.verdict.answer import cost_column
+from tlbench.report.pages.costs import cost_words
 
 EQUIVALENT, INCONCLUSIVE = "equivalent", "inconclusive"
 
@@ -61,6 +65,10 @@ def answer_text(
     if "rank" not in ranking or "ci_low" not in ranking:
         return f"No verdict (a pilot study: the test split is sealed). Report: {report}"
     keys = ["dataset", "budget"] if "budget" in ranking else ["dataset"]
+    cost = "train_seconds"
+    if verdict is not None and "cost" in verdict and len(verdict):
+        cost = str(verdict["cost"].iloc[0])
+    column = cost_column(cost)
     lines = []
     for key, group in ranking.groupby(keys, sort=False):
         group = group.sort_values("rank")
@@ -74,7 +82,8 @@ def answer_text(
         same = others[shown]
         unknown = others[(others["verdict"] == INCONCLUSIVE) & ~shown]
         pool = pd.concat([group.iloc[:1], same])
-        cheapest = pool.sort_values("train_seconds", kind="stable").iloc[0]
+        cheapest = pool.sort_values(column, kind="stable").iloc[0]
+        missing = pool[pd.to_numeric(pool[column], errors="coerce").isna()]
         names = ", ".join(_cell(row) for _, row in same.iterrows()) or "none"
         undecided = ", ".join(_cell(row) for _, row in unknown.iterrows()) or "none"
         lines += [
@@ -84,8 +93,11 @@ def answer_text(
             f"to {best['ci_high']:.3f}, {int(best['seeds'])} seed{'' if int(best['seeds']) == 1 else 's'})",
             f"  shown as good as it on test (equivalent or non-inferior): {names}",
             f"  not told apart from it (inconclusive: more seeds or test images): {undecided}",
-            f"  cheapest of those: {_cell(cheapest)} ({cheapest['train_seconds']:.0f} s of "
-            f"training, test accuracy {cheapest['test_accuracy']:.3f})",
+            f"  cheapest of those: {_cell(cheapest)} ({cost_words(cost, cheapest[column])}, "
+            f"test accuracy {cheapest['test_accuracy']:.3f})"
+            if missing.empty
+            else f"  cheapest of those: not named ({cost} not recorded for "
+            f"{', '.join(_cell(r) for _, r in missing.iterrows())})",
         ]
     lines.append(f"report: {report}")
     return "\n".join(lines)

@@ -27,7 +27,8 @@ from tlbench.analysis.ledger import looks_sentence, total_looks
 from tlbench.analysis.tables import SPLIT_LABELS, is_pilot, mean_sd, ok_runs, reported_split
 from tlbench.analysis.verdict.intervals import OUTCOMES
 from tlbench.report import seed_reference
-from tlbench.report.pages.verdict import method_lines, text, validation_words
+from tlbench.report.pages.costs import cost_cells
+from tlbench.report.pages.verdict import cheapest_text, method_lines, text, validation_words
 from tlbench.report.render import render
 
 CELL = ["dataset", "backbone", "strategy", "augmentation"]
@@ -63,6 +64,7 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
             row[f"{shown} ROC AUC"] = mean_sd(group[f"{split}_roc_auc"])
         row["train time (s)"] = mean_sd(group["train_seconds"], 1)
         row["epochs"] = mean_sd(group["epochs_run"], 1)
+        row.update(cost_cells(group))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -171,7 +173,7 @@ def verdict_blocks(verdict: pd.DataFrame) -> list[Block]:
             if isinstance(gain, float) and not math.isnan(gain)
             else ""
         )
-        row["cheapest as good"] = text(v, "cheapest_as_good") or "none shown as good"
+        row["cheapest as good"] = cheapest_text(v)
         note = v.get("gain_note")
         if isinstance(note, str) and note and not row["transfer gain [95 %]"]:
             row["transfer gain [95 %]"] = note

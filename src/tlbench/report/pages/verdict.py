@@ -15,12 +15,14 @@ import pandas as pd
 from tlbench.analysis import tables
 from tlbench.analysis.set_aside import set_aside, with_set_aside
 from tlbench.analysis.verdict.across import AcrossDatasets, across_or_none
+from tlbench.analysis.verdict.answer import DEFAULT_COST
 from tlbench.analysis.verdict.assess import assess, ranking
 from tlbench.analysis.verdict.bootstrap import MARGIN, POOL_BELOW, REPS, SEED
 from tlbench.core.atomic import atomic_file
 from tlbench.report import render
 from tlbench.report.figures.answer import answer_figure
 from tlbench.report.figures.base import message_figure
+from tlbench.report.pages.costs import cost_words
 
 # --------------------------------------------------------------------------- front section
 
@@ -106,7 +108,13 @@ def answer_lines(v: Any) -> list[str]:
             "",
         ]
     cheapest = text(v, "cheapest_as_good")
-    if not cheapest:
+    if text(v, "cost_note"):  # a cell shown as good without the chosen cost recorded
+        lines += [
+            f"* The budget answer: shown to be as good as the chosen one: {text(v, 'as_good')}; "
+            f"{text(v, 'cost_note')}.",
+            "",
+        ]
+    elif not cheapest:
         lines += [
             "* The budget answer: no other cell is shown to be as good as the chosen one "
             f"(equivalent, or non-inferior: its interval's lower bound at or above "
@@ -123,11 +131,26 @@ def answer_lines(v: Any) -> list[str]:
         lines += [
             f"* The budget answer: ``{cheapest}`` is the cheapest cell shown to be as good as "
             f"the chosen one (equivalent, or non-inferior: lower bound at or above "
-            f"-{v['margin']:g}; {v['cheapest_seconds']:.1f} s of training, test accuracy "
-            f"{v['cheapest_accuracy']:.4f}).",
+            f"-{v['margin']:g}; {cheapest_cost_words(v)}, test accuracy {v['cheapest_accuracy']:.4f}).",
             "",
         ]
     return lines
+
+
+def cheapest_cost_words(v: Any) -> str:
+    """The cheapest cell's cost in words, by the verdict's ``cost`` (``verdict.cost``; a
+    verdict table from before the option: training seconds, what it was chosen by)."""
+    cost = text(v, "cost") or "train_seconds"
+    value = _number(v, "cheapest_cost") if text(v, "cost") else _number(v, "cheapest_seconds")
+    return cost_words(cost, value if value is not None else math.nan)
+
+
+def cheapest_text(v: Any) -> str:
+    """The cheapest cell shown as good with its cost, for a table cell."""
+    cheapest = text(v, "cheapest_as_good")
+    if text(v, "cost_note"):
+        return text(v, "cost_note")
+    return f"{cheapest} ({cheapest_cost_words(v)})" if cheapest else "none shown as good"
 
 
 def _where(v: Any) -> str:
@@ -264,6 +287,7 @@ def write_verdict(
     reps: int = REPS,
     seed: int = SEED,
     figure_path: str | os.PathLike | None = None,
+    cost: str = DEFAULT_COST,
 ) -> pd.DataFrame:
     """Write the verdict table (``<table_stem>.csv/.md/.html``), the strategy ranking
     (``<ranking_stem>.*``, :func:`ranking`), the answer's figure (``figure_path``, when
@@ -271,7 +295,8 @@ def write_verdict(
     section (``front_path``, reStructuredText, the figure first) from one
     :func:`assess`; return the verdicts. A pilot study (test split sealed) gets the
     ranking by validation figures (:func:`tlbench.analysis.tables.strategy_ranking`)
-    and no verdict (its figure says so)."""
+    and no verdict (its figure says so). ``cost`` (``verdict.cost``) names the cheapest
+    cell shown as good."""
 
     def no_figure(reason: str) -> None:
         if figure_path is not None:
@@ -291,7 +316,7 @@ def write_verdict(
         write_front_section(front_section(verdicts), front_path)
         no_figure("every run was set aside: none learned")
         return verdicts
-    result = assess(aside.kept, margin, reps, seed)
+    result = assess(aside.kept, margin, reps, seed, cost=cost)
     verdicts = with_set_aside(result.verdicts, aside)
     across, _ = across_or_none(result.whole(), margin)  # budgets: the largest, normally 'all'
     render.write_table(verdicts, table_stem)
