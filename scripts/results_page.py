@@ -7,7 +7,7 @@ from tlbench.workflow.jobs import log_to
 
 with log_to(snakemake.log[0]):
     from tlbench.core.atomic import atomic_file
-    from tlbench.report.pages import results
+    from tlbench.report.pages import results_pages
 
     with atomic_file(snakemake.output[0]) as handle:
-        handle.write(results.page_from_files(snakemake.input))
+        handle.write(results_pages.page_from_files(snakemake.input))

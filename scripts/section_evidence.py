@@ -8,7 +8,7 @@ from tlbench.workflow.jobs import log_to
 with log_to(snakemake.log[0]):
     import pandas as pd
 
-    from tlbench.analysis import ledger
+    from tlbench.analysis import ledger, lookcount
     from tlbench.analysis.evidence import write_evidence
     from tlbench.study.matrix import prepared_folder
 
@@ -24,7 +24,7 @@ with log_to(snakemake.log[0]):
             if name in inputs
         },  # fmt: skip
         # the looks at each dataset's test split by every study on this machine
-        looks=ledger.looks(
+        looks=lookcount.count_looks(
             ledger.ledger_path(snakemake.params.results),
             {d: prepared_folder(snakemake.params.results, d) for d in datasets},
         ),

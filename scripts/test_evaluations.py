@@ -12,11 +12,11 @@ import _bootstrap  # noqa: F401
 from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
-    from tlbench.analysis import ledger
+    from tlbench.analysis import lookcount
     from tlbench.report import render
     from tlbench.study.matrix import prepared_folder, results_folder
 
     results = results_folder(snakemake.config)
     prepared = {d: prepared_folder(results, d) for d in snakemake.params.datasets}
-    table = ledger.looks_table(ledger.looks(snakemake.params.ledger, prepared))
+    table = lookcount.looks_table(lookcount.count_looks(snakemake.params.ledger, prepared))
     render.write_table(table, table_stem(snakemake.output))

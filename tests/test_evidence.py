@@ -107,7 +107,7 @@ def test_the_committed_results_page_is_what_the_committed_evidence_gives(tmp_pat
 def test_evidence_written_before_the_machine_ledger_reads_its_study_s_looks(tmp_path):
     """A looks.csv (the study ledger's table, before the machine's ledger) is read as the
     study's own looks, and its section says so."""
-    from tlbench.analysis.ledger import looks_sentence
+    from tlbench.analysis.lookcount import looks_sentence
 
     target = tmp_path / f"old{SUFFIX}"
     write_evidence(target, pd.DataFrame({"dataset": ["d"], "seed": [0]}))

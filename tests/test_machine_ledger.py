@@ -1,5 +1,5 @@
 """The machine's test-split ledger (issue 36): looks at a test split counted per data,
-across every study on this machine (tlbench.analysis.ledger.looks), and the earlier
+across every study on this machine (tlbench.analysis.lookcount.count_looks), and the earlier
 looks a config names (``earlier_test_looks``)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from test_results import _run
 from test_results import _study as _study_csv
 
-from tlbench.analysis import ledger
+from tlbench.analysis import ledger, lookcount
 from tlbench.datasets import make_tiny_prepared
 from tlbench.datasets.fingerprint import split_fingerprint
 from tlbench.report.pages import results, studies
@@ -53,7 +53,7 @@ def test_a_second_study_on_the_same_data_shows_the_earlier_looks(tmp_path, machi
     assert ledger.record(ledger.ledger_path(b), _metrics(prepared_b, 5, pilot=True)) is None
     assert len(ledger.read(machine_ledger)) == 3  # every look, one machine ledger
 
-    counted = ledger.looks(ledger.ledger_path(b), {"tiny": prepared_b})
+    counted = lookcount.count_looks(ledger.ledger_path(b), {"tiny": prepared_b})
     assert json.loads(json.dumps(counted)) == counted  # what the evidence stores
     (tiny,) = counted["datasets"]
     assert tiny["run_specs"] == 3 and tiny["evaluations"] == 3
@@ -75,7 +75,7 @@ def test_a_second_study_on_the_same_data_shows_the_earlier_looks(tmp_path, machi
     c = tmp_path / "c"
     prepared_c = make_tiny_prepared(c / "prepared" / "tiny", num_classes=3, size=16, seed=1)
     assert split_fingerprint(prepared_c) != split_fingerprint(prepared_a)
-    (other,) = ledger.looks(ledger.ledger_path(c), {"tiny": prepared_c})["datasets"]
+    (other,) = lookcount.count_looks(ledger.ledger_path(c), {"tiny": prepared_c})["datasets"]
     assert other["run_specs"] == 0 and other["ledgers"] == []
 
 
@@ -92,13 +92,13 @@ def test_looks_written_before_the_machine_ledger_are_folded_in_once(tmp_path, ma
     ledger.append(ledger.ledger_path(a), {**line, "evaluation": "older",
                                           "prepared_fingerprint": "gone"})  # fmt: skip
     assert not machine_ledger.exists()
-    (own,) = ledger.looks(ledger.ledger_path(a), {"tiny": prepared_a})["datasets"]
+    (own,) = lookcount.count_looks(ledger.ledger_path(a), {"tiny": prepared_a})["datasets"]
     assert own["evaluations"] == 4 and own["prepared_versions"] == 2
     assert len(ledger.read(machine_ledger)) == 4
-    ledger.looks(ledger.ledger_path(a), {"tiny": prepared_a})
+    lookcount.count_looks(ledger.ledger_path(a), {"tiny": prepared_a})
     assert ledger.fold(ledger.ledger_path(a), {"tiny": prepared_a}) == 0
     assert len(ledger.read(machine_ledger)) == 4  # idempotent
-    (later,) = ledger.looks(ledger.ledger_path(b), {"tiny": prepared_b})["datasets"]
+    (later,) = lookcount.count_looks(ledger.ledger_path(b), {"tiny": prepared_b})["datasets"]
     # the three of the same data count for B; the one of a version gone cannot be matched
     assert later["run_specs"] == 3 and later["this_study"]["evaluations"] == 0
 
@@ -139,15 +139,15 @@ def test_a_sealed_prepared_folder_says_its_looks_cannot_be_matched(tmp_path):
     results, prepared = _study(tmp_path, "pilot")
     for name in ("test_x.npy", "test_y.npy"):
         (prepared / name).unlink()
-    counted = ledger.looks(ledger.ledger_path(results), {"tiny": prepared})
+    counted = lookcount.count_looks(ledger.ledger_path(results), {"tiny": prepared})
     assert counted["datasets"][0]["test_fingerprint"] is None
-    assert "looks by other studies cannot be matched" in ledger.looks_sentence(counted)
+    assert "looks by other studies cannot be matched" in lookcount.looks_sentence(counted)
 
 
 def test_earlier_test_looks_are_added_and_named(tmp_path):
     results_folder, prepared = _study(tmp_path, "a")
     ledger.record(ledger.ledger_path(results_folder), _metrics(prepared, 0))
-    counted = ledger.looks(ledger.ledger_path(results_folder), {"tiny": prepared})
+    counted = lookcount.count_looks(ledger.ledger_path(results_folder), {"tiny": prepared})
     earlier = {"tiny": {"count": 9, "note": "nine pilots scored on test (commit abc)"}}
     blocks, summary = studies.study_section(
         _df(), {"title": "A", "page": "docs/results/a.md", "config": "a.yaml",

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from engine_helpers import tiny_spec
 
-from tlbench.analysis import ledger
+from tlbench.analysis import ledger, lookcount
 from tlbench.cli import main
 
 
@@ -76,14 +76,14 @@ def test_looks_count_distinct_specs_per_dataset(tiny_prepared, tmp_path):
         ledger.append(path, {"dataset": dataset, "prepared_fingerprint": fingerprint,
                              "spec_hash": spec_hash, "time_utc": "t", "code": {}})  # fmt: skip
     prepared = {name: tiny_prepared for name in ("c", "a", "b")}
-    counted = ledger.looks(path, prepared)
+    counted = lookcount.count_looks(path, prepared)
     json.dumps(counted)  # the committed evidence stores it as it is
-    table = ledger.looks_table(counted).set_index("dataset")
+    table = lookcount.looks_table(counted).set_index("dataset")
     assert table.loc["a", "distinct run specs"] == 2 and table.loc["a", "test evaluations"] == 3
     assert table.loc["a", "prepared versions"] == 2 and table.loc["b", "distinct run specs"] == 1
     assert table.loc["c", "distinct run specs"] == 0
     assert list(table.index) == ["c", "a", "b"]
-    assert ledger.looks_table(ledger.looks(tmp_path / "none.jsonl", {})).empty
+    assert lookcount.looks_table(lookcount.count_looks(tmp_path / "none.jsonl", {})).empty
     (tmp_path / "bad.jsonl").write_text('{"dataset": "a"}\n')
     with pytest.raises(ValueError, match="bad.jsonl:1: ledger line lacks prepared_fingerprint"):
         ledger.read(tmp_path / "bad.jsonl")

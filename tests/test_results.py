@@ -12,7 +12,7 @@ import pytest
 from tlbench.analysis import tables
 from tlbench.core.errors import StudyConfigError
 from tlbench.report import seed_reference
-from tlbench.report.pages import results, seed_checks, seeds
+from tlbench.report.pages import results, results_pages, seed_checks, seeds
 from tlbench.study.load import load_study
 
 
@@ -160,7 +160,7 @@ def test_validation_that_cannot_choose_is_said_beside_the_choice():
 
 
 def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tiny_prepared, tmp_path):
-    from tlbench.analysis import ledger
+    from tlbench.analysis import ledger, lookcount
 
     path = tmp_path / "test_evaluations.jsonl"
     for spec_hash in ("a", "b", "a"):
@@ -168,7 +168,7 @@ def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tiny_prepare
                              "spec_hash": spec_hash, "time_utc": "t", "code": {}})  # fmt: skip
     blocks, summary = seeds.seed_section(
         _gtsrb_study(), {"reference": "000", "config": "c", "results": "r"},
-        looks=ledger.looks(path, {"gtsrb": tiny_prepared}),
+        looks=lookcount.count_looks(path, {"gtsrb": tiny_prepared}),
     )  # fmt: skip
     assert summary["test_evaluations"] == {"gtsrb": 2}
     json.dumps(summary)  # the section's summary, test_looks included, is JSON
@@ -176,15 +176,15 @@ def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tiny_prepare
     text = results.to_markdown(blocks)
     assert "gtsrb: 2 distinct run specs (3 evaluations; 2 of the run specs by this study" in text
     assert ledger.machine_ledger_path().parent.name in text and "this machine only" in text
-    page = results.results_page([summary], ["section"])
+    page = results_pages.results_page([summary], ["section"])
     assert "test looks" in page and "gtsrb: 2" in page and "machine-wide ledger" in page
     # a section generated before the machine's ledger is said to count its study only
     before = {k: v for k, v in summary.items() if k != "test_looks"} | {"seed": "001"}
-    page = results.results_page([summary, before], ["section", "old"])
+    page = results_pages.results_page([summary, before], ["section", "old"])
     assert "for 1 section(s) generated before that ledger, by the study alone" in page
-    # as is one whose evidence held its study's ledger only (ledger.study_only_looks)
+    # as is one whose evidence held its study's ledger only (lookcount.study_only_looks)
     study_only = {**summary["test_looks"], "machine_ledger": None}
-    page = results.results_page([summary, {**before, "test_looks": study_only}], ["a", "b"])
+    page = results_pages.results_page([summary, {**before, "test_looks": study_only}], ["a", "b"])
     assert "for 1 section(s) generated before that ledger, by the study alone" in page
 
 
@@ -313,7 +313,7 @@ def test_page_joins_sections_with_an_overview(tmp_path):
         summary = {"seed": seed, "title": f"t{seed}", "config": "c", "runs": runs,
                    "wall_seconds": 60.0, "checks": [{"met": "yes"}, {"met": "NO"}]}  # fmt: skip
         (tmp_path / f"seed{seed}.json").write_text(json.dumps(summary))
-    page = results.page_from_files([tmp_path / "seed002.json", tmp_path / "seed000.json"])
+    page = results_pages.page_from_files([tmp_path / "seed002.json", tmp_path / "seed000.json"])
     assert page.startswith("# Results")
     assert page.index("## Seed 000") < page.index("## Seed 002")
     assert "| 1 of 2 " in page and "1 min 00 s" in page
@@ -329,7 +329,7 @@ def test_committed_page_is_the_committed_sections_joined():
     assert summaries, "docs/results/seedNNN.json missing: the page cannot be regenerated"
     for path in summaries:
         assert path.with_suffix(".md").is_file(), f"{path.with_suffix('.md')} missing"
-    assert results.page_from_files(summaries) == (root / "docs" / "results.md").read_text()
+    assert results_pages.page_from_files(summaries) == (root / "docs" / "results.md").read_text()
 
 
 def _config(**extra):

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from engine_helpers import tiny_spec
 
-from tlbench.analysis import ledger
+from tlbench.analysis import ledger, lookcount
 from tlbench.cli import main
 from tlbench.core.errors import LedgerWarning, RunLockedError
 from tlbench.training import engine
@@ -50,7 +50,9 @@ def test_a_failing_ledger_write_leaves_no_run_folder(tiny_prepared, tmp_path, ca
 
 def _looks(path, prepared):
     """The looks table of a study ledger whose one dataset, tiny, is ``prepared``."""
-    return ledger.looks_table(ledger.looks(path, {"tiny": prepared})).set_index("dataset")
+    return lookcount.looks_table(lookcount.count_looks(path, {"tiny": prepared})).set_index(
+        "dataset"
+    )
 
 
 def test_a_commit_that_fails_after_the_ledger_line_counts_one_look(

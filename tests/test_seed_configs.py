@@ -216,7 +216,7 @@ def test_seed000_page_shows_the_test_scored_recipe_in_substitutions_and_looks(
     of looks at GTSRB's test split adds the earlier, test-scored pilots and names them."""
     from test_results import _gtsrb_study
 
-    from tlbench.analysis import ledger
+    from tlbench.analysis import ledger, lookcount
     from tlbench.report.pages import results, seeds
 
     block = yaml.safe_load((ROOT / "configs/measured/seed000_gtsrb.yaml").read_text())
@@ -226,7 +226,7 @@ def test_seed000_page_shows_the_test_scored_recipe_in_substitutions_and_looks(
         ledger.append(ledger.ledger_path(tmp_path), {
             "dataset": "gtsrb", "prepared_fingerprint": "f", "spec_hash": str(seed),
             "time_utc": "t", "code": {}})  # fmt: skip
-    looks = ledger.looks(ledger.ledger_path(tmp_path), {"gtsrb": tiny_prepared})
+    looks = lookcount.count_looks(ledger.ledger_path(tmp_path), {"gtsrb": tiny_prepared})
     blocks, summary = seeds.seed_section(_gtsrb_study(), study, looks=looks)
     text = results.to_markdown(blocks)
     assert "gtsrb: 7 distinct run specs (7 evaluations; 7 of the run specs by this study" in text

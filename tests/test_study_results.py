@@ -11,7 +11,7 @@ from test_results import _config, _run
 from verdict_helpers import write_budget_study
 
 from tlbench.core.errors import StudyConfigError
-from tlbench.report.pages import results, studies, transferability
+from tlbench.report.pages import results, results_pages, studies, transferability
 from tlbench.study.load import load_study
 
 #: measured test accuracy of feature_extraction per backbone (linear_probe: 0.01 lower)
@@ -131,7 +131,7 @@ def test_page_lists_other_studies_after_the_seeds(tmp_path):
     other = {"section": "alpha", "page": "docs/results/alpha.md", "title": "Alpha study",
              "config": "configs/measured/alpha.yaml", "runs": 7, "wall_seconds": 120.0}  # fmt: skip
     (tmp_path / "alpha.json").write_text(json.dumps(other))
-    page = results.page_from_files([tmp_path / "alpha.json", tmp_path / "seed002.json"])
+    page = results_pages.page_from_files([tmp_path / "alpha.json", tmp_path / "seed002.json"])
     assert page.index("## Seed 002") < page.index("## Alpha study")
     assert "[Alpha study](results/alpha.md)" in page and "2 min 00 s" in page
     assert page.count("not measured yet") == 4  # the seed overview is unchanged

@@ -18,9 +18,9 @@ One zip file (deflated; fixed member times, so the same evidence gives the same 
 * ``tables/<name>.csv``: tables computed from more than the runs' predictions
   (transferability scores of the backbones' features);
 * ``looks.json``: the looks at each test split counted when the evidence was written
-  (:func:`tlbench.analysis.ledger.looks`: by every study on the machine, from its
+  (:func:`tlbench.analysis.lookcount.count_looks`: by every study on the machine, from its
   ledger); evidence written before that has ``looks.csv``, the study's own ledger's
-  table, read as :func:`tlbench.analysis.ledger.study_only_looks` gives it;
+  table, read as :func:`tlbench.analysis.lookcount.study_only_looks` gives it;
 * ``meta.json``: the format and what the section was generated from (config files and
   ``--config`` values: the section's settings are read from them again on a rebuild).
 
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlbench.analysis.ledger import study_only_looks
+from tlbench.analysis.lookcount import study_only_looks
 from tlbench.core.atomic import atomic_file
 
 #: The evidence file's format; a reader refuses any other.

@@ -27,10 +27,7 @@ from tlbench.datasets.budget import ALL as BUDGET_ALL
 from tlbench.datasets.budget import from_label as budget_value
 from tlbench.datasets.budget import from_suffix
 from tlbench.strategies.base import STRATEGIES
-from tlbench.study.config import (
-    load_schema,
-    pretrain_config,
-)
+from tlbench.study.config import load_schema, pretrain_config
 from tlbench.study.runs import Run
 
 # Strategies with a head-only phase (backbone frozen), and linear_probe, which trains on

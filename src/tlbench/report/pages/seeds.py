@@ -145,7 +145,7 @@ def seed_section(
     ``study``: ``{"reference": "002", "config": path, "substitutions": [...],
     "results": folder}`` (the config's ``seed_study`` block plus where it ran).
     ``looks``: the looks at each dataset's test split on this machine
-    (:func:`tlbench.analysis.ledger.looks`), shown per dataset with the block's
+    (:func:`tlbench.analysis.lookcount.count_looks`), shown per dataset with the block's
     ``earlier_test_looks``; their totals are the summary's ``test_evaluations``, the counts
     themselves its ``test_looks``.
     ``verdict``: the study's verdict table (``tables/verdict.csv``,
