@@ -154,7 +154,9 @@ SPEC_COLUMNS = [
 ]
 SPLITS = ("test", "val", "train")
 #: Scalar metrics of each split, always present as ``<split>_<metric>`` columns.
-SPLIT_METRICS = ("n", "accuracy", "loss", "top5_accuracy", "roc_auc")
+SPLIT_METRICS = (
+    "n", "accuracy", "balanced_accuracy", "macro_f1", "loss", "top5_accuracy", "roc_auc"
+)  # fmt: skip
 #: Top-level scalars of metrics.json, always present as columns.
 RUN_SCALARS = (
     "status",
