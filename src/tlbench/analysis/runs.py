@@ -19,10 +19,17 @@ from tlbench.models.weights import random_label, random_seed
 
 
 def read_correct(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, correct)`` of one run: its test labels and whether the most
-    probable class (``argmax`` of ``y_prob``) is the label, from ``predictions.npz``
-    (a run's own, or one unpacked from a study's evidence: ``y_pred``, the labels it
-    predicted, in place of ``y_prob``; :mod:`tlbench.analysis.evidence`)."""
+    """``(y_true, correct)`` of one run: whether each test image's predicted label
+    (:func:`read_predicted`) is its label."""
+    y_true, predicted = read_predicted(run_dir)
+    return y_true, predicted == y_true
+
+
+def read_predicted(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, predicted)`` of one run: its test labels and the most probable class
+    (``argmax`` of ``y_prob``) of each test image, from ``predictions.npz`` (a run's own,
+    or one unpacked from a study's evidence: ``y_pred``, the labels it predicted, in
+    place of ``y_prob``; :mod:`tlbench.analysis.evidence`)."""
     path = Path(run_dir) / "predictions.npz"
     if not path.is_file():
         raise FileNotFoundError(f"run has no test predictions: {path}")
@@ -32,13 +39,13 @@ def read_correct(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             y_pred = np.asarray(data["y_pred"])
             if y_pred.shape != y_true.shape:
                 raise ValueError(f"{path}: y_pred has shape {y_pred.shape}, y_true {y_true.shape}")
-            return y_true, y_pred == y_true
+            return y_true, y_pred
         y_prob = np.asarray(data["y_prob"])
     if y_prob.ndim != 2 or len(y_prob) != len(y_true):
         raise ValueError(
             f"{path}: y_prob has shape {y_prob.shape}, expected ({len(y_true)}, classes)"
         )
-    return y_true, np.argmax(y_prob, axis=1) == y_true
+    return y_true, np.argmax(y_prob, axis=1)
 
 
 def read_groups(run_dir: str | os.PathLike) -> np.ndarray | None:
@@ -334,6 +341,9 @@ def run_row(metrics: Mapping[str, Any], path: str | os.PathLike | None = None) -
             total = counts.sum()
             row[f"{split}_majority_share"] = counts.sum(axis=1).max() / total if total else np.nan
             row[f"{split}_classes_predicted"] = int(np.count_nonzero(counts.sum(axis=0)))
+            sizes = counts.sum(axis=1)
+            sizes = sizes[sizes > 0]  # the classes a balanced accuracy averages over
+            row[f"{split}_balanced_n"] = len(sizes) ** 2 / float(np.sum(1.0 / sizes))
     environment = metrics.get("environment") or {}
     for key in ENV_FIELDS:
         row[f"env_{key}"] = _scalar(environment.get(key))

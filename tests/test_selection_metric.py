@@ -1,0 +1,193 @@
+"""``selection.metric``: what chooses (accuracy, balanced accuracy, macro-F1, ROC AUC),
+checked at parse time and followed by the selection, early stopping, tuning and the
+verdict (issue 32, item 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_study import base_config
+
+from tlbench.analysis import runs, selection
+from tlbench.analysis.verdict.assess import assess
+from tlbench.analysis.verdict.bootstrap import bootstrap_labels
+from tlbench.core.errors import StudyConfigError
+from tlbench.study.load import load_study
+from tlbench.training.metrics import classification_metrics
+
+
+def _spec_monitor(config: dict, strategy: str = "feature_extraction") -> str:
+    study = load_study(config)
+    run = next(r for r in study.runs if r.strategy == strategy)
+    return study.run_spec(run)["training"]["early_stopping"]["monitor"]
+
+
+def test_selection_defaults_to_auto_and_leaves_early_stopping_alone():
+    study = load_study(base_config())
+    assert study.config["selection"] == {"metric": "auto"}
+    assert _spec_monitor(base_config()) == "val_accuracy"
+
+
+def test_bad_metric_name_is_an_error_naming_it():
+    config = base_config()
+    config["selection"] = {"metric": "f1"}
+    with pytest.raises(StudyConfigError) as info:
+        load_study(config)
+    assert "selection.metric: 'f1' is not valid" in str(info.value)
+    assert "balanced_accuracy" in str(info.value)
+
+
+def test_roc_auc_is_refused_where_a_dataset_has_more_than_two_classes():
+    config = base_config()
+    config["selection"] = {"metric": "roc_auc"}
+    with pytest.raises(StudyConfigError) as info:
+        load_study(config)
+    text = str(info.value)
+    assert "selection.metric: 'roc_auc'" in text
+    assert "datasets.digits has 10 classes" in text and "datasets.gtsrb has 43" in text
+    config["datasets"] = {
+        "ants": {"loader": "hymenoptera", "image_size": 32},
+        "fractal": config["datasets"]["fractal"],
+    }
+    config["backbones"]["cnn_fractal"]["weights"]["pretrain"]["dataset"] = "fractal"
+    for block in config["matrix"]:
+        block["datasets"] = ["ants"]
+    config["datasets"]["fractal"]["num_classes"] = 2  # the pretraining source too
+    assert load_study(config).config["selection"]["metric"] == "roc_auc"
+
+
+def test_the_metric_sets_early_stoppings_monitor_unless_a_section_names_one():
+    config = base_config()
+    config["selection"] = {"metric": "balanced_accuracy"}
+    assert _spec_monitor(config) == "val_balanced_accuracy"
+    config["strategies"]["feature_extraction"]["training"] = {"early_stopping": {"patience": 2}}
+    assert _spec_monitor(config) == "val_balanced_accuracy"
+    config["strategies"]["feature_extraction"]["training"] = {
+        "early_stopping": {"patience": 2, "monitor": "val_loss"}
+    }
+    assert _spec_monitor(config) == "val_loss"
+    config["training"]["early_stopping"] = {"monitor": "val_accuracy", "patience": 3}
+    assert _spec_monitor(config, "scratch") == "val_accuracy"
+    config["selection"] = {"metric": "macro_f1"}
+    del config["training"]["early_stopping"]
+    assert _spec_monitor(config, "scratch") == "val_macro_f1"
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+def _labels(sizes: list[int]) -> np.ndarray:
+    return np.repeat(np.arange(len(sizes)), sizes)
+
+
+def _guess(y: np.ndarray, recall: list[float], rng: np.random.Generator) -> np.ndarray:
+    """Predictions with the given recall per class; misses go to class 0 (or 1 for class 0)."""
+    predicted = y.copy()
+    for k, share in enumerate(recall):
+        where = np.flatnonzero(y == k)
+        missed = rng.permutation(where)[: round((1 - share) * len(where))]
+        predicted[missed] = 1 if k == 0 else 0
+    return predicted
+
+
+def write_imbalanced_study(root: Path, seeds: int = 2) -> pd.DataFrame:
+    """Two cells on an imbalanced three-class dataset (80/15/5 images in val and test):
+    ``majority`` nearly always says the large class (accuracy ~0.83, balanced ~0.49),
+    ``balanced`` gets ~75 % of every class (accuracy ~0.75, balanced ~0.75)."""
+    classes = ["big", "mid", "small"]
+    y = _labels([80, 15, 5])
+    recalls = {"majority": [1.0, 0.2, 0.0], "balanced": [0.75, 0.8, 0.8]}
+    paths = []
+    for strategy, recall in recalls.items():
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed + 10 * len(strategy))
+            folder = root / "d" / "b" / strategy / "none" / f"seed{seed}"
+            folder.mkdir(parents=True)
+            split = {}
+            for name in ("val", "test"):
+                predicted = _guess(y, recall, rng)
+                prob = np.full((len(y), 3), 0.05)
+                prob[np.arange(len(y)), predicted] = 0.9
+                split[name] = (classification_metrics(y, prob, classes), prob)
+            np.savez_compressed(folder / "predictions.npz", y_true=y, y_prob=split["test"][1])
+            metrics = {
+                "status": "ok",
+                "run": {"dataset": "d", "backbone": "b", "strategy": strategy,
+                        "augmentation": "none", "seed": seed},
+                "classes": classes, "pretrained": True, "train_seconds": 1.0,
+                "val": split["val"][0], "test": split["test"][0],
+            }  # fmt: skip
+            (folder / "metrics.json").write_text(json.dumps(metrics))
+            paths.append(folder / "metrics.json")
+    return runs.collect_runs(paths)
+
+
+def test_balanced_accuracy_chooses_another_cell_than_accuracy_on_imbalanced_data(tmp_path):
+    """The issue's acceptance: ``selection.metric: balanced_accuracy`` changes the choice
+    of the run, the cell and the verdict's selected cell on an imbalanced set."""
+    study = write_imbalanced_study(tmp_path)
+    accuracy = selection.with_metric(study, "accuracy")
+    balanced = selection.with_metric(study, "balanced_accuracy")
+    assert selection.select_cell(study).cell[2] == "majority"  # auto: accuracy (3 classes)
+    assert selection.select_cell(accuracy).cell[2] == "majority"
+    assert selection.select_run(accuracy).cell[2] == "majority"
+    chosen = selection.select_cell(balanced)
+    assert chosen.cell[2] == "balanced" and chosen.criterion == "val_balanced_accuracy"
+    assert chosen.label == "validation balanced accuracy"
+    assert chosen.standard_error is not None  # from the validation class counts
+    assert selection.select_run(balanced).cell[2] == "balanced"
+    assert selection.select_cell(selection.with_metric(study, "macro_f1")).cell[2] == "balanced"
+
+    by_accuracy = assess(accuracy, reps=300).cells
+    by_balanced = assess(balanced, reps=300).cells
+    assert by_accuracy["strategy"].iloc[0] == "majority"
+    assert by_accuracy["compared"].iloc[0] == "accuracy"
+    top = by_balanced.iloc[0]
+    assert top["strategy"] == "balanced" and top["compared"] == "balanced_accuracy"
+    assert top["criterion"] == "val_balanced_accuracy"
+    expected = study[study["strategy"] == "balanced"]["test_balanced_accuracy"].mean()
+    assert top["test_value"] == pytest.approx(expected)
+    other = by_balanced.iloc[1]  # majority: far worse in balanced accuracy
+    assert other["difference"] == pytest.approx(
+        study[study["strategy"] == "majority"]["test_balanced_accuracy"].mean() - expected
+    )
+    assert other["verdict"] == "worse" and other["diff_high"] < 0
+
+
+def test_roc_auc_on_a_multiclass_table_is_an_error_naming_it(tmp_path):
+    study = selection.with_metric(write_imbalanced_study(tmp_path, seeds=1), "roc_auc")
+    with pytest.raises(ValueError, match="'roc_auc' is for two-class datasets.*3 classes"):
+        selection.select_cell(study)
+    with pytest.raises(ValueError, match="selection.metric 'f1'"):
+        selection.with_metric(study, "f1")
+
+
+# --------------------------------------------------------------------------- the bootstrap
+
+
+def test_bootstrap_of_balanced_accuracy_has_sklearns_point_and_recomputes_each_replicate():
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    rng = np.random.default_rng(3)
+    y = _labels([60, 25, 15])
+    cells = [
+        np.vstack([_guess(y, [0.95, 0.3, 0.1], rng) for _ in range(3)]),
+        np.vstack([_guess(y, [0.7, 0.7, 0.7], rng) for _ in range(3)]),
+    ]
+    for metric, score in (("balanced_accuracy", balanced_accuracy_score),
+                          ("macro_f1", lambda t, p: f1_score(t, p, average="macro"))):  # fmt: skip
+        reps = bootstrap_labels(y, cells, metric, reps=400, rng=0)
+        expected = [np.mean([score(y, p) for p in m]) for m in cells]
+        assert reps.point == pytest.approx(expected)
+        assert reps.values.mean(axis=0) == pytest.approx(expected, abs=0.02)
+        assert 0.01 < reps.values[:, 0].std() < 0.1  # the images were resampled
+    # a replicate is the metric of the drawn images: one image drawn n times -> its class only
+    single = bootstrap_labels(np.array([0, 1]), [np.array([[0, 0]])], "balanced_accuracy",
+                              reps=200, rng=1, stochastic=[False])  # fmt: skip
+    assert set(np.round(single.values[:, 0], 6)) <= {0.0, 0.5, 1.0}
+    assert {0.0, 1.0} <= set(np.round(single.values[:, 0], 6))
+    assert single.point[0] == pytest.approx(0.5)
