@@ -15,9 +15,11 @@ from test_study import base_config
 from tlbench.analysis import runs, selection
 from tlbench.analysis.verdict.assess import assess
 from tlbench.analysis.verdict.bootstrap import bootstrap_labels
-from tlbench.core.errors import StudyConfigError
+from tlbench.core.errors import StudyConfigError, TuningError
 from tlbench.study.load import load_study
 from tlbench.training.metrics import classification_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _spec_monitor(config: dict, strategy: str = "feature_extraction") -> str:
@@ -191,3 +193,37 @@ def test_bootstrap_of_balanced_accuracy_has_sklearns_point_and_recomputes_each_r
     assert set(np.round(single.values[:, 0], 6)) <= {0.0, 0.5, 1.0}
     assert {0.0, 1.0} <= set(np.round(single.values[:, 0], 6))
     assert single.point[0] == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+class _Data:
+    classes = ["big", "mid", "small"]
+
+    def split(self, name):
+        return np.zeros((4, 8, 8, 3), np.uint8), np.array([0, 0, 1, 2])
+
+
+def test_tuning_objective_follows_the_selection_metric(tmp_path):
+    import yaml
+
+    from tlbench.tuning import search, space
+
+    config = yaml.safe_load((ROOT / "configs/test/tuning_tiny.yaml").read_text())
+    assert "metric" not in load_study(config).tuning_section("two_phase_tuned")  # auto
+    config["selection"] = {"metric": "balanced_accuracy"}
+    section = load_study(config).tuning_section("two_phase_tuned")
+    assert section["metric"] == "balanced_accuracy"
+    assert space.objective_name(3, section["metric"]) == "val_balanced_accuracy"
+    assert space.objective_name(3) == "val_accuracy" and space.objective_name(2) == "val_roc_auc"
+    state = search._Search({}, section, _Data(), tmp_path)
+    assert state.objective == "val_balanced_accuracy"
+    prob = np.eye(3)[[0, 0, 0, 2]] * 0.9 + 0.1 / 3  # recalls 1, 0, 1
+    scores = state.score(np.array([0, 0, 1, 2]), prob)
+    assert scores == pytest.approx({"val_accuracy": 0.75, "val_balanced_accuracy": 2 / 3})
+    config["strategies"]["two_phase_tuned"]["tuning"]["metric"] = "f1"
+    with pytest.raises(StudyConfigError, match="tuning.metric: 'f1' is not valid"):
+        load_study(config)
+    with pytest.raises(TuningError, match="'roc_auc' is for two classes"):
+        space.objective_name(3, "roc_auc")

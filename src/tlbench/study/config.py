@@ -213,15 +213,20 @@ def check_budgets(config: dict[str, Any]) -> None:
 
 
 def check_tuning(config: dict[str, Any]) -> None:
-    """Validate and fill every strategy's ``tuning`` section (tlbench.tuning)."""
+    """Validate and fill every strategy's ``tuning`` section (tlbench.tuning); its
+    ``metric`` (the objective) is the study's ``selection.metric`` unless it names one."""
 
     problems = []
+    metric = config["selection"]["metric"]
     for name, strategy in config["strategies"].items():
         if "tuning" not in strategy:
             continue
         try:
             where = f"strategies.{name}.tuning"
-            strategy["tuning"] = resolve_tuning(strategy["name"], strategy["tuning"], where)
+            section = dict(strategy["tuning"])
+            if metric != "auto":  # the study's selection.metric, unless the section names one
+                section.setdefault("metric", metric)
+            strategy["tuning"] = resolve_tuning(strategy["name"], section, where)
         except TuningError as error:
             problems.append(str(error))
     if problems:
