@@ -227,3 +227,49 @@ def test_tuning_objective_follows_the_selection_metric(tmp_path):
         load_study(config)
     with pytest.raises(TuningError, match="'roc_auc' is for two classes"):
         space.objective_name(3, "roc_auc")
+
+
+# --------------------------------------------------------------------------- early stopping
+
+
+@pytest.mark.parametrize("monitor", ["val_balanced_accuracy", "val_macro_f1"])
+def test_early_stopping_keeps_the_epoch_of_the_best_monitored_metric(monitor, monkeypatch):
+    """The fit compiles the monitored metric; early stopping keeps the epoch where its
+    validation figure was best, and that figure is scikit-learn's of the kept model."""
+    import keras
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    from tlbench.strategies.base import Phase
+    from tlbench.training import trainer
+    from tlbench.training.spec import resolve_spec
+
+    seen: list[float] = []
+
+    class Recording(keras.callbacks.EarlyStopping):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(float(logs[monitor]))
+            super().on_epoch_end(epoch, logs)
+
+    monkeypatch.setattr(trainer.keras.callbacks, "EarlyStopping", Recording)
+    spec = resolve_spec({
+        "dataset": {"name": "d", "prepared": "unused"},
+        "backbone": {"name": "small_cnn"},
+        "strategy": {"name": "scratch"},
+        "training": {"epochs": 8, "early_stopping": {"patience": 8, "monitor": monitor}},
+    })  # fmt: skip
+    rng = np.random.default_rng(0)
+    y = _labels([120, 30, 10])
+    x = (rng.normal(size=(len(y), 6)) + np.eye(3, 6)[y] * 1.5).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax")])
+    fit = trainer.Trainer(spec)
+    fit.fit(model, Phase("train", 8, 0.05), (x, y), (x[::2], y[::2]))
+    assert len(seen) == 8 and len(set(np.round(seen, 6))) > 1
+    assert fit.best_epoch == int(np.argmax(seen)) + 1
+    predicted = model.predict(x[::2], verbose=0).argmax(axis=1)
+    kept = (
+        balanced_accuracy_score(y[::2], predicted)
+        if monitor == "val_balanced_accuracy"
+        else f1_score(y[::2], predicted, average="macro", zero_division=0)
+    )
+    assert kept == pytest.approx(max(seen), abs=1e-5)
