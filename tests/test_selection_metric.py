@@ -273,3 +273,34 @@ def test_early_stopping_keeps_the_epoch_of_the_best_monitored_metric(monitor, mo
         else f1_score(y[::2], predicted, average="macro", zero_division=0)
     )
     assert kept == pytest.approx(max(seen), abs=1e-5)
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def test_folder_with_a_class_five_times_another_warns_at_prepare_naming_the_option(
+    tmp_path, capsys
+):
+    from PIL import Image
+
+    from tlbench.datasets import load_prepared, prepare
+    from tlbench.datasets.folder import imbalance_warning
+
+    assert imbalance_warning(["a", "b"], [19, 4]) is None  # 4.75x
+    text = imbalance_warning(["a", "b", "c"], [20, 4, 7])  # 5x
+    assert "'a' (20 images), has 5.0x the images of the smallest, 'b' (4)" in text
+    rng = np.random.default_rng(0)
+    for name, count in (("common", 25), ("rare", 5)):
+        (tmp_path / "src" / name).mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "src" / name / f"{i}.png")
+    config = {"loader": "folder", "source": str(tmp_path / "src")}
+    data = load_prepared(prepare(config, tmp_path / "p", image_size=8, seed=0))
+    (warning,) = [w for w in data.manifest["warnings"] if "imbalanced" in w]
+    assert "'common' (25 images), has 5.0x" in warning and "selection" in warning
+    assert "balanced_accuracy" in warning
+    assert "selection: {metric: balanced_accuracy}" in capsys.readouterr().err
+    (tmp_path / "src" / "common" / "0.png").unlink()  # 24 against 5: 4.8x
+    data = load_prepared(prepare(config, tmp_path / "q", image_size=8, seed=0))
+    assert not [w for w in data.manifest["warnings"] if "imbalanced" in w]

@@ -266,6 +266,8 @@ class RawSplits:
     #: source files/folders not used (``{"path", "reason"}``): other extensions, empty folders
     unused: list[dict[str, str]] = field(default_factory=list)
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    #: the loader's warnings about its data (the manifest's ``warnings``, printed at prepare)
+    warnings: list[str] = field(default_factory=list)
 
     def split(self, name: str) -> SplitData:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
