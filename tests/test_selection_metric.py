@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from test_study import base_config
 
-from tlbench.analysis import runs, selection
+from tlbench.analysis import runs, selection, tables
 from tlbench.analysis.verdict.assess import assess
 from tlbench.analysis.verdict.bootstrap import bootstrap_labels
 from tlbench.core.errors import StudyConfigError, TuningError
@@ -304,3 +304,19 @@ def test_folder_with_a_class_five_times_another_warns_at_prepare_naming_the_opti
     (tmp_path / "src" / "common" / "0.png").unlink()  # 24 against 5: 4.8x
     data = load_prepared(prepare(config, tmp_path / "q", image_size=8, seed=0))
     assert not [w for w in data.manifest["warnings"] if "imbalanced" in w]
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_results_cell_table_shows_balanced_accuracy_and_macro_f1_where_recorded(tmp_path):
+    from tlbench.report.pages import results
+
+    study = write_imbalanced_study(tmp_path)
+    table = results.cell_table(study).set_index("strategy")
+    for column, words in (("test_balanced_accuracy", "test balanced accuracy"),
+                          ("test_macro_f1", "test macro-F1")):  # fmt: skip
+        values = study[study["strategy"] == "balanced"][column]
+        assert table.loc["balanced", words] == tables.mean_sd(values)
+    older = study.assign(test_balanced_accuracy=np.nan, test_macro_f1=np.nan)
+    assert "test balanced accuracy" not in results.cell_table(older).columns

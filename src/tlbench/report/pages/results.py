@@ -33,8 +33,18 @@ from tlbench.report.render import render
 CELL = ["dataset", "backbone", "strategy", "augmentation"]
 
 
+#: The metrics for imbalanced classes a cell's row shows beside its accuracy.
+IMBALANCED = {"balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
+
+
+def recorded(runs: pd.DataFrame, column: str) -> bool:
+    """Whether the runs recorded ``column`` (runs from before a metric existed did not)."""
+    return column in runs and bool(runs[column].notna().any())
+
+
 def cell_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell (dataset, backbone, strategy, augmentation): mean ± sd over seeds.
+    """One row per cell (dataset, backbone, strategy, augmentation): mean ± sd over seeds,
+    balanced accuracy and macro-F1 beside accuracy where the runs recorded them.
 
     A pilot study (test split sealed) shows validation figures in place of test ones.
     """
@@ -54,6 +64,11 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
                 "px": first["input_size"],
                 "seeds": len(group),
                 f"{shown} accuracy": mean_sd(group[f"{split}_accuracy"]),
+                **{
+                    f"{shown} {words}": mean_sd(group[f"{split}_{metric}"])
+                    for metric, words in IMBALANCED.items()
+                    if recorded(runs, f"{split}_{metric}")
+                },
                 f"{shown} loss": mean_sd(group[f"{split}_loss"]),
                 "train accuracy": mean_sd(group["train_accuracy"]),
                 "train loss": mean_sd(group["train_loss"]),
