@@ -36,7 +36,7 @@ def _listed(rows: pd.DataFrame, why: bool = False) -> str:
     texts = []
     for _, row in rows.iterrows():
         text = f"{name(row)} [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}]"
-        if why:
+        if why and (row["reason"] or row["seeds_text"]):
             text += (
                 f" ({row['reason']})"
                 if row["reason"]

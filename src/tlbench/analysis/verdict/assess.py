@@ -41,6 +41,14 @@ cells (the pairing). The intervals of a family of differences hold together
 widened to Student's t with the Welch-Satterthwaite degrees of freedom of the
 seed level. tests/test_verdict.py measures the coverage by simulation. A cell with
 one seed of a stochastic strategy is never equivalent, better or worse.
+
+What is compared (``compared``): test accuracy, unless the study's ``selection.metric``
+is ``balanced_accuracy`` or ``macro_f1``: then that metric, whose replicates are
+recomputed from the resampled images' true and predicted labels
+(:func:`tlbench.analysis.verdict.bootstrap.bootstrap_labels`; no run-noise correction
+of the image level: a little conservative), and the seeds to resolve, a power model of
+accuracy, are not given. The pairwise and BatchNorm tables
+(:mod:`tlbench.analysis.verdict.pairs`) and the learning curves compare accuracy.
 """
 
 from __future__ import annotations
@@ -194,9 +202,9 @@ def dataset_cells(
             k = position - 1
             d_low, d_high = float(family["low"].iloc[k]), float(family["high"].iloc[k])
             verdict, reason = judge(replicates, position, 0, d_low, d_high, margin)
-            needed = (
+            needed = (  # the power model is of accuracy (per-image correctness)
                 power.seeds_to_resolve([c.correct for c in ordered], position, 0, margin)
-                if verdict == INCONCLUSIVE
+                if verdict == INCONCLUSIVE and compared == "accuracy"
                 else None
             )
             record.update(
