@@ -8,7 +8,7 @@ from tlbench.workflow.jobs import log_to, table_stem
 
 with log_to(snakemake.log[0]):
     from tlbench.analysis import runs
-    from tlbench.analysis.selection import with_metric
+    from tlbench.analysis.criteria import with_metric
     from tlbench.report import render
 
     metrics = [f"{run}/metrics.json" for run in snakemake.input]

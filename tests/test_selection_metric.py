@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from test_study import base_config
 
-from tlbench.analysis import runs, selection, tables
+from tlbench.analysis import criteria, runs, selection, tables
 from tlbench.analysis.verdict.assess import assess
 from tlbench.analysis.verdict.bootstrap import bootstrap_labels
 from tlbench.core.errors import StudyConfigError, TuningError
@@ -132,8 +132,8 @@ def test_balanced_accuracy_chooses_another_cell_than_accuracy_on_imbalanced_data
     """The issue's acceptance: ``selection.metric: balanced_accuracy`` changes the choice
     of the run, the cell and the verdict's selected cell on an imbalanced set."""
     study = write_imbalanced_study(tmp_path)
-    accuracy = selection.with_metric(study, "accuracy")
-    balanced = selection.with_metric(study, "balanced_accuracy")
+    accuracy = criteria.with_metric(study, "accuracy")
+    balanced = criteria.with_metric(study, "balanced_accuracy")
     assert selection.select_cell(study).cell[2] == "majority"  # auto: accuracy (3 classes)
     assert selection.select_cell(accuracy).cell[2] == "majority"
     assert selection.select_run(accuracy).cell[2] == "majority"
@@ -142,7 +142,7 @@ def test_balanced_accuracy_chooses_another_cell_than_accuracy_on_imbalanced_data
     assert chosen.label == "validation balanced accuracy"
     assert chosen.standard_error is not None  # from the validation class counts
     assert selection.select_run(balanced).cell[2] == "balanced"
-    assert selection.select_cell(selection.with_metric(study, "macro_f1")).cell[2] == "balanced"
+    assert selection.select_cell(criteria.with_metric(study, "macro_f1")).cell[2] == "balanced"
 
     by_accuracy = assess(accuracy, reps=300).cells
     by_balanced = assess(balanced, reps=300).cells
@@ -161,11 +161,11 @@ def test_balanced_accuracy_chooses_another_cell_than_accuracy_on_imbalanced_data
 
 
 def test_roc_auc_on_a_multiclass_table_is_an_error_naming_it(tmp_path):
-    study = selection.with_metric(write_imbalanced_study(tmp_path, seeds=1), "roc_auc")
+    study = criteria.with_metric(write_imbalanced_study(tmp_path, seeds=1), "roc_auc")
     with pytest.raises(ValueError, match="'roc_auc' is for two-class datasets.*3 classes"):
         selection.select_cell(study)
     with pytest.raises(ValueError, match="selection.metric 'f1'"):
-        selection.with_metric(study, "f1")
+        criteria.with_metric(study, "f1")
 
 
 # --------------------------------------------------------------------------- the bootstrap

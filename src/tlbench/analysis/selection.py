@@ -8,7 +8,7 @@ used to choose. A number that is the best of many test scores is biased
 upwards; the best of many validation scores is not a test score at all.
 
 Criterion (:func:`criterion`): the study's ``selection.metric`` (the study table's
-``selection_metric`` column, :data:`METRIC_COLUMN`): validation accuracy, balanced
+``selection_metric`` column, :data:`tlbench.analysis.criteria.METRIC_COLUMN`): validation accuracy, balanced
 accuracy, macro-F1 or ROC AUC (two classes only). ``auto`` (the default, and a table
 without the column): validation accuracy; on binary datasets (every run has 2
 classes) validation ROC AUC. Ties: lower validation loss,
@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from tlbench.analysis.criteria import AUTO, METRICS, selection_metric
 
 CELL = ["dataset", "backbone", "strategy", "augmentation"]
 #: Candidates closer than this many standard errors (of their difference) are
@@ -134,48 +136,6 @@ class Selection:
 
 def _int_text(value: Any) -> str:
     return "?" if value is None else str(int(value))
-
-
-#: ``selection.metric`` (study config) -> ``(validation column, label)``.
-METRICS = {
-    "accuracy": ("val_accuracy", "validation accuracy"),
-    "balanced_accuracy": ("val_balanced_accuracy", "validation balanced accuracy"),
-    "macro_f1": ("val_macro_f1", "validation macro-F1"),
-    "roc_auc": ("val_roc_auc", "validation ROC AUC"),
-}
-#: The validation column of a criterion -> its label.
-LABELS = dict(METRICS.values())
-#: A metric (``selection.metric`` or a verdict's ``compared``) in words.
-WORDS = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "macro_f1": "macro-F1",
-    "roc_auc": "ROC AUC",
-}
-#: ``selection.metric``'s default: accuracy, ROC AUC where every run has two classes.
-AUTO = "auto"
-#: The study table's column naming the study's ``selection.metric`` (scripts/study_csv.py).
-METRIC_COLUMN = "selection_metric"
-
-
-def with_metric(df: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The study table with the study's ``selection.metric`` in :data:`METRIC_COLUMN`."""
-    if metric != AUTO and metric not in METRICS:
-        raise ValueError(f"selection.metric {metric!r}; valid: {AUTO}, {', '.join(METRICS)}")
-    return df.assign(**{METRIC_COLUMN: metric})
-
-
-def selection_metric(df: pd.DataFrame) -> str:
-    """The study's ``selection.metric`` from its table (:data:`AUTO` without the column)."""
-    if METRIC_COLUMN not in df:
-        return AUTO
-    values = set(df[METRIC_COLUMN].dropna().astype(str))
-    if len(values) > 1:
-        raise ValueError(f"the study table names several selection metrics: {sorted(values)}")
-    metric = values.pop() if values else AUTO
-    if metric != AUTO and metric not in METRICS:
-        raise ValueError(f"selection.metric {metric!r}; valid: {AUTO}, {', '.join(METRICS)}")
-    return metric
 
 
 def criterion(df: pd.DataFrame) -> tuple[str, str]:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
+from tlbench.analysis.criteria import selection_metric
 from tlbench.analysis.runs import read_groups, read_predicted
-from tlbench.analysis.selection import selection_metric
 from tlbench.training.metrics import label_metrics
 
 #: Identity of a cell (a run without its seed).

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tlbench.analysis.selection import WORDS
+from tlbench.analysis.criteria import WORDS
 from tlbench.report.figures.base import save_figure
 
 #: Colour of each outcome (the chosen cell, the four outcomes).

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tlbench.analysis.selection import WORDS
+from tlbench.analysis.criteria import WORDS
 
 EQUIVALENT, INCONCLUSIVE = "equivalent", "inconclusive"
 

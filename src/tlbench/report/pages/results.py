@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from tlbench.analysis.criteria import WORDS
 from tlbench.analysis.evidence import evidence_path
 from tlbench.analysis.ledger import looks_sentence, total_looks
 from tlbench.analysis.tables import SPLIT_LABELS, is_pilot, mean_sd, ok_runs, reported_split
@@ -33,26 +34,18 @@ from tlbench.report.render import render
 CELL = ["dataset", "backbone", "strategy", "augmentation"]
 
 
-#: The metrics for imbalanced classes a cell's row shows beside its accuracy.
-IMBALANCED = {"balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
-
-
-def recorded(runs: pd.DataFrame, column: str) -> bool:
-    """Whether the runs recorded ``column`` (runs from before a metric existed did not)."""
-    return column in runs and bool(runs[column].notna().any())
-
-
 def cell_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per cell (dataset, backbone, strategy, augmentation): mean ± sd over seeds,
     balanced accuracy and macro-F1 beside accuracy where the runs recorded them.
 
     A pilot study (test split sealed) shows validation figures in place of test ones.
     """
-
     split = reported_split(df)
     shown = SPLIT_LABELS[split]
     runs = ok_runs(df)
     binary = bool((runs["num_classes"] == 2).all()) if len(runs) else False
+    recorded = [c for c in runs if runs[c].notna().any()]  # not by runs from before a metric
+    imbalanced = [m for m in ("balanced_accuracy", "macro_f1") if f"{split}_{m}" in recorded]
     rows = []
     for keys, group in runs.groupby(CELL, sort=False):
         first = group.iloc[0]
@@ -64,11 +57,7 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
                 "px": first["input_size"],
                 "seeds": len(group),
                 f"{shown} accuracy": mean_sd(group[f"{split}_accuracy"]),
-                **{
-                    f"{shown} {words}": mean_sd(group[f"{split}_{metric}"])
-                    for metric, words in IMBALANCED.items()
-                    if recorded(runs, f"{split}_{metric}")
-                },
+                **{f"{shown} {WORDS[m]}": mean_sd(group[f"{split}_{m}"]) for m in imbalanced},
                 f"{shown} loss": mean_sd(group[f"{split}_loss"]),
                 "train accuracy": mean_sd(group["train_accuracy"]),
                 "train loss": mean_sd(group["train_loss"]),

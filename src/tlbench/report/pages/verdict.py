@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from tlbench.analysis import tables
-from tlbench.analysis.selection import LABELS, WORDS
+from tlbench.analysis.criteria import LABELS, WORDS
 from tlbench.analysis.set_aside import set_aside, with_set_aside
 from tlbench.analysis.verdict.across import AcrossDatasets, across_or_none
 from tlbench.analysis.verdict.assess import assess, ranking
