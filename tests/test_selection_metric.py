@@ -187,6 +187,9 @@ def test_bootstrap_of_balanced_accuracy_has_sklearns_point_and_recomputes_each_r
         assert reps.point == pytest.approx(expected)
         assert reps.values.mean(axis=0) == pytest.approx(expected, abs=0.02)
         assert 0.01 < reps.values[:, 0].std() < 0.1  # the images were resampled
+        grouped = bootstrap_labels(y, cells, metric, reps=200, rng=0, groups=np.arange(100) // 5)
+        assert grouped.units == 20 and grouped.images == 100  # whole groups drawn
+        assert grouped.point == pytest.approx(expected)
     # a replicate is the metric of the drawn images: one image drawn n times -> its class only
     single = bootstrap_labels(np.array([0, 1]), [np.array([[0, 0]])], "balanced_accuracy",
                               reps=200, rng=1, stochastic=[False])  # fmt: skip

@@ -358,7 +358,11 @@ def bootstrap_labels(
             raise ValueError(f"cell {c}: labels have shape {m.shape}, expected (seeds >= 1, {n})")
     rng = np.random.default_rng(rng)
     random = np.ones(len(predicted), bool) if stochastic is None else np.asarray(stochastic, bool)
-    unit = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    unit = (
+        np.arange(n)
+        if groups is None
+        else np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
+    )
     units = int(unit.max()) + 1
     k = int(max(y_true.max(), *(int(m.max()) for m in predicted))) + 1
     rows = np.arange(n)
