@@ -18,13 +18,6 @@ from tlbench.core.run_folder import CURVE_COLUMNS
 from tlbench.models.weights import random_label, random_seed
 
 
-def read_correct(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, correct)`` of one run: whether each test image's predicted label
-    (:func:`read_predicted`) is its label."""
-    y_true, predicted = read_predicted(run_dir)
-    return y_true, predicted == y_true
-
-
 def read_predicted(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true, predicted)`` of one run: its test labels and the most probable class
     (``argmax`` of ``y_prob``) of each test image, from ``predictions.npz`` (a run's own,
@@ -341,8 +334,7 @@ def run_row(metrics: Mapping[str, Any], path: str | os.PathLike | None = None) -
             total = counts.sum()
             row[f"{split}_majority_share"] = counts.sum(axis=1).max() / total if total else np.nan
             row[f"{split}_classes_predicted"] = int(np.count_nonzero(counts.sum(axis=0)))
-            sizes = counts.sum(axis=1)
-            sizes = sizes[sizes > 0]  # the classes a balanced accuracy averages over
+            sizes = counts.sum(axis=1)[counts.sum(axis=1) > 0]  # what balanced accuracy averages
             row[f"{split}_balanced_n"] = len(sizes) ** 2 / float(np.sum(1.0 / sizes))
     environment = metrics.get("environment") or {}
     for key in ENV_FIELDS:

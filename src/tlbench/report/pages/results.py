@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from tlbench.analysis.criteria import WORDS
+from tlbench.analysis import tables
 from tlbench.analysis.evidence import evidence_path
 from tlbench.analysis.ledger import looks_sentence, total_looks
 from tlbench.analysis.tables import SPLIT_LABELS, is_pilot, mean_sd, ok_runs, reported_split
@@ -35,8 +35,7 @@ CELL = ["dataset", "backbone", "strategy", "augmentation"]
 
 
 def cell_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell (dataset, backbone, strategy, augmentation): mean ± sd over seeds,
-    balanced accuracy and macro-F1 beside accuracy where the runs recorded them.
+    """One row per cell (dataset, backbone, strategy, augmentation): mean ± sd over seeds.
 
     A pilot study (test split sealed) shows validation figures in place of test ones.
     """
@@ -44,8 +43,7 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
     shown = SPLIT_LABELS[split]
     runs = ok_runs(df)
     binary = bool((runs["num_classes"] == 2).all()) if len(runs) else False
-    recorded = [c for c in runs if runs[c].notna().any()]  # not by runs from before a metric
-    imbalanced = [m for m in ("balanced_accuracy", "macro_f1") if f"{split}_{m}" in recorded]
+    imbalanced = tables.imbalanced_columns(runs, split)
     rows = []
     for keys, group in runs.groupby(CELL, sort=False):
         first = group.iloc[0]
@@ -57,7 +55,7 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
                 "px": first["input_size"],
                 "seeds": len(group),
                 f"{shown} accuracy": mean_sd(group[f"{split}_accuracy"]),
-                **{f"{shown} {WORDS[m]}": mean_sd(group[f"{split}_{m}"]) for m in imbalanced},
+                **{f"{shown} {w}": mean_sd(group[c]) for c, w in imbalanced.items()},
                 f"{shown} loss": mean_sd(group[f"{split}_loss"]),
                 "train accuracy": mean_sd(group["train_accuracy"]),
                 "train loss": mean_sd(group["train_loss"]),
