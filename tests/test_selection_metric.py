@@ -323,3 +323,19 @@ def test_results_cell_table_shows_balanced_accuracy_and_macro_f1_where_recorded(
         assert table.loc["balanced", words] == tables.mean_sd(values)
     older = study.assign(test_balanced_accuracy=np.nan, test_macro_f1=np.nan)
     assert "test balanced accuracy" not in results.cell_table(older).columns
+
+
+def test_a_selection_metric_added_to_tlbench_compares_config_sets_its_monitor():
+    """``tlbench compare`` writes early stopping without a monitor, so the option the
+    imbalance warning names reaches early stopping when a user adds it."""
+    from test_compare import COSTS, summary
+
+    from tlbench.study import compare, defaults
+    from tlbench.study.config import validate_config
+
+    chosen, _ = compare.plan(summary(30), list(defaults.IMAGENET[:1]), costs=COSTS)
+    config = compare.study_config(summary(30), chosen)
+    assert "monitor" not in validate_config(config)["training"]["early_stopping"]  # the spec's
+    config["selection"] = {"metric": "balanced_accuracy"}
+    stop = validate_config(config)["training"]["early_stopping"]
+    assert stop["monitor"] == "val_balanced_accuracy"
