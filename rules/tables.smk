@@ -15,6 +15,9 @@ rule study_csv:
         ),
         md=f"{RESULTS}/tables/study.md",
         html=f"{RESULTS}/tables/study.html",
+    params:
+        # what chooses (tlbench.analysis.selection), in the table every choice reads
+        selection=STUDY.config["selection"]["metric"],
     log:
         f"{RESULTS}/logs/tables/study_csv.log",
     conda:

@@ -65,8 +65,8 @@ def test_evidence_keeps_what_the_pages_read_and_is_the_same_bytes_each_time(tmp_
     assert evidence.looks == looks  # the counts the section was generated with
     assert list(evidence.study["seed"]) == [0, 1, 2, 3]
     for original, unpacked in zip(paths, evidence.study["path"], strict=False):
-        y_true, correct = runs.read_correct(original)
-        y_true2, correct2 = runs.read_correct(unpacked)
+        y_true, correct = runs.read_predicted(original)
+        y_true2, correct2 = runs.read_predicted(unpacked)
         np.testing.assert_array_equal(y_true, y_true2)
         np.testing.assert_array_equal(correct, correct2)  # the verdict's input, unchanged
         np.testing.assert_array_equal(runs.read_groups(original), runs.read_groups(unpacked))

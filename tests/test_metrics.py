@@ -96,3 +96,62 @@ def test_roc_auc_undefined_when_class_absent():
 def test_bad_input_is_a_clear_error(y, p, classes, message):
     with pytest.raises(ValueError, match=message):
         classification_metrics(np.asarray(y), p, classes)
+
+
+def _imbalanced() -> tuple[np.ndarray, np.ndarray]:
+    """An imbalanced three-class split: 12 of class 0, 4 of class 1, 2 of class 2;
+    the predictions favour class 0 (a class-0-always model scores 0.67 accuracy).
+    Class 2 is never predicted right and class 1 is over-predicted."""
+    y = np.array([0] * 12 + [1] * 4 + [2] * 2)
+    predicted = np.array([0] * 11 + [1] + [1, 1, 0, 0] + [0, 1])
+    return y, np.eye(3)[predicted] * 0.9 + 0.1 / 3
+
+
+def test_balanced_accuracy_and_macro_f1_equal_sklearns_on_imbalanced_labels():
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    y, p = _imbalanced()
+    m = classification_metrics(y, p, ["a", "b", "c"])
+    predicted = p.argmax(axis=1)
+    # by hand: recalls 11/12, 2/4, 0/2 -> (11/12 + 1/2 + 0) / 3
+    assert m["balanced_accuracy"] == pytest.approx((11 / 12 + 0.5 + 0) / 3)
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, predicted))
+    assert m["macro_f1"] == pytest.approx(f1_score(y, predicted, average="macro"))
+    assert m["accuracy"] == pytest.approx(13 / 18)
+    assert m["balanced_accuracy"] < m["accuracy"]
+
+
+@pytest.mark.parametrize("kind", ["balanced_accuracy", "macro_f1"])
+def test_epoch_metric_equals_sklearn_over_batches(kind):
+    """The Keras metric early stopping monitors accumulates batches to sklearn's value,
+    a class absent from the labels (and one never predicted) included."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    from tlbench.training.epoch_metrics import ConfusionMetric
+
+    y, p = _imbalanced()
+    p = np.concatenate([p, np.zeros((len(p), 1))], axis=1)  # a 4th class nobody has
+    metric = ConfusionMetric(4, kind)
+    for start in range(0, len(y), 5):
+        metric.update_state(y[start : start + 5], p[start : start + 5])
+    predicted = p.argmax(axis=1)
+    expected = (
+        balanced_accuracy_score(y, predicted)
+        if kind == "balanced_accuracy"
+        else f1_score(y, predicted, average="macro", zero_division=0)
+    )
+    assert float(metric.result()) == pytest.approx(expected, abs=1e-6)
+    metric.reset_state()
+    metric.update_state(y, np.eye(4)[y])
+    assert float(metric.result()) == pytest.approx(1.0)
+
+
+def test_epoch_roc_auc_is_close_to_sklearns():
+    from tlbench.training.epoch_metrics import PositiveClassAUC
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    p1 = np.clip(0.3 * y + rng.uniform(0, 0.7, 300), 0, 1)
+    metric = PositiveClassAUC()
+    metric.update_state(y, np.column_stack([1 - p1, p1]))
+    assert float(metric.result()) == pytest.approx(roc_auc_score(y, p1), abs=2e-3)

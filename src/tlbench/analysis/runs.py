@@ -18,11 +18,11 @@ from tlbench.core.run_folder import CURVE_COLUMNS
 from tlbench.models.weights import random_label, random_seed
 
 
-def read_correct(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, correct)`` of one run: its test labels and whether the most
-    probable class (``argmax`` of ``y_prob``) is the label, from ``predictions.npz``
-    (a run's own, or one unpacked from a study's evidence: ``y_pred``, the labels it
-    predicted, in place of ``y_prob``; :mod:`tlbench.analysis.evidence`)."""
+def read_predicted(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, predicted)`` of one run: its test labels and the most probable class
+    (``argmax`` of ``y_prob``) of each test image, from ``predictions.npz`` (a run's own,
+    or one unpacked from a study's evidence: ``y_pred``, the labels it predicted, in
+    place of ``y_prob``; :mod:`tlbench.analysis.evidence`)."""
     path = Path(run_dir) / "predictions.npz"
     if not path.is_file():
         raise FileNotFoundError(f"run has no test predictions: {path}")
@@ -32,13 +32,13 @@ def read_correct(run_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             y_pred = np.asarray(data["y_pred"])
             if y_pred.shape != y_true.shape:
                 raise ValueError(f"{path}: y_pred has shape {y_pred.shape}, y_true {y_true.shape}")
-            return y_true, y_pred == y_true
+            return y_true, y_pred
         y_prob = np.asarray(data["y_prob"])
     if y_prob.ndim != 2 or len(y_prob) != len(y_true):
         raise ValueError(
             f"{path}: y_prob has shape {y_prob.shape}, expected ({len(y_true)}, classes)"
         )
-    return y_true, np.argmax(y_prob, axis=1) == y_true
+    return y_true, np.argmax(y_prob, axis=1)
 
 
 def read_groups(run_dir: str | os.PathLike) -> np.ndarray | None:
@@ -154,7 +154,9 @@ SPEC_COLUMNS = [
 ]
 SPLITS = ("test", "val", "train")
 #: Scalar metrics of each split, always present as ``<split>_<metric>`` columns.
-SPLIT_METRICS = ("n", "accuracy", "loss", "top5_accuracy", "roc_auc")
+SPLIT_METRICS = (
+    "n", "accuracy", "balanced_accuracy", "macro_f1", "loss", "top5_accuracy", "roc_auc"
+)  # fmt: skip
 #: Top-level scalars of metrics.json, always present as columns.
 RUN_SCALARS = (
     "status",
@@ -337,6 +339,8 @@ def run_row(metrics: Mapping[str, Any], path: str | os.PathLike | None = None) -
             total = counts.sum()
             row[f"{split}_majority_share"] = counts.sum(axis=1).max() / total if total else np.nan
             row[f"{split}_classes_predicted"] = int(np.count_nonzero(counts.sum(axis=0)))
+            sizes = counts.sum(axis=1)[counts.sum(axis=1) > 0]  # what balanced accuracy averages
+            row[f"{split}_balanced_n"] = len(sizes) ** 2 / float(np.sum(1.0 / sizes))
     environment = metrics.get("environment") or {}
     for key in ENV_FIELDS:
         row[f"env_{key}"] = _scalar(environment.get(key))

@@ -7,8 +7,11 @@ or cell is then *reported* beside the validation figure that chose it, never
 used to choose. A number that is the best of many test scores is biased
 upwards; the best of many validation scores is not a test score at all.
 
-Criterion (:func:`criterion`): validation accuracy; on binary datasets
-(every run has 2 classes) validation ROC AUC. Ties: lower validation loss,
+Criterion (:func:`criterion`): the study's ``selection.metric`` (the study table's
+``selection_metric`` column, :data:`tlbench.analysis.criteria.METRIC_COLUMN`): validation accuracy, balanced
+accuracy, macro-F1 or ROC AUC (two classes only). ``auto`` (the default, and a table
+without the column): validation accuracy; on binary datasets (every run has 2
+classes) validation ROC AUC. Ties: lower validation loss,
 then the study table's order (dataset, backbone, strategy, augmentation, seed).
 A cell's value is the mean over its seeds of finished runs.
 
@@ -19,7 +22,11 @@ the difference. For accuracy at validation size n, with p the mean of the two
 accuracies, the standard error of one accuracy is ``sqrt(p (1 - p) / n)`` and
 of the difference of two (independent) accuracies ``sqrt(2) x`` that. For ROC
 AUC the standard error is Hanley & McNeil's (1982) from the validation split's
-positive and negative counts. Seeds of a cell share the validation images, so a
+positive and negative counts. Balanced accuracy is a mean of C per-class recalls,
+each over its class's n_k images: its standard error is ``sqrt(p (1 - p) / n_b)`` with
+``n_b = C² / sum(1 / n_k)`` (``val_balanced_n``), the recalls taken alike at p;
+macro-F1 is given the same, an approximation (its per-class F1 also depends on
+the predictions of the other classes). Seeds of a cell share the validation images, so a
 mean over seeds is given the standard error of one run (not divided by the
 number of seeds): averaging seeds does not add validation images. Where the
 dataset groups its validation images (``val_groups``: e.g. GTSRB's tracks, ~30
@@ -38,6 +45,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from tlbench.analysis.criteria import AUTO, METRICS, selection_metric
 
 CELL = ["dataset", "backbone", "strategy", "augmentation"]
 #: Candidates closer than this many standard errors (of their difference) are
@@ -130,9 +139,20 @@ def _int_text(value: Any) -> str:
 
 
 def criterion(df: pd.DataFrame) -> tuple[str, str]:
-    """``(column, label)`` that chooses: validation ROC AUC when every run is binary
+    """``(column, label)`` that chooses: the one of the study's ``selection.metric``
+    (:func:`selection_metric`); ``auto``: validation ROC AUC when every run is binary
     and has one, else validation accuracy."""
     ok = df[df["status"] == "ok"] if "status" in df else df
+    metric = selection_metric(df)
+    if metric == "roc_auc" and len(ok) and not bool((ok["num_classes"] == 2).all()):
+        classes = sorted({int(c) for c in ok["num_classes"].dropna() if c != 2})
+        raise ValueError(
+            f"selection.metric 'roc_auc' is for two-class datasets; these runs have "
+            f"{', '.join(map(str, classes))} classes (choose balanced_accuracy, macro_f1 "
+            "or accuracy)"
+        )
+    if metric != AUTO:
+        return METRICS[metric]
     if (
         len(ok)
         and "val_roc_auc" in ok
@@ -308,6 +328,11 @@ def _standard_error(selection: Selection, value: float, row: Mapping[str, Any]) 
         share = n / selection.val_n  # groups: positives and negatives counted in groups
         return auc_se(value, max(1, round(positives * share)),
                       max(1, round((selection.val_n - positives) * share)))  # fmt: skip
+    if selection.criterion in ("val_balanced_accuracy", "val_macro_f1"):
+        balanced = _scalar(row.get("val_balanced_n"))
+        if balanced is None:
+            return None  # no class counts recorded: no standard error claimed
+        return accuracy_se(value, max(1, round(balanced * n / selection.val_n)))
     return accuracy_se(value, n)
 
 

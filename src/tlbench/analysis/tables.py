@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tlbench.analysis.criteria import WORDS
 from tlbench.analysis.runs import ENV_FIELDS, ID_COLUMNS, read_history
 from tlbench.analysis.selection import select_run
 
@@ -87,6 +88,16 @@ def dataset_rows(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- tables
+
+
+def imbalanced_columns(runs: pd.DataFrame, split: str) -> dict[str, str]:
+    """``{column: words}`` of the balanced accuracy and macro-F1 of ``split`` that the runs
+    recorded (runs from before these metrics did not)."""
+    return {
+        f"{split}_{metric}": WORDS[metric]
+        for metric in ("balanced_accuracy", "macro_f1")
+        if f"{split}_{metric}" in runs and runs[f"{split}_{metric}"].notna().any()
+    }
 
 
 def mean_sd(values: Iterable[float], decimals: int = 4) -> str:

@@ -245,7 +245,7 @@ def prepare(
         missing = [raw.classes[c] for c, k in enumerate(class_counts["train"]) if k == 0]
         if missing:
             raise ValueError(f"no training images left for class(es) {missing}")
-        warnings = [
+        warnings = list(raw.warnings) + [
             f"class {raw.classes[c]!r} has training images but none in {', '.join(splits)}"
             for c in range(n)
             if (splits := [s for s in ("val", "test") if class_counts[s][c] == 0])

@@ -138,17 +138,34 @@ def archive_limits(options: dict[str, Any]) -> archives.Limits:
     )
 
 
-def register(name: str, **options: Option) -> Callable[[LoaderFn], LoaderFn]:
-    """Register a loader under ``name`` with its own ``options`` (name -> :class:`Option`)."""
+def register(
+    name: str,
+    *,
+    class_count: Callable[[dict[str, Any]], int | None] | None = None,
+    **options: Option,
+) -> Callable[[LoaderFn], LoaderFn]:
+    """Register a loader under ``name`` with its own ``options`` (name -> :class:`Option`).
+    ``class_count(options)``: how many classes it prepares, where the options tell
+    without reading the data (:func:`class_count`)."""
 
     def decorator(fn: LoaderFn) -> LoaderFn:
         clash = set(options) & (set(COMMON_OPTIONS) | {"loader"})
         if clash:
             raise ValueError(f"loader {name!r} redefines common options {sorted(clash)}")
         fn.options = options  # type: ignore[attr-defined]
+        fn.class_count = class_count  # type: ignore[attr-defined]
         return DATASETS.register(name)(fn)
 
     return decorator
+
+
+def class_count(config: dict[str, Any]) -> int | None:
+    """The number of classes a dataset config prepares, where known before preparing it
+    (e.g. ``hymenoptera``: 2, ``synthetic``: its ``num_classes``); None otherwise
+    (a ``folder``: its class folders)."""
+    name, options = resolve_options(config)
+    count = getattr(DATASETS.get(name), "class_count", None)
+    return None if count is None else count(options)
 
 
 def loader_options(name: str) -> dict[str, Option]:
@@ -249,6 +266,8 @@ class RawSplits:
     #: source files/folders not used (``{"path", "reason"}``): other extensions, empty folders
     unused: list[dict[str, str]] = field(default_factory=list)
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    #: the loader's warnings about its data (the manifest's ``warnings``, printed at prepare)
+    warnings: list[str] = field(default_factory=list)
 
     def split(self, name: str) -> SplitData:
         return {"train": self.train, "val": self.val, "test": self.test}[name]

@@ -45,6 +45,7 @@ def digits_images() -> tuple[np.ndarray, np.ndarray]:
 
 @register(
     "digits",
+    class_count=lambda options: 10,
     train_per_class=Option(None, (int,), "labelled training images per class (low-data)", positive),
     val_per_class=Option(
         None, (int,), "validation images per class (default train_per_class)", positive

@@ -39,6 +39,10 @@ image whose name does not match is an error naming it. Carved test and validatio
 splits then take whole groups (seeded, per class; a group must hold one class), the
 group ids are written with every split (``{split}_groups.npy``), validation's
 standard error counts groups and the verdict's bootstrap resamples them whole.
+
+A dataset whose largest class has at least :data:`IMBALANCE` times the images of its
+smallest is prepared with a warning (manifest ``warnings``, printed) naming the study
+config's ``selection.metric`` (balanced accuracy or macro-F1 instead of accuracy).
 """
 
 from __future__ import annotations
@@ -46,10 +50,12 @@ from __future__ import annotations
 import functools
 import os
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tlbench.core import hashing
 from tlbench.datasets import archives
@@ -74,6 +80,9 @@ from tlbench.datasets.folder_layout import (
 )
 from tlbench.datasets.groups import carve, group_of, valid_regex
 from tlbench.datasets.images import IMAGE_EXTENSIONS, Size, is_image_name
+
+#: A largest class with this many times the images of the smallest is warned about.
+IMBALANCE = 5.0
 
 
 @dataclass
@@ -350,6 +359,8 @@ def _load_tree(
     record: dict[str, Any] = {"path": str(source), "sha256": None}
     if source.is_file():
         record["sha256"] = hashing.sha256_file(source)
+    labels = np.concatenate([split.labels for split in (train, val, test)])
+    imbalance = imbalance_warning(classes, np.bincount(labels, minlength=len(classes)))
     return RawSplits(
         classes=classes,
         train=train,
@@ -360,4 +371,22 @@ def _load_tree(
         sources=[record],
         unused=surveyed.unused,
         cleanup=cleanup,
+        warnings=[imbalance] if imbalance else [],
+    )
+
+
+def imbalance_warning(classes: Sequence[str], counts: Sequence[int]) -> str | None:
+    """A warning when the largest class has at least :data:`IMBALANCE` times the images
+    of the smallest (over all splits): accuracy then rewards guessing the large classes,
+    and the study's ``selection.metric`` can choose by balanced accuracy or macro-F1."""
+    counts = np.asarray(counts)
+    big, small = int(np.argmax(counts)), int(np.argmin(counts))
+    if counts[big] < IMBALANCE * counts[small]:
+        return None
+    return (
+        f"the classes are imbalanced: the largest, {classes[big]!r} ({counts[big]} images), "
+        f"has {counts[big] / counts[small]:.1f}x the images of the smallest, "
+        f"{classes[small]!r} ({counts[small]}); accuracy rewards predicting the large "
+        "classes: consider `selection: {metric: balanced_accuracy}` (or macro_f1) in the "
+        "study config"
     )

@@ -222,6 +222,7 @@ def generate(
 
 @register(
     "fractal",
+    class_count=lambda options: options["num_classes"],
     num_classes=Option(32, (int,), "number of IFS classes", positive),
     per_class=Option(100, (int,), "images per class", positive),
     points=Option(4096, (int,), "chaos-game points per image", positive),

@@ -176,6 +176,7 @@ def _limit(rows: list[dict[str, Any]], limit: int, seed: int, grouped: bool) -> 
 
 @register(
     "gtsrb",
+    class_count=lambda options: len(options["classes"] or range(NUM_CLASSES)),
     val_fraction=Option(0.1, (float,), "fraction of each class's tracks for validation", fraction),
     roi_crop=Option(False, (bool,), "crop to the ROI box of the CSVs"),
     classes=Option(None, (list,), "only these class ids (0..42)"),

@@ -32,6 +32,7 @@ URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
 
 @register(
     "hymenoptera",
+    class_count=lambda options: 2,
     val_fraction=Option(0.1, (float,), "validation fraction carved from train/", fraction),
 )
 def load_hymenoptera(options: dict[str, Any], workdir: Path, seed: int, size: Size) -> RawSplits:

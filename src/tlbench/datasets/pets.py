@@ -60,6 +60,7 @@ def _read_bytes(limits: Limits, path: Path) -> bytes:
 
 @register(
     "oxford_iiit_pet",
+    class_count=lambda options: len(options["breeds"]) if options["breeds"] else None,
     breeds=Option(None, (list,), "only these breeds (names as in the official lists)"),
     val_fraction=Option(0.1, (float,), "validation fraction carved from trainval", fraction),
 )

@@ -50,6 +50,7 @@ def generate(
 
 @register(
     "synthetic",
+    class_count=lambda options: options["num_classes"],
     num_classes=Option(3, (int,), "number of classes", positive),
     per_class=Option(24, (int,), "images per class", positive),
     noise=Option(0.1, (float, int), "std of the pixel noise (1.0 = full range)"),

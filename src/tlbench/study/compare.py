@@ -279,7 +279,8 @@ def study_config(data: DataSummary, chosen: Plan, results: str = "results") -> d
         "training": {
             "epochs": chosen.epochs,
             "batch_size": 32,
-            "early_stopping": {"patience": max(2, chosen.epochs // 4), "monitor": "val_accuracy"},
+            # no monitor: val_accuracy, or the validation figure of a selection.metric added
+            "early_stopping": {"patience": max(2, chosen.epochs // 4)},
         },
         "seeds": list(chosen.seeds),
         "matrix": [

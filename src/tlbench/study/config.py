@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from jsonschema.exceptions import ValidationError
 
 from tlbench.analysis.transferability.scores import SCORES
 from tlbench.core.errors import StudyConfigError, TuningError, number_hint
+from tlbench.datasets.base import class_count
 from tlbench.datasets.budget import ALL as BUDGET_ALL
 from tlbench.datasets.budget import BudgetError, check_budget
 from tlbench.datasets.budget import label as budget_label
@@ -55,7 +56,32 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     resolved["resources"] = {**resources, **resolved.get("resources", {})}
     verdict = {k: v["default"] for k, v in props["verdict"]["properties"].items()}
     resolved["verdict"] = {**verdict, **resolved.get("verdict", {})}
+    selection = {k: v["default"] for k, v in props["selection"]["properties"].items()}
+    resolved["selection"] = {**selection, **resolved.get("selection", {})}
+    _monitor_selection(resolved, given=config.get("training", {}))
     return resolved
+
+
+def monitor_of(metric: str) -> str | None:
+    """The early-stopping monitor of ``selection.metric`` (None for ``auto``: the
+    training sections' own, ``val_accuracy`` by default)."""
+    return None if metric == "auto" else f"val_{metric}"
+
+
+def _monitor_selection(resolved: dict[str, Any], given: Mapping[str, Any]) -> None:
+    """``selection.metric`` other than auto: every ``early_stopping`` section that names
+    no monitor (the default one included) monitors the validation figure of the metric."""
+    monitor = monitor_of(resolved["selection"]["metric"])
+    if monitor is None:
+        return
+    sections = [resolved["training"]]
+    sections += [s.get("training", {}) for s in resolved["strategies"].values()]
+    sections += [block.get("training", {}) for block in resolved["matrix"]]
+    for index, training in enumerate(sections):
+        stop = training.get("early_stopping")
+        default = index == 0 and "early_stopping" not in given  # the schema's default
+        if isinstance(stop, dict) and (default or "monitor" not in stop):
+            training["early_stopping"] = {**stop, "monitor": monitor}
 
 
 def key_path(path: Iterator[Any] | Any) -> str:
@@ -187,15 +213,20 @@ def check_budgets(config: dict[str, Any]) -> None:
 
 
 def check_tuning(config: dict[str, Any]) -> None:
-    """Validate and fill every strategy's ``tuning`` section (tlbench.tuning)."""
+    """Validate and fill every strategy's ``tuning`` section (tlbench.tuning); its
+    ``metric`` (the objective) is the study's ``selection.metric`` unless it names one."""
 
     problems = []
+    metric = config["selection"]["metric"]
     for name, strategy in config["strategies"].items():
         if "tuning" not in strategy:
             continue
         try:
             where = f"strategies.{name}.tuning"
-            strategy["tuning"] = resolve_tuning(strategy["name"], strategy["tuning"], where)
+            section = dict(strategy["tuning"])
+            if metric != "auto":  # the study's selection.metric, unless the section names one
+                section.setdefault("metric", metric)
+            strategy["tuning"] = resolve_tuning(strategy["name"], section, where)
         except TuningError as error:
             problems.append(str(error))
     if problems:
@@ -250,6 +281,29 @@ def check_prescreen(config: dict[str, Any]) -> None:
                     f"matrix[{index}].backbones[{pos}]: {name!r} has random weights "
                     f"(backbones.{name}.weights: none): nothing to score for {where}"
                 )
+    if problems:
+        raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
+
+
+def check_selection(
+    config: dict[str, Any], dataset_config: Callable[[str], dict[str, Any]]
+) -> None:
+    """``selection.metric: roc_auc`` needs two classes: an error naming every dataset whose
+    options say it has more (``dataset_config(name)``: the config its loader takes; a
+    folder's classes are known only once prepared: the selection errors there)."""
+    if config["selection"]["metric"] != "roc_auc":
+        return
+    problems = []
+    for name in config["datasets"]:
+        try:
+            count = class_count(dataset_config(name))
+        except (ValueError, KeyError):
+            continue  # a bad dataset entry: its own check names it
+        if count is not None and count != 2:
+            problems.append(
+                f"selection.metric: 'roc_auc' is for two-class datasets; datasets.{name} "
+                f"has {count} classes (use balanced_accuracy, macro_f1 or accuracy)"
+            )
     if problems:
         raise StudyConfigError("invalid study config:\n  " + "\n  ".join(problems))
 

@@ -22,6 +22,7 @@ from tlbench.study.config import (
     check_names,
     check_prescreen,
     check_sections,
+    check_selection,
     check_tuning,
     validate_config,
 )
@@ -50,6 +51,7 @@ def load_study(config: Mapping[str, Any], *, check_specs: bool = True) -> Study:
     check_sections(resolved)
     runs = expand_runs(resolved)
     study = Study(resolved, runs)
+    check_selection(resolved, study.dataset_config)
     check_results_folder(study)
     if check_specs:
         _check_specs(study)

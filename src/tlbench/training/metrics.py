@@ -1,8 +1,9 @@
 """Classification metrics of one split, as plain JSON-ready Python values.
 
 :func:`classification_metrics` takes the true labels and the predicted class
-probabilities of a split and returns accuracy, cross-entropy loss, top-5
-accuracy (when there are at least 5 classes), ROC AUC (binary: AUC of the
+probabilities of a split and returns accuracy, balanced accuracy and macro-F1
+(scikit-learn's, :func:`label_metrics`: for imbalanced data), cross-entropy loss,
+top-5 accuracy (when there are at least 5 classes), ROC AUC (binary: AUC of the
 positive class, i.e. class index 1; otherwise macro one-vs-rest), per-class
 accuracy and the confusion matrix (rows = true class, columns = predicted).
 """
@@ -86,6 +87,20 @@ def _roc_auc(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> tuple
     return float(np.mean(per_class)), None
 
 
+def label_metrics(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """``balanced_accuracy`` (mean per-class recall over the classes in ``labels``) and
+    ``macro_f1`` (mean per-class F1 over the classes in ``labels`` or ``predicted``; a
+    class never predicted has F1 0), both scikit-learn's
+    (``balanced_accuracy_score``, ``f1_score(average="macro")``)."""
+    # deferred: scikit-learn only where the metrics are computed
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    return {
+        "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+        "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+    }
+
+
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> list[list[int]]:
     """Confusion matrix as a list of lists; rows are true classes, columns predicted."""
     matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
@@ -96,7 +111,8 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) 
 def classification_metrics(y_true: Any, y_prob: Any, classes: Sequence[str]) -> dict[str, Any]:
     """Metrics of one split from integer labels ``y_true`` (N,) and probabilities ``y_prob`` (N, C).
 
-    Returns a dict of plain Python values: ``n``, ``accuracy``, ``loss`` (mean
+    Returns a dict of plain Python values: ``n``, ``accuracy``,
+    ``balanced_accuracy``, ``macro_f1`` (:func:`label_metrics`), ``loss`` (mean
     categorical cross-entropy with probabilities clipped to ``[1e-7, 1-1e-7]``),
     ``top5_accuracy`` (only when C >= 5), ``roc_auc`` (``None`` plus
     ``roc_auc_note`` when undefined), ``per_class_accuracy`` ({class: accuracy},
@@ -112,6 +128,7 @@ def classification_metrics(y_true: Any, y_prob: Any, classes: Sequence[str]) -> 
     result: dict[str, Any] = {
         "n": int(n),
         "accuracy": float(np.mean(correct)),
+        **label_metrics(labels, predicted),
         "loss": float(-np.mean(np.log(true_prob))),
     }
     if n_classes >= 5:

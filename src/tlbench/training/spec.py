@@ -49,6 +49,8 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
       batch_size: 32             # >= 1
       epochs: 10                 # >= 1
       early_stopping: {patience: 3, monitor: val_accuracy}  # or null (off); restores the best epoch
+                                 # monitor: val_accuracy | val_loss | val_balanced_accuracy
+                                 # | val_macro_f1 | val_roc_auc (two classes)
       input_size: null           # model input side; null = the prepared size; Resizing if different
       interpolation: bilinear    # bilinear | nearest | bicubic | lanczos3 | lanczos5
       mixed_precision: false
@@ -93,7 +95,7 @@ REQUIRED = "<required>"
 HEAD_TYPES = {"gap_dense": [], "mlp": [512, 256, 128]}
 OPTIMIZERS = ("adam", "sgd")
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5")
-MONITORS = ("val_accuracy", "val_loss")
+MONITORS = ("val_accuracy", "val_loss", "val_balanced_accuracy", "val_macro_f1", "val_roc_auc")
 SCHEDULE_PARAMS: dict[str, dict[str, Any]] = {
     "constant": {},
     "exponential": {"decay_rate": 0.5, "decay_epochs": 1.0},

@@ -30,6 +30,7 @@ from tlbench.training.callbacks import (
     NaNGuard,
     ResumeCallback,
 )
+from tlbench.training.epoch_metrics import monitored_metrics
 from tlbench.training.feature_cache import features_for_run
 from tlbench.training.jit import compile_options
 from tlbench.training.optimizers import EpochSchedule, build_optimizer
@@ -68,10 +69,16 @@ class Trainer:
         # compiled call, since per-step Python overhead dominates such tiny steps.
         images = len(train[0]) if isinstance(train, tuple) else len(getattr(train, "x", ()))
         steps = math.ceil(images / training["batch_size"]) if isinstance(train, tuple) else 1
+        stop = training["early_stopping"] if early_stopping else None
+        compiled = []
+        if metrics:  # the accuracy, and the metric early stopping monitors when another
+            compiled = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+            monitor = stop["monitor"] if stop is not None else None
+            compiled += monitored_metrics(monitor, int(model.outputs[0].shape[-1]))
         model.compile(
             optimizer=build_optimizer(training, phase.learning_rate, multipliers),
             loss=loss,
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")] if metrics else [],
+            metrics=compiled,
             steps_per_execution=steps,
             **compile_options(training, model, work=images * phase.epochs),
         )
@@ -99,11 +106,13 @@ class Trainer:
         callbacks.append(EpochSeed(self.spec["seed"], start))
         if self.resume is not None:
             callbacks.append(Heartbeat(self.resume))
-        stop = training["early_stopping"] if early_stopping else None
         stopper = None
         if stop is not None:
             stopper = keras.callbacks.EarlyStopping(
-                monitor=stop["monitor"], patience=stop["patience"], restore_best_weights=True
+                monitor=stop["monitor"],
+                mode="min" if stop["monitor"] == "val_loss" else "max",
+                patience=stop["patience"],
+                restore_best_weights=True,
             )
             callbacks.append(stopper)
         if per_epoch:

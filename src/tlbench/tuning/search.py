@@ -24,7 +24,9 @@ Tuning section (defaults shown; checked by :mod:`tlbench.tuning.space`)::
         # decay: {min: 0.1, max: 1.0}                      # discriminative_lr, linear
 
 The objective is the validation accuracy (``val_accuracy``), or for two
-classes the validation ROC AUC (``val_roc_auc``); trials read the train and
+classes the validation ROC AUC (``val_roc_auc``); with the study's
+``selection.metric`` (the tuning section's ``metric``) the validation figure of that
+metric (``val_balanced_accuracy``, ``val_macro_f1``, ...); trials read the train and
 val splits only, never the test split. Every trial trains from scratch
 as a run does (:func:`tlbench.models.assembly.build_model`, then the strategy's
 :meth:`~tlbench.strategies.Strategy.train`, so two-phase training compiles and fits
@@ -122,16 +124,19 @@ class _Search:
         self.classes = [str(c) for c in data.classes]
         self.splits = {name: data.split(name) for name in ("train", "val")}
         self.image_shape = tuple(int(s) for s in self.splits["train"][0].shape[1:])
-        self.objective = objective_name(len(self.classes))
+        self.objective = objective_name(len(self.classes), tuning.get("metric", "auto"))
 
     def score(self, y: Any, prob: Any) -> dict[str, float]:
-        """Validation accuracy and, for two classes, ROC AUC."""
+        """Validation accuracy and the objective's figure (ROC AUC, balanced accuracy or
+        macro-F1) when it is another."""
 
         metrics = classification_metrics(y, prob, self.classes)
         out = {"val_accuracy": float(metrics["accuracy"])}
         if self.objective == "val_roc_auc":
             auc = metrics.get("roc_auc")
             out["val_roc_auc"] = float(auc) if auc is not None else 0.5
+        elif self.objective != "val_accuracy":
+            out[self.objective] = float(metrics[self.objective.removeprefix("val_")])
         return out
 
     def trial_spec(self, values: Mapping[str, Any], epochs: int | None) -> dict[str, Any]:

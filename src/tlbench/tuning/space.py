@@ -72,9 +72,15 @@ def resolve_tuning(strategy: str, tuning: Mapping[str, Any], where: str = "tunin
         raise TuningError(f"{where}.max_epochs: {out['max_epochs']!r} must be an integer >= 1")
     if not _is_int(out["seed"]) or out["seed"] < 0:
         raise TuningError(f"{where}.seed: {out['seed']!r} must be an integer >= 0")
+    if out["metric"] not in METRICS:
+        raise TuningError(
+            f"{where}.metric: {out['metric']!r} is not valid; valid metrics: {', '.join(METRICS)}"
+        )
     out["space"] = resolve_space(strategy, out["space"], f"{where}.space")
-    # keep the chosen tuner's settings only (so a resolved section resolves to itself)
+    # keep the chosen tuner's settings only (so a resolved section resolves to itself);
+    # metric only when not auto (a section resolved before it existed keeps its search key)
     keep = {"tuner", "seed", "space", *TUNER_KEYS[out["tuner"]]}
+    keep |= {"metric"} if out["metric"] != "auto" else set()
     return {k: v for k, v in out.items() if k in keep}
 
 
@@ -175,9 +181,17 @@ def check_space_against_backbone(
             )
 
 
-def objective_name(num_classes: int) -> str:
-    """``val_roc_auc`` for binary data, ``val_accuracy`` otherwise."""
-    return "val_roc_auc" if num_classes == 2 else "val_accuracy"
+def objective_name(num_classes: int, metric: str = "auto") -> str:
+    """The search's objective, the validation figure of ``metric`` (a tuning section's,
+    :data:`METRICS`); ``auto``: ``val_roc_auc`` for binary data, ``val_accuracy``
+    otherwise. ``roc_auc`` needs two classes (:class:`TuningError`)."""
+    if metric == "auto":
+        return "val_roc_auc" if num_classes == 2 else "val_accuracy"
+    if metric == "roc_auc" and num_classes != 2:
+        raise TuningError(
+            f"tuning metric 'roc_auc' is for two classes; the dataset has {num_classes}"
+        )
+    return f"val_{metric}"
 
 
 # --------------------------------------------------------------------------- applying values
@@ -217,7 +231,11 @@ DEFAULTS: dict[str, Any] = {
     "max_trials": 10,
     "seed": 0,
     "space": None,
+    "metric": "auto",
 }
+#: ``metric`` of a tuning section: what the objective is (the study's ``selection.metric``,
+#: set by the study config; :func:`objective_name`).
+METRICS = ("auto", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
 #: What each strategy can tune (``learning_rate`` -> ``training.learning_rate``,
 #: everything else -> ``strategy.params.<name>``).
 TUNABLE: dict[str, tuple[str, ...]] = {

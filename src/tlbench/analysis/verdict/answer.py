@@ -78,7 +78,7 @@ def _listed(rows: pd.DataFrame, why: bool = False) -> str:
     texts = []
     for _, row in rows.iterrows():
         text = f"{name(row)} [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}]"
-        if why:
+        if why and (row["reason"] or row["seeds_text"]):
             text += (
                 f" ({row['reason']})"
                 if row["reason"]
@@ -119,7 +119,8 @@ def answer(
     """One dataset's verdict from its cell table (:func:`assess.dataset_cells`, the
     chosen cell first), their replicates and the dataset's finished runs ``rows``.
 
-    * ``selected`` with ``test_accuracy`` and ``ci_low``..``ci_high``; what validation
+    * ``selected`` with ``test_accuracy``, the ``compared`` test quantity's ``test_value``
+      and its ``ci_low``..``ci_high`` (differences and the gain are of it too); what validation
       could tell (``val_n``, ``val_groups``, ``val_se``, ``val_warning``, ``val_close``);
     * ``equivalent``: the cells equivalent to it, ``inconclusive``: those the data
       cannot tell from it (with why, or the seeds to resolve), ``better_on_test``:
@@ -150,6 +151,8 @@ def answer(
         "selected": name(best),
         "seeds": int(best["seeds"]),
         "test_accuracy": best["test_accuracy"],
+        "compared": best.get("compared", "accuracy"),
+        "test_value": best.get("test_value", best["test_accuracy"]),
         "ci_low": best["ci_low"],
         "ci_high": best["ci_high"],
         **_validation(rows, name(best)),
@@ -186,12 +189,13 @@ def answer(
     without = np.flatnonzero(table["pretrained"].to_numpy() == False)  # noqa: E712
     if len(with_weights) and len(without):
         p, s = int(with_weights[0]), int(without[0])  # validation order: first is best
+        values = table["test_value"] if "test_value" in table else table["test_accuracy"]
         gain = intervals(replicates, [(p, s)], level, simultaneous=False).iloc[0]
         verdict, reason = judge(replicates, p, s, gain["low"], gain["high"], margin)
         record.update(
             best_pretrained=name(table.iloc[p]),
             best_scratch=name(table.iloc[s]),
-            transfer_gain=table["test_accuracy"].iloc[p] - table["test_accuracy"].iloc[s],
+            transfer_gain=values.iloc[p] - values.iloc[s],
             gain_low=float(gain["low"]),
             gain_high=float(gain["high"]),
             gain_verdict=verdict,

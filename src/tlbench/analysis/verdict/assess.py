@@ -41,6 +41,14 @@ cells (the pairing). The intervals of a family of differences hold together
 widened to Student's t with the Welch-Satterthwaite degrees of freedom of the
 seed level. tests/test_verdict.py measures the coverage by simulation. A cell with
 one seed of a stochastic strategy is never equivalent, better or worse.
+
+What is compared (``compared``): test accuracy, unless the study's ``selection.metric``
+is ``balanced_accuracy`` or ``macro_f1``: then that metric, whose replicates are
+recomputed from the resampled images' true and predicted labels
+(:func:`tlbench.analysis.verdict.bootstrap.bootstrap_labels`; no run-noise correction
+of the image level: a little conservative), and the seeds to resolve, a power model of
+accuracy, are not given. The pairwise and BatchNorm tables
+(:mod:`tlbench.analysis.verdict.pairs`) and the learning curves compare accuracy.
 """
 
 from __future__ import annotations
@@ -64,6 +72,7 @@ from tlbench.analysis.verdict.bootstrap import (
     Cell,
     Replicates,
     bootstrap_cells,
+    compared_metric,
     load_cells,
 )
 from tlbench.analysis.verdict.intervals import (
@@ -142,7 +151,10 @@ def dataset_cells(
     """One dataset's cells in validation order with intervals and outcomes.
 
     Returns the table and the bootstrap replicates (cells in the table's
-    order). The first row is the validation-selected cell; every other row
+    order). ``compared``: the test quantity the intervals and differences are of
+    (:func:`tlbench.analysis.verdict.bootstrap.compared_metric`: accuracy, or the
+    balanced accuracy or macro-F1 of ``selection.metric``), ``test_value`` its value,
+    ``test_accuracy`` the accuracy always. The first row is the validation-selected cell; every other row
     compares with it (``difference`` = cell - selected): ``diff_low``..``diff_high``
     hold simultaneously over the dataset's family of comparisons with the selected
     cell (``family``: their number), ``marginal_low``..``marginal_high`` is the
@@ -155,13 +167,16 @@ def dataset_cells(
     order = validation_order(rows)
     by_key = {c.key: c for c in cells}
     ordered = [by_key[tuple(map(str, k))] for k in order[CELL].itertuples(index=False)]
-    replicates = bootstrap_cells(ordered, reps, seed)
+    compared = compared_metric(rows)
+    replicates = bootstrap_cells(ordered, reps, seed, compared)
+    chosen = ordered[0].value(compared)
     contrasts = [(position, 0) for position in range(1, len(ordered))]
     family = intervals(replicates, contrasts, level)
     alone = intervals(replicates, contrasts, level, simultaneous=False)
     records = []
     for position, cell in enumerate(ordered):
         accuracy = float(cell.correct.mean())
+        value = accuracy if compared == "accuracy" else cell.value(compared)
         low, high = interval(replicates, position, level=level)
         record = {
             **dict(zip(CELL, cell.key, strict=True)),
@@ -170,6 +185,8 @@ def dataset_cells(
             "criterion": order["criterion"].iloc[position],
             "validation": order["validation"].iloc[position],
             "test_accuracy": accuracy,
+            "compared": compared,
+            "test_value": value,
             "ci_low": low,
             "ci_high": high,
             **cell_costs(cell.rows),  # answer.COST_COLUMNS
@@ -185,13 +202,13 @@ def dataset_cells(
             k = position - 1
             d_low, d_high = float(family["low"].iloc[k]), float(family["high"].iloc[k])
             verdict, reason = judge(replicates, position, 0, d_low, d_high, margin)
-            needed = (
+            needed = (  # the power model is of accuracy (per-image correctness)
                 power.seeds_to_resolve([c.correct for c in ordered], position, 0, margin)
-                if verdict == INCONCLUSIVE
+                if verdict == INCONCLUSIVE and compared == "accuracy"
                 else None
             )
             record.update(
-                difference=accuracy - float(ordered[0].correct.mean()),
+                difference=value - chosen,
                 diff_low=d_low,
                 diff_high=d_high,
                 marginal_low=float(alone["low"].iloc[k]),
@@ -317,7 +334,8 @@ def assess(
 #: Columns of :func:`ranking` (the report's strategy ranking).
 RANKING_COLUMNS = [
     "dataset", "rank", "backbone", "strategy", "augmentation", "seeds", "criterion",
-    "validation", "test_accuracy", "ci_low", "ci_high", "difference", "diff_low", "diff_high",
+    "validation", "test_accuracy", "compared", "test_value", "ci_low", "ci_high", "difference",
+    "diff_low", "diff_high",
     "verdict", "non_inferior", "reason", "family", "seed_variance", "seeds_to_resolve", "train_seconds",
     "forward_flops", "params_total", "flops_seen", "peak_rss_mb",
 ]  # fmt: skip

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import sparse, stats
 
-from tlbench.analysis.runs import read_correct, read_groups
+from tlbench.analysis.criteria import selection_metric
+from tlbench.analysis.runs import read_groups, read_predicted
+from tlbench.training.metrics import label_metrics
 
 #: Identity of a cell (a run without its seed).
 CELL = ["dataset", "backbone", "strategy", "augmentation"]
@@ -33,6 +35,11 @@ POOL_BELOW = 5
 HOMOGENEITY = 0.10
 #: ``Replicates.source`` of a cell whose seed variance is the pooled one.
 POOLED = -1
+#: The quantities the verdict compares on test: accuracy (``selection.metric`` auto,
+#: accuracy or roc_auc), or the balanced accuracy or macro-F1 that chose.
+COMPARED = ("accuracy", "balanced_accuracy", "macro_f1")
+#: Bootstrap replicates of a recomputed metric drawn at a time (memory: this many x images).
+CHUNK = 250
 
 
 # --------------------------------------------------------------------------- reading runs
@@ -46,11 +53,30 @@ class Cell:
     correct: np.ndarray  #: (seeds, test images) bool: run s classified image i correctly
     rows: pd.DataFrame  #: the cell's finished runs (study table rows)
     groups: np.ndarray | None = None  #: the test images' group ids (None: independent)
+    y_true: np.ndarray | None = None  #: (test images,) the test labels
+    predicted: np.ndarray | None = None  #: (seeds, test images) the labels run s predicted
 
     @property
     def name(self) -> str:
         """``backbone/strategy/augmentation``."""
         return "/".join(self.key[1:])
+
+    def value(self, metric: str = "accuracy") -> float:
+        """The cell's test ``metric`` (:data:`COMPARED`): the mean over its seeds of each
+        run's (scikit-learn's balanced accuracy and macro-F1,
+        :func:`tlbench.training.metrics.label_metrics`)."""
+        if metric == "accuracy":
+            return float(self.correct.mean())
+        if self.predicted is None or self.y_true is None:
+            raise ValueError(f"cell {self.name}: no predicted labels to compute {metric} from")
+        return float(np.mean([label_metrics(self.y_true, p)[metric] for p in self.predicted]))
+
+
+def compared_metric(rows: pd.DataFrame) -> str:
+    """What the verdict compares on test (:data:`COMPARED`) for a study table's rows:
+    the balanced accuracy or macro-F1 of ``selection.metric``, else accuracy."""
+    metric = selection_metric(rows)
+    return metric if metric in COMPARED else "accuracy"
 
 
 def load_cells(study: pd.DataFrame) -> dict[str, list[Cell]]:
@@ -67,9 +93,9 @@ def load_cells(study: pd.DataFrame) -> dict[str, list[Cell]]:
         reference: tuple[Any, np.ndarray, np.ndarray | None] | None = None
         for key, rows in runs.groupby(CELL[1:], sort=True):
             rows = rows.sort_values("seed")
-            correct = []
+            predicted = []
             for path in rows["path"]:
-                y_true, right = read_correct(path)
+                y_true, labels = read_predicted(path)
                 groups = read_groups(path)
                 if reference is None:
                     reference = (path, y_true, groups)
@@ -85,17 +111,32 @@ def load_cells(study: pd.DataFrame) -> dict[str, list[Cell]]:
                         f"runs of dataset {dataset!r} have different test groups: "
                         f"{path} and {reference[0]} (prepared from different data?)"
                     )
-                correct.append(right)
+                predicted.append(labels)
+            labels = np.vstack(predicted)
             cells.setdefault(str(dataset), []).append(
-                Cell((str(dataset), *map(str, key)), np.vstack(correct), rows, reference[2])
+                Cell(
+                    (str(dataset), *map(str, key)),
+                    labels == reference[1],
+                    rows,
+                    reference[2],
+                    reference[1],
+                    labels,
+                )
             )
     return cells
 
 
-def bootstrap_cells(cells: Sequence[Cell], reps: int = REPS, seed: int = SEED) -> Replicates:
-    """:func:`bootstrap` of one dataset's cells, resampling their test groups when
-    the dataset declares them."""
-    return bootstrap([c.correct for c in cells], reps, seed, groups=cells[0].groups)
+def bootstrap_cells(
+    cells: Sequence[Cell], reps: int = REPS, seed: int = SEED, metric: str = "accuracy"
+) -> Replicates:
+    """:func:`bootstrap` of one dataset's cells' test accuracy, or
+    :func:`bootstrap_labels` of their balanced accuracy or macro-F1 (``metric``),
+    resampling their test groups when the dataset declares them."""
+    if metric == "accuracy":
+        return bootstrap([c.correct for c in cells], reps, seed, groups=cells[0].groups)
+    return bootstrap_labels(
+        cells[0].y_true, [c.predicted for c in cells], metric, reps, seed, groups=cells[0].groups
+    )
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -268,3 +309,86 @@ def _denoise(effects: np.ndarray, weights: np.ndarray, noise: np.ndarray) -> np.
     target, basis = np.linalg.eigh(cov - np.diag(noise))
     sqrt = (basis * np.sqrt(np.clip(target, 0, None))) @ basis.T
     return inv_sqrt @ sqrt
+
+
+def from_counts(
+    metric: str, true: np.ndarray, hits: np.ndarray, predicted: np.ndarray
+) -> np.ndarray:
+    """Balanced accuracy or macro-F1 from per-class counts (last axis: classes) of the
+    true labels, the hits and the predicted labels, as scikit-learn defines them:
+    recall averaged over the classes present in the labels; F1 over the classes in
+    the labels or the predictions."""
+    if metric == "balanced_accuracy":
+        scores, counted = hits / np.maximum(true, 1e-12), true > 0
+    elif metric == "macro_f1":
+        both = true + predicted
+        scores, counted = 2 * hits / np.maximum(both, 1e-12), both > 0
+    else:
+        raise ValueError(f"metric {metric!r}; recomputed metrics: balanced_accuracy, macro_f1")
+    return (scores * counted).sum(axis=-1) / np.maximum(counted.sum(axis=-1), 1)
+
+
+def bootstrap_labels(
+    y_true: np.ndarray,
+    predicted: Sequence[np.ndarray],
+    metric: str,
+    reps: int = REPS,
+    rng: np.random.Generator | int = SEED,
+    *,
+    groups: np.ndarray | Sequence[Any] | None = None,
+    stochastic: Sequence[bool] | np.ndarray | None = None,
+    pool_below: int = POOL_BELOW,
+) -> Replicates:
+    """Replicates of each cell's test ``metric`` (balanced accuracy or macro-F1), which
+    is not a mean of per-image scores: every replicate draws the test images (or
+    groups) once for all cells (paired) and recomputes each run's metric from the
+    drawn images' true and predicted labels (their confusion matrix, weighted by how
+    often each image was drawn); the cell's value is the mean over its seeds, plus a
+    normal draw of its seed level with the variance of :func:`seed_variances` of the
+    runs' metrics. Unlike :func:`bootstrap` the image level keeps the run-by-image
+    noise the seed level carries too: intervals of cells with several seeds are a
+    little wider (conservative). ``predicted``: per cell ``(seeds, images)`` labels.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    n = len(y_true)
+    if not predicted or n < 1 or reps < 1:
+        raise ValueError("bootstrap_labels needs cells, test images and reps >= 1")
+    for c, m in enumerate(predicted):
+        if m.ndim != 2 or m.shape[1] != n or m.shape[0] < 1:
+            raise ValueError(f"cell {c}: labels have shape {m.shape}, expected (seeds >= 1, {n})")
+    rng = np.random.default_rng(rng)
+    random = np.ones(len(predicted), bool) if stochastic is None else np.asarray(stochastic, bool)
+    unit = (
+        np.arange(n)
+        if groups is None
+        else np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
+    )
+    units = int(unit.max()) + 1
+    k = int(max(y_true.max(), *(int(m.max()) for m in predicted))) + 1
+    rows = np.arange(n)
+    # per run: image -> its cell of the k x k confusion matrix (true row, predicted column)
+    runs = [
+        sparse.csr_matrix((np.ones(n), (rows, y_true * k + p)), shape=(n, k * k))
+        for m in predicted
+        for p in m
+    ]
+    per_seed = [np.array([label_metrics(y_true, p)[metric] for p in m]) for m in predicted]
+    seeds = np.array([m.shape[0] for m in predicted])
+    owner = np.repeat(np.arange(len(predicted)), seeds)
+    values = np.zeros((reps, len(predicted)))
+    for start in range(0, reps, CHUNK):
+        size = min(CHUNK, reps - start)
+        weights = rng.multinomial(units, np.full(units, 1 / units), size=size)[:, unit]
+        for run, matrix in enumerate(runs):
+            confusion = np.asarray((matrix.T @ weights.T).T).reshape(size, k, k)
+            score = from_counts(
+                metric,
+                confusion.sum(axis=2),
+                np.diagonal(confusion, axis1=1, axis2=2),
+                confusion.sum(axis=1),
+            )
+            values[start : start + size, owner[run]] += score / seeds[owner[run]]
+    variance, df, source = seed_variances(per_seed, random, pool_below)
+    values += rng.standard_normal((reps, len(predicted))) * np.sqrt(variance / seeds)
+    means = np.array([p.mean() for p in per_seed])
+    return Replicates(values, means, variance / seeds, df, source, seeds, random, units, n)

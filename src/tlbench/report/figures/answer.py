@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from tlbench.analysis.criteria import WORDS
 from tlbench.report.figures.base import save_figure
 
 #: Colour of each outcome (the chosen cell, the four outcomes).
@@ -90,7 +91,9 @@ def _panel(ax, cost, table: pd.DataFrame, margin: float) -> None:
     ax.set_yticks(ys, names, fontsize=7)
     ax.set_ylim(len(ys) - 0.5, -0.5)
     ax.set_title(str(table["dataset"].iloc[0]), loc="left", fontsize=9, fontweight="bold")
-    ax.set_xlabel("test accuracy difference to the chosen cell", fontsize=7)
+    compared = table["compared"].iloc[0] if "compared" in table else "accuracy"
+    words = WORDS.get(compared, "accuracy") if isinstance(compared, str) else "accuracy"
+    ax.set_xlabel(f"test {words} difference to the chosen cell", fontsize=7)
     ax.tick_params(axis="x", labelsize=7)
     seconds = table["train_seconds"].astype(float)
     cost.barh(ys, seconds.where(seconds > 0, math.nan), color="#bbbbbb")

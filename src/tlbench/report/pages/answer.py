@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tlbench.analysis.criteria import WORDS
 from tlbench.analysis.verdict.answer import cost_column
 from tlbench.report.pages.costs import cost_words
 
@@ -76,6 +77,9 @@ def answer_text(
         key = key if isinstance(key, tuple) else (key,)  # (dataset,) or (dataset, budget)
         where = f"{key[0]}, {_budget(key[1])}" if len(key) == 2 else str(key[0])
         others = group[group["rank"] != 1]
+        compared = best.get("compared")  # the quantity compared; accuracy before it was named
+        compared = compared if isinstance(compared, str) and compared in WORDS else "accuracy"
+        value = "test_accuracy" if compared == "accuracy" else "test_value"
         shown = others["verdict"] == EQUIVALENT
         if "non_inferior" in others:
             shown |= others["non_inferior"].astype(str).str.lower() == "true"
@@ -89,7 +93,7 @@ def answer_text(
         lines += [
             f"{where}: chosen by validation: {_cell(best)}",
             *_validation_line(verdict, key),
-            f"  test accuracy {best['test_accuracy']:.3f} (95 % interval {best['ci_low']:.3f} "
+            f"  test {WORDS[compared]} {best[value]:.3f} (95 % interval {best['ci_low']:.3f} "
             f"to {best['ci_high']:.3f}, {int(best['seeds'])} seed{'' if int(best['seeds']) == 1 else 's'})",
             f"  shown as good as it on test (equivalent or non-inferior): {names}",
             f"  not told apart from it (inconclusive: more seeds or test images): {undecided}",

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from tlbench.analysis import tables
 from tlbench.analysis.lookcount import looks_sentence, total_looks
 from tlbench.analysis.tables import SPLIT_LABELS, is_pilot, mean_sd, ok_runs, reported_split
 from tlbench.analysis.verdict.intervals import OUTCOMES
@@ -35,11 +36,11 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
 
     A pilot study (test split sealed) shows validation figures in place of test ones.
     """
-
     split = reported_split(df)
     shown = SPLIT_LABELS[split]
     runs = ok_runs(df)
     binary = bool((runs["num_classes"] == 2).all()) if len(runs) else False
+    imbalanced = tables.imbalanced_columns(runs, split)
     rows = []
     for keys, group in runs.groupby(CELL, sort=False):
         first = group.iloc[0]
@@ -51,6 +52,7 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
                 "px": first["input_size"],
                 "seeds": len(group),
                 f"{shown} accuracy": mean_sd(group[f"{split}_accuracy"]),
+                **{f"{shown} {w}": mean_sd(group[c]) for c, w in imbalanced.items()},
                 f"{shown} loss": mean_sd(group[f"{split}_loss"]),
                 "train accuracy": mean_sd(group["train_accuracy"]),
                 "train loss": mean_sd(group["train_loss"]),

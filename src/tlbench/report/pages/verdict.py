@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from tlbench.analysis import tables
+from tlbench.analysis.criteria import LABELS, WORDS
 from tlbench.analysis.set_aside import set_aside, with_set_aside
 from tlbench.analysis.verdict.across import AcrossDatasets, across_or_none
 from tlbench.analysis.verdict.answer import DEFAULT_COST
@@ -56,9 +57,17 @@ def validation_words(v: Any) -> str:
     return f" on {what}" + (f" (standard error {se:.4f})" if se is not None else "")
 
 
+def compared_value(v: Any) -> float:
+    """The chosen cell's test value of the quantity the verdict compares (accuracy in a
+    verdict written before ``compared``)."""
+    value = _number(v, "test_value")
+    return v["test_accuracy"] if value is None else value
+
+
 def answer_lines(v: Any) -> list[str]:
     """One dataset's verdict in sentences (reStructuredText bullets after a sentence)."""
-    criterion = "validation ROC AUC" if v["criterion"] == "val_roc_auc" else "validation accuracy"
+    criterion = LABELS.get(v["criterion"], "validation accuracy")
+    compared = WORDS[text(v, "compared") or "accuracy"]
     at = f" at label budget {v['budget']}" if isinstance(v.get("budget"), str) else ""
     close, warning = text(v, "val_close"), text(v, "val_warning")
     choose = f" {warning}." if warning else ""
@@ -69,8 +78,8 @@ def answer_lines(v: Any) -> list[str]:
         )
     lines = [
         f"**{v['dataset']}**{at}: chosen by mean {criterion} over seeds"
-        f"{validation_words(v)}: ``{v['selected']}``, test accuracy "
-        f"{v['test_accuracy']:.4f} (95 % interval {v['ci_low']:.4f} to {v['ci_high']:.4f}, "
+        f"{validation_words(v)}: ``{v['selected']}``, test {compared} "
+        f"{compared_value(v):.4f} (95 % interval {v['ci_low']:.4f} to {v['ci_high']:.4f}, "
         f"{v['seeds']} seed{'s' if v['seeds'] != 1 else ''}).{choose}",
         "",
     ]
