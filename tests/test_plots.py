@@ -14,6 +14,7 @@ from test_tables import fake_metrics
 
 from tlbench.analysis import runs as analysis_runs
 from tlbench.analysis import tables
+from tlbench.analysis.reconstructions import load_reconstructions
 from tlbench.report import render
 from tlbench.report.figures import base, study
 from tlbench.report.figures import runs as run_figures
@@ -163,7 +164,7 @@ def test_reconstructions(tmp_path):
     ok = make_run(tmp_path, "ae", fake_metrics(strategy="autoencoder"))
     np.savez(ok / "reconstructions.npz", images=images, stage2=images * 0.5, stage1=images * 0.9,
              stage10=images * 0.1)  # fmt: skip
-    loaded, stages = analysis_runs.load_reconstructions(ok / "reconstructions.npz")
+    loaded, stages = load_reconstructions(ok / "reconstructions.npz")
     assert [name for name, _ in stages] == ["stage1", "stage2", "stage10"]
     failed = make_run(tmp_path, "ae_failed", fake_metrics(strategy="autoencoder", seed=1,
                                                           status="failed"))  # fmt: skip
@@ -184,7 +185,7 @@ def test_reconstructions_bad_file(tmp_path):
         run / "reconstructions.npz", images=np.zeros((2, 8, 8, 3)), recon=np.zeros((2, 8, 8, 3))
     )
     with pytest.raises(ValueError, match="unexpected key.*recon"):
-        analysis_runs.load_reconstructions(run / "reconstructions.npz")
+        load_reconstructions(run / "reconstructions.npz")
 
 
 def test_prediction_grid(study_runs, tmp_path):

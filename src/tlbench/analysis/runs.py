@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -93,43 +92,6 @@ def read_history(path: str | os.PathLike) -> pd.DataFrame:
             f"expected {', '.join(CURVE_COLUMNS)} (docs/ARCHITECTURE.md)"
         )
     return history
-
-
-def load_reconstructions(
-    path: str | os.PathLike,
-) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
-    """``(images, [(stage name, reconstructions), ...])`` from a ``reconstructions.npz``.
-
-    Stages are the keys ``stage1``, ``stage2``, ... in numeric order; each must
-    have the shape of ``images`` (N x H x W x 3).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"reconstructions file not found: {path}")
-    with np.load(path) as data:
-        keys = list(data.keys())
-        if "images" not in keys:
-            raise ValueError(f"{path} has no 'images' array; keys: {', '.join(keys)}")
-        images = data["images"]
-        stage_keys = sorted(
-            (k for k in keys if re.fullmatch(r"stage\d+", k)), key=lambda k: int(k[5:])
-        )
-        unknown = [k for k in keys if k != "images" and k not in stage_keys]
-        if unknown:
-            raise ValueError(
-                f"{path} has unexpected key(s) {', '.join(unknown)}; valid: images, stage1, stage2, ..."
-            )
-        if not stage_keys:
-            raise ValueError(f"{path} has no stage1, stage2, ... arrays")
-        stages = [(k, data[k]) for k in stage_keys]
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"{path}: 'images' must be N x H x W x 3, got shape {images.shape}")
-    for key, array in stages:
-        if array.shape != images.shape:
-            raise ValueError(
-                f"{path}: '{key}' has shape {array.shape}, expected {images.shape} like 'images'"
-            )
-    return images, stages
 
 
 #: Identity columns of a run, in table order.

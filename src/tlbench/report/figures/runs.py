@@ -35,7 +35,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from tlbench.analysis import selection, tables
-from tlbench.analysis.runs import load_reconstructions, read_history, read_metrics, run_label
+from tlbench.analysis.reconstructions import load_reconstructions
+from tlbench.analysis.runs import read_history, read_metrics, run_label
 from tlbench.core.atomic import atomic_dir
 from tlbench.report.figures.base import message_figure, phase_boundaries, save_figure, short_name
 from tlbench.report.figures.study import study_table, whole_budget
