@@ -10,21 +10,22 @@ cell c classifies image i correctly with probability ``Phi(eta)``, a probit mode
   about 30 frames of one sign); ``v`` (``sd_group_cell``): how cell c fares on the group;
 * ``e`` (``sd_image``): the image's own difficulty, shared by every cell, so the paired
   differences of two cells are correlated; ``w`` (``sd_cell_image``): cell c on image i;
-* ``s`` (``sd_seed``): the run's seed (initialisation, order, augmentation);
+* ``s`` (``sd_seed``, times ``seed_scale[c]`` where given): the run's seed
+  (initialisation, order, augmentation); ``seed_scale`` lets the seed spread differ by cell
+  (a network trained from scratch varies with the seed more than a frozen backbone's head);
 * ``b`` (``sd_subset``): which images the label budget gave the run to train on. Drawn once
   per cell (``subsets="dataset"``: every seed trains on the same subset) or once per run
   (``subsets="seed"``: the subset follows the run's seed).
 
-All terms are independent normals, so ``eta - a_c`` is ``N(0, t2)`` with ``t2`` the sum of
-the variances, and ``E[Phi(a + N(0, t2))] = Phi(a / sqrt(1 + t2))``; ``a_c =
-Phi^-1(p_c) sqrt(1 + t2)`` makes ``p_c`` exactly the cell's true accuracy: its expected test
+All terms are independent normals, so ``eta - a_c`` is ``N(0, t2_c)`` with ``t2_c`` the sum
+of cell c's variances, and ``E[Phi(a + N(0, t2))] = Phi(a / sqrt(1 + t2))``; ``a_c =
+Phi^-1(p_c) sqrt(1 + t2_c)`` makes ``p_c`` exactly the cell's true accuracy: its expected test
 accuracy over the population of images (and groups), seeds and label-budget draws, the
 quantity the verdict's intervals are about. ``p_c - p_0`` is the true difference.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +54,8 @@ class Scenario:
     sd_image: float = 1.0
     sd_cell_image: float = 0.4
     sd_seed: float = 0.1
+    #: per cell (cell 0 first) the factor of ``sd_seed``; empty: 1 for every cell
+    seed_scale: tuple[float, ...] = ()
     sd_subset: float = 0.0
     stochastic: bool = True  #: runs of one cell differ with the seed
 
@@ -64,6 +67,13 @@ class Scenario:
             )
         if self.seeds < 1 or self.margin <= 0:
             raise ValueError(f"scenario {self.name!r}: seeds {self.seeds}, margin {self.margin}")
+        if self.seed_scale and (
+            len(self.seed_scale) != len(self.accuracies) or min(self.seed_scale) <= 0
+        ):
+            raise ValueError(
+                f"scenario {self.name!r}: seed_scale {self.seed_scale} needs one factor > 0 "
+                f"per cell ({len(self.accuracies)})"
+            )
         if not all(0 < p < 1 for p in self.accuracies):
             raise ValueError(f"scenario {self.name!r}: true accuracies {self.accuracies}")
 
@@ -89,11 +99,19 @@ class Scenario:
         raise ValueError(f"scenario {self.name!r}: a true difference equals the margin")
 
     @property
-    def total_variance(self) -> float:
-        """``t2``: the variance of ``eta - a_c`` (see the module docstring)."""
-        parts = (self.sd_image, self.sd_cell_image, self.sd_seed, self.sd_subset)
+    def seed_sds(self) -> tuple[float, ...]:
+        """Per cell the sd of its seed term: ``sd_seed`` times its ``seed_scale``."""
+        scale = self.seed_scale or (1.0,) * len(self.accuracies)
+        return tuple(self.sd_seed * f for f in scale)
+
+    @property
+    def total_variances(self) -> tuple[float, ...]:
+        """Per cell ``t2_c``: the variance of ``eta - a_c`` (see the module docstring)."""
         grouped = (self.sd_group, self.sd_group_cell) if self.group_size > 1 else (0.0, 0.0)
-        return sum(x * x for x in (*parts, *grouped))
+        return tuple(
+            sum(x * x for x in (self.sd_image, self.sd_cell_image, seed, self.sd_subset, *grouped))
+            for seed in self.seed_sds
+        )
 
 
 @dataclass
@@ -116,8 +134,8 @@ def simulate(
     n, k = s.images, len(s.accuracies)
     groups = np.arange(n) // s.group_size
     n_groups = n // s.group_size
-    scale = math.sqrt(1 + s.total_variance)
-    a = stats.norm.ppf(np.array(s.accuracies)) * scale
+    a = stats.norm.ppf(np.array(s.accuracies)) * np.sqrt(1 + np.array(s.total_variances))
+    seed_sds = s.seed_sds
     shared = rng.normal(0, s.sd_image, n)
     if s.group_size > 1:
         shared += rng.normal(0, s.sd_group, n_groups)[groups]
@@ -127,10 +145,14 @@ def simulate(
         if s.group_size > 1:
             cell += rng.normal(0, s.sd_group_cell, n_groups)[groups]
         subset = rng.normal(0, s.sd_subset, (seeds if subsets == "seed" else 1, 1))
-        eta = cell[None, :] + rng.normal(0, s.sd_seed, (seeds, 1)) + subset
+        eta = cell[None, :] + rng.normal(0, seed_sds[c], (seeds, 1)) + subset
         correct.append(rng.random((seeds, n)) < stats.norm.cdf(eta))
     return Study(correct, groups, scenario)
 
+
+#: ``seed_scale`` of the uneven scenarios: the reference and every other cell with a small
+#: seed spread, the rest with a tenfold one (two of the three cells with no true difference).
+UNEVEN = (1.0, 10.0, 1.0, 10.0, 1.0, 10.0, 1.0, 10.0)
 
 #: The scenarios of the page. Variances are on the probit scale: at accuracy 0.85,
 #: ``sd_seed`` 0.1 is a seed-to-seed sd of one run's test accuracy of about 0.015 on 3 000
@@ -188,5 +210,19 @@ SCENARIOS = (
         seeds=5,
         sd_seed=0.03,
         differences=(0.0, 0.0, 0.0, 0.5, -0.5, 1.25, -1.25),
+    ),
+    Scenario(
+        "uneven-3",
+        "seed spread tenfold in every other cell (scratch beside frozen backbones): a run's "
+        "accuracy varies by about 0.05 from seed to seed there, 0.007 elsewhere; 3 seeds",
+        sd_seed=0.03,
+        seed_scale=UNEVEN,
+    ),
+    Scenario(
+        "uneven-5",
+        "seed spread tenfold in every other cell, as uneven-3; 5 seeds",
+        sd_seed=0.03,
+        seed_scale=UNEVEN,
+        seeds=5,
     ),
 )

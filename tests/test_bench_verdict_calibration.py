@@ -78,6 +78,25 @@ def test_all_sources_of_variation_together_keep_the_truth(sim, subsets):
     assert scenario.truth == pytest.approx((0.0, 0.04, -0.06))
 
 
+def test_seed_scale_sets_each_cells_seed_spread_and_keeps_the_truth(sim):
+    """``seed_scale``: cell 1's seeds spread tenfold cell 0's on the probit scale (about
+    eightfold in accuracy, where the test images' own noise adds to both); the
+    accuracies and differences stay the claimed ones."""
+    scenario = sim.Scenario(
+        "uneven", "test", reference=0.8, differences=(0.0, 2.0), margin=0.02, images=3000,
+        seeds=2, sd_seed=0.1, seed_scale=(1.0, 10.0, 1.0),
+    )  # fmt: skip
+    _check_truth(sim, scenario, "seed", 300)
+    rng = np.random.default_rng(5)
+    study = sim.simulate(scenario, rng, "seed", seeds=40)
+    sd = [m.mean(axis=1).std(ddof=1) for m in study.correct]
+    assert sd[1] > 5 * max(sd[0], sd[2]), sd
+    with pytest.raises(ValueError, match="seed_scale"):
+        replace(scenario, seed_scale=(1.0, 10.0))
+    with pytest.raises(ValueError, match="seed_scale"):
+        replace(scenario, seed_scale=(1.0, 0.0, 1.0))
+
+
 def test_budget_subsets_follow_the_seed_only_when_asked(sim):
     """One subset per dataset: the runs of a cell share it, so it adds nothing to the
     spread across seeds; one per seed: it does."""

@@ -39,7 +39,7 @@ and their Application*, 1997, sec. 2.4 and 3.8) and keeps the covariances betwee
 cells (the pairing). The intervals of a family of differences hold together
 (a simultaneous band, :func:`tlbench.analysis.verdict.intervals.intervals`) and are
 widened to Student's t with the Welch-Satterthwaite degrees of freedom of the
-seed level. tests/test_verdict.py measures the coverage by simulation. A cell with
+seed level alone (the test images' part does not raise them). tests/test_verdict.py measures the coverage by simulation. A cell with
 one seed of a stochastic strategy is never equivalent, better or worse.
 
 What is compared (``compared``): test accuracy, unless the study's ``selection.metric``
