@@ -26,6 +26,7 @@ from tlbench.core.errors import SpecError, StudyConfigError  # noqa: E402
 from tlbench.datasets import make_tiny_prepared  # noqa: E402
 from tlbench.models.backbones.applications import build_backbone  # noqa: E402
 from tlbench.models.backbones.hub_presets import check_preset, preset_identity  # noqa: E402
+from tlbench.models.preprocess import Preprocess  # noqa: E402
 from tlbench.strategies.base import STRATEGIES  # noqa: E402
 from tlbench.study.config import validate_config  # noqa: E402
 from tlbench.training import engine, trainer  # noqa: E402
@@ -252,6 +253,34 @@ def test_preset_folder_is_keras_hubs_own_backbone(presets):
         assert built.depth_unit == "block" and built.pretrained
         assert [name for name, _ in built.blocks][0] == "stem"
         assert len(built.blocks) == 1 + {"vit": 2, "dinov2": 3}[family]
+
+
+def test_a_cnn_preset_keeps_its_graph_and_its_scaling_as_a_preprocess_mode(hub_dir):
+    """A keras-hub CNN (ResNet) keeps its own layers (blocks by name), average-pooled, its
+    converter's ImageNet scaling as Preprocess mode torch."""
+    folder = hub_dir / "resnet_tiny"
+    keras.utils.set_random_seed(3)
+    keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 8],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+    ).save_to_preset(str(folder))  # fmt: skip
+    keras_hub.layers.ResNetImageConverter(
+        scale=[1 / (255 * s) for s in STD], offset=[-m / s for m, s in zip(MEAN, STD, strict=True)]
+    ).save_to_preset(str(folder))
+    built = build_backbone(
+        {"name": "keras_hub", "weights": "preset", "kwargs": {"preset": str(folder)}},
+        (SIZE, SIZE, 3),
+    )
+    assert built.preprocess_mode == "torch" and built.depth_unit == "layer"
+    assert len(built.blocks) > 2
+    x = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    hub = keras_hub.models.Backbone.from_preset(str(folder))
+    converter = keras_hub.layers.ImageConverter.from_preset(str(folder))
+    expected = np.asarray(hub(converter(x)))
+    scaled = np.asarray(Preprocess("torch")(x))
+    np.testing.assert_allclose(np.asarray(built.model(scaled)), expected, atol=1e-4)
+    with pytest.raises(SpecError, match="backbone 'keras_hub' has no transformer block"):
+        STRATEGIES.get("lora")({"rank": 2}).check_backbone(built)
 
 
 def test_feature_cache_keys_a_preset_by_its_files(hub_dir, presets, target):

@@ -28,8 +28,11 @@ def load_run_model(run_dir: Path) -> keras.Model:
         )
     with zipfile.ZipFile(path) as archive:
         hub_layers = b'"keras_hub' in archive.read("config.json")
-    if hub_layers:  # a keras-hub preset's layers register on keras-hub's import
-        import keras_hub  # noqa: F401  (deferred: heavy, and only such models need it)
+    if hub_layers:  # a keras-hub preset backbone: its classes register on import
+        # deferred: keras-hub is heavy, and only such models need it
+        import keras_hub  # noqa: F401
+
+        from tlbench.models.backbones import hub  # noqa: F401
     return keras.saving.load_model(path, compile=False)
 
 

@@ -145,18 +145,20 @@ def build_hub_backbone(
         kind = type(hub).__name__
     scale = _converter_value(converter.scale, 1.0)
     offset = _converter_value(converter.offset, 0.0)
+    pooling = kwargs.get("pooling")
     if kind in FAMILIES:
-        model, blocks = _rebuild(
-            FAMILIES[kind], hub, preset, input_shape, scale, offset, kwargs.get("pooling")
-        )
+        family = FAMILIES[kind]
+        _check_family(family, hub, preset, input_shape, pooling)
+        model = PresetBackbone(hub, input_shape, scale, offset, pooling, name="backbone")
+        blocks = model.blocks
         mode, depth_unit = "none", "block"  # the preset's scaling is the model's first layer
     elif kind in CNN_CLASSES:
-        if kwargs.get("pooling") is not None:
+        if pooling is not None:
             raise ValueError(
                 f"backbone {HUB_NAME} preset {preset!r}: pooling applies to transformers; "
                 f"{kind} feature maps are average-pooled"
             )
-        model = keras.Model(hub.inputs, hub.outputs, name="backbone")
+        model = PresetBackbone(hub, input_shape, name="backbone")
         mode = _preprocess_mode(preset, scale, offset)
         blocks, depth_unit = layer_blocks(model), "layer"
     else:
@@ -206,60 +208,7 @@ def _preset_class(preset: str) -> str:
 def _converter_value(value: Any, default: float) -> Any:
     if value is None:
         return default
-    if isinstance(value, list | tuple):
-        return [float(v) for v in value]
-    return float(value)
-
-
-def _rebuild(
-    family: Family,
-    hub: Any,
-    preset: str,
-    input_shape: tuple[int, int, int],
-    scale: Any,
-    offset: Any,
-    pooling: str | None,
-) -> tuple[keras.Model, list[tuple[str, list[str]]]]:
-    """The functional model of the module docstring and its blocks."""
-    hub_shape = tuple(int(d) for d in hub.input_shape[1:])
-    if family.fixed_size and hub_shape != tuple(input_shape):
-        raise ValueError(
-            f"keras-hub preset {preset!r} ({type(hub).__name__}) takes {hub_shape[0]}x"
-            f"{hub_shape[1]} images (its position embeddings are learnt at that size), "
-            f"got input size {input_shape[0]}x{input_shape[1]}; set training.input_size "
-            f"(or the backbone's input_size) to {hub_shape[0]}"
-        )
-    if family.pooling is not None and pooling is not None:
-        raise ValueError(
-            f"keras-hub preset {preset!r}: {type(hub).__name__} pools with its own head; "
-            "pooling cannot be set"
-        )
-    if pooling is None and family.pooling is None:
-        pooling = "cls" if getattr(hub, "use_class_token", True) else "mean"
-    inputs = keras.Input(shape=input_shape, name="images")
-    rescale = keras.layers.Rescaling(scale, offset, name="preset_scaling")
-    x = rescale(inputs)
-    stem = family.stem(hub)
-    for layer in stem:
-        x = layer(x)
-    blocks = family.blocks(hub)
-    for block in blocks:
-        x = family.block_output(block(x))
-    top = family.top(hub)
-    for layer in top:
-        x = layer(x)
-    pool = None
-    if family.pooling is None:
-        pool = TokenPool(pooling, name=f"pool_{pooling}")
-        x = pool(x)
-    model = keras.Model(inputs, x, name="backbone")
-    names = [
-        ("stem", [rescale.name, *(layer.name for layer in stem)]),
-        *((f"block_{i}", [block.name]) for i, block in enumerate(blocks, start=1)),
-    ]
-    tail = [layer.name for layer in top] + ([pool.name] if pool is not None else [])
-    names[-1] = (names[-1][0], names[-1][1] + tail)
-    return model, names
+    return _plain(value) if isinstance(value, list | tuple) else float(value)
 
 
 def _preprocess_mode(preset: str, scale: Any, offset: Any) -> str:
@@ -274,6 +223,109 @@ def _preprocess_mode(preset: str, scale: Any, offset: Any) -> str:
         f"keras-hub preset {preset!r}: its image converter's scaling (scale {scale}, offset "
         f"{offset}) is none of tlbench's preprocessing modes {', '.join(PREPROCESS_MODES)}"
     )
+
+
+def _plain(value: Any) -> Any:
+    """A per-channel list (which Keras tracks as an attribute) as a plain list."""
+    return [float(v) for v in value] if isinstance(value, list | tuple) else value
+
+
+def _check_family(
+    family: Family, hub: Any, preset: str, input_shape: tuple[int, int, int], pooling: Any
+) -> None:
+    """The input size and pooling a transformer preset takes (errors name the preset)."""
+    hub_shape = tuple(int(d) for d in hub.input_shape[1:])
+    if family.fixed_size and hub_shape != tuple(input_shape):
+        raise ValueError(
+            f"keras-hub preset {preset!r} ({type(hub).__name__}) takes {hub_shape[0]}x"
+            f"{hub_shape[1]} images (its position embeddings are learnt at that size), "
+            f"got input size {input_shape[0]}x{input_shape[1]}; set training.input_size "
+            f"(or the backbone's input_size) to {hub_shape[0]}"
+        )
+    if family.pooling is not None and pooling is not None:
+        raise ValueError(
+            f"keras-hub preset {preset!r}: {type(hub).__name__} pools with its own head; "
+            "pooling cannot be set"
+        )
+
+
+@keras.saving.register_keras_serializable(package="tlbench")
+class PresetBackbone(keras.Model):
+    """A keras-hub backbone as the run's ``backbone`` model (see the module docstring).
+
+    A transformer (:data:`FAMILIES`) is rebuilt from its own layers: the preset's scaling,
+    the stem, one layer per block, the final layers and the pooling (:attr:`blocks` names
+    them); another backbone keeps its own functional graph. Saved as the keras-hub
+    backbone's config and rebuilt the same way on load, so ``model.keras`` does not hold
+    keras-hub's inner layers' configs (some of which their classes cannot read back)."""
+
+    def __init__(
+        self,
+        hub: Any,
+        image_shape: Any,
+        scale: Any = None,
+        offset: Any = None,
+        pooling: str | None = None,
+        **kwargs: Any,
+    ):
+        image_shape = tuple(int(d) for d in image_shape)
+        family = FAMILIES.get(type(hub).__name__)
+        blocks: list[tuple[str, list[str]]] = []
+        if family is None:
+            inputs, outputs = hub.inputs, hub.outputs
+        else:
+            if pooling is None and family.pooling is None:
+                pooling = "cls" if getattr(hub, "use_class_token", True) else "mean"
+            inputs = keras.Input(shape=image_shape, name="images")
+            rescale = keras.layers.Rescaling(
+                1.0 if scale is None else scale,
+                0.0 if offset is None else offset,
+                name="preset_scaling",
+            )
+            x = rescale(inputs)
+            stem = family.stem(hub)
+            for layer in stem:
+                x = layer(x)
+            layers = family.blocks(hub)
+            for block in layers:
+                x = family.block_output(block(x))
+            tail = family.top(hub)
+            for layer in tail:
+                x = layer(x)
+            if family.pooling is None:
+                pool = TokenPool(pooling, name=f"pool_{pooling}")
+                x = pool(x)
+                tail = [*tail, pool]
+            outputs = x
+            blocks = [
+                ("stem", [rescale.name, *(layer.name for layer in stem)]),
+                *((f"block_{i}", [block.name]) for i, block in enumerate(layers, start=1)),
+            ]
+            blocks[-1] = (blocks[-1][0], blocks[-1][1] + [layer.name for layer in tail])
+        super().__init__(inputs, outputs, **kwargs)
+        self.blocks = blocks
+        self.hub_config = keras.saving.serialize_keras_object(hub)
+        self.image_shape = list(image_shape)
+        self.scale, self.offset, self.pooling = scale, offset, pooling
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "hub": self.hub_config,
+            "image_shape": list(self.image_shape),
+            "scale": _plain(self.scale),
+            "offset": _plain(self.offset),
+            "pooling": self.pooling,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> PresetBackbone:
+        import keras_hub  # noqa: F401  (deferred: registers the classes the config names)
+
+        config = dict(config)
+        hub = keras.saving.deserialize_keras_object(config.pop("hub"))
+        return cls(hub, **config)
 
 
 BACKBONES.add(HUB_NAME, build_hub_backbone)
