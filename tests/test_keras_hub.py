@@ -22,6 +22,7 @@ import pytest
 
 keras_hub = pytest.importorskip("keras_hub")
 
+from tlbench.analysis.transferability.cache import score_cache  # noqa: E402
 from tlbench.core.errors import SpecError, StudyConfigError  # noqa: E402
 from tlbench.datasets import make_tiny_prepared  # noqa: E402
 from tlbench.models.backbones.applications import build_backbone  # noqa: E402
@@ -296,6 +297,9 @@ def test_feature_cache_keys_a_preset_by_its_files(hub_dir, presets, target):
     key = json.loads((cache / "key.json").read_text())
     weights = key["fields"]["backbone"]["weights"]
     assert weights == {"preset": preset_identity(presets["vit"])}
+    record = score_cache(cache, target, {"dataset": "target", "backbone": "vit"})
+    assert record["weights"] == "keras-hub preset" and record["dim"] == 16
+    assert np.isfinite(record["logme"]) and "keras-hub preset" in record["note"]
 
 
 def test_vit_preset_at_another_input_size_names_its_size(presets):
@@ -377,3 +381,24 @@ def test_a_preset_runs_model_keras_loads_in_a_fresh_process(runs, hub_dir, targe
     accuracy = json.loads(done.stdout.strip().splitlines()[-1])
     metrics = json.loads((run / "metrics.json").read_text())
     assert accuracy == pytest.approx(metrics["val"]["accuracy"])
+
+
+def test_lora_tunes_its_strength_alpha():
+    """``tuning.space.alpha`` (log scale) is checked at parse time and declared per trial."""
+    import keras_tuner
+
+    from tlbench.core.errors import TuningError
+    from tlbench.tuning.hypermodels import HYPERMODELS
+    from tlbench.tuning.space import resolve_tuning
+
+    tuning = resolve_tuning("lora", {"tuner": "random", "space": {"alpha": {"min": 1, "max": 16}}})
+    with pytest.raises(TuningError, match="space.rank: strategy 'lora' cannot tune 'rank'"):
+        resolve_tuning("lora", {"space": {"rank": {"min": 1, "max": 8}}})
+
+    class Search:
+        spec = {"strategy": {"name": "lora"}}
+
+    Search.tuning = tuning
+    hp = keras_tuner.HyperParameters()
+    values = HYPERMODELS["lora"](Search()).declare(hp)
+    assert 1 <= values["alpha"] <= 16 and hp.get("alpha") == values["alpha"]
