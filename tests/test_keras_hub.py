@@ -187,6 +187,7 @@ def test_preset_learns_the_task(runs, family, strategy):
     assert metrics["spec"]["backbone"]["name"] == "keras_hub"
     assert metrics["pretrained"] is True
     assert metrics["val"]["accuracy"] >= LEARNS, (family, strategy, metrics["val"])
+    assert metrics["forward_flops"] > 0 and metrics["params_trainable"] > 0  # cost fields
 
 
 @pytest.mark.slow
