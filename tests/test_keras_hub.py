@@ -30,6 +30,7 @@ from tlbench.models.backbones.hub_presets import check_preset, preset_identity  
 from tlbench.models.preprocess import Preprocess  # noqa: E402
 from tlbench.strategies.base import STRATEGIES  # noqa: E402
 from tlbench.study.config import validate_config  # noqa: E402
+from tlbench.study.load import load_study  # noqa: E402
 from tlbench.training import engine, trainer  # noqa: E402
 from tlbench.training.spec import resolve_spec  # noqa: E402
 
@@ -339,6 +340,14 @@ def test_bad_presets_fail_at_parse_time_naming_them(tmp_path, presets):
     with pytest.raises(StudyConfigError, match="backbones.vit.preset: 'not_a_preset'"):
         validate_config(config)
     config["backbones"]["vit"]["preset"] = presets["vit"]
+    study = load_study(config)  # every run spec resolved as the jobs resolve it
+    spec = study.run_spec(study.runs[0])
+    assert spec["backbone"] == {
+        "name": "keras_hub",
+        "weights": "preset",
+        "kwargs": {"preset": presets["vit"]},
+    }
+    assert "features_cache" in spec  # a preset's features have an identity: cached
     resolved = validate_config(config)["backbones"]["vit"]
     assert resolved == {
         "name": "keras_hub",
