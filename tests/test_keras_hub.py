@@ -26,9 +26,12 @@ from tlbench.analysis.transferability.cache import score_cache  # noqa: E402
 from tlbench.core.errors import SpecError, StudyConfigError  # noqa: E402
 from tlbench.datasets import make_tiny_prepared  # noqa: E402
 from tlbench.models.backbones.applications import build_backbone  # noqa: E402
+from tlbench.models.backbones.base import Backbone  # noqa: E402
+from tlbench.models.backbones.hub import PresetBackbone  # noqa: E402
 from tlbench.models.backbones.hub_presets import check_preset, preset_identity  # noqa: E402
 from tlbench.models.preprocess import Preprocess  # noqa: E402
 from tlbench.strategies.base import STRATEGIES  # noqa: E402
+from tlbench.strategies.lora import adapted_layers  # noqa: E402
 from tlbench.study.config import validate_config  # noqa: E402
 from tlbench.study.load import load_study  # noqa: E402
 from tlbench.training import engine, trainer  # noqa: E402
@@ -256,6 +259,63 @@ def test_preset_folder_is_keras_hubs_own_backbone(presets):
         assert built.depth_unit == "block" and built.pretrained
         assert [name for name, _ in built.blocks][0] == "stem"
         assert len(built.blocks) == 1 + {"vit": 2, "dinov2": 3}[family]
+
+
+@pytest.mark.parametrize("family", ["deit", "clip", "siglip"])
+def test_other_transformers_rebuilt_block_by_block_compute_their_own_features(family):
+    """DeiT, CLIP's and SigLIP's image encoders rebuilt one layer per block give the
+    encoder's own output: the class token (DeiT, CLIP) or SigLIP's pooled head; a
+    LoRA adapter reaches every block's projections."""
+    keras.utils.set_random_seed(4)
+    shape, common = (SIZE, SIZE, 3), {"patch_size": 4, "hidden_dim": 16, "num_heads": 2}
+    if family == "deit":
+        hub = keras_hub.models.DeiTBackbone(
+            image_shape=shape, num_layers=2, intermediate_dim=32, **common
+        )
+        expected = lambda y: np.asarray(hub(y))[:, 0]  # noqa: E731
+    elif family == "clip":
+        hub = keras_hub.models.CLIPVisionEncoder(
+            num_layers=2, intermediate_dim=32, image_shape=shape, **common
+        )
+        expected = lambda y: np.asarray(hub(y))[:, 0]  # noqa: E731
+    else:
+        hub = keras_hub.models.SigLIPVisionEncoder(
+            num_layers=2, intermediate_dim=32, image_shape=shape, **common
+        )
+        expected = lambda y: np.asarray(hub(y))  # noqa: E731
+    model = PresetBackbone(hub, shape, 1 / 127.5, -1.0, name="backbone")
+    x = np.random.default_rng(0).uniform(0, 255, (2, *shape)).astype("float32")
+    np.testing.assert_allclose(np.asarray(model(x)), expected(x / 127.5 - 1.0), atol=1e-5)
+    assert [name for name, _ in model.blocks] == ["stem", "block_1", "block_2"]
+    built = Backbone("keras_hub", model, "none", True, model.blocks, 1, depth_unit="block")
+    assert len(adapted_layers(built)) >= 2 * 4  # q, k, v, output and the MLP, per block
+
+
+def test_a_clip_preset_builds_its_image_encoder(hub_dir):
+    """A joint image-text preset (CLIP) saved to a folder: the backbone is its image
+    encoder, pooled at the class token after the final norm, with the preset's scaling."""
+    keras.utils.set_random_seed(5)
+    folder = hub_dir / "clip_tiny"
+    common = {"hidden_dim": 16, "num_layers": 2, "num_heads": 2, "intermediate_dim": 32}
+    vision = keras_hub.models.CLIPVisionEncoder(patch_size=4, image_shape=(SIZE, SIZE, 3), **common)
+    text = keras_hub.models.CLIPTextEncoder(
+        vocabulary_size=50, embedding_dim=16, max_sequence_length=8, **common
+    )
+    keras_hub.models.CLIPBackbone(vision, text, projection_dim=8).save_to_preset(str(folder))
+    keras_hub.layers.CLIPImageConverter(
+        image_size=(SIZE, SIZE), scale=[1 / (255 * s) for s in STD],
+        offset=[-m / s for m, s in zip(MEAN, STD, strict=True)],
+    ).save_to_preset(str(folder))  # fmt: skip
+    built = build_backbone(
+        {"name": "keras_hub", "weights": "preset", "kwargs": {"preset": str(folder)}},
+        (SIZE, SIZE, 3),
+    )
+    x = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    hub = keras_hub.models.Backbone.from_preset(str(folder)).vision_encoder
+    converter = keras_hub.layers.ImageConverter.from_preset(str(folder))
+    expected = np.asarray(hub(converter(x)))[:, 0]
+    np.testing.assert_allclose(np.asarray(built.model(x)), expected, atol=1e-5)
+    assert [name for name, _ in built.blocks] == ["stem", "block_1", "block_2"]
 
 
 def test_a_cnn_preset_keeps_its_graph_and_its_scaling_as_a_preprocess_mode(hub_dir):

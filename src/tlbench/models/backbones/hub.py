@@ -61,7 +61,7 @@ class Family:
     blocks: Callable[[Any], list]
     top: Callable[[Any], list]
     fixed_size: bool  # position embeddings learnt at the preset's image size
-    block_output: Callable[[Any], Any] = lambda out: out
+    call_block: Callable[[Any, Any], Any] = lambda block, x: block(x)
     pooling: str | None = None  # fixed pooling (own head), else cls / mean
 
 
@@ -97,7 +97,9 @@ FAMILIES: dict[str, Family] = {
         blocks=_encoder_layers("deit_encoder"),
         top=lambda hub: [hub.get_layer("deit_encoder").layer_norm],
         fixed_size=True,
-        block_output=lambda out: out[0],  # (hidden states, attention scores)
+        # (hidden states, attention scores); without the scores the second is None,
+        # which a functional graph does not take
+        call_block=lambda block, x: block(x, return_attention_scores=True)[0],
     ),
     "DINOV2Backbone": Family(
         stem=lambda hub: [hub.embeddings],
@@ -288,7 +290,7 @@ class PresetBackbone(keras.Model):
                 x = layer(x)
             layers = family.blocks(hub)
             for block in layers:
-                x = family.block_output(block(x))
+                x = family.call_block(block, x)
             tail = family.top(hub)
             for layer in tail:
                 x = layer(x)
