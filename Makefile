@@ -31,10 +31,11 @@ MEASURED ?= $(sort $(wildcard configs/measured/seed*.yaml))
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-no-deps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements-no-deps.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 

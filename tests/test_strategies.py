@@ -21,6 +21,7 @@ ALL = [
     "discriminative_lr",
     "autoencoder",
     "linear_probe",
+    "lora",
 ]
 
 

@@ -564,6 +564,20 @@ def test_conda_env_pins_match_requirements():
     assert sorted(pip) == sorted(requirements)
 
 
+def test_no_deps_pins_are_installed_by_the_makefile_and_the_conda_env():
+    """requirements-no-deps.txt (keras-hub, whose tensorflow-text would pull the full
+    tensorflow over tensorflow-cpu) is installed without dependencies in both places."""
+    pins = [
+        line.strip()
+        for line in (ROOT / "requirements-no-deps.txt").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert pins
+    post_deploy = (ROOT / "envs/tlbench.post-deploy.sh").read_text()
+    assert f"pip install --no-deps {' '.join(pins)}" in post_deploy
+    assert "--no-deps -r requirements-no-deps.txt" in (ROOT / "Makefile").read_text()
+
+
 @pytest.mark.slow
 def test_new_users_image_folder_runs_from_a_few_line_config(tmp_path):
     """A folder of class subfolders the project has never seen, and a config of a few lines."""

@@ -31,3 +31,26 @@ class SelectClasses(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "indices": self.indices}
+
+
+@keras.saving.register_keras_serializable(package="tlbench")
+class TokenPool(keras.layers.Layer):
+    """A transformer's token sequence (batch, tokens, dim) -> one vector per image:
+    ``cls`` takes the first token (the class token), ``mean`` averages every token."""
+
+    def __init__(self, mode: str = "cls", **kwargs: Any):
+        super().__init__(**kwargs)
+        if mode not in ("cls", "mean"):
+            raise ValueError(f"TokenPool mode {mode!r} is not valid; valid modes: cls, mean")
+        self.mode = mode
+
+    def call(self, inputs):
+        if self.mode == "cls":
+            return inputs[:, 0, :]
+        return keras.ops.mean(inputs, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mode": self.mode}

@@ -18,4 +18,4 @@ gets back a :class:`TrainResult` (docs/ARCHITECTURE.md "Strategies").
 
 # Each unit registers itself in STRATEGIES (tlbench.strategies.base) on import; importing
 # any module of this package imports them all, so the registry is always complete.
-from tlbench.strategies import autoencoder, direct, linear_probe, phased  # noqa: F401
+from tlbench.strategies import autoencoder, direct, linear_probe, lora, phased  # noqa: F401

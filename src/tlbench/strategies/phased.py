@@ -72,8 +72,8 @@ class FineTune(Strategy):
 class TwoPhase(Strategy):
     """Phase 1: feature extraction; phase 2: the top layers unfrozen at a lower rate.
 
-    ``unfreeze`` is a layer count or a block name ("this block and everything
-    above it"); with ``batchnorm: frozen`` (default) the BatchNormalization
+    ``unfreeze`` is a layer count (whole transformer blocks on a keras-hub transformer)
+    or a block name ("this block and everything above it"); with ``batchnorm: frozen`` (default) the BatchNormalization
     layers among them stay frozen and the backbone is called in inference mode,
     with ``train`` they train too. Phase 2's learning rate
     is ``phase2_learning_rate`` or ``learning_rate * phase2_lr_factor``.
@@ -133,9 +133,29 @@ class TwoPhase(Strategy):
             layer.trainable = i >= start
 
 
-def _within_depth(count: int, key: str, backbone: Any, layers: list) -> int:
-    """``count`` (layers of ``strategy.params.<key>``) if the backbone has that many;
-    else an error naming the value and the backbone's depth."""
+def _within_depth(
+    count: int, key: str, backbone: Any, layers: list, *, from_top: bool = True
+) -> int:
+    """How many layers ``count`` (``strategy.params.<key>``) covers, from the top (or
+    the bottom): ``count`` layers, or on a backbone whose ``depth_unit`` is ``block`` (a
+    keras-hub transformer) ``count`` whole transformer blocks, from the bottom with the
+    stem before them; an error naming the value and the backbone's depth when it has
+    fewer."""
+    if getattr(backbone, "depth_unit", "layer") == "block":
+        blocks = [name for name in block_names(backbone) if name != "stem"]
+        if count > len(blocks):
+            raise SpecError(
+                f"strategy.params.{key}: {count} exceeds the depth of backbone "
+                f"{backbone.name!r} ({len(blocks)} transformer blocks; an integer counts "
+                "whole blocks)"
+            )
+        if count == 0:
+            return 0
+        if from_top:
+            first, _ = block_span(backbone, blocks[len(blocks) - count], key)
+            return len(layers) - first
+        _, last = block_span(backbone, blocks[count - 1], key)
+        return last + 1
     if count > len(layers):
         raise SpecError(
             f"strategy.params.{key}: {count} exceeds the depth of backbone "
@@ -165,7 +185,7 @@ class FreezeBottom(Strategy):
         if isinstance(frozen, str):
             _, last = block_span(backbone, frozen, "frozen")
             return last + 1
-        return _within_depth(frozen, "frozen", backbone, layers)
+        return _within_depth(frozen, "frozen", backbone, layers, from_top=False)
 
     def set_layers(self, phase: Phase, backbone: Any) -> None:
         count = self.frozen_count(backbone)

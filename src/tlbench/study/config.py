@@ -20,11 +20,12 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from tlbench.analysis.transferability.scores import SCORES
-from tlbench.core.errors import StudyConfigError, TuningError, number_hint
+from tlbench.core.errors import SpecError, StudyConfigError, TuningError, number_hint
 from tlbench.datasets.base import class_count
 from tlbench.datasets.budget import ALL as BUDGET_ALL
 from tlbench.datasets.budget import BudgetError, check_budget
 from tlbench.datasets.budget import label as budget_label
+from tlbench.models.backbones.hub_presets import preset_backbone
 from tlbench.tuning.space import resolve_tuning
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
@@ -59,6 +60,9 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     selection = {k: v["default"] for k, v in props["selection"]["properties"].items()}
     resolved["selection"] = {**selection, **resolved.get("selection", {})}
     _monitor_selection(resolved, given=config.get("training", {}))
+    resolved["backbones"] = {
+        name: _preset_entry(name, entry) for name, entry in resolved["backbones"].items()
+    }
     return resolved
 
 
@@ -82,6 +86,17 @@ def _monitor_selection(resolved: dict[str, Any], given: Mapping[str, Any]) -> No
         default = index == 0 and "early_stopping" not in given  # the schema's default
         if isinstance(stop, dict) and (default or "monitor" not in stop):
             training["early_stopping"] = {**stop, "monitor": monitor}
+
+
+def _preset_entry(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A ``{preset: ...}`` backbone as the registry's ``{name: keras_hub, ...}`` (its
+    preset, weights and kwargs checked here); other entries as they are."""
+    if "preset" not in entry:
+        return entry
+    try:
+        return preset_backbone(entry, f"backbones.{name}")
+    except SpecError as error:
+        raise StudyConfigError(f"invalid study config:\n  {error}") from None
 
 
 def key_path(path: Iterator[Any] | Any) -> str:

@@ -48,6 +48,7 @@ from tlbench.core.atomic import atomic_dir, write_json
 from tlbench.core.errors import SpecError
 from tlbench.core.hashing import sha256_file
 from tlbench.models.backbones.applications import build_backbone
+from tlbench.models.backbones.hub_presets import PRESET_WEIGHTS, preset_identity
 from tlbench.models.inputs import (
     ImageBatches,
     apply_budget,
@@ -91,12 +92,15 @@ class CachedFeatures:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def weights_identity(weights: Any) -> Any:
-    """What identifies a backbone's weights in the cache key (None: not identifiable)."""
+def weights_identity(weights: Any, kwargs: Mapping[str, Any] | None = None) -> Any:
+    """What identifies a backbone's weights in the cache key (None: not identifiable);
+    a keras-hub preset's (``weights: preset``) is its preset's (``kwargs.preset``)."""
     if weights in ("none", None):
         return None
     if weights == "imagenet":
         return "imagenet"
+    if weights == PRESET_WEIGHTS:
+        return {PRESET_WEIGHTS: preset_identity((kwargs or {})["preset"])}
     seed = random_seed(weights)
     if seed is not None:
         return {RANDOM: seed, "keras_backend": keras.backend.backend()}
@@ -123,7 +127,7 @@ def feature_key(spec: Mapping[str, Any], data: Any) -> dict[str, Any]:
         "backbone": {
             "name": spec["backbone"]["name"],
             "kwargs": spec["backbone"]["kwargs"],
-            "weights": weights_identity(spec["backbone"]["weights"]),
+            "weights": weights_identity(spec["backbone"]["weights"], spec["backbone"]["kwargs"]),
         },
         "input_size": int(spec["training"]["input_size"]),
         "interpolation": spec["training"]["interpolation"],

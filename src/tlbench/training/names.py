@@ -26,7 +26,7 @@ from pathlib import Path
 from tlbench.core.registry import Registry
 
 #: The custom builders registered in :mod:`tlbench.models.backbones`.
-CUSTOM_BACKBONES = ("alexnet", "seed000_cnn", "seed003_cnn", "small_cnn")
+CUSTOM_BACKBONES = ("alexnet", "keras_hub", "seed000_cnn", "seed003_cnn", "small_cnn")
 
 #: The presets registered in :mod:`tlbench.models.augment`.
 AUGMENTATIONS = (

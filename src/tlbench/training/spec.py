@@ -25,6 +25,9 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
                                  # its features cached and scored (tlbench.models.weights)
                                  # (autoencoder: none unless given here)
       kwargs: {}                 # constructor arguments, e.g. {alpha: 0.35}
+    # or a keras-hub preset (tlbench.models.backbones.hub): {preset: NAME | FOLDER,
+    #   weights: preset | none | {random: SEED}, kwargs: {pooling: cls | mean}}, which is
+    #   {name: keras_hub, weights: preset, kwargs: {preset: NAME | FOLDER}}
     strategy:
       name: two_phase            # direct | scratch | feature_extraction | fine_tune |
                                  # two_phase | freeze_bottom | discriminative_lr | autoencoder
@@ -83,6 +86,12 @@ import yaml
 
 from tlbench.core.errors import SpecError, UnknownNameError, number_hint
 from tlbench.datasets.budget import BudgetError, check_budget
+from tlbench.models.backbones.hub_presets import (
+    HUB_NAME,
+    PRESET_WEIGHTS,
+    check_hub_backbone,
+    preset_backbone,
+)
 from tlbench.models.weights import RANDOM, check_random_seed
 from tlbench.strategies.base import STRATEGIES
 from tlbench.training.jit import check_jit_setting
@@ -159,9 +168,11 @@ def resolve_spec(spec: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
     """Fill defaults and validate ``spec`` (a dict or a YAML path); return the resolved dict."""
     if not isinstance(spec, Mapping):
         spec = load_spec_file(spec)
-    resolved = _merge(DEFAULTS, spec, "")
     given_backbone = spec.get("backbone")
     weights_given = isinstance(given_backbone, Mapping) and "weights" in given_backbone
+    if isinstance(given_backbone, Mapping) and "preset" in given_backbone:
+        spec = {**spec, "backbone": preset_backbone(given_backbone, "backbone")}
+    resolved = _merge(DEFAULTS, spec, "")
     _check_values(resolved, weights_given=weights_given)
     return resolved
 
@@ -242,8 +253,17 @@ def _check_values(spec: dict[str, Any], *, weights_given: bool = True) -> None:
     if not isinstance(backbone["name"], str) or not backbone["name"]:
         raise SpecError(f"backbone.name: {backbone['name']!r} must be a backbone name")
     _check_backbone_name(backbone["name"])
-    backbone["weights"] = _check_weights(backbone["weights"])
     backbone["kwargs"] = dict(backbone["kwargs"] or {})
+    if backbone["name"] == HUB_NAME:
+        if not weights_given:
+            backbone["weights"] = PRESET_WEIGHTS
+        check_hub_backbone(backbone["weights"], backbone["kwargs"], "backbone")
+    elif backbone["weights"] == PRESET_WEIGHTS:
+        raise SpecError(
+            f"backbone.weights: {PRESET_WEIGHTS!r} is the weights of a keras-hub preset "
+            f"(backbone {{preset: ...}}), not of backbone {backbone['name']!r}"
+        )
+    backbone["weights"] = _check_weights(backbone["weights"])
 
     strategy_cls = _registry_get(STRATEGIES, spec["strategy"]["name"], "strategy.name")
     spec["strategy"]["params"] = strategy_cls.resolve_params(spec["strategy"]["params"])

@@ -133,6 +133,17 @@ class DiscriminativeLRHyperModel(StrategyHyperModel):
         return values
 
 
+class LoRAHyperModel(StrategyHyperModel):
+    """lora: learning rate and the adapters' strength ``alpha`` (log scale)."""
+
+    def declare(self, hp):
+        values = super().declare(hp)
+        rng = self.search.tuning["space"].get("alpha")
+        if rng is not None:
+            values["alpha"] = hp.Float("alpha", rng["min"], rng["max"], sampling="log")
+        return values
+
+
 class TrialTracking:
     """Tuner mixin: tell the HyperModel its trial id; no weights across brackets."""
 
@@ -169,4 +180,5 @@ HYPERMODELS: dict[str, type[StrategyHyperModel]] = {
     "two_phase": TwoPhaseHyperModel,
     "freeze_bottom": FreezeBottomHyperModel,
     "discriminative_lr": DiscriminativeLRHyperModel,
+    "lora": LoRAHyperModel,
 }

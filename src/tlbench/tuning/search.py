@@ -90,7 +90,9 @@ def search_key(spec: Mapping[str, Any], tuning: Mapping[str, Any], manifest: Map
     spec = {**spec, "dataset": {"name": spec.get("dataset", {}).get("name")}}
     if "backbone" in spec:
         backbone = dict(spec["backbone"])
-        backbone["weights"] = weights_identity(backbone.get("weights", "none"))
+        backbone["weights"] = weights_identity(
+            backbone.get("weights", "none"), backbone.get("kwargs")
+        )
         spec["backbone"] = backbone
     data = {k: v for k, v in manifest.items() if k not in ("prepare_seconds",)}
     blob = json.dumps(

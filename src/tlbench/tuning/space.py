@@ -22,7 +22,7 @@ TUNER_KEYS = {
     "bayesian": ("max_trials",),
     "random": ("max_trials",),
 }
-LOG_FLOATS = ("learning_rate", "phase2_learning_rate")
+LOG_FLOATS = ("learning_rate", "phase2_learning_rate", "alpha")
 LINEAR_FLOATS = ("decay",)
 DEPTHS = ("unfreeze", "frozen")
 
@@ -161,8 +161,10 @@ def check_space_against_backbone(
 ) -> None:
     """Depths no larger than the backbone, block names that it declares."""
 
-    depth = len(backbone_layers(backbone.model))
     names = block_names(backbone)
+    depth, unit = len(backbone_layers(backbone.model)), "layers"
+    if getattr(backbone, "depth_unit", "layer") == "block":  # whole transformer blocks
+        depth, unit = len([n for n in names if n != "stem"]), "transformer blocks"
     for key in DEPTHS:
         rng = space.get(key)
         if rng is None:
@@ -177,7 +179,7 @@ def check_space_against_backbone(
         elif rng["max"] > depth:
             raise TuningError(
                 f"{where}.{key}.max: {rng['max']} exceeds the depth of backbone "
-                f"{backbone.name!r} ({depth} layers)"
+                f"{backbone.name!r} ({depth} {unit})"
             )
 
 
@@ -245,4 +247,5 @@ TUNABLE: dict[str, tuple[str, ...]] = {
     "two_phase": ("learning_rate", "phase2_learning_rate", "unfreeze"),
     "freeze_bottom": ("learning_rate", "frozen"),
     "discriminative_lr": ("learning_rate", "decay"),
+    "lora": ("learning_rate", "alpha"),
 }

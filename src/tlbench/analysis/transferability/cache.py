@@ -38,7 +38,11 @@ from tlbench.models.weights import random_label, random_seed
 
 #: The feature cache key's weight identities (tlbench.training.feature_cache.weights_identity) -> labels
 #: (``{random: SEED}``: :func:`tlbench.models.weights.random_label`, e.g. ``random(seed 0)``).
-WEIGHTS_LABELS = {"run_model_sha256": "pretraining run", "file_sha256": "weights file"}
+WEIGHTS_LABELS = {
+    "run_model_sha256": "pretraining run",
+    "file_sha256": "weights file",
+    "preset": "keras-hub preset",
+}
 
 
 # --------------------------------------------------------------------------- a feature cache
@@ -128,6 +132,7 @@ NO_SOURCE_CLASSIFIER = {
     "imagenet": "the project's ImageNet weights are the backbone without its classifier "
     "(include_top=False files)",
     "weights file": "a weights file holds the backbone only",
+    "keras-hub preset": "a keras-hub preset's backbone is loaded without its classifier",
 }
 
 
@@ -312,7 +317,7 @@ def _mean_over_seeds(records: list[dict[str, Any]], seeds: list[int]) -> dict[st
 def weights_label(identity: Any) -> str:
     """The scores table's ``weights`` of a feature cache key's weights identity
     (:func:`tlbench.training.feature_cache.weights_identity`): ``imagenet``, ``pretraining run``,
-    ``weights file`` or ``random(seed N)``."""
+    ``weights file``, ``keras-hub preset`` or ``random(seed N)``."""
     if isinstance(identity, str):
         return identity
     seed = random_seed(identity)

@@ -48,6 +48,7 @@ from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
 from tlbench.core.errors import MissingWeightsError
 from tlbench.models.backbones.base import BACKBONES, Backbone, check_min_size, layer_blocks
 from tlbench.models.backbones.from_run import copy_weights, load_run_backbone, load_run_classifier
+from tlbench.models.backbones.hub_presets import PRESET_WEIGHTS
 from tlbench.models.backbones.keras_weights import (
     MOBILENET_ALPHAS,
     imagenet_classes,
@@ -209,8 +210,8 @@ def _normalise_weights(weights: Any) -> str | dict:
     {"random": int} (its seed checked)."""
     if weights is None or weights == "none":
         return "none"
-    if weights == "imagenet":
-        return "imagenet"
+    if weights in ("imagenet", PRESET_WEIGHTS):
+        return weights
     if isinstance(weights, dict) and set(weights) == {RANDOM}:
         return {RANDOM: check_random_seed(weights[RANDOM], "backbone weights random")}
     if isinstance(weights, dict):
@@ -370,6 +371,6 @@ def build_source_classifier(
     return model, imagenet_classes()
 
 
-# The custom CNNs register themselves into BACKBONES (after the keras.applications
-# models, as before the split).
-from tlbench.models.backbones import custom  # noqa: E402,F401
+# The custom CNNs and the keras-hub presets register themselves into BACKBONES (after the
+# keras.applications models, as before the split).
+from tlbench.models.backbones import custom, hub  # noqa: E402,F401

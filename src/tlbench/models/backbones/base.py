@@ -28,6 +28,9 @@ class Backbone:
     pretrained: bool  # True when weights were loaded (imagenet / path / run); not random
     blocks: list[tuple[str, list[str]]]  # (block name, layer names in order)
     min_size: int  # smallest input side the architecture accepts
+    #: What an integer depth (``unfreeze``, ``frozen``) counts: ``layer`` (the model's
+    #: layers) or ``block`` (whole transformer blocks: every block but ``stem``).
+    depth_unit: str = "layer"
 
 
 def check_min_size(name: str, input_shape: tuple[int, int, int], min_size: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import keras
@@ -25,6 +26,13 @@ def load_run_model(run_dir: Path) -> keras.Model:
         raise FileNotFoundError(
             f"weights {{run: {str(run_dir)!r}}}: {path} does not exist (not a finished run?)"
         )
+    with zipfile.ZipFile(path) as archive:
+        hub_layers = b'"keras_hub' in archive.read("config.json")
+    if hub_layers:  # a keras-hub preset backbone: its classes register on import
+        # deferred: keras-hub is heavy, and only such models need it
+        import keras_hub  # noqa: F401
+
+        from tlbench.models.backbones import hub  # noqa: F401
     return keras.saving.load_model(path, compile=False)
 
 
