@@ -141,6 +141,27 @@ class LoRAHyperModel(StrategyHyperModel):
         rng = self.search.tuning["space"].get("alpha")
         if rng is not None:
             values["alpha"] = hp.Float("alpha", rng["min"], rng["max"], sampling="log")
+class LpFtHyperModel(StrategyHyperModel):
+    """lp_ft: the fine-tuning phase's learning rate (the probe's C is chosen by its own
+    cross-validation on train)."""
+
+    def declare(self, hp):
+        values = super().declare(hp)
+        rng = self.search.tuning["space"].get("ft_learning_rate")
+        if rng is not None:
+            values["ft_learning_rate"] = hp.Float(
+                "ft_learning_rate", rng["min"], rng["max"], sampling="log"
+            )
+        return values
+
+
+class SurgicalHyperModel(StrategyHyperModel):
+    """surgical: learning rate and the block that trains (names, or indices)."""
+
+    def declare(self, hp):
+        values = super().declare(hp)
+        if "block" in self.search.tuning["space"]:
+            values["block"] = self._depth(hp, "block")
         return values
 
 
@@ -181,4 +202,6 @@ HYPERMODELS: dict[str, type[StrategyHyperModel]] = {
     "freeze_bottom": FreezeBottomHyperModel,
     "discriminative_lr": DiscriminativeLRHyperModel,
     "lora": LoRAHyperModel,
+    "lp_ft": LpFtHyperModel,
+    "surgical": SurgicalHyperModel,
 }
