@@ -301,10 +301,18 @@ def test_bad_block_seed_is_named():
 @pytest.mark.parametrize(
     "strategy, params, named",
     [
-        ("lp_ft", {"ft_lr_factor": -1}, "strategy.params.ft_lr_factor: -1 must be a number > 0"),
-        ("surgical", {"block": 1.5}, "strategy.params.block: 1.5 is neither a block name"),
-        ("surgical", {"rank": 4}, "strategy.params.rank: unknown parameter of strategy"),
-        ("norm_only", {"batchnorm": "eval"}, "strategy.params.batchnorm: 'eval' is not valid"),
+        (
+            "lp_ft",
+            {"ft_lr_factor": -1},
+            "strategies.newer.params.ft_lr_factor: -1 must be a number > 0",
+        ),
+        ("surgical", {"block": 1.5}, "strategies.newer.params.block: 1.5 is neither a block name"),
+        ("surgical", {"rank": 4}, "strategies.newer.params.rank: unknown parameter of strategy"),
+        (
+            "norm_only",
+            {"batchnorm": "eval"},
+            "strategies.newer.params.batchnorm: 'eval' is not valid",
+        ),
     ],
 )
 def test_bad_params_of_the_newer_strategies_are_named_at_parse_time(strategy, params, named):
@@ -312,7 +320,7 @@ def test_bad_params_of_the_newer_strategies_are_named_at_parse_time(strategy, pa
     config["strategies"]["newer"] = {"name": strategy, "params": params}
     config["matrix"][1]["strategies"].append("newer")
     message = error_of(config)
-    assert named in message and "newer" in message
+    assert named in message
 
 
 def test_lp_ft_reads_the_feature_cache_without_augmentation():

@@ -137,7 +137,7 @@ def test_surgical_block_indices_below_the_number_of_blocks():
         tuning_space.check_space_against_backbone(
             {"block": {"min": 0, "max": 2, "step": 1}}, backbone, "s.space"
         )
-    with pytest.raises(TuningError, match=r"s\.space\.block\.blocks: unknown block 'top'"):
+    with pytest.raises(TuningError, match=r"s\.block\.blocks: unknown block 'top'"):
         tuning_space.check_space_against_backbone({"block": {"blocks": ["top"]}}, backbone, "s")
 
 
