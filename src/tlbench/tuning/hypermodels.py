@@ -42,11 +42,12 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         """Declare the tuned hyperparameters on ``hp``; return their values."""
         space, values = self.search.tuning["space"], {}
         if "learning_rate" in space:
-            rng = space["learning_rate"]
-            values["learning_rate"] = hp.Float(
-                "learning_rate", rng["min"], rng["max"], sampling="log"
-            )
+            values["learning_rate"] = self._log_float(hp, "learning_rate")
         return values
+
+    def _log_float(self, hp: keras_tuner.HyperParameters, name: str) -> float:
+        rng = self.search.tuning["space"][name]
+        return hp.Float(name, rng["min"], rng["max"], sampling="log")
 
     def _depth(self, hp: keras_tuner.HyperParameters, name: str) -> int | str:
         rng = self.search.tuning["space"][name]
@@ -103,10 +104,7 @@ class TwoPhaseHyperModel(StrategyHyperModel):
         values = super().declare(hp)
         space = self.search.tuning["space"]
         if "phase2_learning_rate" in space:
-            rng = space["phase2_learning_rate"]
-            values["phase2_learning_rate"] = hp.Float(
-                "phase2_learning_rate", rng["min"], rng["max"], sampling="log"
-            )
+            values["phase2_learning_rate"] = self._log_float(hp, "phase2_learning_rate")
         if "unfreeze" in space:
             values["unfreeze"] = self._depth(hp, "unfreeze")
         return values
@@ -147,11 +145,8 @@ class LpFtHyperModel(StrategyHyperModel):
 
     def declare(self, hp):
         values = super().declare(hp)
-        rng = self.search.tuning["space"].get("ft_learning_rate")
-        if rng is not None:
-            values["ft_learning_rate"] = hp.Float(
-                "ft_learning_rate", rng["min"], rng["max"], sampling="log"
-            )
+        if "ft_learning_rate" in self.search.tuning["space"]:
+            values["ft_learning_rate"] = self._log_float(hp, "ft_learning_rate")
         return values
 
 
