@@ -136,9 +136,11 @@ class LoRAHyperModel(StrategyHyperModel):
 
     def declare(self, hp):
         values = super().declare(hp)
-        rng = self.search.tuning["space"].get("alpha")
-        if rng is not None:
-            values["alpha"] = hp.Float("alpha", rng["min"], rng["max"], sampling="log")
+        if "alpha" in self.search.tuning["space"]:
+            values["alpha"] = self._log_float(hp, "alpha")
+        return values
+
+
 class LpFtHyperModel(StrategyHyperModel):
     """lp_ft: the fine-tuning phase's learning rate (the probe's C is chosen by its own
     cross-validation on train)."""
