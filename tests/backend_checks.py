@@ -96,6 +96,30 @@ def forward_flops() -> dict:
     return count(model, (10,))
 
 
+def variable_selection() -> dict[str, list[str]]:
+    """bitfit and norm_only (Variable.trainable per variable, BatchNorm layers frozen): the
+    backbone variables that one epoch of fit moved, per strategy."""
+    from tlbench.models.backbones.applications import build_backbone
+    from tlbench.strategies.base import STRATEGIES, Phase
+
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 1, (16, 8, 8, 3)).astype("float32"), rng.integers(0, 2, 16)
+    moved = {}
+    for name in ("bitfit", "norm_only"):
+        cfg = {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [4]}}
+        backbone = build_backbone(cfg, (8, 8, 3))
+        STRATEGIES.get(name)().configure(Phase("train", 1, 0.01), backbone)
+        inputs = keras.Input((8, 8, 3))
+        pooled = keras.layers.GlobalAveragePooling2D()(backbone.model(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
+        model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+        before = {v.path: keras.ops.convert_to_numpy(v) for v in backbone.model.weights}
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+        after = {v.path: keras.ops.convert_to_numpy(v) for v in backbone.model.weights}
+        moved[name] = sorted(p for p in before if not np.array_equal(before[p], after[p]))
+    return moved
+
+
 def engine_run(spec: str, out: str) -> int:
     """``tlbench run SPEC OUT``: its exit status."""
     from tlbench.cli import main
@@ -112,6 +136,7 @@ def main(argv: list[str]) -> None:
         "preprocess_modes": preprocess_modes,
         "optimizer_sgd": lambda: optimizer_ratio("sgd", 0.0),
         "forward_flops": forward_flops,
+        "variable_selection": variable_selection,
     }
     if run:
         checks["engine_run"] = lambda: engine_run(*run)

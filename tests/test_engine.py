@@ -34,6 +34,10 @@ STRATEGY_PARAMS = {
     "freeze_bottom": {"frozen": "block1"},
     "discriminative_lr": {"decay": 0.5},
     "autoencoder": {"ae_epochs": 1},
+    "lp_ft": {"grid": [0.01, 1.0]},
+    "bitfit": {},
+    "norm_only": {},
+    "surgical": {"block": "auto", "trial_epochs": 1},
 }
 METRIC_KEYS = {
     "status",
@@ -118,6 +122,9 @@ def test_every_strategy_runs(tiny_prepared, source_run, tmp_path, name):
         assert set(rec.files) == {"images", "stage1", "stage2"}
         assert rec["stage1"].shape == rec["images"].shape == (4, 16, 16, 3)
         assert 0 <= rec["stage2"].min() and rec["stage2"].max() <= 255
+    if name == "surgical":  # two blocks tried for an epoch each, then the chosen one trains
+        assert [row["phase"] for row in history] == ["try_block1", "try_block2"] + ["train"] * 2
+        assert metrics["surgical"]["block"] in ("block1", "block2")
     if name != "scratch" and name != "autoencoder":
         assert metrics["pretrained"] is True
 

@@ -81,6 +81,15 @@ def test_forward_flops_on_jax(jax_results):
     assert record["flops_method"] == "xla_cost_analysis/jax"
 
 
+def test_bitfit_and_norm_only_train_their_variables_only_on_jax(jax_results):
+    """Variable.trainable per variable, on a frozen BatchNorm layer too: JAX's trainer
+    moves exactly the variables the strategy keeps (block1: one Conv2D, one BatchNorm)."""
+    moved = _value(jax_results, "variable_selection")
+    conv, bn = ("block1_conv1", "block1_conv2"), ("block1_bn1", "block1_bn2")
+    assert moved["bitfit"] == sorted([f"{c}/bias" for c in conv] + [f"{b}/beta" for b in bn])
+    assert moved["norm_only"] == sorted(f"{b}/{v}" for b in bn for v in ("beta", "gamma"))
+
+
 def test_jax_backend_run(jax_results):
     """(was tests/test_engine.py) a discriminative_lr run through ``tlbench run``."""
     assert _value(jax_results, "engine_run") == 0

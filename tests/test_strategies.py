@@ -22,6 +22,10 @@ ALL = [
     "autoencoder",
     "linear_probe",
     "lora",
+    "lp_ft",
+    "bitfit",
+    "norm_only",
+    "surgical",
 ]
 
 
@@ -64,7 +68,17 @@ def test_declarations():
     assert get("autoencoder").default_weights == "none"
 
 
-PRETRAINED = ["feature_extraction", "fine_tune", "two_phase", "freeze_bottom", "discriminative_lr"]
+PRETRAINED = [
+    "feature_extraction",
+    "fine_tune",
+    "two_phase",
+    "freeze_bottom",
+    "discriminative_lr",
+    "lp_ft",
+    "bitfit",
+    "norm_only",
+    "surgical",
+]
 REQUIRED_PARAMS = {"freeze_bottom": {"frozen": 2}}
 
 
@@ -272,6 +286,18 @@ def test_blockless_backbone_is_an_error():
         ("autoencoder", {"ae_epochs": 0}, "ae_epochs: 0 must be an integer >= 1"),
         ("fine_tune", {"unfreeze": 3}, "valid parameters: batchnorm"),
         ("scratch", {"unfreeze": 3}, "valid parameters: (none)"),
+        ("lp_ft", {"ft_lr_factor": 0}, "ft_lr_factor: 0 must be a number > 0"),
+        ("lp_ft", {"ft_learning_rate": "small"}, "ft_learning_rate: 'small' must be a number"),
+        ("lp_ft", {"grid": [-1.0]}, "strategy.params.grid"),
+        ("lp_ft", {"unfreeze": 3}, "valid parameters: batchnorm, ft_learning_rate, ft_lr_factor"),
+        ("bitfit", {"kernels": True}, "valid parameters: batchnorm"),
+        ("norm_only", {"batchnorm": "eval"}, "'eval' is not valid for strategy 'norm_only'"),
+        ("surgical", {"block": -1}, "block: -1 is neither a block name"),
+        ("surgical", {"block": True}, "block: True is neither a block name"),
+        ("surgical", {"block": 2, "candidates": [1]}, "candidates: only with block: auto"),
+        ("surgical", {"candidates": ["block1", "block1"]}, "candidates: ['block1', 'block1']"),
+        ("surgical", {"candidates": []}, "candidates: [] must be a list"),
+        ("surgical", {"trial_epochs": 0}, "trial_epochs: 0 must be an integer >= 1"),
     ],
 )
 def test_bad_params(name, params, message):
@@ -351,3 +377,73 @@ def test_batchnorm_momentum_is_validated():
                 "training": {"batchnorm_momentum": 1.5},
             }
         )
+
+
+def trainable_variables(backbone):
+    return {v.path for v in backbone.model.trainable_weights}
+
+
+@pytest.mark.parametrize("policy", ["frozen", "train"])
+def test_bitfit_and_norm_only_select_variables_not_layers(backbone, policy):
+    """bitfit: every bias and BatchNorm beta, nothing else; norm_only: BatchNorm gamma and
+    beta, nothing else. The policy decides only whether BatchNorm layers run in inference
+    mode (frozen: layer non-trainable, its chosen variables still trainable)."""
+    names = {v.path for v in backbone.model.weights}
+    bn = {layer.name for layer in batchnorm_layers(backbone)}
+    expected = {
+        "bitfit": {n for n in names if n.endswith("/bias") or n in {f"{b}/beta" for b in bn}},
+        "norm_only": {f"{b}/{v}" for b in bn for v in ("gamma", "beta")},
+    }
+    for name, variables in expected.items():
+        strategy, spec = make(name, {"batchnorm": policy})
+        (phase,) = strategy.phases(spec)
+        assert strategy.configure(phase, backbone) == {}
+        assert variables and trainable_variables(backbone) == variables, name
+        assert all(layer.trainable == (policy == "train") for layer in batchnorm_layers(backbone))
+
+
+def test_lp_ft_fine_tunes_everything_at_its_rate(backbone):
+    strategy, spec = make("lp_ft", {"batchnorm": "train"})
+    (phase,) = strategy.phases(spec)
+    assert (phase.name, phase.epochs, phase.head_only) == ("fine_tune", 6, False)
+    assert phase.learning_rate == pytest.approx(0.001)  # 0.01 * ft_lr_factor 0.1
+    strategy.configure(phase, backbone)
+    assert set(weighted(backbone)) <= set(trainable(backbone))
+    strategy, spec = make("lp_ft", {"ft_learning_rate": 3e-5})
+    assert strategy.phases(spec)[0].learning_rate == 3e-5
+    assert STRATEGIES.get("lp_ft").features_only  # its probe reads the feature cache
+
+
+def test_surgical_trains_one_block(backbone):
+    for block in ("block2", 2):  # blocks: block1 (index 0), block2, block3
+        strategy, spec = make("surgical", {"block": block, "batchnorm": "train"})
+        strategy.configure(strategy.phases(spec)[0], backbone)
+        wanted = "block2" if block == "block2" else "block3"
+        assert trainable(backbone) == dict(backbone.blocks)[wanted]
+    strategy, spec = make("surgical", {"block": "block2"})  # batchnorm frozen
+    strategy.configure(strategy.phases(spec)[0], backbone)
+    assert trainable(backbone) == [
+        n
+        for n in dict(backbone.blocks)["block2"]
+        if n not in {b.name for b in batchnorm_layers(backbone)}
+    ]
+    # auto before its choice: every candidate may train (the build's check)
+    strategy, spec = make("surgical", {"candidates": ["block3", 0], "batchnorm": "train"})
+    strategy.configure(strategy.phases(spec)[0], backbone)
+    blocks = dict(backbone.blocks)
+    assert set(trainable(backbone)) == set(blocks["block1"] + blocks["block3"])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"block": 3}, "block index 3 is out of range for backbone 'small_cnn' (3 blocks: "),
+        ({"block": "block9"}, "unknown block 'block9'"),
+        ({"candidates": ["block1", 7]}, "candidates: block index 7 is out of range"),
+    ],
+)
+def test_surgical_block_not_in_the_backbone(backbone, params, message):
+    strategy, spec = make("surgical", params)
+    with pytest.raises(SpecError) as info:
+        strategy.configure(strategy.phases(spec)[0], backbone)
+    assert message in str(info.value)

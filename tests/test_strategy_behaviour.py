@@ -35,6 +35,10 @@ STRATEGIES = {
     "freeze_bottom": {"frozen": "block1"},
     "discriminative_lr": {"decay": 0.3},
     "autoencoder": {"ae_epochs": 1},
+    "lp_ft": {},
+    "bitfit": {},
+    "norm_only": {},
+    "surgical": {"block": "auto"},
 }
 #: Early stopping never stops (patience = epochs) but restores the epoch of best val loss.
 TRAINING = {
@@ -119,6 +123,22 @@ def backbone_weights(run: Path) -> dict[str, list[np.ndarray]]:
     """``{layer name: its weights}`` of the saved classifier's backbone."""
     backbone = keras.saving.load_model(run / "model.keras").get_layer("backbone")
     return {layer.name: layer.get_weights() for layer in backbone.layers if layer.weights}
+
+
+def backbone_variables(run: Path) -> dict[str, np.ndarray]:
+    """``{"<layer>/<variable>": value}`` of the saved classifier's backbone."""
+    backbone = keras.saving.load_model(run / "model.keras").get_layer("backbone")
+    return {
+        f"{layer.name}/{w.name}": keras.ops.convert_to_numpy(w)
+        for layer in backbone.layers
+        for w in layer.weights
+    }
+
+
+def moved(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> set[str]:
+    """The variables whose value differs in any bit."""
+    assert set(before) == set(after)
+    return {name for name in before if not np.array_equal(before[name], after[name])}
 
 
 def unchanged(before: dict, after: dict, layers) -> list[str]:
@@ -268,6 +288,70 @@ def test_discriminative_lr_update_sizes_follow_the_decay(behaviour_dir, target, 
         expected = factors[layer.split("_")[0]]
         assert np.median(step) == pytest.approx(expected, rel=1e-2), layer
         assert step.max() <= expected * 1.01, layer
+
+
+def test_lp_ft_starts_fine_tuning_from_the_probe(behaviour_dir, target, pretrained, monkeypatch):
+    """At the start of fine-tuning the classifier predicts what the probe predicts: its head
+    holds the probe's solution (the probe's own probabilities on its validation features)."""
+    from tlbench.strategies import lp_ft
+
+    seen: dict = {}
+    probe, fit = lp_ft.fit_probe, trainer.Trainer.fit
+    x_val = np.asarray(load_prepared(target).split("val")[0], np.float32)
+
+    def watched_probe(params, ctx):
+        found, cached = probe(params, ctx)
+        seen.update(probe=found, features=cached.val)
+        return found, cached
+
+    def watched_fit(self, model, phase, *args, **kwargs):
+        seen.setdefault("start", model.predict(x_val, verbose=0))
+        return fit(self, model, phase, *args, **kwargs)
+
+    monkeypatch.setattr(lp_ft, "fit_probe", watched_probe)
+    monkeypatch.setattr(trainer.Trainer, "fit", watched_fit)
+    out = behaviour_dir / "lp_ft-start"
+    metrics = engine.run(spec_of(target, "lp_ft", {}, {"run": str(pretrained)}, epochs=1), out)
+    expected = seen["probe"].predict_proba(seen["features"])
+    np.testing.assert_allclose(seen["start"], expected, atol=1e-4)
+    assert metrics["probe_val_accuracy"] == seen["probe"].val_accuracy
+    history = (out / "history.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[1] for row in history] == ["fine_tune"]
+    assert float(history[0].split(",")[6]) == pytest.approx(TRAINING["learning_rate"] * 0.1)
+    changed = moved(backbone_variables(pretrained), backbone_variables(out))
+    assert {n for n in changed if "_conv" in n}  # then the backbone fine-tunes
+
+
+def test_bitfit_moves_the_backbone_biases_and_nothing_else(runs, pretrained):
+    before = backbone_variables(pretrained)
+    changed = moved(before, backbone_variables(runs["bitfit", "true"]["path"]))
+    biases = {n for n in before if n.endswith("/bias") or (is_bn(n) and n.endswith("/beta"))}
+    assert any(n.endswith("/kernel") for n in before) and biases
+    assert changed == biases  # no kernel, no BatchNorm scale, no moving statistic
+
+
+def test_norm_only_moves_the_normalisation_scale_and_shift_and_nothing_else(runs, pretrained):
+    before = backbone_variables(pretrained)
+    changed = moved(before, backbone_variables(runs["norm_only", "true"]["path"]))
+    affine = {n for n in before if is_bn(n) and n.split("/")[1] in ("gamma", "beta")}
+    assert affine and changed == affine  # statistics frozen (batchnorm: frozen), convs kept
+
+
+def test_surgical_chooses_its_block_on_validation_and_moves_only_it(runs, pretrained):
+    run = runs["surgical", "true"]
+    record = run["metrics"]["surgical"]
+    trials = record["trials"]
+    assert record["chosen_on"] == "validation"
+    assert [t["block"] for t in trials] == ["block1", "block2"]
+    best = max(trials, key=lambda t: (t["val_accuracy"], -t["val_loss"]))
+    assert record["block"] == best["block"]
+    rows = [row.split(",") for row in (run["path"] / "history.csv").read_text().splitlines()[1:]]
+    assert [row[1] for row in rows] == ["try_block1", "try_block2"] + ["train"] * 6
+    assert [float(row[5]) for row in rows[:2]] == [t["val_accuracy"] for t in trials]
+    before = backbone_variables(pretrained)
+    changed = moved(before, backbone_variables(run["path"]))
+    block = {n for n in before if n.startswith(f"{record['block']}_conv")}
+    assert block and changed == block  # its convolutions; its BatchNorm frozen, the rest kept
 
 
 def test_direct_maps_a_known_mapping(behaviour_dir, source_prepared, pretrained):

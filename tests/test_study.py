@@ -298,6 +298,42 @@ def test_bad_block_seed_is_named():
     assert "matrix[1].seeds[0]" in error_of(config)
 
 
+@pytest.mark.parametrize(
+    "strategy, params, named",
+    [
+        (
+            "lp_ft",
+            {"ft_lr_factor": -1},
+            "strategies.newer.params.ft_lr_factor: -1 must be a number > 0",
+        ),
+        ("surgical", {"block": 1.5}, "strategies.newer.params.block: 1.5 is neither a block name"),
+        ("surgical", {"rank": 4}, "strategies.newer.params.rank: unknown parameter of strategy"),
+        (
+            "norm_only",
+            {"batchnorm": "eval"},
+            "strategies.newer.params.batchnorm: 'eval' is not valid",
+        ),
+    ],
+)
+def test_bad_params_of_the_newer_strategies_are_named_at_parse_time(strategy, params, named):
+    config = base_config()
+    config["strategies"]["newer"] = {"name": strategy, "params": params}
+    config["matrix"][1]["strategies"].append("newer")
+    message = error_of(config)
+    assert named in message
+
+
+def test_lp_ft_reads_the_feature_cache_without_augmentation():
+    config = base_config()
+    config["strategies"]["lp_ft"] = {"name": "lp_ft"}
+    config["matrix"][1]["strategies"].append("lp_ft")
+    study = load_study(config)
+    plain = study.run_spec(study.run("digits", "cnn_fractal", "lp_ft", "none", 7))
+    assert plain["features_cache"] == "out/features/digits/cnn_fractal"
+    flipped = study.run_spec(study.run("digits", "cnn_fractal", "lp_ft", "flip", 7))
+    assert "features_cache" not in flipped
+
+
 def test_unsafe_section_name_is_rejected():
     config = base_config()
     config["augmentations"]["flip-h"] = {"name": "flip"}

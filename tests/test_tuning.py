@@ -74,6 +74,11 @@ def _completed(trial_json: Path) -> bool:
         ("two_phase", {"budget": 5, "space": SPACE}, "tuning.budget"),
         ("discriminative_lr", {"space": {"decay": {"min": 0.5, "max": 2.0}}}, "decay.max"),
         ("direct", {"space": SPACE}, "tuning"),
+        ("lp_ft", {"space": SPACE}, "cannot tune 'learning_rate'; it can tune: ft_learning_rate"),
+        ("lp_ft", {"space": {"ft_learning_rate": {"min": 0, "max": 1}}}, "ft_learning_rate.min"),
+        ("surgical", {"space": {"block": {"blocks": ["b", "b"]}}}, "block.blocks"),
+        ("surgical", {"space": {"block": {"min": 3, "max": 1}}}, "space.block"),
+        ("bitfit", {"space": {"block": {"min": 0, "max": 1}}}, "cannot tune 'block'"),
     ],
 )
 def test_bad_search_space_names_the_key(strategy, section, key):
@@ -118,6 +123,22 @@ def test_depth_beyond_backbone_or_unknown_block_is_an_error():
         tuning_space.check_space_against_backbone(
             {"frozen": {"blocks": ["nope"]}}, backbone, "s.space"
         )
+
+
+def test_surgical_block_indices_below_the_number_of_blocks():
+    from tlbench.models.backbones.applications import build_backbone
+
+    backbone = build_backbone(
+        {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [4, 8]}}, (16, 16, 3)
+    )
+    space = resolve_tuning("surgical", {"space": {"block": {"min": 0, "max": 1}}})["space"]
+    tuning_space.check_space_against_backbone(space, backbone, "s.space")
+    with pytest.raises(TuningError, match=r"s\.space\.block\.max: block index 2 is out of range"):
+        tuning_space.check_space_against_backbone(
+            {"block": {"min": 0, "max": 2, "step": 1}}, backbone, "s.space"
+        )
+    with pytest.raises(TuningError, match=r"s\.block\.blocks: unknown block 'top'"):
+        tuning_space.check_space_against_backbone({"block": {"blocks": ["top"]}}, backbone, "s")
 
 
 def test_apply_tuned_sets_values_and_records_them(tiny_prepared):
@@ -185,6 +206,37 @@ def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_pat
     assert all(float(r["epochs"]) == 2 for r in rows)
     assert max(float(r["score"]) for r in rows) == result["best_score"]
     assert all(0 <= float(r["score"]) <= 1 and float(r["seconds"]) > 0 for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "strategy, space",
+    [
+        ("surgical", {"block": {"blocks": ["block1", "block2"]}}),
+        ("lp_ft", {"ft_learning_rate": {"min": 1e-4, "max": 1e-2}}),
+    ],
+)
+def test_tiny_search_of_a_strategy_strength(tiny_prepared, tmp_path, strategy, space):
+    """surgical's block and lp_ft's fine-tuning rate are searched and set in the run spec."""
+    params = {"block": "block1"} if strategy == "surgical" else {"grid": [1.0]}
+    section = {"tuner": "random", "max_trials": 2, "space": space}
+    result = search.search(
+        _spec(tiny_prepared, strategy, **params),
+        section,
+        tmp_path / "work",
+        tmp_path / "best.json",
+        tmp_path / "trials.csv",
+    )
+    assert result["completed_trials"] == 2
+    (name,) = space
+    tuned = result["tuned"]
+    assert set(tuned) == {name}
+    if strategy == "surgical":
+        assert tuned["block"] in ("block1", "block2")
+    else:
+        assert 1e-4 <= tuned["ft_learning_rate"] <= 1e-2
+    applied = resolve_spec(apply_tuned(_spec(tiny_prepared, strategy, **params), tuned))
+    assert applied["strategy"]["params"][name] == tuned[name]
 
 
 @pytest.mark.slow

@@ -9,7 +9,12 @@
 * :mod:`tlbench.strategies.direct` — ``direct`` (class mapping, no training);
 * :mod:`tlbench.strategies.autoencoder` — ``autoencoder`` (greedy stages, then phases);
 * :mod:`tlbench.strategies.linear_probe` — ``linear_probe`` (logistic regression on
-  frozen features, C chosen by cross-validation on train).
+  frozen features, C chosen by cross-validation on train);
+* :mod:`tlbench.strategies.lp_ft` — ``lp_ft`` (the probe's solution as the head, then
+  fine-tuning);
+* :mod:`tlbench.strategies.selective` — ``bitfit``, ``norm_only`` (chosen variables of the
+  backbone train: biases; normalisation scale and shift);
+* :mod:`tlbench.strategies.surgical` — ``surgical`` (one block trains, chosen on validation).
 
 A new strategy is a module here that registers its :class:`Strategy` subclass
 (``@register``), imported below; the engine hands it a :class:`TrainContext` and
@@ -18,4 +23,13 @@ gets back a :class:`TrainResult` (docs/ARCHITECTURE.md "Strategies").
 
 # Each unit registers itself in STRATEGIES (tlbench.strategies.base) on import; importing
 # any module of this package imports them all, so the registry is always complete.
-from tlbench.strategies import autoencoder, direct, linear_probe, lora, phased  # noqa: F401
+from tlbench.strategies import (  # noqa: F401
+    autoencoder,
+    direct,
+    linear_probe,
+    lora,
+    lp_ft,
+    phased,
+    selective,
+    surgical,
+)

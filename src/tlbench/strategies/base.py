@@ -79,9 +79,10 @@ class Strategy:
     #: Valid values of the ``batchnorm`` parameter, where ``defaults`` has one.
     batchnorm_values: ClassVar[tuple[str, ...]] = BATCHNORM_POLICIES
     defaults: ClassVar[dict[str, Any]] = {}
-    #: Whether the strategy trains on the frozen backbone's features only, without
-    #: declaring a head-only phase (``linear_probe``): the workflow then gives its runs
-    #: the (dataset, backbone) feature cache, as it does for a head-only phase.
+    #: Whether the strategy fits a probe on the frozen backbone's features without
+    #: declaring a head-only phase (``linear_probe``; ``lp_ft`` before it fine-tunes): the
+    #: workflow then gives its runs the (dataset, backbone) feature cache, as it does for
+    #: a head-only phase.
     features_only: ClassVar[bool] = False
     #: Whether one of its phases trains the head alone on the frozen backbone
     #: (:attr:`Phase.head_only`): without augmentation such runs read the (dataset,

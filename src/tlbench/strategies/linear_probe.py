@@ -81,19 +81,7 @@ class LinearProbe(Strategy):
                 f"augmentation.name: {ctx.spec['augmentation']['name']!r}: strategy "
                 "'linear_probe' fits on features computed once; use augmentation 'none'"
             )
-        set_trainable(built.backbone.model, False)
-        cached = ctx.trainer.features(ctx)
-        (_, y_train), (_, y_val) = ctx.splits["train"], ctx.splits["val"]
-        fit = fit_linear_probe(
-            cached.train,
-            np.asarray(y_train),
-            cached.val,
-            np.asarray(y_val),
-            grid=self.params["grid"],
-            seed=ctx.spec["seed"],
-            max_iter=self.params["max_iter"],
-            num_classes=len(ctx.classes),
-        )
+        fit, cached = fit_probe(self.params, ctx)
         model, head = build_classifier(
             built.backbone, probe_head(fit), ctx.spec, ctx.image_shape, fit.num_classes, self, None
         )
@@ -102,13 +90,35 @@ class LinearProbe(Strategy):
             pretrained=bool(built.backbone.pretrained),
             head=head,
             head_features=cached,
-            extras={
-                "features": cached.info,
-                "chosen_C": fit.C,
-                "fit_seconds": round(fit.train_seconds, 4),  # as feature_extraction's head fit
-                **fit.record(),
-            },
+            # fit_seconds: as feature_extraction's head fit on cached features
+            extras={**probe_extras(fit, cached), "fit_seconds": round(fit.train_seconds, 4)},
         )
+
+
+def fit_probe(params: Mapping[str, Any], ctx: TrainContext) -> tuple[ProbeFit, Any]:
+    """The probe of ``params`` (``grid``, ``max_iter``) on the frozen backbone's features of
+    the train split (C by cross-validation on train), and those features (``ctx.trainer``'s:
+    the feature cache when the spec names one); also ``lp_ft``'s first step."""
+    set_trainable(ctx.built.backbone.model, False)
+    cached = ctx.trainer.features(ctx)
+    (_, y_train), (_, y_val) = ctx.splits["train"], ctx.splits["val"]
+    fit = fit_linear_probe(
+        cached.train,
+        np.asarray(y_train),
+        cached.val,
+        np.asarray(y_val),
+        grid=params["grid"],
+        seed=ctx.spec["seed"],
+        max_iter=params["max_iter"],
+        num_classes=len(ctx.classes),
+    )
+    return fit, cached
+
+
+def probe_extras(fit: ProbeFit, cached: Any) -> dict[str, Any]:
+    """The probe's keys of ``metrics.json``: the features' source, ``chosen_C`` and
+    :meth:`ProbeFit.record`."""
+    return {"features": cached.info, "chosen_C": fit.C, **fit.record()}
 
 
 def probe_head(fit: ProbeFit) -> keras.Model:

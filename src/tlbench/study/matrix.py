@@ -30,8 +30,8 @@ from tlbench.strategies.base import STRATEGIES
 from tlbench.study.config import load_schema, pretrain_config
 from tlbench.study.runs import Run
 
-# Strategies with a head-only phase (backbone frozen), and linear_probe, which trains on
-# the frozen backbone's features alone (``features_only``): without augmentation, and
+# Strategies with a head-only phase (backbone frozen), and those that fit a probe on the
+# frozen backbone's features (``features_only``: linear_probe, lp_ft): without augmentation, and
 # with weights that have an identity (pretrained, or {random: SEED}; not `none`, drawn
 # from each run's seed), their runs read the backbone's features from a cache computed
 # once per (dataset, backbone) by `backbone_features`.

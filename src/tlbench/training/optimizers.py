@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,6 +50,23 @@ class _MultiplierMixin:
         config = super().get_config()
         config["multipliers"] = dict(self._tl_multipliers)
         return config
+
+    def load_own_variables(self, store) -> None:
+        """Keras's, except that a saved state whose shapes are not this optimizer's is
+        skipped with a warning, as Keras skips one of another count. A model that trained
+        chosen variables (``bitfit``, ``norm_only``: ``Variable.trainable`` per variable)
+        reloads with every variable of a trainable layer trainable: ``load_model`` must not
+        fail on the optimizer state of another set of variables."""
+        saved = [tuple(store[str(i)].shape) for i in range(len(store.keys()))]
+        own = [tuple(v.shape) for v in self.variables]
+        if len(saved) == len(own) and saved != own:
+            warnings.warn(
+                f"Skipping variable loading for optimizer {self.name!r}: the saved state is "
+                "of other variables (shapes differ) than the reloaded model trains",
+                stacklevel=2,
+            )
+            return
+        super().load_own_variables(store)
 
 
 @keras.saving.register_keras_serializable(package="tlbench")

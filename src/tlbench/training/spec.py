@@ -31,6 +31,7 @@ Format (defaults shown; only ``dataset.prepared``, ``backbone.name`` and
     strategy:
       name: two_phase            # direct | scratch | feature_extraction | fine_tune |
                                  # two_phase | freeze_bottom | discriminative_lr | autoencoder
+                                 # | linear_probe | lp_ft | bitfit | norm_only | surgical
       params: {}                 # per strategy, see tlbench.strategies; those that start
                                  # from pretrained weights take batchnorm: frozen | train
     head:

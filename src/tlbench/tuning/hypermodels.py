@@ -42,11 +42,12 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         """Declare the tuned hyperparameters on ``hp``; return their values."""
         space, values = self.search.tuning["space"], {}
         if "learning_rate" in space:
-            rng = space["learning_rate"]
-            values["learning_rate"] = hp.Float(
-                "learning_rate", rng["min"], rng["max"], sampling="log"
-            )
+            values["learning_rate"] = self._log_float(hp, "learning_rate")
         return values
+
+    def _log_float(self, hp: keras_tuner.HyperParameters, name: str) -> float:
+        rng = self.search.tuning["space"][name]
+        return hp.Float(name, rng["min"], rng["max"], sampling="log")
 
     def _depth(self, hp: keras_tuner.HyperParameters, name: str) -> int | str:
         rng = self.search.tuning["space"][name]
@@ -103,10 +104,7 @@ class TwoPhaseHyperModel(StrategyHyperModel):
         values = super().declare(hp)
         space = self.search.tuning["space"]
         if "phase2_learning_rate" in space:
-            rng = space["phase2_learning_rate"]
-            values["phase2_learning_rate"] = hp.Float(
-                "phase2_learning_rate", rng["min"], rng["max"], sampling="log"
-            )
+            values["phase2_learning_rate"] = self._log_float(hp, "phase2_learning_rate")
         if "unfreeze" in space:
             values["unfreeze"] = self._depth(hp, "unfreeze")
         return values
@@ -138,9 +136,29 @@ class LoRAHyperModel(StrategyHyperModel):
 
     def declare(self, hp):
         values = super().declare(hp)
-        rng = self.search.tuning["space"].get("alpha")
-        if rng is not None:
-            values["alpha"] = hp.Float("alpha", rng["min"], rng["max"], sampling="log")
+        if "alpha" in self.search.tuning["space"]:
+            values["alpha"] = self._log_float(hp, "alpha")
+        return values
+
+
+class LpFtHyperModel(StrategyHyperModel):
+    """lp_ft: the fine-tuning phase's learning rate (the probe's C is chosen by its own
+    cross-validation on train)."""
+
+    def declare(self, hp):
+        values = super().declare(hp)
+        if "ft_learning_rate" in self.search.tuning["space"]:
+            values["ft_learning_rate"] = self._log_float(hp, "ft_learning_rate")
+        return values
+
+
+class SurgicalHyperModel(StrategyHyperModel):
+    """surgical: learning rate and the block that trains (names, or indices)."""
+
+    def declare(self, hp):
+        values = super().declare(hp)
+        if "block" in self.search.tuning["space"]:
+            values["block"] = self._depth(hp, "block")
         return values
 
 
@@ -181,4 +199,6 @@ HYPERMODELS: dict[str, type[StrategyHyperModel]] = {
     "freeze_bottom": FreezeBottomHyperModel,
     "discriminative_lr": DiscriminativeLRHyperModel,
     "lora": LoRAHyperModel,
+    "lp_ft": LpFtHyperModel,
+    "surgical": SurgicalHyperModel,
 }

@@ -1,4 +1,4 @@
-"""A strategy's `tuning:` section: the search space (learning rates, unfreeze depth) and
+"""A strategy's `tuning:` section: the search space (learning rates, unfreeze depth, a block) and
 the tuner checked and filled (:func:`resolve_tuning`), checked against a backbone, and
 the best trial's values applied to a run spec (:func:`apply_tuned`).
 """
@@ -22,9 +22,11 @@ TUNER_KEYS = {
     "bayesian": ("max_trials",),
     "random": ("max_trials",),
 }
-LOG_FLOATS = ("learning_rate", "phase2_learning_rate", "alpha")
+LOG_FLOATS = ("learning_rate", "phase2_learning_rate", "alpha", "ft_learning_rate")
 LINEAR_FLOATS = ("decay",)
 DEPTHS = ("unfreeze", "frozen")
+#: Hyperparameters that name one block: {blocks: [names]} or block indices {min, max, step}.
+BLOCKS = ("block",)
 
 
 # --------------------------------------------------------------------------- config
@@ -102,7 +104,7 @@ def resolve_space(strategy: str, space: Any, where: str) -> dict[str, dict[str, 
             )
         if not isinstance(rng, Mapping):
             raise TuningError(f"{path}: {rng!r} must be a mapping such as {{min: .., max: ..}}")
-        if name in DEPTHS:
+        if name in DEPTHS or name in BLOCKS:
             out[name] = _depth_range(dict(rng), path)
         else:
             out[name] = _float_range(name, dict(rng), path)
@@ -159,13 +161,14 @@ def _keys(rng: dict[str, Any], allowed: Sequence[str], path: str) -> None:
 def check_space_against_backbone(
     space: Mapping[str, Mapping[str, Any]], backbone: Any, where: str
 ) -> None:
-    """Depths no larger than the backbone, block names that it declares."""
+    """Depths no larger than the backbone, block names that it declares, block indices
+    below its number of blocks."""
 
     names = block_names(backbone)
     depth, unit = len(backbone_layers(backbone.model)), "layers"
     if getattr(backbone, "depth_unit", "layer") == "block":  # whole transformer blocks
         depth, unit = len([n for n in names if n != "stem"]), "transformer blocks"
-    for key in DEPTHS:
+    for key in (*DEPTHS, *BLOCKS):
         rng = space.get(key)
         if rng is None:
             continue
@@ -176,7 +179,12 @@ def check_space_against_backbone(
                         f"{where}.{key}.blocks: unknown block {block!r} of backbone "
                         f"{backbone.name!r}; valid blocks: {', '.join(names) or '(none)'}"
                     )
-        elif rng["max"] > depth:
+        elif key in BLOCKS and rng["max"] >= len(names):
+            raise TuningError(
+                f"{where}.{key}.max: block index {rng['max']} is out of range for backbone "
+                f"{backbone.name!r} ({len(names)} blocks, 0 to {len(names) - 1})"
+            )
+        elif key in DEPTHS and rng["max"] > depth:
             raise TuningError(
                 f"{where}.{key}.max: {rng['max']} exceeds the depth of backbone "
                 f"{backbone.name!r} ({depth} {unit})"
@@ -248,4 +256,8 @@ TUNABLE: dict[str, tuple[str, ...]] = {
     "freeze_bottom": ("learning_rate", "frozen"),
     "discriminative_lr": ("learning_rate", "decay"),
     "lora": ("learning_rate", "alpha"),
+    "lp_ft": ("ft_learning_rate",),
+    "bitfit": ("learning_rate",),
+    "norm_only": ("learning_rate",),
+    "surgical": ("learning_rate", "block"),
 }
