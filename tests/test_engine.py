@@ -34,6 +34,8 @@ STRATEGY_PARAMS = {
     "freeze_bottom": {"frozen": "block1"},
     "discriminative_lr": {"decay": 0.5},
     "autoencoder": {"ae_epochs": 1},
+    "l2_sp": {"alpha": 0.1},
+    "bss": {"k": 2},
 }
 METRIC_KEYS = {
     "status",

@@ -22,6 +22,8 @@ ALL = [
     "autoencoder",
     "linear_probe",
     "lora",
+    "l2_sp",
+    "bss",
 ]
 
 
@@ -64,7 +66,15 @@ def test_declarations():
     assert get("autoencoder").default_weights == "none"
 
 
-PRETRAINED = ["feature_extraction", "fine_tune", "two_phase", "freeze_bottom", "discriminative_lr"]
+PRETRAINED = [
+    "feature_extraction",
+    "fine_tune",
+    "two_phase",
+    "freeze_bottom",
+    "discriminative_lr",
+    "l2_sp",
+    "bss",
+]
 REQUIRED_PARAMS = {"freeze_bottom": {"frozen": 2}}
 
 
@@ -272,6 +282,14 @@ def test_blockless_backbone_is_an_error():
         ("autoencoder", {"ae_epochs": 0}, "ae_epochs: 0 must be an integer >= 1"),
         ("fine_tune", {"unfreeze": 3}, "valid parameters: batchnorm"),
         ("scratch", {"unfreeze": 3}, "valid parameters: (none)"),
+        ("l2_sp", {"alpha": 0}, "strategy.params.alpha: 0 must be a number > 0"),
+        ("l2_sp", {"beta": -0.1}, "strategy.params.beta: -0.1 must be a number >= 0"),
+        ("l2_sp", {"beta": "none"}, "strategy.params.beta: 'none' must be a number >= 0"),
+        ("l2_sp", {"eta": 0.1}, "valid parameters: alpha, batchnorm, beta"),
+        ("bss", {"eta": -1}, "strategy.params.eta: -1 must be a number > 0"),
+        ("bss", {"k": 0}, "strategy.params.k: 0 must be an integer >= 1"),
+        ("bss", {"k": 1.5}, "strategy.params.k: 1.5 must be an integer >= 1"),
+        ("bss", {"alpha": 0.1}, "valid parameters: batchnorm, eta, k"),
     ],
 )
 def test_bad_params(name, params, message):

@@ -9,7 +9,11 @@
 * :mod:`tlbench.strategies.direct` — ``direct`` (class mapping, no training);
 * :mod:`tlbench.strategies.autoencoder` — ``autoencoder`` (greedy stages, then phases);
 * :mod:`tlbench.strategies.linear_probe` — ``linear_probe`` (logistic regression on
-  frozen features, C chosen by cross-validation on train).
+  frozen features, C chosen by cross-validation on train);
+* :mod:`tlbench.strategies.l2_sp` — ``l2_sp`` (fine-tuning, penalty toward the
+  pretrained weights); :mod:`tlbench.strategies.bss` — ``bss`` (fine-tuning, batch
+  spectral shrinkage of the features); both train through
+  :mod:`tlbench.strategies.penalised`.
 
 A new strategy is a module here that registers its :class:`Strategy` subclass
 (``@register``), imported below; the engine hands it a :class:`TrainContext` and
@@ -18,4 +22,12 @@ gets back a :class:`TrainResult` (docs/ARCHITECTURE.md "Strategies").
 
 # Each unit registers itself in STRATEGIES (tlbench.strategies.base) on import; importing
 # any module of this package imports them all, so the registry is always complete.
-from tlbench.strategies import autoencoder, direct, linear_probe, lora, phased  # noqa: F401
+from tlbench.strategies import (  # noqa: F401
+    autoencoder,
+    bss,
+    direct,
+    l2_sp,
+    linear_probe,
+    lora,
+    phased,
+)
