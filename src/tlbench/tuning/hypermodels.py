@@ -22,6 +22,7 @@ from tlbench.models.assembly import build_model
 from tlbench.models.inputs import predict
 from tlbench.strategies.base import STRATEGIES, TrainContext
 from tlbench.training.trainer import Trainer
+from tlbench.tuning.space import LOG_FLOATS
 
 
 class StrategyHyperModel(keras_tuner.HyperModel):
@@ -39,13 +40,14 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         self._strategy: Any = None
 
     def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
-        """Declare the tuned hyperparameters on ``hp``; return their values."""
+        """Declare the tuned hyperparameters on ``hp``; return their values. Here those
+        searched on a log scale (:data:`tlbench.tuning.space.LOG_FLOATS`: learning rates, the
+        strengths ``alpha``, ``beta``, ``eta`` of lora, l2_sp and bss), whatever the strategy."""
         space, values = self.search.tuning["space"], {}
-        if "learning_rate" in space:
-            rng = space["learning_rate"]
-            values["learning_rate"] = hp.Float(
-                "learning_rate", rng["min"], rng["max"], sampling="log"
-            )
+        for name in LOG_FLOATS:  # learning rates, penalty strengths: log scale
+            if name in space:
+                rng = space[name]
+                values[name] = hp.Float(name, rng["min"], rng["max"], sampling="log")
         return values
 
     def _depth(self, hp: keras_tuner.HyperParameters, name: str) -> int | str:
@@ -97,16 +99,12 @@ class StrategyHyperModel(keras_tuner.HyperModel):
 
 
 class TwoPhaseHyperModel(StrategyHyperModel):
-    """two_phase: learning rate, phase-2 learning rate, unfreeze depth (layers or blocks)."""
+    """two_phase: learning rate and phase-2 learning rate (the base class), unfreeze depth
+    (layers or blocks)."""
 
     def declare(self, hp):
         values = super().declare(hp)
         space = self.search.tuning["space"]
-        if "phase2_learning_rate" in space:
-            rng = space["phase2_learning_rate"]
-            values["phase2_learning_rate"] = hp.Float(
-                "phase2_learning_rate", rng["min"], rng["max"], sampling="log"
-            )
         if "unfreeze" in space:
             values["unfreeze"] = self._depth(hp, "unfreeze")
         return values
@@ -130,17 +128,6 @@ class DiscriminativeLRHyperModel(StrategyHyperModel):
         rng = self.search.tuning["space"].get("decay")
         if rng is not None:
             values["decay"] = hp.Float("decay", rng["min"], rng["max"])
-        return values
-
-
-class LoRAHyperModel(StrategyHyperModel):
-    """lora: learning rate and the adapters' strength ``alpha`` (log scale)."""
-
-    def declare(self, hp):
-        values = super().declare(hp)
-        rng = self.search.tuning["space"].get("alpha")
-        if rng is not None:
-            values["alpha"] = hp.Float("alpha", rng["min"], rng["max"], sampling="log")
         return values
 
 
@@ -180,5 +167,4 @@ HYPERMODELS: dict[str, type[StrategyHyperModel]] = {
     "two_phase": TwoPhaseHyperModel,
     "freeze_bottom": FreezeBottomHyperModel,
     "discriminative_lr": DiscriminativeLRHyperModel,
-    "lora": LoRAHyperModel,
 }

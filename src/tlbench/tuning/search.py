@@ -22,6 +22,8 @@ Tuning section (defaults shown; checked by :mod:`tlbench.tuning.space`)::
         # unfreeze: {blocks: [block_16, block_13, block_10]} # whole blocks (and all above)
         # frozen: {min: 0, max: 100, step: 10}             # freeze_bottom (or {blocks: [...]})
         # decay: {min: 0.1, max: 1.0}                      # discriminative_lr, linear
+        # alpha: {min: 1.0e-3, max: 1.0}                   # l2_sp (and beta), log scale
+        # eta: {min: 1.0e-4, max: 1.0e-1}                  # bss, log scale
 
 The objective is the validation accuracy (``val_accuracy``), or for two
 classes the validation ROC AUC (``val_roc_auc``); with the study's

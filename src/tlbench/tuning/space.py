@@ -22,7 +22,9 @@ TUNER_KEYS = {
     "bayesian": ("max_trials",),
     "random": ("max_trials",),
 }
-LOG_FLOATS = ("learning_rate", "phase2_learning_rate", "alpha")
+#: Searched on a log scale (learning rates; lora's adapter strength ``alpha``; the penalty
+#: strengths of l2_sp, ``alpha`` and ``beta``, and bss, ``eta``).
+LOG_FLOATS = ("learning_rate", "phase2_learning_rate", "alpha", "beta", "eta")
 LINEAR_FLOATS = ("decay",)
 DEPTHS = ("unfreeze", "frozen")
 
@@ -248,4 +250,6 @@ TUNABLE: dict[str, tuple[str, ...]] = {
     "freeze_bottom": ("learning_rate", "frozen"),
     "discriminative_lr": ("learning_rate", "decay"),
     "lora": ("learning_rate", "alpha"),
+    "l2_sp": ("learning_rate", "alpha", "beta"),
+    "bss": ("learning_rate", "eta"),
 }
