@@ -35,6 +35,12 @@ def penalised_model(features: Any, head: Any, penalty: Callable[[Any], Any]) -> 
             self.head = head
             self.penalty = penalty
 
+        @property
+        def outputs(self) -> list:
+            """The head's outputs (a functional model's attribute, which the trainer
+            reads the class count from; Keras's training loop reads none)."""
+            return self.head.outputs
+
         def call(self, x: Any, training: bool = False) -> Any:
             pooled = self.features(x, training=training)
             if training:
