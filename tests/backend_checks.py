@@ -120,6 +120,98 @@ def variable_selection() -> dict[str, list[str]]:
     return moved
 
 
+def l2_sp_penalty() -> dict:
+    """``l2_sp``'s penalty on a small CNN and head moved off their start (BatchNorm frozen):
+    its value and alpha/2 * sum((w - w0)^2) over the trainable backbone variables plus
+    beta/2 * sum(w^2) over the head's, in numpy."""
+    from tlbench.models.backbones.applications import build_backbone
+    from tlbench.strategies.base import freeze_batchnorm
+    from tlbench.strategies.l2_sp import StartingPointPenalty
+
+    cfg = {"name": "small_cnn", "weights": "none", "kwargs": {"widths": [4, 8]}}
+    backbone = build_backbone(cfg, (16, 16, 3)).model
+    inputs = keras.Input((8,))
+    head = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    alpha, beta = 0.3, 0.05
+    penalty = StartingPointPenalty(backbone, head, alpha, beta)
+    freeze_batchnorm(backbone)
+    rng = np.random.default_rng(0)
+    start = [keras.ops.convert_to_numpy(v) for v in backbone.weights]
+    for v in backbone.weights + head.weights:
+        v.assign(keras.ops.convert_to_numpy(v) + rng.normal(0, 0.1, v.shape).astype("float32"))
+    trains = {id(v) for v in backbone.trainable_variables}
+    expected = alpha / 2 * sum(
+        np.sum((keras.ops.convert_to_numpy(v).astype(np.float64) - w0) ** 2)
+        for v, w0 in zip(backbone.weights, start, strict=True)
+        if id(v) in trains
+    ) + beta / 2 * sum(
+        np.sum(keras.ops.convert_to_numpy(v).astype(np.float64) ** 2) for v in head.weights
+    )
+    frozen = len(backbone.weights) - len(trains)
+    return {"value": float(penalty()), "expected": float(expected), "frozen": frozen}
+
+
+def bss_penalty() -> list:
+    """``bss``'s penalty on random batches, as N, D, k, its value and numpy's (the k
+    smallest squared of the min(N, D) singular values), with fewer images than features
+    (few-shot), more, as many, and k beyond min(N, D)."""
+    from tlbench.strategies.bss import spectral_shrinkage
+
+    rng = np.random.default_rng(1)
+    out = []
+    for n, d, k in ((5, 32, 1), (5, 32, 3), (40, 12, 1), (40, 12, 4), (16, 16, 2), (3, 8, 5)):
+        f = rng.normal(0, 1, (n, d)).astype("float32") * rng.uniform(0.1, 3, d).astype("float32")
+        s = np.linalg.svd(f.astype(np.float64), compute_uv=False)
+        assert len(s) == min(n, d)
+        expected = float(np.sum(np.sort(s)[:k] ** 2))
+        out.append([n, d, k, float(spectral_shrinkage(f, k)), expected])
+    return out
+
+
+def penalised_fits() -> dict:
+    """The penalties through Keras's fit (:func:`tlbench.strategies.penalised.penalised_model`):
+    a Dense "backbone" (12 features) and head trained 20 epochs by SGD on random data in
+    batches of 8 images (fewer than features), from the same start, with no penalty,
+    with ``l2_sp``'s (alpha 10, beta 0) and with ``bss``'s (eta 1, k 1): the backbone
+    kernel's distance from its start, and the mean over batches of the smallest squared
+    singular value of the features."""
+    from tlbench.strategies.bss import spectral_shrinkage
+    from tlbench.strategies.l2_sp import StartingPointPenalty
+    from tlbench.strategies.penalised import penalised_model
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, (64, 20)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    out = {}
+    for kind in ("none", "l2_sp", "bss"):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((20,))
+        features = keras.Model(inputs, keras.layers.Dense(12, name="f")(inputs))
+        head_in = keras.Input((12,))
+        head = keras.Model(head_in, keras.layers.Dense(3, activation="softmax")(head_in))
+        start = keras.ops.convert_to_numpy(features.weights[0])
+        if kind == "l2_sp":
+            penalty = StartingPointPenalty(features, head, 10.0, 0.0)
+        elif kind == "bss":
+            penalty = lambda f: spectral_shrinkage(f, 1)  # noqa: E731
+        else:
+            penalty = lambda f: keras.ops.zeros(())  # noqa: E731
+        model = penalised_model(features, head, penalty)
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=8, epochs=20, shuffle=False, verbose=0)
+        f = np.asarray(features.predict(x, verbose=0), np.float64)
+        smallest = [
+            np.linalg.svd(f[i : i + 8], compute_uv=False).min() ** 2 for i in range(0, 64, 8)
+        ]
+        out[kind] = {
+            "distance": float(
+                np.linalg.norm(keras.ops.convert_to_numpy(features.weights[0]) - start)
+            ),
+            "smallest": float(np.mean(smallest)),
+        }
+    return out
+
+
 def engine_run(spec: str, out: str) -> int:
     """``tlbench run SPEC OUT``: its exit status."""
     from tlbench.cli import main
@@ -137,6 +229,9 @@ def main(argv: list[str]) -> None:
         "optimizer_sgd": lambda: optimizer_ratio("sgd", 0.0),
         "forward_flops": forward_flops,
         "variable_selection": variable_selection,
+        "l2_sp_penalty": l2_sp_penalty,
+        "bss_penalty": bss_penalty,
+        "penalised_fits": penalised_fits,
     }
     if run:
         checks["engine_run"] = lambda: engine_run(*run)

@@ -38,6 +38,8 @@ STRATEGY_PARAMS = {
     "bitfit": {},
     "norm_only": {},
     "surgical": {"block": "auto", "trial_epochs": 1},
+    "l2_sp": {"alpha": 0.1},
+    "bss": {"k": 2},
 }
 METRIC_KEYS = {
     "status",

@@ -97,3 +97,15 @@ def test_jax_backend_run(jax_results):
     assert metrics["status"] == "ok" and metrics["environment"]["backend"] == "jax"
     assert 0 <= metrics["test"]["accuracy"] <= 1
     assert metrics["flops_method"] == "xla_cost_analysis/jax" and metrics["forward_flops"] > 0
+
+
+def test_regularised_strategies_penalties_on_jax(jax_results):
+    """l2_sp's and bss's penalties have their values and act through fit under JAX too
+    (tests/test_strategy_behaviour.py checks the same on TensorFlow)."""
+    l2 = _value(jax_results, "l2_sp_penalty")
+    assert l2["value"] == pytest.approx(l2["expected"], rel=1e-5)
+    for n, d, k, value, expected in _value(jax_results, "bss_penalty"):
+        assert value == pytest.approx(expected, rel=1e-4), (n, d, k)
+    fits = _value(jax_results, "penalised_fits")
+    assert fits["l2_sp"]["distance"] < 0.1 * fits["none"]["distance"]
+    assert fits["bss"]["smallest"] < 0.05 * fits["none"]["smallest"]

@@ -458,7 +458,7 @@ def test_lora_tunes_its_strength_alpha():
     import keras_tuner
 
     from tlbench.core.errors import TuningError
-    from tlbench.tuning.hypermodels import HYPERMODELS
+    from tlbench.tuning.search import hypermodel_class
     from tlbench.tuning.space import resolve_tuning
 
     tuning = resolve_tuning("lora", {"tuner": "random", "space": {"alpha": {"min": 1, "max": 16}}})
@@ -470,5 +470,5 @@ def test_lora_tunes_its_strength_alpha():
 
     Search.tuning = tuning
     hp = keras_tuner.HyperParameters()
-    values = HYPERMODELS["lora"](Search()).declare(hp)
+    values = hypermodel_class("lora")(Search()).declare(hp)
     assert 1 <= values["alpha"] <= 16 and hp.get("alpha") == values["alpha"]

@@ -26,6 +26,8 @@ ALL = [
     "bitfit",
     "norm_only",
     "surgical",
+    "l2_sp",
+    "bss",
 ]
 
 
@@ -78,6 +80,8 @@ PRETRAINED = [
     "bitfit",
     "norm_only",
     "surgical",
+    "l2_sp",
+    "bss",
 ]
 REQUIRED_PARAMS = {"freeze_bottom": {"frozen": 2}}
 
@@ -298,6 +302,14 @@ def test_blockless_backbone_is_an_error():
         ("surgical", {"candidates": ["block1", "block1"]}, "candidates: ['block1', 'block1']"),
         ("surgical", {"candidates": []}, "candidates: [] must be a list"),
         ("surgical", {"trial_epochs": 0}, "trial_epochs: 0 must be an integer >= 1"),
+        ("l2_sp", {"alpha": 0}, "strategy.params.alpha: 0 must be a number > 0"),
+        ("l2_sp", {"beta": -0.1}, "strategy.params.beta: -0.1 must be a number >= 0"),
+        ("l2_sp", {"beta": "none"}, "strategy.params.beta: 'none' must be a number >= 0"),
+        ("l2_sp", {"eta": 0.1}, "valid parameters: alpha, batchnorm, beta"),
+        ("bss", {"eta": -1}, "strategy.params.eta: -1 must be a number > 0"),
+        ("bss", {"k": 0}, "strategy.params.k: 0 must be an integer >= 1"),
+        ("bss", {"k": 1.5}, "strategy.params.k: 1.5 must be an integer >= 1"),
+        ("bss", {"alpha": 0.1}, "valid parameters: batchnorm, eta, k"),
     ],
 )
 def test_bad_params(name, params, message):

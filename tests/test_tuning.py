@@ -79,6 +79,10 @@ def _completed(trial_json: Path) -> bool:
         ("surgical", {"space": {"block": {"blocks": ["b", "b"]}}}, "block.blocks"),
         ("surgical", {"space": {"block": {"min": 3, "max": 1}}}, "space.block"),
         ("bitfit", {"space": {"block": {"min": 0, "max": 1}}}, "cannot tune 'block'"),
+        ("l2_sp", {"space": {"eta": {"min": 1e-4, "max": 1e-1}}}, "space.eta"),
+        ("l2_sp", {"space": {"alpha": {"min": 0, "max": 1}}}, "alpha.min"),
+        ("bss", {"space": {"eta": {"min": 1e-1, "max": 1e-4}}}, "space.eta"),
+        ("bss", {"space": {"k": {"min": 1, "max": 4}}}, "space.k"),
     ],
 )
 def test_bad_search_space_names_the_key(strategy, section, key):
@@ -206,6 +210,54 @@ def test_tiny_two_phase_search_never_reads_the_test_split(tiny_prepared, tmp_pat
     assert all(float(r["epochs"]) == 2 for r in rows)
     assert max(float(r["score"]) for r in rows) == result["best_score"]
     assert all(0 <= float(r["score"]) <= 1 and float(r["seconds"]) > 0 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "name", "module", "attribute"),
+    [
+        ("l2_sp", "alpha", "l2_sp", "StartingPointPenalty"),
+        ("bss", "eta", "bss", "spectral_shrinkage"),
+    ],
+)
+def test_search_tunes_a_penalty_strength(
+    tiny_prepared, tmp_path, monkeypatch, strategy, name, module, attribute
+):
+    """A random search over l2_sp's alpha or bss's eta: every trial trains with the value
+    it drew (the strategy's penalty sees it), and best.json records the chosen one."""
+    import importlib
+
+    unit = importlib.import_module(f"tlbench.strategies.{module}")
+    seen: list[float] = []
+    if strategy == "l2_sp":
+        real = unit.StartingPointPenalty
+
+        def record(backbone, head, alpha, beta):
+            seen.append(alpha)
+            return real(backbone, head, alpha, beta)
+
+    else:
+        real_train = unit.BSS.train
+
+        def record(self, ctx):
+            seen.append(self.params["eta"])
+            return real_train(self, ctx)
+
+        attribute, unit = "train", unit.BSS
+    monkeypatch.setattr(unit, attribute, record)
+    section = {"tuner": "random", "max_trials": 2, "space": {name: {"min": 1e-4, "max": 1.0}}}
+    result = search.search(
+        _spec(tiny_prepared, strategy),
+        section,
+        tmp_path / "work",
+        tmp_path / "best.json",
+        tmp_path / "trials.csv",
+        names={"dataset": "tiny"},
+    )
+    assert result["completed_trials"] == 2 and set(result["tuned"]) == {name}
+    rows = list(csv.DictReader((tmp_path / "trials.csv").open()))
+    assert sorted(seen) == sorted(float(r[name]) for r in rows)
+    assert len(set(seen)) == 2 and all(1e-4 <= v <= 1.0 for v in seen)
+    assert result["tuned"][name] in seen
 
 
 @pytest.mark.slow

@@ -55,6 +55,23 @@ def build_classifier(
     augmentation: keras.layers.Layer | None,
 ) -> tuple[keras.Model, keras.Model]:
     """The whole classifier (see the module docstring) and its head."""
+    inputs, _, outputs, head = classifier_graph(
+        backbone, head, spec, image_shape, num_classes, strategy, augmentation
+    )
+    return keras.Model(inputs, outputs, name="classifier"), head
+
+
+def classifier_graph(
+    backbone: Any,
+    head: keras.Model | None,
+    spec: Mapping[str, Any],
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+    strategy: Strategy,
+    augmentation: keras.layers.Layer | None,
+) -> tuple[Any, Any, Any, keras.Model]:
+    """The classifier's symbolic graph: (image input, pooled features the head reads,
+    class probabilities, head)."""
     training = spec["training"]
     inputs = keras.Input(shape=image_shape, name="image")
     x = inputs
@@ -67,22 +84,26 @@ def build_classifier(
         backbone.preprocess_mode,
     )
     x = backbone.model(x, training=False) if strategy.bn_inference else backbone.model(x)
-    x = pool_features(x)
+    features = pool_features(x)
     if head is None:
-        head = build_head(spec["head"], int(x.shape[-1]), num_classes)
-    outputs = head(x)
-    return keras.Model(inputs, outputs, name="classifier"), head
+        head = build_head(spec["head"], int(features.shape[-1]), num_classes)
+    return inputs, features, head(features), head
 
 
 @dataclass
 class BuiltModel:
-    """A run's classifier before training (see :func:`build_model`)."""
+    """A run's classifier before training (see :func:`build_model`).
+
+    ``features``: image -> the pooled features its head reads, the classifier's own
+    layers (no weights of its own): what a penalty on the features sees.
+    """
 
     model: keras.Model
     head: keras.Model
     backbone: Any
     augmentation: keras.layers.Layer | None
     phases: list[Phase]
+    features: keras.Model | None = None
 
 
 def set_batchnorm_momentum(model: keras.Model, momentum: float | None) -> int:
@@ -135,10 +156,12 @@ def build_model(
         set_batchnorm_momentum(backbone.model, spec["training"]["batchnorm_momentum"])
     strategy.check_backbone(backbone)
     augmentation = build_augmentation(spec, image_shape[:2])
-    model, head = build_classifier(
+    inputs, features, outputs, head = classifier_graph(
         backbone, None, spec, image_shape, num_classes, strategy, augmentation
     )
-    return BuiltModel(model, head, backbone, augmentation, phases)
+    model = keras.Model(inputs, outputs, name="classifier")
+    features_model = keras.Model(inputs, features, name="features")
+    return BuiltModel(model, head, backbone, augmentation, phases, features_model)
 
 
 def build_augmentation(

@@ -15,6 +15,10 @@
 * :mod:`tlbench.strategies.selective` — ``bitfit``, ``norm_only`` (chosen variables of the
   backbone train: biases; normalisation scale and shift);
 * :mod:`tlbench.strategies.surgical` — ``surgical`` (one block trains, chosen on validation).
+* :mod:`tlbench.strategies.l2_sp` — ``l2_sp`` (fine-tuning, penalty toward the
+  pretrained weights); :mod:`tlbench.strategies.bss` — ``bss`` (fine-tuning, batch
+  spectral shrinkage of the features); both train through
+  :mod:`tlbench.strategies.penalised`.
 
 A new strategy is a module here that registers its :class:`Strategy` subclass
 (``@register``), imported below; the engine hands it a :class:`TrainContext` and
@@ -25,7 +29,9 @@ gets back a :class:`TrainResult` (docs/ARCHITECTURE.md "Strategies").
 # any module of this package imports them all, so the registry is always complete.
 from tlbench.strategies import (  # noqa: F401
     autoencoder,
+    bss,
     direct,
+    l2_sp,
     linear_probe,
     lora,
     lp_ft,

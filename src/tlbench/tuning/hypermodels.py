@@ -22,6 +22,7 @@ from tlbench.models.assembly import build_model
 from tlbench.models.inputs import predict
 from tlbench.strategies.base import STRATEGIES, TrainContext
 from tlbench.training.trainer import Trainer
+from tlbench.tuning.space import LOG_FLOATS
 
 
 class StrategyHyperModel(keras_tuner.HyperModel):
@@ -39,15 +40,16 @@ class StrategyHyperModel(keras_tuner.HyperModel):
         self._strategy: Any = None
 
     def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
-        """Declare the tuned hyperparameters on ``hp``; return their values."""
+        """Declare the tuned hyperparameters on ``hp``; return their values. Here those
+        searched on a log scale (:data:`tlbench.tuning.space.LOG_FLOATS`: learning rates, the
+        strengths ``alpha``, ``beta``, ``eta`` of lora, l2_sp and bss, lp_ft's
+        ``ft_learning_rate``), whatever the strategy."""
         space, values = self.search.tuning["space"], {}
-        if "learning_rate" in space:
-            values["learning_rate"] = self._log_float(hp, "learning_rate")
+        for name in LOG_FLOATS:  # learning rates, penalty strengths: log scale
+            if name in space:
+                rng = space[name]
+                values[name] = hp.Float(name, rng["min"], rng["max"], sampling="log")
         return values
-
-    def _log_float(self, hp: keras_tuner.HyperParameters, name: str) -> float:
-        rng = self.search.tuning["space"][name]
-        return hp.Float(name, rng["min"], rng["max"], sampling="log")
 
     def _depth(self, hp: keras_tuner.HyperParameters, name: str) -> int | str:
         rng = self.search.tuning["space"][name]
@@ -98,13 +100,12 @@ class StrategyHyperModel(keras_tuner.HyperModel):
 
 
 class TwoPhaseHyperModel(StrategyHyperModel):
-    """two_phase: learning rate, phase-2 learning rate, unfreeze depth (layers or blocks)."""
+    """two_phase: learning rate and phase-2 learning rate (the base class), unfreeze depth
+    (layers or blocks)."""
 
     def declare(self, hp):
         values = super().declare(hp)
         space = self.search.tuning["space"]
-        if "phase2_learning_rate" in space:
-            values["phase2_learning_rate"] = self._log_float(hp, "phase2_learning_rate")
         if "unfreeze" in space:
             values["unfreeze"] = self._depth(hp, "unfreeze")
         return values
@@ -128,27 +129,6 @@ class DiscriminativeLRHyperModel(StrategyHyperModel):
         rng = self.search.tuning["space"].get("decay")
         if rng is not None:
             values["decay"] = hp.Float("decay", rng["min"], rng["max"])
-        return values
-
-
-class LoRAHyperModel(StrategyHyperModel):
-    """lora: learning rate and the adapters' strength ``alpha`` (log scale)."""
-
-    def declare(self, hp):
-        values = super().declare(hp)
-        if "alpha" in self.search.tuning["space"]:
-            values["alpha"] = self._log_float(hp, "alpha")
-        return values
-
-
-class LpFtHyperModel(StrategyHyperModel):
-    """lp_ft: the fine-tuning phase's learning rate (the probe's C is chosen by its own
-    cross-validation on train)."""
-
-    def declare(self, hp):
-        values = super().declare(hp)
-        if "ft_learning_rate" in self.search.tuning["space"]:
-            values["ft_learning_rate"] = self._log_float(hp, "ft_learning_rate")
         return values
 
 
@@ -198,7 +178,5 @@ HYPERMODELS: dict[str, type[StrategyHyperModel]] = {
     "two_phase": TwoPhaseHyperModel,
     "freeze_bottom": FreezeBottomHyperModel,
     "discriminative_lr": DiscriminativeLRHyperModel,
-    "lora": LoRAHyperModel,
-    "lp_ft": LpFtHyperModel,
     "surgical": SurgicalHyperModel,
 }

@@ -24,6 +24,8 @@ Tuning section (defaults shown; checked by :mod:`tlbench.tuning.space`)::
         # decay: {min: 0.1, max: 1.0}                      # discriminative_lr, linear
         # ft_learning_rate: {min: 1.0e-5, max: 1.0e-3}    # lp_ft, log scale
         # block: {blocks: [block_13, top]}                 # surgical (or {min, max, step})
+        # alpha: {min: 1.0e-3, max: 1.0}                   # l2_sp (and beta), log scale
+        # eta: {min: 1.0e-4, max: 1.0e-1}                  # bss, log scale
 
 The objective is the validation accuracy (``val_accuracy``), or for two
 classes the validation ROC AUC (``val_roc_auc``); with the study's

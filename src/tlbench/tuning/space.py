@@ -22,7 +22,9 @@ TUNER_KEYS = {
     "bayesian": ("max_trials",),
     "random": ("max_trials",),
 }
-LOG_FLOATS = ("learning_rate", "phase2_learning_rate", "alpha", "ft_learning_rate")
+#: Searched on a log scale (learning rates; lora's adapter strength ``alpha``; the penalty
+#: strengths of l2_sp, ``alpha`` and ``beta``, and bss, ``eta``; lp_ft's fine-tuning rate).
+LOG_FLOATS = ("learning_rate", "phase2_learning_rate", "alpha", "beta", "eta", "ft_learning_rate")
 LINEAR_FLOATS = ("decay",)
 DEPTHS = ("unfreeze", "frozen")
 #: Hyperparameters that name one block: {blocks: [names]} or block indices {min, max, step}.
@@ -260,4 +262,6 @@ TUNABLE: dict[str, tuple[str, ...]] = {
     "bitfit": ("learning_rate",),
     "norm_only": ("learning_rate",),
     "surgical": ("learning_rate", "block"),
+    "l2_sp": ("learning_rate", "alpha", "beta"),
+    "bss": ("learning_rate", "eta"),
 }
