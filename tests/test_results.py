@@ -397,3 +397,16 @@ def test_seed003_separates_augmentation_from_the_learning_rate():
         "m4 with seed003: 0.5500 ± 0.0000 against m3" in text and "the same learning rate" in text
     )
     assert "(+5.0 points, learning rate 0.0003 vs 0.001)" in text
+
+
+def test_seed_checks_ask_for_the_seed_eras_strategies_not_the_whole_registry():
+    """A strategy added to the registry (issue 32's methods) must not make seed 000's
+    "every training strategy" check say "not run": the check's list is fixed, and
+    every name on it is still a registered strategy."""
+    from tlbench.report.pages.seed_checks import TRAINING_STRATEGIES
+    from tlbench.strategies.base import STRATEGIES
+
+    assert set(TRAINING_STRATEGIES) <= set(STRATEGIES.names())
+    assert not {"lp_ft", "l2_sp", "bss", "bitfit", "norm_only", "surgical", "lora"} & set(
+        TRAINING_STRATEGIES
+    )
