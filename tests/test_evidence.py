@@ -129,3 +129,20 @@ def test_evidence_written_before_the_machine_ledger_reads_its_study_s_looks(tmp_
     text = pages.to_markdown(blocks)
     assert "counted before the machine's ledger, so looks by other studies are not in it" in text
     assert counts == {"d": 2}
+
+
+def test_section_settings_merge_configs_and_cli_values_as_snakemake_does(tmp_path):
+    """A later config file and ``--config`` values override nested keys one by one (as
+    ``snakemake --configfile a b --config ...`` does); the rest of the block is kept."""
+    override = tmp_path / "override.yaml"
+    override.write_text("verdict: {margin: 0.05}\nresults_section: {title: Renamed}\n")
+    meta = {
+        "configs": [str(ROOT / "configs" / "measured" / "across_datasets.yaml"), str(override)],
+        "cli_config": {"verdict": {"reps": "300"}},
+    }
+    params, verdict = results_pages.section_settings(meta)
+    assert params["title"] == "Renamed"
+    assert params["substitutions"], "the first file's substitutions are kept"
+    assert params["results"] == "results/across_datasets"
+    assert verdict["margin"] == 0.05
+    assert verdict["reps"] == 300

@@ -14,7 +14,6 @@ how a verdict is computed reaches the page without a rerun. Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from snakemake.utils import update_config
 
 from tlbench.analysis.evidence import SUFFIX, evidence_path, read_meta
 from tlbench.core.atomic import atomic_file
@@ -157,27 +157,17 @@ def page_from_files(summary_files: Sequence[str | Path]) -> str:
     return results_page(summaries, sections)
 
 
-def merged(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``update``, nested mappings merged key by key (as Snakemake
-    merges several ``--configfile``s and ``--config`` values)."""
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            merged(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
-
-
 def section_settings(meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(study, verdict settings)`` of a section, from the config files and ``--config``
-    values its evidence names (as the workflow's ``section_params`` gives them)."""
+    values its evidence names, merged as Snakemake merges them (``update_config``, in the
+    same order), as the workflow's ``section_params`` gives them."""
     config: dict[str, Any] = {}
     for path in meta["configs"]:
         loaded = load_yaml(path)
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: a study config is a YAML mapping, got {loaded!r}")
-        merged(config, loaded)
-    merged(config, typed_cli_values(meta.get("cli_config") or {}))
+        update_config(config, loaded)
+    update_config(config, typed_cli_values(meta.get("cli_config") or {}))
     study = load_study(config, check_specs=False)
     block = study.seed_study or study.results_section
     if not block:
