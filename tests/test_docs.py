@@ -15,12 +15,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from browser import chromium, require_chromium
 
 from tlbench.report.pages import config_reference
 from tlbench.study.config import load_schema
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def test_readme_is_short_and_names_the_commands_that_exist():
@@ -104,27 +104,12 @@ class _Links(html.parser.HTMLParser):
 
 def _render(page: Path) -> str:
     """The DOM of ``page`` after headless Chromium has run it."""
-    command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--virtual-time-budget=3000",
-        "--dump-dom",
-        page.as_uri(),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    return chromium(page, "--dump-dom", budget_ms=3000)
 
 
 @pytest.mark.slow
 def test_every_docs_page_opens_in_chromium_without_a_broken_internal_link(site):
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing in CI (.ci/run installs it)")
-        pytest.skip(f"{CHROMIUM} is absent: the site was built but not opened in a browser")
+    require_chromium("the site was built but not opened in a browser")
     pages = sorted(site.rglob("*.html"))
     pages = [p for p in pages if p.name != "404.html"]
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import snakemake_fork
 import yaml
+from browser import chromium, require_chromium
 from conftest import require_shared
 
 from tlbench.report.pages import results_pages
@@ -31,7 +32,6 @@ CONFIGS = [
     *sorted(ROOT.glob("configs/measured/*.yaml")),
 ]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def snakemake(
@@ -425,10 +425,7 @@ def test_hymenoptera_study_with_imagenet_weights(tmp_path, monkeypatch):
     seed_page = embedded_result(report, f"{study['results']}/results/seed_results.html")
     assert "Seed 002" in seed_page and "<table>" in seed_page
 
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing in CI (.ci/run installs it)")
-        pytest.skip(f"{CHROMIUM} is absent: the report was built but not rendered in a browser")
+    require_chromium("the report was built but not rendered in a browser")
     ARTIFACTS.mkdir(exist_ok=True)
     # the report itself: the app renders its navigation and the study description
     dom = browser(report, ARTIFACTS / "hymenoptera_report.png")
@@ -443,28 +440,9 @@ def test_hymenoptera_study_with_imagenet_weights(tmp_path, monkeypatch):
 
 def browser(page: Path, screenshot: Path) -> str:
     """Render ``page`` in headless Chromium: save a screenshot, return the visible text."""
-    command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--window-size=1400,1000",
-        "--virtual-time-budget=10000",
-    ]
-    shot = subprocess.run(
-        [*command, f"--screenshot={screenshot}", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert shot.returncode == 0, shot.stderr[-3000:]
+    chromium(page, "--window-size=1400,1000", f"--screenshot={screenshot}")
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", screenshot
-    dom = subprocess.run(
-        [*command, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180
-    )
-    assert dom.returncode == 0, dom.stderr[-3000:]
-    return rendered_text(dom.stdout)
+    return rendered_text(chromium(page, "--window-size=1400,1000", "--dump-dom"))
 
 
 def first_screen(page: Path) -> str:
@@ -474,26 +452,11 @@ def first_screen(page: Path) -> str:
     wrapper = page.with_name(f"first_screen_{page.stem}.html")
     template = (ROOT / "tests/data/first_screen.html").read_text()
     wrapper.write_text(template.replace('src="REPORT"', f'src="{page.name}"'))
-    dom = subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--allow-file-access-from-files",
-            "--window-size=1400,1000",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            wrapper.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
+    dom = chromium(
+        wrapper, "--allow-file-access-from-files", "--window-size=1400,1000", "--dump-dom"
     )
-    assert dom.returncode == 0, dom.stderr[-3000:]
-    shown = re.search(r'<pre id="visible">(.*?)</pre>', dom.stdout, re.DOTALL)
-    assert shown, dom.stdout[-2000:]
+    shown = re.search(r'<pre id="visible">(.*?)</pre>', dom, re.DOTALL)
+    assert shown, dom[-2000:]
     return re.sub(r"\s+", " ", html.unescape(shown.group(1)))
 
 
@@ -544,10 +507,7 @@ def test_compare_on_a_folder_prints_the_answer_and_writes_the_report(tmp_path):
     assert answer[5] == f"report: {tmp_path / 'report.html'}"
     assert answer[6].startswith("measured time: ")
     assert (tmp_path / "report.html").stat().st_size > 0
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing in CI (.ci/run installs it)")
-        pytest.skip(f"{CHROMIUM} is absent: the report was written but not opened")
+    require_chromium("the report was written but not opened")
     shown = first_screen(tmp_path / "report.html")
     assert "Verdict" in shown and chosen in shown, shown[:2000]
 
