@@ -21,7 +21,7 @@ from tlbench.core.yaml_files import load_yaml
 from tlbench.report.figures.cost import cost_figure
 from tlbench.report.pages import results
 from tlbench.report.pages.answer import answer_text
-from tlbench.report.pages.costs import cost_words
+from tlbench.report.pages.costs import cost_cells, cost_words
 from tlbench.study.config import load_schema, validate_config
 from tlbench.training import cost, engine
 
@@ -183,6 +183,16 @@ def test_no_cheapest_named_when_a_cell_lacks_the_cost():
     record = _answer(table, "flops")
     assert record["cheapest_as_good"] == ""
     assert record["cost_note"] == "no flops recorded for mnv2/two_phase/none: no cheapest named"
+
+
+def test_cells_table_tells_apart_the_training_flops_of_a_few_shot_study():
+    """At the scale of the methods study (0.04 GFLOPs an image, 200 images, 12 epochs:
+    about 1e11 FLOPs seen) two cells whose training FLOPs differ by 40 % read differently
+    in the cells table, each with its own non-zero figure."""
+    shown = [cost_cells(pd.DataFrame({"flops_seen": [flops, flops]})) for flops in (1.0e11, 1.4e11)]
+    column = next(h for h in shown[0] if "FLOPs seen" in h)
+    assert shown[0][column] != shown[1][column], shown
+    assert all(float(row[column].split()[0]) > 0 for row in shown), shown
 
 
 def test_verdict_cost_is_checked_at_parse_time():

@@ -188,6 +188,20 @@ def test_looks_at_the_test_split_are_on_the_page_and_in_the_summary(tiny_prepare
     assert "for 1 section(s) generated before that ledger, by the study alone" in page
 
 
+def test_the_overview_names_the_cpu_beside_each_wall_time():
+    """CPUs differ several-fold: the page's overview names the cores and CPU that ran each
+    study beside its wall time, and where to read them for an older summary."""
+    df = _gtsrb_study().assign(env_cpu_count=2, env_cpu="AMD EPYC", env_cpu_simd="avx2")
+    _, summary = seeds.seed_section(df, {"reference": "000", "config": "c", "results": "r"})
+    assert summary["machine"] == "2 CPU cores (AMD EPYC, avx2)"
+    older = {k: v for k, v in summary.items() if k != "machine"} | {"seed": "001"}
+    overview = results_pages.results_page([summary, older], ["a", "b"]).split("## ")[0]
+    row = next(line for line in overview.splitlines() if line.startswith("| 000"))
+    assert "2 CPU cores (AMD EPYC, avx2)" in row
+    row = next(line for line in overview.splitlines() if line.startswith("| 001"))
+    assert "named in its section" in row
+
+
 def test_pilot_seed_study_shows_validation_and_measures_no_test_check():
     df = _gtsrb_study().assign(pilot=True, test_accuracy=float("nan"), test_loss=float("nan"))
     df["val_accuracy"] = 0.95

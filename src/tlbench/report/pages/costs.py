@@ -16,7 +16,7 @@ COST_CELLS = {
     "params (M)": ("params_total", 1e-6, 3),
     "trainable (M)": ("params_trainable", 1e-6, 3),
     "GFLOPs / image": ("forward_flops", 1e-9, 3),
-    "PFLOPs seen": ("flops_seen", 1e-15, 4),
+    "TFLOPs seen": ("flops_seen", 1e-12, 3),
     "train images/s": ("train_images_per_second", 1.0, 1),
     "inference images/s": ("inference_images_per_second", 1.0, 1),
     "peak RSS (MB)": ("peak_rss_mb", 1.0, 0),

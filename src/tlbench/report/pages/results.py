@@ -106,7 +106,7 @@ def study_header(
             "p",
             f"Config: {study['config']} (results in {study['results']}). "
             f"Runs: {len(df)} ({int((df['status'] == 'ok').sum())} finished). "
-            f"Wall time on {_cores(df)}: {format_seconds(wall['seconds'])} "
+            f"Wall time on {machine_text(df)}: {format_seconds(wall['seconds'])} "
             f"(first run start {wall['start']} to last run end {wall['end']}; the runs "
             f"themselves {format_seconds(wall['runs_seconds'])}). "
             f"Code: {', '.join(commits) or 'unknown'}"
@@ -293,7 +293,7 @@ def to_html(blocks: Sequence[Block]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _cores(df: pd.DataFrame) -> str:
+def machine_text(df: pd.DataFrame) -> str:
     """``2 CPU cores (AMD EPYC, avx2)``: wall times differ several-fold between CPUs."""
     cores = sorted({int(c) for c in df["env_cpu_count"].dropna()})
     gpus = sorted({str(g) for g in df["env_gpu"].dropna() if str(g)})

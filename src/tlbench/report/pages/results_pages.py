@@ -50,7 +50,7 @@ def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]
         if s is None:
             title = seed_reference.load(seed)["title"]
             rows.append({"seed": seed, "study": title, "runs": None,
-                         "wall time": "not measured yet", "checks met": "",
+                         "wall time": "not measured yet", "on": "", "checks met": "",
                          "test looks": ""})  # fmt: skip
             continue
         met = sum(c["met"] == "yes" for c in s["checks"])
@@ -61,6 +61,7 @@ def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]
                 "study": s["title"],
                 "runs": s["runs"],
                 "wall time": format_seconds(s["wall_seconds"]),
+                "on": machine_cell(s),
                 "checks met": f"{met} of {len(s['checks'])}",
                 "test looks": "not recorded"
                 if looks is None
@@ -84,7 +85,8 @@ def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]
         "not edit by hand. Each section is written by the rule "
         "`seed_results` of its study (`docs/results/seedNNN.md`); the seed reports' own "
         "numbers come from `src/tlbench/report/seed_reference/`. Wall times are on this project's "
-        "2-CPU machines."
+        "2-CPU machines, whose CPUs differ several-fold in speed: *on* names the cores and CPU "
+        "that ran each study."
         + (
             " Checks that name a run or a cell chose it by validation (`selected_by`); its "
             "test figure is reported. *test looks*: per dataset, the distinct run specs ever "
@@ -119,6 +121,7 @@ def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]
                 "config": o["config"],
                 "runs": o["runs"],
                 "wall time": format_seconds(o["wall_seconds"]),
+                "on": machine_cell(o),
                 "evidence": evidence_cell(o),
             }
             for o in others
@@ -131,6 +134,12 @@ def results_page(summaries: Sequence[Mapping[str, Any]], sections: Sequence[str]
             render(pd.DataFrame(rows), "md"),
         ]
     return "\n".join(head) + "\n" + "\n".join(sections)
+
+
+def machine_cell(summary: Mapping[str, Any]) -> str:
+    """The overview's *on* cell: the cores and CPU (and GPU) that ran a study, or where
+    to read them for a section whose summary predates that field."""
+    return summary.get("machine") or "named in its section"
 
 
 def evidence_cell(summary: Mapping[str, Any]) -> str:

@@ -42,6 +42,7 @@ from tlbench.report.pages.results import (
     Block,
     batchnorm_blocks,
     cell_table,
+    machine_text,
     study_header,
     verdict_blocks,
 )
@@ -203,6 +204,7 @@ def seed_section(
         "config": study["config"],
         "runs": len(df),
         "wall_seconds": extra["wall_time"]["seconds"],
+        "machine": machine_text(df),
         "checks": checks,
     }
     if evaluations is not None:

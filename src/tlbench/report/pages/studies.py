@@ -47,6 +47,7 @@ from tlbench.report.pages.results import (
     Block,
     cell_table,
     format_seconds,
+    machine_text,
     study_header,
     verdict_blocks,
 )
@@ -249,6 +250,7 @@ def study_section(
         "runs": len(df),
         "wall_seconds": wall["seconds"],
         "wall_time": format_seconds(wall["seconds"]),
+        "machine": machine_text(df),
     }
     if evaluations is not None:
         summary["test_evaluations"] = evaluations
