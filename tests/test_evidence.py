@@ -146,3 +146,23 @@ def test_section_settings_merge_configs_and_cli_values_as_snakemake_does(tmp_pat
     assert params["results"] == "results/across_datasets"
     assert verdict["margin"] == 0.05
     assert verdict["reps"] == 300
+
+
+def test_a_section_names_the_cheapest_cell_by_the_study_s_verdict_cost(tmp_path, monkeypatch):
+    """The section's verdict is computed with the config's ``verdict.cost`` as the
+    report's is (not the default), so both name the same cheapest cell."""
+    from types import SimpleNamespace
+
+    from tlbench.report.pages import sections
+
+    seen = {}
+
+    def fake_write_verdict(study, table, ranking, front, **kwargs):
+        seen.update(kwargs)
+        for stem in (table, ranking):
+            pd.DataFrame({"dataset": ["d"]}).to_csv(f"{stem}.csv", index=False)
+
+    monkeypatch.setattr(sections, "write_verdict", fake_write_verdict)
+    settings = {"margin": 0.02, "reps": 300, "seed": 1, "cost": "train_seconds"}
+    sections.verdict_tables(SimpleNamespace(study=pd.DataFrame()), settings, tmp_path)
+    assert seen == {"margin": 0.02, "reps": 300, "seed": 1, "cost": "train_seconds"}

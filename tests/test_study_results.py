@@ -8,8 +8,10 @@ import math
 import pandas as pd
 import pytest
 from test_results import _config, _run
-from verdict_helpers import write_budget_study
+from verdict_helpers import write_budget_study, write_run
 
+from tlbench.analysis import runs
+from tlbench.analysis.verdict.assess import assess, ranking
 from tlbench.core.errors import StudyConfigError
 from tlbench.report.pages import results, results_pages, studies, transferability
 from tlbench.study.load import load_study
@@ -243,3 +245,33 @@ def test_earlier_test_looks_are_validated_at_parse_time():
     for bad in ({"count": 0, "note": "x"}, {"count": 9}, {"count": 9, "note": ""}):
         with pytest.raises(StudyConfigError, match="earlier_test_looks"):
             load_study(_config(results_section={**block, "earlier_test_looks": {"d": bad}}))
+
+
+def test_each_cell_is_shown_against_the_chosen_one_with_its_outcome_and_cost(tmp_path):
+    """The methods section's table: the validation-chosen cell first, then each cell's
+    difference with its simultaneous interval and outcome (a clearly worse cell reads
+    worse, a close one inconclusive), its cost beside it; none for a pilot's ranking."""
+    paths = []
+    for name, acc, val, seconds in (("m/fine_tune/none", 0.90, 0.9, 30.0),
+                                    ("m/bitfit/none", 0.89, 0.8, 20.0),
+                                    ("m/linear_probe/none", 0.50, 0.7, 2.0)):  # fmt: skip
+        paths += write_run(tmp_path, name, accuracy_per_seed=[acc, acc, acc],
+                           val=[val] * 3, seconds=seconds, pretrained=True)  # fmt: skip
+    study = runs.collect_runs(paths)
+    study["flops_seen"] = study["strategy"].map(
+        {"fine_tune": 3e12, "bitfit": 3e12, "linear_probe": 2.5e11}
+    )
+    blocks = studies.comparison_blocks(ranking(assess(study).cells))
+    table = blocks[-1][1].set_index("cell")
+    assert list(table.index) == ["m/fine_tune/none", "m/bitfit/none", "m/linear_probe/none"]
+    assert table.loc["m/fine_tune/none", "outcome"] == "chosen"
+    assert table.loc["m/bitfit/none", "outcome"] == "inconclusive"
+    assert table.loc["m/linear_probe/none", "outcome"] == "worse"
+    assert table.loc["m/linear_probe/none", "difference from the chosen [95 %]"].startswith(
+        "-0.400 ["
+    )
+    assert table.loc["m/linear_probe/none", "TFLOPs seen"] == "0.250"
+    assert table.loc["m/bitfit/none", "train (s)"] == "20.0"
+    assert "tied" not in results.to_markdown(blocks)
+    pilot = pd.DataFrame({"dataset": ["digits"] * 2, "rank": [1, 2], "val_accuracy": [0.9, 0.8]})
+    assert studies.comparison_blocks(pilot) == []

@@ -4,6 +4,8 @@ results page's cells table and the verdict's budget answer."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -31,6 +33,27 @@ def cost_cells(group: pd.DataFrame) -> dict[str, str]:
     for heading, (column, scale, decimals) in COST_CELLS.items():
         values = pd.to_numeric(group[column], errors="coerce") if column in group else []
         out[heading] = mean_sd([v * scale for v in values], decimals)
+    return out
+
+
+#: The comparison table's cost columns (a cell's means over its seeds, as
+#: :func:`tlbench.analysis.verdict.answer.cell_costs` gives them): heading -> (column,
+#: scale, decimals).
+CELL_COSTS = {
+    "params (M)": ("params_total", 1e-6, 3),
+    "GFLOPs / image": ("forward_flops", 1e-9, 3),
+    "TFLOPs seen": ("flops_seen", 1e-12, 3),
+    "train (s)": ("train_seconds", 1.0, 1),
+}
+
+
+def cell_cost_cells(row: Mapping[str, Any]) -> dict[str, str]:
+    """A cell's cost (means over its seeds) per :data:`CELL_COSTS` column; empty where its
+    runs did not record it."""
+    out = {}
+    for heading, (column, scale, decimals) in CELL_COSTS.items():
+        value = pd.to_numeric(row.get(column), errors="coerce")
+        out[heading] = "" if pd.isna(value) else f"{value * scale:.{decimals}f}"
     return out
 
 

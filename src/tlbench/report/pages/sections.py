@@ -22,6 +22,7 @@ from tlbench.analysis import tables
 from tlbench.analysis.evidence import Evidence, read_evidence
 from tlbench.analysis.set_aside import set_aside
 from tlbench.analysis.verdict import pairs
+from tlbench.analysis.verdict.answer import DEFAULT_COST
 from tlbench.core.atomic import atomic_file, write_json
 from tlbench.report.pages import results, seeds, studies
 from tlbench.report.pages.results import Block
@@ -38,7 +39,9 @@ def verdict_tables(
     evidence: Evidence, settings: Mapping[str, Any], folder: Path
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The verdict table and the strategy ranking of the evidence's runs, written into
-    ``folder`` and read back as the section reads them (``tables/verdict.csv``)."""
+    ``folder`` and read back as the section reads them (``tables/verdict.csv``), with the
+    study's verdict settings (margin, replicates, seed and the cost that names the
+    cheapest cell, as the report's verdict has them)."""
     write_verdict(
         evidence.study,
         folder / "verdict",
@@ -47,6 +50,7 @@ def verdict_tables(
         margin=settings["margin"],
         reps=settings["reps"],
         seed=settings["seed"],
+        cost=settings.get("cost", DEFAULT_COST),
     )
     return pd.read_csv(folder / "verdict.csv"), pd.read_csv(folder / "strategy_ranking.csv")
 
@@ -72,6 +76,7 @@ def section_blocks(
             tau=evidence.tables.get("transferability_tau"),
             ranking=ranking if evidence.meta.get("ranking") else None,
             settings=dict(settings),
+            comparisons=ranking,
         )
     batchnorm = pairwise = None
     if not tables.is_pilot(df):  # a pilot run has no test predictions to compare

@@ -41,6 +41,7 @@ from tlbench.analysis.verdict import across as verdict_across
 from tlbench.analysis.verdict.bootstrap import MARGIN
 from tlbench.analysis.verdict.intervals import OUTCOMES
 from tlbench.datasets import budget
+from tlbench.report.pages.costs import cell_cost_cells
 from tlbench.report.pages.learning_curves import crossover_lines, paired_comparisons
 from tlbench.report.pages.results import (
     CELL,
@@ -67,6 +68,58 @@ def cells_blocks(df: pd.DataFrame) -> list[Block]:
             [val.loc[tuple(row)] for row in table[CELL].itertuples(index=False)],
         )
     return [("h3", "Every cell (mean ± sd over seeds)"), ("table", table)]
+
+
+def comparison_blocks(ranking: pd.DataFrame) -> list[Block]:
+    """Per dataset every cell against the one validation chose (the strategy ranking of
+    :mod:`tlbench.analysis.verdict`, validation order): its test figure, its difference
+    from the chosen cell with the simultaneous interval, the outcome, and its cost beside
+    it. None for label budgets (the budget tables compare per budget), for a pilot (no
+    test figures) or with one cell per dataset."""
+    if (
+        ranking.empty
+        or "budget" in ranking
+        or "verdict" not in ranking  # a pilot's ranking: validation figures, no verdict
+        or ranking.groupby("dataset").size().max() < 2
+    ):
+        return []
+    compared = str(ranking["compared"].iloc[0]).replace("_", " ")
+    rows = []
+    for _, r in ranking.iterrows():
+        chosen = int(r["rank"]) == 1
+        reason = r["reason"] if isinstance(r["reason"], str) and r["reason"] else ""
+        rows.append(
+            {
+                "dataset": r["dataset"],
+                "rank": int(r["rank"]),
+                "cell": "/".join(str(r[c]) for c in CELL if c != "dataset"),
+                "seeds": int(r["seeds"]),
+                "validation": f"{r['validation']:.3f} ({r['criterion']})",
+                f"test {compared} [95 %]": (
+                    f"{r['test_value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+                ),
+                "difference from the chosen [95 %]": ""
+                if chosen
+                else f"{r['difference']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}]",
+                "outcome": "chosen"
+                if chosen
+                else r["verdict"] + (f" ({reason})" if reason else ""),
+                **cell_cost_cells(r),
+            }
+        )
+    return [
+        ("h3", "Each cell against the chosen one, at what cost"),
+        (
+            "p",
+            "Per dataset in validation order (rank 1: the cell validation chose), each cell's "
+            f"test {compared} with its 95 % interval, its difference from the chosen cell "
+            "with the interval that holds for all of the dataset's comparisons together, the "
+            "outcome (as in the verdict), and its cost, means over its seeds: parameters, "
+            "forward FLOPs per image (XLA's count), FLOPs over the training images seen, and "
+            "training seconds on the CPU named above.",
+        ),
+        ("table", pd.DataFrame(rows)),
+    ]
 
 
 def across_blocks(ranking: pd.DataFrame, margin: float = MARGIN) -> list[Block]:
@@ -222,16 +275,21 @@ def study_section(
     tau: pd.DataFrame | None = None,
     ranking: pd.DataFrame | None = None,
     settings: Mapping[str, Any] | None = None,
+    comparisons: pd.DataFrame | None = None,
 ) -> tuple[list[Block], dict[str, Any]]:
     """A measured study's section (blocks, :func:`tlbench.report.pages.results.to_markdown`) and
     its summary. ``study``: the config's ``results_section`` block (``page``,
-    ``title``) plus ``config`` and ``results`` (where it ran)."""
+    ``title``) plus ``config`` and ``results`` (where it ran). ``ranking``: the strategy
+    ranking, for the comparison across datasets; ``comparisons``: the same ranking, for
+    each cell against the chosen one with its cost (:func:`comparison_blocks`)."""
     wall = wall_time(df)
     blocks: list[Block] = [("h2", study["title"])]
     header, evaluations = study_header(df, study, wall, looks)
     blocks += header
     if verdict is not None and len(verdict):
         blocks += verdict_blocks(verdict)
+    if comparisons is not None:
+        blocks += comparison_blocks(comparisons)
     if ranking is not None:
         margins = verdict["margin"].dropna() if verdict is not None and "margin" in verdict else []
         blocks += across_blocks(ranking, float(margins.iloc[0]) if len(margins) else MARGIN)
