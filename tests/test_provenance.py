@@ -60,6 +60,31 @@ def test_git_dirty_detected(tmp_path):
     assert state["dirty"] is True and len(state["commit"]) == 40
 
 
+def test_pages_the_workflow_writes_do_not_make_the_checkout_dirty(tmp_path):
+    """A second study in the same checkout finds docs/results.md and its sections
+    rewritten by the first: outputs, not code; any other tracked change still counts."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "src").mkdir()
+    for name in ("docs/results.md", "docs/results/seed000.md", "docs/guide.md", "src/x.py"):
+        (tmp_path / name).write_text("1")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
+    (tmp_path / "docs/results.md").write_text("2")
+    (tmp_path / "docs/results/seed000.md").write_text("2")
+    assert provenance.git_state(tmp_path)["dirty"] is False
+    assert provenance.git_state(tmp_path / "src")["dirty"] is False  # from a subfolder too
+    (tmp_path / "docs/guide.md").write_text("2")
+    assert provenance.git_state(tmp_path)["dirty"] is True
+    (tmp_path / "docs/guide.md").write_text("1")
+    (tmp_path / "src/x.py").write_text("2")
+    assert provenance.git_state(tmp_path / "docs")["dirty"] is True
+
+
 def test_missing_package_version_is_none():
     assert provenance.package_version("surely-not-an-installed-package-xyz") is None
 

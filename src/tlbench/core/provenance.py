@@ -160,10 +160,18 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+#: Tracked files the workflow itself writes into the checkout (the rules
+#: ``results_page``, ``seed_results`` and ``study_results``): outputs, not code, so a
+#: study run after another in the same checkout is not "dirty" for them.
+WORKFLOW_OUTPUTS = ("docs/results.md", "docs/results")
+
+
 def git_state(path: str | os.PathLike | None = None) -> dict[str, Any]:
     """``{"commit": sha | None, "dirty": bool | None}`` of the git checkout at ``path``.
 
-    Both are ``None`` outside a git work tree or when git is not installed.
+    ``dirty``: a tracked file differs from the commit, leaving out the pages the workflow
+    writes itself (:data:`WORKFLOW_OUTPUTS`). Both are ``None`` outside a git work tree
+    or when git is not installed.
     """
     root = Path(path) if path is not None else project_root()
     if shutil.which("git") is None:
@@ -175,7 +183,9 @@ def git_state(path: str | os.PathLike | None = None) -> dict[str, Any]:
     if inside != "true":
         return {"commit": None, "dirty": None}
     commit = _safe(lambda: _git(["rev-parse", "HEAD"], root))
-    status = _safe(lambda: _git(["status", "--porcelain", "--untracked-files=no"], root))
+    outputs = [f":(top,exclude){output}" for output in WORKFLOW_OUTPUTS]
+    command = ["status", "--porcelain", "--untracked-files=no", "--", ":(top)", *outputs]
+    status = _safe(lambda: _git(command, root))
     dirty = None if status.startswith("error: ") else bool(status)
     return {"commit": commit, "dirty": dirty}
 
