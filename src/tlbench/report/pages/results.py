@@ -128,10 +128,11 @@ def study_header(
         evaluations = total_looks(looks, earlier)
         where = (
             "Looks at the test split: distinct run specs ever evaluated on each dataset's "
-            "test split (the same images and labels) by any study or run on this machine, "
-            f"from the machine's ledger {looks['machine_ledger']} (this machine only: looks "
-            f"made elsewhere are not in it), with this study's ledger {looks['study_ledger']} "
-            "folded in"
+            "test split (the same images and labels, prepared at the same size) by any "
+            f"study or run on this machine, from the machine's ledger {looks['machine_ledger']}"
+            " (this machine only: looks made elsewhere are not in it, nor looks at the same "
+            "test images prepared at another size, which the ledger keeps under their own "
+            f"fingerprint), with this study's ledger {looks['study_ledger']} folded in"
             if looks["machine_ledger"] is not None
             else "Looks at the test split: distinct run specs ever evaluated on each "
             "dataset's test split by this study (its ledger, test_evaluations.jsonl: "
