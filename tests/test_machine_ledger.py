@@ -160,3 +160,53 @@ def test_earlier_test_looks_are_added_and_named(tmp_path):
     )
     assert summary["test_evaluations"] == {"tiny": 10}
     assert summary["test_looks"]["earlier_test_looks"] == earlier
+
+
+def _folder(root, colours=((255, 0, 0), (0, 0, 255)), per_class=10):
+    """Class folders a/ b/ of small PNGs of different sizes (the folder loader's input)."""
+    from PIL import Image
+
+    for c, colour in enumerate(colours):
+        folder = root / "ab"[c]
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.new("RGB", (12 + i, 12), (colour[0], i * 20, colour[2])).save(folder / f"{i}.png")
+    return root
+
+
+def test_looks_at_the_same_test_images_prepared_at_another_size_are_counted(
+    tmp_path, machine_ledger
+):
+    """A study at 8 px and another at 16 px on the same folder evaluate the same test
+    images: their test splits' contents differ (``test_fingerprint``), their images'
+    fingerprint (``test_images``: the files' bytes) does not, and the second study counts
+    the first one's looks. Other test images (class a's another colour) share none."""
+    from tlbench.datasets import prepare
+
+    source = _folder(tmp_path / "source")
+    config = {"loader": "folder", "source": str(source)}
+    small = prepare(config, tmp_path / "a" / "prepared" / "f", image_size=8, seed=0)
+    large = prepare(config, tmp_path / "b" / "prepared" / "f", image_size=16, seed=0)
+    assert split_fingerprint(small) != split_fingerprint(large)
+    assert ledger.test_images(small) == ledger.test_images(large) is not None
+    for seed in (0, 1):
+        ledger.record(ledger.ledger_path(tmp_path / "a"), _metrics(small, seed))
+    ledger.record(ledger.ledger_path(tmp_path / "b"), _metrics(large, 7))
+    (counted,) = lookcount.count_looks(ledger.ledger_path(tmp_path / "b"), {"tiny": large})[
+        "datasets"
+    ]
+    assert counted["run_specs"] == 3 and counted["this_study"]["run_specs"] == 1
+    blocks, _ = studies.study_section(
+        _df(), {"title": "B", "page": "docs/results/b.md", "config": "b.yaml",
+                "results": str(tmp_path / "b")},
+        looks=lookcount.count_looks(ledger.ledger_path(tmp_path / "b"), {"tiny": large}),
+    )  # fmt: skip
+    assert "at any size they were prepared at" in results.to_markdown(blocks)
+
+    # the same folder but class a's images of another red: other test images
+    other = _folder(tmp_path / "other", colours=((250, 0, 0), (0, 0, 255)))
+    third = prepare({"loader": "folder", "source": str(other)}, tmp_path / "c" / "prepared" / "f",
+                    image_size=16, seed=0)  # fmt: skip
+    assert ledger.test_images(third) != ledger.test_images(large)
+    (none,) = lookcount.count_looks(ledger.ledger_path(tmp_path / "c"), {"tiny": third})["datasets"]
+    assert none["run_specs"] == 0

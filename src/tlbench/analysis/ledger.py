@@ -9,7 +9,9 @@ every study and every ``tlbench run`` on this machine shares. A line holds the d
 the fingerprint of its prepared data (:func:`prepared_fingerprint`: the manifest, no
 timing field), the fingerprint of its test split (``test_fingerprint``:
 :func:`tlbench.datasets.fingerprint.split_fingerprint`, the images and labels
-themselves), the hash of the run spec (:func:`spec_hash`), the evaluation it records
+themselves, at the size they were prepared at), the fingerprint of the test images
+whatever their size (``test_images``, from the manifest:
+:func:`tlbench.datasets.duplicates.images_fingerprint`), the hash of the run spec (:func:`spec_hash`), the evaluation it records
 (:func:`evaluation_id`), the UTC time and the code version; the machine's line also
 names the study ledger it was written beside (``ledger``). The files live beside, not
 inside, the run folders, so deleting or rerunning a run does not remove the record of
@@ -129,6 +131,7 @@ def entry(
         "prepared": str(prepared),
         "prepared_fingerprint": prepared_fingerprint(prepared),
         "test_fingerprint": split_fingerprint(prepared, "test"),
+        "test_images": test_images(prepared),
         "spec_hash": spec_hash(spec),
         "run": spec.get("run"),
         "evaluation": evaluation,
@@ -174,7 +177,9 @@ def evaluation_keys(lines: list[Mapping[str, Any]], source: str | None = None) -
         if line.get("evaluation"):
             keys.append(str(line["evaluation"]))
             continue
-        content = {k: v for k, v in line.items() if k not in ("ledger", "test_fingerprint")}
+        content = {
+            k: v for k, v in line.items() if k not in ("ledger", "test_fingerprint", "test_images")
+        }
         blob = json.dumps([source or line.get("ledger"), content], sort_keys=True, default=str)
         base = hashlib.sha256(blob.encode()).hexdigest()[:16]
         seen[base] = seen.get(base, -1) + 1
@@ -233,6 +238,16 @@ def read(path: str | os.PathLike) -> list[dict[str, Any]]:
             raise ValueError(f"{path}:{number}: ledger line lacks {', '.join(missing)}")
         lines.append(item)
     return lines
+
+
+def test_images(folder: str | os.PathLike) -> str | None:
+    """The fingerprint of a prepared folder's test images whatever size they were
+    prepared at (its manifest's ``test_images``), or None for a folder prepared before
+    the manifest recorded it."""
+    manifest = Path(folder) / "manifest.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{folder} is not a prepared dataset (no manifest.json)")
+    return json.loads(manifest.read_text()).get("test_images")
 
 
 def test_fingerprint(folder: str | os.PathLike) -> str | None:

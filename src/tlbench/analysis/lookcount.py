@@ -17,6 +17,7 @@ from tlbench.analysis.ledger import (
     machine_ledger_path,
     read,
     test_fingerprint,
+    test_images,
 )
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ def count_looks(
     :func:`machine_ledger_path`). The study's lines are first folded into the machine's
     ledger (:func:`fold`). A dataset's looks are the evaluations, in any study on this
     machine, of a test split with the same content (``test_fingerprint``) as the study's
-    prepared folder holds, with every line of the study's own ledger for that dataset
+    prepared folder holds, or of the same test images prepared at another size
+    (``test_images``, where both preparations recorded it), with every line of the study's own ledger for that dataset
     (an earlier preparation too). Evaluations are counted once (:func:`evaluation_keys`).
 
     Returns (JSON-serialisable)::
@@ -53,6 +55,7 @@ def count_looks(
         {"machine_ledger": "~/.local/share/tlbench/test_evaluations.jsonl",
          "study_ledger": "results/x/test_evaluations.jsonl",
          "datasets": [{"dataset": "gtsrb", "test_fingerprint": "<sha256>",
+                       "test_images": "<sha256>" | None,
                        "run_specs": 12, "evaluations": 14, "prepared_versions": 1,
                        "ledgers": ["results/x/test_evaluations.jsonl", ...],
                        "first": "<utc>" | None, "last": "<utc>" | None,
@@ -70,7 +73,7 @@ def count_looks(
     own = _shown(path)
     datasets = []
     for name, folder in prepared.items():
-        fingerprint = test_fingerprint(folder)
+        fingerprint, images = test_fingerprint(folder), test_images(folder)
         mine = {
             key: {**x, "ledger": own}
             for key, x in zip(study_keys, study_lines, strict=True)
@@ -79,7 +82,8 @@ def count_looks(
         found = {
             key: {**x, "ledger": _shown(x["ledger"]) if x.get("ledger") else None}
             for key, x in zip(machine_keys, machine_lines, strict=True)
-            if fingerprint is not None and x.get("test_fingerprint") == fingerprint
+            if (fingerprint is not None and x.get("test_fingerprint") == fingerprint)
+            or (images is not None and x.get("test_images") == images)
         }
         lines = {**found, **mine}
         times = sorted(str(x["time_utc"]) for x in lines.values())
@@ -87,6 +91,7 @@ def count_looks(
             {
                 "dataset": name,
                 "test_fingerprint": fingerprint,
+                "test_images": images,
                 "run_specs": len({x["spec_hash"] for x in lines.values()}),
                 "evaluations": len(lines),
                 "prepared_versions": len({x["prepared_fingerprint"] for x in lines.values()}),

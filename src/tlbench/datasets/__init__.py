@@ -162,8 +162,14 @@ def _duplicates(
     classes: list[str],
 ) -> dict[str, Any]:
     """Find the duplicates; act on them as the option ``duplicates`` says (see
-    :mod:`tlbench.datasets.duplicates`); return the manifest's record."""
+    :mod:`tlbench.datasets.duplicates`); return the manifest's record, with
+    ``test_images``: the test split's images as kept, whatever their size
+    (:func:`tlbench.datasets.duplicates.images_fingerprint`)."""
     found = duplicates.find(hashes, labels, classes, options["near_distance"])
+    gone = set(found["train_copies"]["test"]) if options["duplicates"] == "drop" else set()
+    kept = [i for i in range(len(labels["test"])) if i not in gone]
+    test = duplicates.Hashes(exact=[hashes["test"].exact[i] for i in kept])
+    test_images = duplicates.images_fingerprint(test, labels["test"][kept], classes)
     if options["duplicates"] == "error" and (bad := duplicates.across(found)):
         counts = ", ".join(f"{k}: {v}" for k, v in bad.items())
         raise ValueError(
@@ -174,7 +180,7 @@ def _duplicates(
     if options["duplicates"] == "drop":
         found["dropped"] = duplicates.drop(outdir, found, labels, hashes)
     del found["train_copies"]
-    return found
+    return {**found, "test_images": test_images}
 
 
 def _drop_study_keys(config: dict[str, Any], size: images.Size, seed: int) -> dict[str, Any]:
@@ -240,6 +246,7 @@ def prepare(
                 for close in raw.cleanup:
                     close()
         copies = _duplicates(tmp, options, hashes, written, list(raw.classes))
+        test_images = copies.pop("test_images")
         n = len(raw.classes)
         class_counts = {s: np.bincount(y, minlength=n).tolist() for s, y in written.items()}
         missing = [raw.classes[c] for c, k in enumerate(class_counts["train"]) if k == 0]
@@ -265,6 +272,7 @@ def prepare(
             "sources": raw.sources,
             "validation": raw.validation,
             "test": raw.test_split,
+            "test_images": test_images,
             **_group_counts(tmp),
             "params": dict(config),
             "options": {k: v for k, v in options.items()},

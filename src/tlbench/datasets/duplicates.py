@@ -53,6 +53,16 @@ class Hashes:
         self.near.append(int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big"))
 
 
+def images_fingerprint(hashes: Hashes, labels: np.ndarray, classes: list[str]) -> str:
+    """sha256 of a split's images and labels by their exact hashes, in no order: for
+    image files their bytes, so the same test images prepared at another size (or in
+    another order) give the same fingerprint; for a generated set, its pixels as
+    written. ``hashes`` and ``labels`` in the same order."""
+    pairs = zip(hashes.exact, labels, strict=True)  # a length mismatch is an error
+    lines = sorted(f"{exact}\t{classes[int(y)]}" for exact, y in pairs)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def _groups(keys: list[Any]) -> list[list[int]]:
     """Indices grouped by equal key (groups of two or more)."""
     found: dict[Any, list[int]] = {}

@@ -126,13 +126,23 @@ def study_header(
     if looks is not None:
         earlier = study.get("earlier_test_looks") or {}
         evaluations = total_looks(looks, earlier)
+        # counted by the test images whatever their size (ledger.test_images), or before
+        sized = any(not d.get("test_images") for d in looks.get("datasets", []))
         where = (
             "Looks at the test split: distinct run specs ever evaluated on each dataset's "
-            "test split (the same images and labels, prepared at the same size) by any "
-            f"study or run on this machine, from the machine's ledger {looks['machine_ledger']}"
-            " (this machine only: looks made elsewhere are not in it, nor looks at the same "
-            "test images prepared at another size, which the ledger keeps under their own "
-            f"fingerprint), with this study's ledger {looks['study_ledger']} folded in"
+            + (
+                "test split (the same images and labels, prepared at the same size) by any "
+                "study or run on this machine, from the machine's ledger "
+                f"{looks['machine_ledger']} (this machine only: looks made elsewhere are not "
+                "in it, nor looks at these test images prepared at another size: counted "
+                "before the ledger recorded the images apart from their size)"
+                if sized
+                else "test images (the same images and labels, at any size they were "
+                "prepared at) by any study or run on this machine, from the machine's ledger "
+                f"{looks['machine_ledger']} (this machine only: looks made elsewhere are not "
+                "in it)"
+            )
+            + f", with this study's ledger {looks['study_ledger']} folded in"
             if looks["machine_ledger"] is not None
             else "Looks at the test split: distinct run specs ever evaluated on each "
             "dataset's test split by this study (its ledger, test_evaluations.jsonl: "
