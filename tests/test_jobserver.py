@@ -155,8 +155,11 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with open(f"/proc/{pid}/stat") as handle:  # a zombie is gone
-        return handle.read().split(") ")[1][0] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as handle:  # a zombie is gone
+            return handle.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:  # reaped between the two looks (CI: seen once)
+        return False
 
 
 def _pid_written(pidfile: Path, job: subprocess.Popen) -> int:
