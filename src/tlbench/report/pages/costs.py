@@ -40,9 +40,7 @@ def cost_cells(group: pd.DataFrame) -> dict[str, str]:
 #: :func:`tlbench.analysis.verdict.answer.cell_costs` gives them): heading -> (column,
 #: scale, decimals).
 CELL_COSTS = {
-    "params (M)": ("params_total", 1e-6, 3),
-    "GFLOPs / image": ("forward_flops", 1e-9, 3),
-    "TFLOPs seen": ("flops_seen", 1e-12, 3),
+    **{heading: COST_CELLS[heading] for heading in ("params (M)", "GFLOPs / image", "TFLOPs seen")},
     "train (s)": ("train_seconds", 1.0, 1),
 }
 
